@@ -1,0 +1,53 @@
+# winnow — every user command sets itself up: .venv, pip install, simulator check.
+PYTHON ?= python3
+VENV   := .venv
+VPY    := $(VENV)/bin/python
+STAMP  := $(VENV)/.winnow-installed
+SIM    ?= icarus
+SEED   ?=
+WAVES  ?= 0
+PYTEST_WORKERS ?= auto
+export SIM SEED WAVES
+
+.PHONY: help setup sim test unit verif demo bench fpga clean
+
+help:
+	@echo "make demo    generate, pack and run the example model (the main job)"
+	@echo "make test    every test CI runs (unit + cocotb + synthesis smoke)"
+	@echo "make verif   cocotb regression only   (SIM=icarus|verilator WAVES=1 SEED=n)"
+	@echo "make bench   cycle benchmarks -> build/bench/results.json"
+	@echo "make fpga    YoWASP synthesis and place-and-route reports -> build/fpga/"
+	@echo "make clean   remove build/ (keeps .venv)"
+
+$(STAMP): pyproject.toml
+	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[test,fpga]'
+	@touch $@
+
+setup: $(STAMP)
+
+sim: $(STAMP)
+	@$(VPY) -m verif.simulator
+
+test: sim
+	$(VPY) -m pytest -n $(PYTEST_WORKERS) -q
+
+unit: $(STAMP)
+	$(VPY) -m pytest -n $(PYTEST_WORKERS) -q tests
+
+verif: sim
+	@mkdir -p build/verif
+	$(VPY) -m pytest -n $(PYTEST_WORKERS) -q verif --junitxml=build/verif/junit.xml
+
+demo: $(STAMP)
+	$(VPY) -m sw.demo
+
+bench: sim
+	$(VPY) -m verif.bench
+
+fpga: $(STAMP)
+	$(VPY) -m fpga.synth
+
+clean:
+	rm -rf build sim_build

@@ -1,0 +1,1 @@
+"""FPGA synthesis and place-and-route flows (YoWASP Yosys and nextpnr)."""

@@ -1,0 +1,1 @@
+"""Amaranth gateware for winnow, the sparse-Winograd CNN accelerator generator."""

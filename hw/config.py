@@ -1,0 +1,304 @@
+"""``AccelConfig``: the one parameter contract shared by the generator, packer and models.
+
+The configuration is a frozen dataclass with no Amaranth import, so the packer, the golden
+model, the perf model and the tests can all take it without pulling in the HDL. Every width
+that follows from the Winograd matrices is *derived* here from :mod:`sw.winograd`; no width is
+written down twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from sw import winograd
+
+__all__ = ["AccelConfig", "ConfigError", "OVERFLOW_MODES", "SUPPORTED_TILES", "signed_bits"]
+
+#: Output tile sizes m the hardware supports (integer B^T and A^T exist for these).
+SUPPORTED_TILES = (2, 4)
+#: How accumulators and the requantiser treat values out of range.
+OVERFLOW_MODES = ("wrap", "saturate")
+#: Bumped whenever a field is added, removed or changes meaning.
+SCHEMA_VERSION = 1
+
+
+class ConfigError(ValueError):
+    """An ``AccelConfig`` field holds a value that is not allowed."""
+
+
+def signed_bits(lo: int, hi: int) -> int:
+    """Smallest two's-complement width holding every integer in ``[lo, hi]``."""
+    bits = 1
+    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
+        bits += 1
+    return bits
+
+
+def _signed_range(bits: int) -> tuple[int, int]:
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def _transform_range(mat: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
+    """Exact range of ``M x M^T`` over the last two axes for inputs in ``[lo, hi]``."""
+    coef = np.einsum("ik,jl->ijkl", mat, mat).reshape(mat.shape[0] ** 2, -1)
+    pos = np.where(coef > 0, coef, 0).sum(axis=1)
+    neg = np.where(coef < 0, coef, 0).sum(axis=1)
+    return int((pos * lo + neg * hi).min()), int((pos * hi + neg * lo).max())
+
+
+@dataclass(frozen=True)
+class AccelConfig:
+    """Parameters of one generated accelerator, F(m×m, 3×3).
+
+    Parameters
+    ----------
+    tile : int
+        Output tile size m; the input tile is ``n = m + 2``. One of :data:`SUPPORTED_TILES`.
+    act_bits, wgt_bits : int
+        Signed widths of activations and Winograd-domain weights (2..16).
+    acc_bits : int
+        Architected width of the per-coordinate accumulators ``M`` (8..48).
+    lanes : int or tuple of int
+        Multiplier lanes per Winograd coordinate: one number for all ``n²`` PEs, or one per
+        coordinate in row-major ``(i, j)`` order.
+    c_max, k_max : int
+        Largest input and output channel counts a layer may have.
+    w_max : int
+        Largest feature-map width the line buffer holds.
+    wmem_depth : int
+        Weight-memory words per PE.
+    fifo_depth : int
+        Depth of each per-coordinate activation FIFO (a power of two, at least 2).
+    tiles_in_flight : int
+        Accumulator banks per PE, so the drain of one tile overlaps the next (at least 2).
+    overflow : str
+        ``"wrap"`` (two's complement modulo ``2**acc_bits``) or ``"saturate"`` (clamp the exact
+        per-coordinate sum to ``acc_bits``). Both are independent of summation order.
+    bias_bits, mult_bits, shift_bits : int
+        Requantisation: signed bias and multiplier widths, and the unsigned shift width.
+    """
+
+    tile: int = 2
+    act_bits: int = 8
+    wgt_bits: int = 8
+    acc_bits: int = 32
+    lanes: int | tuple[int, ...] = 4
+    c_max: int = 256
+    k_max: int = 256
+    w_max: int = 64
+    wmem_depth: int = 4096
+    fifo_depth: int = 32
+    tiles_in_flight: int = 2
+    overflow: str = "wrap"
+    bias_bits: int = 32
+    mult_bits: int = 32
+    shift_bits: int = 6
+
+    def __post_init__(self):
+        def bad(name: str, allowed: str):
+            raise ConfigError(f"AccelConfig.{name}: {getattr(self, name)!r} is not allowed; "
+                              f"expected {allowed}")
+
+        def check_int(name: str, lo: int, hi: int):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                bad(name, f"an integer in [{lo}, {hi}]")
+
+        if self.tile not in SUPPORTED_TILES:
+            bad("tile", f"one of {', '.join(map(str, SUPPORTED_TILES))}")
+        check_int("act_bits", 2, 16)
+        check_int("wgt_bits", 2, 16)
+        check_int("acc_bits", 8, 48)
+        check_int("c_max", 1, 4096)
+        check_int("k_max", 1, 4096)
+        check_int("w_max", 3, 4096)
+        check_int("wmem_depth", 1, 1 << 20)
+        check_int("fifo_depth", 2, 1 << 16)
+        if self.fifo_depth & (self.fifo_depth - 1):
+            bad("fifo_depth", "a power of two")
+        check_int("tiles_in_flight", 2, 8)
+        if self.overflow not in OVERFLOW_MODES:
+            bad("overflow", f"one of {', '.join(OVERFLOW_MODES)}")
+        check_int("bias_bits", 2, 48)
+        check_int("mult_bits", 2, 48)
+        check_int("shift_bits", 1, 8)
+
+        lanes = self.lanes
+        if isinstance(lanes, list):
+            lanes = tuple(lanes)
+            object.__setattr__(self, "lanes", lanes)
+        if isinstance(lanes, tuple):
+            if len(lanes) != self.coords or not all(
+                    isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 64
+                    for x in lanes):
+                bad("lanes", f"one integer in [1, 64], or {self.coords} of them (one per "
+                             f"Winograd coordinate of F({self.tile},3))")
+        else:
+            check_int("lanes", 1, 64)
+
+    # -- shape ---------------------------------------------------------------------------
+    @property
+    def n(self) -> int:
+        """Input tile size ``m + 2``."""
+        return self.tile + 2
+
+    @property
+    def coords(self) -> int:
+        """Number of Winograd coordinates ``n²``, one PE each."""
+        return self.n * self.n
+
+    @property
+    def lanes_per_coord(self) -> tuple[int, ...]:
+        """Lanes of each PE, row-major over ``(i, j)``."""
+        if isinstance(self.lanes, tuple):
+            return self.lanes
+        return (self.lanes,) * self.coords
+
+    @property
+    def multipliers(self) -> int:
+        """Total multipliers in the sparse array."""
+        return sum(self.lanes_per_coord)
+
+    # -- matrices --------------------------------------------------------------------------
+    @property
+    def matrices(self) -> winograd.WinogradMatrices:
+        """The exact Cook-Toom matrices for this tile size."""
+        return winograd.matrices(self.tile)
+
+    @cached_property
+    def BT(self) -> np.ndarray:
+        """Integer input transform ``B^T`` (n × n)."""
+        return winograd.integer_matrix(self.matrices.BT, "B^T")
+
+    @cached_property
+    def AT(self) -> np.ndarray:
+        """Integer output transform ``A^T`` (m × n)."""
+        return winograd.integer_matrix(self.matrices.AT, "A^T")
+
+    # -- derived widths --------------------------------------------------------------------
+    @property
+    def act_range(self) -> tuple[int, int]:
+        return _signed_range(self.act_bits)
+
+    @property
+    def wgt_range(self) -> tuple[int, int]:
+        return _signed_range(self.wgt_bits)
+
+    @property
+    def acc_range(self) -> tuple[int, int]:
+        return _signed_range(self.acc_bits)
+
+    @cached_property
+    def v_range(self) -> tuple[int, int]:
+        """Exact range of the input transform ``V = B^T d B`` for int ``act_bits`` inputs."""
+        return _transform_range(self.BT, *self.act_range)
+
+    @property
+    def v_bits(self) -> int:
+        """Width of a transformed activation V."""
+        return signed_bits(*self.v_range)
+
+    @property
+    def product_bits(self) -> int:
+        """Width of one product ``U * V``."""
+        wl, wh = self.wgt_range
+        vl, vh = self.v_range
+        corners = (wl * vl, wl * vh, wh * vl, wh * vh)
+        return signed_bits(min(corners), max(corners))
+
+    @property
+    def exact_sum_bits(self) -> int:
+        """Width that holds the exact sum of ``c_max`` products without overflow."""
+        return self.product_bits + (self.c_max - 1).bit_length()
+
+    @property
+    def acc_internal_bits(self) -> int:
+        """Accumulator register width in hardware.
+
+        ``wrap`` needs only ``acc_bits`` (modular sums are order-free); ``saturate`` keeps the
+        exact sum and clamps it to ``acc_bits`` at the drain.
+        """
+        if self.overflow == "wrap":
+            return self.acc_bits
+        return max(self.acc_bits, self.exact_sum_bits)
+
+    @cached_property
+    def y_range(self) -> tuple[int, int]:
+        """Exact range of the output transform ``Y = A^T M A`` for ``acc_bits`` inputs."""
+        return _transform_range(self.AT, *self.acc_range)
+
+    @property
+    def y_bits(self) -> int:
+        """Width of an output-transform result Y (before bias)."""
+        return signed_bits(*self.y_range)
+
+    # -- serialisation -----------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """Fields plus a read-only ``derived`` section (for people and C headers)."""
+        fields = dataclasses.asdict(self)
+        if isinstance(self.lanes, tuple):
+            fields["lanes"] = list(self.lanes)
+        return {
+            "schema": SCHEMA_VERSION,
+            **fields,
+            "derived": {
+                "n": self.n, "coords": self.coords, "multipliers": self.multipliers,
+                "v_bits": self.v_bits, "product_bits": self.product_bits,
+                "acc_internal_bits": self.acc_internal_bits, "y_bits": self.y_bits,
+                "BT": self.BT.tolist(), "AT": self.AT.tolist(),
+            },
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "config") -> "AccelConfig":
+        """Build from :meth:`to_dict` output; unknown keys and a stale ``derived`` are errors."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        data = dict(data)
+        schema = data.pop("schema", SCHEMA_VERSION)
+        if schema != SCHEMA_VERSION:
+            raise ConfigError(f"{source}: schema {schema!r} is not supported "
+                              f"(this winnow reads schema {SCHEMA_VERSION})")
+        derived = data.pop("derived", None)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}; "
+                              f"known fields: {', '.join(sorted(names))}")
+        if isinstance(data.get("lanes"), list):
+            data["lanes"] = tuple(data["lanes"])
+        try:
+            cfg = cls(**data)
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from None
+        if derived is not None and derived != cfg.to_dict()["derived"]:
+            raise ConfigError(f"{source}: the 'derived' section does not match the fields; "
+                              "regenerate it with python -m hw.gen")
+        return cfg
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "config") -> "AccelConfig":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{source}: not valid JSON ({err})") from None
+        return cls.from_dict(data, source)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "AccelConfig":
+        """Read a ``winnow.json`` written by ``python -m hw.gen``."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
+        return cls.from_json(text, str(path))

@@ -1,0 +1,1 @@
+"""Host software for winnow: Winograd math, golden model, quantisation, packing and tools."""

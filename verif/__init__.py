@@ -1,0 +1,1 @@
+"""cocotb benches, their pytest runners, and the shared driver/monitor/scoreboard code."""
