@@ -1,0 +1,281 @@
+"""Bit-exact reference of the accelerator's arithmetic for one 3×3 stride-1 layer.
+
+Pure NumPy, int64 inside (Python ints where a product can pass 63 bits). The pipeline, per
+tile ``t`` and Winograd coordinate ``xi = i*n + j`` (docs/golden.md has the equations)::
+
+    d  = n×n input patch (zero outside the map)          int act_bits
+    V  = B^T d B            (optionally ReLU(V))          exact, cfg.v_bits
+    M  = sum_c U[xi,k,c] * V[xi,c,t]                      exact, then wrap or saturate to acc_bits
+    Y  = A^T M A                                          exact, cfg.y_bits
+    out = clamp(relu?(((Y + bias) * multiplier + 2**(shift-1)) >> shift))   int act_bits
+
+Nothing here depends on summation order: wrap is arithmetic modulo ``2**acc_bits`` and
+saturate clamps the exact sum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hw.config import AccelConfig
+from sw import winograd
+from sw.quant import QuantLayer
+
+__all__ = [
+    "LayerTrace", "transform_input", "winograd_relu", "accumulate", "transform_output",
+    "requantize", "conv_layer", "conv_layer_trace", "coord_density", "mult_counts",
+    "direct_conv2d", "float_winograd_conv",
+]
+
+#: Magnitude below which an int64 result of a sum or product is certainly exact.
+_INT64_SAFE = 1 << 62
+
+
+def _signed_range(bits: int) -> tuple[int, int]:
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def transform_input(d: np.ndarray, cfg: AccelConfig) -> np.ndarray:
+    """Exact ``V = B^T d B`` over the last two axes (``[..., n, n]``), int64."""
+    d = np.asarray(d, dtype=np.int64)
+    return np.einsum("ij,...jk,lk->...il", cfg.BT, d, cfg.BT)
+
+
+def winograd_relu(V: np.ndarray) -> np.ndarray:
+    """ReLU in the Winograd domain: ``max(V, 0)`` element-wise."""
+    return np.maximum(V, 0)
+
+
+def _wrap(x: np.ndarray, bits: int) -> np.ndarray:
+    half = 1 << (bits - 1)
+    return (x + half) % (1 << bits) - half
+
+
+def accumulate(U: np.ndarray, V: np.ndarray, cfg: AccelConfig) -> np.ndarray:
+    """Per-coordinate accumulation ``M[xi, k, t] = sum_c U[xi, k, c] * V[xi, c, t]``.
+
+    The sum is exact, then reduced to ``cfg.acc_bits``: ``wrap`` takes it modulo ``2**acc_bits``
+    (two's complement), ``saturate`` clamps it to ``cfg.acc_range``.
+
+    Parameters
+    ----------
+    U : numpy.ndarray
+        int ``[n*n, K, C]``.
+    V : numpy.ndarray
+        int ``[n*n, C, T]``.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 ``[n*n, K, T]``.
+    """
+    U = np.asarray(U, dtype=np.int64)
+    V = np.asarray(V, dtype=np.int64)
+    bound = (int(np.abs(U).max(initial=0)) * int(np.abs(V).max(initial=0))
+             * max(1, U.shape[-1]))
+    if bound < _INT64_SAFE:
+        exact = np.matmul(U, V)
+    else:
+        exact = np.matmul(U.astype(object), V.astype(object))
+    if cfg.overflow == "wrap":
+        out = _wrap(exact, cfg.acc_bits)
+    else:
+        lo, hi = cfg.acc_range
+        out = np.clip(exact, lo, hi)
+    return out.astype(np.int64)
+
+
+def transform_output(M: np.ndarray, cfg: AccelConfig) -> np.ndarray:
+    """Exact ``Y = A^T M A`` over the last two axes (``[..., n, n]`` → ``[..., m, m]``), int64."""
+    M = np.asarray(M, dtype=np.int64)
+    return np.einsum("ij,...jk,lk->...il", cfg.AT, M, cfg.AT)
+
+
+def requantize(y: np.ndarray, bias: np.ndarray, multiplier: np.ndarray, shift: np.ndarray,
+               relu: bool, cfg: AccelConfig) -> np.ndarray:
+    """Requantise accumulator-scale values to activations.
+
+    ``out = clamp(relu?(((y + bias) * multiplier + (1 << (shift - 1))) >> shift))``, with ``>>``
+    the arithmetic (flooring) shift, so ties round half up (towards +inf). The clamp is to
+    ``cfg.act_range``. Per-channel parameters broadcast along axis 0 of ``y``.
+
+    Parameters
+    ----------
+    y : numpy.ndarray
+        int ``[K, ...]``.
+    bias, multiplier, shift : numpy.ndarray
+        int ``[K]``; every ``shift >= 1``.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64, same shape as ``y``.
+    """
+    y = np.asarray(y, dtype=np.int64)
+    expand = (slice(None),) + (None,) * (y.ndim - 1)
+    bias = np.asarray(bias, dtype=np.int64)[expand]
+    multiplier = np.asarray(multiplier, dtype=np.int64)[expand]
+    shift = np.asarray(shift, dtype=np.int64)[expand]
+    if np.any(shift < 1):
+        raise ValueError(f"requantisation shift must be >= 1, got {np.asarray(shift).ravel()}")
+    acc_max = int(np.abs(y).max(initial=0)) + int(np.abs(bias).max(initial=0))
+    if acc_max * int(np.abs(multiplier).max(initial=0)) + (1 << int(shift.max())) < _INT64_SAFE:
+        acc = y + bias
+        scaled = (acc * multiplier + (np.int64(1) << (shift - 1))) >> shift
+    else:
+        acc = y.astype(object) + bias.astype(object)
+        one = np.ones_like(shift, dtype=object)
+        scaled = (acc * multiplier.astype(object) + (one << (shift.astype(object) - 1))) \
+            >> shift.astype(object)
+    if relu:
+        scaled = np.maximum(scaled, 0)
+    lo, hi = cfg.act_range
+    return np.clip(scaled, lo, hi).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class LayerTrace:
+    """Every intermediate of :func:`conv_layer_trace`; tiles ``t`` in raster order.
+
+    Attributes
+    ----------
+    grid : sw.winograd.TileGrid
+        Tile geometry.
+    d : numpy.ndarray
+        ``[C, T, n, n]`` input patches.
+    V : numpy.ndarray
+        ``[n*n, C, T]`` transformed inputs (after the Winograd ReLU when enabled).
+    M : numpy.ndarray
+        ``[n*n, K, T]`` accumulators after wrap/saturate.
+    Y : numpy.ndarray
+        ``[K, T, m, m]`` output transform, before bias.
+    out : numpy.ndarray
+        ``[K, out_h, out_w]`` requantised output.
+    """
+
+    grid: winograd.TileGrid
+    d: np.ndarray
+    V: np.ndarray
+    M: np.ndarray
+    Y: np.ndarray
+    out: np.ndarray
+
+
+def _check(x: np.ndarray, layer: QuantLayer, cfg: AccelConfig) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim != 3 or x.shape[0] != layer.C:
+        raise ValueError(f"layer {layer.name}: input must be [C={layer.C}, H, W], got {x.shape}")
+    if not np.issubdtype(x.dtype, np.integer):
+        raise ValueError(f"layer {layer.name}: input must be integer, got {x.dtype}")
+    if layer.U.shape[0] != cfg.coords:
+        raise ValueError(f"layer {layer.name}: U has {layer.U.shape[0]} coordinates; "
+                         f"F({cfg.tile},3) needs {cfg.coords}")
+    if layer.C > cfg.c_max or layer.K > cfg.k_max:
+        raise ValueError(f"layer {layer.name}: C={layer.C}, K={layer.K} exceed "
+                         f"c_max={cfg.c_max}, k_max={cfg.k_max}")
+    for what, arr, (lo, hi) in (("input", x, cfg.act_range), ("U", layer.U, cfg.wgt_range),
+                                ("bias", layer.bias, _signed_range(cfg.bias_bits)),
+                                ("multiplier", layer.multiplier, _signed_range(cfg.mult_bits)),
+                                ("shift", layer.shift, (1, (1 << cfg.shift_bits) - 1))):
+        if arr.size and (arr.min() < lo or arr.max() > hi):
+            raise ValueError(f"layer {layer.name}: {what} holds values in "
+                             f"[{arr.min()}, {arr.max()}], outside [{lo}, {hi}]")
+    return x.astype(np.int64)
+
+
+def conv_layer_trace(x: np.ndarray, layer: QuantLayer, cfg: AccelConfig) -> LayerTrace:
+    """Run one layer and keep every intermediate. ``x`` is int ``[C, H, W]``."""
+    x = _check(x, layer, cfg)
+    C, H, W = x.shape
+    n, m, K = cfg.n, cfg.tile, layer.K
+    grid = winograd.tile_grid(H, W, m, layer.pad)
+    T = grid.tiles
+    d = winograd.extract_tiles(x, grid).reshape(C, T, n, n)
+    Vt = transform_input(d, cfg)
+    if layer.winograd_relu:
+        Vt = winograd_relu(Vt)
+    V = Vt.transpose(2, 3, 0, 1).reshape(n * n, C, T)
+    M = accumulate(layer.U, V, cfg)
+    Y = transform_output(M.reshape(n, n, K, T).transpose(2, 3, 0, 1), cfg)     # K, T, m, m
+    y = winograd.assemble_tiles(Y.reshape(K, grid.tiles_h, grid.tiles_w, m, m), grid)
+    out = requantize(y, layer.bias, layer.multiplier, layer.shift, layer.spatial_relu, cfg)
+    return LayerTrace(grid=grid, d=d, V=V, M=M, Y=Y, out=out)
+
+
+def conv_layer(x: np.ndarray, layer: QuantLayer, cfg: AccelConfig) -> np.ndarray:
+    """Run one layer: int ``[C, H, W]`` → int64 ``[K, out_h, out_w]``."""
+    return conv_layer_trace(x, layer, cfg).out
+
+
+def coord_density(U: np.ndarray) -> np.ndarray:
+    """Fraction of non-zero weights per Winograd coordinate, ``[n*n]``."""
+    U = np.asarray(U)
+    return (U != 0).reshape(U.shape[0], -1).mean(axis=1)
+
+
+def mult_counts(layer: QuantLayer, x: np.ndarray, cfg: AccelConfig) -> dict[str, int]:
+    """Multiplications one layer needs on input ``x``.
+
+    Returns
+    -------
+    dict
+        ``dense_direct`` (``K*C*out_h*out_w*9``), ``dense_winograd`` (``K*C*T*n*n``) and
+        ``sparse_winograd``: the pairs ``(U[xi,k,c], V[xi,c,t])`` with both non-zero, with ``V``
+        after the Winograd ReLU when the layer has it.
+    """
+    trace = conv_layer_trace(x, layer, cfg)
+    grid = trace.grid
+    K, C = layer.K, layer.C
+    nz_u = (layer.U != 0).sum(axis=1)                     # [xi, c]: non-zero weights over k
+    nz_v = (trace.V != 0).sum(axis=2)                     # [xi, c]: non-zero inputs over t
+    return {
+        "dense_direct": K * C * grid.out_h * grid.out_w * 9,
+        "dense_winograd": K * C * grid.tiles * cfg.coords,
+        "sparse_winograd": int((nz_u * nz_v).sum()),
+    }
+
+
+def direct_conv2d(x: np.ndarray, w: np.ndarray, pad: int) -> np.ndarray:
+    """Plain direct 3×3 correlation ``x[C, H, W]``, ``w[K, C, 3, 3]`` → ``[K, out_h, out_w]``.
+
+    Integer inputs give exact int64 results, float inputs float64. This is the reference the
+    Winograd paths are checked against (``y[k, r, s] = sum_{c,i,j} w[k,c,i,j] x[c, r+i-pad, s+j-pad]``).
+    """
+    x = np.asarray(x)
+    w = np.asarray(w)
+    dtype = np.int64 if np.issubdtype(np.result_type(x, w), np.integer) else np.float64
+    x = np.pad(x.astype(dtype), ((0, 0), (pad, pad), (pad, pad)))
+    out_h, out_w = x.shape[1] - 2, x.shape[2] - 2
+    out = np.zeros((w.shape[0], out_h, out_w), dtype=dtype)
+    for i in range(3):
+        for j in range(3):
+            out += np.einsum("kc,chw->khw", w[:, :, i, j].astype(dtype),
+                             x[:, i:i + out_h, j:j + out_w])
+    return out
+
+
+def float_winograd_conv(x: np.ndarray, U: np.ndarray, bias: np.ndarray | None, m: int,
+                        pad: int, winograd_relu: bool = False,
+                        spatial_relu: bool = False) -> np.ndarray:
+    """Float Winograd layer with Winograd-domain weights ``U[n*n, K, C]``: the float model of
+    what :func:`conv_layer` computes, without any rounding, wrapping or clamping.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    AT, _, BT = winograd.matrices(m).as_float()
+    n = m + 2
+    C, H, W = x.shape
+    K = U.shape[1]
+    grid = winograd.tile_grid(H, W, m, pad)
+    d = winograd.extract_tiles(x, grid).reshape(C, grid.tiles, n, n)
+    Vt = np.einsum("ij,...jk,lk->...il", BT, d, BT)
+    if winograd_relu:
+        Vt = np.maximum(Vt, 0)
+    V = Vt.transpose(2, 3, 0, 1).reshape(n * n, C, -1)
+    M = np.matmul(np.asarray(U, dtype=np.float64), V)
+    Y = np.einsum("ij,...jk,lk->...il", AT, M.reshape(n, n, K, -1).transpose(2, 3, 0, 1), AT)
+    y = winograd.assemble_tiles(Y.reshape(K, grid.tiles_h, grid.tiles_w, m, m), grid)
+    if bias is not None:
+        y = y + np.asarray(bias, dtype=np.float64)[:, None, None]
+    return np.maximum(y, 0) if spatial_relu else y
