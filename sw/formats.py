@@ -1,0 +1,658 @@
+"""The packed on-chip weight format: the one contract between ``sw/`` and ``hw/``.
+
+Every number that fixes where a bit or a byte goes lives in this module. ``hw/pe.py`` reads the
+field offsets from :func:`slot_layout` and :func:`directory_layout`; the packer, the perf model
+and the tests use :func:`pack_layer` and :func:`unpack_layer`. docs/formats.md draws the picture.
+
+Summary (per PE ``xi``, ``L = cfg.lanes_per_coord[xi]`` lanes)
+-------------------------------------------------------------
+* **slot** = ``value`` (``wgt_bits``, two's complement) in bits ``[0, wgt_bits)``, then
+  ``k_local`` (``k_bits``) above it, then the ``valid`` bit on top. An invalid (padding) slot
+  is all zero bits.
+* **word** = ``L`` slots, slot 0 in the least significant bits.
+* **pass** ``p`` covers output channels ``[p*Kp, min(K, (p+1)*Kp))``; ``k_local = k - p*Kp``.
+  Each pass is one memory image: its word addresses start at 0, and the weight memory is
+  reloaded between passes.
+* **column** ``(p, c)``: the non-zero ``U[xi, k, c]`` of the pass in ascending ``k``, ``L`` per
+  word, the last word padded with invalid slots; an all-zero column takes no word.
+* **directory** per PE and pass: ``C`` entries in ascending ``c``; entry = ``start`` (word
+  address, in the low ``addr_bits``) then ``count`` (words) above it. ``start`` of an empty
+  column is the address where it would begin, so starts never decrease and may equal
+  ``wmem_depth``.
+* files: ``$readmemh`` text (one word per line, most significant digit first) and a
+  little-endian binary stream for ``s_axis_wgt`` (framing in :func:`encode_stream`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hw.config import AccelConfig
+
+__all__ = [
+    "FORMAT_VERSION", "SLOT_ORDER", "FIELD_ORDER", "BYTE_ORDER", "HEX_DIGIT_ORDER",
+    "STREAM_MAGIC", "INVALID_SLOT", "FormatError", "SlotLayout", "DirectoryLayout",
+    "PassImage", "PackStats", "PackedLayer", "StreamRecord", "slot_layout", "directory_layout",
+    "k_bits", "choose_kp", "pack_layer", "unpack_layer", "encode_slot", "decode_slot",
+    "hex_text", "write_hex", "read_hex", "directory_words", "directory_entries", "encode_stream", "decode_stream", "sha256_file",
+    "layer_manifest", "build_manifest",
+]
+
+#: Bumped whenever any bit or byte below moves.
+FORMAT_VERSION = 1
+#: Slot 0 of a word occupies its least significant bits.
+SLOT_ORDER = "slot0_lsb"
+#: Fields of a slot from the least significant bit up.
+FIELD_ORDER = ("value", "k_local", "valid")
+#: Byte order of every multi-byte field of the binary stream.
+BYTE_ORDER = "little"
+#: ``$readmemh`` lines are written most significant hex digit first (Verilog's reading order).
+HEX_DIGIT_ORDER = "msd_first"
+#: First four bytes of a weight-load stream.
+STREAM_MAGIC = b"WNWS"
+#: Bit pattern of a padding slot.
+INVALID_SLOT = 0
+
+_LE = "<"  # struct prefix for BYTE_ORDER
+_STREAM_HEADER = struct.Struct(_LE + "4sHHI")    # magic, version, coords, records
+_RECORD_HEADER = struct.Struct(_LE + "IIIII")    # layer, pass, C, k_base, k_count
+_PE_HEADER = struct.Struct(_LE + "II")           # directory entries, words
+
+
+class FormatError(ValueError):
+    """A weight image, a file or a stream does not follow the packed format."""
+
+
+def k_bits(cfg: AccelConfig) -> int:
+    """Width of the output-channel index ``k_local`` in a slot."""
+    return max(1, (cfg.k_max - 1).bit_length())
+
+
+@dataclass(frozen=True)
+class SlotLayout:
+    """Bit positions of one PE's slot and word.
+
+    Attributes
+    ----------
+    lanes : int
+        Slots per word (``L``).
+    value_lsb, value_bits : int
+        Two's-complement weight field.
+    k_lsb, k_bits : int
+        ``k_local`` field.
+    valid_lsb : int
+        The valid bit.
+    slot_bits, word_bits : int
+        ``value_bits + k_bits + 1`` and ``lanes * slot_bits``.
+    word_bytes : int
+        Bytes per word in the binary stream, ``ceil(word_bits / 8)``.
+    hex_digits : int
+        Hex digits per ``$readmemh`` line, ``ceil(word_bits / 4)``.
+    """
+
+    lanes: int
+    value_lsb: int
+    value_bits: int
+    k_lsb: int
+    k_bits: int
+    valid_lsb: int
+    slot_bits: int
+    word_bits: int
+    word_bytes: int
+    hex_digits: int
+
+    def slot_lsb(self, lane: int) -> int:
+        """Least significant bit of slot ``lane`` within a word."""
+        return lane * self.slot_bits
+
+
+def slot_layout(cfg: AccelConfig, xi: int) -> SlotLayout:
+    """Field offsets and widths of PE ``xi``'s slots and words."""
+    if not 0 <= xi < cfg.coords:
+        raise FormatError(f"PE index {xi} out of range [0, {cfg.coords})")
+    lanes = cfg.lanes_per_coord[xi]
+    kb = k_bits(cfg)
+    slot = cfg.wgt_bits + kb + 1
+    word = lanes * slot
+    return SlotLayout(lanes=lanes, value_lsb=0, value_bits=cfg.wgt_bits, k_lsb=cfg.wgt_bits,
+                      k_bits=kb, valid_lsb=cfg.wgt_bits + kb, slot_bits=slot, word_bits=word,
+                      word_bytes=-(-word // 8), hex_digits=-(-word // 4))
+
+
+@dataclass(frozen=True)
+class DirectoryLayout:
+    """Bit positions of one PE's directory entry: ``start`` low, ``count`` above it.
+
+    ``addr_bits`` holds ``[0, wmem_depth]`` (an empty column at the end of a full memory starts
+    at ``wmem_depth``); ``count_bits`` holds ``ceil(k_max / L)``, the longest column.
+    """
+
+    addr_bits: int
+    count_bits: int
+    entry_bits: int
+    entry_bytes: int
+    hex_digits: int
+
+    @property
+    def start_lsb(self) -> int:
+        return 0
+
+    @property
+    def count_lsb(self) -> int:
+        return self.addr_bits
+
+
+def directory_layout(cfg: AccelConfig, xi: int) -> DirectoryLayout:
+    """Field widths of PE ``xi``'s directory entries."""
+    lanes = slot_layout(cfg, xi).lanes
+    addr = max(1, cfg.wmem_depth.bit_length())
+    count = max(1, (-(-cfg.k_max // lanes)).bit_length())
+    entry = addr + count
+    return DirectoryLayout(addr_bits=addr, count_bits=count, entry_bits=entry,
+                           entry_bytes=-(-entry // 8), hex_digits=-(-entry // 4))
+
+
+def encode_slot(value: int, k_local: int, layout: SlotLayout) -> int:
+    """Bits of one valid slot."""
+    mask = (1 << layout.value_bits) - 1
+    return ((value & mask) << layout.value_lsb) | (k_local << layout.k_lsb) \
+        | (1 << layout.valid_lsb)
+
+
+def decode_slot(bits: int, layout: SlotLayout) -> tuple[bool, int, int]:
+    """``(valid, value, k_local)`` of one slot's bits."""
+    raw = (bits >> layout.value_lsb) & ((1 << layout.value_bits) - 1)
+    value = raw - (1 << layout.value_bits) if raw >> (layout.value_bits - 1) else raw
+    k_local = (bits >> layout.k_lsb) & ((1 << layout.k_bits) - 1)
+    return bool((bits >> layout.valid_lsb) & 1), value, k_local
+
+
+@dataclass(frozen=True)
+class PassImage:
+    """The memory contents of every PE for one pass over output channels.
+
+    Attributes
+    ----------
+    index : int
+        Pass number ``p``.
+    k_base, k_count : int
+        The pass covers output channels ``[k_base, k_base + k_count)``.
+    words : tuple of tuple of int
+        ``words[xi]``: PE ``xi``'s weight memory, address 0 first.
+    directory : tuple of tuple of (int, int)
+        ``directory[xi][c] = (start, count)``.
+    """
+
+    index: int
+    k_base: int
+    k_count: int
+    words: tuple[tuple[int, ...], ...]
+    directory: tuple[tuple[tuple[int, int], ...], ...]
+
+
+@dataclass(frozen=True)
+class PackStats:
+    """What the packed image costs.
+
+    Attributes
+    ----------
+    nnz : int
+        Non-zero weights stored.
+    slots, padding_slots : int
+        Slots in all words, and how many of them are invalid padding.
+    words_per_pe : tuple of int
+        Words per PE summed over passes.
+    max_words_per_pass : tuple of int
+        Per PE, the largest single-pass image (what must fit ``wmem_depth``).
+    weight_bits, directory_bits : int
+        Bits of all words and of all directory entries.
+    dense_bits : int
+        ``n² · K · C · wgt_bits``, a dense Winograd-domain image.
+    """
+
+    nnz: int
+    slots: int
+    padding_slots: int
+    words_per_pe: tuple[int, ...]
+    max_words_per_pass: tuple[int, ...]
+    weight_bits: int
+    directory_bits: int
+    dense_bits: int
+
+    @property
+    def bits_per_nonzero(self) -> float:
+        """Words plus directory bits per stored non-zero (``inf`` if there is none)."""
+        return (self.weight_bits + self.directory_bits) / self.nnz if self.nnz else float("inf")
+
+    @property
+    def overhead_vs_dense(self) -> float:
+        """Packed bits (words + directory) divided by dense bits."""
+        return (self.weight_bits + self.directory_bits) / self.dense_bits
+
+    def to_dict(self) -> dict:
+        return {
+            "nnz": self.nnz, "slots": self.slots, "padding_slots": self.padding_slots,
+            "words_per_pe": list(self.words_per_pe),
+            "max_words_per_pass": list(self.max_words_per_pass),
+            "weight_bits": self.weight_bits, "directory_bits": self.directory_bits,
+            "dense_bits": self.dense_bits, "bits_per_nonzero": self.bits_per_nonzero,
+            "overhead_vs_dense": self.overhead_vs_dense,
+        }
+
+
+@dataclass(frozen=True)
+class PackedLayer:
+    """One layer in the packed format (see the module docstring).
+
+    Attributes
+    ----------
+    name : str
+    K, C : int
+        Output and input channels of the layer.
+    Kp : int
+        Output channels per pass.
+    passes : tuple of PassImage
+    stats : PackStats
+    """
+
+    name: str
+    K: int
+    C: int
+    Kp: int
+    passes: tuple[PassImage, ...]
+    stats: PackStats
+
+    @property
+    def num_passes(self) -> int:
+        return len(self.passes)
+
+    @property
+    def coords(self) -> int:
+        return len(self.passes[0].words)
+
+    def column_words(self) -> np.ndarray:
+        """Word count of every column, int64 ``[passes, coords, C]``."""
+        return np.array([[[cnt for _, cnt in d] for d in im.directory] for im in self.passes],
+                        dtype=np.int64).reshape(self.num_passes, self.coords, self.C)
+
+
+def _check_layer(U: np.ndarray, cfg: AccelConfig) -> np.ndarray:
+    U = np.asarray(U)
+    if U.ndim != 3 or U.shape[0] != cfg.coords:
+        raise FormatError(f"U has shape {U.shape}; expected [{cfg.coords}, K, C] for "
+                          f"F({cfg.tile},3)")
+    if not np.issubdtype(U.dtype, np.integer):
+        raise FormatError(f"U has dtype {U.dtype}; expected integers (quantise first)")
+    _, K, C = U.shape
+    if K < 1 or C < 1:
+        raise FormatError(f"U has shape {U.shape}; K and C must be at least 1")
+    if C > cfg.c_max:
+        raise FormatError(f"C = {C} input channels exceeds c_max = {cfg.c_max}")
+    lo, hi = cfg.wgt_range
+    if U.min() < lo or U.max() > hi:
+        raise FormatError(f"U holds values in [{U.min()}, {U.max()}], outside the "
+                          f"{cfg.wgt_bits}-bit weight range [{lo}, {hi}]")
+    return U.astype(np.int64)
+
+
+def _pass_words(nz: np.ndarray, kp: int, lanes: np.ndarray) -> np.ndarray:
+    """Words per (pass, PE) for pass size ``kp``; ``nz`` is bool ``[coords, K, C]``."""
+    K = nz.shape[1]
+    bounds = np.arange(0, K, kp)
+    per_col = np.add.reduceat(nz.astype(np.int64), bounds, axis=1)   # [coords, P, C]
+    words = -(-per_col // lanes[:, None, None])
+    return words.sum(axis=2).T                                        # [P, coords]
+
+
+def choose_kp(U: np.ndarray, cfg: AccelConfig) -> int:
+    """Largest ``Kp <= min(K, k_max)`` for which every pass of every PE fits ``wmem_depth``.
+
+    Raises
+    ------
+    FormatError
+        If even one output channel per pass does not fit.
+    """
+    U = _check_layer(U, cfg)
+    nz = U != 0
+    lanes = np.array(cfg.lanes_per_coord, dtype=np.int64)
+    for kp in range(min(U.shape[1], cfg.k_max), 0, -1):
+        if _pass_words(nz, kp, lanes).max() <= cfg.wmem_depth:
+            return kp
+    need = int(_pass_words(nz, 1, lanes).max())
+    raise FormatError(f"one output channel per pass needs {need} words in a PE, more than "
+                      f"wmem_depth = {cfg.wmem_depth}; C = {U.shape[2]} is too large for "
+                      "this memory")
+
+
+def pack_layer(layer_U_int: np.ndarray, cfg: AccelConfig, name: str = "layer") -> PackedLayer:
+    """Pack quantised Winograd-domain weights into the on-chip format: the whole layout transform.
+
+    Steps
+    -----
+    1. **Pass split.** ``Kp`` = :func:`choose_kp`: the largest ``Kp <= min(K, k_max)`` such that
+       every PE's words for every pass fit ``wmem_depth``. Pass ``p`` covers output channels
+       ``[p*Kp, min(K, (p+1)*Kp))``, ``k_local = k - p*Kp``.
+    2. **Per-PE columns.** For pass ``p``, PE ``xi`` and input channel ``c`` in ascending order,
+       the column is the list of ``(k_local, U[xi, k, c])`` with ``U != 0``, ascending ``k``.
+    3. **Slot packing.** Each entry becomes a slot: value in bits ``[0, wgt_bits)`` (two's
+       complement), ``k_local`` in the next ``k_bits``, valid bit on top (:func:`slot_layout`).
+    4. **Words.** ``L = lanes_per_coord[xi]`` slots per word, slot 0 least significant; the last
+       word of a column is padded with :data:`INVALID_SLOT`; an all-zero column has no word.
+       Columns are laid out back to back from address 0 of the pass image.
+    5. **Directory.** Entry ``c`` of PE ``xi`` in pass ``p`` is ``(start, count)`` of column
+       ``(p, c)``; an empty column gets ``count = 0`` and ``start`` = the next free address.
+
+    Parameters
+    ----------
+    layer_U_int : ndarray of int, shape [n*n, K, C]
+        Quantised Winograd-domain weights, coordinate ``xi = i*n + j``.
+    cfg : AccelConfig
+    name : str
+        Layer name, kept for reports and error messages.
+
+    Returns
+    -------
+    PackedLayer
+
+    Raises
+    ------
+    FormatError
+        Wrong shape or dtype, values outside ``wgt_range``, ``C > c_max``, or a memory too small.
+    """
+    U = _check_layer(layer_U_int, cfg)
+    K, C = U.shape[1], U.shape[2]
+    kp = choose_kp(U, cfg)                                                        # step 1
+    layouts = [slot_layout(cfg, xi) for xi in range(cfg.coords)]
+    images = []
+    for p, k_base in enumerate(range(0, K, kp)):
+        k_count = min(kp, K - k_base)
+        all_words, all_dirs = [], []
+        for xi, lay in enumerate(layouts):
+            block = U[xi, k_base:k_base + k_count, :]
+            words: list[int] = []
+            directory: list[tuple[int, int]] = []
+            for c in range(C):
+                ks = np.flatnonzero(block[:, c])                                 # step 2
+                slots = [encode_slot(int(block[k, c]), int(k), lay) for k in ks]  # step 3
+                start = len(words)
+                for w0 in range(0, len(slots), lay.lanes):                        # step 4
+                    word = 0
+                    for lane, bits in enumerate(slots[w0:w0 + lay.lanes]):
+                        word |= bits << lay.slot_lsb(lane)
+                    words.append(word)
+                directory.append((start, len(words) - start))                     # step 5
+            all_words.append(tuple(words))
+            all_dirs.append(tuple(directory))
+        images.append(PassImage(p, k_base, k_count, tuple(all_words), tuple(all_dirs)))
+    return PackedLayer(name, K, C, kp, tuple(images), _stats(U, images, layouts, cfg))
+
+
+def _stats(U: np.ndarray, images: list[PassImage], layouts: list[SlotLayout],
+           cfg: AccelConfig) -> PackStats:
+    nnz = int(np.count_nonzero(U))
+    words = [sum(len(im.words[xi]) for im in images) for xi in range(cfg.coords)]
+    slots = sum(w * lay.lanes for w, lay in zip(words, layouts))
+    dir_bits = sum(directory_layout(cfg, xi).entry_bits * len(im.directory[xi])
+                   for im in images for xi in range(cfg.coords))
+    return PackStats(
+        nnz=nnz, slots=slots, padding_slots=slots - nnz, words_per_pe=tuple(words),
+        max_words_per_pass=tuple(max(len(im.words[xi]) for im in images)
+                                 for xi in range(cfg.coords)),
+        weight_bits=sum(w * lay.word_bits for w, lay in zip(words, layouts)),
+        directory_bits=dir_bits, dense_bits=int(U.size) * cfg.wgt_bits)
+
+
+def unpack_layer(packed: PackedLayer, cfg: AccelConfig) -> np.ndarray:
+    """Exact inverse of :func:`pack_layer`: int64 ``U [n*n, K, C]``.
+
+    Raises
+    ------
+    FormatError
+        If the image breaks a rule of the format (directory out of range, a valid slot after a
+        padding slot, non-ascending or out-of-pass ``k_local``, a non-zero padding slot, a
+        stored zero, a trailing word no column owns).
+    """
+    if packed.coords != cfg.coords:
+        raise FormatError(f"layer {packed.name}: image has {packed.coords} PEs, config has "
+                          f"{cfg.coords}")
+    U = np.zeros((cfg.coords, packed.K, packed.C), dtype=np.int64)
+    for im in packed.passes:
+        for xi in range(cfg.coords):
+            lay = slot_layout(cfg, xi)
+            words, directory = im.words[xi], im.directory[xi]
+            where = f"layer {packed.name} pass {im.index} PE {xi}"
+            if len(directory) != packed.C:
+                raise FormatError(f"{where}: directory has {len(directory)} entries, "
+                                  f"expected C = {packed.C}")
+            expect_start = 0
+            for c, (start, count) in enumerate(directory):
+                if start != expect_start:
+                    raise FormatError(f"{where} column {c}: starts at {start}, expected "
+                                      f"{expect_start} (columns are back to back)")
+                expect_start = start + count
+                if expect_start > len(words):
+                    raise FormatError(f"{where} column {c}: words [{start}, {expect_start}) "
+                                      f"past the end of {len(words)} words")
+                _unpack_column(words[start:expect_start], lay, im, xi, c, U, where)
+            if expect_start != len(words):
+                raise FormatError(f"{where}: {len(words) - expect_start} trailing words no "
+                                  "column owns")
+    return U
+
+
+def _unpack_column(words, lay: SlotLayout, im: PassImage, xi: int, c: int, U: np.ndarray,
+                   where: str) -> None:
+    slot_mask = (1 << lay.slot_bits) - 1
+    last_k = -1
+    padding = False
+    for w, word in enumerate(words):
+        if word >> lay.word_bits:
+            raise FormatError(f"{where} column {c}: word {w} wider than {lay.word_bits} bits")
+        for lane in range(lay.lanes):
+            bits = (word >> lay.slot_lsb(lane)) & slot_mask
+            valid, value, k_local = decode_slot(bits, lay)
+            if not valid:
+                # Padding only fills the tail of a column's last word, and is all zero bits.
+                if bits != INVALID_SLOT or w != len(words) - 1 or lane == 0:
+                    raise FormatError(f"{where} column {c}: bad padding in word {w} lane "
+                                      f"{lane}")
+                padding = True
+                continue
+            if padding:
+                raise FormatError(f"{where} column {c}: valid slot after padding in word {w}")
+            if k_local <= last_k or k_local >= im.k_count or value == 0:
+                raise FormatError(f"{where} column {c}: slot (k_local={k_local}, "
+                                  f"value={value}) breaks ascending order, the pass "
+                                  "range, or holds a zero")
+            last_k = k_local
+            U[xi, im.k_base + k_local, c] = value
+
+
+# -- $readmemh files ------------------------------------------------------------------------------
+
+def hex_text(values, digits: int, comment: str = "") -> str:
+    """``$readmemh`` text: an optional ``//`` comment line, then one value per line."""
+    lines = [f"// {comment}"] if comment else []
+    lines += [f"{v:0{digits}x}" for v in values]
+    return "\n".join(lines) + "\n"
+
+
+def write_hex(path: str | Path, values, digits: int, comment: str = "") -> None:
+    """Write :func:`hex_text` to ``path``."""
+    Path(path).write_text(hex_text(values, digits, comment))
+
+
+def read_hex(path: str | Path, bits: int) -> list[int]:
+    """Read a ``$readmemh`` file written by :func:`write_hex` (``//`` comments allowed).
+
+    Raises
+    ------
+    FormatError
+        A line that is not hex, or a value wider than ``bits``.
+    """
+    out = []
+    for lineno, line in enumerate(Path(path).read_text().splitlines(), 1):
+        text = line.split("//", 1)[0].strip()
+        if not text:
+            continue
+        try:
+            value = int(text, 16)
+        except ValueError:
+            raise FormatError(f"{path}:{lineno}: {text!r} is not a hex word") from None
+        if value >> bits:
+            raise FormatError(f"{path}:{lineno}: {text} is wider than {bits} bits")
+        out.append(value)
+    return out
+
+
+def directory_words(image: PassImage, cfg: AccelConfig, xi: int) -> list[int]:
+    """PE ``xi``'s directory entries of one pass as integers (start low, count above)."""
+    lay = directory_layout(cfg, xi)
+    return [start | (count << lay.count_lsb) for start, count in image.directory[xi]]
+
+
+def directory_entries(values, cfg: AccelConfig, xi: int) -> tuple[tuple[int, int], ...]:
+    """Inverse of :func:`directory_words`."""
+    lay = directory_layout(cfg, xi)
+    mask = (1 << lay.addr_bits) - 1
+    return tuple((v & mask, v >> lay.count_lsb) for v in values)
+
+
+# -- weight-load stream ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StreamRecord:
+    """One (layer, pass) record of the weight-load stream."""
+
+    layer: int
+    image: PassImage
+
+
+def encode_stream(packed_layers, cfg: AccelConfig) -> bytes:
+    """The byte stream for ``s_axis_wgt``: every pass of every layer, in order.
+
+    Framing (all integers little-endian, :data:`BYTE_ORDER`)::
+
+        stream header   magic "WNWS" (4 B) | version u16 | coords u16 | records u32
+        per record      layer index u32 | pass u32 | C u32 | k_base u32 | k_count u32
+          per PE xi     entries u32 (= C) | words u32
+                        entries × directory entry (directory_layout(cfg, xi).entry_bytes B)
+                        words × word (slot_layout(cfg, xi).word_bytes B)
+
+    Each word and entry is its integer value in ``word_bytes`` / ``entry_bytes`` little-endian
+    bytes; the bits above ``word_bits`` / ``entry_bits`` are zero.
+    """
+    records = [(li, im) for li, pl in enumerate(packed_layers) for im in pl.passes]
+    out = bytearray(_STREAM_HEADER.pack(STREAM_MAGIC, FORMAT_VERSION, cfg.coords, len(records)))
+    for li, im in records:
+        C = len(im.directory[0])
+        out += _RECORD_HEADER.pack(li, im.index, C, im.k_base, im.k_count)
+        for xi in range(cfg.coords):
+            slay, dlay = slot_layout(cfg, xi), directory_layout(cfg, xi)
+            out += _PE_HEADER.pack(C, len(im.words[xi]))
+            for entry in directory_words(im, cfg, xi):
+                out += entry.to_bytes(dlay.entry_bytes, BYTE_ORDER)
+            for word in im.words[xi]:
+                out += word.to_bytes(slay.word_bytes, BYTE_ORDER)
+    return bytes(out)
+
+
+def decode_stream(data: bytes, cfg: AccelConfig, source: str = "stream") -> list[StreamRecord]:
+    """Inverse of :func:`encode_stream`.
+
+    Raises
+    ------
+    FormatError
+        Bad magic or version, a coordinate count that does not match ``cfg``, truncation, or
+        trailing bytes.
+    """
+    pos = 0
+
+    def take(n: int) -> bytes:
+        nonlocal pos
+        if pos + n > len(data):
+            raise FormatError(f"{source}: truncated at byte {pos} (needs {n} more)")
+        pos += n
+        return data[pos - n:pos]
+
+    magic, version, coords, count = _STREAM_HEADER.unpack(take(_STREAM_HEADER.size))
+    if magic != STREAM_MAGIC or version != FORMAT_VERSION:
+        raise FormatError(f"{source}: not a winnow weight stream version {FORMAT_VERSION} "
+                          f"(magic {magic!r}, version {version})")
+    if coords != cfg.coords:
+        raise FormatError(f"{source}: stream has {coords} PEs, config has {cfg.coords}")
+    records = []
+    for _ in range(count):
+        li, p, C, k_base, k_count = _RECORD_HEADER.unpack(take(_RECORD_HEADER.size))
+        words, dirs = [], []
+        for xi in range(cfg.coords):
+            slay, dlay = slot_layout(cfg, xi), directory_layout(cfg, xi)
+            n_ent, n_words = _PE_HEADER.unpack(take(_PE_HEADER.size))
+            if n_ent != C:
+                raise FormatError(f"{source}: record layer {li} pass {p} PE {xi} has {n_ent} "
+                                  f"directory entries, expected C = {C}")
+            ents = [int.from_bytes(take(dlay.entry_bytes), BYTE_ORDER) for _ in range(n_ent)]
+            dirs.append(directory_entries(ents, cfg, xi))
+            words.append(tuple(int.from_bytes(take(slay.word_bytes), BYTE_ORDER)
+                               for _ in range(n_words)))
+        records.append(StreamRecord(li, PassImage(p, k_base, k_count, tuple(words),
+                                                  tuple(dirs))))
+    if pos != len(data):
+        raise FormatError(f"{source}: {len(data) - pos} trailing bytes after {count} records")
+    return records
+
+
+# -- manifest --------------------------------------------------------------------------------------
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def layer_manifest(packed: PackedLayer, U: np.ndarray, cfg: AccelConfig, *,
+                   quant: dict | None = None, source_shape=None,
+                   files: dict | None = None) -> dict:
+    """The manifest entry of one layer.
+
+    ``quant`` carries the quantisation parameters (lists and floats, JSON-ready); ``files``
+    maps ``"p{pass}.pe{xi}"`` / ``"p{pass}.pe{xi}.dir"`` keys to file names.
+    """
+    nz = np.asarray(U) != 0
+    return {
+        "name": packed.name,
+        "K": packed.K, "C": packed.C,
+        "source_shape": list(source_shape) if source_shape is not None else None,
+        "Kp": packed.Kp, "passes": packed.num_passes,
+        "pass_k": [[im.k_base, im.k_count] for im in packed.passes],
+        "density": float(nz.mean()),
+        "coord_density": [float(x) for x in nz.reshape(cfg.coords, -1).mean(axis=1)],
+        "words_per_pe": [[len(im.words[xi]) for xi in range(cfg.coords)]
+                         for im in packed.passes],
+        "stats": packed.stats.to_dict(),
+        "quant": quant or {},
+        "files": files or {},
+    }
+
+
+def build_manifest(layers: list[dict], cfg: AccelConfig, outdir: str | Path,
+                   file_names) -> dict:
+    """The whole manifest: config, format constants, layers, and a SHA-256 per output file."""
+    outdir = Path(outdir)
+    return {
+        "format_version": FORMAT_VERSION,
+        "format": {"slot_order": SLOT_ORDER, "field_order": list(FIELD_ORDER),
+                   "byte_order": BYTE_ORDER, "hex_digit_order": HEX_DIGIT_ORDER,
+                   "stream_magic": STREAM_MAGIC.decode(), "k_bits": k_bits(cfg),
+                   "slot_bits": [slot_layout(cfg, xi).slot_bits for xi in range(cfg.coords)],
+                   "word_bits": [slot_layout(cfg, xi).word_bits for xi in range(cfg.coords)],
+                   "dir_entry_bits": [directory_layout(cfg, xi).entry_bits
+                                      for xi in range(cfg.coords)]},
+        "config": cfg.to_dict(),
+        "layers": layers,
+        "checksums": {name: sha256_file(outdir / name) for name in sorted(file_names)},
+    }
