@@ -1,0 +1,292 @@
+"""Winograd transform units: ``V = Bᵀ d B`` in front of the PEs, ``Y = Aᵀ M A`` behind them.
+
+Both units are generated from the integer matrices of :class:`hw.config.AccelConfig` (which
+reads them from :mod:`sw.winograd`). Every non-zero coefficient is written in canonical
+signed-digit form, so a 2-D transform becomes two layers of balanced adder trees over shifted
+operands: no multiplier, and nothing here is specific to one tile size. The only multiplier in
+this file is the requantisation one in :class:`OutputTransform`.
+
+Each pipeline stage has its own valid bit and moves when it is empty or when the stage after it
+moves, so bubbles are squeezed out and a full pipeline accepts one tile per cycle. Output
+``valid`` is a register (it never depends on ``ready``), and a stalled stage holds its payload.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.config import AccelConfig, signed_bits
+
+__all__ = ["InputTransform", "OutputTransform", "csd_digits"]
+
+
+def csd_digits(coef: int) -> list[tuple[int, int]]:
+    """Canonical signed-digit form of ``coef`` as ``[(sign, shift), ...]``.
+
+    ``coef == sum(sign << shift)`` with no two adjacent non-zero digits, which is the fewest
+    adders for a constant coefficient (``-5 = -4 - 1``, ``3 = 4 - 1``).
+    """
+    digits = []
+    shift = 0
+    while coef:
+        if coef & 1:
+            digit = 2 - (coef & 3)  # +1 when coef ≡ 1 (mod 4), -1 when coef ≡ 3 (mod 4)
+            digits.append((digit, shift))
+            coef -= digit
+        coef >>= 1
+        shift += 1
+    return digits
+
+
+def _tree_sum(terms: list):
+    """Balanced adder tree, so depth grows with log2 of the number of terms."""
+    while len(terms) > 1:
+        pairs = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
+        terms = pairs + ([terms[-1]] if len(terms) % 2 else [])
+    return terms[0]
+
+
+def _dot(coefs, operands) -> tuple:
+    """Shift-and-add expression for ``sum(coefs[k] * operands[k])`` (coefs are Python ints)."""
+    terms = []
+    for coef, operand in zip(coefs, operands):
+        for sign, shift in csd_digits(int(coef)):
+            shifted = operand.as_signed() << shift
+            terms.append(shifted if sign > 0 else -shifted)
+    return _tree_sum(terms) if terms else Const(0, signed(2))
+
+
+def _dot_range(coefs, ranges) -> tuple[int, int]:
+    """Exact range of ``sum(coefs[k] * x_k)`` for independent ``x_k`` in ``ranges[k]``."""
+    lo = sum(int(c) * (r[0] if c > 0 else r[1]) for c, r in zip(coefs, ranges))
+    hi = sum(int(c) * (r[1] if c > 0 else r[0]) for c, r in zip(coefs, ranges))
+    return lo, hi
+
+
+class _Transform2D:
+    """``mat @ X @ mat.T`` as two registered shift-and-add stages, with exact widths.
+
+    Stage 1 holds ``T = mat @ X`` (rows × n), stage 2 holds ``mat @ X @ mat.T``; each element's
+    register is exactly as wide as its value range needs. The second stage's expressions are
+    returned unregistered so the caller can fold more logic (ReLU, bias) into that stage.
+    """
+
+    def __init__(self, m: Module, mat, x, x_range: tuple[int, int], enable, name: str):
+        rows, cols = mat.shape
+        self.t = [[None] * cols for _ in range(rows)]
+        t_range = [[None] * cols for _ in range(rows)]
+        for i in range(rows):
+            for j in range(cols):
+                t_range[i][j] = _dot_range(mat[i], [x_range] * cols)
+                reg = Signal(signed(signed_bits(*t_range[i][j])), name=f"{name}_t{i}_{j}")
+                with m.If(enable):
+                    m.d.sync += reg.eq(_dot(mat[i], [x[k * cols + j] for k in range(cols)]))
+                self.t[i][j] = reg
+        self.y = [[_dot(mat[j], self.t[i]) for j in range(rows)] for i in range(rows)]
+        self.y_range = [[_dot_range(mat[j], t_range[i]) for j in range(rows)]
+                        for i in range(rows)]
+
+
+class _StageControl:
+    """Valid bits and enables of a pipeline whose stages move independently.
+
+    Stage ``s`` loads when it is empty or when stage ``s + 1`` loads; the last stage loads
+    when it is empty or the sink takes its beat. ``enable[s]`` is that condition.
+    """
+
+    def __init__(self, m: Module, stages: int, i_stream, o_stream):
+        self.valid = [Signal(name=f"stage{s}_valid") for s in range(stages)]
+        self.enable = [Signal(name=f"stage{s}_enable") for s in range(stages)]
+        m.d.comb += self.enable[-1].eq(~self.valid[-1] | o_stream.ready)
+        for s in range(stages - 1):
+            m.d.comb += self.enable[s].eq(~self.valid[s] | self.enable[s + 1])
+        for s in range(stages):
+            upstream = i_stream.valid if s == 0 else self.valid[s - 1]
+            with m.If(self.enable[s]):
+                m.d.sync += self.valid[s].eq(upstream)
+        m.d.comb += [
+            i_stream.ready.eq(self.enable[0]),
+            o_stream.valid.eq(self.valid[-1]),
+        ]
+
+
+def _check_config(component, cfg) -> AccelConfig:
+    if not isinstance(cfg, AccelConfig):
+        # A component that never got built must not also warn that it was never used.
+        component._MustUse__silence = True
+        raise TypeError(f"cfg must be an AccelConfig, not {type(cfg).__name__}")
+    return cfg
+
+
+class InputTransform(wiring.Component):
+    """Winograd input transform ``V = Bᵀ d B`` with optional Winograd-domain ReLU.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+        Supplies the tile size (``n = m + 2``), ``Bᵀ``, ``act_bits`` and ``v_bits``.
+
+    Members
+    -------
+    i : In(stream.Signature(StructLayout))
+        ``d``: ``n*n`` signed ``act_bits`` values, row-major (element ``(r, c)`` at ``r*n + c``);
+        ``relu``: when 1, the tile's ``V`` is replaced by ``max(V, 0)`` (Liu et al.). ReLU rides
+        with each beat so one unit serves layers with and without Winograd ReLU.
+    o : Out(stream.Signature(ArrayLayout(signed(v_bits), n*n)))
+        ``V`` row-major, exact (``v_bits`` covers the whole range of ``Bᵀ d B``).
+
+    Latency is 2 cycles from a beat accepted on ``i`` to it being valid on ``o``; throughput
+    is one tile per cycle.
+    """
+
+    LATENCY = 2
+
+    def __init__(self, cfg: AccelConfig):
+        self._cfg = _check_config(self, cfg)
+        n = cfg.n
+        self._i_layout = data.StructLayout({
+            "d": data.ArrayLayout(signed(cfg.act_bits), n * n),
+            "relu": unsigned(1),
+        })
+        self._o_layout = data.ArrayLayout(signed(cfg.v_bits), n * n)
+        super().__init__({
+            "i": In(stream.Signature(self._i_layout)),
+            "o": Out(stream.Signature(self._o_layout)),
+        })
+
+    @property
+    def cfg(self) -> AccelConfig:
+        return self._cfg
+
+    @property
+    def latency(self) -> int:
+        return self.LATENCY
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        ctrl = _StageControl(m, self.LATENCY, self.i, self.o)
+
+        tf = _Transform2D(m, cfg.BT, self.i.payload.d, cfg.act_range, ctrl.enable[0], "bt")
+        relu = Signal(name="relu_s1")
+        with m.If(ctrl.enable[0]):
+            m.d.sync += relu.eq(self.i.payload.relu)
+
+        widest = max(signed_bits(*r) for row in tf.y_range for r in row)
+        assert widest == cfg.v_bits, "AccelConfig.v_bits disagrees with the generated transform"
+        n = cfg.n
+        with m.If(ctrl.enable[1]):
+            for i in range(n):
+                for j in range(n):
+                    v = tf.y[i][j]
+                    m.d.sync += self.o.payload[i * n + j].eq(Mux(relu & (v < 0), 0, v))
+        return m
+
+
+class OutputTransform(wiring.Component):
+    """Winograd output transform ``Y = Aᵀ M A``, then bias, requantisation, ReLU and clamp.
+
+    Per output element, exactly as :func:`sw.golden.requantize`::
+
+        out = clamp(((Y + bias) * multiplier + (1 << (shift - 1))) >> shift)   (floor shift)
+
+    with the clamp to ``[0, act_max]`` when ``relu`` is set and to the ``act_bits`` range
+    otherwise. ``shift == 0`` adds no rounding term (the product is already an integer).
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+        Supplies ``Aᵀ``, ``acc_bits``, ``bias_bits``, ``mult_bits``, ``shift_bits``, ``act_bits``.
+
+    Members
+    -------
+    i : In(stream.Signature(StructLayout))
+        ``m``: ``n*n`` signed ``acc_bits`` accumulator values, row-major; ``bias`` (signed
+        ``bias_bits``), ``multiplier`` (signed ``mult_bits``), ``shift`` (unsigned
+        ``shift_bits``) and ``relu`` (1 bit) of this tile's output channel. Requantisation
+        parameters travel per beat, so one unit serves every output channel.
+    o : Out(stream.Signature(ArrayLayout(signed(act_bits), m*m)))
+        The requantised ``m×m`` output tile, row-major.
+
+    Latency is 4 cycles (``Aᵀ M``; ``· A + bias``; ``× multiplier``; round, shift, clamp);
+    throughput is one tile per cycle.
+    """
+
+    LATENCY = 4
+
+    def __init__(self, cfg: AccelConfig):
+        self._cfg = _check_config(self, cfg)
+        n, mm = cfg.n, cfg.tile
+        self._i_layout = data.StructLayout({
+            "m": data.ArrayLayout(signed(cfg.acc_bits), n * n),
+            "bias": signed(cfg.bias_bits),
+            "multiplier": signed(cfg.mult_bits),
+            "shift": unsigned(cfg.shift_bits),
+            "relu": unsigned(1),
+        })
+        self._o_layout = data.ArrayLayout(signed(cfg.act_bits), mm * mm)
+        super().__init__({
+            "i": In(stream.Signature(self._i_layout)),
+            "o": Out(stream.Signature(self._o_layout)),
+        })
+
+    @property
+    def cfg(self) -> AccelConfig:
+        return self._cfg
+
+    @property
+    def latency(self) -> int:
+        return self.LATENCY
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        mm = cfg.tile
+        ctrl = _StageControl(m, self.LATENCY, self.i, self.o)
+        p = self.i.payload
+
+        # Requantisation parameters ride alongside the tile, each only as far as it is used.
+        def carry(value, stages, name):
+            regs = [value]
+            for s in range(stages):
+                reg = Signal.like(regs[-1], name=f"{name}_s{s + 1}")
+                with m.If(ctrl.enable[s]):
+                    m.d.sync += reg.eq(regs[-1])
+                regs.append(reg)
+            return regs
+
+        bias = carry(p.bias, 1, "bias")
+        mult = carry(p.multiplier, 2, "mult")
+        shift = carry(p.shift, 3, "shift")
+        relu = carry(p.relu, 3, "relu")
+
+        tf = _Transform2D(m, cfg.AT, p.m, cfg.acc_range, ctrl.enable[0], "at")
+        assert max(signed_bits(*r) for row in tf.y_range for r in row) == cfg.y_bits, \
+            "AccelConfig.y_bits disagrees with the generated transform"
+        bias_lo, bias_hi = -(1 << (cfg.bias_bits - 1)), (1 << (cfg.bias_bits - 1)) - 1
+        mult_lo, mult_hi = -(1 << (cfg.mult_bits - 1)), (1 << (cfg.mult_bits - 1)) - 1
+
+        act_lo, act_hi = cfg.act_range
+        for i in range(mm):
+            for j in range(mm):
+                y_lo, y_hi = tf.y_range[i][j]
+                z_range = (y_lo + bias_lo, y_hi + bias_hi)
+                z = Signal(signed(signed_bits(*z_range)), name=f"z{i}_{j}")
+                with m.If(ctrl.enable[1]):
+                    m.d.sync += z.eq(tf.y[i][j] + bias[1])
+
+                corners = [a * b for a in z_range for b in (mult_lo, mult_hi)]
+                prod = Signal(signed(signed_bits(min(corners), max(corners))),
+                              name=f"prod{i}_{j}")
+                with m.If(ctrl.enable[2]):
+                    m.d.sync += prod.eq(z * mult[2])
+
+                rounding = (Const(1, 1) << shift[3]) >> 1
+                scaled = (prod + rounding) >> shift[3]
+                lo = Mux(relu[3], 0, act_lo)
+                with m.If(ctrl.enable[3]):
+                    m.d.sync += self.o.payload[i * mm + j].eq(
+                        Mux(scaled > act_hi, act_hi, Mux(scaled < lo, lo, scaled)))
+        return m
