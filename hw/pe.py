@@ -1,0 +1,397 @@
+"""``SparsePE``: one Winograd coordinate's sparse multiply-accumulate engine.
+
+For every non-zero transformed activation ``(c, v)`` the PE walks the compressed weight column
+``U_ξ[:, c]`` of the packed format (:mod:`sw.formats`) one word of ``L`` slots per cycle, and
+every valid slot ``(value, k)`` in lane ``l`` adds ``v * value`` to that lane's own accumulator
+``acc[bank][l][k]``. Lanes never share an accumulator, so any mix of output channels in a word
+is conflict-free (the "lanes free of bank constraints" fix of the architecture brief); the lane
+copies are summed once per output channel when the tile drains.
+
+Pipeline (one beat per cycle, every stage registered)::
+
+    act -> zero filter -> FIFO -> A: directory read -> B: column walker / weight read
+        -> C: slot decode + multiply -> D: accumulate -> bank complete -> drain -> out
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from hw.config import AccelConfig
+from sw import formats
+
+__all__ = ["SparsePE", "act_layout", "perf_layout", "wgt_wr_layout", "WMEM", "DIRECTORY"]
+
+#: ``wgt_wr.payload.mem`` value selecting the weight-word memory.
+WMEM = 0
+#: ``wgt_wr.payload.mem`` value selecting the column directory.
+DIRECTORY = 1
+
+_PERF_FIELDS = ("busy", "macs", "empty_slots", "stalls", "zeros_skipped")
+
+
+def _bits_for(count: int) -> int:
+    """Unsigned width able to index ``count`` items (at least 1 bit)."""
+    return max(1, (count - 1).bit_length())
+
+
+def act_layout(cfg: AccelConfig) -> data.StructLayout:
+    """One transformed activation of one coordinate: channel, value, end-of-tile flag."""
+    return data.StructLayout({
+        "c": unsigned(_bits_for(cfg.c_max)),
+        "v": signed(cfg.v_bits),
+        "last": unsigned(1),
+    })
+
+
+def perf_layout(counter_bits: int) -> data.StructLayout:
+    """The PE's performance counters, each a free-running ``counter_bits`` unsigned count."""
+    return data.StructLayout({name: unsigned(counter_bits) for name in _PERF_FIELDS})
+
+
+def wgt_wr_layout(cfg: AccelConfig, xi: int) -> data.StructLayout:
+    """One write of PE ``xi``'s load port: target memory, address, data (LSB-aligned).
+
+    ``data`` is as wide as the wider of a weight word and a directory entry of
+    :mod:`sw.formats`; the unused high bits are ignored.
+    """
+    return data.StructLayout({
+        "mem": unsigned(1),
+        "addr": unsigned(max(_bits_for(cfg.wmem_depth), _bits_for(cfg.c_max))),
+        "data": unsigned(max(formats.slot_layout(cfg, xi).word_bits,
+                             formats.directory_layout(cfg, xi).entry_bits)),
+    })
+
+
+def _slot_fields(word, lay: formats.SlotLayout, lane: int):
+    """``(value, k_local, valid)`` of slot ``lane`` of ``word``, at the offsets of the format."""
+    base = lay.slot_lsb(lane)
+    value = word[base + lay.value_lsb:base + lay.value_lsb + lay.value_bits].as_signed()
+    k_local = word[base + lay.k_lsb:base + lay.k_lsb + lay.k_bits]
+    return value, k_local, word[base + lay.valid_lsb]
+
+
+def _check_cfg(cfg) -> AccelConfig:
+    if not isinstance(cfg, AccelConfig):
+        raise TypeError(f"cfg must be an AccelConfig, not {type(cfg).__name__}")
+    return cfg
+
+
+def _check_count(name: str, value, lo: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, not {value!r}")
+    return value
+
+
+def _check_image(name: str, image, depth: int, bits: int) -> list[int]:
+    """A memory image: at most ``depth`` integers, each in ``[0, 2**bits)``."""
+    if image is None:
+        return []
+    words = [int(w) for w in image]
+    if len(words) > depth:
+        raise ValueError(f"{name}: {len(words)} words do not fit a memory of depth {depth}")
+    for addr, word in enumerate(words):
+        if not 0 <= word < (1 << bits):
+            raise ValueError(f"{name}: word {addr} = {word:#x} does not fit {bits} bits")
+    return words
+
+
+class SparsePE(wiring.Component):
+    """Sparse PE of Winograd coordinate ``xi``: ``M_ξ[k, t] = Σ_c U_ξ[k, c] · V_ξ[c, t]``.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+        Supplies ``lanes_per_coord[xi]`` (L), ``k_max``, ``c_max``, ``v_bits``, ``wgt_bits``,
+        ``acc_bits``/``acc_internal_bits``, ``overflow``, ``wmem_depth``, ``fifo_depth`` and
+        ``tiles_in_flight`` (accumulator banks).
+    xi : int
+        Winograd coordinate, ``0 <= xi < cfg.coords`` (row-major ``i*n + j``).
+    weights : sequence of int, optional
+        Initial weight-memory words of one pass (``PassImage.words[xi]`` of
+        :func:`sw.formats.pack_layer`), at most ``wmem_depth``; the rest start at zero.
+    directory : sequence of int, optional
+        Initial directory entries of that pass (:func:`sw.formats.directory_words`), entry
+        ``c`` for input channel ``c``, at most ``c_max``.
+    counter_bits : int
+        Width of each performance counter (they wrap).
+
+    Members
+    -------
+    act : In(stream.Signature(act_layout(cfg)))
+        Transformed activations ``(c, v, last)`` of one tile in any channel order; ``last`` on
+        the tile's final beat. A beat with ``v == 0`` and ``last == 0`` is accepted and dropped
+        before the FIFO (counted in ``zeros_skipped``); a ``v == 0`` beat with ``last`` enters
+        the FIFO as a bare end-of-tile marker, so a tile without non-zero activations still
+        produces its ``K`` outputs (all zero).
+    wgt_wr : In(stream.Signature(wgt_wr_layout(cfg, xi)))
+        Memory writes for the weight loader: ``mem`` (:data:`WMEM` or :data:`DIRECTORY`),
+        ``addr``, ``data``. Always ready; one write per cycle. Write only while the PE is idle.
+    out : Out(stream.Signature(StructLayout{m, k, last}))
+        Per tile, ``M[k]`` for ``k = 0 .. k_count-1`` in order, ``last`` on ``k_count - 1``;
+        ``m`` is the ``acc_bits`` result after wrap or saturation.
+    k_count : In(range(1, k_max + 1))
+        Output channels of the current pass (``K``, 1..k_max). Hold it stable during a pass.
+    perf : Out(perf_layout(counter_bits))
+        ``busy``: cycles a weight word is issued to the lanes; ``macs``: valid slots issued
+        (multiplications); ``empty_slots``: invalid (padding) slots issued; ``stalls``: cycles
+        the walker holds a column but its next accumulator bank is still draining, or ``out``
+        holds a beat that is not taken; ``zeros_skipped``: zero activations dropped or turned
+        into end-of-tile markers.
+    idle : Out(1)
+        No activation buffered, no column in flight, every bank drained and ``out`` empty.
+
+    Notes
+    -----
+    Throughput: a non-zero activation whose column holds ``w >= 1`` words takes ``w`` cycles;
+    columns follow each other with no bubble. A non-zero activation on an all-zero column costs
+    no walker cycle, unless it is the end of a tile, which costs one. So with ``K`` output
+    channels and enough FIFO depth, a tile takes ``max(Σ_c ceil(nnz(U_ξ[:, c]) / L), K)``
+    cycles in steady state: draining one bank overlaps accumulation into the others
+    (``tiles_in_flight`` banks), and the drain emits one ``M[k]`` per cycle.
+
+    Latency: with the PE idle, ``M[0]`` of a tile is valid :attr:`LATENCY` ``+ w - 1`` cycles
+    after the tile's final ``act`` beat is accepted, ``w`` being the word count of that beat's
+    column (1 for an end marker): FIFO 2, directory 1, walker 1, multiply 1, accumulate 1,
+    bank hand-over 1, output register 1. ``M[k]`` follows one cycle after ``M[k-1]`` unless
+    ``out`` is back-pressured.
+
+    Accumulators are registers, ``tiles_in_flight * L * k_max`` of ``acc_internal_bits``: a
+    read-modify-write into a register has no hazard, and the drain reads any ``k`` while the
+    other banks accumulate. That is fine for ``k_max`` up to a few dozen; a large ``k_max``
+    wants one block RAM per (bank, lane) with a read port transparent for the accumulate write
+    port, which gives the same hazard freedom at the cost of one more pipeline stage.
+    """
+
+    #: Cycles from the final ``act`` beat of a tile to its ``M[0]``, for a one-word column.
+    LATENCY = 8
+
+    def __init__(self, cfg: AccelConfig, xi: int, *, weights=None, directory=None,
+                 counter_bits: int = 32):
+        self._cfg = _check_cfg(cfg)
+        if isinstance(xi, bool) or not isinstance(xi, int) or not 0 <= xi < cfg.coords:
+            raise ValueError(f"xi must be a Winograd coordinate in [0, {cfg.coords}), "
+                             f"not {xi!r}")
+        self._xi = xi
+        self._slots = formats.slot_layout(cfg, xi)
+        self._dir = formats.directory_layout(cfg, xi)
+        self._counter_bits = _check_count("counter_bits", counter_bits, 1)
+        self._weights = _check_image(f"PE {xi} weights", weights, cfg.wmem_depth,
+                                     self._slots.word_bits)
+        self._directory = _check_image(f"PE {xi} directory", directory, cfg.c_max,
+                                       self._dir.entry_bits)
+        self._out_layout = data.StructLayout({
+            "m": signed(cfg.acc_bits),
+            "k": unsigned(_bits_for(cfg.k_max)),
+            "last": unsigned(1),
+        })
+        super().__init__({
+            "act": In(stream.Signature(act_layout(cfg))),
+            "wgt_wr": In(stream.Signature(wgt_wr_layout(cfg, xi))),
+            "out": Out(stream.Signature(self._out_layout)),
+            "k_count": In(range(1, cfg.k_max + 1)),
+            "perf": Out(perf_layout(self._counter_bits)),
+            "idle": Out(1),
+        })
+
+    @property
+    def cfg(self) -> AccelConfig:
+        return self._cfg
+
+    @property
+    def xi(self) -> int:
+        return self._xi
+
+    @property
+    def lanes(self) -> int:
+        return self._slots.lanes
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, slots, dirl = self._cfg, self._slots, self._dir
+        lanes = slots.lanes
+        banks = cfg.tiles_in_flight
+        act_shape = act_layout(cfg)
+
+        # -- zero filter and FIFO --------------------------------------------------------
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=act_shape.size, depth=cfg.fifo_depth)
+        drop = (self.act.payload.v == 0) & ~self.act.payload.last
+        m.d.comb += [
+            self.act.ready.eq(drop | fifo.w_rdy),
+            fifo.w_en.eq(self.act.valid & ~drop),
+            fifo.w_data.eq(self.act.payload.as_value()),
+        ]
+        head = act_shape(fifo.r_data)
+
+        # -- memories and the load port ----------------------------------------------------
+        m.submodules.wmem = wmem = Memory(shape=unsigned(slots.word_bits),
+                                          depth=cfg.wmem_depth, init=self._weights)
+        m.submodules.dmem = dmem = Memory(shape=unsigned(dirl.entry_bits),
+                                          depth=cfg.c_max, init=self._directory)
+        w_wr, d_wr = wmem.write_port(), dmem.write_port()
+        w_rd, d_rd = wmem.read_port(), dmem.read_port()
+        wr = self.wgt_wr.payload
+        m.d.comb += [
+            self.wgt_wr.ready.eq(1),
+            w_wr.addr.eq(wr.addr), w_wr.data.eq(wr.data),
+            w_wr.en.eq(self.wgt_wr.valid & (wr.mem == WMEM)),
+            d_wr.addr.eq(wr.addr), d_wr.data.eq(wr.data),
+            d_wr.en.eq(self.wgt_wr.valid & (wr.mem == DIRECTORY)),
+        ]
+
+        # -- stage A: directory lookup of the FIFO head ------------------------------------
+        a_valid = Signal()
+        a_v = Signal(signed(cfg.v_bits))
+        a_last = Signal()
+        a_take = Signal()
+        a_load = Signal()
+        e_start = d_rd.data[dirl.start_lsb:dirl.start_lsb + dirl.addr_bits]
+        e_words = d_rd.data[dirl.count_lsb:dirl.count_lsb + dirl.count_bits]
+        m.d.comb += [
+            a_load.eq(fifo.r_rdy & (~a_valid | a_take)),
+            fifo.r_en.eq(a_load),
+            d_rd.en.eq(a_load),
+            d_rd.addr.eq(head.c),
+        ]
+        with m.If(a_load):
+            m.d.sync += [a_v.eq(head.v), a_last.eq(head.last)]
+        with m.If(a_load | a_take):
+            m.d.sync += a_valid.eq(a_load)
+
+        # An entry with no word to walk and no tile end to carry is consumed without a cycle
+        # of the walker: a non-zero activation meeting an all-zero column.
+        a_marker = (a_v == 0) | (e_words == 0)
+        a_skip = a_marker & ~a_last
+
+        # -- stage B: column walker, one weight word per cycle -----------------------------
+        b_active = Signal()
+        b_addr = Signal(dirl.addr_bits)
+        b_left = Signal(dirl.count_bits)
+        b_v = Signal(signed(cfg.v_bits))
+        b_last = Signal()
+        b_null = Signal()
+        wbank = Signal(range(banks))
+        sealed = Signal(banks)      # bank b holds a finished tile not yet drained
+        complete = Signal(banks)    # that tile's final beat has left the accumulate stage
+        issue = Signal()
+        b_free = Signal()
+        m.d.comb += [
+            issue.eq(b_active & ~sealed.bit_select(wbank, 1)),
+            b_free.eq(~b_active | (issue & (b_left == 1))),
+            a_take.eq(a_valid & (a_skip | b_free)),
+            w_rd.en.eq(issue),
+            w_rd.addr.eq(b_addr),
+        ]
+        with m.If(issue):
+            m.d.sync += [b_addr.eq(b_addr + 1), b_left.eq(b_left - 1)]
+            with m.If(b_left == 1):
+                m.d.sync += b_active.eq(0)
+        with m.If(a_valid & ~a_skip & b_free):
+            m.d.sync += [
+                b_active.eq(1),
+                b_addr.eq(e_start),
+                b_left.eq(Mux(a_marker, 1, e_words)),
+                b_v.eq(a_v), b_last.eq(a_last), b_null.eq(a_marker),
+            ]
+        tile_end_issue = issue & (b_left == 1) & b_last
+
+        # -- stage C: slot decode and multiply ---------------------------------------------
+        c_valid, c_null, c_end = Signal(), Signal(), Signal()
+        c_v = Signal(signed(cfg.v_bits))
+        c_bank = Signal(range(banks))
+        m.d.sync += c_valid.eq(issue)
+        with m.If(issue):
+            m.d.sync += [c_v.eq(b_v), c_null.eq(b_null), c_end.eq(tile_end_issue),
+                         c_bank.eq(wbank)]
+
+        d_valid, d_end = Signal(), Signal()
+        d_bank = Signal(range(banks))
+        d_hit = [Signal(name=f"d_hit{l}") for l in range(lanes)]
+        d_k = [Signal(range(cfg.k_max), name=f"d_k{l}") for l in range(lanes)]
+        d_prod = [Signal(signed(cfg.product_bits), name=f"d_prod{l}") for l in range(lanes)]
+        hits = []
+        for l in range(lanes):
+            value, k_local, valid = _slot_fields(w_rd.data, slots, l)
+            hit = c_valid & ~c_null & valid
+            hits.append(hit)
+            m.d.sync += [d_hit[l].eq(hit), d_k[l].eq(k_local), d_prod[l].eq(c_v * value)]
+        m.d.sync += [d_valid.eq(c_valid), d_end.eq(c_valid & c_end), d_bank.eq(c_bank)]
+
+        # -- stage D: per-lane accumulate -------------------------------------------------
+        acc = [[[Signal(signed(cfg.acc_internal_bits), name=f"acc_b{b}_l{l}_k{k}")
+                 for k in range(cfg.k_max)] for l in range(lanes)] for b in range(banks)]
+        for b in range(banks):
+            for l in range(lanes):
+                for k in range(cfg.k_max):
+                    with m.If(d_hit[l] & (d_bank == b) & (d_k[l] == k)):
+                        m.d.sync += acc[b][l][k].eq(acc[b][l][k] + d_prod[l])
+
+        # -- drain: sum the lane copies of one k per cycle, then wrap or saturate -----------
+        dbank = Signal(range(banks))
+        draining = Signal()
+        drain_k = Signal(range(cfg.k_max))
+        lane_sum = sum(Array(Array(acc[b][l]) for b in range(banks))[dbank][drain_k]
+                       for l in range(lanes))
+        if cfg.overflow == "wrap":
+            result = lane_sum[:cfg.acc_bits].as_signed()
+        else:
+            lo, hi = cfg.acc_range
+            result = Mux(lane_sum < lo, lo, Mux(lane_sum > hi, hi, lane_sum))
+        out_load = Signal()
+        drain_last = drain_k == self.k_count - 1
+        m.d.comb += out_load.eq(~self.out.valid | self.out.ready)
+        out_valid = self.out.valid
+        with m.If(out_load):
+            m.d.sync += out_valid.eq(draining)
+        with m.If(out_load & draining):
+            m.d.sync += [
+                self.out.payload.m.eq(result),
+                self.out.payload.k.eq(drain_k),
+                self.out.payload.last.eq(drain_last),
+                drain_k.eq(drain_k + 1),
+            ]
+            for b in range(banks):
+                for l in range(lanes):
+                    with m.If(dbank == b):
+                        m.d.sync += Array(acc[b][l])[drain_k].eq(0)
+            with m.If(drain_last):
+                m.d.sync += [draining.eq(0), dbank.eq(Mux(dbank == banks - 1, 0, dbank + 1))]
+        with m.Elif(~draining & complete.bit_select(dbank, 1)):
+            m.d.sync += [draining.eq(1), drain_k.eq(0)]
+
+        # -- bank bookkeeping ------------------------------------------------------------
+        drained = out_load & draining & drain_last
+        for b in range(banks):
+            with m.If(tile_end_issue & (wbank == b)):
+                m.d.sync += sealed[b].eq(1)
+            with m.Elif(drained & (dbank == b)):
+                m.d.sync += sealed[b].eq(0)
+            with m.If(d_end & (d_bank == b)):
+                m.d.sync += complete[b].eq(1)
+            with m.Elif(drained & (dbank == b)):
+                m.d.sync += complete[b].eq(0)
+        with m.If(tile_end_issue):
+            m.d.sync += wbank.eq(Mux(wbank == banks - 1, 0, wbank + 1))
+
+        # -- perf counters ------------------------------------------------------------------
+        perf = self.perf
+        n_hits = sum(hits)
+        word_issued = c_valid & ~c_null
+        with m.If(word_issued):
+            m.d.sync += [
+                perf.busy.eq(perf.busy + 1),
+                perf.macs.eq(perf.macs + n_hits),
+                perf.empty_slots.eq(perf.empty_slots + (lanes - n_hits)),
+            ]
+        with m.If((b_active & ~issue) | (out_valid & ~self.out.ready)):
+            m.d.sync += perf.stalls.eq(perf.stalls + 1)
+        with m.If(self.act.valid & self.act.ready & (self.act.payload.v == 0)):
+            m.d.sync += perf.zeros_skipped.eq(perf.zeros_skipped + 1)
+
+        m.d.comb += self.idle.eq((fifo.level == 0) & ~a_valid & ~b_active
+                                 & ~c_valid & ~d_valid & (sealed == 0) & ~out_valid)
+        return m

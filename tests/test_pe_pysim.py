@@ -1,0 +1,287 @@
+# amaranth: UnusedElaboratable=no
+# (the constructor-error cases create components that raise before they can be used)
+"""Fast Amaranth-pysim tests of ``hw.pe.SparsePE`` against :func:`sw.golden.accumulate`.
+
+Weights come from :func:`sw.formats.pack_layer`, activations are random and sparse with the
+extreme values of the V range mixed in, the producer leaves random gaps and the consumer
+applies random back-pressure; the scoreboard checks every ``M[k]`` value, its ``k``, ``last``
+and the output count, in order.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hw.config import AccelConfig
+from hw.pe import DIRECTORY, WMEM, SparsePE
+from streams import stream_get, stream_put
+from sw import formats, golden
+
+SEED = int(os.environ.get("SEED") or 4004)
+
+
+def small_cfg(**kw) -> AccelConfig:
+    base = dict(tile=2, k_max=8, c_max=8, wmem_depth=64, fifo_depth=4, lanes=3)
+    base.update(kw)
+    return AccelConfig(**base)
+
+
+def random_U(cfg, rng: np.random.Generator, K: int, C: int, density: float) -> np.ndarray:
+    lo, hi = cfg.wgt_range
+    U = rng.integers(lo, hi + 1, size=(cfg.coords, K, C))
+    U[rng.random(U.shape) >= density] = 0
+    # extreme weights, so the multiplier and the slot sign extension see both ends
+    U[:, 0, 0] = lo
+    U[:, K - 1, C - 1] = hi
+    return U
+
+
+def random_V(cfg, rng: np.random.Generator, C: int, T: int, density: float) -> np.ndarray:
+    lo, hi = cfg.v_range
+    V = rng.integers(lo, hi + 1, size=(cfg.coords, C, T))
+    V[rng.random(V.shape) >= density] = 0
+    V[:, :, 0] = hi        # a dense tile of the largest V
+    if T > 1:
+        V[:, :, 1] = lo    # and of the smallest
+    if T > 2:
+        V[:, :, 2] = 0     # a tile with no non-zero activation at all
+    return V
+
+
+def tile_beats(V: np.ndarray, xi: int, rng: random.Random) -> list[list[dict]]:
+    """Per tile, the ``act`` beats of coordinate ``xi`` in a shuffled channel order."""
+    C, T = V.shape[1], V.shape[2]
+    tiles = []
+    for t in range(T):
+        order = list(range(C))
+        rng.shuffle(order)
+        tiles.append([{"c": c, "v": int(V[xi, c, t]), "last": int(i == C - 1)}
+                      for i, c in enumerate(order)])
+    return tiles
+
+
+def image(cfg, U, xi):
+    packed = formats.pack_layer(U, cfg)
+    assert packed.num_passes == 1
+    im = packed.passes[0]
+    return list(im.words[xi]), formats.directory_words(im, cfg, xi)
+
+
+def run_pe(dut, beats, count, K, *, rng=None, idle=0.0, pre=None):
+    """Feed ``beats``, collect ``count`` outputs; returns (outputs, cycles, perf dict)."""
+    out, result = [], {}
+    clock = [0]
+
+    async def counter(ctx):
+        async for _ in ctx.tick():
+            clock[0] += 1
+
+    async def producer(ctx):
+        ctx.set(dut.k_count, K)
+        if pre is not None:
+            await pre(ctx)
+        for beat in beats:
+            await stream_put(ctx, dut.act, beat, rng=rng, idle=idle)
+
+    async def consumer(ctx):
+        for _ in range(count):
+            out.append(await stream_get(ctx, dut.out, rng=rng, idle=idle))
+        result["cycles"] = clock[0]
+        await ctx.tick().until(dut.idle)
+        result["perf"] = {name: ctx.get(getattr(dut.perf, name))
+                          for name in ("busy", "macs", "empty_slots", "stalls", "zeros_skipped")}
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.add_testbench(counter, background=True)
+    sim.run()
+    return out, result["cycles"], result["perf"]
+
+
+def check_outputs(out, M, K, T):
+    expect = [{"m": int(M[k, t]), "k": k, "last": int(k == K - 1)}
+              for t in range(T) for k in range(K)]
+    assert len(out) == len(expect)
+    for i, (got, want) in enumerate(zip(out, expect)):
+        assert got == want, f"output {i} (tile {i // K}, k {i % K})"
+
+
+@pytest.mark.parametrize("overflow,acc_bits", [("wrap", 8), ("saturate", 8), ("wrap", 20),
+                                               ("saturate", 16)])
+@pytest.mark.parametrize("idle", [0.0, 0.4])
+def test_pe_matches_golden(overflow, acc_bits, idle):
+    seed = SEED + acc_bits + int(idle * 10) + (overflow == "saturate")
+    print(f"seed {seed}")
+    cfg = small_cfg(overflow=overflow, acc_bits=acc_bits)
+    nrng, prng = np.random.default_rng(seed), random.Random(seed)
+    K, C, T, xi = 7, 8, 6, 5
+    U = random_U(cfg, nrng, K, C, 0.5)
+    V = random_V(cfg, nrng, C, T, 0.5)
+    words, directory = image(cfg, U, xi)
+    dut = SparsePE(cfg, xi, weights=words, directory=directory)
+    beats = [b for tile in tile_beats(V, xi, prng) for b in tile]
+    out, _, perf = run_pe(dut, beats, K * T, K, rng=prng, idle=idle)
+    check_outputs(out, golden.accumulate(U, V, cfg)[xi], K, T)
+    nz_pairs = int(((U[xi] != 0).astype(int) @ (V[xi] != 0).astype(int)).sum())
+    assert perf["macs"] == nz_pairs
+    assert perf["zeros_skipped"] == int((V[xi] == 0).sum())
+
+
+def test_pe_one_lane_full_k():
+    """L = 1 and K = k_max: one slot per word, the widest k index, every column full."""
+    cfg = small_cfg(lanes=1, overflow="wrap", acc_bits=24)
+    nrng, prng = np.random.default_rng(SEED), random.Random(SEED)
+    K, C, T = cfg.k_max, cfg.c_max, 3
+    U = random_U(cfg, nrng, K, C, 0.7)
+    V = random_V(cfg, nrng, C, T, 0.8)
+    words, directory = image(cfg, U, 0)
+    dut = SparsePE(cfg, 0, weights=words, directory=directory)
+    beats = [b for tile in tile_beats(V, 0, prng) for b in tile]
+    out, _, _ = run_pe(dut, beats, K * T, K, rng=prng, idle=0.3)
+    check_outputs(out, golden.accumulate(U, V, cfg)[0], K, T)
+
+
+def test_pe_loads_weights_through_the_stream_port():
+    """An empty PE loaded through ``wgt_wr`` computes what a preloaded one does."""
+    cfg = small_cfg(lanes=2, acc_bits=20)
+    nrng, prng = np.random.default_rng(SEED + 1), random.Random(SEED + 1)
+    K, C, T, xi = 5, 6, 3, 2
+    U = random_U(cfg, nrng, K, C, 0.6)
+    V = random_V(cfg, nrng, C, T, 0.6)
+    words, directory = image(cfg, U, xi)
+    dut = SparsePE(cfg, xi)
+
+    async def load(ctx):
+        writes = [{"mem": WMEM, "addr": a, "data": w} for a, w in enumerate(words)]
+        writes += [{"mem": DIRECTORY, "addr": c, "data": e} for c, e in enumerate(directory)]
+        prng.shuffle(writes)
+        for wr in writes:
+            await stream_put(ctx, dut.wgt_wr, wr, rng=prng, idle=0.3)
+
+    beats = [b for tile in tile_beats(V, xi, prng) for b in tile]
+    out, _, _ = run_pe(dut, beats, K * T, K, pre=load)
+    check_outputs(out, golden.accumulate(U, V, cfg)[xi], K, T)
+
+
+def handmade():
+    """L = 2, K = 4, C = 3: column 0 holds k 0..2 (2 words, 1 padding slot), column 1 is
+    empty (no word), column 2 holds k 3 (1 word, 1 padding slot)."""
+    cfg = small_cfg(lanes=2, acc_bits=16)
+    U = np.zeros((cfg.coords, 4, 3), np.int64)
+    U[0, 0:3, 0] = [1, -128, 127]
+    U[0, 3, 2] = -2
+    # tile 0: c0 = 5, c1 = 7 (empty column), c2 = 0 (the end marker)
+    # tile 1: c0 = 0, c1 = 0, c2 = -3;  tile 2: every activation zero
+    V = np.zeros((cfg.coords, 3, 3), np.int64)
+    V[0, :, 0] = [5, 7, 0]
+    V[0, :, 1] = [0, 0, -3]
+    return cfg, U, V
+
+
+def test_perf_counters_exact_on_a_handmade_case():
+    cfg, U, V = handmade()
+    words, directory = image(cfg, U, 0)
+    assert len(words) == 3 and formats.directory_entries(directory, cfg, 0) == (
+        (0, 2), (2, 0), (2, 1))
+    dut = SparsePE(cfg, 0, weights=words, directory=directory)
+    seen = {"out": [], "stalled": 0}
+
+    async def bench(ctx):
+        ctx.set(dut.k_count, 4)
+        for t in range(3):
+            # one tile at a time, so the walker never waits for a bank
+            for c in range(3):
+                await stream_put(ctx, dut.act, {"c": c, "v": int(V[0, c, t]),
+                                                "last": int(c == 2)})
+            for _ in range(4):
+                seen["out"].append(await stream_get(ctx, dut.out))
+            await ctx.tick().until(dut.idle)
+        assert [ctx.get(getattr(dut.perf, f)) for f in
+                ("busy", "macs", "empty_slots", "stalls", "zeros_skipped")] == [3, 4, 2, 0, 6]
+        # hold off the consumer for exactly 10 cycles once M[0] is valid: 10 stall cycles
+        for c in range(3):
+            await stream_put(ctx, dut.act, {"c": c, "v": 1, "last": int(c == 2)})
+        await ctx.tick().until(dut.out.valid)
+        for _ in range(9):
+            await ctx.tick()
+        for _ in range(4):
+            seen["out"].append(await stream_get(ctx, dut.out))
+        await ctx.tick().until(dut.idle)
+        assert ctx.get(dut.perf.stalls) == 10
+        assert ctx.get(dut.perf.macs) == 8
+        assert ctx.get(dut.perf.busy) == 6
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    M = golden.accumulate(U, np.concatenate([V, np.ones((cfg.coords, 3, 1), np.int64)], 2),
+                          cfg)[0]
+    check_outputs(seen["out"], M, 4, 4)
+    assert [o["m"] for o in seen["out"][:4]] == [5, -640, 635, 0]
+
+
+def test_back_to_back_tiles_reach_one_word_per_cycle():
+    """With a deep FIFO, dense activations and always-ready output, the PE issues one word per
+    cycle: total cycles = words walked + pipeline fill and drain, no per-tile bubble."""
+    cfg = small_cfg(lanes=2, acc_bits=24, fifo_depth=16, k_max=4)
+    nrng = np.random.default_rng(SEED + 7)
+    K, C, T = 4, 8, 8
+    U = np.ones((cfg.coords, K, C), np.int64)                    # 2 words per column
+    V = nrng.integers(1, 50, size=(cfg.coords, C, T))           # no zero activation
+    words, directory = image(cfg, U, 0)
+    dut = SparsePE(cfg, 0, weights=words, directory=directory)
+    beats = [{"c": c, "v": int(V[0, c, t]), "last": int(c == C - 1)}
+             for t in range(T) for c in range(C)]
+    out, cycles, perf = run_pe(dut, beats, K * T, K)
+    check_outputs(out, golden.accumulate(U, V, cfg)[0], K, T)
+    walked = 2 * C * T
+    assert perf["busy"] == walked and perf["stalls"] == 0
+    print(f"cycles {cycles}, words walked {walked}")
+    assert cycles <= walked + 16
+
+
+def test_latency_of_an_isolated_tile():
+    cfg, U, V = handmade()
+    words, directory = image(cfg, U, 0)
+    dut = SparsePE(cfg, 0, weights=words, directory=directory)
+    marks = {}
+
+    async def bench(ctx):
+        ctx.set(dut.k_count, 4)
+        ctx.set(dut.act.payload, {"c": 2, "v": 1, "last": 1})
+        ctx.set(dut.act.valid, 1)
+        await ctx.tick()
+        ctx.set(dut.act.valid, 0)
+        cycles = 0
+        while not ctx.get(dut.out.valid):
+            await ctx.tick()
+            cycles += 1
+        marks["latency"] = cycles
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert marks["latency"] == SparsePE.LATENCY
+
+
+@pytest.mark.parametrize("kwargs,error,text", [
+    (dict(cfg="cfg", xi=0), TypeError, "cfg must be an AccelConfig, not str"),
+    (dict(xi=16), ValueError, r"xi must be a Winograd coordinate in \[0, 16\), not 16"),
+    (dict(xi=0, counter_bits=0), ValueError, "counter_bits must be an integer >= 1, not 0"),
+    (dict(xi=0, weights=[0] * 65), ValueError,
+     "PE 0 weights: 65 words do not fit a memory of depth 64"),
+    (dict(xi=0, directory=[1 << 20]), ValueError, "PE 0 directory: word 0 = 0x100000 does not"),
+])
+def test_constructor_errors(kwargs, error, text):
+    kwargs = {"cfg": small_cfg(), **kwargs}
+    with pytest.raises(error, match=text):
+        SparsePE(kwargs.pop("cfg"), kwargs.pop("xi"), **kwargs)
