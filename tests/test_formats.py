@@ -1,0 +1,238 @@
+"""The packed weight format: exact round trips, one hand-computed word, files and pass split."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hw.config import AccelConfig
+from sw import formats
+
+SEED = 20261123
+
+
+def sparse_U(cfg: AccelConfig, K: int, C: int, density: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    lo, hi = cfg.wgt_range
+    U = rng.integers(lo, hi + 1, size=(cfg.coords, K, C))
+    U[rng.random(U.shape) >= density] = 0
+    return U
+
+
+CASES = [
+    # tile, lanes, wgt_bits, K, C, density
+    (2, 4, 8, 16, 8, 0.3),
+    (2, 1, 8, 5, 3, 1.0),
+    (2, 3, 4, 33, 7, 0.1),
+    (2, (1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8), 8, 20, 9, 0.5),
+    (4, 4, 8, 12, 5, 0.2),
+    (4, 2, 6, 9, 4, 0.0),
+    (4, tuple(range(1, 37)), 8, 40, 3, 0.35),
+    (2, 8, 16, 64, 16, 0.05),
+]
+
+
+@pytest.mark.parametrize("tile,lanes,wgt_bits,K,C,density", CASES)
+def test_pack_unpack_round_trip(tile, lanes, wgt_bits, K, C, density):
+    cfg = AccelConfig(tile=tile, lanes=lanes, wgt_bits=wgt_bits, k_max=64, c_max=32)
+    U = sparse_U(cfg, K, C, density, SEED + K * C)
+    packed = formats.pack_layer(U, cfg, name="round")
+    back = formats.unpack_layer(packed, cfg)
+    assert back.dtype == np.int64
+    np.testing.assert_array_equal(back, U)
+    s = packed.stats
+    nnz = int(np.count_nonzero(U))
+    assert s.nnz == nnz
+    lanes_t = cfg.lanes_per_coord
+    # Words = sum of ceil(column nnz / L): computed independently from U.
+    col_nnz = (U != 0).sum(axis=1)                                    # [coords, C]
+    expect_words = [int((-(-col_nnz[xi] // lanes_t[xi])).sum()) for xi in range(cfg.coords)]
+    assert list(s.words_per_pe) == expect_words
+    assert s.slots == sum(w * l for w, l in zip(expect_words, lanes_t))
+    assert s.padding_slots == s.slots - nnz
+    assert s.dense_bits == cfg.coords * K * C * wgt_bits
+    assert packed.num_passes == 1 and packed.Kp == K
+
+
+def test_slot_layout_fields():
+    cfg = AccelConfig(wgt_bits=8, k_max=256, lanes=(4,) * 8 + (2,) * 8)
+    lay = formats.slot_layout(cfg, 0)
+    assert (lay.value_lsb, lay.value_bits, lay.k_lsb, lay.k_bits, lay.valid_lsb) == \
+        (0, 8, 8, 8, 16)
+    assert (lay.slot_bits, lay.word_bits, lay.word_bytes, lay.hex_digits) == (17, 68, 9, 17)
+    assert formats.slot_layout(cfg, 15).word_bits == 34
+    assert formats.k_bits(AccelConfig(k_max=1)) == 1
+    assert formats.k_bits(AccelConfig(k_max=257)) == 9
+    d = formats.directory_layout(AccelConfig(wmem_depth=4096, k_max=256, lanes=4), 0)
+    assert (d.addr_bits, d.count_bits, d.entry_bits, d.count_lsb) == (13, 7, 20, 13)
+    with pytest.raises(formats.FormatError, match="PE index 16 out of range"):
+        formats.slot_layout(cfg, 16)
+
+
+def test_one_word_by_hand():
+    """wgt_bits 4, k_max 8 (k_bits 3), 3 lanes: slot = valid<<7 | k<<4 | (value & 0xF)."""
+    cfg = AccelConfig(wgt_bits=4, k_max=8, lanes=3)
+    U = np.zeros((16, 8, 2), dtype=np.int64)
+    U[5, 1, 0], U[5, 4, 0], U[5, 6, 0], U[5, 7, 0] = -3, 7, 1, -8
+    U[5, 2, 1] = 2
+    packed = formats.pack_layer(U, cfg)
+    words = packed.passes[0].words[5]
+    slot_a = (1 << 7) | (1 << 4) | 0xD         # k=1, value -3 -> 0b1101
+    slot_b = (1 << 7) | (4 << 4) | 0x7         # k=4, value 7
+    slot_c = (1 << 7) | (6 << 4) | 0x1         # k=6, value 1
+    slot_d = (1 << 7) | (7 << 4) | 0x8         # k=7, value -8
+    slot_e = (1 << 7) | (2 << 4) | 0x2
+    assert words == (slot_a | slot_b << 8 | slot_c << 16, slot_d, slot_e)
+    assert words[0] == 0xE1C79D
+    assert packed.passes[0].directory[5] == ((0, 2), (2, 1))
+    assert packed.passes[0].words[0] == ()
+    assert packed.passes[0].directory[0] == ((0, 0), (0, 0))
+    # Directory entry: start in the low addr_bits (wmem_depth 4096 -> 13), count above it.
+    assert formats.directory_words(packed.passes[0], cfg, 5) == [2 << 13, 2 | 1 << 13]
+
+
+def test_pass_split_when_memory_is_small():
+    cfg = AccelConfig(lanes=2, wmem_depth=10, k_max=16)
+    U = np.zeros((16, 12, 3), dtype=np.int64)
+    U[:, :, :] = 1                       # dense: ceil(Kp/2) words per column, 3 columns
+    # Kp=6 -> 3 columns x 3 words = 9 <= 10; Kp=7 -> 3 x 4 = 12 > 10.
+    packed = formats.pack_layer(U, cfg)
+    assert packed.Kp == 6 and packed.num_passes == 2
+    assert [(im.k_base, im.k_count) for im in packed.passes] == [(0, 6), (6, 6)]
+    assert packed.stats.max_words_per_pass == (9,) * 16
+    assert packed.stats.words_per_pe == (18,) * 16
+    np.testing.assert_array_equal(formats.unpack_layer(packed, cfg), U)
+    # k_max bounds Kp even when the memory is large.
+    big = formats.pack_layer(np.ones((16, 40, 2), dtype=np.int64),
+                             AccelConfig(k_max=16, wmem_depth=4096))
+    assert big.Kp == 16 and [im.k_count for im in big.passes] == [16, 16, 8]
+    np.testing.assert_array_equal(formats.unpack_layer(big, AccelConfig(k_max=16)),
+                                  np.ones((16, 40, 2)))
+
+
+def test_pass_split_impossible():
+    cfg = AccelConfig(lanes=1, wmem_depth=2, k_max=4)
+    with pytest.raises(formats.FormatError, match="one output channel per pass needs 3 words"):
+        formats.pack_layer(np.ones((16, 4, 3), dtype=np.int64), cfg)
+
+
+@pytest.mark.parametrize("bad,match", [
+    (np.ones((9, 2, 2), dtype=np.int64), r"expected \[16, K, C\]"),
+    (np.ones((16, 2, 2)), "expected integers"),
+    (np.full((16, 2, 2), 128), r"outside the 8-bit weight range \[-128, 127\]"),
+    (np.ones((16, 2, 300), dtype=np.int64), "C = 300 input channels exceeds c_max = 256"),
+])
+def test_pack_rejects(bad, match):
+    with pytest.raises(formats.FormatError, match=match):
+        formats.pack_layer(bad, AccelConfig())
+
+
+def test_unpack_rejects_corrupt_images():
+    cfg = AccelConfig(lanes=2)
+    U = np.zeros((16, 4, 2), dtype=np.int64)
+    U[0, :3, 0] = [1, 2, 3]
+    packed = formats.pack_layer(U, cfg)
+    im = packed.passes[0]
+    lay = formats.slot_layout(cfg, 0)
+
+    def with_pe0(words=None, directory=None):
+        w = list(im.words)
+        d = list(im.directory)
+        if words is not None:
+            w[0] = words
+        if directory is not None:
+            d[0] = directory
+        bad = formats.PassImage(0, 0, 4, tuple(w), tuple(d))
+        return formats.PackedLayer("bad", 4, 2, 4, (bad,), packed.stats)
+
+    w0, w1 = im.words[0]
+    swapped = (w0 >> lay.slot_bits) | ((w0 & ((1 << lay.slot_bits) - 1)) << lay.slot_bits)
+    with pytest.raises(formats.FormatError, match="breaks ascending order"):
+        formats.unpack_layer(with_pe0(words=(swapped, w1)), cfg)
+    with pytest.raises(formats.FormatError, match="bad padding in word 0 lane 1"):
+        formats.unpack_layer(with_pe0(words=(w0 & ((1 << lay.slot_bits) - 1), w1)), cfg)
+    with pytest.raises(formats.FormatError, match="past the end"):
+        formats.unpack_layer(with_pe0(directory=((0, 3), (3, 0))), cfg)
+    with pytest.raises(formats.FormatError, match="1 trailing words"):
+        formats.unpack_layer(with_pe0(directory=((0, 1), (1, 0))), cfg)
+
+
+def test_hex_round_trip(tmp_path):
+    cfg = AccelConfig(lanes=(3,) * 16)
+    U = sparse_U(cfg, 10, 6, 0.4, SEED)
+    packed = formats.pack_layer(U, cfg)
+    im = packed.passes[0]
+    for xi in (0, 7, 15):
+        lay, dlay = formats.slot_layout(cfg, xi), formats.directory_layout(cfg, xi)
+        formats.write_hex(tmp_path / "w.hex", im.words[xi], lay.hex_digits, "a comment")
+        text = (tmp_path / "w.hex").read_text().splitlines()
+        assert text[0] == "// a comment"
+        assert all(len(line) == lay.hex_digits for line in text[1:])
+        assert formats.read_hex(tmp_path / "w.hex", lay.word_bits) == list(im.words[xi])
+        formats.write_hex(tmp_path / "d.hex", formats.directory_words(im, cfg, xi),
+                          dlay.hex_digits)
+        back = formats.directory_entries(formats.read_hex(tmp_path / "d.hex", dlay.entry_bits),
+                                         cfg, xi)
+        assert back == im.directory[xi]
+    (tmp_path / "bad.hex").write_text("12\nzz\n")
+    with pytest.raises(formats.FormatError, match=r"bad.hex:2: 'zz' is not a hex word"):
+        formats.read_hex(tmp_path / "bad.hex", 8)
+    (tmp_path / "wide.hex").write_text("1ff\n")
+    with pytest.raises(formats.FormatError, match="wider than 8 bits"):
+        formats.read_hex(tmp_path / "wide.hex", 8)
+
+
+def test_stream_round_trip_and_framing():
+    cfg = AccelConfig(lanes=2, k_max=8)
+    a = formats.pack_layer(sparse_U(cfg, 20, 3, 0.3, SEED), cfg, name="a")   # 3 passes
+    b = formats.pack_layer(sparse_U(cfg, 4, 2, 0.6, SEED + 1), cfg, name="b")
+    data = formats.encode_stream([a, b], cfg)
+    assert data[:4] == b"WNWS"
+    assert int.from_bytes(data[4:6], "little") == formats.FORMAT_VERSION
+    assert int.from_bytes(data[6:8], "little") == 16
+    assert int.from_bytes(data[8:12], "little") == 4                 # records: 3 + 1 passes
+    # First record header: layer 0, pass 0, C 3, k_base 0, k_count 8.
+    assert [int.from_bytes(data[12 + 4 * i:16 + 4 * i], "little") for i in range(5)] == \
+        [0, 0, 3, 0, 8]
+    recs = formats.decode_stream(data, cfg)
+    assert [(r.layer, r.image.index) for r in recs] == [(0, 0), (0, 1), (0, 2), (1, 0)]
+    assert [r.image for r in recs] == list(a.passes) + list(b.passes)
+    # Exact length: headers + per PE (8 B + entries * 2 B + words * 3 B) per record.
+    lay, dlay = formats.slot_layout(cfg, 0), formats.directory_layout(cfg, 0)
+    assert (lay.word_bytes, dlay.entry_bytes) == (3, 2)
+    body = sum(8 + len(im.directory[xi]) * 2 + len(im.words[xi]) * 3
+               for pl in (a, b) for im in pl.passes for xi in range(16))
+    assert len(data) == 12 + 4 * 20 + body
+    with pytest.raises(formats.FormatError, match="truncated"):
+        formats.decode_stream(data[:-1], cfg)
+    with pytest.raises(formats.FormatError, match="1 trailing bytes"):
+        formats.decode_stream(data + b"\0", cfg)
+    with pytest.raises(formats.FormatError, match="stream has 16 PEs, config has 36"):
+        formats.decode_stream(data, AccelConfig(tile=4))
+    with pytest.raises(formats.FormatError, match="not a winnow weight stream"):
+        formats.decode_stream(b"XXXX" + data[4:], cfg)
+
+
+def test_manifest(tmp_path):
+    cfg = AccelConfig(lanes=4)
+    U = np.zeros((16, 4, 2), dtype=np.int64)
+    U[0, 0, 0] = U[3, 1, 1] = 5
+    packed = formats.pack_layer(U, cfg, name="c1")
+    (tmp_path / "x.bin").write_bytes(b"abc")
+    entry = formats.layer_manifest(packed, U, cfg, quant={"shift": [1]}, source_shape=(4, 2, 3, 3),
+                                   files={"p0.pe0": "x.bin"})
+    man = formats.build_manifest([entry], cfg, tmp_path, ["x.bin"])
+    man = json.loads(json.dumps(man))
+    assert man["checksums"] == {
+        "x.bin": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"}
+    layer = man["layers"][0]
+    assert (layer["K"], layer["C"], layer["Kp"], layer["passes"]) == (4, 2, 4, 1)
+    assert layer["density"] == 2 / 128
+    assert layer["coord_density"][0] == 1 / 8 and layer["coord_density"][3] == 1 / 8
+    assert sum(layer["coord_density"]) == 2 / 8
+    assert layer["words_per_pe"] == [[1, 0, 0, 1] + [0] * 12]
+    assert layer["source_shape"] == [4, 2, 3, 3]
+    assert man["format"]["word_bits"] == [68] * 16
+    assert AccelConfig.from_dict(man["config"]) == cfg
