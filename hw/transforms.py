@@ -145,16 +145,21 @@ class InputTransform(wiring.Component):
 
     def __init__(self, cfg: AccelConfig):
         self._cfg = _check_config(self, cfg)
+        i_layout, o_layout = self.layouts(cfg)
+        super().__init__({
+            "i": In(stream.Signature(i_layout)),
+            "o": Out(stream.Signature(o_layout)),
+        })
+
+    @staticmethod
+    def layouts(cfg: AccelConfig) -> tuple[data.StructLayout, data.ArrayLayout]:
+        """Payload layouts of ``i`` and ``o``, without building the component (for benches)."""
         n = cfg.n
-        self._i_layout = data.StructLayout({
+        i_layout = data.StructLayout({
             "d": data.ArrayLayout(signed(cfg.act_bits), n * n),
             "relu": unsigned(1),
         })
-        self._o_layout = data.ArrayLayout(signed(cfg.v_bits), n * n)
-        super().__init__({
-            "i": In(stream.Signature(self._i_layout)),
-            "o": Out(stream.Signature(self._o_layout)),
-        })
+        return i_layout, data.ArrayLayout(signed(cfg.v_bits), n * n)
 
     @property
     def cfg(self) -> AccelConfig:
@@ -218,19 +223,23 @@ class OutputTransform(wiring.Component):
 
     def __init__(self, cfg: AccelConfig):
         self._cfg = _check_config(self, cfg)
-        n, mm = cfg.n, cfg.tile
-        self._i_layout = data.StructLayout({
-            "m": data.ArrayLayout(signed(cfg.acc_bits), n * n),
+        i_layout, o_layout = self.layouts(cfg)
+        super().__init__({
+            "i": In(stream.Signature(i_layout)),
+            "o": Out(stream.Signature(o_layout)),
+        })
+
+    @staticmethod
+    def layouts(cfg: AccelConfig) -> tuple[data.StructLayout, data.ArrayLayout]:
+        """Payload layouts of ``i`` and ``o``, without building the component (for benches)."""
+        i_layout = data.StructLayout({
+            "m": data.ArrayLayout(signed(cfg.acc_bits), cfg.n * cfg.n),
             "bias": signed(cfg.bias_bits),
             "multiplier": signed(cfg.mult_bits),
             "shift": unsigned(cfg.shift_bits),
             "relu": unsigned(1),
         })
-        self._o_layout = data.ArrayLayout(signed(cfg.act_bits), mm * mm)
-        super().__init__({
-            "i": In(stream.Signature(self._i_layout)),
-            "o": Out(stream.Signature(self._o_layout)),
-        })
+        return i_layout, data.ArrayLayout(signed(cfg.act_bits), cfg.tile * cfg.tile)
 
     @property
     def cfg(self) -> AccelConfig:

@@ -1,0 +1,115 @@
+"""Build one generated component into Verilog and run a cocotb bench on it.
+
+Every parameter case gets its own directory ``build/sim/<case>/`` (Verilog, ``winnow.json``,
+simulator build, ``results.xml``, waveforms), so ``pytest -n auto`` never shares files between
+workers. Environment knobs, all optional:
+
+``SIM``            ``icarus`` (default when installed) or ``verilator``.
+``SEED``           the cocotb random seed; without it one is drawn and printed, so any run can be
+                   repeated with ``SEED=<printed value>``.
+``WAVES=1``        write waveforms (Icarus: FST, Verilator: FST) into the case directory.
+``WINNOW_SAMPLES`` random items per test (each bench documents its default).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+from cocotb_tools.check_results import get_results
+from cocotb_tools.runner import get_runner
+
+from hw.config import AccelConfig
+from hw.gen import CONFIG_FILE, verilog_text
+from verif.simulator import find_simulator
+
+__all__ = ["ROOT", "SIM_DIR", "session_seed", "run_bench"]
+
+ROOT = Path(__file__).resolve().parent.parent
+SIM_DIR = ROOT / "build" / "sim"
+
+#: Verilator lint warnings Amaranth's Verilog trips (width mismatches it emits on purpose).
+VERILATOR_ARGS = ("-Wno-fatal", "-Wno-WIDTH")
+
+
+def session_seed() -> int:
+    """``SEED`` from the environment, or one random seed per process."""
+    text = os.environ.get("SEED")
+    if text:
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"SEED={text!r} is not an integer") from None
+    if not hasattr(session_seed, "_drawn"):
+        session_seed._drawn = random.SystemRandom().randrange(1 << 31)
+    return session_seed._drawn
+
+
+def run_bench(component: str, cfg: AccelConfig, test_module: str, case: str,
+              extra_env: dict[str, str] | None = None) -> Path:
+    """Generate ``component`` for ``cfg``, build it and run every test in ``test_module``.
+
+    The bench reads the configuration from ``$WINNOW_CONFIG`` (the case's ``winnow.json``) and
+    the component name from ``$WINNOW_COMPONENT``.
+    Raises ``AssertionError`` naming the seed and the results file when any cocotb test fails.
+    Returns the results XML path.
+    """
+    sim = find_simulator()
+    seed = session_seed()
+    waves = os.environ.get("WAVES", "0") not in ("", "0")
+    case_dir = SIM_DIR / case
+    case_dir.mkdir(parents=True, exist_ok=True)
+    source = case_dir / f"{component}.v"
+    source.write_text(verilog_text(component, cfg))
+    config = case_dir / CONFIG_FILE
+    config.write_text(cfg.to_json())
+    print(f"winnow verif: case {case} sim={sim} SEED={seed} waves={int(waves)} dir={case_dir}")
+
+    runner = get_runner(sim)
+    runner.build(
+        sources=[source],
+        hdl_toplevel=component,
+        build_dir=case_dir,
+        build_args=list(VERILATOR_ARGS) if sim == "verilator" else [],
+        timescale=("1ns", "1ps"),
+        waves=waves,
+        log_file=case_dir / "build.log",
+    )
+    results_xml = case_dir / "results.xml"
+    results_xml.unlink(missing_ok=True)
+    try:
+        runner.test(
+            test_module=test_module,
+            hdl_toplevel=component,
+            build_dir=case_dir,
+            test_dir=case_dir,
+            seed=seed,
+            waves=waves,
+            extra_env={"WINNOW_CONFIG": str(config), "WINNOW_COMPONENT": component,
+                       **(extra_env or {})},
+            results_xml=str(results_xml),
+            timescale=("1ns", "1ps"),
+            log_file=case_dir / "sim.log",
+        )
+    except SystemExit:
+        # Under pytest the runner exits on a failed cocotb test; the results file says which.
+        pass
+    log = case_dir / "sim.log"
+    if not results_xml.exists():
+        raise AssertionError(f"case {case}: the simulation wrote no results; see {log}")
+    total, failed = get_results(results_xml)
+    if total == 0 or failed:
+        raise AssertionError(
+            f"case {case}: {failed} of {total} cocotb tests failed; reproduce with SEED={seed} "
+            f"SIM={sim}; log {log}\n{_first_failure(log)}")
+    return results_xml
+
+
+def _first_failure(log: Path, lines: int = 30) -> str:
+    """The first failing test's traceback from the simulator log, for the pytest report."""
+    text = log.read_text(errors="replace").splitlines() if log.exists() else []
+    for k, line in enumerate(text):
+        if " failed" in line and "cocotb.regression" in line:
+            return "\n".join(text[k:k + lines])
+    return ""

@@ -1,0 +1,15 @@
+"""pytest runners for the transform benches in :mod:`verif.tb_transforms` (one case per unit × m)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hw.config import AccelConfig
+from verif.runner import run_bench
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("component", ["input_transform", "output_transform"])
+def test_transform(component, m):
+    run_bench(component, AccelConfig(tile=m), "verif.tb_transforms", f"{component}_m{m}")
