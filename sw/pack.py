@@ -1,0 +1,435 @@
+"""``sw/pack.py``: pack a CNN's 3×3 layers into the accelerator's on-chip weight format.
+
+Usage::
+
+    python sw/pack.py MODEL.npz -o OUTDIR --hw winnow.json \\
+        [--prune none|winograd|spatial-winograd --density D] [--relu winograd|spatial]
+
+Reads the ``.npz`` schema of docs/formats.md, optionally prunes, quantises with
+:func:`sw.quant.quantize_layer`, lays out with :func:`sw.formats.pack_layer`, and writes into
+OUTDIR: one ``$readmemh`` file per PE memory and pass (words and directory), ``weights.bin``
+for the weight-load port, and ``manifest.json``. Everything is written to a temporary
+directory next to OUTDIR and renamed into place at the end, so an error leaves no partial
+output. Bad input prints one line naming the file, the layer and the problem, and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make ``sw`` and ``hw`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from hw.config import SUPPORTED_TILES, AccelConfig, ConfigError  # noqa: E402
+from sw import formats, quant  # noqa: E402
+
+__all__ = ["PackError", "ModelLayer", "load_npz", "prune_magnitude", "pack_model", "main"]
+
+PRUNE_MODES = ("none", "winograd", "spatial-winograd")
+RELU_MODES = ("winograd", "spatial")
+#: Array names a layer may have in the .npz, ``<layer>.<field>``.
+NPZ_FIELDS = ("weight", "bias", "in_scale", "out_scale", "pad")
+#: Exit status for bad input.
+EXIT_BAD_INPUT = 2
+BIN_NAME = "weights.bin"
+MANIFEST_NAME = "manifest.json"
+
+
+class PackError(Exception):
+    """Bad input to the packer; the message names the file, the layer and the problem."""
+
+
+@dataclass(frozen=True)
+class ModelLayer:
+    """One 3×3 layer as read from the ``.npz``, before pruning and quantisation."""
+
+    name: str
+    weight: np.ndarray          # float64, spatial [K, C, 3, 3] or Winograd [n*n, K, C]
+    bias: np.ndarray            # float64 [K]
+    in_scale: float
+    out_scale: float
+    pad: int
+
+    @property
+    def spatial(self) -> bool:
+        return self.weight.ndim == 4
+
+    @property
+    def K(self) -> int:
+        return self.weight.shape[0] if self.spatial else self.weight.shape[1]
+
+    @property
+    def C(self) -> int:
+        return self.weight.shape[1] if self.spatial else self.weight.shape[2]
+
+
+def _default_scale(cfg: AccelConfig) -> float:
+    """Activations in [-1, 1] when the model gives no scale."""
+    return 1.0 / cfg.act_range[1]
+
+
+def _float_array(arr: np.ndarray, where: str, what: str) -> np.ndarray:
+    if arr.dtype.kind not in "fiu" or arr.dtype.kind == "b":
+        raise PackError(f"{where}: {what} has dtype {arr.dtype}; expected a real number type")
+    out = arr.astype(np.float64)
+    bad = int(np.count_nonzero(~np.isfinite(out)))
+    if bad:
+        raise PackError(f"{where}: {what} holds {bad} NaN/Inf value(s)")
+    return out
+
+
+def _scalar(arr: np.ndarray, where: str, what: str) -> float:
+    if arr.shape not in ((), (1,)):
+        raise PackError(f"{where}: {what} must be a scalar, got shape {arr.shape}")
+    return float(_float_array(arr.reshape(()), where, what))
+
+
+def _check_weight(w: np.ndarray, where: str, cfg: AccelConfig) -> None:
+    coords = {t: (t + 2) ** 2 for t in SUPPORTED_TILES}
+    if w.ndim == 4:
+        if w.shape[2:] != (3, 3):
+            raise PackError(f"{where}: kernel {w.shape[2]}x{w.shape[3]} is not supported "
+                            "(only 3x3, stride 1)")
+        K, C = w.shape[:2]
+    elif w.ndim == 3:
+        if w.shape[0] != cfg.coords:
+            other = [t for t, c in coords.items() if c == w.shape[0]]
+            if other:
+                raise PackError(f"{where}: Winograd-domain weights are for F({other[0]},3) "
+                                f"({w.shape[0]} coordinates) but the config is F({cfg.tile},3) "
+                                f"({cfg.coords} coordinates)")
+            raise PackError(f"{where}: weight shape {w.shape} is neither spatial [K, C, 3, 3] "
+                            f"nor Winograd-domain [{cfg.coords}, K, C]")
+        K, C = w.shape[1:]
+    else:
+        raise PackError(f"{where}: weight shape {w.shape} is neither spatial [K, C, 3, 3] "
+                        f"nor Winograd-domain [{cfg.coords}, K, C]")
+    if K < 1 or C < 1:
+        raise PackError(f"{where}: weight shape {w.shape} has no channels")
+    if C > cfg.c_max:
+        raise PackError(f"{where}: C = {C} input channels exceeds c_max = {cfg.c_max} of the "
+                        "config")
+
+
+def load_npz(path: str | Path, cfg: AccelConfig) -> list[ModelLayer]:
+    """Read and validate every layer of a model ``.npz`` (schema in docs/formats.md).
+
+    Layers come in the order their ``.weight`` arrays appear in the archive.
+
+    Raises
+    ------
+    PackError
+        Naming the file, the layer and the problem.
+    """
+    path = Path(path)
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise PackError(f"{path}: no such file") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise PackError(f"{path}: not a readable .npz archive ({err})") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise PackError(f"{path}: is a single .npy array, not an .npz archive of layers")
+    try:
+        with loaded as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise PackError(f"{path}: not a readable .npz archive ({err})") from None
+    if not arrays:
+        raise PackError(f"{path}: the archive holds no arrays")
+    fields: dict[str, dict[str, np.ndarray]] = {}
+    for key, arr in arrays.items():
+        name, dot, field = key.rpartition(".")
+        if not dot or not name or field not in NPZ_FIELDS:
+            raise PackError(f"{path}: array {key!r} is not <layer>.<field> with field one of "
+                            f"{', '.join(NPZ_FIELDS)}")
+        fields.setdefault(name, {})[field] = arr
+    layers = []
+    for name, got in fields.items():
+        where = f"{path}: layer {name}"
+        if "weight" not in got:
+            raise PackError(f"{where}: has {', '.join(sorted(got))} but no weight array")
+        w = _float_array(got["weight"], where, "weight")
+        _check_weight(w, where, cfg)
+        K = w.shape[0] if w.ndim == 4 else w.shape[1]
+        if "bias" in got:
+            bias = _float_array(got["bias"], where, "bias")
+            if bias.shape != (K,):
+                raise PackError(f"{where}: bias has shape {bias.shape}, expected ({K},)")
+        else:
+            bias = np.zeros(K)
+        scales = {}
+        for field in ("in_scale", "out_scale"):
+            scales[field] = (_scalar(got[field], where, field) if field in got
+                             else _default_scale(cfg))
+            if not scales[field] > 0:
+                raise PackError(f"{where}: {field} = {scales[field]} must be > 0")
+        pad = 1
+        if "pad" in got:
+            value = _scalar(got["pad"], where, "pad")
+            if value not in (0.0, 1.0):
+                raise PackError(f"{where}: pad = {value} is not supported (0 or 1)")
+            pad = int(value)
+        layers.append(ModelLayer(name, w, bias, scales["in_scale"], scales["out_scale"], pad))
+    return layers
+
+
+def _keep_largest(x: np.ndarray, density: float) -> np.ndarray:
+    """Zero all but the ``round(density * x.size)`` entries of largest magnitude (one threshold)."""
+    keep = int(round(density * x.size))
+    flat = x.reshape(-1).copy()
+    order = np.argsort(-np.abs(flat), kind="stable")
+    flat[order[keep:]] = 0.0
+    return flat.reshape(x.shape)
+
+
+def prune_magnitude(layer: ModelLayer, mode: str, density: float, cfg: AccelConfig,
+                    source: str = "model") -> np.ndarray:
+    """Simple per-layer magnitude pruning, one threshold per layer; returns float weights.
+
+    * ``none``: the weights unchanged (spatial or Winograd-domain).
+    * ``winograd``: transform spatial weights to ``U = G g G^T``, then keep the ``density``
+      fraction of ``U`` with the largest magnitude (Liu et al. prune in this domain).
+    * ``spatial-winograd``: keep the ``density`` fraction of the spatial kernel, transform, then
+      keep the ``density`` fraction of ``U`` (spatial sparsity alone does not survive ``G``).
+
+    This is the baseline; sw/prune.py holds the papers' methods.
+    """
+    if mode == "none":
+        return layer.weight
+    if not 0.0 < density <= 1.0:
+        raise PackError(f"{source}: layer {layer.name}: density {density} is not in (0, 1]")
+    weight = layer.weight
+    if mode == "spatial-winograd":
+        if not layer.spatial:
+            raise PackError(f"{source}: layer {layer.name}: --prune spatial-winograd needs "
+                            "spatial [K, C, 3, 3] weights, got Winograd-domain weights")
+        weight = _keep_largest(weight, density)
+    U = quant.winograd_weights(weight, cfg.tile) if weight.ndim == 4 else weight
+    return _keep_largest(U, density)
+
+
+@dataclass(frozen=True)
+class PackedModelLayer:
+    """A layer after pruning, quantisation and packing."""
+
+    source: ModelLayer
+    qlayer: quant.QuantLayer
+    packed: formats.PackedLayer
+
+
+def _file_stem(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def pack_layers(layers: list[ModelLayer], cfg: AccelConfig, *, prune: str = "none",
+                density: float = 1.0, relu: str = "winograd", source: str = "model",
+                progress=None) -> list[PackedModelLayer]:
+    """Prune, quantise and pack every layer in memory (no file is touched)."""
+    out = []
+    for i, layer in enumerate(layers):
+        if progress:
+            progress(f"[{i + 1}/{len(layers)}] {layer.name}: K={layer.K} C={layer.C} "
+                     f"({'spatial' if layer.spatial else 'winograd'})")
+        weight = prune_magnitude(layer, prune, density, cfg, source)
+        try:
+            q = quant.quantize_layer(weight, layer.bias, layer.in_scale, layer.out_scale, cfg,
+                                     name=layer.name, pad=layer.pad,
+                                     winograd_relu=relu == "winograd",
+                                     spatial_relu=relu == "spatial")
+        except ValueError as err:
+            raise PackError(f"{source}: layer {layer.name}: {_strip_layer(err, layer.name)}") \
+                from None
+        try:
+            packed = formats.pack_layer(q.U, cfg, name=layer.name)
+        except formats.FormatError as err:
+            raise PackError(f"{source}: layer {layer.name}: {err}") from None
+        out.append(PackedModelLayer(layer, q, packed))
+    return out
+
+
+def _strip_layer(err: Exception, name: str) -> str:
+    text = str(err)
+    prefix = f"layer {name}: "
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
+def _write_outputs(tmp: Path, layers: list[PackedModelLayer], cfg: AccelConfig,
+                   meta: dict) -> dict:
+    files: list[str] = []
+    entries = []
+    for pl in layers:
+        stem, lf = _file_stem(pl.packed.name), {}
+        for im in pl.packed.passes:
+            for xi in range(cfg.coords):
+                slay, dlay = formats.slot_layout(cfg, xi), formats.directory_layout(cfg, xi)
+                base = f"{stem}.p{im.index}.pe{xi}"
+                formats.write_hex(tmp / f"{base}.hex", im.words[xi], slay.hex_digits,
+                                  f"winnow layer {pl.packed.name} pass {im.index} PE {xi}: "
+                                  f"{len(im.words[xi])} words x {slay.word_bits} bits")
+                formats.write_hex(tmp / f"{base}.dir.hex",
+                                  formats.directory_words(im, cfg, xi), dlay.hex_digits,
+                                  f"winnow layer {pl.packed.name} pass {im.index} PE {xi}: "
+                                  f"directory, {pl.packed.C} entries x {dlay.entry_bits} bits "
+                                  "(start low, count high)")
+                lf[f"p{im.index}.pe{xi}"] = f"{base}.hex"
+                lf[f"p{im.index}.pe{xi}.dir"] = f"{base}.dir.hex"
+        files += lf.values()
+        q = pl.qlayer
+        entries.append(formats.layer_manifest(
+            pl.packed, q.U, cfg, source_shape=pl.source.weight.shape, files=lf,
+            quant={"bias": q.bias.tolist(), "multiplier": q.multiplier.tolist(),
+                   "shift": q.shift.tolist(), "in_scale": q.in_scale,
+                   "w_scale": [float(x) for x in q.w_scale], "out_scale": q.out_scale,
+                   "pad": q.pad, "winograd_relu": q.winograd_relu,
+                   "spatial_relu": q.spatial_relu}))
+    (tmp / BIN_NAME).write_bytes(formats.encode_stream([pl.packed for pl in layers], cfg))
+    files.append(BIN_NAME)
+    manifest = formats.build_manifest(entries, cfg, tmp, files)
+    manifest.update(meta)
+    manifest["stream"] = BIN_NAME
+    (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def pack_model(model: str | Path, outdir: str | Path, cfg: AccelConfig, *,
+               prune: str = "none", density: float = 1.0, relu: str = "winograd",
+               force: bool = False, progress=None) -> tuple[dict, list[PackedModelLayer]]:
+    """Pack ``model`` into ``outdir`` atomically; returns the manifest and the packed layers.
+
+    Raises
+    ------
+    PackError
+        Bad input; ``outdir`` is then left exactly as it was.
+    """
+    model, outdir = Path(model), Path(outdir)
+    if prune not in PRUNE_MODES:
+        raise PackError(f"{model}: --prune {prune!r} is not one of {', '.join(PRUNE_MODES)}")
+    if relu not in RELU_MODES:
+        raise PackError(f"{model}: --relu {relu!r} is not one of {', '.join(RELU_MODES)}")
+    if prune != "none" and not (math.isfinite(density) and 0.0 < density <= 1.0):
+        raise PackError(f"{model}: --density {density} is not in (0, 1]")
+    if outdir.exists() and not force and (not outdir.is_dir() or any(outdir.iterdir())):
+        raise PackError(f"{outdir}: already exists and is not empty; pass --force to replace it")
+    layers = pack_layers(load_npz(model, cfg), cfg, prune=prune, density=density, relu=relu,
+                         source=str(model), progress=progress)
+    meta = {"model": model.name, "prune": prune,
+            "density_target": density if prune != "none" else None, "relu": relu}
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-", dir=outdir.parent))
+    try:
+        manifest = _write_outputs(tmp, layers, cfg, meta)
+        if outdir.exists():
+            old = outdir.with_name(f".{outdir.name}.old-{os.getpid()}")
+            outdir.rename(old)
+            tmp.rename(outdir)
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+        else:
+            tmp.rename(outdir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest, layers
+
+
+def summary_table(layers: list[PackedModelLayer], cfg: AccelConfig):
+    """A rich table: one row per layer, then totals."""
+    from rich.table import Table
+
+    table = Table(title=f"winnow packed weights, F({cfg.tile},3), lanes {cfg.lanes}, "
+                        f"wmem_depth {cfg.wmem_depth}")
+    for col in ("layer", "K x C", "passes x Kp", "density", "coord density", "nnz",
+                "max words/PE", "padding", "bits/nnz", "vs dense"):
+        table.add_column(col, justify="left" if col == "layer" else "right")
+    tot_nnz = tot_slots = tot_pad = tot_bits = tot_dense = 0
+    for pl in layers:
+        p, s = pl.packed, pl.packed.stats
+        cd = (pl.qlayer.U != 0).reshape(cfg.coords, -1).mean(axis=1)
+        table.add_row(p.name, f"{p.K} x {p.C}", f"{p.num_passes} x {p.Kp}",
+                      f"{s.nnz / (cfg.coords * p.K * p.C):.3f}", f"{cd.min():.2f}-{cd.max():.2f}",
+                      f"{s.nnz}", f"{max(s.max_words_per_pass)}",
+                      f"{s.padding_slots / s.slots:.1%}" if s.slots else "-",
+                      f"{s.bits_per_nonzero:.1f}" if s.nnz else "-",
+                      f"{s.overhead_vs_dense:.3f}")
+        tot_nnz += s.nnz
+        tot_slots += s.slots
+        tot_pad += s.padding_slots
+        tot_bits += s.weight_bits + s.directory_bits
+        tot_dense += s.dense_bits
+    table.add_section()
+    table.add_row("total", "", "", f"{tot_nnz * cfg.wgt_bits / tot_dense:.3f}", "", f"{tot_nnz}",
+                  "", f"{tot_pad / tot_slots:.1%}" if tot_slots else "-",
+                  f"{tot_bits / tot_nnz:.1f}" if tot_nnz else "-", f"{tot_bits / tot_dense:.3f}")
+    return table
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="sw/pack.py",
+        description="Pack a CNN's 3x3 layers (.npz, schema in docs/formats.md) into the winnow "
+                    "accelerator's on-chip weight format: $readmemh files per PE memory, a "
+                    "weight-load stream (weights.bin) and manifest.json.",
+        epilog="Bad input exits with status 2 and leaves OUTDIR untouched.")
+    ap.add_argument("model", metavar="MODEL", help="model .npz: <layer>.weight, <layer>.bias, ...")
+    ap.add_argument("-o", "--outdir", required=True, metavar="OUTDIR",
+                    help="output directory (created atomically)")
+    ap.add_argument("--hw", required=True, metavar="winnow.json",
+                    help="accelerator config written by python -m hw.gen")
+    ap.add_argument("--prune", choices=PRUNE_MODES, default="none",
+                    help="magnitude pruning, one threshold per layer (default: none)")
+    ap.add_argument("--density", type=float, default=None, metavar="D",
+                    help="fraction of Winograd-domain weights kept, in (0, 1]; needed with --prune")
+    ap.add_argument("--relu", choices=RELU_MODES, default="winograd",
+                    help="ReLU in the Winograd domain (Liu et al.) or after requantisation "
+                         "(default: winograd)")
+    ap.add_argument("--force", action="store_true", help="replace a non-empty OUTDIR")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress or table")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rich.console import Console
+
+    args = _parser().parse_args(argv)
+    err = Console(stderr=True, highlight=False)
+    # Wide enough for the summary table when stdout is a pipe or a log file.
+    out = Console(highlight=False, width=max(120, shutil.get_terminal_size().columns))
+    try:
+        if args.prune != "none" and args.density is None:
+            raise PackError(f"{args.model}: --prune {args.prune} needs --density D")
+        if args.prune == "none" and args.density is not None:
+            raise PackError(f"{args.model}: --density needs --prune winograd|spatial-winograd")
+        if args.density is not None and not (math.isfinite(args.density)
+                                             and 0.0 < args.density <= 1.0):
+            raise PackError(f"{args.model}: --density {args.density} is not in (0, 1]")
+        try:
+            cfg = AccelConfig.load(args.hw)
+        except ConfigError as cerr:
+            raise PackError(f"--hw {cerr}") from None
+        manifest, layers = pack_model(
+            args.model, args.outdir, cfg, prune=args.prune,
+            density=args.density if args.density is not None else 1.0, relu=args.relu,
+            force=args.force, progress=None if args.quiet else err.print)
+    except PackError as perr:
+        print(f"pack: error: {perr}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if not args.quiet:
+        out.print(summary_table(layers, cfg))
+        out.print(f"wrote {len(manifest['checksums'])} files and {MANIFEST_NAME} to {args.outdir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""sw/pack.py end to end through a subprocess, and every bad-input case (exit 2, no output)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hw.config import AccelConfig
+from sw import formats, golden, pack, quant
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "sw" / "pack.py"
+SEED = 4242
+
+
+def run_pack(*args, cwd=None):
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+@pytest.fixture
+def hw_json(tmp_path) -> Path:
+    path = tmp_path / "winnow.json"
+    path.write_text(AccelConfig(lanes=4, wmem_depth=40, k_max=32, c_max=64).to_json())
+    return path
+
+
+def model_arrays(seed=SEED) -> dict:
+    rng = np.random.default_rng(seed)
+    return {
+        "conv1.weight": rng.normal(size=(24, 3, 3, 3)).astype(np.float32),
+        "conv1.bias": rng.normal(size=24).astype(np.float32),
+        "conv1.in_scale": np.float64(0.02),
+        "conv1.out_scale": np.float64(0.05),
+        "block.conv2.weight": rng.normal(size=(16, 40, 24)),
+        "block.conv2.bias": np.zeros(40),
+        "block.conv2.pad": np.int64(0),
+    }
+
+
+def write_npz(path: Path, arrays: dict) -> Path:
+    np.savez(path, **arrays)
+    return path
+
+
+def test_help_as_script_and_module():
+    res = run_pack("--help")
+    assert res.returncode == 0
+    for word in ("--prune", "--density", "--relu", "--hw", "OUTDIR", "spatial-winograd"):
+        assert word in res.stdout
+    mod = subprocess.run([sys.executable, "-m", "sw.pack", "--help"], capture_output=True,
+                         text=True, cwd=ROOT)
+    assert mod.returncode == 0 and "--prune" in mod.stdout
+
+
+def test_end_to_end(tmp_path, hw_json):
+    model = write_npz(tmp_path / "model.npz", model_arrays())
+    out = tmp_path / "out"
+    res = run_pack(model, "-o", out, "--hw", hw_json, "--prune", "winograd", "--density", "0.25",
+                   "--relu", "spatial")
+    assert res.returncode == 0, res.stderr
+    assert "[1/2] conv1: K=24 C=3 (spatial)" in res.stderr
+    assert "[2/2] block.conv2: K=40 C=24 (winograd)" in res.stderr
+    assert "block.conv2" in res.stdout and "bits/nnz" in res.stdout
+    cfg = AccelConfig.load(hw_json)
+    man = json.loads((out / "manifest.json").read_text())
+    assert [layer["name"] for layer in man["layers"]] == ["conv1", "block.conv2"]
+    assert man["prune"] == "winograd" and man["relu"] == "spatial"
+    # Every file is listed with its checksum, and nothing else is in OUTDIR.
+    assert sorted(p.name for p in out.iterdir()) == sorted([*man["checksums"], "manifest.json"])
+    for name, digest in man["checksums"].items():
+        assert formats.sha256_file(out / name) == digest
+    assert not list(tmp_path.glob(".out.tmp-*"))
+
+    # Rebuild the expected layers with the same prune + quantise path, then compare the files.
+    src = model_arrays()
+    layers = pack.load_npz(model, cfg)
+    records = formats.decode_stream((out / "weights.bin").read_bytes(), cfg)
+    for li, (layer, entry) in enumerate(zip(layers, man["layers"])):
+        w = pack.prune_magnitude(layer, "winograd", 0.25, cfg)
+        q = quant.quantize_layer(w, layer.bias, layer.in_scale, layer.out_scale, cfg,
+                                 name=layer.name, pad=layer.pad, spatial_relu=True)
+        assert entry["quant"]["shift"] == q.shift.tolist()
+        assert entry["quant"]["pad"] == (1 if li == 0 else 0)
+        assert entry["quant"]["spatial_relu"] is True and entry["quant"]["winograd_relu"] is False
+        assert entry["source_shape"] == list(src[f"{layer.name}.weight"].shape)
+        assert entry["coord_density"] == [float(x) for x in golden.coord_density(q.U)]
+        # Reassemble U from the hex files alone.
+        passes = []
+        for p, (k_base, k_count) in enumerate(entry["pass_k"]):
+            words, dirs = [], []
+            for xi in range(cfg.coords):
+                lay, dlay = formats.slot_layout(cfg, xi), formats.directory_layout(cfg, xi)
+                words.append(tuple(formats.read_hex(out / entry["files"][f"p{p}.pe{xi}"],
+                                                    lay.word_bits)))
+                dirs.append(formats.directory_entries(
+                    formats.read_hex(out / entry["files"][f"p{p}.pe{xi}.dir"], dlay.entry_bits),
+                    cfg, xi))
+            passes.append(formats.PassImage(p, k_base, k_count, tuple(words), tuple(dirs)))
+        from_hex = formats.PackedLayer(layer.name, entry["K"], entry["C"], entry["Kp"],
+                                       tuple(passes), None)
+        np.testing.assert_array_equal(formats.unpack_layer(from_hex, cfg), q.U)
+        assert [r.image for r in records if r.layer == li] == passes
+    # block.conv2: 40 output channels > k_max 32 forces at least 2 passes; memory depth 40 too.
+    conv2 = man["layers"][1]
+    assert conv2["passes"] >= 2 and conv2["Kp"] <= 32
+    assert max(max(w) for w in conv2["words_per_pe"]) <= 40
+    assert abs(conv2["density"] - 0.25) < 0.01
+
+
+def test_spatial_winograd_prune_and_force(tmp_path, hw_json):
+    arrays = {k: v for k, v in model_arrays().items() if k.startswith("conv1")}
+    model = write_npz(tmp_path / "m.npz", arrays)
+    out = tmp_path / "o"
+    assert run_pack(model, "-o", out, "--hw", hw_json, "--prune", "spatial-winograd",
+                    "--density", "0.5", "-q").returncode == 0
+    first = (out / "manifest.json").read_text()
+    res = run_pack(model, "-o", out, "--hw", hw_json, "-q")
+    assert res.returncode == 2 and "already exists" in res.stderr
+    assert (out / "manifest.json").read_text() == first
+    assert run_pack(model, "-o", out, "--hw", hw_json, "-q", "--force").returncode == 0
+    assert json.loads((out / "manifest.json").read_text())["prune"] == "none"
+
+
+def test_prune_magnitude_keeps_exact_count():
+    cfg = AccelConfig()
+    rng = np.random.default_rng(SEED)
+    w = rng.normal(size=(4, 5, 3, 3))
+    layer = pack.ModelLayer("l", w, np.zeros(4), 1.0, 1.0, 1)
+    U = pack.prune_magnitude(layer, "winograd", 0.3, cfg)
+    assert U.shape == (16, 4, 5)
+    assert np.count_nonzero(U) == round(0.3 * U.size)
+    full = quant.winograd_weights(w, 2)
+    kept = np.abs(full[U != 0])
+    assert kept.min() >= np.abs(full[U == 0]).max()
+    sw = pack.prune_magnitude(layer, "spatial-winograd", 0.3, cfg)
+    assert np.count_nonzero(sw) == round(0.3 * sw.size)
+    assert pack.prune_magnitude(layer, "none", 0.3, cfg) is w
+
+
+def _bad(arrays_change):
+    def build(tmp_path):
+        arrays = model_arrays()
+        arrays_change(arrays)
+        return write_npz(tmp_path / "bad.npz", arrays)
+    return build
+
+
+def _set(key, value):
+    return _bad(lambda a: a.__setitem__(key, value))
+
+
+def _nan(a):
+    w = a["block.conv2.weight"].copy()
+    w[3, 1, 2] = np.nan
+    a["block.conv2.weight"] = w
+
+
+BAD_CASES = {
+    "missing file": (lambda tmp: tmp / "nope.npz", [], "nope.npz", None, "no such file"),
+    "not an npz": (lambda tmp: (tmp / "bad.npz").write_text("hello") and tmp / "bad.npz", [],
+                   "bad.npz", None, "not a readable .npz archive"),
+    "kernel 5x5": (_set("conv1.weight", np.zeros((24, 3, 5, 5))), [], "bad.npz", "conv1",
+                   "kernel 5x5 is not supported"),
+    "wrong shape": (_set("conv1.weight", np.zeros((24, 3, 9))), [], "bad.npz", "conv1",
+                    "neither spatial [K, C, 3, 3] nor Winograd-domain [16, K, C]"),
+    "F(4,3) weights": (_set("conv1.weight", np.zeros((36, 4, 3))), [], "bad.npz", "conv1",
+                       "Winograd-domain weights are for F(4,3) (36 coordinates) but the config "
+                       "is F(2,3)"),
+    "int dtype bool": (_set("conv1.weight", np.ones((24, 3, 3, 3), dtype=bool)), [], "bad.npz",
+                       "conv1", "weight has dtype bool"),
+    "complex dtype": (_set("conv1.bias", np.ones(24, dtype=complex)), [], "bad.npz", "conv1",
+                      "bias has dtype complex128"),
+    "NaN": (_bad(_nan), [], "bad.npz", "block.conv2", "weight holds 1 NaN/Inf value(s)"),
+    "Inf bias": (_set("conv1.bias", np.full(24, np.inf)), [], "bad.npz", "conv1",
+                 "bias holds 24 NaN/Inf value(s)"),
+    "bias shape": (_set("conv1.bias", np.zeros(23)), [], "bad.npz", "conv1",
+                   "bias has shape (23,), expected (24,)"),
+    "C > c_max": (_set("block.conv2.weight", np.zeros((16, 4, 65))), [], "bad.npz",
+                  "block.conv2", "C = 65 input channels exceeds c_max = 64"),
+    "unknown field": (_set("conv1.gamma", np.zeros(3)), [], "bad.npz", None,
+                      "array 'conv1.gamma' is not <layer>.<field>"),
+    "no weight": (_set("conv9.bias", np.zeros(3)), [], "bad.npz", "conv9", "no weight array"),
+    "bad pad": (_set("conv1.pad", np.int64(2)), [], "bad.npz", "conv1", "pad = 2.0 is not"),
+    "bad scale": (_set("conv1.in_scale", np.float64(-1)), [], "bad.npz", "conv1",
+                  "in_scale = -1.0 must be > 0"),
+    "density too big": (_set("conv1.pad", np.int64(1)), ["--prune", "winograd", "--density",
+                                                         "1.5"], "bad.npz", None,
+                        "--density 1.5 is not in (0, 1]"),
+    "density NaN": (_set("conv1.pad", np.int64(1)), ["--prune", "winograd", "--density", "nan"],
+                    "bad.npz", None, "--density nan is not in (0, 1]"),
+    "density without prune": (_set("conv1.pad", np.int64(1)), ["--density", "0.5"], "bad.npz",
+                              None, "--density needs --prune"),
+    "prune without density": (_set("conv1.pad", np.int64(1)), ["--prune", "winograd"],
+                               "bad.npz", None, "needs --density D"),
+    "spatial-winograd on U": (_set("conv1.pad", np.int64(1)),
+                              ["--prune", "spatial-winograd", "--density", "0.5"], "bad.npz",
+                              "block.conv2", "needs spatial [K, C, 3, 3] weights"),
+}
+
+
+def run_main(capsys, *args):
+    """``pack.main`` in-process (a subprocess per case would dominate the unit tier's time)."""
+    code = pack.main([str(a) for a in args])
+    return subprocess.CompletedProcess(args, code, *capsys.readouterr())
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_bad_input(tmp_path, hw_json, capsys, case):
+    build, extra, fname, layer, problem = BAD_CASES[case]
+    model = build(tmp_path)
+    out = tmp_path / "out"
+    res = run_main(capsys, model, "-o", out, "--hw", hw_json, *extra)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    error = [line for line in lines if line.startswith("pack: error: ")]
+    assert len(error) == 1, res.stderr
+    assert fname in error[0]
+    if layer is not None:
+        assert f"layer {layer}:" in error[0]
+    assert problem in error[0]
+    assert not out.exists()
+    assert not list(tmp_path.glob(".out*"))
+    assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("text,problem", [
+    ("{", "not valid JSON"),
+    ('{"tile": 3}', "AccelConfig.tile: 3 is not allowed"),
+    ('{"lanes": 4, "banana": 1}', "unknown field(s) banana"),
+])
+def test_bad_config(tmp_path, capsys, text, problem):
+    model = write_npz(tmp_path / "m.npz", model_arrays())
+    cfg = tmp_path / "hw.json"
+    cfg.write_text(text)
+    res = run_main(capsys, model, "-o", tmp_path / "out", "--hw", cfg)
+    assert res.returncode == 2
+    assert "hw.json" in res.stderr and problem in res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_memory_too_small_is_reported(tmp_path):
+    cfg = tmp_path / "hw.json"
+    cfg.write_text(AccelConfig(lanes=1, wmem_depth=4, c_max=64).to_json())
+    model = write_npz(tmp_path / "m.npz", {"big.weight": np.ones((16, 4, 8))})
+    res = run_pack(model, "-o", tmp_path / "out", "--hw", cfg)
+    assert res.returncode == 2
+    assert "m.npz: layer big: one output channel per pass needs 8 words" in res.stderr
+    assert not (tmp_path / "out").exists()
