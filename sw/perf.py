@@ -1,0 +1,223 @@
+"""Cycle model of the sparse PE array, from the packed weight image and the activations.
+
+What the model assumes about the hardware (each number is a :class:`PerfParams` field)
+-------------------------------------------------------------------------------------
+* One PE per Winograd coordinate ``xi`` with ``L = cfg.lanes_per_coord[xi]`` lanes. Zero
+  activations are filtered before the PE's FIFO: only ``(c, v)`` with ``V[xi, c, t] != 0`` reach
+  the PE, in ascending ``c`` within tile ``t``, tiles in raster order.
+* For each such activation the PE walks the compressed column ``(pass, c)``: one weight word
+  (``L`` slots, one lane each) per cycle. Lanes have private accumulators, so a word never stalls
+  on a bank conflict. The activation costs ``max(words, min_activation_cycles) +
+  activation_overhead`` cycles; ``min_activation_cycles = 1`` means an activation whose column is
+  empty still takes the cycle in which its directory entry is read.
+* Transform throughput: the input transform delivers one channel of one tile (all ``n²``
+  coordinates) every ``transform_cycles_per_channel`` cycles, so activation ``(c, t)`` is in
+  its FIFO from cycle ``(t*C + c + 1) * transform_cycles_per_channel``, and the end-of-tile
+  marker of tile ``t`` from cycle ``(t+1) * C * transform_cycles_per_channel``. A PE cannot close
+  tile ``t`` before that marker. FIFOs are taken as deep enough never to stall the transform
+  (0 switches the transform limit off).
+* Tiles in flight: each PE has ``B = tiles_in_flight`` accumulator banks. A PE may start tile
+  ``t`` once it finished tile ``t-1`` and bank ``t mod B`` is free, i.e. every PE finished tile
+  ``t-B`` and ``drain_cycles`` more have passed (the gather reads the bank out). With ``B = 1``
+  every tile is a barrier. The layer ends ``drain_cycles`` after the last tile's last PE.
+* Passes over output channels run back to back; each re-streams every tile. Weight reloads
+  between passes are not counted.
+
+Reported quantities
+-------------------
+``ideal_cycles`` = non-zero pairs / multipliers (``pairs = Σ nnz(U[xi, :, c]) · [V[xi, c, t] != 0]``).
+``dense_cycles`` = the same array, schedule and transform with no skipping: every activation
+walks a full column of ``ceil(k_count / L)`` words. The loss breakdown is additive::
+
+    cycles = ideal + imbalance + lane_padding + transform + tile_sync
+
+* ``imbalance``: ``Σ_pass max_xi pairs_xi / L_xi`` minus ideal (the busiest PE sets the pace);
+* ``lane_padding``: ``Σ_pass max_xi busy_xi`` minus that (partly filled words, empty columns,
+  per-activation overhead);
+* ``transform``: cycles with unlimited tiles in flight and no drain, minus the above;
+* ``tile_sync``: the rest (bank waits and drains).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hw.config import AccelConfig
+from sw.formats import PackedLayer, slot_layout
+
+__all__ = ["PerfParams", "PerfReport", "schedule_cycles", "model_layer"]
+
+
+@dataclass(frozen=True)
+class PerfParams:
+    """Timing assumptions of the cycle model (see the module docstring).
+
+    ``tiles_in_flight = None`` takes ``cfg.tiles_in_flight``.
+    """
+
+    tiles_in_flight: int | None = None
+    min_activation_cycles: int = 1
+    activation_overhead: int = 0
+    drain_cycles: int = 0
+    transform_cycles_per_channel: int = 1
+
+    def __post_init__(self):
+        for name in ("min_activation_cycles", "activation_overhead", "drain_cycles",
+                     "transform_cycles_per_channel"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"PerfParams.{name} = {value!r}: expected an integer >= 0")
+        if self.tiles_in_flight is not None and not (isinstance(self.tiles_in_flight, int)
+                                                     and self.tiles_in_flight >= 1):
+            raise ValueError(f"PerfParams.tiles_in_flight = {self.tiles_in_flight!r}: "
+                             "expected an integer >= 1 or None")
+
+
+@dataclass(frozen=True)
+class PerfReport:
+    """Model results for one layer.
+
+    Attributes
+    ----------
+    cycles, cycles_one_tile : int
+        Array cycles with the configured tiles in flight, and with one.
+    ideal_cycles : float
+        Non-zero pairs / multipliers.
+    dense_cycles : int
+        The same array with no skipping.
+    macs : int
+        Non-zero (weight, activation) pairs, the multiplications issued.
+    busy_cycles : tuple of int
+        Per PE, the cycles spent walking columns.
+    empty_slots : int
+        Lane-cycles without a multiplication while a PE is busy.
+    losses : dict
+        ``imbalance``, ``lane_padding``, ``transform``, ``tile_sync`` in cycles.
+    """
+
+    cycles: int
+    cycles_one_tile: int
+    ideal_cycles: float
+    dense_cycles: int
+    macs: int
+    busy_cycles: tuple[int, ...]
+    empty_slots: int
+    losses: dict
+
+    @property
+    def utilisation(self) -> float:
+        """``ideal_cycles / cycles``."""
+        return self.ideal_cycles / self.cycles if self.cycles else 1.0
+
+    @property
+    def speedup_vs_dense(self) -> float:
+        return self.dense_cycles / self.cycles if self.cycles else 1.0
+
+    def loss_fractions(self) -> dict:
+        """Each loss as a fraction of ``cycles`` (they sum to ``1 - utilisation``)."""
+        return {k: (v / self.cycles if self.cycles else 0.0) for k, v in self.losses.items()}
+
+    def to_dict(self) -> dict:
+        return {"cycles": self.cycles, "cycles_one_tile": self.cycles_one_tile,
+                "ideal_cycles": self.ideal_cycles, "dense_cycles": self.dense_cycles,
+                "macs": self.macs, "busy_cycles": list(self.busy_cycles),
+                "empty_slots": self.empty_slots, "utilisation": self.utilisation,
+                "losses": dict(self.losses)}
+
+
+def schedule_cycles(cost: np.ndarray, active: np.ndarray, banks: int | None, drain: int,
+                    transform: int) -> int:
+    """Cycles for one pass: the max-plus recurrence of the module docstring.
+
+    Parameters
+    ----------
+    cost : ndarray, int [coords, C]
+        Cycles an activation of channel ``c`` costs PE ``xi``.
+    active : ndarray, bool [coords, C, T]
+        Which activations reach each PE.
+    banks : int or None
+        Tiles in flight; None = unlimited (and no drain between tiles).
+    drain, transform : int
+        ``drain_cycles`` and ``transform_cycles_per_channel``.
+    """
+    coords, C, T = active.shape
+    arrival = (np.arange(C, dtype=np.int64) + 1) * transform          # within a tile
+    finish = np.zeros(coords, dtype=np.int64)
+    done_all = np.zeros(T, dtype=np.int64)
+    for t in range(T):
+        bank_free = done_all[t - banks] + drain if banks is not None and t >= banks else 0
+        start = np.maximum(finish, bank_free)
+        work = np.where(active[:, :, t], cost, 0)
+        # Activations arrive over time: the PE ends at the latest of "start + all work" and
+        # "arrival of activation j + work of j and everything after it".
+        suffix = np.cumsum(work[:, ::-1], axis=1)[:, ::-1]
+        released = np.where(active[:, :, t], t * C * transform + arrival + suffix, 0)
+        finish = np.maximum.reduce([start + work.sum(axis=1), released.max(axis=1),
+                                    np.full(coords, (t + 1) * C * transform)])
+        done_all[t] = finish.max()
+    return int(done_all[-1] + (drain if banks is not None else 0)) if T else 0
+
+
+def model_layer(packed: PackedLayer, V: np.ndarray, cfg: AccelConfig,
+                params: PerfParams = PerfParams()) -> PerfReport:
+    """Model one layer: ``packed`` weights against activations ``V [n*n, C, T]``.
+
+    ``V`` is the transformed input after the optional Winograd ReLU, e.g.
+    ``golden.conv_layer_trace(x, layer, cfg).V``; only ``V != 0`` matters.
+    """
+    V = np.asarray(V)
+    if V.ndim != 3 or V.shape[:2] != (cfg.coords, packed.C):
+        raise ValueError(f"layer {packed.name}: V has shape {V.shape}; expected "
+                         f"[{cfg.coords}, {packed.C}, T]")
+    banks = params.tiles_in_flight or cfg.tiles_in_flight
+    lanes = np.array(cfg.lanes_per_coord, dtype=np.int64)
+    active = V != 0
+    act_count = active.sum(axis=2)                                       # [coords, C]
+    words = packed.column_words()                                        # [P, coords, C]
+    nnz = _column_nnz(packed, cfg)                                       # [P, coords, C]
+    sched = dict(drain=params.drain_cycles, transform=params.transform_cycles_per_channel)
+
+    cycles = one = free = dense = 0
+    bound_balanced = bound_padded = 0
+    busy = np.zeros(cfg.coords, dtype=np.int64)
+    pairs = empty = 0
+    for p, im in enumerate(packed.passes):
+        cost = np.maximum(words[p], params.min_activation_cycles) + params.activation_overhead
+        cycles += schedule_cycles(cost, active, banks, **sched)
+        one += schedule_cycles(cost, active, 1, **sched)
+        free += schedule_cycles(cost, active, None, **sched)
+        dense_cost = np.broadcast_to(
+            np.maximum(-(-im.k_count // lanes), params.min_activation_cycles)[:, None]
+            + params.activation_overhead, cost.shape)
+        dense += schedule_cycles(dense_cost, np.ones_like(active), banks, **sched)
+        pe_pairs = (nnz[p] * act_count).sum(axis=1)                      # [coords]
+        pe_busy = (cost * act_count).sum(axis=1)
+        bound_balanced += (pe_pairs / lanes).max()
+        bound_padded += int(pe_busy.max())
+        busy += pe_busy
+        pairs += int(pe_pairs.sum())
+        empty += int((np.maximum(words[p], params.min_activation_cycles) * act_count
+                      * lanes[:, None]).sum() - pe_pairs.sum())
+    ideal = pairs / cfg.multipliers
+    losses = {"imbalance": float(bound_balanced - ideal),
+              "lane_padding": float(bound_padded - bound_balanced),
+              "transform": float(free - bound_padded),
+              "tile_sync": float(cycles - free)}
+    return PerfReport(cycles=int(cycles), cycles_one_tile=int(one), ideal_cycles=float(ideal),
+                      dense_cycles=int(dense), macs=pairs, busy_cycles=tuple(int(b) for b in busy),
+                      empty_slots=empty, losses=losses)
+
+
+def _column_nnz(packed: PackedLayer, cfg: AccelConfig) -> np.ndarray:
+    """Valid slots of every column, int64 ``[passes, coords, C]``, read from the image."""
+    out = np.zeros((packed.num_passes, cfg.coords, packed.C), dtype=np.int64)
+    for p, im in enumerate(packed.passes):
+        for xi in range(cfg.coords):
+            lay = slot_layout(cfg, xi)
+            valid_bits = [lay.slot_lsb(q) + lay.valid_lsb for q in range(lay.lanes)]
+            valid = [sum((w >> b) & 1 for b in valid_bits) for w in im.words[xi]]
+            for c, (start, count) in enumerate(im.directory[xi]):
+                out[p, xi, c] = sum(valid[start:start + count])
+    return out

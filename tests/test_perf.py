@@ -1,0 +1,166 @@
+"""The cycle model against a cycle-by-cycle brute-force simulation and hand-computed cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hw.config import AccelConfig
+from sw import formats, perf
+
+SEED = 777
+
+
+def brute_force_pass(cost: np.ndarray, active: np.ndarray, banks: int | None, drain: int,
+                     transform: int) -> int:
+    """Step one cycle at a time; every PE greedily starts whatever the rules allow."""
+    coords, C, T = active.shape
+    queues = [[[c for c in range(C) if active[xi, c, t]] for t in range(T)]
+              for xi in range(coords)]
+    tile = [0] * coords            # tile each PE works on
+    pos = [0] * coords             # next activation of that tile
+    busy_until = [0] * coords
+    closed = [[None] * T for _ in range(coords)]
+    done_all = [None] * T
+    now = 0
+    while done_all[-1] is None:
+        changed = True
+        while changed:             # zero-cost steps and same-cycle hand-offs settle first
+            changed = False
+            for xi in range(coords):
+                t = tile[xi]
+                if t >= T or busy_until[xi] > now:
+                    continue
+                if banks is not None and t >= banks:
+                    if done_all[t - banks] is None or done_all[t - banks] + drain > now:
+                        continue
+                q = queues[xi][t]
+                if pos[xi] < len(q):
+                    c = q[pos[xi]]
+                    if (t * C + c + 1) * transform <= now:
+                        busy_until[xi] = now + int(cost[xi, c])
+                        pos[xi] += 1
+                        changed = True
+                elif (t + 1) * C * transform <= now:
+                    closed[xi][t] = now
+                    tile[xi], pos[xi] = t + 1, 0
+                    changed = True
+                    if all(closed[x][t] is not None for x in range(coords)):
+                        done_all[t] = now
+        now += 1
+    return done_all[-1] + (drain if banks is not None else 0)
+
+
+def sparse(shape, density, rng, lo=-100, hi=100):
+    x = rng.integers(lo, hi, size=shape)
+    x[x == 0] = 1
+    x[rng.random(shape) >= density] = 0
+    return x
+
+
+PARAMS = [
+    perf.PerfParams(),
+    perf.PerfParams(transform_cycles_per_channel=0),
+    perf.PerfParams(tiles_in_flight=1, drain_cycles=3),
+    perf.PerfParams(tiles_in_flight=3, drain_cycles=5, activation_overhead=1),
+    perf.PerfParams(min_activation_cycles=0, transform_cycles_per_channel=2),
+    perf.PerfParams(min_activation_cycles=0, transform_cycles_per_channel=0, drain_cycles=2),
+]
+
+
+@pytest.mark.parametrize("case", range(12))
+def test_model_matches_brute_force(case):
+    rng = np.random.default_rng(SEED + case)
+    tile = 2 if case % 3 else 4
+    lanes = int(rng.integers(1, 4)) if case % 2 else tuple(
+        int(x) for x in rng.integers(1, 4, (tile + 2) ** 2))
+    cfg = AccelConfig(tile=tile, lanes=lanes, k_max=8, wmem_depth=64)
+    K, C, T = int(rng.integers(1, 12)), int(rng.integers(1, 6)), int(rng.integers(1, 7))
+    U = sparse((cfg.coords, K, C), float(rng.uniform(0.05, 0.9)), rng)
+    V = sparse((cfg.coords, C, T), float(rng.uniform(0.1, 1.0)), rng)
+    params = PARAMS[case % len(PARAMS)]
+    print(f"seed {SEED + case}: tile {tile} lanes {lanes} K {K} C {C} T {T} {params}")
+    packed = formats.pack_layer(U, cfg)
+    rep = perf.model_layer(packed, V, cfg, params)
+
+    L = np.array(cfg.lanes_per_coord)
+    banks = params.tiles_in_flight or cfg.tiles_in_flight
+    sched = dict(drain=params.drain_cycles, transform=params.transform_cycles_per_channel)
+    cycles = one = dense = 0
+    for im in packed.passes:
+        block = U[:, im.k_base:im.k_base + im.k_count, :] != 0
+        words = -(-block.sum(axis=1) // L[:, None])                       # [coords, C]
+        cost = np.maximum(words, params.min_activation_cycles) + params.activation_overhead
+        cycles += brute_force_pass(cost, V != 0, banks, **sched)
+        one += brute_force_pass(cost, V != 0, 1, **sched)
+        dcost = np.broadcast_to(np.maximum(-(-im.k_count // L), params.min_activation_cycles)
+                                [:, None] + params.activation_overhead, cost.shape)
+        dense += brute_force_pass(dcost, np.ones_like(V, dtype=bool), banks, **sched)
+    assert (rep.cycles, rep.cycles_one_tile, rep.dense_cycles) == (cycles, one, dense)
+    pairs = int(((U != 0).sum(axis=1)[:, :, None] * (V != 0)).sum())
+    assert rep.macs == pairs
+    assert rep.ideal_cycles == pairs / cfg.multipliers
+    assert sum(rep.losses.values()) == pytest.approx(rep.cycles - rep.ideal_cycles)
+    assert all(v >= -1e-9 for v in rep.losses.values()), rep.losses
+
+
+def test_hand_computed_schedule():
+    """Two PEs, C=2, T=2, every activation non-zero, one channel per cycle from the transform.
+
+    PE0 costs (3, 1), PE1 (1, 1). Tile 0: activations arrive at 1 and 2. PE0 runs c0 in
+    [1, 4), c1 in [4, 5) -> 5; PE1 -> 3. Tile 1 arrives at 3 and 4 (end marker at 4).
+    Two banks: PE0 runs [5, 8), [8, 9) -> 9. One bank, drain 2: tile 1 may start at 5 + 2 = 7,
+    so PE0 ends at 7 + 4 = 11, plus the final drain -> 13.
+    """
+    cost = np.array([[3, 1], [1, 1]])
+    active = np.ones((2, 2, 2), dtype=bool)
+    assert perf.schedule_cycles(cost, active, 2, 0, 1) == 9
+    assert perf.schedule_cycles(cost, active, 1, 2, 1) == 13
+    assert perf.schedule_cycles(cost, active, None, 0, 0) == 8
+    # A PE with no activation still waits for the end-of-tile marker.
+    assert perf.schedule_cycles(cost, np.zeros((2, 2, 2), dtype=bool), 2, 0, 1) == 4
+
+
+def test_report_fields_and_loss_breakdown():
+    cfg = AccelConfig(lanes=2)
+    U = np.zeros((16, 4, 2), dtype=np.int64)
+    U[0, :3, 0] = 5                  # PE0: 3 non-zeros in column 0 -> 2 words, 1 padding slot
+    U[1, 0, 1] = 1                   # PE1: 1 non-zero in column 1 -> 1 word
+    V = np.ones((16, 2, 1), dtype=np.int64)
+    rep = perf.model_layer(formats.pack_layer(U, cfg), V, cfg,
+                           perf.PerfParams(transform_cycles_per_channel=0))
+    assert rep.macs == 4
+    assert rep.ideal_cycles == 4 / 32
+    # PE0: column 0 two words, column 1 empty (1 cycle); PE1: 1 + 1; others 1 + 1.
+    assert rep.busy_cycles == (3,) + (2,) * 15
+    assert rep.cycles == 3 and rep.cycles_one_tile == 3
+    assert rep.dense_cycles == 4     # 2 columns x ceil(4 / 2) words
+    assert rep.empty_slots == (3 + 2 * 15) * 2 - 4
+    assert rep.losses["imbalance"] == pytest.approx(3 / 2 - 4 / 32)
+    assert rep.losses["lane_padding"] == pytest.approx(3 - 3 / 2)
+    assert rep.losses["transform"] == 0 and rep.losses["tile_sync"] == 0
+    assert rep.utilisation == pytest.approx((4 / 32) / 3)
+    assert sum(rep.loss_fractions().values()) == pytest.approx(1 - rep.utilisation)
+
+
+def test_more_tiles_in_flight_never_slower():
+    rng = np.random.default_rng(SEED)
+    cfg = AccelConfig(lanes=4)
+    U = sparse((16, 32, 16), 0.2, rng)
+    V = sparse((16, 16, 30), 0.5, rng)
+    packed = formats.pack_layer(U, cfg)
+    runs = [perf.model_layer(packed, V, cfg, perf.PerfParams(tiles_in_flight=b)).cycles
+            for b in (1, 2, 4, 8)]
+    assert runs == sorted(runs, reverse=True)
+    assert runs[0] > runs[-1]
+
+
+def test_rejects_bad_shapes_and_params():
+    cfg = AccelConfig()
+    packed = formats.pack_layer(np.ones((16, 2, 3), dtype=np.int64), cfg, name="l")
+    with pytest.raises(ValueError, match=r"layer l: V has shape \(16, 2, 4\); expected \[16, 3, T\]"):
+        perf.model_layer(packed, np.ones((16, 2, 4)), cfg)
+    with pytest.raises(ValueError, match="PerfParams.drain_cycles = -1"):
+        perf.PerfParams(drain_cycles=-1)
+    with pytest.raises(ValueError, match="PerfParams.tiles_in_flight = 0"):
+        perf.PerfParams(tiles_in_flight=0)
