@@ -26,7 +26,7 @@ from sw.quant import QuantLayer
 __all__ = [
     "LayerTrace", "transform_input", "winograd_relu", "accumulate", "transform_output",
     "requantize", "conv_layer", "conv_layer_trace", "coord_density", "mult_counts",
-    "direct_conv2d", "float_winograd_conv",
+    "direct_conv2d", "float_winograd_conv", "error_bound",
 ]
 
 #: Magnitude below which an int64 result of a sum or product is certainly exact.
@@ -279,3 +279,30 @@ def float_winograd_conv(x: np.ndarray, U: np.ndarray, bias: np.ndarray | None, m
     if bias is not None:
         y = y + np.asarray(bias, dtype=np.float64)[:, None, None]
     return np.maximum(y, 0) if spatial_relu else y
+
+
+def error_bound(x: np.ndarray, layer: QuantLayer, cfg: AccelConfig) -> np.ndarray:
+    """Worst-case distance, in output steps, between :func:`conv_layer` and the float layer.
+
+    The float layer is :func:`float_winograd_conv` on the same input ``x * in_scale`` with the
+    unquantised Winograd weights and float bias, divided by ``out_scale``, then the same ReLU
+    and clamp. With ``r = in_scale * w_scale / out_scale`` and ``S = sum_c |V|`` per tile and
+    coordinate (docs/golden.md derives it)::
+
+        bound = 1/2 + (r / 2) * (|A^T| S |A| + 1) + |Y + bias| * 2**-(shift + 1)
+
+    for weights quantised by :func:`sw.quant.quantize_layer` (``|U - w_scale U_q| <= w_scale/2``,
+    bias within ``bias_bits``) and no accumulator overflow. Returns float ``[K, out_h, out_w]``.
+    """
+    trace = conv_layer_trace(x, layer, cfg)
+    grid, n, m = trace.grid, cfg.n, cfg.tile
+    S = np.abs(trace.V).sum(axis=1).astype(np.float64)                  # [n*n, T]
+    S = S.reshape(n, n, -1).transpose(2, 0, 1)                          # [T, n, n]
+    absAT = np.abs(cfg.AT).astype(np.float64)
+    spread = np.einsum("ij,tjk,lk->til", absAT, S, absAT)               # [T, m, m]
+    spread = winograd.assemble_tiles(spread.reshape(grid.tiles_h, grid.tiles_w, m, m), grid)
+    r = layer.acc_scale / layer.out_scale
+    y = winograd.assemble_tiles(trace.Y.reshape(layer.K, grid.tiles_h, grid.tiles_w, m, m), grid)
+    acc = np.abs(y + layer.bias[:, None, None]).astype(np.float64)
+    rounding = acc * np.exp2(-(layer.shift.astype(np.float64) + 1))[:, None, None]
+    return 0.5 + (r[:, None, None] / 2) * (spread[None] + 1) + rounding
