@@ -24,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 from hw.config import AccelConfig
 from sw import formats
 
-__all__ = ["SparsePE", "act_layout", "perf_layout", "wgt_wr_layout", "WMEM", "DIRECTORY"]
+__all__ = ["SparsePE", "check_images", "act_layout", "perf_layout", "wgt_wr_layout", "WMEM", "DIRECTORY"]
 
 #: ``wgt_wr.payload.mem`` value selecting the weight-word memory.
 WMEM = 0
@@ -85,6 +85,20 @@ def _check_count(name: str, value, lo: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < lo:
         raise ValueError(f"{name} must be an integer >= {lo}, not {value!r}")
     return value
+
+
+def check_images(cfg: AccelConfig, xi: int, weights, directory) -> tuple[list, list]:
+    """Validated initial images of PE ``xi``: weight words and directory entries as int lists.
+
+    Raises
+    ------
+    ValueError
+        An image longer than its memory, or a word wider than the format allows.
+    """
+    return (_check_image(f"PE {xi} weights", weights, cfg.wmem_depth,
+                         formats.slot_layout(cfg, xi).word_bits),
+            _check_image(f"PE {xi} directory", directory, cfg.c_max,
+                         formats.directory_layout(cfg, xi).entry_bits))
 
 
 def _check_image(name: str, image, depth: int, bits: int) -> list[int]:
@@ -180,10 +194,7 @@ class SparsePE(wiring.Component):
         self._slots = formats.slot_layout(cfg, xi)
         self._dir = formats.directory_layout(cfg, xi)
         self._counter_bits = _check_count("counter_bits", counter_bits, 1)
-        self._weights = _check_image(f"PE {xi} weights", weights, cfg.wmem_depth,
-                                     self._slots.word_bits)
-        self._directory = _check_image(f"PE {xi} directory", directory, cfg.c_max,
-                                       self._dir.entry_bits)
+        self._weights, self._directory = check_images(cfg, xi, weights, directory)
         self._out_layout = data.StructLayout({
             "m": signed(cfg.acc_bits),
             "k": unsigned(_bits_for(cfg.k_max)),

@@ -1,0 +1,194 @@
+"""``SparseArray``: the ``n²`` sparse PEs of one accelerator, one per Winograd coordinate.
+
+The array takes one stream of transformed-activation vectors (what the input transform makes,
+one input channel of one tile per beat), fans each beat out to the ``n²`` PEs, whose zero
+filters and FIFOs then let every coordinate run at its own pace, and gathers the PEs' outputs
+back into one stream of ``M[k]`` vectors for the output transform.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.config import AccelConfig
+from hw.pe import SparsePE, act_layout, check_images, perf_layout, wgt_wr_layout
+
+__all__ = ["SparseArray"]
+
+
+def _check_images(name: str, images, coords: int) -> list:
+    if images is None:
+        return [None] * coords
+    images = list(images)
+    if len(images) != coords:
+        raise ValueError(f"{name}: {len(images)} images given, expected one per PE ({coords})")
+    return images
+
+
+class SparseArray(wiring.Component):
+    """``n²`` :class:`hw.pe.SparsePE` s behind one activation stream and one output stream.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+        The accelerator; PE ``xi`` gets ``cfg.lanes_per_coord[xi]`` lanes.
+    weights : sequence of (sequence of int), optional
+        Per PE, its initial weight words (``PassImage.words`` of :func:`sw.formats.pack_layer`).
+    directories : sequence of (sequence of int), optional
+        Per PE, its initial directory entries (:func:`sw.formats.directory_words`).
+    counter_bits : int
+        Width of the performance counters.
+
+    Members
+    -------
+    act : In(stream.Signature(StructLayout{c, v, last}))
+        ``v``: the ``n²`` transformed activations ``V[xi, c, t]`` of input channel ``c`` of one
+        tile, row-major ``xi``; ``last`` on the tile's final channel. A beat is accepted once
+        every PE has taken its element; a PE takes its element as soon as its zero filter or
+        FIFO can, so a busy PE holds up the others only when its FIFO is full.
+    wgt_wr : In(stream.Signature(StructLayout{pe, mem, addr, data}))
+        A write of PE ``pe``'s load port (see :class:`hw.pe.SparsePE`); always ready.
+    out : Out(stream.Signature(StructLayout{m, k, last}))
+        Per tile, for ``k = 0 .. k_count-1`` in order: ``m``, the ``n²`` values ``M[xi, k, t]``
+        row-major, and ``last`` on ``k_count - 1``. This is the order the output transform
+        consumes.
+    k_count : In(range(1, k_max + 1))
+        Output channels of the current pass.
+    perf : Out(ArrayLayout(perf_layout(counter_bits), n²))
+        Every PE's counters (see :class:`hw.pe.SparsePE`).
+    cycles : Out(counter_bits)
+        Cycles during which the array is not :attr:`idle`: the run time the utilisation
+        ``nonzero pairs / (multipliers · cycles)`` is measured against.
+    idle : Out(1)
+        Every PE idle and ``out`` empty.
+
+    Notes
+    -----
+    Throughput: PE ``xi`` needs ``W_ξ(t) = Σ_{c: V[xi,c,t] != 0} words(xi, c)`` cycles for tile
+    ``t`` and its drain ``K`` cycles, overlapped with the next tile. Over ``T`` tiles the array
+    takes about ``max_ξ Σ_t max(W_ξ(t), K)`` cycles when the FIFOs (``fifo_depth``) and the
+    accumulator banks (``tiles_in_flight``) absorb the skew between coordinates; the ideal is
+    ``Σ_ξ nnz_pairs_ξ / multipliers``. The gap is coordinate imbalance (the slowest PE sets the
+    pace), lane padding (``words · L`` slots against the valid ones) and tile synchronisation
+    (skew larger than the buffering).
+
+    Latency: :attr:`LATENCY` cycles from the final ``act`` beat of a tile to its first ``out``
+    beat when every PE is idle and that beat's columns are one word long, one more than the
+    PE's (the gather register).
+    """
+
+    #: Cycles from a tile's final ``act`` beat to its first ``out`` beat (idle array).
+    LATENCY = SparsePE.LATENCY + 1
+
+    def __init__(self, cfg: AccelConfig, *, weights=None, directories=None,
+                 counter_bits: int = 32):
+        if not isinstance(cfg, AccelConfig):
+            raise TypeError(f"cfg must be an AccelConfig, not {type(cfg).__name__}")
+        self._cfg = cfg
+        coords = cfg.coords
+        if isinstance(counter_bits, bool) or not isinstance(counter_bits, int) \
+                or counter_bits < 1:
+            raise ValueError(f"counter_bits must be an integer >= 1, not {counter_bits!r}")
+        self._counter_bits = counter_bits
+        # validated here, the PEs themselves are built in elaborate()
+        self._images = [check_images(cfg, xi, w, d) for xi, (w, d) in enumerate(zip(
+            _check_images("weights", weights, coords),
+            _check_images("directories", directories, coords)))]
+        pe_act = act_layout(cfg)
+        wr_layouts = [wgt_wr_layout(cfg, xi) for xi in range(coords)]
+        super().__init__({
+            "act": In(stream.Signature(data.StructLayout({
+                "c": pe_act["c"].shape,
+                "v": data.ArrayLayout(signed(cfg.v_bits), coords),
+                "last": unsigned(1),
+            }))),
+            "wgt_wr": In(stream.Signature(data.StructLayout({
+                "pe": range(coords),
+                "mem": unsigned(1),
+                "addr": max(lay["addr"].shape.width for lay in wr_layouts),
+                "data": max(lay["data"].shape.width for lay in wr_layouts),
+            }))),
+            "out": Out(stream.Signature(data.StructLayout({
+                "m": data.ArrayLayout(signed(cfg.acc_bits), coords),
+                "k": unsigned(max(1, (cfg.k_max - 1).bit_length())),
+                "last": unsigned(1),
+            }))),
+            "k_count": In(range(1, cfg.k_max + 1)),
+            "perf": Out(data.ArrayLayout(perf_layout(counter_bits), coords)),
+            "cycles": Out(counter_bits),
+            "idle": Out(1),
+        })
+
+    @property
+    def cfg(self) -> AccelConfig:
+        return self._cfg
+
+    def elaborate(self, platform):
+        m = Module()
+        coords = self._cfg.coords
+        pes = [SparsePE(self._cfg, xi, weights=w, directory=d, counter_bits=self._counter_bits)
+               for xi, (w, d) in enumerate(self._images)]
+        for xi, pe in enumerate(pes):
+            m.submodules[f"pe{xi}"] = pe
+            m.d.comb += [pe.k_count.eq(self.k_count), self.perf[xi].eq(pe.perf)]
+
+        # -- fan-out: each PE takes its element once; the beat completes when all have ------
+        taken = Signal(coords)
+        all_taken = Signal()
+        m.d.comb += all_taken.eq(_all(taken[xi] | pe.act.ready
+                                      for xi, pe in enumerate(pes)))
+        m.d.comb += self.act.ready.eq(all_taken)
+        for xi, pe in enumerate(pes):
+            m.d.comb += [
+                pe.act.valid.eq(self.act.valid & ~taken[xi]),
+                pe.act.payload.c.eq(self.act.payload.c),
+                pe.act.payload.v.eq(self.act.payload.v[xi]),
+                pe.act.payload.last.eq(self.act.payload.last),
+            ]
+            with m.If(self.act.valid & all_taken):
+                m.d.sync += taken[xi].eq(0)
+            with m.Elif(pe.act.valid & pe.act.ready):
+                m.d.sync += taken[xi].eq(1)
+
+        # -- load port: route by PE index ---------------------------------------------------
+        wr = self.wgt_wr.payload
+        m.d.comb += self.wgt_wr.ready.eq(1)
+        for xi, pe in enumerate(pes):
+            m.d.comb += [
+                pe.wgt_wr.valid.eq(self.wgt_wr.valid & (wr.pe == xi)),
+                pe.wgt_wr.payload.mem.eq(wr.mem),
+                pe.wgt_wr.payload.addr.eq(wr.addr),
+                pe.wgt_wr.payload.data.eq(wr.data),
+            ]
+
+        # -- gather: one M[k] vector once every PE has its M[k] -----------------------------
+        # PEs drain the same (tile, k) sequence, so their heads always hold the same (t, k).
+        gather = Signal()
+        m.d.comb += gather.eq((~self.out.valid | self.out.ready)
+                              & _all(pe.out.valid for pe in pes))
+        with m.If(~self.out.valid | self.out.ready):
+            m.d.sync += self.out.valid.eq(gather)
+        head = pes[0].out.payload
+        with m.If(gather):
+            m.d.sync += [self.out.payload.k.eq(head.k), self.out.payload.last.eq(head.last)]
+            m.d.sync += [self.out.payload.m[xi].eq(pe.out.payload.m)
+                         for xi, pe in enumerate(pes)]
+        for pe in pes:
+            m.d.comb += pe.out.ready.eq(gather)
+
+        # -- run time -----------------------------------------------------------------------
+        m.d.comb += self.idle.eq(_all(pe.idle for pe in pes) & ~self.out.valid)
+        with m.If(~self.idle):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+        return m
+
+
+def _all(bits):
+    """AND of single-bit values."""
+    bits = list(bits)
+    result = bits[0]
+    for bit in bits[1:]:
+        result = result & bit
+    return result
