@@ -2,26 +2,31 @@
 
 What the model assumes about the hardware (each number is a :class:`PerfParams` field)
 -------------------------------------------------------------------------------------
+The defaults follow hw/pe.py's ``SparsePE`` notes; change them when the RTL changes.
+
 * One PE per Winograd coordinate ``xi`` with ``L = cfg.lanes_per_coord[xi]`` lanes. Zero
   activations are filtered before the PE's FIFO: only ``(c, v)`` with ``V[xi, c, t] != 0`` reach
   the PE, in ascending ``c`` within tile ``t``, tiles in raster order.
 * For each such activation the PE walks the compressed column ``(pass, c)``: one weight word
   (``L`` slots, one lane each) per cycle. Lanes have private accumulators, so a word never stalls
   on a bank conflict. The activation costs ``max(words, min_activation_cycles) +
-  activation_overhead`` cycles; ``min_activation_cycles = 1`` means an activation whose column is
-  empty still takes the cycle in which its directory entry is read.
+  activation_overhead`` cycles. Default ``min_activation_cycles = 0``: an activation whose
+  column is empty costs nothing (the RTL charges one cycle only when such an activation also
+  ends the tile, which the model ignores).
 * Transform throughput: the input transform delivers one channel of one tile (all ``n²``
   coordinates) every ``transform_cycles_per_channel`` cycles, so activation ``(c, t)`` is in
   its FIFO from cycle ``(t*C + c + 1) * transform_cycles_per_channel``, and the end-of-tile
   marker of tile ``t`` from cycle ``(t+1) * C * transform_cycles_per_channel``. A PE cannot close
   tile ``t`` before that marker. FIFOs are taken as deep enough never to stall the transform
   (0 switches the transform limit off).
-* Tiles in flight: each PE has ``B = tiles_in_flight`` accumulator banks. A PE may start tile
-  ``t`` once it finished tile ``t-1`` and bank ``t mod B`` is free, i.e. every PE finished tile
-  ``t-B`` and ``drain_cycles`` more have passed (the gather reads the bank out). With ``B = 1``
-  every tile is a barrier. The layer ends ``drain_cycles`` after the last tile's last PE.
+* Tiles in flight and drain: each PE has ``B = tiles_in_flight`` accumulator banks. The gather
+  reads ``M[k]`` of one tile from every PE at once, one ``k`` per cycle, so the drain of tile
+  ``t`` starts when every PE closed it and the drain of tile ``t-1`` ended, and takes
+  ``drain_cycles`` (default ``None``: the pass's ``k_count``). A PE may start tile ``t`` once it
+  closed tile ``t-1`` and the drain of tile ``t-B`` ended. With ``B = 1`` every tile is a
+  barrier. The layer ends when the last drain ends.
 * Passes over output channels run back to back; each re-streams every tile. Weight reloads
-  between passes are not counted.
+  between passes and pipeline latency (a few cycles per layer) are not counted.
 
 Reported quantities
 -------------------
@@ -35,7 +40,7 @@ walks a full column of ``ceil(k_count / L)`` words. The loss breakdown is additi
 * ``lane_padding``: ``Σ_pass max_xi busy_xi`` minus that (partly filled words, empty columns,
   per-activation overhead);
 * ``transform``: cycles with unlimited tiles in flight and no drain, minus the above;
-* ``tile_sync``: the rest (bank waits and drains).
+* ``tile_sync``: the rest (bank waits, drain throughput and the final drain).
 """
 
 from __future__ import annotations
@@ -54,20 +59,23 @@ __all__ = ["PerfParams", "PerfReport", "schedule_cycles", "model_layer"]
 class PerfParams:
     """Timing assumptions of the cycle model (see the module docstring).
 
-    ``tiles_in_flight = None`` takes ``cfg.tiles_in_flight``.
+    ``tiles_in_flight = None`` takes ``cfg.tiles_in_flight``; ``drain_cycles = None`` takes the
+    pass's output-channel count (one ``M[k]`` per cycle).
     """
 
     tiles_in_flight: int | None = None
-    min_activation_cycles: int = 1
+    min_activation_cycles: int = 0
     activation_overhead: int = 0
-    drain_cycles: int = 0
+    drain_cycles: int | None = None
     transform_cycles_per_channel: int = 1
 
     def __post_init__(self):
         for name in ("min_activation_cycles", "activation_overhead", "drain_cycles",
                      "transform_cycles_per_channel"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
+            if value is None and name == "drain_cycles":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"PerfParams.{name} = {value!r}: expected an integer >= 0")
         if self.tiles_in_flight is not None and not (isinstance(self.tiles_in_flight, int)
                                                      and self.tiles_in_flight >= 1):
@@ -138,16 +146,17 @@ def schedule_cycles(cost: np.ndarray, active: np.ndarray, banks: int | None, dra
     active : ndarray, bool [coords, C, T]
         Which activations reach each PE.
     banks : int or None
-        Tiles in flight; None = unlimited (and no drain between tiles).
+        Tiles in flight; None = unlimited, and drains cost nothing.
     drain, transform : int
-        ``drain_cycles`` and ``transform_cycles_per_channel``.
+        Cycles of one tile's drain, and ``transform_cycles_per_channel``.
     """
     coords, C, T = active.shape
     arrival = (np.arange(C, dtype=np.int64) + 1) * transform          # within a tile
     finish = np.zeros(coords, dtype=np.int64)
-    done_all = np.zeros(T, dtype=np.int64)
+    drained = np.zeros(T, dtype=np.int64)   # when tile t's bank has been read out
+    last_drain = 0
     for t in range(T):
-        bank_free = done_all[t - banks] + drain if banks is not None and t >= banks else 0
+        bank_free = drained[t - banks] if banks is not None and t >= banks else 0
         start = np.maximum(finish, bank_free)
         work = np.where(active[:, :, t], cost, 0)
         # Activations arrive over time: the PE ends at the latest of "start + all work" and
@@ -156,8 +165,13 @@ def schedule_cycles(cost: np.ndarray, active: np.ndarray, banks: int | None, dra
         released = np.where(active[:, :, t], t * C * transform + arrival + suffix, 0)
         finish = np.maximum.reduce([start + work.sum(axis=1), released.max(axis=1),
                                     np.full(coords, (t + 1) * C * transform)])
-        done_all[t] = finish.max()
-    return int(done_all[-1] + (drain if banks is not None else 0)) if T else 0
+        if banks is None:
+            last_drain = int(finish.max())
+        else:
+            # One gather port: drains of successive tiles follow each other.
+            last_drain = max(int(finish.max()), last_drain) + drain
+        drained[t] = last_drain
+    return last_drain
 
 
 def model_layer(packed: PackedLayer, V: np.ndarray, cfg: AccelConfig,
@@ -177,13 +191,14 @@ def model_layer(packed: PackedLayer, V: np.ndarray, cfg: AccelConfig,
     act_count = active.sum(axis=2)                                       # [coords, C]
     words = packed.column_words()                                        # [P, coords, C]
     nnz = _column_nnz(packed, cfg)                                       # [P, coords, C]
-    sched = dict(drain=params.drain_cycles, transform=params.transform_cycles_per_channel)
 
     cycles = one = free = dense = 0
     bound_balanced = bound_padded = 0
     busy = np.zeros(cfg.coords, dtype=np.int64)
     pairs = empty = 0
     for p, im in enumerate(packed.passes):
+        drain = im.k_count if params.drain_cycles is None else params.drain_cycles
+        sched = dict(drain=drain, transform=params.transform_cycles_per_channel)
         cost = np.maximum(words[p], params.min_activation_cycles) + params.activation_overhead
         cycles += schedule_cycles(cost, active, banks, **sched)
         one += schedule_cycles(cost, active, 1, **sched)

@@ -21,9 +21,9 @@ def brute_force_pass(cost: np.ndarray, active: np.ndarray, banks: int | None, dr
     pos = [0] * coords             # next activation of that tile
     busy_until = [0] * coords
     closed = [[None] * T for _ in range(coords)]
-    done_all = [None] * T
+    drained = [None] * T           # cycle at which each tile's drain ends
     now = 0
-    while done_all[-1] is None:
+    while drained[-1] is None:
         changed = True
         while changed:             # zero-cost steps and same-cycle hand-offs settle first
             changed = False
@@ -32,7 +32,7 @@ def brute_force_pass(cost: np.ndarray, active: np.ndarray, banks: int | None, dr
                 if t >= T or busy_until[xi] > now:
                     continue
                 if banks is not None and t >= banks:
-                    if done_all[t - banks] is None or done_all[t - banks] + drain > now:
+                    if drained[t - banks] is None or drained[t - banks] > now:
                         continue
                 q = queues[xi][t]
                 if pos[xi] < len(q):
@@ -46,9 +46,12 @@ def brute_force_pass(cost: np.ndarray, active: np.ndarray, banks: int | None, dr
                     tile[xi], pos[xi] = t + 1, 0
                     changed = True
                     if all(closed[x][t] is not None for x in range(coords)):
-                        done_all[t] = now
+                        if banks is None:
+                            drained[t] = now
+                        else:
+                            drained[t] = max(now, drained[t - 1] if t else 0) + drain
         now += 1
-    return done_all[-1] + (drain if banks is not None else 0)
+    return drained[-1]
 
 
 def sparse(shape, density, rng, lo=-100, hi=100):
@@ -63,8 +66,8 @@ PARAMS = [
     perf.PerfParams(transform_cycles_per_channel=0),
     perf.PerfParams(tiles_in_flight=1, drain_cycles=3),
     perf.PerfParams(tiles_in_flight=3, drain_cycles=5, activation_overhead=1),
-    perf.PerfParams(min_activation_cycles=0, transform_cycles_per_channel=2),
-    perf.PerfParams(min_activation_cycles=0, transform_cycles_per_channel=0, drain_cycles=2),
+    perf.PerfParams(min_activation_cycles=1, transform_cycles_per_channel=2),
+    perf.PerfParams(min_activation_cycles=2, transform_cycles_per_channel=0, drain_cycles=0),
 ]
 
 
@@ -85,9 +88,10 @@ def test_model_matches_brute_force(case):
 
     L = np.array(cfg.lanes_per_coord)
     banks = params.tiles_in_flight or cfg.tiles_in_flight
-    sched = dict(drain=params.drain_cycles, transform=params.transform_cycles_per_channel)
     cycles = one = dense = 0
     for im in packed.passes:
+        sched = dict(drain=im.k_count if params.drain_cycles is None else params.drain_cycles,
+                     transform=params.transform_cycles_per_channel)
         block = U[:, im.k_base:im.k_base + im.k_count, :] != 0
         words = -(-block.sum(axis=1) // L[:, None])                       # [coords, C]
         cost = np.maximum(words, params.min_activation_cycles) + params.activation_overhead
@@ -109,13 +113,15 @@ def test_hand_computed_schedule():
 
     PE0 costs (3, 1), PE1 (1, 1). Tile 0: activations arrive at 1 and 2. PE0 runs c0 in
     [1, 4), c1 in [4, 5) -> 5; PE1 -> 3. Tile 1 arrives at 3 and 4 (end marker at 4).
-    Two banks: PE0 runs [5, 8), [8, 9) -> 9. One bank, drain 2: tile 1 may start at 5 + 2 = 7,
-    so PE0 ends at 7 + 4 = 11, plus the final drain -> 13.
+    Two banks, no drain: PE0 runs [5, 8), [8, 9) -> 9. One bank, drain 2: tile 1 may start at
+    5 + 2 = 7, so PE0 ends at 7 + 4 = 11, plus the final drain -> 13. Two banks, drain 6: tile 0
+    drains [5, 11); tile 1 closes at 9 but its drain waits for the port: [11, 17) -> 17.
     """
     cost = np.array([[3, 1], [1, 1]])
     active = np.ones((2, 2, 2), dtype=bool)
     assert perf.schedule_cycles(cost, active, 2, 0, 1) == 9
     assert perf.schedule_cycles(cost, active, 1, 2, 1) == 13
+    assert perf.schedule_cycles(cost, active, 2, 6, 1) == 17
     assert perf.schedule_cycles(cost, active, None, 0, 0) == 8
     # A PE with no activation still waits for the end-of-tile marker.
     assert perf.schedule_cycles(cost, np.zeros((2, 2, 2), dtype=bool), 2, 0, 1) == 4
@@ -128,7 +134,8 @@ def test_report_fields_and_loss_breakdown():
     U[1, 0, 1] = 1                   # PE1: 1 non-zero in column 1 -> 1 word
     V = np.ones((16, 2, 1), dtype=np.int64)
     rep = perf.model_layer(formats.pack_layer(U, cfg), V, cfg,
-                           perf.PerfParams(transform_cycles_per_channel=0))
+                           perf.PerfParams(transform_cycles_per_channel=0, drain_cycles=0,
+                                           min_activation_cycles=1))
     assert rep.macs == 4
     assert rep.ideal_cycles == 4 / 32
     # PE0: column 0 two words, column 1 empty (1 cycle); PE1: 1 + 1; others 1 + 1.
