@@ -86,6 +86,10 @@ def test_one_word_by_hand():
     slot_e = (1 << 7) | (2 << 4) | 0x2
     assert words == (slot_a | slot_b << 8 | slot_c << 16, slot_d, slot_e)
     assert words[0] == 0xE1C79D
+    lay = formats.slot_layout(cfg, 5)
+    assert formats.hex_text(words, lay.hex_digits) == "e1c79d\n0000f8\n0000a2\n"
+    stream = formats.encode_stream([packed], cfg)
+    assert bytes([0x9D, 0xC7, 0xE1, 0xF8, 0, 0, 0xA2, 0, 0]) in stream
     assert packed.passes[0].directory[5] == ((0, 2), (2, 1))
     assert packed.passes[0].words[0] == ()
     assert packed.passes[0].directory[0] == ((0, 0), (0, 0))
