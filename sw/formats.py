@@ -39,7 +39,8 @@ __all__ = [
     "STREAM_MAGIC", "INVALID_SLOT", "FormatError", "SlotLayout", "DirectoryLayout",
     "PassImage", "PackStats", "PackedLayer", "StreamRecord", "slot_layout", "directory_layout",
     "k_bits", "choose_kp", "pack_layer", "unpack_layer", "encode_slot", "decode_slot",
-    "hex_text", "write_hex", "read_hex", "directory_words", "directory_entries", "encode_stream", "decode_stream", "sha256_file",
+    "hex_text", "write_hex", "read_hex", "directory_words", "directory_entries",
+    "encode_stream", "decode_stream", "sha256_file",
     "layer_manifest", "build_manifest",
 ]
 

@@ -30,7 +30,8 @@ The defaults follow hw/pe.py's ``SparsePE`` notes; change them when the RTL chan
 
 Reported quantities
 -------------------
-``ideal_cycles`` = non-zero pairs / multipliers (``pairs = Σ nnz(U[xi, :, c]) · [V[xi, c, t] != 0]``).
+``ideal_cycles`` = non-zero pairs / multipliers, with
+``pairs = Σ_{xi,c,t} nnz(U[xi, :, c]) · [V[xi, c, t] != 0]``.
 ``dense_cycles`` = the same array, schedule and transform with no skipping: every activation
 walks a full column of ``ceil(k_count / L)`` words. The loss breakdown is additive::
 

@@ -165,7 +165,8 @@ def test_more_tiles_in_flight_never_slower():
 def test_rejects_bad_shapes_and_params():
     cfg = AccelConfig()
     packed = formats.pack_layer(np.ones((16, 2, 3), dtype=np.int64), cfg, name="l")
-    with pytest.raises(ValueError, match=r"layer l: V has shape \(16, 2, 4\); expected \[16, 3, T\]"):
+    with pytest.raises(ValueError,
+                       match=r"layer l: V has shape \(16, 2, 4\); expected \[16, 3, T\]"):
         perf.model_layer(packed, np.ones((16, 2, 4)), cfg)
     with pytest.raises(ValueError, match="PerfParams.drain_cycles = -1"):
         perf.PerfParams(drain_cycles=-1)
