@@ -170,8 +170,8 @@ class SparsePE(wiring.Component):
 
     Latency: with the PE idle, ``M[0]`` of a tile is valid :attr:`LATENCY` ``+ w - 1`` cycles
     after the tile's final ``act`` beat is accepted, ``w`` being the word count of that beat's
-    column (1 for an end marker): FIFO 2, directory 1, walker 1, multiply 1, accumulate 1,
-    bank hand-over 1, output register 1. ``M[k]`` follows one cycle after ``M[k-1]`` unless
+    column (1 for an end marker): FIFO 2, directory 1, walker 1, multiply 1, accumulate 1 and
+    output register 1. ``M[k]`` follows one cycle after ``M[k-1]``, and tile after tile, unless
     ``out`` is back-pressured.
 
     Accumulators are registers, ``tiles_in_flight * L * k_max`` of ``acc_internal_bits``: a
@@ -182,7 +182,7 @@ class SparsePE(wiring.Component):
     """
 
     #: Cycles from the final ``act`` beat of a tile to its ``M[0]``, for a one-word column.
-    LATENCY = 8
+    LATENCY = 7
 
     def __init__(self, cfg: AccelConfig, xi: int, *, weights=None, directory=None,
                  counter_bits: int = 32):
@@ -344,6 +344,8 @@ class SparsePE(wiring.Component):
         # -- drain: sum the lane copies of one k per cycle, then wrap or saturate -----------
         dbank = Signal(range(banks))
         draining = Signal()
+        # The drain follows the completed banks directly: no hand-over cycle between tiles.
+        m.d.comb += draining.eq(complete.bit_select(dbank, 1))
         drain_k = Signal(range(cfg.k_max))
         lane_sum = sum(Array(Array(acc[b][l]) for b in range(banks))[dbank][drain_k]
                        for l in range(lanes))
@@ -370,9 +372,7 @@ class SparsePE(wiring.Component):
                     with m.If(dbank == b):
                         m.d.sync += Array(acc[b][l])[drain_k].eq(0)
             with m.If(drain_last):
-                m.d.sync += [draining.eq(0), dbank.eq(Mux(dbank == banks - 1, 0, dbank + 1))]
-        with m.Elif(~draining & complete.bit_select(dbank, 1)):
-            m.d.sync += [draining.eq(1), drain_k.eq(0)]
+                m.d.sync += [drain_k.eq(0), dbank.eq(Mux(dbank == banks - 1, 0, dbank + 1))]
 
         # -- bank bookkeeping ------------------------------------------------------------
         drained = out_load & draining & drain_last
