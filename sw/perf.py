@@ -17,8 +17,12 @@ The defaults follow hw/pe.py's ``SparsePE`` notes; change them when the RTL chan
   coordinates) every ``transform_cycles_per_channel`` cycles, so activation ``(c, t)`` is in
   its FIFO from cycle ``(t*C + c + 1) * transform_cycles_per_channel``, and the end-of-tile
   marker of tile ``t`` from cycle ``(t+1) * C * transform_cycles_per_channel``. A PE cannot close
-  tile ``t`` before that marker. FIFOs are taken as deep enough never to stall the transform
-  (0 switches the transform limit off).
+  tile ``t`` before that marker (0 switches the transform limit off).
+* Activation FIFOs: ``fifo_depth`` non-zero activations per PE (default ``None``:
+  ``cfg.fifo_depth``; 0: unlimited). A PE pops an activation when it starts walking its column.
+  The array accepts a beat only when every PE taking a non-zero element of it has room, so a
+  PE whose FIFO is full holds the transform, and with it every other PE, back; this delays
+  the arrivals above. End-of-tile markers take no FIFO place in the model.
 * Tiles in flight and drain: each PE has ``B = tiles_in_flight`` accumulator banks. The gather
   reads ``M[k]`` of one tile from every PE at once, one ``k`` per cycle, so the drain of tile
   ``t`` starts when every PE closed it and the drain of tile ``t-1`` ended, and takes
@@ -40,7 +44,8 @@ walks a full column of ``ceil(k_count / L)`` words. The loss breakdown is additi
 * ``imbalance``: ``Σ_pass max_xi pairs_xi / L_xi`` minus ideal (the busiest PE sets the pace);
 * ``lane_padding``: ``Σ_pass max_xi busy_xi`` minus that (partly filled words, empty columns,
   per-activation overhead);
-* ``transform``: cycles with unlimited tiles in flight and no drain, minus the above;
+* ``transform``: cycles with unlimited tiles in flight and no drain (so only the transform
+  rate and FIFO back-pressure hold PEs back), minus the above;
 * ``tile_sync``: the rest (bank waits, drain throughput and the final drain).
 """
 
@@ -61,7 +66,8 @@ class PerfParams:
     """Timing assumptions of the cycle model (see the module docstring).
 
     ``tiles_in_flight = None`` takes ``cfg.tiles_in_flight``; ``drain_cycles = None`` takes the
-    pass's output-channel count (one ``M[k]`` per cycle).
+    pass's output-channel count (one ``M[k]`` per cycle); ``fifo_depth = None`` takes
+    ``cfg.fifo_depth`` and 0 means unlimited.
     """
 
     tiles_in_flight: int | None = None
@@ -69,12 +75,13 @@ class PerfParams:
     activation_overhead: int = 0
     drain_cycles: int | None = None
     transform_cycles_per_channel: int = 1
+    fifo_depth: int | None = None
 
     def __post_init__(self):
         for name in ("min_activation_cycles", "activation_overhead", "drain_cycles",
-                     "transform_cycles_per_channel"):
+                     "transform_cycles_per_channel", "fifo_depth"):
             value = getattr(self, name)
-            if value is None and name == "drain_cycles":
+            if value is None and name in ("drain_cycles", "fifo_depth"):
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"PerfParams.{name} = {value!r}: expected an integer >= 0")
@@ -137,7 +144,7 @@ class PerfReport:
 
 
 def schedule_cycles(cost: np.ndarray, active: np.ndarray, banks: int | None, drain: int,
-                    transform: int) -> int:
+                    transform: int, fifo: int = 0) -> int:
     """Cycles for one pass: the max-plus recurrence of the module docstring.
 
     Parameters
@@ -150,7 +157,11 @@ def schedule_cycles(cost: np.ndarray, active: np.ndarray, banks: int | None, dra
         Tiles in flight; None = unlimited, and drains cost nothing.
     drain, transform : int
         Cycles of one tile's drain, and ``transform_cycles_per_channel``.
+    fifo : int
+        Activation FIFO depth per PE; 0 = unlimited (then each tile is one vector step).
     """
+    if fifo:
+        return _schedule_fifo(cost, active, banks, drain, transform, fifo)
     coords, C, T = active.shape
     arrival = (np.arange(C, dtype=np.int64) + 1) * transform          # within a tile
     finish = np.zeros(coords, dtype=np.int64)
@@ -170,6 +181,44 @@ def schedule_cycles(cost: np.ndarray, active: np.ndarray, banks: int | None, dra
             last_drain = int(finish.max())
         else:
             # One gather port: drains of successive tiles follow each other.
+            last_drain = max(int(finish.max()), last_drain) + drain
+        drained[t] = last_drain
+    return last_drain
+
+
+def _schedule_fifo(cost: np.ndarray, active: np.ndarray, banks: int | None, drain: int,
+                   transform: int, fifo: int) -> int:
+    """:func:`schedule_cycles` with finite FIFOs: one step per transform beat.
+
+    Beat ``j`` enters when the transform is ready (``transform`` cycles after beat ``j-1``) and
+    every PE that takes a non-zero element of it has popped the element ``fifo`` places
+    earlier in its queue (a PE pops an activation when it starts walking its column).
+    """
+    coords, C, T = active.shape
+    rows = np.arange(coords)
+    popped = np.zeros((coords, fifo), dtype=np.int64)   # start cycle of the last `fifo` items
+    count = np.zeros(coords, dtype=np.int64)
+    finish = np.zeros(coords, dtype=np.int64)
+    drained = np.zeros(T, dtype=np.int64)
+    last_drain = beat = 0
+    for t in range(T):
+        bank_free = drained[t - banks] if banks is not None and t >= banks else 0
+        cur = np.maximum(finish, bank_free)
+        for c in range(C):
+            act = active[:, c, t]
+            slot = count % fifo
+            full = act & (count >= fifo)
+            beat += transform
+            if full.any():
+                beat = max(beat, int(popped[rows[full], slot[full]].max()))
+            start = np.maximum(cur, beat)
+            cur = np.where(act, start + cost[:, c], cur)
+            popped[rows[act], slot[act]] = start[act]
+            count += act
+        finish = np.maximum(cur, beat)              # the end-of-tile marker rides on beat C-1
+        if banks is None:
+            last_drain = int(finish.max())
+        else:
             last_drain = max(int(finish.max()), last_drain) + drain
         drained[t] = last_drain
     return last_drain
@@ -199,7 +248,8 @@ def model_layer(packed: PackedLayer, V: np.ndarray, cfg: AccelConfig,
     pairs = empty = 0
     for p, im in enumerate(packed.passes):
         drain = im.k_count if params.drain_cycles is None else params.drain_cycles
-        sched = dict(drain=drain, transform=params.transform_cycles_per_channel)
+        sched = dict(drain=drain, transform=params.transform_cycles_per_channel,
+                     fifo=cfg.fifo_depth if params.fifo_depth is None else params.fifo_depth)
         cost = np.maximum(words[p], params.min_activation_cycles) + params.activation_overhead
         cycles += schedule_cycles(cost, active, banks, **sched)
         one += schedule_cycles(cost, active, 1, **sched)

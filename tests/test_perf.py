@@ -12,21 +12,27 @@ SEED = 777
 
 
 def brute_force_pass(cost: np.ndarray, active: np.ndarray, banks: int | None, drain: int,
-                     transform: int) -> int:
-    """Step one cycle at a time; every PE greedily starts whatever the rules allow."""
+                     transform: int, fifo: int = 0) -> int:
+    """Step one cycle at a time; the transform and every PE greedily do what the rules allow."""
     coords, C, T = active.shape
-    queues = [[[c for c in range(C) if active[xi, c, t]] for t in range(T)]
-              for xi in range(coords)]
-    tile = [0] * coords            # tile each PE works on
-    pos = [0] * coords             # next activation of that tile
+    queues = [[] for _ in range(coords)]  # FIFO contents: (tile, channel)
+    issued, last_issue = 0, 0             # beats the transform has delivered, and when
+    tile = [0] * coords                   # tile each PE works on
     busy_until = [0] * coords
     closed = [[None] * T for _ in range(coords)]
-    drained = [None] * T           # cycle at which each tile's drain ends
+    drained = [None] * T                  # cycle at which each tile's drain ends
     now = 0
     while drained[-1] is None:
         changed = True
-        while changed:             # zero-cost steps and same-cycle hand-offs settle first
+        while changed:                    # zero-cost steps and same-cycle hand-offs settle
             changed = False
+            if issued < T * C and now >= last_issue + transform:
+                t, c = divmod(issued, C)
+                takers = [xi for xi in range(coords) if active[xi, c, t]]
+                if not fifo or all(len(queues[xi]) < fifo for xi in takers):
+                    for xi in takers:
+                        queues[xi].append((t, c))
+                    issued, last_issue, changed = issued + 1, now, True
             for xi in range(coords):
                 t = tile[xi]
                 if t >= T or busy_until[xi] > now:
@@ -34,16 +40,13 @@ def brute_force_pass(cost: np.ndarray, active: np.ndarray, banks: int | None, dr
                 if banks is not None and t >= banks:
                     if drained[t - banks] is None or drained[t - banks] > now:
                         continue
-                q = queues[xi][t]
-                if pos[xi] < len(q):
-                    c = q[pos[xi]]
-                    if (t * C + c + 1) * transform <= now:
-                        busy_until[xi] = now + int(cost[xi, c])
-                        pos[xi] += 1
-                        changed = True
-                elif (t + 1) * C * transform <= now:
+                if queues[xi] and queues[xi][0][0] == t:
+                    _, c = queues[xi].pop(0)
+                    busy_until[xi] = now + int(cost[xi, c])
+                    changed = True
+                elif issued >= (t + 1) * C:
                     closed[xi][t] = now
-                    tile[xi], pos[xi] = t + 1, 0
+                    tile[xi] = t + 1
                     changed = True
                     if all(closed[x][t] is not None for x in range(coords)):
                         if banks is None:
@@ -63,21 +66,24 @@ def sparse(shape, density, rng, lo=-100, hi=100):
 
 PARAMS = [
     perf.PerfParams(),
-    perf.PerfParams(transform_cycles_per_channel=0),
+    perf.PerfParams(transform_cycles_per_channel=0, fifo_depth=0),
+    perf.PerfParams(fifo_depth=2, drain_cycles=1),
     perf.PerfParams(tiles_in_flight=1, drain_cycles=3),
     perf.PerfParams(tiles_in_flight=3, drain_cycles=5, activation_overhead=1),
     perf.PerfParams(min_activation_cycles=1, transform_cycles_per_channel=2),
-    perf.PerfParams(min_activation_cycles=2, transform_cycles_per_channel=0, drain_cycles=0),
+    perf.PerfParams(min_activation_cycles=2, transform_cycles_per_channel=0, drain_cycles=0,
+                    fifo_depth=3),
+    perf.PerfParams(fifo_depth=0),
 ]
 
 
-@pytest.mark.parametrize("case", range(12))
+@pytest.mark.parametrize("case", range(16))
 def test_model_matches_brute_force(case):
     rng = np.random.default_rng(SEED + case)
     tile = 2 if case % 3 else 4
     lanes = int(rng.integers(1, 4)) if case % 2 else tuple(
         int(x) for x in rng.integers(1, 4, (tile + 2) ** 2))
-    cfg = AccelConfig(tile=tile, lanes=lanes, k_max=8, wmem_depth=64)
+    cfg = AccelConfig(tile=tile, lanes=lanes, k_max=8, wmem_depth=64, fifo_depth=2)
     K, C, T = int(rng.integers(1, 12)), int(rng.integers(1, 6)), int(rng.integers(1, 7))
     U = sparse((cfg.coords, K, C), float(rng.uniform(0.05, 0.9)), rng)
     V = sparse((cfg.coords, C, T), float(rng.uniform(0.1, 1.0)), rng)
@@ -91,7 +97,8 @@ def test_model_matches_brute_force(case):
     cycles = one = dense = 0
     for im in packed.passes:
         sched = dict(drain=im.k_count if params.drain_cycles is None else params.drain_cycles,
-                     transform=params.transform_cycles_per_channel)
+                     transform=params.transform_cycles_per_channel,
+                     fifo=cfg.fifo_depth if params.fifo_depth is None else params.fifo_depth)
         block = U[:, im.k_base:im.k_base + im.k_count, :] != 0
         words = -(-block.sum(axis=1) // L[:, None])                       # [coords, C]
         cost = np.maximum(words, params.min_activation_cycles) + params.activation_overhead
@@ -125,6 +132,22 @@ def test_hand_computed_schedule():
     assert perf.schedule_cycles(cost, active, None, 0, 0) == 8
     # A PE with no activation still waits for the end-of-tile marker.
     assert perf.schedule_cycles(cost, np.zeros((2, 2, 2), dtype=bool), 2, 0, 1) == 4
+
+
+def test_full_fifo_holds_back_the_other_pe():
+    """C=3, T=2, free-running banks. Tile 0 feeds only PE0, tile 1 only PE1, 5 cycles each.
+
+    Unlimited FIFOs: beats at 1..6; PE1 runs tile 1 from 4: 4, 9, 14 -> 19. FIFO depth 1: beat 2
+    waits until PE0 pops beat 1 at 6, so PE1's beats arrive at 7, 8 and 12 (each waits for the
+    previous pop): 7, 12, 17 -> 22.
+    """
+    cost = np.full((2, 3), 5)
+    active = np.zeros((2, 3, 2), dtype=bool)
+    active[0, :, 0] = active[1, :, 1] = True
+    assert perf.schedule_cycles(cost, active, None, 0, 1) == 19
+    assert perf.schedule_cycles(cost, active, None, 0, 1, fifo=1) == 22
+    assert brute_force_pass(cost, active, None, 0, 1, fifo=1) == 22
+    assert perf.schedule_cycles(cost, active, None, 0, 1, fifo=3) == 19
 
 
 def test_report_fields_and_loss_breakdown():
