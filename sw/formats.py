@@ -311,7 +311,11 @@ def _pass_words(nz: np.ndarray, kp: int, lanes: np.ndarray) -> np.ndarray:
 
 
 def choose_kp(U: np.ndarray, cfg: AccelConfig) -> int:
-    """Largest ``Kp <= min(K, k_max)`` for which every pass of every PE fits ``wmem_depth``.
+    """Output channels per pass: the fewest passes whose every PE image fits ``wmem_depth``.
+
+    For ``P = ceil(K / k_max), ceil(K / k_max) + 1, ...`` passes, try the even split
+    ``Kp = ceil(K / P)`` and return the first that fits, so passes are as few and as equal
+    (hence as well balanced in drain and reload time) as the memory allows.
 
     Raises
     ------
@@ -321,9 +325,13 @@ def choose_kp(U: np.ndarray, cfg: AccelConfig) -> int:
     U = _check_layer(U, cfg)
     nz = U != 0
     lanes = np.array(cfg.lanes_per_coord, dtype=np.int64)
-    for kp in range(min(U.shape[1], cfg.k_max), 0, -1):
-        if _pass_words(nz, kp, lanes).max() <= cfg.wmem_depth:
+    K = U.shape[1]
+    tried = set()
+    for passes in range(-(-K // cfg.k_max), K + 1):
+        kp = -(-K // passes)
+        if kp not in tried and _pass_words(nz, kp, lanes).max() <= cfg.wmem_depth:
             return kp
+        tried.add(kp)
     need = int(_pass_words(nz, 1, lanes).max())
     raise FormatError(f"one output channel per pass needs {need} words in a PE, more than "
                       f"wmem_depth = {cfg.wmem_depth}; C = {U.shape[2]} is too large for "
@@ -335,9 +343,9 @@ def pack_layer(layer_U_int: np.ndarray, cfg: AccelConfig, name: str = "layer") -
 
     Steps
     -----
-    1. **Pass split.** ``Kp`` = :func:`choose_kp`: the largest ``Kp <= min(K, k_max)`` such that
-       every PE's words for every pass fit ``wmem_depth``. Pass ``p`` covers output channels
-       ``[p*Kp, min(K, (p+1)*Kp))``, ``k_local = k - p*Kp``.
+    1. **Pass split.** ``Kp`` = :func:`choose_kp`: ``Kp = ceil(K / P)`` for the fewest passes
+       ``P`` such that every PE's words for every pass fit ``wmem_depth`` (``Kp <= k_max``).
+       Pass ``p`` covers output channels ``[p*Kp, min(K, (p+1)*Kp))``, ``k_local = k - p*Kp``.
     2. **Per-PE columns.** For pass ``p``, PE ``xi`` and input channel ``c`` in ascending order,
        the column is the list of ``(k_local, U[xi, k, c])`` with ``U != 0``, ascending ``k``.
     3. **Slot packing.** Each entry becomes a slot: value in bits ``[0, wgt_bits)`` (two's

@@ -101,17 +101,17 @@ def test_pass_split_when_memory_is_small():
     cfg = AccelConfig(lanes=2, wmem_depth=10, k_max=16)
     U = np.zeros((16, 12, 3), dtype=np.int64)
     U[:, :, :] = 1                       # dense: ceil(Kp/2) words per column, 3 columns
-    # Kp=6 -> 3 columns x 3 words = 9 <= 10; Kp=7 -> 3 x 4 = 12 > 10.
+    # One pass (Kp=12): 3 columns x 6 words = 18 > 10; two passes (Kp=6): 3 x 3 = 9 <= 10.
     packed = formats.pack_layer(U, cfg)
     assert packed.Kp == 6 and packed.num_passes == 2
     assert [(im.k_base, im.k_count) for im in packed.passes] == [(0, 6), (6, 6)]
     assert packed.stats.max_words_per_pass == (9,) * 16
     assert packed.stats.words_per_pe == (18,) * 16
     np.testing.assert_array_equal(formats.unpack_layer(packed, cfg), U)
-    # k_max bounds Kp even when the memory is large.
+    # k_max bounds Kp even when the memory is large: 40 channels -> 3 even passes.
     big = formats.pack_layer(np.ones((16, 40, 2), dtype=np.int64),
                              AccelConfig(k_max=16, wmem_depth=4096))
-    assert big.Kp == 16 and [im.k_count for im in big.passes] == [16, 16, 8]
+    assert big.Kp == 14 and [im.k_count for im in big.passes] == [14, 14, 12]
     np.testing.assert_array_equal(formats.unpack_layer(big, AccelConfig(k_max=16)),
                                   np.ones((16, 40, 2)))
 
@@ -197,9 +197,9 @@ def test_stream_round_trip_and_framing():
     assert int.from_bytes(data[4:6], "little") == formats.FORMAT_VERSION
     assert int.from_bytes(data[6:8], "little") == 16
     assert int.from_bytes(data[8:12], "little") == 4                 # records: 3 + 1 passes
-    # First record header: layer 0, pass 0, C 3, k_base 0, k_count 8.
+    # First record header: layer 0, pass 0, C 3, k_base 0, k_count 7 (20 = 7 + 7 + 6).
     assert [int.from_bytes(data[12 + 4 * i:16 + 4 * i], "little") for i in range(5)] == \
-        [0, 0, 3, 0, 8]
+        [0, 0, 3, 0, 7]
     recs = formats.decode_stream(data, cfg)
     assert [(r.layer, r.image.index) for r in recs] == [(0, 0), (0, 1), (0, 2), (1, 0)]
     assert [r.image for r in recs] == list(a.passes) + list(b.passes)
