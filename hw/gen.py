@@ -19,7 +19,8 @@ from amaranth.back import verilog
 from hw.config import AccelConfig, ConfigError
 from hw.transforms import InputTransform, OutputTransform
 
-__all__ = ["COMPONENTS", "build_component", "verilog_text", "c_header", "generate", "main"]
+__all__ = ["COMPONENTS", "build_component", "verilog_text", "c_header", "generate",
+           "add_config_arguments", "config_from_args", "main"]
 
 #: Component name (also the Verilog module name) -> constructor taking an ``AccelConfig``.
 #: Adding the accelerator top is one more entry here.
@@ -113,15 +114,8 @@ def _lanes(text: str):
     return values[0] if len(values) == 1 else tuple(values)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m hw.gen",
-        description="Generate Verilog for one winnow component, with winnow.json (the "
-                    "AccelConfig) and the C header winnow_params.h.")
-    parser.add_argument("--component", required=True, choices=sorted(COMPONENTS),
-                        help="component to emit (also the Verilog module name)")
-    parser.add_argument("-o", "--outdir", type=Path, default=Path("build/gen"),
-                        help="output directory (default: %(default)s)")
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--config FILE.json`` plus one option per ``AccelConfig`` field (shared with fpga.synth)."""
     parser.add_argument("--config", type=Path, metavar="FILE.json",
                         help="start from this winnow.json; the options below override it")
     fields = parser.add_argument_group("AccelConfig fields (defaults from the class)")
@@ -136,6 +130,18 @@ def _parser() -> argparse.ArgumentParser:
         else:
             fields.add_argument(flag, type=int, metavar="N",
                                 help=f"default {field.default}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m hw.gen",
+        description="Generate Verilog for one winnow component, with winnow.json (the "
+                    "AccelConfig) and the C header winnow_params.h.")
+    parser.add_argument("--component", required=True, choices=sorted(COMPONENTS),
+                        help="component to emit (also the Verilog module name)")
+    parser.add_argument("-o", "--outdir", type=Path, default=Path("build/gen"),
+                        help="output directory (default: %(default)s)")
+    add_config_arguments(parser)
     return parser
 
 

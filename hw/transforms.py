@@ -198,7 +198,7 @@ class OutputTransform(wiring.Component):
         out = clamp(((Y + bias) * multiplier + (1 << (shift - 1))) >> shift)   (floor shift)
 
     with the clamp to ``[0, act_max]`` when ``relu`` is set and to the ``act_bits`` range
-    otherwise. ``shift == 0`` adds no rounding term (the product is already an integer).
+    otherwise. ``shift == 0`` (which the golden model rejects) passes the product unrounded.
 
     Parameters
     ----------
@@ -292,8 +292,11 @@ class OutputTransform(wiring.Component):
                 with m.If(ctrl.enable[2]):
                     m.d.sync += prod.eq(z * mult[2])
 
-                rounding = (Const(1, 1) << shift[3]) >> 1
-                scaled = (prod + rounding) >> shift[3]
+                # floor((p + 2**(s-1)) / 2**s) == floor((floor(2p / 2**s) + 1) / 2): the
+                # rounding bit is added after the barrel shift, so no 2**63-wide constant adder,
+                # and s == 0 gives p exactly.
+                halves = (prod << 1) >> shift[3]
+                scaled = (halves + 1) >> 1
                 lo = Mux(relu[3], 0, act_lo)
                 with m.If(ctrl.enable[3]):
                     m.d.sync += self.o.payload[i * mm + j].eq(
