@@ -323,7 +323,14 @@ def pack_model(model: str | Path, outdir: str | Path, cfg: AccelConfig, *,
         raise PackError(f"{model}: --density {density} is not in (0, 1]")
     if outdir.exists() and not force and (not outdir.is_dir() or any(outdir.iterdir())):
         raise PackError(f"{outdir}: already exists and is not empty; pass --force to replace it")
-    layers = pack_layers(load_npz(model, cfg), cfg, prune=prune, density=density, relu=relu,
+    model_layers = load_npz(model, cfg)
+    stems: dict[str, str] = {}
+    for layer in model_layers:
+        other = stems.setdefault(_file_stem(layer.name), layer.name)
+        if other != layer.name:
+            raise PackError(f"{model}: layer {layer.name}: its file names would collide with "
+                            f"layer {other}'s ({_file_stem(layer.name)}.*); rename one of them")
+    layers = pack_layers(model_layers, cfg, prune=prune, density=density, relu=relu,
                          source=str(model), progress=progress)
     meta = {"model": model.name, "prune": prune,
             "density_target": density if prune != "none" else None, "relu": relu}
