@@ -29,8 +29,9 @@ The defaults follow hw/pe.py's ``SparsePE`` notes; change them when the RTL chan
   ``drain_cycles`` (default ``None``: the pass's ``k_count``). A PE may start tile ``t`` once it
   closed tile ``t-1`` and the drain of tile ``t-B`` ended. With ``B = 1`` every tile is a
   barrier. The layer ends when the last drain ends.
-* Passes over output channels run back to back; each re-streams every tile. Weight reloads
-  between passes and pipeline latency (a few cycles per layer) are not counted.
+* Passes over output channels run back to back; each re-streams every tile, and each adds
+  ``latency_cycles`` once (pipeline fill; pass ``hw.array.SparseArray.LATENCY`` to compare with
+  the RTL's cycle counter). Weight reloads between passes are not counted.
 
 Reported quantities
 -------------------
@@ -46,7 +47,7 @@ walks a full column of ``ceil(k_count / L)`` words. The loss breakdown is additi
   per-activation overhead);
 * ``transform``: cycles with unlimited tiles in flight and no drain (so only the transform
   rate and FIFO back-pressure hold PEs back), minus the above;
-* ``tile_sync``: the rest (bank waits, drain throughput and the final drain).
+* ``tile_sync``: the rest (bank waits, drain throughput, the final drain, pipeline latency).
 """
 
 from __future__ import annotations
@@ -76,10 +77,11 @@ class PerfParams:
     drain_cycles: int | None = None
     transform_cycles_per_channel: int = 1
     fifo_depth: int | None = None
+    latency_cycles: int = 0
 
     def __post_init__(self):
         for name in ("min_activation_cycles", "activation_overhead", "drain_cycles",
-                     "transform_cycles_per_channel", "fifo_depth"):
+                     "transform_cycles_per_channel", "fifo_depth", "latency_cycles"):
             value = getattr(self, name)
             if value is None and name in ("drain_cycles", "fifo_depth"):
                 continue
@@ -251,13 +253,14 @@ def model_layer(packed: PackedLayer, V: np.ndarray, cfg: AccelConfig,
         sched = dict(drain=drain, transform=params.transform_cycles_per_channel,
                      fifo=cfg.fifo_depth if params.fifo_depth is None else params.fifo_depth)
         cost = np.maximum(words[p], params.min_activation_cycles) + params.activation_overhead
-        cycles += schedule_cycles(cost, active, banks, **sched)
-        one += schedule_cycles(cost, active, 1, **sched)
+        cycles += schedule_cycles(cost, active, banks, **sched) + params.latency_cycles
+        one += schedule_cycles(cost, active, 1, **sched) + params.latency_cycles
         free += schedule_cycles(cost, active, None, **sched)
         dense_cost = np.broadcast_to(
             np.maximum(-(-im.k_count // lanes), params.min_activation_cycles)[:, None]
             + params.activation_overhead, cost.shape)
-        dense += schedule_cycles(dense_cost, np.ones_like(active), banks, **sched)
+        dense += schedule_cycles(dense_cost, np.ones_like(active), banks, **sched) \
+            + params.latency_cycles
         pe_pairs = (nnz[p] * act_count).sum(axis=1)                      # [coords]
         pe_busy = (cost * act_count).sum(axis=1)
         bound_balanced += (pe_pairs / lanes).max()

@@ -73,7 +73,7 @@ PARAMS = [
     perf.PerfParams(min_activation_cycles=1, transform_cycles_per_channel=2),
     perf.PerfParams(min_activation_cycles=2, transform_cycles_per_channel=0, drain_cycles=0,
                     fifo_depth=3),
-    perf.PerfParams(fifo_depth=0),
+    perf.PerfParams(fifo_depth=0, latency_cycles=8),
 ]
 
 
@@ -102,11 +102,12 @@ def test_model_matches_brute_force(case):
         block = U[:, im.k_base:im.k_base + im.k_count, :] != 0
         words = -(-block.sum(axis=1) // L[:, None])                       # [coords, C]
         cost = np.maximum(words, params.min_activation_cycles) + params.activation_overhead
-        cycles += brute_force_pass(cost, V != 0, banks, **sched)
-        one += brute_force_pass(cost, V != 0, 1, **sched)
+        cycles += brute_force_pass(cost, V != 0, banks, **sched) + params.latency_cycles
+        one += brute_force_pass(cost, V != 0, 1, **sched) + params.latency_cycles
         dcost = np.broadcast_to(np.maximum(-(-im.k_count // L), params.min_activation_cycles)
                                 [:, None] + params.activation_overhead, cost.shape)
-        dense += brute_force_pass(dcost, np.ones_like(V, dtype=bool), banks, **sched)
+        dense += brute_force_pass(dcost, np.ones_like(V, dtype=bool), banks, **sched) \
+            + params.latency_cycles
     assert (rep.cycles, rep.cycles_one_tile, rep.dense_cycles) == (cycles, one, dense)
     pairs = int(((U != 0).sum(axis=1)[:, :, None] * (V != 0)).sum())
     assert rep.macs == pairs
