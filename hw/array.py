@@ -83,7 +83,7 @@ class SparseArray(wiring.Component):
     LATENCY = SparsePE.LATENCY + 1
 
     def __init__(self, cfg: AccelConfig, *, weights=None, directories=None,
-                 counter_bits: int = 32):
+                 counter_bits: int = SparsePE.COUNTER_BITS):
         if not isinstance(cfg, AccelConfig):
             raise TypeError(f"cfg must be an AccelConfig, not {type(cfg).__name__}")
         self._cfg = cfg
@@ -96,30 +96,39 @@ class SparseArray(wiring.Component):
         self._images = [check_images(cfg, xi, w, d) for xi, (w, d) in enumerate(zip(
             _check_images("weights", weights, coords),
             _check_images("directories", directories, coords)))]
-        pe_act = act_layout(cfg)
-        wr_layouts = [wgt_wr_layout(cfg, xi) for xi in range(coords)]
+        act, wgt_wr, out = self.layouts(cfg)
         super().__init__({
-            "act": In(stream.Signature(data.StructLayout({
-                "c": pe_act["c"].shape,
-                "v": data.ArrayLayout(signed(cfg.v_bits), coords),
-                "last": unsigned(1),
-            }))),
-            "wgt_wr": In(stream.Signature(data.StructLayout({
-                "pe": range(coords),
-                "mem": unsigned(1),
-                "addr": max(lay["addr"].shape.width for lay in wr_layouts),
-                "data": max(lay["data"].shape.width for lay in wr_layouts),
-            }))),
-            "out": Out(stream.Signature(data.StructLayout({
-                "m": data.ArrayLayout(signed(cfg.acc_bits), coords),
-                "k": unsigned(max(1, (cfg.k_max - 1).bit_length())),
-                "last": unsigned(1),
-            }))),
+            "act": In(stream.Signature(act)),
+            "wgt_wr": In(stream.Signature(wgt_wr)),
+            "out": Out(stream.Signature(out)),
             "k_count": In(range(1, cfg.k_max + 1)),
             "perf": Out(data.ArrayLayout(perf_layout(counter_bits), coords)),
             "cycles": Out(counter_bits),
             "idle": Out(1),
         })
+
+    @staticmethod
+    def layouts(cfg: AccelConfig) -> tuple[data.StructLayout, ...]:
+        """Payload layouts of ``act``, ``wgt_wr`` and ``out`` (for benches and drivers)."""
+        coords = cfg.coords
+        wr_layouts = [wgt_wr_layout(cfg, xi) for xi in range(coords)]
+        act = data.StructLayout({
+            "c": act_layout(cfg)["c"].shape,
+            "v": data.ArrayLayout(signed(cfg.v_bits), coords),
+            "last": unsigned(1),
+        })
+        wgt_wr = data.StructLayout({
+            "pe": range(coords),
+            "mem": unsigned(1),
+            "addr": max(lay["addr"].shape.width for lay in wr_layouts),
+            "data": max(lay["data"].shape.width for lay in wr_layouts),
+        })
+        out = data.StructLayout({
+            "m": data.ArrayLayout(signed(cfg.acc_bits), coords),
+            "k": unsigned(max(1, (cfg.k_max - 1).bit_length())),
+            "last": unsigned(1),
+        })
+        return act, wgt_wr, out
 
     @property
     def cfg(self) -> AccelConfig:

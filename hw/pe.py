@@ -181,11 +181,13 @@ class SparsePE(wiring.Component):
     port, which gives the same hazard freedom at the cost of one more pipeline stage.
     """
 
+    #: Default width of the perf counters.
+    COUNTER_BITS = 32
     #: Cycles from the final ``act`` beat of a tile to its ``M[0]``, for a one-word column.
     LATENCY = 7
 
     def __init__(self, cfg: AccelConfig, xi: int, *, weights=None, directory=None,
-                 counter_bits: int = 32):
+                 counter_bits: int = COUNTER_BITS):
         self._cfg = _check_cfg(cfg)
         if isinstance(xi, bool) or not isinstance(xi, int) or not 0 <= xi < cfg.coords:
             raise ValueError(f"xi must be a Winograd coordinate in [0, {cfg.coords}), "
