@@ -40,22 +40,43 @@ def csd_digits(coef: int) -> list[tuple[int, int]]:
     return digits
 
 
-def _tree_sum(terms: list):
-    """Balanced adder tree, so depth grows with log2 of the number of terms."""
+def _tree_sum(m: Module, terms: list, name: str):
+    """Balanced tree of two-input adders, so depth grows with log2 of the number of terms.
+
+    Each partial sum is a kept wire. Without that, Yosys' ``alumacc`` fuses the whole tree
+    into one multi-operand ``$macc`` and maps it to a carry-save tree of LUTs instead of
+    carry chains (see docs/rtl.md for the measured difference).
+    """
+    level = 0
     while len(terms) > 1:
-        pairs = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
+        pairs = []
+        for i in range(0, len(terms) - 1, 2):
+            total = terms[i] + terms[i + 1]
+            wire = Signal(total.shape(), name=f"{name}_l{level}_{i // 2}", attrs={"keep": 1})
+            m.d.comb += wire.eq(total)
+            pairs.append(wire)
         terms = pairs + ([terms[-1]] if len(terms) % 2 else [])
+        level += 1
     return terms[0]
 
 
-def _dot(coefs, operands) -> tuple:
-    """Shift-and-add expression for ``sum(coefs[k] * operands[k])`` (coefs are Python ints)."""
-    terms = []
+def _dot(m: Module, coefs, operands, name: str):
+    """Shift-and-add expression for ``sum(coefs[k] * operands[k])`` (coefs are Python ints).
+
+    Positive and negative signed digits are summed in separate trees and subtracted once, so
+    no operand needs its own negation.
+    """
+    positive, negative = [], []
     for coef, operand in zip(coefs, operands):
         for sign, shift in csd_digits(int(coef)):
-            shifted = operand.as_signed() << shift
-            terms.append(shifted if sign > 0 else -shifted)
-    return _tree_sum(terms) if terms else Const(0, signed(2))
+            (positive if sign > 0 else negative).append(operand.as_signed() << shift)
+    if not positive and not negative:
+        return Const(0, signed(2))
+    pos = _tree_sum(m, positive, f"{name}_p") if positive else None
+    neg = _tree_sum(m, negative, f"{name}_n") if negative else None
+    if neg is None:
+        return pos
+    return -neg if pos is None else pos - neg
 
 
 def _dot_range(coefs, ranges) -> tuple[int, int]:
@@ -82,9 +103,11 @@ class _Transform2D:
                 t_range[i][j] = _dot_range(mat[i], [x_range] * cols)
                 reg = Signal(signed(signed_bits(*t_range[i][j])), name=f"{name}_t{i}_{j}")
                 with m.If(enable):
-                    m.d.sync += reg.eq(_dot(mat[i], [x[k * cols + j] for k in range(cols)]))
+                    m.d.sync += reg.eq(_dot(m, mat[i], [x[k * cols + j] for k in range(cols)],
+                                            f"{name}_t{i}_{j}"))
                 self.t[i][j] = reg
-        self.y = [[_dot(mat[j], self.t[i]) for j in range(rows)] for i in range(rows)]
+        self.y = [[_dot(m, mat[j], self.t[i], f"{name}_y{i}_{j}") for j in range(rows)]
+                  for i in range(rows)]
         self.y_range = [[_dot_range(mat[j], t_range[i]) for j in range(rows)]
                         for i in range(rows)]
 
