@@ -18,6 +18,9 @@ The defaults follow hw/pe.py's ``SparsePE`` notes; change them when the RTL chan
   its FIFO from cycle ``(t*C + c + 1) * transform_cycles_per_channel``, and the end-of-tile
   marker of tile ``t`` from cycle ``(t+1) * C * transform_cycles_per_channel``. A PE cannot close
   tile ``t`` before that marker (0 switches the transform limit off).
+* End of tile: the tile's last beat (channel ``C-1``) carries the end-of-tile flag. When it
+  brings no word to walk (a zero activation, or an empty column), the PE spends
+  ``marker_cycles`` (default 1, as in the RTL) on a bare end-of-tile marker.
 * Activation FIFOs: ``fifo_depth`` non-zero activations per PE (default ``None``:
   ``cfg.fifo_depth``; 0: unlimited). A PE pops an activation when it starts walking its column.
   The array accepts a beat only when every PE taking a non-zero element of it has room, so a
@@ -43,8 +46,8 @@ walks a full column of ``ceil(k_count / L)`` words. The loss breakdown is additi
     cycles = ideal + imbalance + lane_padding + transform + tile_sync
 
 * ``imbalance``: ``Σ_pass max_xi pairs_xi / L_xi`` minus ideal (the busiest PE sets the pace);
-* ``lane_padding``: ``Σ_pass max_xi busy_xi`` minus that (partly filled words, empty columns,
-  per-activation overhead);
+* ``lane_padding``: ``Σ_pass max_xi (busy_xi + marker cycles_xi)`` minus that (partly filled
+  words, empty columns, per-activation overhead, end-of-tile markers);
 * ``transform``: cycles with unlimited tiles in flight and no drain (so only the transform
   rate and FIFO back-pressure hold PEs back), minus the above;
 * ``tile_sync``: the rest (bank waits, drain throughput, the final drain, pipeline latency).
@@ -78,10 +81,12 @@ class PerfParams:
     transform_cycles_per_channel: int = 1
     fifo_depth: int | None = None
     latency_cycles: int = 0
+    marker_cycles: int = 1
 
     def __post_init__(self):
         for name in ("min_activation_cycles", "activation_overhead", "drain_cycles",
-                     "transform_cycles_per_channel", "fifo_depth", "latency_cycles"):
+                     "transform_cycles_per_channel", "fifo_depth", "latency_cycles",
+                     "marker_cycles"):
             value = getattr(self, name)
             if value is None and name in ("drain_cycles", "fifo_depth"):
                 continue
@@ -146,7 +151,7 @@ class PerfReport:
 
 
 def schedule_cycles(cost: np.ndarray, active: np.ndarray, banks: int | None, drain: int,
-                    transform: int, fifo: int = 0) -> int:
+                    transform: int, fifo: int = 0, marker: np.ndarray | None = None) -> int:
     """Cycles for one pass: the max-plus recurrence of the module docstring.
 
     Parameters
@@ -161,10 +166,14 @@ def schedule_cycles(cost: np.ndarray, active: np.ndarray, banks: int | None, dra
         Cycles of one tile's drain, and ``transform_cycles_per_channel``.
     fifo : int
         Activation FIFO depth per PE; 0 = unlimited (then each tile is one vector step).
+    marker : ndarray, int [coords, T], optional
+        Cycles PE ``xi`` spends on the end-of-tile marker of tile ``t`` (default none).
     """
-    if fifo:
-        return _schedule_fifo(cost, active, banks, drain, transform, fifo)
     coords, C, T = active.shape
+    if marker is None:
+        marker = np.zeros((coords, T), dtype=np.int64)
+    if fifo:
+        return _schedule_fifo(cost, active, banks, drain, transform, fifo, marker)
     arrival = (np.arange(C, dtype=np.int64) + 1) * transform          # within a tile
     finish = np.zeros(coords, dtype=np.int64)
     drained = np.zeros(T, dtype=np.int64)   # when tile t's bank has been read out
@@ -178,7 +187,7 @@ def schedule_cycles(cost: np.ndarray, active: np.ndarray, banks: int | None, dra
         suffix = np.cumsum(work[:, ::-1], axis=1)[:, ::-1]
         released = np.where(active[:, :, t], t * C * transform + arrival + suffix, 0)
         finish = np.maximum.reduce([start + work.sum(axis=1), released.max(axis=1),
-                                    np.full(coords, (t + 1) * C * transform)])
+                                    np.full(coords, (t + 1) * C * transform)]) + marker[:, t]
         if banks is None:
             last_drain = int(finish.max())
         else:
@@ -189,7 +198,7 @@ def schedule_cycles(cost: np.ndarray, active: np.ndarray, banks: int | None, dra
 
 
 def _schedule_fifo(cost: np.ndarray, active: np.ndarray, banks: int | None, drain: int,
-                   transform: int, fifo: int) -> int:
+                   transform: int, fifo: int, marker: np.ndarray) -> int:
     """:func:`schedule_cycles` with finite FIFOs: one step per transform beat.
 
     Beat ``j`` enters when the transform is ready (``transform`` cycles after beat ``j-1``) and
@@ -217,7 +226,7 @@ def _schedule_fifo(cost: np.ndarray, active: np.ndarray, banks: int | None, drai
             cur = np.where(act, start + cost[:, c], cur)
             popped[rows[act], slot[act]] = start[act]
             count += act
-        finish = np.maximum(cur, beat)              # the end-of-tile marker rides on beat C-1
+        finish = np.maximum(cur, beat) + marker[:, t]  # the tile-end flag rides on beat C-1
         if banks is None:
             last_drain = int(finish.max())
         else:
@@ -250,8 +259,11 @@ def model_layer(packed: PackedLayer, V: np.ndarray, cfg: AccelConfig,
     pairs = empty = 0
     for p, im in enumerate(packed.passes):
         drain = im.k_count if params.drain_cycles is None else params.drain_cycles
+        # A bare end-of-tile marker when the last beat brings no word to walk.
+        marker = np.where(active[:, -1, :] & (words[p][:, -1:] > 0), 0, params.marker_cycles)
         sched = dict(drain=drain, transform=params.transform_cycles_per_channel,
-                     fifo=cfg.fifo_depth if params.fifo_depth is None else params.fifo_depth)
+                     fifo=cfg.fifo_depth if params.fifo_depth is None else params.fifo_depth,
+                     marker=marker)
         cost = np.maximum(words[p], params.min_activation_cycles) + params.activation_overhead
         cycles += schedule_cycles(cost, active, banks, **sched) + params.latency_cycles
         one += schedule_cycles(cost, active, 1, **sched) + params.latency_cycles
@@ -259,12 +271,13 @@ def model_layer(packed: PackedLayer, V: np.ndarray, cfg: AccelConfig,
         dense_cost = np.broadcast_to(
             np.maximum(-(-im.k_count // lanes), params.min_activation_cycles)[:, None]
             + params.activation_overhead, cost.shape)
-        dense += schedule_cycles(dense_cost, np.ones_like(active), banks, **sched) \
+        dense += schedule_cycles(dense_cost, np.ones_like(active), banks,
+                                 **{**sched, "marker": None}) \
             + params.latency_cycles
         pe_pairs = (nnz[p] * act_count).sum(axis=1)                      # [coords]
         pe_busy = (cost * act_count).sum(axis=1)
         bound_balanced += (pe_pairs / lanes).max()
-        bound_padded += int(pe_busy.max())
+        bound_padded += int((pe_busy + marker.sum(axis=1)).max())
         busy += pe_busy
         pairs += int(pe_pairs.sum())
         empty += int((np.maximum(words[p], params.min_activation_cycles) * act_count

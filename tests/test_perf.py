@@ -12,7 +12,7 @@ SEED = 777
 
 
 def brute_force_pass(cost: np.ndarray, active: np.ndarray, banks: int | None, drain: int,
-                     transform: int, fifo: int = 0) -> int:
+                     transform: int, fifo: int = 0, marker=None) -> int:
     """Step one cycle at a time; the transform and every PE greedily do what the rules allow."""
     coords, C, T = active.shape
     queues = [[] for _ in range(coords)]  # FIFO contents: (tile, channel)
@@ -45,14 +45,17 @@ def brute_force_pass(cost: np.ndarray, active: np.ndarray, banks: int | None, dr
                     busy_until[xi] = now + int(cost[xi, c])
                     changed = True
                 elif issued >= (t + 1) * C:
-                    closed[xi][t] = now
+                    # The bare end-of-tile marker (if any) keeps the PE busy before it closes.
+                    end = now + (0 if marker is None else int(marker[xi, t]))
+                    closed[xi][t] = busy_until[xi] = end
                     tile[xi] = t + 1
                     changed = True
                     if all(closed[x][t] is not None for x in range(coords)):
+                        last = max(closed[x][t] for x in range(coords))
                         if banks is None:
-                            drained[t] = now
+                            drained[t] = last
                         else:
-                            drained[t] = max(now, drained[t - 1] if t else 0) + drain
+                            drained[t] = max(last, drained[t - 1] if t else 0) + drain
         now += 1
     return drained[-1]
 
@@ -67,7 +70,7 @@ def sparse(shape, density, rng, lo=-100, hi=100):
 PARAMS = [
     perf.PerfParams(),
     perf.PerfParams(transform_cycles_per_channel=0, fifo_depth=0),
-    perf.PerfParams(fifo_depth=2, drain_cycles=1),
+    perf.PerfParams(fifo_depth=2, drain_cycles=1, marker_cycles=3),
     perf.PerfParams(tiles_in_flight=1, drain_cycles=3),
     perf.PerfParams(tiles_in_flight=3, drain_cycles=5, activation_overhead=1),
     perf.PerfParams(min_activation_cycles=1, transform_cycles_per_channel=2),
@@ -102,10 +105,15 @@ def test_model_matches_brute_force(case):
         block = U[:, im.k_base:im.k_base + im.k_count, :] != 0
         words = -(-block.sum(axis=1) // L[:, None])                       # [coords, C]
         cost = np.maximum(words, params.min_activation_cycles) + params.activation_overhead
+        # Bare end-of-tile marker when the last channel brings no word.
+        sched["marker"] = np.array([[0 if V[xi, C - 1, t] and words[xi, C - 1] else
+                                     params.marker_cycles for t in range(T)]
+                                    for xi in range(cfg.coords)])
         cycles += brute_force_pass(cost, V != 0, banks, **sched) + params.latency_cycles
         one += brute_force_pass(cost, V != 0, 1, **sched) + params.latency_cycles
         dcost = np.broadcast_to(np.maximum(-(-im.k_count // L), params.min_activation_cycles)
                                 [:, None] + params.activation_overhead, cost.shape)
+        sched["marker"] = None
         dense += brute_force_pass(dcost, np.ones_like(V, dtype=bool), banks, **sched) \
             + params.latency_cycles
     assert (rep.cycles, rep.cycles_one_tile, rep.dense_cycles) == (cycles, one, dense)
@@ -159,7 +167,7 @@ def test_report_fields_and_loss_breakdown():
     V = np.ones((16, 2, 1), dtype=np.int64)
     rep = perf.model_layer(formats.pack_layer(U, cfg), V, cfg,
                            perf.PerfParams(transform_cycles_per_channel=0, drain_cycles=0,
-                                           min_activation_cycles=1))
+                                           min_activation_cycles=1, marker_cycles=0))
     assert rep.macs == 4
     assert rep.ideal_cycles == 4 / 32
     # PE0: column 0 two words, column 1 empty (1 cycle); PE1: 1 + 1; others 1 + 1.
@@ -196,3 +204,47 @@ def test_rejects_bad_shapes_and_params():
         perf.PerfParams(drain_cycles=-1)
     with pytest.raises(ValueError, match="PerfParams.tiles_in_flight = 0"):
         perf.PerfParams(tiles_in_flight=0)
+
+
+@pytest.mark.slow
+def test_model_tracks_the_rtl_array():
+    """The model against ``hw.array.SparseArray`` in Amaranth's simulator, on one small layer:
+    a V beat offered every cycle, the output always taken, channels in ascending order."""
+    from amaranth.sim import Simulator
+    from streams import stream_get, stream_put
+
+    from hw.array import SparseArray
+
+    cfg = AccelConfig(k_max=8, c_max=16, wmem_depth=64, fifo_depth=8, acc_bits=24, lanes=2)
+    rng = np.random.default_rng(SEED)
+    K, C, T = 8, 12, 6
+    U = sparse((cfg.coords, K, C), 0.35, rng)
+    V = sparse((cfg.coords, C, T), 0.5, rng)
+    packed = formats.pack_layer(U, cfg)
+    im = packed.passes[0]
+    dut = SparseArray(cfg, weights=[list(w) for w in im.words],
+                      directories=[formats.directory_words(im, cfg, xi)
+                                   for xi in range(cfg.coords)])
+    result = {}
+
+    async def producer(ctx):
+        ctx.set(dut.k_count, K)
+        for t in range(T):
+            for c in range(C):
+                await stream_put(ctx, dut.act, {"c": c, "v": [int(x) for x in V[:, c, t]],
+                                                "last": int(c == C - 1)})
+
+    async def consumer(ctx):
+        for _ in range(K * T):
+            await stream_get(ctx, dut.out)
+        await ctx.tick().until(dut.idle)
+        result["cycles"] = ctx.get(dut.cycles)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    rep = perf.model_layer(packed, V, cfg, perf.PerfParams(latency_cycles=SparseArray.LATENCY))
+    print(f"seed {SEED}: RTL {result['cycles']} cycles, model {rep.cycles}")
+    assert abs(rep.cycles - result["cycles"]) <= 0.03 * result["cycles"] + 2
