@@ -11,8 +11,8 @@ The defaults follow hw/pe.py's ``SparsePE`` notes; change them when the RTL chan
   (``L`` slots, one lane each) per cycle. Lanes have private accumulators, so a word never stalls
   on a bank conflict. The activation costs ``max(words, min_activation_cycles) +
   activation_overhead`` cycles. Default ``min_activation_cycles = 0``: an activation whose
-  column is empty costs nothing (the RTL charges one cycle only when such an activation also
-  ends the tile, which the model ignores).
+  column is empty costs the walker nothing (the RTL's directory stage still takes one cycle per
+  FIFO entry, hidden behind multi-word columns; the model ignores it).
 * Transform throughput: the input transform delivers one channel of one tile (all ``n²``
   coordinates) every ``transform_cycles_per_channel`` cycles, so activation ``(c, t)`` is in
   its FIFO from cycle ``(t*C + c + 1) * transform_cycles_per_channel``, and the end-of-tile
