@@ -170,21 +170,23 @@ class SparsePE(wiring.Component):
 
     Latency: with the PE idle, ``M[0]`` of a tile is valid :attr:`LATENCY` ``+ w - 1`` cycles
     after the tile's final ``act`` beat is accepted, ``w`` being the word count of that beat's
-    column (1 for an end marker): FIFO 2, directory 1, walker 1, multiply 1, accumulate 1 and
-    output register 1. ``M[k]`` follows one cycle after ``M[k-1]``, and tile after tile, unless
-    ``out`` is back-pressured.
+    column (1 for an end marker): FIFO 2, directory 1, walker 1, multiply 1, accumulate 1,
+    accumulator read 1, output register 1. ``M[k]`` follows one cycle after ``M[k-1]``, and
+    tile after tile, unless ``out`` is back-pressured.
 
-    Accumulators are registers, ``tiles_in_flight * L * k_max`` of ``acc_internal_bits``: a
-    read-modify-write into a register has no hazard, and the drain reads any ``k`` while the
-    other banks accumulate. That is fine for ``k_max`` up to a few dozen; a large ``k_max``
-    wants one block RAM per (bank, lane) with a read port transparent for the accumulate write
-    port, which gives the same hazard freedom at the cost of one more pipeline stage.
+    Accumulators are one ``k_max``-deep memory of ``acc_internal_bits`` per (bank, lane), so
+    their cost grows as block RAM, not as flip-flops and ``k_max``-way multiplexers. Stage C
+    reads ``acc[k]``, stage D writes ``acc[k] + v·w``; the read port is transparent for the
+    write port, which makes back-to-back updates of one ``k`` hazard-free without a forwarding
+    path. The drain borrows both ports of the banks it empties (reads ``k``, then writes 0 when
+    ``M[k]`` leaves), which never collides with accumulation: a bank is drained only after its
+    tile's final word has been accumulated, and refilled only after it is drained.
     """
 
     #: Default width of the perf counters.
     COUNTER_BITS = 32
     #: Cycles from the final ``act`` beat of a tile to its ``M[0]``, for a one-word column.
-    LATENCY = 7
+    LATENCY = 8
 
     def __init__(self, cfg: AccelConfig, xi: int, *, weights=None, directory=None,
                  counter_bits: int = COUNTER_BITS):
@@ -326,66 +328,88 @@ class SparsePE(wiring.Component):
         d_hit = [Signal(name=f"d_hit{l}") for l in range(lanes)]
         d_k = [Signal(range(cfg.k_max), name=f"d_k{l}") for l in range(lanes)]
         d_prod = [Signal(signed(cfg.product_bits), name=f"d_prod{l}") for l in range(lanes)]
-        hits = []
+        c_k, hits = [], []
         for l in range(lanes):
             value, k_local, valid = _slot_fields(w_rd.data, slots, l)
             hit = c_valid & ~c_null & valid
+            c_k.append(k_local)
             hits.append(hit)
             m.d.sync += [d_hit[l].eq(hit), d_k[l].eq(k_local), d_prod[l].eq(c_v * value)]
         m.d.sync += [d_valid.eq(c_valid), d_end.eq(c_valid & c_end), d_bank.eq(c_bank)]
 
-        # -- stage D: per-lane accumulate -------------------------------------------------
-        acc = [[[Signal(signed(cfg.acc_internal_bits), name=f"acc_b{b}_l{l}_k{k}")
-                 for k in range(cfg.k_max)] for l in range(lanes)] for b in range(banks)]
-        for b in range(banks):
-            for l in range(lanes):
-                for k in range(cfg.k_max):
-                    with m.If(d_hit[l] & (d_bank == b) & (d_k[l] == k)):
-                        m.d.sync += acc[b][l][k].eq(acc[b][l][k] + d_prod[l])
+        # -- drain control: read one k of a completed bank per cycle, then emit it -----------
+        # The read side moves to the next completed bank as soon as it has read the last k, so
+        # consecutive tiles drain with no idle cycle between them.
+        rbank = Signal(range(banks))         # bank being read
+        rd_k = Signal(range(cfg.k_max))      # next k to read from it
+        r_valid = Signal()                   # the read ports hold the lane values of (r_bank, r_k)
+        r_bank = Signal(range(banks))
+        r_k = Signal(range(cfg.k_max))
+        out_load, r_advance, rd_issue = Signal(), Signal(), Signal()
+        out_valid = self.out.valid
+        r_last = r_k == self.k_count - 1
+        m.d.comb += [
+            out_load.eq(~out_valid | self.out.ready),
+            r_advance.eq(r_valid & out_load),
+            rd_issue.eq(complete.bit_select(rbank, 1) & (~r_valid | r_advance)),
+        ]
 
-        # -- drain: sum the lane copies of one k per cycle, then wrap or saturate -----------
-        dbank = Signal(range(banks))
-        draining = Signal()
-        # The drain follows the completed banks directly: no hand-over cycle between tiles.
-        m.d.comb += draining.eq(complete.bit_select(dbank, 1))
-        drain_k = Signal(range(cfg.k_max))
-        lane_sum = sum(Array(Array(acc[b][l]) for b in range(banks))[dbank][drain_k]
+        # -- accumulators: one memory per (bank, lane) ---------------------------------------
+        # Stage C reads acc[k] of the slot's k, stage D writes acc[k] + v*w. The read port is
+        # transparent for the write port, so a read of the k being written in the same cycle
+        # sees the new sum: back-to-back updates of one k need no forwarding. The bank being
+        # drained is never the bank being accumulated, so the drain borrows both ports.
+        lane_data = [[None] * lanes for _ in range(banks)]
+        for b in range(banks):
+            drain_here = complete[b]
+            for l in range(lanes):
+                mem = Memory(shape=signed(cfg.acc_internal_bits), depth=cfg.k_max, init=[])
+                m.submodules[f"acc_b{b}_l{l}"] = mem
+                wp = mem.write_port()
+                rp = mem.read_port(transparent_for=(wp,))
+                m.d.comb += [
+                    rp.addr.eq(Mux(drain_here, rd_k, c_k[l])),
+                    rp.en.eq(Mux(drain_here, rd_issue & (rbank == b), 1)),
+                    wp.addr.eq(Mux(drain_here, r_k, d_k[l])),
+                    wp.data.eq(Mux(drain_here, 0, rp.data + d_prod[l])),
+                    wp.en.eq(Mux(drain_here, r_advance & (r_bank == b),
+                                 d_hit[l] & (d_bank == b))),
+                ]
+                lane_data[b][l] = rp.data
+
+        # -- drain: sum the lane copies of one k, then wrap or saturate ---------------------
+        lane_sum = sum(Array(lane_data[b][l] for b in range(banks))[r_bank]
                        for l in range(lanes))
         if cfg.overflow == "wrap":
             result = lane_sum[:cfg.acc_bits].as_signed()
         else:
             lo, hi = cfg.acc_range
             result = Mux(lane_sum < lo, lo, Mux(lane_sum > hi, hi, lane_sum))
-        out_load = Signal()
-        drain_last = drain_k == self.k_count - 1
-        m.d.comb += out_load.eq(~self.out.valid | self.out.ready)
-        out_valid = self.out.valid
+        with m.If(rd_issue):
+            m.d.sync += [r_k.eq(rd_k), r_bank.eq(rbank), r_valid.eq(1), rd_k.eq(rd_k + 1)]
+            with m.If(rd_k == self.k_count - 1):
+                m.d.sync += [rd_k.eq(0), rbank.eq(Mux(rbank == banks - 1, 0, rbank + 1))]
+        with m.Elif(r_advance):
+            m.d.sync += r_valid.eq(0)
         with m.If(out_load):
-            m.d.sync += out_valid.eq(draining)
-        with m.If(out_load & draining):
+            m.d.sync += out_valid.eq(r_valid)
+        with m.If(r_advance):
             m.d.sync += [
                 self.out.payload.m.eq(result),
-                self.out.payload.k.eq(drain_k),
-                self.out.payload.last.eq(drain_last),
-                drain_k.eq(drain_k + 1),
+                self.out.payload.k.eq(r_k),
+                self.out.payload.last.eq(r_last),
             ]
-            for b in range(banks):
-                for l in range(lanes):
-                    with m.If(dbank == b):
-                        m.d.sync += Array(acc[b][l])[drain_k].eq(0)
-            with m.If(drain_last):
-                m.d.sync += [drain_k.eq(0), dbank.eq(Mux(dbank == banks - 1, 0, dbank + 1))]
 
         # -- bank bookkeeping ------------------------------------------------------------
-        drained = out_load & draining & drain_last
+        drained = r_advance & r_last
         for b in range(banks):
             with m.If(tile_end_issue & (wbank == b)):
                 m.d.sync += sealed[b].eq(1)
-            with m.Elif(drained & (dbank == b)):
+            with m.Elif(drained & (r_bank == b)):
                 m.d.sync += sealed[b].eq(0)
             with m.If(d_end & (d_bank == b)):
                 m.d.sync += complete[b].eq(1)
-            with m.Elif(drained & (dbank == b)):
+            with m.Elif(drained & (r_bank == b)):
                 m.d.sync += complete[b].eq(0)
         with m.If(tile_end_issue):
             m.d.sync += wbank.eq(Mux(wbank == banks - 1, 0, wbank + 1))
