@@ -1,8 +1,8 @@
 """Build one generated component into Verilog and run a cocotb bench on it.
 
 Every parameter case gets its own directory ``build/sim/<case>/`` (Verilog, ``winnow.json``,
-simulator build, ``results.xml``, waveforms), so ``pytest -n auto`` never shares files between
-workers. Environment knobs, all optional:
+and per simulator ``<sim>/`` the build, logs, ``results.xml`` and waveforms), so
+``pytest -n auto`` never shares files between workers. Environment knobs, all optional:
 
 ``SIM``            ``icarus`` (default when installed) or ``verilator``.
 ``SEED``           the cocotb random seed; without it one is drawn and printed, so any run can be
@@ -61,41 +61,44 @@ def run_bench(component: str, cfg: AccelConfig, test_module: str, case: str,
     case_dir = SIM_DIR / case
     case_dir.mkdir(parents=True, exist_ok=True)
     source = case_dir / f"{component}.v"
-    source.write_text(verilog_text(component, cfg))
+    _write_if_changed(source, verilog_text(component, cfg))
     config = case_dir / CONFIG_FILE
-    config.write_text(cfg.to_json())
+    _write_if_changed(config, cfg.to_json())
+    # Builds for different simulators, or with and without wave tracing, never share a
+    # directory, so switching SIM or WAVES cannot reuse a stale simulator build.
+    sim_dir = case_dir / (f"{sim}-waves" if waves else sim)
     print(f"winnow verif: case {case} sim={sim} SEED={seed} waves={int(waves)} dir={case_dir}")
 
     runner = get_runner(sim)
     runner.build(
         sources=[source],
         hdl_toplevel=component,
-        build_dir=case_dir,
+        build_dir=sim_dir,
         build_args=list(VERILATOR_ARGS) if sim == "verilator" else [],
         timescale=("1ns", "1ps"),
         waves=waves,
-        log_file=case_dir / "build.log",
+        log_file=sim_dir / "build.log",
     )
-    results_xml = case_dir / "results.xml"
+    results_xml = sim_dir / "results.xml"
     results_xml.unlink(missing_ok=True)
     try:
         runner.test(
             test_module=test_module,
             hdl_toplevel=component,
-            build_dir=case_dir,
-            test_dir=case_dir,
+            build_dir=sim_dir,
+            test_dir=sim_dir,
             seed=seed,
             waves=waves,
             extra_env={"WINNOW_CONFIG": str(config), "WINNOW_COMPONENT": component,
                        **(extra_env or {})},
             results_xml=str(results_xml),
             timescale=("1ns", "1ps"),
-            log_file=case_dir / "sim.log",
+            log_file=sim_dir / "sim.log",
         )
     except SystemExit:
         # Under pytest the runner exits on a failed cocotb test; the results file says which.
         pass
-    log = case_dir / "sim.log"
+    log = sim_dir / "sim.log"
     if not results_xml.exists():
         raise AssertionError(f"case {case}: the simulation wrote no results; see {log}")
     total, failed = get_results(results_xml)
@@ -104,6 +107,12 @@ def run_bench(component: str, cfg: AccelConfig, test_module: str, case: str,
             f"case {case}: {failed} of {total} cocotb tests failed; reproduce with SEED={seed} "
             f"SIM={sim}; log {log}\n{_first_failure(log)}")
     return results_xml
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """Keep the timestamp of unchanged sources, so the simulator build is not redone."""
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
 
 
 def _first_failure(log: Path, lines: int = 30) -> str:
