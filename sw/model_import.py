@@ -254,17 +254,17 @@ def load_torch_state_dict(path: str | Path, pad: int = 1) -> Model:
     layers: list = []
     previous = "input"
     for key, value in arrays.items():
-        prefix, _, leaf = key.rpartition(".")
-        if leaf in ("running_mean", "running_var", "num_batches_tracked"):
+        prefix, dot, leaf = key.rpartition(".")
+        bias_key, mean_key = prefix + dot + "bias", prefix + dot + "running_mean"
+        if leaf in ("running_mean", "running_var", "num_batches_tracked") or mean_key in arrays:
             raise ModelError(f"{path}: layer {prefix!r}: normalisation layers are not supported "
                              "(fold BatchNorm into the preceding conv before export)")
         if leaf != "weight":
-            if leaf != "bias" or prefix + ".weight" not in arrays:
+            if leaf != "bias" or prefix + dot + "weight" not in arrays:
                 raise ModelError(f"{path}: tensor {key!r} belongs to no conv or linear layer")
             continue
         where = f"{path}: layer {prefix!r}"
         w = _finite(value, where, "weight")
-        bias_key = prefix + ".bias"
         b = (_finite(arrays[bias_key], where, "bias") if bias_key in arrays
              else np.zeros(w.shape[0]))
         if b.shape != (w.shape[0],):
@@ -290,7 +290,8 @@ def load_torch_state_dict(path: str | Path, pad: int = 1) -> Model:
 # -------------------------------------------------------------------------------------- npz
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # Open the file ourselves: np.load leaks its handle when the archive is corrupt.
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
     except FileNotFoundError:
         raise ModelError(f"{path}: no such file") from None
