@@ -1,6 +1,8 @@
 """sw/model_import.py: real ONNX (torch.onnx.export and onnx.helper) and state-dict models, the
 npz round trip, and malformed models with their exact error texts."""
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -181,3 +183,17 @@ def test_truncated_and_missing_files(tmp_path):
         model_import.load_npz(bad)
     with pytest.raises(ModelError, match=r"m\.txt: unknown model type '\.txt'"):
         model_import.load_model(tmp_path / "m.txt")
+
+
+def test_example_model_int8_golden():
+    # The committed example: packer schema + graph, and 59 of the first 60 test digits right when
+    # every conv runs bit-exactly in int8 (sw.quant + sw.golden), as README's table says.
+    from hw.config import AccelConfig
+    from sw import experiments, train
+    root = Path(__file__).resolve().parent.parent
+    model = model_import.load_npz(root / "examples" / "digits" / "digits.npz")
+    assert [layer.name for layer in model.layers] == ["conv1", "conv2", "pool", "flatten", "fc"]
+    assert all(layer.winograd_relu for layer in model.accel_layers)
+    _, _, xte, yte = train.load_dataset("digits", 0)
+    pred = experiments.int8_predict(model, xte[:60], AccelConfig())
+    assert int((pred == yte[:60]).sum()) == 59
