@@ -1,4 +1,4 @@
-"""``python -m hw.gen``: emit Verilog for one component, with ``winnow.json`` and ``winnow_params.h``.
+"""``python -m hw.gen``: Verilog for one component, plus ``winnow.json`` and ``winnow_params.h``.
 
 One :class:`~hw.config.AccelConfig` drives the RTL and both software views of it, so the
 packer (``sw/pack.py --hw winnow.json``) and C host code cannot drift from the hardware. The

@@ -1,4 +1,4 @@
-"""Synthesis smoke: the generated transforms go through Yosys ``synth_ecp5`` and ``check -assert``."""
+"""Synthesis smoke: the generated transforms pass Yosys ``synth_ecp5`` and ``check -assert``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""pytest runners for the transform benches in :mod:`verif.tb_transforms` (one case per unit × m)."""
+"""pytest runners for the benches in :mod:`verif.tb_transforms`: one case per unit and m."""
 
 from __future__ import annotations
 
