@@ -142,13 +142,15 @@ def _plots(results: list, out: Path, m: int) -> list[Path]:
     pair = [r for r in heat if r["density"] == target]
     fig, axes = plt.subplots(1, len(pair), figsize=(3.2 * len(pair), 3))
     n = m + 2
+    top = max(max(r["coord_density"]) for r in pair)     # the scale of the data, not [0, 1]
     for ax, r in zip(np.atleast_1d(axes), pair):
-        im = ax.imshow(np.array(r["coord_density"]).reshape(n, n), vmin=0, vmax=1, cmap="viridis")
+        im = ax.imshow(np.array(r["coord_density"]).reshape(n, n), vmin=0, vmax=top,
+                       cmap="viridis")
         for i in range(n):
             for j in range(n):
                 ax.text(j, i, f"{r['coord_density'][i * n + j]:.2f}", ha="center",
                         va="center", color="w", fontsize=8)
-        ax.set_title(f"{r['method']} pruning, conv2")
+        ax.set_title(f"{r['method']} pruning, conv2, d={r['density']}")
         ax.set_xticks([])
         ax.set_yticks([])
     fig.colorbar(im, ax=axes, shrink=0.8, label="density per coordinate")
@@ -167,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--test-images", type=int, default=200, help="images for the int8 golden run")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--replot", action="store_true",
+                   help="redraw the PNGs from OUT/pruning_results.json without training")
     args = p.parse_args(argv)
     for d in args.densities:
         try:
@@ -177,6 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg = AccelConfig()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.replot:
+        results = json.loads((out / "pruning_results.json").read_text())
+        for path in _plots(results, out, cfg.tile):
+            print(f"wrote {path}")
+        return 0
     runs = [(relu, "winograd", d) for relu in ("winograd", "spatial") for d in args.densities]
     runs.append(("winograd", "balanced", min(args.densities)))
     results = []
