@@ -45,7 +45,7 @@ PASS_THROUGH = ("Identity", "Dropout")
 
 
 class ModelError(ValueError):
-    """A model that cannot be imported; the message names the file, the node/layer and the problem."""
+    """A model that cannot be imported; the message names the file, node/layer and problem."""
 
 
 @dataclass(eq=False)
@@ -148,7 +148,8 @@ def load_onnx(path: str | Path) -> Model:
     try:
         proto = onnx.load(str(path))
     except (DecodeError, OSError, ValueError, RuntimeError) as err:
-        raise ModelError(f"{path}: not a readable ONNX model ({type(err).__name__}: {err})") from None
+        raise ModelError(f"{path}: not a readable ONNX model "
+                         f"({type(err).__name__}: {err})") from None
     graph = proto.graph
     if not graph.node:
         raise ModelError(f"{path}: the graph has no nodes (truncated or empty file?)")

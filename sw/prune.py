@@ -2,17 +2,20 @@
 
 Methods
 -------
-``winograd``           Liu et al. 2018 / Li et al. 2017: magnitude pruning of ``U = G g G^T`` with one
-                       threshold per layer. Per-coordinate densities come out unequal (corner
-                       coordinates are single taps of ``g``, central ones quarter-sums of nine).
-``balanced``           The same, but every coordinate keeps the same count (ESE-style load balance),
-                       because the accelerator runs one PE per coordinate and the densest sets the pace.
-``spatial-winograd``   Yu et al. 2019: structured spatial pruning (whole 3×3 kernels by L1 norm)
-                       carries exact zeros into the Winograd domain; then Winograd-domain pruning of
-                       ``|U| * importance`` with an importance-factor matrix (:func:`importance_factors`).
-``spatial``            Spatial magnitude pruning of ``g``, the baseline. Choi et al. 2019 deploy this one
-                       model in either domain; :func:`joint_report` gives its density and multiplications
-                       in both.
+``winograd``
+    Liu et al. 2018 / Li et al. 2017: magnitude pruning of ``U = G g G^T``, one threshold per
+    layer. Per-coordinate densities come out unequal (corner coordinates are single taps of
+    ``g``, central ones quarter-sums of nine).
+``balanced``
+    The same, but every coordinate keeps the same count (ESE-style load balance), because the
+    accelerator runs one PE per coordinate and the densest sets the pace.
+``spatial-winograd``
+    Yu et al. 2019: structured spatial pruning (whole 3×3 kernels by L1 norm) carries exact zeros
+    into the Winograd domain; then Winograd-domain pruning of ``|U| * importance`` with an
+    importance-factor matrix (:func:`importance_factors`).
+``spatial``
+    Spatial magnitude pruning of ``g``, the baseline. Choi et al. 2019 deploy this one model in
+    either domain; :func:`joint_report` gives its density and multiplications in both.
 
 Every function returns a boolean keep-mask (or masked weights) and never changes the input.
 """

@@ -1,4 +1,4 @@
-"""``sw/train.py``: train, prune and retrain a small Winograd CNN on real digits; export for the packer.
+"""``sw/train.py``: train, prune and retrain a small Winograd CNN on real digits; export it.
 
 Usage::
 
