@@ -1,6 +1,7 @@
 """sw/model_import.py: real ONNX (torch.onnx.export and onnx.helper) and state-dict models, the
 npz round trip, and malformed models with their exact error texts."""
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,8 @@ def test_torch_onnx_export_and_state_dict(tmp_path):
                               torch.nn.Conv2d(6, 8, 3, stride=2), torch.nn.Flatten(),
                               torch.nn.Linear(32, 10))
     path = tmp_path / "net.onnx"
-    with pytest.warns() as _:                        # the TorchScript exporter is deprecated
+    with warnings.catch_warnings():                  # the TorchScript exporter is deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(net, torch.zeros(1, 1, 8, 8), str(path), dynamo=False,
                           input_names=["x"])
     model = model_import.load_onnx(path)
