@@ -39,7 +39,7 @@ DATASETS = ("digits", "mnist", "fashion")
 RELU_MODES = ("winograd", "spatial")
 PRUNE_METHODS = ("winograd", "balanced", "spatial", "none")
 EXIT_BAD_INPUT = 2
-FASHION_DIR = Path("/usr/share/dataset-fashion-mnist")
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")   # Debian dataset-fashion-mnist
 
 
 class TrainError(Exception):

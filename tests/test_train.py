@@ -56,3 +56,27 @@ def test_bad_arguments(tmp_path, capsys):
     assert train.main(["-o", str(tmp_path / "m.txt")]) == 2
     assert "the output must be a .npz path" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def _idx(path, arr):
+    import gzip
+    header = bytes([0, 0, 8, arr.ndim]) + b"".join(d.to_bytes(4, "big") for d in arr.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + arr.astype(np.uint8).tobytes())
+
+
+def test_fashion_idx_reader(tmp_path, monkeypatch):
+    # Same file names as the Debian package dataset-fashion-mnist.
+    rng = np.random.default_rng(3)
+    imgs = rng.integers(0, 256, (5, 28, 28))
+    labels = np.arange(5)
+    for split in ("train", "t10k"):
+        _idx(tmp_path / f"{split}-images-idx3-ubyte.gz", imgs)
+        _idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", labels)
+    monkeypatch.setattr(train, "FASHION_DIR", tmp_path)
+    xtr, ytr, xte, yte = train.load_dataset("fashion", 0)
+    assert xtr.shape == (5, 1, 28, 28) and ytr.tolist() == [0, 1, 2, 3, 4]
+    np.testing.assert_allclose(xte[:, 0] * 255, imgs, atol=1e-4)
+    monkeypatch.setattr(train, "FASHION_DIR", tmp_path / "missing")
+    with pytest.raises(train.TrainError, match="apt-get install dataset-fashion-mnist"):
+        train.load_dataset("fashion", 0)
