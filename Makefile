@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 VPY    := $(VENV)/bin/python
 STAMP  := $(VENV)/.winnow-installed
+TRAIN_STAMP := $(VENV)/.winnow-train-installed
 SIM    ?= icarus
 SEED   ?=
 WAVES  ?= 0
@@ -25,12 +26,17 @@ $(STAMP): pyproject.toml
 	$(VPY) -m pip install -q -e '.[test,fpga]'
 	@touch $@
 
+# The train extra pins torch==2.13.0, a local CPU wheel on the reference machine (about 30 s).
+$(TRAIN_STAMP): $(STAMP)
+	$(VPY) -m pip install -q -e '.[test,fpga,train]'
+	@touch $@
+
 setup: $(STAMP)
 
 sim: $(STAMP)
 	@$(VPY) -m verif.simulator
 
-test: sim
+test: sim $(TRAIN_STAMP)
 	$(VPY) -m pytest -n $(PYTEST_WORKERS) -q
 
 unit: $(STAMP)
