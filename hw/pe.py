@@ -170,8 +170,9 @@ class SparsePE(wiring.Component):
 
     Latency: with the PE idle, ``M[0]`` of a tile is valid :attr:`LATENCY` ``+ w - 1`` cycles
     after the tile's final ``act`` beat is accepted, ``w`` being the word count of that beat's
-    column (1 for an end marker): FIFO 2, directory 1, walker 1, multiply 1, accumulate 1,
-    accumulator read 1, output register 1. ``M[k]`` follows one cycle after ``M[k-1]``, and
+    column (1 for an end marker): FIFO 2, directory 1, walker 1, multiply 1, accumulator read 1
+    (in the same cycle as the final accumulate, through the transparent port), output
+    register 1. ``M[k]`` follows one cycle after ``M[k-1]``, and
     tile after tile, unless ``out`` is back-pressured.
 
     Accumulators are one ``k_max``-deep memory of ``acc_internal_bits`` per (bank, lane), so
@@ -186,7 +187,7 @@ class SparsePE(wiring.Component):
     #: Default width of the perf counters.
     COUNTER_BITS = 32
     #: Cycles from the final ``act`` beat of a tile to its ``M[0]``, for a one-word column.
-    LATENCY = 8
+    LATENCY = 7
 
     def __init__(self, cfg: AccelConfig, xi: int, *, weights=None, directory=None,
                  counter_bits: int = COUNTER_BITS):
@@ -291,11 +292,15 @@ class SparsePE(wiring.Component):
         b_null = Signal()
         wbank = Signal(range(banks))
         sealed = Signal(banks)      # bank b holds a finished tile not yet drained
-        complete = Signal(banks)    # that tile's final beat has left the accumulate stage
+        complete = Signal(banks)    # that tile's final beat has reached the accumulate stage
         issue = Signal()
         b_free = Signal()
+        drained = Signal()          # the last M[k] of bank r_bank leaves in this cycle
+        r_bank = Signal(range(banks))
         m.d.comb += [
-            issue.eq(b_active & ~sealed.bit_select(wbank, 1)),
+            # a bank whose last M[k] leaves in this cycle is free already: the walker's first
+            # word reaches the accumulators two cycles after the drain's final clear
+            issue.eq(b_active & (~sealed.bit_select(wbank, 1) | (drained & (r_bank == wbank)))),
             b_free.eq(~b_active | (issue & (b_left == 1))),
             a_take.eq(a_valid & (a_skip | b_free)),
             w_rd.en.eq(issue),
@@ -323,7 +328,7 @@ class SparsePE(wiring.Component):
             m.d.sync += [c_v.eq(b_v), c_null.eq(b_null), c_end.eq(tile_end_issue),
                          c_bank.eq(wbank)]
 
-        d_valid, d_end = Signal(), Signal()
+        d_valid = Signal()
         d_bank = Signal(range(banks))
         d_hit = [Signal(name=f"d_hit{l}") for l in range(lanes)]
         d_k = [Signal(range(cfg.k_max), name=f"d_k{l}") for l in range(lanes)]
@@ -335,7 +340,7 @@ class SparsePE(wiring.Component):
             c_k.append(k_local)
             hits.append(hit)
             m.d.sync += [d_hit[l].eq(hit), d_k[l].eq(k_local), d_prod[l].eq(c_v * value)]
-        m.d.sync += [d_valid.eq(c_valid), d_end.eq(c_valid & c_end), d_bank.eq(c_bank)]
+        m.d.sync += [d_valid.eq(c_valid), d_bank.eq(c_bank)]
 
         # -- drain control: read one k of a completed bank per cycle, then emit it -----------
         # The read side moves to the next completed bank as soon as it has read the last k, so
@@ -343,7 +348,6 @@ class SparsePE(wiring.Component):
         rbank = Signal(range(banks))         # bank being read
         rd_k = Signal(range(cfg.k_max))      # next k to read from it
         r_valid = Signal()                   # the read ports hold the lane values of (r_bank, r_k)
-        r_bank = Signal(range(banks))
         r_k = Signal(range(cfg.k_max))
         out_load, r_advance, rd_issue = Signal(), Signal(), Signal()
         out_valid = self.out.valid
@@ -361,7 +365,11 @@ class SparsePE(wiring.Component):
         # drained is never the bank being accumulated, so the drain borrows both ports.
         lane_data = [[None] * lanes for _ in range(banks)]
         for b in range(banks):
+            # The drain owns the read port from the moment the bank's final word enters the
+            # accumulate stage (a transparent read still sees that word's sum), and the write
+            # port only while it clears what it has read.
             drain_here = complete[b]
+            clear_here = r_valid & (r_bank == b)
             for l in range(lanes):
                 mem = Memory(shape=signed(cfg.acc_internal_bits), depth=cfg.k_max, init=[])
                 m.submodules[f"acc_b{b}_l{l}"] = mem
@@ -370,9 +378,9 @@ class SparsePE(wiring.Component):
                 m.d.comb += [
                     rp.addr.eq(Mux(drain_here, rd_k, c_k[l])),
                     rp.en.eq(Mux(drain_here, rd_issue & (rbank == b), 1)),
-                    wp.addr.eq(Mux(drain_here, r_k, d_k[l])),
-                    wp.data.eq(Mux(drain_here, 0, rp.data + d_prod[l])),
-                    wp.en.eq(Mux(drain_here, r_advance & (r_bank == b),
+                    wp.addr.eq(Mux(clear_here, r_k, d_k[l])),
+                    wp.data.eq(Mux(clear_here, 0, rp.data + d_prod[l])),
+                    wp.en.eq(Mux(clear_here, r_advance,
                                  d_hit[l] & (d_bank == b))),
                 ]
                 lane_data[b][l] = rp.data
@@ -401,13 +409,13 @@ class SparsePE(wiring.Component):
             ]
 
         # -- bank bookkeeping ------------------------------------------------------------
-        drained = r_advance & r_last
+        m.d.comb += drained.eq(r_advance & r_last)
         for b in range(banks):
             with m.If(tile_end_issue & (wbank == b)):
                 m.d.sync += sealed[b].eq(1)
             with m.Elif(drained & (r_bank == b)):
                 m.d.sync += sealed[b].eq(0)
-            with m.If(d_end & (d_bank == b)):
+            with m.If(c_valid & c_end & (c_bank == b)):
                 m.d.sync += complete[b].eq(1)
             with m.Elif(drained & (r_bank == b)):
                 m.d.sync += complete[b].eq(0)

@@ -72,7 +72,7 @@ def image(cfg, U, xi):
     return list(im.words[xi]), formats.directory_words(im, cfg, xi)
 
 
-def run_pe(dut, beats, count, K, *, rng=None, idle=0.0, pre=None):
+def run_pe(dut, beats, count, K, *, rng=None, idle=0.0, out_idle=None, pre=None):
     """Feed ``beats``, collect ``count`` outputs; returns (outputs, cycles, perf dict)."""
     out, result = [], {}
     clock = [0]
@@ -90,7 +90,8 @@ def run_pe(dut, beats, count, K, *, rng=None, idle=0.0, pre=None):
 
     async def consumer(ctx):
         for _ in range(count):
-            out.append(await stream_get(ctx, dut.out, rng=rng, idle=idle))
+            out.append(await stream_get(ctx, dut.out, rng=rng,
+                                        idle=idle if out_idle is None else out_idle))
         result["cycles"] = clock[0]
         await ctx.tick().until(dut.idle)
         result["perf"] = {name: ctx.get(getattr(dut.perf, name))
@@ -132,6 +133,22 @@ def test_pe_matches_golden(overflow, acc_bits, idle):
     nz_pairs = int(((U[xi] != 0).astype(int) @ (V[xi] != 0).astype(int)).sum())
     assert perf["macs"] == nz_pairs
     assert perf["zeros_skipped"] == int((V[xi] == 0).sum())
+
+
+def test_pe_heavy_back_pressure_fills_every_bank():
+    """Short tiles fed without gaps into a slow consumer: the walker runs ahead until every
+    bank is sealed, and must wait for exactly the bank it needs, not just any drained one."""
+    cfg = small_cfg(lanes=2, acc_bits=20, fifo_depth=16, tiles_in_flight=2)
+    nrng, prng = np.random.default_rng(SEED + 3), random.Random(SEED + 3)
+    K, C, T, xi = 6, 4, 12, 1
+    U = random_U(cfg, nrng, K, C, 0.4)
+    V = random_V(cfg, nrng, C, T, 0.5)
+    words, directory = image(cfg, U, xi)
+    dut = SparsePE(cfg, xi, weights=words, directory=directory)
+    beats = [b for tile in tile_beats(V, xi, prng) for b in tile]
+    out, _, perf = run_pe(dut, beats, K * T, K, rng=prng, idle=0.0, out_idle=0.8)
+    check_outputs(out, golden.accumulate(U, V, cfg)[xi], K, T)
+    assert perf["stalls"] > 0
 
 
 def test_pe_one_lane_full_k():
