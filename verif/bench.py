@@ -1,0 +1,238 @@
+"""``make bench``: RTL cycle counts of SparseArray on VGG-nagadomi layer shapes.
+
+For every layer (64->64, 128->128, 256->256 channels, H x W shrunk to ``--tiles`` tiles),
+pruning (``balanced``: :func:`sw.prune.prune_balanced`, equal density per Winograd coordinate;
+``per-layer``: :func:`sw.prune.prune_winograd`, one magnitude threshold for the layer), weight
+density {0.1, 0.2, 0.35} and activation density {0.3, 0.5, 1.0}:
+
+- weights: spatial N(0, 1) 3x3 kernels (seeded) -> ``U = G g G^T`` -> pruning mask -> int8 by
+  the max-abs scale (a kept weight that rounds to 0 becomes +-1, so the density is exact);
+- activations: ``V`` drawn directly in the Winograd domain, uniform over ``cfg.v_range`` with a
+  fraction ``1 - a_density`` zeroed (i.i.d. per coordinate, channel and tile), i.e. the
+  density after the PE zero filters;
+- ``rtl_cycles`` comes from the ``cycles`` counter of the generated Verilog in a cocotb run
+  (:mod:`verif.tb_bench`, which also checks every ``M`` bit-exact against
+  :func:`sw.golden.accumulate` and fails otherwise); the Verilog is built once per config and
+  every case is passed as stimulus files;
+- ``ideal_cycles``, ``dense_cycles``, ``model_cycles`` and the loss breakdown come from
+  :func:`sw.perf.model_layer`.
+
+Writes ``<out>/results.json`` (one record per case), prints a table, and with ``--docs``
+writes the plots ``docs/img/bench_*.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hw.array import SparseArray
+from hw.config import AccelConfig
+from sw import formats, perf, prune
+
+__all__ = ["BENCH_CONFIG", "LAYERS", "W_DENSITIES", "A_DENSITIES", "make_case", "main"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: The array under test: F(2x2, 3x3), 4 lanes per coordinate (64 multipliers), 2 tiles in
+#: flight; k_max 64 so the 128- and 256-channel layers run as 2 and 4 passes.
+BENCH_CONFIG = AccelConfig(tile=2, lanes=4, k_max=64, c_max=256, wmem_depth=2048,
+                           fifo_depth=32, tiles_in_flight=2)
+#: VGG-nagadomi layer shapes (C -> K); H x W shrunk, see ``--tiles``.
+LAYERS = {"conv64": 64, "conv128": 128, "conv256": 256}
+W_DENSITIES = (0.1, 0.2, 0.35)
+A_DENSITIES = (0.3, 0.5, 1.0)
+PRUNINGS = ("balanced", "per-layer")
+
+
+def make_case(cfg: AccelConfig, channels: int, w_density: float, a_density: float,
+              pruning: str, tiles: int, rng: np.random.Generator):
+    """Quantised pruned ``U [n*n, K, C]`` and sparse ``V [n*n, C, T]`` for one bench point."""
+    g = rng.standard_normal((channels, channels, 3, 3))
+    U = prune.to_winograd(g, cfg.tile)
+    keep = (prune.prune_balanced if pruning == "balanced" else prune.prune_winograd)(
+        U, w_density)
+    q = np.rint(U / np.abs(U).max() * cfg.wgt_range[1]).astype(np.int64)
+    q[keep & (q == 0)] = np.where(U[keep & (q == 0)] >= 0, 1, -1)
+    q[~keep] = 0
+    lo, hi = cfg.v_range
+    V = rng.integers(lo, hi + 1, size=(cfg.coords, channels, tiles))
+    V[rng.random(V.shape) >= a_density] = 0
+    return q, V
+
+
+def _simulate(cfg: AccelConfig, cases: dict, work: Path, verilog_file: Path | None) -> dict:
+    """Run every case through the RTL in one cocotb simulation; ``name -> rtl json``."""
+    from amaranth.back import verilog
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+
+    from verif.runner import VERILATOR_ARGS
+    from verif.simulator import find_simulator
+
+    sim = find_simulator()
+    work = work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    for name, (U, V) in cases.items():
+        np.savez(work / f"{name}.npz", U=U, V=V)
+        (work / f"{name}.rtl.json").unlink(missing_ok=True)
+    (work / "cases.json").write_text(json.dumps(list(cases)))
+    source = work / "sparse_array.v"
+    text = (verilog_file.read_text() if verilog_file else
+            verilog.convert(SparseArray(cfg), name="sparse_array", emit_src=False))
+    if not source.exists() or source.read_text() != text:
+        source.write_text(text)
+    config = work / "winnow.json"
+    config.write_text(cfg.to_json())
+    build = work / sim
+    runner = get_runner(sim)
+    t0 = time.monotonic()
+    runner.build(sources=[source], hdl_toplevel="sparse_array", build_dir=build,
+                 build_args=list(VERILATOR_ARGS) if sim == "verilator" else [],
+                 timescale=("1ns", "1ps"), log_file=build / "build.log")
+    print(f"bench: {sim} build {time.monotonic() - t0:.0f} s; simulating {len(cases)} cases",
+          flush=True)
+    results = build / "results.xml"
+    results.unlink(missing_ok=True)
+    try:
+        runner.test(test_module="verif.tb_bench", hdl_toplevel="sparse_array", build_dir=build,
+                    test_dir=build, seed=0, results_xml=str(results),
+                    extra_env={"WINNOW_CONFIG": str(config), "WINNOW_BENCH_DIR": str(work)},
+                    timescale=("1ns", "1ps"), log_file=build / "sim.log")
+    except SystemExit:
+        pass
+    log = build / "sim.log"
+    if not results.exists() or get_results(results)[1] or get_results(results)[0] == 0:
+        raise SystemExit(f"bench: the RTL simulation failed (M not bit-exact or hung); see {log}")
+    return {name: json.loads((work / f"{name}.rtl.json").read_text()) for name in cases}
+
+
+def _table(records: list[dict]):
+    from rich.table import Table
+    table = Table(title="SparseArray bench (rtl_cycles from the RTL counter)")
+    for col in ("layer", "pruning", "w", "a", "rtl", "model", "err %", "ideal", "dense",
+                "util", "speedup"):
+        table.add_column(col, justify="right")
+    for r in records:
+        table.add_row(r["layer"], r["pruning"], f"{r['w_density']:.2f}", f"{r['a_density']:.1f}",
+                      str(r["rtl_cycles"]), str(r["model_cycles"]),
+                      f"{100 * r['model_error']:+.1f}", f"{r['ideal_cycles']:.0f}",
+                      str(r["dense_cycles"]), f"{r['utilisation']:.3f}",
+                      f"{r['dense_cycles'] / r['rtl_cycles']:.2f}")
+    return table
+
+
+def _plots(records: list[dict], img: Path) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    img.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for layer in sorted({r["layer"] for r in records}):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for pruning, style in zip(PRUNINGS, ("-o", "--s")):
+            for a in A_DENSITIES:
+                pts = sorted((r["w_density"], r["utilisation"]) for r in records
+                             if r["layer"] == layer and r["pruning"] == pruning
+                             and r["a_target"] == a)
+                if pts:
+                    ax.plot(*zip(*pts), style, label=f"{pruning}, a={a}")
+        ax.axhline(0.9, color="grey", lw=0.8)
+        ax.set(xlabel="weight density", ylabel="utilisation (ideal / RTL cycles)",
+               title=f"{layer}: utilisation vs density", ylim=(0, 1.05))
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = img / f"bench_{layer}.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m verif.bench", description=__doc__.split(
+        "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="only conv64, w in {0.1, 0.35}, a in {0.3, 1.0}")
+    parser.add_argument("--sim", action=argparse.BooleanOptionalAction, default=True,
+                        help="run the RTL (default); --no-sim writes model-only records "
+                             "with rtl_cycles null")
+    parser.add_argument("--tiles", type=int, default=4,
+                        help="tiles per layer, the shrunk H x W (default: %(default)s, "
+                             "i.e. a 4x4 output of F(2x2,3x3))")
+    parser.add_argument("--layers", nargs="+", choices=sorted(LAYERS), help="layer subset")
+    parser.add_argument("--seed", type=int, default=1, help="stimulus seed (%(default)s)")
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "bench",
+                        help="output directory (default: %(default)s)")
+    parser.add_argument("--verilog", type=Path,
+                        help="simulate this sparse_array Verilog instead of generating it from "
+                             "hw/ (e.g. one built from another commit)")
+    parser.add_argument("--latency", type=int, default=SparseArray.LATENCY,
+                        help="array latency the model adds per pass (default: "
+                             "SparseArray.LATENCY = %(default)s)")
+    parser.add_argument("--plots", type=Path, help="write bench_<layer>.png plots here")
+    args = parser.parse_args(argv)
+    if args.tiles < 1:
+        parser.error(f"--tiles {args.tiles}: expected >= 1")
+
+    cfg = BENCH_CONFIG
+    layers = args.layers or (["conv64"] if args.quick else list(LAYERS))
+    wds = (0.1, 0.35) if args.quick else W_DENSITIES
+    ads = (0.3, 1.0) if args.quick else A_DENSITIES
+    print(f"bench: layers {layers}, w {wds}, a {ads}, {args.tiles} tiles, seed {args.seed}",
+          flush=True)
+    rng = np.random.default_rng(args.seed)
+    points, cases = [], {}
+    for layer in layers:
+        for pruning in PRUNINGS:
+            for w in wds:
+                for a in ads:
+                    name = f"{layer}_{pruning}_w{w}_a{a}"
+                    cases[name] = make_case(cfg, LAYERS[layer], w, a, pruning, args.tiles, rng)
+                    points.append((name, layer, pruning, w, a))
+    if args.verilog and not args.verilog.is_file():
+        parser.error(f"--verilog {args.verilog}: no such file")
+    rtl = _simulate(cfg, cases, args.out / "work", args.verilog) if args.sim else {}
+
+    records = []
+    for name, layer, pruning, w, a in points:
+        U, V = cases[name]
+        packed = formats.pack_layer(U, cfg, name=name)
+        rep = perf.model_layer(packed, V, cfg, perf.PerfParams(latency_cycles=args.latency))
+        got = rtl.get(name)
+        if got is not None and got["rtl_macs"] != rep.macs:
+            raise SystemExit(f"bench {name}: RTL macs {got['rtl_macs']} != pairs {rep.macs}")
+        cyc = got["rtl_cycles"] if got else None
+        rec = {"layer": layer, "config": json.loads(cfg.to_json()), "pruning": pruning,
+               "w_density": float((U != 0).mean()), "a_density": float((V != 0).mean()),
+               "w_target": w, "a_target": a, "tiles": args.tiles,
+               "passes": packed.num_passes, "rtl_cycles": cyc, "verilog": str(args.verilog or
+                                                                          "hw/ working tree"),
+               "ideal_cycles": rep.ideal_cycles, "dense_cycles": rep.dense_cycles,
+               "model_cycles": rep.cycles, "macs": rep.macs,
+               "utilisation": rep.ideal_cycles / cyc if cyc else None,
+               "model_utilisation": rep.utilisation,
+               "model_error": (rep.cycles - cyc) / cyc if cyc else None,
+               "losses": rep.loss_fractions()}
+        records.append(rec)
+        print(f"bench: {name}: rtl {cyc} model {rep.cycles} ideal {rep.ideal_cycles:.0f} "
+              f"dense {rep.dense_cycles}", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(records, indent=1))
+    if args.sim:
+        from rich.console import Console
+        Console(width=120).print(_table(records))
+    if args.plots and args.sim:
+        for p in _plots(records, args.plots):
+            print(f"bench: wrote {p}")
+    print(f"bench: wrote {args.out / 'results.json'} ({len(records)} records)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
