@@ -16,6 +16,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
+from hw.array import SparseArray
 from hw.config import AccelConfig, ConfigError
 from hw.transforms import InputTransform, OutputTransform
 
@@ -27,6 +28,7 @@ __all__ = ["COMPONENTS", "build_component", "verilog_text", "c_header", "generat
 COMPONENTS = {
     "input_transform": InputTransform,
     "output_transform": OutputTransform,
+    "sparse_array": SparseArray,
 }
 
 CONFIG_FILE = "winnow.json"
