@@ -138,12 +138,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     "error against float and accuracy.")
     parser.add_argument("--tile", type=int, nargs="+", default=[2, 4], choices=[2, 4],
                         help="output tile sizes m of F(m×m,3×3) to run (default: 2 4)")
-    parser.add_argument("--densities", type=float, nargs="+", default=[1.0, 0.5, 0.3, 0.15],
-                        help="fractions of Winograd weights kept (default: 1.0 0.5 0.3 0.15)")
-    parser.add_argument("--steps", type=int, default=250,
-                        help="training steps for the dense model (default: 250)")
-    parser.add_argument("--test", type=int, default=300,
-                        help="held-out digits run through the golden model (default: 300)")
+    parser.add_argument("--densities", type=float, nargs="+", default=[1.0, 0.4, 0.15],
+                        help="fractions of Winograd weights kept (default: 1.0 0.4 0.15)")
+    parser.add_argument("--steps", type=int, default=150,
+                        help="training steps for the dense model (default: 150)")
+    parser.add_argument("--test", type=int, default=100,
+                        help="held-out digits run through the golden model (default: 100)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     args = parser.parse_args(argv)
     if not all(0 < d <= 1 for d in args.densities):
