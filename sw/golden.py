@@ -241,7 +241,8 @@ def direct_conv2d(x: np.ndarray, w: np.ndarray, pad: int) -> np.ndarray:
     """Plain direct 3×3 correlation ``x[C, H, W]``, ``w[K, C, 3, 3]`` → ``[K, out_h, out_w]``.
 
     Integer inputs give exact int64 results, float inputs float64. This is the reference the
-    Winograd paths are checked against (``y[k, r, s] = sum_{c,i,j} w[k,c,i,j] x[c, r+i-pad, s+j-pad]``).
+    Winograd paths are checked against:
+    ``y[k, r, s] = sum_{c,i,j} w[k,c,i,j] x[c, r+i-pad, s+j-pad]``.
     """
     x = np.asarray(x)
     w = np.asarray(w)

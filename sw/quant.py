@@ -157,7 +157,8 @@ def quantize_layer(weights: np.ndarray, bias: np.ndarray | None, in_scale: float
     Steps
     -----
     1. ``U = G g G^T`` (skipped for Winograd-domain weights);
-    2. ``w_scale[k] = max|U[:, k, :]| / (2**(wgt_bits-1) - 1)``; ``U_q = clamp(round(U / w_scale))``;
+    2. ``w_scale[k] = max|U[:, k, :]| / (2**(wgt_bits-1) - 1)``;
+       ``U_q = clamp(round(U / w_scale))``;
     3. ``bias_q = clamp(round(bias / (in_scale * w_scale)))`` to ``bias_bits``;
     4. ``multiplier / 2**shift ≈ in_scale * w_scale / out_scale``.
     """

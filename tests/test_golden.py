@@ -342,7 +342,8 @@ def test_edge_values(m, fill):
     assert trace.out.tolist() == want
     if fill == 0:
         assert not trace.V.any() and not trace.M.any()
-        assert trace.out[0].tolist() == [[-128] * 6] * 6 and trace.out[1].tolist() == [[127] * 6] * 6
+        assert trace.out[0].tolist() == [[-128] * 6] * 6
+        assert trace.out[1].tolist() == [[127] * 6] * 6
         assert golden.mult_counts(layer, x, cfg)["sparse_winograd"] == 0
 
 
