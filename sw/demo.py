@@ -24,7 +24,7 @@ from rich.table import Table
 from sklearn.datasets import load_digits
 
 from hw.config import AccelConfig
-from sw import golden, quant, winograd
+from sw import golden, prune, quant, winograd
 
 #: Output channels of the demo layer.
 FILTERS = 8
@@ -123,13 +123,6 @@ def accuracy(model: FloatModel, conv: np.ndarray, labels: np.ndarray) -> float:
     return float(((pool_features(conv) @ model.W + model.b).argmax(axis=1) == labels).mean())
 
 
-def prune_mask(U: np.ndarray, density: float) -> np.ndarray:
-    """Keep the ``density`` fraction of U with the largest magnitude (ties keep more)."""
-    keep = max(1, int(round(density * U.size)))
-    threshold = np.sort(np.abs(U).ravel())[::-1][keep - 1]
-    return np.abs(U) >= threshold
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m sw.demo",
@@ -158,7 +151,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 180)  # logs keep the whole table
     start = time.perf_counter()
     rng = np.random.default_rng(args.seed)
     digits = load_digits()
@@ -194,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                 dense = train(fit_layer, train_y, init, np.ones_like(init.U), args.steps, 0.03)
                 for density in args.densities:
                     progress.update(task, description=f"F({m},3) W-ReLU={wr} density {density}")
-                    mask = prune_mask(dense.U, density)
+                    mask = prune.prune_winograd(dense.U, density)
                     model = dense if density == 1 else train(
                         fit_layer, train_y, dense, mask, max(1, args.steps // 3), 0.01)
                     table.add_row(*evaluate(model, cfg, wr, test_layer, test_q, test_y))

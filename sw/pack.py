@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 
 from hw.config import SUPPORTED_TILES, AccelConfig, ConfigError  # noqa: E402
 from sw import formats, quant  # noqa: E402
+from sw import prune as pruning  # noqa: E402  (pack_layers has a parameter named prune)
 
 __all__ = ["PackError", "ModelLayer", "load_npz", "prune_magnitude", "pack_model", "main"]
 
@@ -186,15 +187,6 @@ def load_npz(path: str | Path, cfg: AccelConfig) -> list[ModelLayer]:
     return layers
 
 
-def _keep_largest(x: np.ndarray, density: float) -> np.ndarray:
-    """Zero all but the ``round(density * x.size)`` entries of largest magnitude (one threshold)."""
-    keep = int(round(density * x.size))
-    flat = x.reshape(-1).copy()
-    order = np.argsort(-np.abs(flat), kind="stable")
-    flat[order[keep:]] = 0.0
-    return flat.reshape(x.shape)
-
-
 def prune_magnitude(layer: ModelLayer, mode: str, density: float, cfg: AccelConfig,
                     source: str = "model") -> np.ndarray:
     """Simple per-layer magnitude pruning, one threshold per layer; returns float weights.
@@ -216,9 +208,9 @@ def prune_magnitude(layer: ModelLayer, mode: str, density: float, cfg: AccelConf
         if not layer.spatial:
             raise PackError(f"{source}: layer {layer.name}: --prune spatial-winograd needs "
                             "spatial [K, C, 3, 3] weights, got Winograd-domain weights")
-        weight = _keep_largest(weight, density)
+        weight = weight * pruning.prune_spatial(weight, density, "weight", layer.name)
     U = quant.winograd_weights(weight, cfg.tile) if weight.ndim == 4 else weight
-    return _keep_largest(U, density)
+    return U * pruning.prune_winograd(U, density, layer.name)
 
 
 @dataclass(frozen=True)
