@@ -26,6 +26,7 @@ and in 2-D ``Y = A^T [(G g G^T) * (B^T d B)] A``. Everything is computed in
 from __future__ import annotations
 
 from dataclasses import dataclass
+import math
 from fractions import Fraction
 from functools import lru_cache
 
@@ -36,6 +37,7 @@ __all__ = [
     "WinogradMatrices",
     "matrices",
     "integer_matrix",
+    "filter_denominator",
     "input_transform",
     "filter_transform",
     "output_transform",
@@ -177,6 +179,14 @@ def integer_matrix(mat: Matrix, name: str = "matrix") -> np.ndarray:
     if any(x.denominator != 1 for row in mat for x in row):
         raise ValueError(f"{name} has non-integer entries; this tile size has no integer form")
     return np.array([[int(x) for x in row] for row in mat], dtype=np.int64)
+
+
+def filter_denominator(m: int) -> int:
+    """Smallest D with ``D·G`` integer, so ``D² G g Gᵀ`` is integer for integer ``g``.
+
+    The exact-integer tests compare Winograd convolution against ``D²`` times direct convolution.
+    """
+    return math.lcm(*(x.denominator for row in matrices(m).G for x in row))
 
 
 def input_transform(d: np.ndarray, m: int) -> np.ndarray:

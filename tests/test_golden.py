@@ -10,7 +10,7 @@ onnxruntime's Conv within a stated float32 bound.
 from __future__ import annotations
 
 from fractions import Fraction
-from math import floor, lcm
+from math import floor
 
 import numpy as np
 import onnxruntime as ort
@@ -25,17 +25,8 @@ from hw.config import AccelConfig
 from sw import golden, winograd
 from sw.quant import QuantLayer
 
-SEED = 424242
-
-
-@pytest.fixture
-def rng():
-    print(f"seed {SEED}")
-    return np.random.default_rng(SEED)
-
-
 def d_squared(m: int) -> int:
-    return lcm(*(x.denominator for row in winograd.matrices(m).G for x in row)) ** 2
+    return winograd.filter_denominator(m) ** 2
 
 
 def exact_U(g: np.ndarray, m: int) -> np.ndarray:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fractions import Fraction
-from math import lcm
 
 import numpy as np
 import pytest
@@ -12,24 +11,10 @@ import wincnn
 from sw import winograd
 from sw.golden import direct_conv2d
 
-SEED = 20261123
-
-
-@pytest.fixture
-def rng():
-    print(f"seed {SEED}")
-    return np.random.default_rng(SEED)
-
-
-def _g_denominator(m: int) -> int:
-    """Smallest D with D*G integer, so that D² G g Gᵀ is integer for integer g."""
-    return lcm(*(x.denominator for row in winograd.matrices(m).G for x in row))
-
-
 def _exact_filter_transform(g: np.ndarray, m: int) -> np.ndarray:
     """``D² G g Gᵀ`` with Python ints (via Fractions), for g[..., 3, 3] integer."""
     mats = winograd.matrices(m)
-    D = _g_denominator(m)
+    D = winograd.filter_denominator(m)
     DG = [[int(x * D) for x in row] for row in mats.G]
     out = np.zeros(g.shape[:-2] + (mats.n, mats.n), dtype=np.int64)
     for idx in np.ndindex(g.shape[:-2]):
@@ -74,7 +59,7 @@ def test_unsupported_tile_is_named():
 @pytest.mark.parametrize("m", [2, 4])
 @pytest.mark.parametrize("pad", [0, 1])
 def test_integer_winograd_equals_direct_exactly(rng, m, pad):
-    D = _g_denominator(m)
+    D = winograd.filter_denominator(m)
     assert D == {2: 2, 4: 24}[m]
     for H, W in [(3, 3), (5, 7), (8, 8), (11, 6)]:
         x = rng.integers(-128, 128, size=(3, H, W))
@@ -169,7 +154,7 @@ def test_float_winograd_conv_tiling(rng, m, pad):
 def test_filter_transform_matches_fractions():
     g = np.array([[1, -2, 3], [0, 5, -1], [2, 2, -7]])
     for m in (2, 4):
-        D = _g_denominator(m)
+        D = winograd.filter_denominator(m)
         exact = _exact_filter_transform(g, m)
         np.testing.assert_allclose(winograd.filter_transform(g, m) * D * D, exact, atol=1e-9)
         G = winograd.matrices(m).G
