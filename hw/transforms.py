@@ -143,7 +143,20 @@ def _check_config(component, cfg) -> AccelConfig:
     return cfg
 
 
-class InputTransform(wiring.Component):
+class _TransformUnit(wiring.Component):
+    """A one-tile-per-cycle unit with stream ports ``i`` and ``o`` whose layouts come from
+    the subclass's ``layouts(cfg)``."""
+
+    def __init__(self, cfg: AccelConfig):
+        self._cfg = _check_config(self, cfg)
+        i_layout, o_layout = self.layouts(cfg)
+        super().__init__({
+            "i": In(stream.Signature(i_layout)),
+            "o": Out(stream.Signature(o_layout)),
+        })
+
+
+class InputTransform(_TransformUnit):
     """Winograd input transform ``V = Bᵀ d B`` with optional Winograd-domain ReLU.
 
     Parameters
@@ -165,14 +178,6 @@ class InputTransform(wiring.Component):
     """
 
     LATENCY = 2
-
-    def __init__(self, cfg: AccelConfig):
-        self._cfg = _check_config(self, cfg)
-        i_layout, o_layout = self.layouts(cfg)
-        super().__init__({
-            "i": In(stream.Signature(i_layout)),
-            "o": Out(stream.Signature(o_layout)),
-        })
 
     @staticmethod
     def layouts(cfg: AccelConfig) -> tuple[data.StructLayout, data.ArrayLayout]:
@@ -213,7 +218,7 @@ class InputTransform(wiring.Component):
         return m
 
 
-class OutputTransform(wiring.Component):
+class OutputTransform(_TransformUnit):
     """Winograd output transform ``Y = Aᵀ M A``, then bias, requantisation, ReLU and clamp.
 
     Per output element, exactly as :func:`sw.golden.requantize`::
@@ -243,14 +248,6 @@ class OutputTransform(wiring.Component):
     """
 
     LATENCY = 4
-
-    def __init__(self, cfg: AccelConfig):
-        self._cfg = _check_config(self, cfg)
-        i_layout, o_layout = self.layouts(cfg)
-        super().__init__({
-            "i": In(stream.Signature(i_layout)),
-            "o": Out(stream.Signature(o_layout)),
-        })
 
     @staticmethod
     def layouts(cfg: AccelConfig) -> tuple[data.StructLayout, data.ArrayLayout]:
