@@ -155,6 +155,14 @@ class _TransformUnit(wiring.Component):
             "o": Out(stream.Signature(o_layout)),
         })
 
+    @property
+    def cfg(self) -> AccelConfig:
+        return self._cfg
+
+    @property
+    def latency(self) -> int:
+        return self.LATENCY
+
 
 class InputTransform(_TransformUnit):
     """Winograd input transform ``V = Bᵀ d B`` with optional Winograd-domain ReLU.
@@ -188,14 +196,6 @@ class InputTransform(_TransformUnit):
             "relu": unsigned(1),
         })
         return i_layout, data.ArrayLayout(signed(cfg.v_bits), n * n)
-
-    @property
-    def cfg(self) -> AccelConfig:
-        return self._cfg
-
-    @property
-    def latency(self) -> int:
-        return self.LATENCY
 
     def elaborate(self, platform):
         m = Module()
@@ -260,14 +260,6 @@ class OutputTransform(_TransformUnit):
             "relu": unsigned(1),
         })
         return i_layout, data.ArrayLayout(signed(cfg.act_bits), cfg.tile * cfg.tile)
-
-    @property
-    def cfg(self) -> AccelConfig:
-        return self._cfg
-
-    @property
-    def latency(self) -> int:
-        return self.LATENCY
 
     def elaborate(self, platform):
         m = Module()

@@ -188,13 +188,20 @@ def schedule_cycles(cost: np.ndarray, active: np.ndarray, banks: int | None, dra
         released = np.where(active[:, :, t], t * C * transform + arrival + suffix, 0)
         finish = np.maximum.reduce([start + work.sum(axis=1), released.max(axis=1),
                                     np.full(coords, (t + 1) * C * transform)]) + marker[:, t]
-        if banks is None:
-            last_drain = int(finish.max())
-        else:
-            # One gather port: drains of successive tiles follow each other.
-            last_drain = max(int(finish.max()), last_drain) + drain
+        last_drain = _drain_end(finish, last_drain, banks, drain)
         drained[t] = last_drain
     return last_drain
+
+
+def _drain_end(finish: np.ndarray, last_drain: int, banks: int | None, drain: int) -> int:
+    """Cycle at which a tile whose PEs finish at ``finish`` has drained.
+
+    With no banks (one tile in flight) the drain is folded into the finish; otherwise the one
+    gather port serialises drains, so a tile's drain follows the previous tile's.
+    """
+    if banks is None:
+        return int(finish.max())
+    return max(int(finish.max()), last_drain) + drain
 
 
 def _schedule_fifo(cost: np.ndarray, active: np.ndarray, banks: int | None, drain: int,
@@ -227,10 +234,7 @@ def _schedule_fifo(cost: np.ndarray, active: np.ndarray, banks: int | None, drai
             popped[rows[act], slot[act]] = start[act]
             count += act
         finish = np.maximum(cur, beat) + marker[:, t]  # the tile-end flag rides on beat C-1
-        if banks is None:
-            last_drain = int(finish.max())
-        else:
-            last_drain = max(int(finish.max()), last_drain) + drain
+        last_drain = _drain_end(finish, last_drain, banks, drain)
         drained[t] = last_drain
     return last_drain
 
