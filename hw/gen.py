@@ -11,24 +11,29 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import sys
 from pathlib import Path
 
 from amaranth.back import verilog
 
-from hw.array import SparseArray
 from hw.config import AccelConfig, ConfigError
-from hw.transforms import InputTransform, OutputTransform
 
 __all__ = ["COMPONENTS", "build_component", "verilog_text", "c_header", "generate",
            "add_config_arguments", "config_from_args", "main"]
 
-#: Component name (also the Verilog module name) -> constructor taking an ``AccelConfig``.
-#: Adding the accelerator top is one more entry here.
+#: Component name (also the Verilog module name) -> ``"module:Class"`` of a constructor taking
+#: an ``AccelConfig``. Imported only when built, so ``--help`` stays fast. The first entry is
+#: the default of ``--component``.
 COMPONENTS = {
-    "input_transform": InputTransform,
-    "output_transform": OutputTransform,
-    "sparse_array": SparseArray,
+    "accelerator": "hw.top:Accelerator",
+    "input_transform": "hw.transforms:InputTransform",
+    "output_transform": "hw.transforms:OutputTransform",
+    "sparse_array": "hw.array:SparseArray",
+    "line_buffer": "hw.linebuf:LineBuffer",
+    "output_reorder": "hw.reorder:OutputReorder",
+    "weight_loader": "hw.loader:WeightLoader",
+    "control_registers": "hw.csr:ControlRegisters",
 }
 
 CONFIG_FILE = "winnow.json"
@@ -40,7 +45,8 @@ def build_component(name: str, cfg: AccelConfig):
     if name not in COMPONENTS:
         raise ConfigError(f"component {name!r} is unknown; choose one of "
                           f"{', '.join(COMPONENTS)}")
-    return COMPONENTS[name](cfg)
+    module, cls = COMPONENTS[name].split(":")
+    return getattr(importlib.import_module(module), cls)(cfg)
 
 
 def verilog_text(name: str, cfg: AccelConfig) -> str:
@@ -139,8 +145,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m hw.gen",
         description="Generate Verilog for one winnow component, with winnow.json (the "
                     "AccelConfig) and the C header winnow_params.h.")
-    parser.add_argument("--component", required=True, choices=sorted(COMPONENTS),
-                        help="component to emit (also the Verilog module name)")
+    parser.add_argument("--component", default="accelerator", choices=list(COMPONENTS),
+                        help="component to emit, also the Verilog module name "
+                             "(default: %(default)s, the whole accelerator)")
     parser.add_argument("-o", "--outdir", type=Path, default=Path("build/gen"),
                         help="output directory (default: %(default)s)")
     add_config_arguments(parser)
