@@ -40,7 +40,7 @@ __all__ = [
     "PassImage", "PackStats", "PackedLayer", "StreamRecord", "slot_layout", "directory_layout",
     "k_bits", "choose_kp", "pack_layer", "unpack_layer", "encode_slot", "decode_slot",
     "hex_text", "write_hex", "read_hex", "directory_words", "directory_entries",
-    "encode_stream", "decode_stream", "sha256_file",
+    "encode_record", "encode_stream", "decode_stream", "split_stream", "sha256_file",
     "layer_manifest", "build_manifest",
 ]
 
@@ -542,6 +542,24 @@ class StreamRecord:
     image: PassImage
 
 
+def encode_record(layer: int, image: PassImage, cfg: AccelConfig) -> bytes:
+    """The bytes of one (layer, pass) record of the weight-load stream.
+
+    This is the "per record" part of the framing in :func:`encode_stream`; the host driver sends
+    each record as one ``s_axis_wgt`` frame, and :class:`hw.loader.WeightLoader` parses it.
+    """
+    C = len(image.directory[0])
+    out = bytearray(_RECORD_HEADER.pack(layer, image.index, C, image.k_base, image.k_count))
+    for xi in range(cfg.coords):
+        slay, dlay = slot_layout(cfg, xi), directory_layout(cfg, xi)
+        out += _PE_HEADER.pack(C, len(image.words[xi]))
+        for entry in directory_words(image, cfg, xi):
+            out += entry.to_bytes(dlay.entry_bytes, BYTE_ORDER)
+        for word in image.words[xi]:
+            out += word.to_bytes(slay.word_bytes, BYTE_ORDER)
+    return bytes(out)
+
+
 def encode_stream(packed_layers, cfg: AccelConfig) -> bytes:
     """The byte stream for ``s_axis_wgt``: every pass of every layer, in order.
 
@@ -554,21 +572,37 @@ def encode_stream(packed_layers, cfg: AccelConfig) -> bytes:
                         words × word (slot_layout(cfg, xi).word_bytes B)
 
     Each word and entry is its integer value in ``word_bytes`` / ``entry_bytes`` little-endian
-    bytes; the bits above ``word_bits`` / ``entry_bits`` are zero.
+    bytes; the bits above ``word_bits`` / ``entry_bits`` are zero. A record is
+    :func:`encode_record`.
     """
     records = [(li, im) for li, pl in enumerate(packed_layers) for im in pl.passes]
     out = bytearray(_STREAM_HEADER.pack(STREAM_MAGIC, FORMAT_VERSION, cfg.coords, len(records)))
     for li, im in records:
-        C = len(im.directory[0])
-        out += _RECORD_HEADER.pack(li, im.index, C, im.k_base, im.k_count)
-        for xi in range(cfg.coords):
-            slay, dlay = slot_layout(cfg, xi), directory_layout(cfg, xi)
-            out += _PE_HEADER.pack(C, len(im.words[xi]))
-            for entry in directory_words(im, cfg, xi):
-                out += entry.to_bytes(dlay.entry_bytes, BYTE_ORDER)
-            for word in im.words[xi]:
-                out += word.to_bytes(slay.word_bytes, BYTE_ORDER)
+        out += encode_record(li, im, cfg)
     return bytes(out)
+
+
+def split_stream(data: bytes, cfg: AccelConfig,
+                 source: str = "stream") -> list[tuple[int, int, bytes]]:
+    """``(layer index, pass index, record bytes)`` of every record of a weight-load stream.
+
+    The stream is validated exactly as by :func:`decode_stream`. Each record's bytes are its
+    slice of ``data``, which is what :func:`encode_record` makes of the decoded record (the
+    stream without its header is their concatenation), ready to be sent as one ``s_axis_wgt``
+    frame.
+
+    Raises
+    ------
+    FormatError
+        Whatever :func:`decode_stream` rejects, naming ``source``.
+    """
+    out = []
+    pos = _STREAM_HEADER.size
+    for rec in decode_stream(data, cfg, source):
+        size = len(encode_record(rec.layer, rec.image, cfg))
+        out.append((rec.layer, rec.image.index, bytes(data[pos:pos + size])))
+        pos += size
+    return out
 
 
 def decode_stream(data: bytes, cfg: AccelConfig, source: str = "stream") -> list[StreamRecord]:

@@ -219,6 +219,61 @@ def test_stream_round_trip_and_framing():
         formats.decode_stream(b"XXXX" + data[4:], cfg)
 
 
+def test_encode_record_and_split_stream():
+    cfg = AccelConfig(lanes=(1, 2, 3, 2) * 4, k_max=8, c_max=8)
+    a = formats.pack_layer(sparse_U(cfg, 20, 3, 0.3, SEED + 2), cfg, name="a")   # 3 passes
+    b = formats.pack_layer(sparse_U(cfg, 4, 5, 0.6, SEED + 3), cfg, name="b")
+    data = formats.encode_stream([a, b], cfg)
+    records = formats.split_stream(data, cfg)
+    assert [(li, p) for li, p, _ in records] == [(0, 0), (0, 1), (0, 2), (1, 0)]
+    # The stream is its 12-byte header followed by the records, back to back.
+    assert b"".join(rec for _, _, rec in records) == data[12:]
+    for (li, p, rec), im in zip(records, a.passes + b.passes):
+        assert rec == formats.encode_record(li, im, cfg)
+        assert isinstance(rec, bytes)
+        # Record header: layer, pass, C, k_base, k_count as little-endian u32.
+        C = len(im.directory[0])
+        assert [int.from_bytes(rec[4 * i:4 * i + 4], "little") for i in range(5)] == \
+            [li, p, C, im.k_base, im.k_count]
+        # Per PE: entries, words, then entry and word bytes; PE 1 has 2 lanes.
+        assert int.from_bytes(rec[20:24], "little") == C
+        assert int.from_bytes(rec[24:28], "little") == len(im.words[0])
+        sizes = [8 + C * formats.directory_layout(cfg, xi).entry_bytes
+                 + len(im.words[xi]) * formats.slot_layout(cfg, xi).word_bytes
+                 for xi in range(cfg.coords)]
+        assert len(rec) == 20 + sum(sizes)
+        entry0 = formats.directory_words(im, cfg, 0)[0]
+        size0 = formats.directory_layout(cfg, 0).entry_bytes
+        assert rec[28:28 + size0] == entry0.to_bytes(size0, "little")
+    # Edge weights survive the trip through a record.
+    U = np.zeros((cfg.coords, 3, 2), dtype=np.int64)
+    U[:, 0, 0], U[:, 2, 1] = cfg.wgt_range
+    edge = formats.pack_layer(U, cfg)
+    stream = formats.encode_stream([edge], cfg)
+    (_, _, rec), = formats.split_stream(stream, cfg)
+    assert formats.decode_stream(stream[:12] + rec, cfg)[0].image == edge.passes[0]
+
+
+def test_split_stream_errors_name_the_source():
+    cfg = AccelConfig(lanes=2, k_max=8, c_max=4)
+    data = formats.encode_stream([formats.pack_layer(sparse_U(cfg, 9, 2, 0.5, SEED), cfg)], cfg)
+    assert len(formats.split_stream(data, cfg)) == 2
+    with pytest.raises(formats.FormatError, match=r"^w.bin: truncated at byte"):
+        formats.split_stream(data[:-1], cfg, "w.bin")
+    with pytest.raises(formats.FormatError, match=r"^w.bin: 2 trailing bytes after 2 records"):
+        formats.split_stream(data + b"\0\0", cfg, "w.bin")
+    with pytest.raises(formats.FormatError, match=r"^w.bin: stream has 16 PEs, config has 36"):
+        formats.split_stream(data, AccelConfig(tile=4), "w.bin")
+    with pytest.raises(formats.FormatError, match=r"^stream: not a winnow weight stream"):
+        formats.split_stream(b"WNWX" + data[4:], cfg)
+    bad = bytearray(data)
+    bad[12 + 20] = 3                                 # PE 0 of record 0: 3 entries, C = 2
+    with pytest.raises(formats.FormatError,
+                       match=r"^w.bin: record layer 0 pass 0 PE 0 has 3 directory entries, "
+                             r"expected C = 2"):
+        formats.split_stream(bytes(bad), cfg, "w.bin")
+
+
 def test_manifest(tmp_path):
     cfg = AccelConfig(lanes=4)
     U = np.zeros((16, 4, 2), dtype=np.int64)
