@@ -1,0 +1,235 @@
+"""``OutputReorder``: requantised ``m×m`` output tiles back into an NHWC raster.
+
+The output transform produces one ``m×m`` tile of one output channel per beat, tile row by
+tile row (a *band* of ``m`` output rows), tile by tile, channel by channel. The host wants the
+feature map as a raster, row by row, pixel by pixel, channel by channel (NHWC). A band is the
+unit that has to be complete before its first raster row can leave, so the reorder buffer holds
+two bands: one fills from the tile stream while the other drains as the raster.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from hw.config import AccelConfig
+
+__all__ = ["OutputReorder"]
+
+
+class OutputReorder(wiring.Component):
+    """Double-buffered band memory turning output tiles into an NHWC raster.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+        Supplies the tile size ``m`` (``tile``), ``act_bits``, ``w_max`` and ``k_max``.
+
+    Members
+    -------
+    i : In(stream.Signature(ArrayLayout(signed(act_bits), m*m)))
+        The requantised ``m×m`` tile of one output channel, row-major (element ``(r, s)`` at
+        ``r*m + s``), as :class:`hw.transforms.OutputTransform` emits it. Beats in order: for
+        ``ty`` in ``0 .. tiles_h-1``, for ``tx`` in ``0 .. tiles_w-1``, for ``k`` in
+        ``0 .. K-1``, with ``tiles_h = ceil(out_h / m)`` and ``tiles_w = ceil(out_w / m)``.
+        Accepted one per cycle while the band being filled has room.
+    o : Out(stream.Signature(StructLayout({"data": signed(act_bits), "last": unsigned(1)})))
+        The ``out_h × out_w × K`` output in NHWC raster order: for ``y`` in ``0 .. out_h-1``,
+        for ``x`` in ``0 .. out_w-1``, for ``k`` in ``0 .. K-1``; ``last`` on the frame's final
+        value. Elements of partial edge tiles with ``y >= out_h`` or ``x >= out_w`` are
+        dropped. The payload is a register.
+    out_height : In(16)
+        ``out_h >= 1``, output rows of the frame.
+    out_width : In(range(w_max + 1))
+        ``1 <= out_w <= w_max``, output columns of the frame.
+    channels : In(range(k_max + 1))
+        ``1 <= K <= k_max``, output channels of the frame.
+    idle : Out(1)
+        Nothing buffered and no output pending: the only time ``out_height``, ``out_width``
+        and ``channels`` may change. They must hold still for a whole frame; frames follow
+        each other back to back (after a frame's last input beat, the next beat on ``i``
+        belongs to the next frame).
+
+    Notes
+    -----
+    Memory: ``2 · m · W · k_max · act_bits`` bits, ``W = m · ceil(w_max / m)`` (two bands of
+    ``m`` rows of ``W`` columns of ``k_max`` channels; see :attr:`memory_bits`), in ``m²``
+    banks, bank ``(r, s)`` holding row ``r`` and the columns ``x ≡ s (mod m)`` of both bands,
+    ``2 · ceil(w_max / m) · k_max`` words deep. So a whole tile is written in one cycle, and a
+    band's words sit at ``tx · K + k`` in the order the tiles arrive. The default
+    configuration (m 2, w_max 64, k_max 256, 8 bits) needs 524,288 bits (64 KiB).
+
+    Latency: the first value of a band is valid on ``o`` :attr:`LATENCY` cycles after the
+    band's final tile is accepted when the other band is drained (band complete flag, memory
+    read, output register).
+
+    Throughput: one value per cycle on ``o`` while a band is complete and ``o`` is ready,
+    with no bubble between the bands of a frame: filling band ``ty + 1`` (``tiles_w · K``
+    beats) overlaps draining band ``ty`` (``m · out_w · K`` values), so without gaps and
+    back-pressure a frame takes ``tiles_w · K + LATENCY - 1 + out_h · out_w · K`` cycles from
+    its first input beat to its last output.
+    """
+
+    #: Cycles from a band's final input beat to its first output value (other band drained).
+    LATENCY = 3
+
+    def __init__(self, cfg: AccelConfig):
+        if not isinstance(cfg, AccelConfig):
+            # A component that never got built must not also warn that it was never used.
+            self._MustUse__silence = True
+            raise TypeError(f"cfg must be an AccelConfig, not {type(cfg).__name__}")
+        self._cfg = cfg
+        i_layout, o_layout = self.layouts(cfg)
+        super().__init__({
+            "i": In(stream.Signature(i_layout)),
+            "o": Out(stream.Signature(o_layout)),
+            "out_height": In(16),
+            "out_width": In(range(cfg.w_max + 1)),
+            "channels": In(range(cfg.k_max + 1)),
+            "idle": Out(1),
+        })
+
+    @staticmethod
+    def layouts(cfg: AccelConfig) -> tuple[data.ArrayLayout, data.StructLayout]:
+        """Payload layouts of ``i`` and ``o``, without building the component (for benches)."""
+        i_layout = data.ArrayLayout(signed(cfg.act_bits), cfg.tile * cfg.tile)
+        o_layout = data.StructLayout({"data": signed(cfg.act_bits), "last": unsigned(1)})
+        return i_layout, o_layout
+
+    @staticmethod
+    def band_tiles(cfg: AccelConfig) -> int:
+        """Tile columns a band holds: ``ceil(w_max / m)``."""
+        return -(-cfg.w_max // cfg.tile)
+
+    @classmethod
+    def memory_bits(cls, cfg: AccelConfig) -> int:
+        """Bits of band memory: ``2 · m · (m · ceil(w_max / m)) · k_max · act_bits``."""
+        return 2 * cfg.tile * cfg.tile * cls.band_tiles(cfg) * cfg.k_max * cfg.act_bits
+
+    @property
+    def cfg(self) -> AccelConfig:
+        return self._cfg
+
+    @property
+    def latency(self) -> int:
+        return self.LATENCY
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        mm = cfg.tile
+        log_m = mm.bit_length() - 1
+        band_words = self.band_tiles(cfg) * cfg.k_max   # words of one band in one bank
+        K = self.channels
+        tiles_w = (self.out_width + (mm - 1)) >> log_m
+
+        full = Signal(2)            # band b is complete and not yet fully read
+
+        # -- write side: one tile per cycle into the band being filled ------------------------
+        wband = Signal()
+        w_offset = Signal(range(band_words))    # tx * K + k of the next beat
+        w_tx = Signal(range(self.band_tiles(cfg)))
+        w_k = Signal(range(cfg.k_max))
+        accept = Signal()
+        w_band_end = (w_tx == tiles_w - 1) & (w_k == K - 1)
+        m.d.comb += [
+            self.i.ready.eq(~full.bit_select(wband, 1)),
+            accept.eq(self.i.valid & self.i.ready),
+        ]
+        with m.If(accept):
+            m.d.sync += [w_offset.eq(w_offset + 1), w_k.eq(w_k + 1)]
+            with m.If(w_k == K - 1):
+                m.d.sync += [w_k.eq(0), w_tx.eq(w_tx + 1)]
+            with m.If(w_band_end):
+                m.d.sync += [w_offset.eq(0), w_tx.eq(0), wband.eq(~wband)]
+        w_addr = Mux(wband, band_words, 0) + w_offset
+
+        # -- read side: walk the complete band in raster order ------------------------------
+        rband = Signal()
+        y0 = Signal(16)                         # first output row of the band being read
+        r_row = Signal(range(mm))
+        r_x = Signal(range(cfg.w_max))
+        r_k = Signal(range(cfg.k_max))
+        r_tx_base = Signal(range(band_words))   # (r_x // m) * K
+        rows_left = Signal(16)
+        last_band = Signal()
+        m.d.comb += [
+            rows_left.eq(self.out_height - y0),
+            last_band.eq(rows_left <= mm),
+        ]
+        k_last = r_k == K - 1
+        x_last = r_x == self.out_width - 1
+        row_last = r_row == Mux(last_band, rows_left - 1, mm - 1)
+        r_band_end = k_last & x_last & row_last
+
+        # Read pipeline: issue -> the read ports hold (bank, last) -> output register. A read
+        # is issued only when its data can move on, so the ports' data (which hold while their
+        # enable is low) never needs a skid register.
+        r_valid = Signal()
+        r_bank = Signal(range(mm * mm))
+        r_frame_last = Signal()
+        out_load = Signal()
+        r_advance = Signal()
+        issue = Signal()
+        m.d.comb += [
+            out_load.eq(~self.o.valid | self.o.ready),
+            r_advance.eq(r_valid & out_load),
+            issue.eq(full.bit_select(rband, 1) & (~r_valid | r_advance)),
+        ]
+        r_addr = Mux(rband, band_words, 0) + r_tx_base + r_k
+        with m.If(issue):
+            m.d.sync += [
+                r_valid.eq(1),
+                r_bank.eq((r_row << log_m) | r_x[:log_m]),
+                r_frame_last.eq(r_band_end & last_band),
+                r_k.eq(r_k + 1),
+            ]
+            with m.If(k_last):
+                m.d.sync += [r_k.eq(0), r_x.eq(r_x + 1)]
+                with m.If(r_x[:log_m] == mm - 1):
+                    m.d.sync += r_tx_base.eq(r_tx_base + K)
+                with m.If(x_last):
+                    m.d.sync += [r_x.eq(0), r_tx_base.eq(0), r_row.eq(r_row + 1)]
+                    with m.If(row_last):
+                        m.d.sync += [r_row.eq(0), rband.eq(~rband),
+                                     y0.eq(Mux(last_band, 0, y0 + mm))]
+        with m.Elif(r_advance):
+            m.d.sync += r_valid.eq(0)
+
+        # A band is complete when its final tile is written, and free again once its final
+        # value has been read out of the memory (the port holds it from then on).
+        for b in range(2):
+            with m.If(accept & w_band_end & (wband == b)):
+                m.d.sync += full[b].eq(1)
+            with m.Elif(issue & r_band_end & (rband == b)):
+                m.d.sync += full[b].eq(0)
+
+        # -- band memory: bank (r, s) holds row r, columns x ≡ s (mod m), of both bands ------
+        bank_data = []
+        for r in range(mm):
+            for s in range(mm):
+                mem = Memory(shape=signed(cfg.act_bits), depth=2 * band_words, init=[])
+                m.submodules[f"bank_r{r}_s{s}"] = mem
+                wp = mem.write_port()
+                rp = mem.read_port()
+                here = (r_row == r) & (r_x[:log_m] == s)
+                m.d.comb += [
+                    wp.addr.eq(w_addr), wp.data.eq(self.i.payload[r * mm + s]),
+                    wp.en.eq(accept),
+                    rp.addr.eq(r_addr), rp.en.eq(issue & here),
+                ]
+                bank_data.append(rp.data)
+
+        # -- output register --------------------------------------------------------------
+        with m.If(out_load):
+            m.d.sync += self.o.valid.eq(r_valid)
+        with m.If(r_advance):
+            m.d.sync += [
+                self.o.payload.data.eq(Array(bank_data)[r_bank]),
+                self.o.payload.last.eq(r_frame_last),
+            ]
+
+        m.d.comb += self.idle.eq((full == 0) & (w_offset == 0) & ~r_valid & ~self.o.valid)
+        return m

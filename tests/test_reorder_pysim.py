@@ -1,0 +1,233 @@
+"""Fast Amaranth-pysim tests of :class:`hw.reorder.OutputReorder` against :mod:`sw.winograd`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hw.config import AccelConfig
+from hw.reorder import OutputReorder
+from streams import payload_value, stream_get, stream_put
+from sw import winograd
+
+#: Small configurations: w_max not a multiple of 4, so tile 4 has a padded band column.
+CONFIGS = {2: AccelConfig(tile=2, w_max=10, k_max=4), 4: AccelConfig(tile=4, w_max=10, k_max=4)}
+VALUE_KINDS = ("random", "zeros", "min", "max")
+
+
+def golden_raster(Y: np.ndarray, out_h: int, out_w: int) -> list[int]:
+    """NHWC raster of the tiles ``Y[K, tiles_h, tiles_w, m, m]``, edge overhang dropped."""
+    grid = winograd.tile_grid(out_h + 2, out_w + 2, Y.shape[-1], pad=0)
+    assert (grid.tiles_h, grid.tiles_w) == Y.shape[1:3]
+    return winograd.assemble_tiles(Y, grid).transpose(1, 2, 0).ravel().tolist()
+
+
+def make_frame(cfg: AccelConfig, rng, out_h: int, out_w: int, K: int, kind: str) -> dict:
+    """Tiles of one frame (in the order the output transform sends them) and the raster."""
+    m = cfg.tile
+    lo, hi = cfg.act_range
+    shape = (K, -(-out_h // m), -(-out_w // m), m, m)
+    if kind == "zeros":
+        Y = np.zeros(shape, np.int64)
+    elif kind in ("min", "max"):
+        Y = np.full(shape, lo if kind == "min" else hi, np.int64)
+    else:
+        Y = rng.integers(lo, hi + 1, size=shape)
+        edges = rng.random(shape)
+        Y[edges < 0.1] = lo
+        Y[edges > 0.9] = hi
+    beats = [Y[k, ty, tx].ravel().tolist()
+             for ty in range(shape[1]) for tx in range(shape[2]) for k in range(K)]
+    raster = golden_raster(Y, out_h, out_w)
+    expected = [{"data": v, "last": int(j == len(raster) - 1)} for j, v in enumerate(raster)]
+    return {"shape": (out_h, out_w, K), "beats": beats, "expected": expected}
+
+
+def random_groups(cfg: AccelConfig, rng, count: int) -> list[list[dict]]:
+    """Groups of back-to-back frames sharing one shape; the shape changes between groups.
+
+    The first groups pin the corners: 1×1×1, full width with every channel and partial tiles
+    both ways, one column, and an exact multiple of the tile.
+    """
+    m = cfg.tile
+    shapes = [(1, 1, 1), (2 * m + 1, cfg.w_max, cfg.k_max), (m + 1, 1, cfg.k_max),
+              (2 * m, 2 * m, 1)]
+    shapes += [(int(rng.integers(1, 3 * m + 2)), int(rng.integers(1, cfg.w_max + 1)),
+                int(rng.integers(1, cfg.k_max + 1))) for _ in range(count - len(shapes))]
+    groups = []
+    for shape in shapes:
+        frames = int(rng.integers(1, 3))
+        groups.append([make_frame(cfg, rng, *shape, str(rng.choice(VALUE_KINDS)))
+                       for _ in range(frames)])
+    return groups
+
+
+def monitor(dut, frames: list[dict], limit: int):
+    """Background checks, every cycle, of a simulation streaming ``frames`` in order.
+
+    ``o`` keeps valid and payload while a beat is stalled; ``idle`` is high exactly when every
+    frame that has had a beat accepted has also had all its values taken; and the run ends
+    within ``limit`` cycles.
+    """
+    beats_before = np.cumsum([0] + [len(f["beats"]) for f in frames])
+    owed_after = np.cumsum([0] + [len(f["expected"]) for f in frames])
+
+    async def checker(ctx):
+        held = None
+        accepted = taken = 0
+        for cycle in range(limit):
+            _, _, i_valid, i_ready, valid, ready, payload, idle = await ctx.tick().sample(
+                dut.i.valid, dut.i.ready, dut.o.valid, dut.o.ready, dut.o.payload, dut.idle)
+            payload = payload_value(payload)
+            if held is not None:
+                assert valid, f"cycle {cycle}: o.valid dropped before the beat was taken"
+                assert payload == held, (f"cycle {cycle}: o.payload changed from {held} to "
+                                         f"{payload} while stalled")
+            held = payload if valid and not ready else None
+            started = int(np.searchsorted(beats_before[:-1], accepted, side="left"))
+            owed = owed_after[started]      # values of the frames with a beat accepted
+            assert idle == (taken >= owed), (f"cycle {cycle}: idle={idle} with {accepted} "
+                                             f"beats accepted and {taken} values taken")
+            accepted += i_valid and i_ready
+            taken += valid and ready
+        raise AssertionError(f"the run did not finish in {limit} cycles")
+    return checker
+
+
+def run_groups(cfg: AccelConfig, groups, rng, in_idle: float, out_idle: float):
+    """Stream every group through one simulation, checking order, values, count and idle."""
+    dut = OutputReorder(cfg)
+    total = sum(len(f["expected"]) for g in groups for f in g)
+    received = []
+
+    async def producer(ctx):
+        assert ctx.get(dut.idle) == 1, "not idle after reset"
+        done = 0
+        for g, group in enumerate(groups):
+            # The shape changes only while idle, after the previous group has drained.
+            while len(received) < done:
+                await ctx.tick()
+            assert ctx.get(dut.idle) == 1, f"not idle before group {g}"
+            out_h, out_w, K = group[0]["shape"]
+            ctx.set(dut.out_height, out_h)
+            ctx.set(dut.out_width, out_w)
+            ctx.set(dut.channels, K)
+            for frame in group:
+                for beat in frame["beats"]:
+                    await stream_put(ctx, dut.i, beat, rng=rng, idle=in_idle)
+            done += sum(len(f["expected"]) for f in group)
+
+    async def consumer(ctx):
+        while len(received) < total:
+            received.append(await stream_get(ctx, dut.o, rng=rng, idle=out_idle))
+        for _ in range(20):       # nothing more may come out
+            await ctx.tick()
+            assert ctx.get(dut.o.valid) == 0, "an output beyond the last frame"
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    frames = [f for g in groups for f in g]
+    limit = 20 * sum(len(f["beats"]) + len(f["expected"]) for f in frames) + 200
+    sim.add_testbench(monitor(dut, frames, limit), background=True)
+    sim.run()
+
+    pos = 0
+    for g, group in enumerate(groups):
+        for n, frame in enumerate(group):
+            want = frame["expected"]
+            got = received[pos:pos + len(want)]
+            for j, (w, r) in enumerate(zip(want, got)):
+                out_h, out_w, K = frame["shape"]
+                y, x, k = j // (out_w * K), j // K % out_w, j % K
+                assert r == w, (f"group {g} frame {n} shape {frame['shape']}: value {j} "
+                                f"(y {y}, x {x}, k {k}) is {r}, expected {w}")
+            pos += len(want)
+    assert len(received) == pos == total
+
+
+@pytest.mark.parametrize("m", sorted(CONFIGS))
+@pytest.mark.parametrize("in_idle, out_idle", [(0.0, 0.0), (0.5, 0.0), (0.0, 0.6),
+                                               (0.3, 0.5)])
+def test_random_frames_match_golden(m, in_idle, out_idle, rng):
+    """Random shapes and values, back-to-back frames, under valid gaps and back-pressure."""
+    cfg = CONFIGS[m]
+    run_groups(cfg, random_groups(cfg, rng, 7), rng, in_idle, out_idle)
+
+
+def run_free(cfg: AccelConfig, frames: list[dict]):
+    """No gaps, no back-pressure: per-cycle log of accepted beats and emitted values."""
+    dut = OutputReorder(cfg)
+    beats = [b for f in frames for b in f["beats"]]
+    total = sum(len(f["expected"]) for f in frames)
+    accepted, emitted = [], []
+
+    async def bench(ctx):
+        out_h, out_w, K = frames[0]["shape"]
+        ctx.set(dut.out_height, out_h)
+        ctx.set(dut.out_width, out_w)
+        ctx.set(dut.channels, K)
+        ctx.set(dut.o.ready, 1)
+        cycle = 0
+        while len(emitted) < total:
+            if len(accepted) < len(beats):
+                ctx.set(dut.i.payload, beats[len(accepted)])
+                ctx.set(dut.i.valid, 1)
+            else:
+                ctx.set(dut.i.valid, 0)
+            take = ctx.get(dut.i.valid) and ctx.get(dut.i.ready)
+            if ctx.get(dut.o.valid):
+                emitted.append((cycle, payload_value(ctx.get(dut.o.payload))))
+            if take:
+                accepted.append(cycle)
+            await ctx.tick()
+            cycle += 1
+            assert cycle < 10 * (total + len(beats)), "the reorder stopped"
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return accepted, emitted
+
+
+@pytest.mark.parametrize("m, shape", [(2, (9, 10, 4)), (2, (6, 7, 1)), (4, (9, 10, 3)),
+                                      (4, (4, 2, 4))])
+def test_throughput_band_overlap(m, shape, rng):
+    """Band ty+1 fills while band ty drains: one value per cycle from the first to the last.
+
+    Three back-to-back frames of one shape take exactly ``B + LATENCY - 1 + 3·N`` cycles,
+    ``B`` the input beats of the first band and ``N = out_h · out_w · K``.
+    """
+    cfg = CONFIGS[m]
+    out_h, out_w, K = shape
+    frames = [make_frame(cfg, rng, *shape, "random") for _ in range(3)]
+    accepted, emitted = run_free(cfg, frames)
+    assert [v for _, v in emitted] == [v for f in frames for v in f["expected"]]
+
+    tiles_w = -(-out_w // m)
+    band_beats = tiles_w * K
+    values = out_h * out_w * K
+    band_values = m * out_w * K
+    cycles = [c for c, _ in emitted]
+    assert cycles == list(range(cycles[0], cycles[0] + len(cycles))), "output bubble"
+    assert accepted[:band_beats] == list(range(band_beats)), "first band not one per cycle"
+    assert cycles[0] == band_beats - 1 + OutputReorder.LATENCY
+    assert cycles[-1] + 1 == band_beats + OutputReorder.LATENCY - 1 + 3 * values
+    # Band 1 is accepted completely before band 0 has finished draining.
+    if out_h > m:
+        assert accepted[2 * band_beats - 1] < cycles[band_values - 1]
+
+
+def test_memory_bits():
+    cfg = AccelConfig(tile=4, w_max=10, k_max=4, act_bits=8)
+    # two bands × 4 rows × 12 columns (10 rounded up to the tile) × 4 channels × 8 bits
+    assert OutputReorder.memory_bits(cfg) == 2 * 4 * 12 * 4 * 8
+    assert OutputReorder.memory_bits(AccelConfig()) == 2 * 2 * 64 * 256 * 8
+
+
+def test_bad_config_is_a_type_error():
+    with pytest.raises(TypeError, match="cfg must be an AccelConfig, not dict"):
+        OutputReorder({"tile": 2})
