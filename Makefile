@@ -4,7 +4,8 @@ VENV   := .venv
 VPY    := $(VENV)/bin/python
 STAMP  := $(VENV)/.winnow-installed
 TRAIN_STAMP := $(VENV)/.winnow-train-installed
-SIM    ?= icarus
+# empty SIM: benches prefer Icarus, the demo Verilator (fast_simulator); set it to force one
+SIM    ?=
 SEED   ?=
 WAVES  ?= 0
 PYTEST_WORKERS ?= auto
@@ -13,7 +14,8 @@ export SIM SEED WAVES
 .PHONY: help setup sim test unit verif demo bench fpga clean
 
 help:
-	@echo "make demo    generate, pack and run the example model (the main job)"
+	@echo "make demo    generate, pack and run the example model on the RTL (the main job)"
+	@echo "             DEMO_ARGS='--images 20' passes options to python -m sw.demo"
 	@echo "make test    every test CI runs (unit + cocotb + synthesis smoke)"
 	@echo "make verif   cocotb regression only   (SIM=icarus|verilator WAVES=1 SEED=n)"
 	@echo "make bench   cycle benchmarks -> build/bench/results.json"
@@ -46,8 +48,8 @@ verif: sim
 	@mkdir -p build/verif
 	$(VPY) -m pytest -n $(PYTEST_WORKERS) -q verif --junitxml=build/verif/junit.xml
 
-demo: $(STAMP)
-	$(VPY) -m sw.demo
+demo: sim
+	$(VPY) -m sw.demo $(DEMO_ARGS)
 
 bench: sim
 	$(VPY) -m verif.bench

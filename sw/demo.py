@@ -1,227 +1,273 @@
-"""``python -m sw.demo``: a real 3×3 layer on real digits through the bit-exact golden model.
+"""``python -m sw.demo`` (``make demo``): a real pruned network on the simulated accelerator.
 
-1. Train, in NumPy, a one-layer Winograd-domain CNN on scikit-learn's 8×8 digits: 8 filters
-   parametrised directly by their Winograd weights U (Liu et al.), with or without ReLU on the
-   transformed input V, then spatial ReLU, 2×2 average pooling and a softmax readout.
-2. Prune U by magnitude to a few densities and retrain the surviving weights briefly.
-3. Quantise each layer (int8 activations, int8 Winograd weights, int32 bias, multiplier+shift)
-   and run the held-out digits through :func:`sw.golden.conv_layer`.
-4. Print multiplication counts (dense direct / dense Winograd / sparse Winograd), the error of
-   the golden output against the float layer, and the classifier's accuracy on both.
+1. Generate the accelerator (:class:`hw.top.Accelerator`) for the configuration: the default
+   :class:`~hw.config.AccelConfig`, or ``--config winnow.json``.
+2. Pack the committed example model (``examples/digits``: conv 1→16 and 16→32 trained in the
+   Winograd domain with Winograd ReLU, pruned to 30 %) with ``sw/pack.py``.
+3. Run ``--images`` real held-out digits through the RTL simulation layer by layer
+   (:mod:`verif.tb_network`, Verilator when available): the two 3×3 layers on the accelerator,
+   pooling and the classifier on the host. Every layer's output is checked against the golden
+   model as it runs.
+4. Print accuracy (float, golden, RTL), cycles per layer, utilisation and the speedup over dense
+   Winograd and dense direct convolution on the same multipliers, and write
+   ``build/demo/report.md`` with plots (also copied to ``build/report.md``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import sys
 import time
-from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
-from sklearn.datasets import load_digits
 
-from hw.config import AccelConfig
-from sw import golden, prune, quant, winograd
+from hw import gen
+from hw.config import AccelConfig, ConfigError
+from sw import driver, golden, model_import, pack, quant
 
-#: Output channels of the demo layer.
-FILTERS = 8
-#: Real value of one int8 input step: pixels are scaled to [0, 1].
-IN_SCALE = 1 / 127
+__all__ = ["main", "layer_table", "float_predict"]
 
-
-@dataclass
-class FloatModel:
-    """Winograd-domain conv layer plus a linear readout, all float64."""
-
-    U: np.ndarray          # [n*n, K, C]
-    bias: np.ndarray       # [K]
-    W: np.ndarray          # [K*pooled, 10]
-    b: np.ndarray          # [10]
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "digits" / "digits.npz"
+OUT = ROOT / "build" / "demo"
 
 
-class WinogradLayer:
-    """Float forward and backward of ``Y = A^T [sum_c U ⊙ V] A`` for a fixed input batch.
+def float_predict(model: model_import.Model, images: np.ndarray, m: int) -> np.ndarray:
+    """Final outputs of the float model (no quantisation): the accuracy the int8 path keeps."""
+    outs = []
+    for img in images:
+        x = np.asarray(img, dtype=np.float64)
+        for layer in model.layers:
+            if layer.kind == "accel":
+                U = layer.weight if layer.weight.ndim == 3 else \
+                    quant.winograd_weights(layer.weight, m)
+                x = golden.float_winograd_conv(x, U, layer.bias, m, layer.pad,
+                                               layer.winograd_relu, layer.spatial_relu)
+            else:
+                x = driver.host_op(layer, x)
+        outs.append(x)
+    return np.stack(outs)
 
-    Per coordinate x the channel sum is one matrix product, and the output transform is one
-    product with ``kron(A^T, A^T)``, so training is a handful of BLAS calls per step.
+
+def layer_table(results: dict, layers: dict, xs_per_layer: dict, cfg: AccelConfig) -> list[dict]:
+    """Per accelerator layer, summed over the images: RTL counters against the bounds.
+
+    ``rtl_cycles`` is START to final output (streams included), ``array_cycles`` the sparse
+    array's busy time; ``ideal`` is non-zero pairs / multipliers; the dense figures are the
+    multiplications of dense Winograd and dense direct convolution on the same multipliers.
     """
-
-    def __init__(self, images: np.ndarray, m: int, winograd_relu: bool):
-        self.m, self.n = m, m + 2
-        AT, _, BT = winograd.matrices(m).as_float()
-        self.kron = np.kron(AT, AT)                                      # [m*m, n*n]
-        self.grid = winograd.tile_grid(images.shape[-2], images.shape[-1], m, pad=1)
-        d = winograd.extract_tiles(images[:, None], self.grid)          # N, C, th, tw, n, n
-        self.N, C = d.shape[:2]
-        V = np.einsum("ij,...jk,lk->...il", BT, d, BT)
-        if winograd_relu:
-            V = np.maximum(V, 0)
-        V = V.reshape(self.N, C, self.grid.tiles, self.n * self.n)
-        self.V = np.ascontiguousarray(V.transpose(3, 0, 2, 1).reshape(self.n ** 2, -1, C))
-
-    def forward(self, U: np.ndarray, bias: np.ndarray) -> np.ndarray:
-        M = self.V @ U.transpose(0, 2, 1)                                # [X, N*T, K]
-        K, g, m = U.shape[1], self.grid, self.m
-        Y = (self.kron @ M.reshape(self.n ** 2, -1)).reshape(m, m, self.N, g.tiles_h, g.tiles_w, K)
-        Y = Y.transpose(2, 5, 3, 4, 0, 1)                                # N, K, th, tw, m, m
-        return winograd.assemble_tiles(Y, g) + bias[None, :, None, None]
-
-    def backward(self, d_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Gradients for U and bias; the output map is an exact multiple of m here."""
-        N, K = d_out.shape[:2]
-        g, m = self.grid, self.m
-        dY = d_out.reshape(N, K, g.tiles_h, m, g.tiles_w, m).transpose(3, 5, 0, 2, 4, 1)
-        dM = (self.kron.T @ dY.reshape(m * m, -1)).reshape(self.n ** 2, -1, K)
-        dU = self.V.transpose(0, 2, 1) @ dM                              # [X, C, K]
-        return dU.transpose(0, 2, 1), d_out.sum(axis=(0, 2, 3))
+    rows = []
+    for name, dev in layers.items():
+        stats = [s for s in results["stats"] if s["layer"] == name]
+        counts = {"dense_direct": 0, "dense_winograd": 0, "sparse_winograd": 0}
+        for x in xs_per_layer[name]:
+            for key, value in golden.mult_counts(dev.qlayer, x, cfg).items():
+                counts[key] += value
+        macs = sum(s["macs"] for s in stats)
+        if macs != counts["sparse_winograd"]:
+            raise AssertionError(f"layer {name}: the PE counters saw {macs} MACs, the golden "
+                                 f"model counts {counts['sparse_winograd']} non-zero pairs")
+        rtl = sum(s["cycles"] for s in stats)
+        arr = sum(s["array_cycles"] for s in stats)
+        ideal = macs / cfg.multipliers
+        rows.append({
+            "layer": name, "C": dev.qlayer.C, "K": dev.qlayer.K,
+            "passes": dev.packed.num_passes,
+            "rtl_cycles": rtl, "array_cycles": arr, "ideal_cycles": ideal, "macs": macs,
+            "dense_winograd_cycles": counts["dense_winograd"] / cfg.multipliers,
+            "dense_direct_cycles": counts["dense_direct"] / cfg.multipliers,
+            "array_utilisation": ideal / arr if arr else 0.0,
+            "utilisation": ideal / rtl if rtl else 0.0,
+        })
+    return rows
 
 
-def pool_features(conv: np.ndarray) -> np.ndarray:
-    """Spatial ReLU, 2×2 average pooling, flatten: [N, K, 8, 8] → [N, K*16]."""
-    N, K, H, W = conv.shape
-    act = np.maximum(conv, 0)
-    return act.reshape(N, K, H // 2, 2, W // 2, 2).mean(axis=(3, 5)).reshape(N, -1)
-
-
-def train(layer: WinogradLayer, labels: np.ndarray, model: FloatModel, mask: np.ndarray,
-          steps: int, lr: float) -> FloatModel:
-    """Full-batch Adam on cross-entropy; weights outside ``mask`` stay zero."""
-    params = [model.U * mask, model.bias.copy(), model.W.copy(), model.b.copy()]
-    mom = [np.zeros_like(p) for p in params]
-    vel = [np.zeros_like(p) for p in params]
-    onehot = np.eye(10)[labels]
-    for step in range(1, steps + 1):
-        U, bias, W, b = params
-        conv = layer.forward(U, bias)
-        feats = pool_features(conv)
-        logits = feats @ W + b
-        logits -= logits.max(axis=1, keepdims=True)
-        prob = np.exp(logits)
-        prob /= prob.sum(axis=1, keepdims=True)
-        d_logits = (prob - onehot) / len(labels)
-        d_feats = d_logits @ W.T
-        N, K, H, Wd = conv.shape
-        d_pool = d_feats.reshape(N, K, H // 2, 1, Wd // 2, 1) / 4
-        d_conv = np.broadcast_to(d_pool, (N, K, H // 2, 2, Wd // 2, 2)).reshape(conv.shape)
-        d_conv = d_conv * (conv > 0)
-        dU, dbias = layer.backward(d_conv)
-        grads = [dU * mask, dbias, feats.T @ d_logits, d_logits.sum(axis=0)]
-        for p, g, mo, ve in zip(params, grads, mom, vel):
-            mo *= 0.9
-            mo += 0.1 * g
-            ve *= 0.999
-            ve += 0.001 * g * g
-            p -= lr * (mo / (1 - 0.9 ** step)) / (np.sqrt(ve / (1 - 0.999 ** step)) + 1e-8)
-        params[0] *= mask
-    return FloatModel(*params)
-
-
-def accuracy(model: FloatModel, conv: np.ndarray, labels: np.ndarray) -> float:
-    return float(((pool_features(conv) @ model.W + model.b).argmax(axis=1) == labels).mean())
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sw.demo",
-        description="Train a 3×3 conv layer on sklearn's digits, prune it in the Winograd domain, "
-                    "run it through the bit-exact golden model, and print multiplication counts, "
-                    "error against float and accuracy.")
-    parser.add_argument("--tile", type=int, nargs="+", default=[2, 4], choices=[2, 4],
-                        help="output tile sizes m of F(m×m,3×3) to run (default: 2 4)")
-    parser.add_argument("--densities", type=float, nargs="+", default=[1.0, 0.4, 0.15],
-                        help="fractions of Winograd weights kept (default: 1.0 0.4 0.15)")
-    parser.add_argument("--steps", type=int, default=150,
-                        help="training steps for the dense model (default: 150)")
-    parser.add_argument("--test", type=int, default=100,
-                        help="held-out digits run through the golden model (default: 100)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    args = parser.parse_args(argv)
-    if not all(0 < d <= 1 for d in args.densities):
-        parser.error(f"--densities {args.densities}: each must be in (0, 1]")
-    if args.steps < 1:
-        parser.error(f"--steps {args.steps}: must be at least 1")
-    if not 1 <= args.test <= 797:
-        parser.error(f"--test {args.test}: must be in [1, 797] (the digits set has 1797 images, "
-                     "1000 are used for training)")
-    return args
+        description="Generate the accelerator, pack the example digits model and run real test "
+                    "images through the RTL simulation; report accuracy, cycles, utilisation "
+                    "and speedup, and write build/report.md.")
+    parser.add_argument("--images", type=int, default=100,
+                        help="held-out digits to run (1..360, default %(default)s)")
+    parser.add_argument("--config", type=Path, metavar="FILE.json",
+                        help="accelerator configuration (default: the AccelConfig defaults)")
+    parser.add_argument("--sim", choices=("icarus", "verilator"),
+                        help="simulator (default: Verilator when available, else Icarus)")
+    parser.add_argument("--pause", type=float, default=0.0,
+                        help="probability of a paused cycle on every AXI stream (default 0)")
+    parser.add_argument("-o", "--outdir", type=Path, default=OUT,
+                        help="output directory (default: %(default)s)")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    console = Console(width=None if sys.stdout.isatty() else 180)  # logs keep the whole table
-    start = time.perf_counter()
-    rng = np.random.default_rng(args.seed)
-    digits = load_digits()
-    order = rng.permutation(len(digits.target))
-    images = digits.images[order] / 16.0
-    labels = digits.target[order]
-    train_x, train_y = images[:1000], labels[:1000]
-    test_x, test_y = images[1000:1000 + args.test], labels[1000:1000 + args.test]
-    test_q = np.rint(test_x / IN_SCALE).astype(np.int64)        # int8 activations, 0..127
-    console.print(f"[bold]winnow demo[/]: sklearn digits, {len(train_y)} train / {len(test_y)} "
-                  f"test images (8×8), {FILTERS} filters 3×3 pad 1, seed {args.seed}")
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not 1 <= args.images <= 360:
+        parser.error(f"--images {args.images}: choose 1..360 (the digits test split)")
+    if not 0.0 <= args.pause < 1.0:
+        parser.error(f"--pause {args.pause}: choose a probability in [0, 1)")
+    try:
+        cfg = AccelConfig.load(args.config) if args.config else AccelConfig()
+    except (ConfigError, OSError) as err:
+        parser.error(f"{args.config}: {err}")
+    from sw import train
+    from verif.network import run_network_job
+    from verif.simulator import SimulatorMissing, fast_simulator
 
-    table = Table(title="Sparse Winograd layer on digits: golden model (int8) vs float",
-                  caption="mults per image; err in int8 output steps vs the float layer on the "
-                          "same int8 input; bound = mean of golden.error_bound")
-    for column in ("F(m,3)", "W-ReLU", "density", "dense direct", "dense Winograd",
-                   "sparse Winograd", "vs direct", "err mean", "err max", "bound",
-                   "acc float", "acc golden"):
-        table.add_column(column, justify="right")
+    console = Console(width=110)
+    t0 = time.perf_counter()
+    out = args.outdir
+    out.mkdir(parents=True, exist_ok=True)
 
-    jobs = [(m, wr, d) for m in args.tile for wr in (False, True) for d in args.densities]
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("training and running the golden model", total=len(jobs))
-        for m in args.tile:
-            cfg = AccelConfig(tile=m, c_max=1, k_max=FILTERS, w_max=8)
-            for wr in (False, True):
-                progress.update(task, description=f"F({m},3) W-ReLU={wr}: training dense")
-                fit_layer = WinogradLayer(train_x, m, wr)
-                test_layer = WinogradLayer(test_q * IN_SCALE, m, wr)
-                g = rng.normal(size=(FILTERS, 1, 3, 3)) * 0.5
-                init = FloatModel(quant.winograd_weights(g, m), np.zeros(FILTERS),
-                                  rng.normal(size=(FILTERS * 16, 10)) * 0.05, np.zeros(10))
-                dense = train(fit_layer, train_y, init, np.ones_like(init.U), args.steps, 0.03)
-                for density in args.densities:
-                    progress.update(task, description=f"F({m},3) W-ReLU={wr} density {density}")
-                    mask = prune.prune_winograd(dense.U, density)
-                    model = dense if density == 1 else train(
-                        fit_layer, train_y, dense, mask, max(1, args.steps // 3), 0.01)
-                    table.add_row(*evaluate(model, cfg, wr, test_layer, test_q, test_y))
-                    progress.advance(task)
-            table.add_section()
-    console.print(table)
-    console.print(f"done in {time.perf_counter() - start:.1f} s")
-    return 0
+    console.print(f"[bold]1/4[/] generating the accelerator (F({cfg.tile}×{cfg.tile},3×3), "
+                  f"{cfg.coords} PEs, {cfg.multipliers} multipliers)")
+    for name, text in gen.generate("accelerator", cfg).items():
+        (out / "gen").mkdir(exist_ok=True)
+        (out / "gen" / name).write_text(text)
+    console.print(f"    {out / 'gen' / 'accelerator.v'}")
+
+    console.print(f"[bold]2/4[/] packing {EXAMPLE.relative_to(ROOT)}")
+    try:
+        manifest, packed = pack.pack_model(EXAMPLE, out / "packed", cfg, force=True)
+    except pack.PackError as err:
+        console.print(f"[red]error:[/] {err}")
+        return 2
+    console.print(pack.summary_table(packed, cfg))
+
+    model = model_import.load_npz(EXAMPLE)
+    _, _, images, labels = train.load_dataset("digits", seed=0)
+    images, labels = images[:args.images], labels[:args.images]
+    layers = driver.device_layers(model, cfg, (out / "packed" / pack.BIN_NAME).read_bytes())
+    float_acc = float((float_predict(model, images, cfg.tile).argmax(1) == labels).mean())
+    golden_out = driver.golden_predict(model, images, cfg, layers)
+    golden_acc = float((golden_out.argmax(1) == labels).mean())
+
+    try:
+        sim = args.sim or fast_simulator()
+    except SimulatorMissing as err:
+        console.print(f"[red]error:[/] {err}")
+        return 2
+    console.print(f"[bold]3/4[/] running {len(images)} digits through the RTL ({sim}); every "
+                  "layer is checked against the golden model as it goes")
+    t_sim = time.perf_counter()
+    results = run_network_job(cfg, EXAMPLE, out / "packed" / pack.BIN_NAME, images, labels,
+                              "demo", sim=sim, pause=args.pause, console=True)
+    t_sim = time.perf_counter() - t_sim
+    rtl_out = np.array(results["outputs"])
+    rtl_acc = float((rtl_out.argmax(1) == labels).mean())
+    identical = bool(np.array_equal(rtl_out, golden_out))
+
+    # Inputs of each accelerator layer, for the golden multiplication counts.
+    xs_per_layer, xs = {}, [driver.quantize_input(img, model.input_scale, cfg) for img in images]
+    for name, dev in layers.items():
+        xs_per_layer[name] = xs
+        xs = [golden.conv_layer(x, dev.qlayer, cfg) for x in xs]
+    rows = layer_table(results, layers, xs_per_layer, cfg)
+
+    console.print("[bold]4/4[/] results")
+    acc = Table(title=f"accuracy on {len(images)} held-out digits")
+    for col in ("float", "golden (int8)", "RTL", "RTL == golden"):
+        acc.add_column(col, justify="right")
+    acc.add_row(f"{float_acc:.4f}", f"{golden_acc:.4f}", f"{rtl_acc:.4f}",
+                "yes, bit for bit" if identical else "NO")
+    console.print(acc)
+    console.print(_cycle_table(rows, len(images), cfg))
+    report = _write_report(out, cfg, rows, results, float_acc, golden_acc, rtl_acc, identical,
+                           len(images), sim, t_sim)
+    shutil.copy(report, ROOT / "build" / "report.md")
+    console.print(f"report: {report} (and build/report.md); simulation "
+                  f"{results['sim_cycles']:.0f} cycles at {results['cycles_per_second']:.0f} "
+                  f"cycles/s; total {time.perf_counter() - t0:.0f} s")
+    return 0 if identical and rtl_acc == golden_acc else 1
 
 
-def evaluate(model: FloatModel, cfg: AccelConfig, wr: bool, test_layer: WinogradLayer,
-             test_q: np.ndarray, test_y: np.ndarray) -> list[str]:
-    """Quantise ``model``'s layer, run every test image through the golden model, one table row."""
-    float_conv = test_layer.forward(model.U, model.bias)                  # N, K, 8, 8
-    out_scale = quant.choose_scale(np.maximum(float_conv, 0), cfg.act_bits)
-    layer = quant.quantize_layer(model.U, model.bias, IN_SCALE, out_scale, cfg, name="digits",
-                                 pad=1, winograd_relu=wr, spatial_relu=True)
-    outs, counts, bounds = [], np.zeros(3), []
-    for x in test_q:
-        trace_in = x[None]
-        outs.append(golden.conv_layer(trace_in, layer, cfg))
-        c = golden.mult_counts(layer, trace_in, cfg)
-        counts += (c["dense_direct"], c["dense_winograd"], c["sparse_winograd"])
-        bounds.append(golden.error_bound(trace_in, layer, cfg).mean())
-    outs = np.stack(outs)
-    want = np.clip(np.maximum(float_conv, 0) / out_scale, *cfg.act_range)
-    err = np.abs(outs - want)
-    direct, dense_w, sparse_w = counts / len(test_q)
-    return [f"F({cfg.tile},3)", "yes" if wr else "no",
-            f"{golden.coord_density(layer.U).mean():.2f}",
-            f"{direct:.0f}", f"{dense_w:.0f}", f"{sparse_w:.0f}", f"{direct / sparse_w:.1f}×",
-            f"{err.mean():.2f}", f"{err.max():.1f}", f"{np.mean(bounds):.1f}",
-            f"{accuracy(model, float_conv, test_y):.1%}",
-            f"{accuracy(model, outs * out_scale, test_y):.1%}"]
+def _cycle_table(rows: list[dict], images: int, cfg: AccelConfig) -> Table:
+    table = Table(title=f"cycles per image ({cfg.multipliers} multipliers; ideal = non-zero "
+                        "pairs / multipliers)")
+    for col in ("layer", "C→K", "RTL run", "array busy", "ideal", "array util.",
+                "dense Winograd", "dense direct", "speedup vs dense Wino (array)",
+                "vs direct (array)"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(r["layer"], f"{r['C']}→{r['K']}", f"{r['rtl_cycles'] / images:.0f}",
+                      f"{r['array_cycles'] / images:.0f}", f"{r['ideal_cycles'] / images:.0f}",
+                      f"{r['array_utilisation']:.2f}",
+                      f"{r['dense_winograd_cycles'] / images:.0f}",
+                      f"{r['dense_direct_cycles'] / images:.0f}",
+                      f"{r['dense_winograd_cycles'] / r['array_cycles']:.2f}×",
+                      f"{r['dense_direct_cycles'] / r['array_cycles']:.2f}×")
+    return table
+
+
+def _write_report(out: Path, cfg: AccelConfig, rows, results, float_acc, golden_acc, rtl_acc,
+                  identical, images, sim, t_sim) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["layer"] for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    keys = [("dense_direct_cycles", "dense direct"), ("dense_winograd_cycles", "dense Winograd"),
+            ("rtl_cycles", "RTL run (with streams)"), ("array_cycles", "RTL array busy"),
+            ("ideal_cycles", "ideal (pairs / multipliers)")]
+    width = 0.16
+    for i, (key, label) in enumerate(keys):
+        ax.bar(np.arange(len(rows)) + (i - 2) * width, [r[key] / images for r in rows], width,
+               label=label)
+    ax.set_xticks(np.arange(len(rows)), names)
+    ax.set_ylabel("cycles per image")
+    ax.set_yscale("log")
+    ax.set_title(f"digits CNN, F({cfg.tile}x{cfg.tile},3x3), {cfg.multipliers} multipliers")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "cycles.png", dpi=110)
+    plt.close(fig)
+
+    lines = [
+        "# winnow demo report", "",
+        f"Model `examples/digits/digits.npz` on {images} held-out digits, RTL simulated with "
+        f"{sim} ({results['sim_cycles']:.0f} cycles in {t_sim:.0f} s, "
+        f"{results['cycles_per_second']:.0f} cycles/s including the bench).", "",
+        f"Configuration: tile {cfg.tile}, lanes {cfg.lanes}, {cfg.multipliers} multipliers, "
+        f"c_max {cfg.c_max}, k_max {cfg.k_max}, w_max {cfg.w_max}, wmem_depth {cfg.wmem_depth}.",
+        "", "## Accuracy", "",
+        "| float | golden (int8) | RTL | RTL identical to golden |", "|---|---|---|---|",
+        f"| {float_acc:.4f} | {golden_acc:.4f} | {rtl_acc:.4f} | "
+        f"{'yes' if identical else 'NO'} |", "",
+        "## Cycles per image", "",
+        "`RTL run` counts from START to the final output beat, with the one-value-per-beat "
+        "activation streams; `array busy` is the sparse array's own run time. `ideal` is the "
+        "non-zero (weight, activation) pairs counted by the PE counters divided by the "
+        "multipliers; dense figures are the multiplications of dense Winograd and dense direct "
+        "convolution on the same multipliers.", "",
+        "| layer | C→K | passes | RTL run | array busy | ideal | array util. | end-to-end util. "
+        "| dense Winograd | dense direct | speedup vs dense Winograd (array) "
+        "| speedup vs direct (array) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['layer']} | {r['C']}→{r['K']} | {r['passes']} | {r['rtl_cycles'] / images:.0f} "
+            f"| {r['array_cycles'] / images:.0f} | {r['ideal_cycles'] / images:.1f} "
+            f"| {r['array_utilisation']:.2f} | {r['utilisation']:.2f} "
+            f"| {r['dense_winograd_cycles'] / images:.0f} | {r['dense_direct_cycles'] / images:.0f} "
+            f"| {r['dense_winograd_cycles'] / r['array_cycles']:.2f}× "
+            f"| {r['dense_direct_cycles'] / r['array_cycles']:.2f}× |")
+    lines += ["", "![cycles per layer](cycles.png)", ""]
+    (out / "results.json").write_text(json.dumps({"rows": rows, "accuracy": {
+        "float": float_acc, "golden": golden_acc, "rtl": rtl_acc, "identical": identical},
+        "sim": sim, "sim_cycles": results["sim_cycles"],
+        "cycles_per_second": results["cycles_per_second"]}, indent=1) + "\n")
+    report = out / "report.md"
+    report.write_text("\n".join(lines))
+    return report
 
 
 if __name__ == "__main__":

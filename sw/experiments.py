@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from hw.config import AccelConfig
-from sw import golden, model_import, prune, quant
+from sw import driver, golden, model_import, prune, quant
 
 __all__ = ["quantized_layers", "int8_predict", "main"]
 
@@ -33,40 +33,10 @@ def quantized_layers(model: model_import.Model, cfg: AccelConfig) -> dict:
         for layer in model.accel_layers}
 
 
-def _host(layer: model_import.HostLayer, x: np.ndarray) -> np.ndarray:
-    if layer.op == "maxpool":
-        k = layer.attrs["kernel_shape"][0]
-        C, H, W = x.shape
-        return x[:, :H // k * k, :W // k * k].reshape(C, H // k, k, W // k, k).max(axis=(2, 4))
-    if layer.op == "flatten":
-        return x.reshape(-1)
-    if layer.op == "relu":
-        return np.maximum(x, 0)
-    if layer.op == "gemm":
-        return layer.arrays["weight"] @ x + layer.arrays["bias"]
-    raise ValueError(f"layer {layer.name}: host op {layer.op} is not run by the experiments")
-
-
-def int8_predict(model: model_import.Model, images: np.ndarray, cfg: AccelConfig,
-                 qlayers: dict | None = None) -> np.ndarray:
-    """Class predictions with every accelerator layer run bit-exactly in int8 (chain models)."""
-    qlayers = qlayers or quantized_layers(model, cfg)
-    lo, hi = cfg.act_range
-    preds = []
-    for img in images:
-        x = np.clip(np.rint(img / model.input_scale), lo, hi).astype(np.int64)
-        real = None
-        for layer in model.layers:
-            if layer.kind == "accel":
-                q = qlayers[layer.name]
-                if real is not None:
-                    x = np.clip(np.rint(real / q.in_scale), lo, hi).astype(np.int64)
-                x = golden.conv_layer(x, q, cfg)
-                real = x * q.out_scale
-            else:
-                real = _host(layer, real)
-        preds.append(int(np.argmax(real)))
-    return np.array(preds)
+def int8_predict(model: model_import.Model, images: np.ndarray, cfg: AccelConfig) -> np.ndarray:
+    """Class predictions with every accelerator layer run bit-exactly in int8
+    (:func:`sw.driver.golden_predict`)."""
+    return driver.golden_predict(model, images, cfg).argmax(axis=1)
 
 
 def _run(relu: str, method: str, density: float, args, cfg: AccelConfig) -> dict:
@@ -81,7 +51,7 @@ def _run(relu: str, method: str, density: float, args, cfg: AccelConfig) -> dict
         model = model_import.load_npz(path)
     xte, yte = data[2][:args.test_images], data[3][:args.test_images]
     qlayers = quantized_layers(model, cfg)
-    int8 = float((int8_predict(model, xte, cfg, qlayers) == yte).mean())
+    int8 = float((int8_predict(model, xte, cfg) == yte).mean())
     mults = {"dense_direct": 0, "dense_winograd": 0, "sparse_winograd": 0}
     x = np.clip(np.rint(xte[0] / model.input_scale), *cfg.act_range).astype(np.int64)
     for layer in model.accel_layers:

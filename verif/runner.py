@@ -49,15 +49,19 @@ def session_seed() -> int:
 
 
 def run_bench(component: str, cfg: AccelConfig, test_module: str, case: str,
-              extra_env: dict[str, str] | None = None) -> Path:
+              extra_env: dict[str, str] | None = None, *, sim: str | None = None,
+              console: bool = False) -> Path:
     """Generate ``component`` for ``cfg``, build it and run every test in ``test_module``.
+
+    ``sim`` overrides the simulator choice; ``console`` sends the simulation's output to the
+    terminal (for progress lines) instead of ``sim.log``.
 
     The bench reads the configuration from ``$WINNOW_CONFIG`` (the case's ``winnow.json``) and
     the component name from ``$WINNOW_COMPONENT``.
     Raises ``AssertionError`` naming the seed and the results file when any cocotb test fails.
     Returns the results XML path.
     """
-    sim = find_simulator()
+    sim = sim or find_simulator()
     seed = session_seed()
     waves = os.environ.get("WAVES", "0") not in ("", "0")
     case_dir = SIM_DIR / case
@@ -92,10 +96,10 @@ def run_bench(component: str, cfg: AccelConfig, test_module: str, case: str,
             seed=seed,
             waves=waves,
             extra_env={"WINNOW_CONFIG": str(config), "WINNOW_COMPONENT": component,
-                       **(extra_env or {})},
+                       "WINNOW_SIM": sim, **(extra_env or {})},
             results_xml=str(results_xml),
             timescale=("1ns", "1ps"),
-            log_file=sim_dir / "sim.log",
+            log_file=None if console else sim_dir / "sim.log",
         )
     except SystemExit:
         # Under pytest the runner exits on a failed cocotb test; the results file says which.

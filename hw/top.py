@@ -1,0 +1,244 @@
+"""``Accelerator``: the whole sparse-Winograd convolution engine behind AXI ports.
+
+One run computes one 3×3 stride-1 layer pass (``K ≤ k_max`` output channels) of one image::
+
+    s_axis_act → LineBuffer → InputTransform (+ Winograd ReLU) → SparseArray (n² sparse PEs)
+               → OutputTransform (+ bias, requantise, spatial ReLU, clamp; quant[k] from the CSRs)
+               → OutputReorder → m_axis_out
+    s_axis_wgt → WeightLoader → the PEs' weight and directory memories
+    s_axi      → ControlRegisters (shape, ReLU modes, quantisation memory, start/busy/done, flags,
+                 perf counters)
+
+Port names are Vivado-style and flat, so IP integrators and cocotbext-axi
+(``AxiStreamBus.from_prefix(dut, "s_axis_act")``, ``AxiLiteBus.from_prefix(dut, "s_axi")``) bind
+directly. Clock ``clk``, synchronous active-high reset ``rst``.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Signal, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.wiring import In, Out
+
+from hw.array import SparseArray
+from hw.config import AccelConfig
+from hw.csr import ControlRegisters
+from hw.linebuf import LineBuffer
+from hw.loader import WeightLoader
+from hw.reorder import OutputReorder
+from hw.transforms import InputTransform, OutputTransform
+
+__all__ = ["Accelerator", "stream_bytes"]
+
+
+def stream_bytes(bits: int) -> int:
+    """Bytes of an AXI-Stream ``tdata`` carrying one ``bits``-wide value (sign-extended)."""
+    return (bits + 7) // 8
+
+
+class Accelerator(wiring.Component):
+    """The integrated accelerator for one :class:`~hw.config.AccelConfig`.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+        Every size and width of the datapath.
+    counter_bits : int
+        Width of the run-cycle and per-PE performance counters.
+
+    Members
+    -------
+    s_axis_act_tdata, s_axis_act_tvalid, s_axis_act_tready, s_axis_act_tlast
+        Activations in: one signed ``act_bits`` value per beat (sign-extended to whole bytes in
+        ``tdata``), the layer's input in NHWC raster order (``y``, then ``x``, then ``c``),
+        ``H·W·C`` beats per run with ``tlast`` on the final one. Ready only during a run and
+        only for the run's ``H·W·C`` beats.
+    s_axis_wgt_tdata, s_axis_wgt_tvalid, s_axis_wgt_tready, s_axis_wgt_tlast
+        Packed weights in, one byte per beat: one record of the weight-load stream
+        (:func:`sw.formats.encode_record`) per frame, ``tlast`` on its final byte. Ready only
+        between runs.
+    m_axis_out_tdata, m_axis_out_tvalid, m_axis_out_tready, m_axis_out_tlast
+        Activations out: one signed ``act_bits`` value per beat (sign-extended), the pass's
+        ``out_h × out_w × K`` output in NHWC raster order, ``tlast`` on the final one.
+    s_axi_*
+        AXI4-Lite slave of :class:`hw.csr.ControlRegisters` (register map in
+        :mod:`hw.regmap`).
+
+    Notes
+    -----
+    A run: load the pass's weight record on ``s_axis_wgt``; write HEIGHT, WIDTH, CHANNELS, KOUT,
+    PAD, RELU and the quantisation entries ``0 .. K-1``; write CTRL.START; stream the input on
+    ``s_axis_act`` while taking the output from ``m_axis_out``; STATUS.DONE is set when the
+    final output beat has been taken. STATUS.BUSY is also set while a weight record is being
+    parsed, so configuration writes are refused then too.
+
+    Flags: ERROR is set by a rejected weight record and by an activation frame whose ``tlast``
+    is misplaced (the run goes on counting beats; the output is then meaningless). OVERFLOW is
+    set when an ``M`` value leaving the array sits at the limit of ``acc_bits`` in saturate
+    mode (a saturated sum, or one exactly at the limit); wrap-around in wrap mode is not
+    detected.
+    """
+
+    def __init__(self, cfg: AccelConfig, counter_bits: int = 32):
+        if not isinstance(cfg, AccelConfig):
+            raise TypeError(f"cfg must be an AccelConfig, not {type(cfg).__name__}")
+        self._cfg = cfg
+        self._counter_bits = counter_bits
+        self._csr = ControlRegisters(cfg, counter_bits)
+        act_width = 8 * stream_bytes(cfg.act_bits)
+        members = {
+            "s_axis_act_tdata": In(act_width),
+            "s_axis_act_tvalid": In(1),
+            "s_axis_act_tready": Out(1),
+            "s_axis_act_tlast": In(1),
+            "s_axis_wgt_tdata": In(8),
+            "s_axis_wgt_tvalid": In(1),
+            "s_axis_wgt_tready": Out(1),
+            "s_axis_wgt_tlast": In(1),
+            "m_axis_out_tdata": Out(act_width),
+            "m_axis_out_tvalid": Out(1),
+            "m_axis_out_tready": In(1),
+            "m_axis_out_tlast": Out(1),
+        }
+        for name, member in self._csr.signature.members.items():
+            if name.startswith("s_axi_"):
+                members[name] = member
+        super().__init__(members)
+
+    @property
+    def cfg(self) -> AccelConfig:
+        return self._cfg
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        csr = m.submodules.csr = self._csr
+        linebuf = m.submodules.linebuf = LineBuffer(cfg)
+        itf = m.submodules.input_transform = InputTransform(cfg)
+        array = m.submodules.array = SparseArray(cfg, counter_bits=self._counter_bits)
+        otf = m.submodules.output_transform = OutputTransform(cfg)
+        reorder = m.submodules.reorder = OutputReorder(cfg)
+        loader = m.submodules.loader = WeightLoader(cfg)
+
+        # -- AXI4-Lite straight through to the registers ------------------------------------
+        for name, member in csr.signature.members.items():
+            if name.startswith("s_axi_"):
+                ours, theirs = getattr(self, name), getattr(csr, name)
+                if member.flow == wiring.In:
+                    m.d.comb += theirs.eq(ours)
+                else:
+                    m.d.comb += ours.eq(theirs)
+
+        # -- run control ----------------------------------------------------------------------
+        running = Signal()
+        done = Signal()
+        height, width, pad = csr.height, csr.width, csr.pad
+        out_h = Signal(16)
+        out_w = Signal(range(cfg.w_max + 3))
+        m.d.comb += [out_h.eq(height + 2 * pad - 2), out_w.eq(width + 2 * pad - 2)]
+        in_left = Signal(32)        # activation beats still expected in this run
+        with m.If(csr.start):
+            m.d.sync += [running.eq(1), in_left.eq(height * width * csr.channels)]
+        with m.Elif(done):
+            m.d.sync += running.eq(0)
+
+        m.d.comb += [
+            linebuf.height.eq(height), linebuf.width.eq(width),
+            linebuf.channels.eq(csr.channels), linebuf.pad.eq(pad),
+            array.k_count.eq(csr.k_count),
+            reorder.out_height.eq(out_h), reorder.out_width.eq(out_w),
+            reorder.channels.eq(csr.k_count),
+        ]
+
+        # -- activations in -------------------------------------------------------------------
+        take = Signal()
+        m.d.comb += [
+            linebuf.i.payload.eq(self.s_axis_act_tdata[:cfg.act_bits].as_signed()),
+            linebuf.i.valid.eq(self.s_axis_act_tvalid & running & (in_left != 0)),
+            self.s_axis_act_tready.eq(linebuf.i.ready & running & (in_left != 0)),
+            take.eq(self.s_axis_act_tvalid & self.s_axis_act_tready),
+        ]
+        framing_error = Signal()
+        with m.If(take):
+            m.d.sync += in_left.eq(in_left - 1)
+            m.d.comb += framing_error.eq(self.s_axis_act_tlast != (in_left == 1))
+
+        # -- patches → input transform; (c, last) ride in a side FIFO past its pipeline -------
+        side = m.submodules.side = SyncFIFO(width=linebuf.o.payload.c.shape().width + 1,
+                                            depth=InputTransform.LATENCY + 2)
+        m.d.comb += [
+            itf.i.payload.d.eq(linebuf.o.payload.d),
+            itf.i.payload.relu.eq(csr.winograd_relu),
+            itf.i.valid.eq(linebuf.o.valid & side.w_rdy),
+            linebuf.o.ready.eq(itf.i.ready & side.w_rdy),
+            side.w_data.eq(Cat(linebuf.o.payload.c, linebuf.o.payload.last)),
+            side.w_en.eq(itf.i.valid & itf.i.ready),
+        ]
+        m.d.comb += [
+            array.act.payload.v.eq(itf.o.payload),
+            array.act.payload.c.eq(side.r_data[:side.width - 1]),
+            array.act.payload.last.eq(side.r_data[side.width - 1]),
+            array.act.valid.eq(itf.o.valid & side.r_rdy),
+            itf.o.ready.eq(array.act.ready & side.r_rdy),
+            side.r_en.eq(array.act.valid & array.act.ready),
+        ]
+
+        # -- weights in ----------------------------------------------------------------------
+        m.d.comb += [
+            loader.i.payload.data.eq(self.s_axis_wgt_tdata),
+            loader.i.payload.last.eq(self.s_axis_wgt_tlast),
+            loader.i.valid.eq(self.s_axis_wgt_tvalid & ~running),
+            self.s_axis_wgt_tready.eq(loader.i.ready & ~running),
+        ]
+        wiring.connect(m, loader.wr, array.wgt_wr)
+
+        # -- M → output transform with this channel's quantisation ---------------------------
+        head = array.out.payload
+        m.d.comb += [
+            csr.quant_k.eq(head.k),
+            otf.i.payload.m.eq(head.m),
+            otf.i.payload.bias.eq(csr.quant.bias),
+            otf.i.payload.multiplier.eq(csr.quant.multiplier),
+            otf.i.payload.shift.eq(csr.quant.shift),
+            otf.i.payload.relu.eq(csr.spatial_relu),
+            otf.i.valid.eq(array.out.valid),
+            array.out.ready.eq(otf.i.ready),
+        ]
+        overflow = Signal()
+        if cfg.overflow == "saturate":
+            lo, hi = -(1 << (cfg.acc_bits - 1)), (1 << (cfg.acc_bits - 1)) - 1
+            at_limit = 0
+            for xi in range(cfg.coords):
+                at_limit = at_limit | (head.m[xi] == lo) | (head.m[xi] == hi)
+            m.d.comb += overflow.eq(array.out.valid & array.out.ready & at_limit)
+        wiring.connect(m, otf.o, reorder.i)
+
+        # -- activations out -----------------------------------------------------------------
+        m.d.comb += [
+            self.m_axis_out_tdata.eq(reorder.o.payload.data),
+            self.m_axis_out_tlast.eq(reorder.o.payload.last),
+            self.m_axis_out_tvalid.eq(reorder.o.valid),
+            reorder.o.ready.eq(self.m_axis_out_tready),
+            done.eq(running & reorder.o.valid & reorder.o.ready & reorder.o.payload.last),
+        ]
+
+        # -- status and counters -------------------------------------------------------------
+        cycles = Signal(unsigned(self._counter_bits))
+        with m.If(csr.start):
+            m.d.sync += cycles.eq(0)
+        with m.Elif(running):
+            m.d.sync += cycles.eq(cycles + 1)
+        m.d.comb += [
+            csr.busy.eq(running | ~loader.idle),
+            csr.done.eq(done),
+            csr.error.eq(loader.error | framing_error),
+            csr.overflow.eq(overflow),
+            csr.cycles.eq(cycles),
+            csr.array_cycles.eq(array.cycles),
+            csr.perf.eq(array.perf),
+            csr.wgt_records.eq(loader.records),
+            csr.wgt_channels.eq(loader.channels),
+            csr.wgt_k_count.eq(loader.k_count),
+        ]
+        return m

@@ -1,0 +1,349 @@
+"""The host driver: runs a whole network layer by layer, the 3×3 layers on a backend.
+
+A network is a :class:`sw.model_import.Model`: accelerator layers (3×3 stride-1 convolutions)
+and host layers (pooling, flatten, fully connected, ...). The driver quantises each accelerator
+layer exactly as ``sw/pack.py`` does, packs it with :func:`sw.formats.pack_layer`, and runs the
+batch **layer by layer**: every image through layer 1, then every image through layer 2, so each
+weight record is loaded once per batch. Host layers run in NumPy on the dequantised outputs.
+
+Two backends share one interface, ``await backend.conv(layer, xs) -> ys``:
+
+- :class:`GoldenBackend`, the bit-exact NumPy model (:func:`sw.golden.conv_layer`);
+- :class:`RTLBackend`, the generated :class:`hw.top.Accelerator` in a cocotb simulation, driven
+  through cocotbext-axi (weights on ``s_axis_wgt``, registers on ``s_axi``, activations on
+  ``s_axis_act``/``m_axis_out``).
+
+The interface is ``async`` so the RTL backend can await the simulator; :func:`run_sync` runs a
+network on the golden backend without an event loop.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from hw import regmap
+from hw.config import AccelConfig
+from sw import formats, golden, model_import, quant, winograd
+
+__all__ = ["DeviceLayer", "device_layers", "host_op", "quantize_input", "run_network",
+           "run_sync", "golden_predict", "GoldenBackend", "RTLBackend", "DriverError"]
+
+
+class DriverError(RuntimeError):
+    """The accelerator refused or failed a step; the message names the layer and the step."""
+
+
+@dataclass(frozen=True)
+class DeviceLayer:
+    """One accelerator layer as the hardware sees it.
+
+    Attributes
+    ----------
+    index : int
+        Position among the model's accelerator layers (the ``layer`` field of its stream
+        records).
+    qlayer : sw.quant.QuantLayer
+        Integer weights, bias, multiplier, shift, padding and ReLU modes.
+    packed : sw.formats.PackedLayer
+        The on-chip image: one :class:`sw.formats.PassImage` per pass over output channels.
+    records : tuple of bytes
+        Per pass, its weight-load record (:func:`sw.formats.encode_record`), one
+        ``s_axis_wgt`` frame.
+    """
+
+    index: int
+    qlayer: quant.QuantLayer
+    packed: formats.PackedLayer
+    records: tuple[bytes, ...]
+
+    @property
+    def name(self) -> str:
+        return self.qlayer.name
+
+
+def device_layers(model: model_import.Model, cfg: AccelConfig,
+                  stream: bytes | None = None, source: str = "stream") -> dict[str, DeviceLayer]:
+    """Quantise and pack every accelerator layer of ``model`` for ``cfg``.
+
+    With ``stream`` (the packer's ``weights.bin``), the records come from it instead, after a
+    check that they are byte for byte what this driver would pack, so a run proves the
+    packer's output, not a second copy of it.
+
+    Raises
+    ------
+    DriverError
+        ``stream`` disagrees with the model (another model, pruning or configuration).
+    """
+    layers = {}
+    for index, layer in enumerate(model.accel_layers):
+        q = quant.quantize_layer(layer.weight, layer.bias, layer.in_scale, layer.out_scale, cfg,
+                                 name=layer.name, pad=layer.pad,
+                                 winograd_relu=layer.winograd_relu,
+                                 spatial_relu=layer.spatial_relu)
+        packed = formats.pack_layer(q.U, cfg, name=layer.name)
+        records = tuple(formats.encode_record(index, im, cfg) for im in packed.passes)
+        layers[layer.name] = DeviceLayer(index, q, packed, records)
+    if stream is not None:
+        given = formats.split_stream(stream, cfg, source)
+        expected = [(d.index, p, rec) for d in layers.values() for p, rec in enumerate(d.records)]
+        if [(li, p) for li, p, _ in given] != [(li, p) for li, p, _ in expected]:
+            raise DriverError(f"{source}: records {[(li, p) for li, p, _ in given]} do not "
+                              f"match the model's layers and passes "
+                              f"{[(li, p) for li, p, _ in expected]}")
+        for (li, p, rec), (_, _, mine) in zip(given, expected):
+            if rec != mine:
+                name = model.accel_layers[li].name
+                raise DriverError(f"{source}: layer {name} pass {p}: the packed weights differ "
+                                  "from this model quantised for this configuration")
+    return layers
+
+
+def quantize_input(image: np.ndarray, scale: float, cfg: AccelConfig) -> np.ndarray:
+    """Real-valued ``image`` to the integer activation grid of ``scale`` (round, clamp)."""
+    return np.clip(np.rint(np.asarray(image, dtype=np.float64) / scale),
+                   *cfg.act_range).astype(np.int64)
+
+
+def host_op(layer: model_import.HostLayer, x: np.ndarray) -> np.ndarray:
+    """Run one host layer on one real-valued sample (no batch axis)."""
+    op, attrs = layer.op, layer.attrs
+    if op in ("maxpool", "avgpool"):
+        k = attrs.get("kernel_shape", [2, 2])[0]
+        s = attrs.get("strides", [k, k])[0]
+        if s != k or any(attrs.get("pads", [0])):
+            raise ValueError(f"layer {layer.name}: {op} with stride {s} != kernel {k} or with "
+                             "padding is not supported on the host")
+        C, H, W = x.shape
+        blocks = x[:, :H // k * k, :W // k * k].reshape(C, H // k, k, W // k, k)
+        return blocks.max(axis=(2, 4)) if op == "maxpool" else blocks.mean(axis=(2, 4))
+    if op == "global_avgpool":
+        return x.mean(axis=(1, 2), keepdims=True)
+    if op in ("flatten", "reshape"):
+        return x.reshape(-1)
+    if op == "relu":
+        return np.maximum(x, 0)
+    if op in ("gemm", "matmul"):
+        y = layer.arrays["weight"] @ x
+        return y + layer.arrays["bias"] if "bias" in layer.arrays else y
+    raise ValueError(f"layer {layer.name}: host op {op!r} is not supported by the driver")
+
+
+async def run_network(model: model_import.Model, layers: dict[str, DeviceLayer],
+                      images: np.ndarray, backend,
+                      progress: Callable[[str, int, int], None] | None = None) -> np.ndarray:
+    """Run ``images`` (real-valued, ``[N, C, H, W]``) through ``model``; the final outputs.
+
+    Accelerator layers go to ``backend`` as one batch each. An accelerator layer takes the
+    integer output of the accelerator layer before it unchanged when its ``in_scale`` is that
+    layer's ``out_scale`` (as the hardware chains layers); otherwise the host quantises the
+    real-valued tensor to its ``in_scale`` (the first layer, and after host layers).
+
+    ``progress(layer_name, done, total)`` is called after each layer.
+    """
+    cfg = backend.cfg
+    real = [np.asarray(img, dtype=np.float64) for img in images]
+    xs, scale = None, None
+    for li, layer in enumerate(model.layers):
+        if layer.kind == "accel":
+            dev = layers[layer.name]
+            if xs is None or scale != dev.qlayer.in_scale:
+                xs = [quantize_input(r, dev.qlayer.in_scale, cfg) for r in real]
+            xs = await backend.conv(dev, xs)
+            scale = dev.qlayer.out_scale
+            real = [x * scale for x in xs]
+        else:
+            real = [host_op(layer, r) for r in real]
+            xs = None
+        if progress is not None:
+            progress(layer.name, li + 1, len(model.layers))
+    return np.stack(real)
+
+
+def run_sync(coro):
+    """Run a coroutine that never suspends (a network on :class:`GoldenBackend`)."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    coro.close()
+    raise RuntimeError("the coroutine suspended; only the golden backend runs without a "
+                       "simulator")
+
+
+class GoldenBackend:
+    """The bit-exact NumPy model of the accelerator.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+        The accelerator being modelled.
+    """
+
+    name = "golden"
+
+    def __init__(self, cfg: AccelConfig):
+        self.cfg = cfg
+
+    async def conv(self, layer: DeviceLayer, xs: list[np.ndarray]) -> list[np.ndarray]:
+        """``[C, H, W]`` integer inputs → ``[K, out_h, out_w]`` integer outputs."""
+        return [golden.conv_layer(x, layer.qlayer, self.cfg) for x in xs]
+
+
+def _pause(rng: random.Random, probability: float):
+    """Endless pause pattern for cocotbext-axi: each cycle paused with ``probability``."""
+    while True:
+        yield rng.random() < probability
+
+
+class RTLBackend:
+    """The generated :class:`hw.top.Accelerator` in a running cocotb simulation.
+
+    Parameters
+    ----------
+    dut : cocotb handle
+        The ``accelerator`` top level (``clk``, ``rst``, ``s_axis_act_*``, ``s_axis_wgt_*``,
+        ``m_axis_out_*``, ``s_axi_*``).
+    cfg : AccelConfig
+        The configuration it was generated from.
+    pause : float
+        Probability of a paused cycle on each AXI stream (valid gaps on the inputs,
+        back-pressure on the output); 0 runs at full rate.
+    seed : int
+        Seed of the pause patterns.
+    progress : callable, optional
+        ``progress(layer_name, pass_index, image_index, images)`` after each image of a pass.
+
+    Attributes
+    ----------
+    stats : list of dict
+        One record per (layer, pass, image): ``layer``, ``pass``, ``image``, ``cycles`` (run
+        cycles from START to the final output), ``array_cycles``, and the summed PE counters
+        ``macs``, ``busy``, ``empty_slots``, ``stalls``, ``zeros_skipped`` (deltas over the run).
+    """
+
+    name = "rtl"
+
+    def __init__(self, dut, cfg: AccelConfig, *, pause: float = 0.0, seed: int = 0,
+                 progress=None):
+        from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamSink,
+                                   AxiStreamSource)
+        from hw.top import stream_bytes
+        self.cfg, self.dut, self.progress = cfg, dut, progress
+        self.stats: list[dict] = []
+        self._bytes = stream_bytes(cfg.act_bits)
+        self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axi"), dut.clk, dut.rst)
+        self.act = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_act"), dut.clk, dut.rst)
+        self.wgt = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_wgt"), dut.clk, dut.rst)
+        self.out = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis_out"), dut.clk, dut.rst)
+        for i, port in enumerate((self.act, self.wgt, self.out)):
+            if pause > 0:
+                port.set_pause_generator(_pause(random.Random(seed * 3 + i), pause))
+
+    # -- registers ------------------------------------------------------------------------------
+    async def write(self, offset: int, value: int, what: str) -> None:
+        resp = await self.axil.write(offset, (value & 0xFFFF_FFFF).to_bytes(4, "little"))
+        if int(resp.resp) != 0:
+            status = await self.read(regmap.STATUS.offset)
+            raise DriverError(f"{what}: register write at {offset:#x} answered {resp.resp!s} "
+                              f"(STATUS {status:#x})")
+
+    async def read(self, offset: int) -> int:
+        resp = await self.axil.read(offset, 4)
+        if int(resp.resp) != 0:
+            raise DriverError(f"register read at {offset:#x} answered {resp.resp!s}")
+        return int.from_bytes(resp.data, "little")
+
+    async def _counters(self) -> dict[str, int]:
+        values = {"cycles": await self.read(regmap.CYCLES.offset),
+                  "array_cycles": await self.read(regmap.ARRAY_CYCLES.offset)}
+        for field in regmap.PE_COUNTERS:
+            total = 0
+            for xi in range(self.cfg.coords):
+                total += await self.read(regmap.pe_counter_offset(xi, field))
+            values[field] = total
+        return values
+
+    # -- one layer ---------------------------------------------------------------------------------
+    async def load(self, layer: DeviceLayer, p: int) -> None:
+        """Send pass ``p``'s weight record and check that the loader took it."""
+        before = await self.read(regmap.WGT_RECORDS.offset)
+        await self.wgt.send(layer.records[p])
+        await self.wgt.wait()
+        while await self.read(regmap.WGT_RECORDS.offset) == before:
+            status = await self.read(regmap.STATUS.offset)
+            if status & regmap.STATUS_ERROR:
+                raise DriverError(f"layer {layer.name} pass {p}: the weight loader rejected "
+                                  f"the record (STATUS {status:#x})")
+
+    async def conv(self, layer: DeviceLayer, xs: list[np.ndarray]) -> list[np.ndarray]:
+        """``[C, H, W]`` integer inputs → ``[K, out_h, out_w]`` integer outputs, on the RTL."""
+        q, cfg = layer.qlayer, self.cfg
+        outs = [None] * len(xs)
+        for p, image in enumerate(layer.packed.passes):
+            await self.load(layer, p)
+            ks = range(image.k_base, image.k_base + image.k_count)
+            for k_local, k in enumerate(ks):
+                for field, values in (("bias", q.bias), ("multiplier", q.multiplier),
+                                      ("shift", q.shift)):
+                    await self.write(regmap.quant_offset(k_local, field), int(values[k]),
+                                     f"layer {layer.name} quant[{k}]")
+            for idx, x in enumerate(xs):
+                C, H, W = x.shape
+                problem = regmap.shape_problem(cfg, H, W, C, image.k_count, q.pad)
+                if problem:
+                    raise DriverError(f"layer {layer.name}: {problem}")
+                for reg, value in ((regmap.HEIGHT, H), (regmap.WIDTH, W), (regmap.CHANNELS, C),
+                                   (regmap.KOUT, image.k_count), (regmap.PAD, q.pad),
+                                   (regmap.RELU, int(q.winograd_relu)
+                                    | int(q.spatial_relu) << 1)):
+                    await self.write(reg.offset, value, f"layer {layer.name} {reg.name}")
+                y = await self._run(layer, p, idx, x, image.k_count)
+                if outs[idx] is None:
+                    outs[idx] = np.zeros((q.K, *y.shape[1:]), dtype=np.int64)
+                outs[idx][image.k_base:image.k_base + image.k_count] = y
+                if self.progress is not None:
+                    self.progress(layer.name, p, idx + 1, len(xs))
+        return outs
+
+    async def _run(self, layer: DeviceLayer, p: int, idx: int, x: np.ndarray,
+                   k_count: int) -> np.ndarray:
+        C, H, W = x.shape
+        grid = winograd.tile_grid(H, W, self.cfg.tile, layer.qlayer.pad)
+        before = await self._counters()
+        await self.write(regmap.CTRL.offset, regmap.CTRL_START, f"layer {layer.name} START")
+        raster = x.transpose(1, 2, 0).reshape(-1)        # NHWC: y, x, c
+        payload = b"".join(int(v).to_bytes(self._bytes, "little", signed=True) for v in raster)
+        await self.act.send(payload)
+        frame = await self.out.recv()
+        data = bytes(frame.tdata)
+        expected = grid.out_h * grid.out_w * k_count
+        if len(data) != expected * self._bytes:
+            raise DriverError(f"layer {layer.name} pass {p}: {len(data) // self._bytes} output "
+                              f"values, expected {expected}")
+        values = np.array([int.from_bytes(data[i:i + self._bytes], "little", signed=True)
+                           for i in range(0, len(data), self._bytes)], dtype=np.int64)
+        while True:
+            status = await self.read(regmap.STATUS.offset)
+            if status & regmap.STATUS_DONE and not status & regmap.STATUS_BUSY:
+                break
+        if status & regmap.STATUS_ERROR:
+            raise DriverError(f"layer {layer.name} pass {p}: STATUS.ERROR after the run "
+                              f"(STATUS {status:#x})")
+        after = await self._counters()
+        record = {"layer": layer.name, "pass": p, "image": idx}
+        for key, value in after.items():
+            record[key] = (value - before[key]) % (1 << 32) if key != "cycles" else value
+        self.stats.append(record)
+        return values.reshape(grid.out_h, grid.out_w, k_count).transpose(2, 0, 1)
+
+
+def golden_predict(model: model_import.Model, images: np.ndarray, cfg: AccelConfig,
+                   layers: dict[str, DeviceLayer] | None = None) -> np.ndarray:
+    """Final outputs of ``images`` on the golden backend (synchronous)."""
+    layers = layers or device_layers(model, cfg)
+    return run_sync(run_network(model, layers, images, GoldenBackend(cfg)))
+

@@ -1,0 +1,52 @@
+"""pytest runners for the system benches on the whole accelerator.
+
+- :mod:`verif.tb_system`: random single layers (padding, partial tiles, several passes) under
+  back-pressure on every stream, plus register refusals;
+- :mod:`verif.tb_network`: the committed digits model on real test images, RTL identical to
+  golden layer by layer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hw.config import AccelConfig
+from sw import pack
+from verif.network import run_network_job
+from verif.runner import ROOT, run_bench, session_seed
+
+#: Small enough for Icarus in tens of seconds; wmem_depth 24 forces several passes.
+CASES = {
+    "system_f2": AccelConfig(tile=2, c_max=6, k_max=5, w_max=9, wmem_depth=24, fifo_depth=8,
+                             lanes=2),
+    "system_f4_sat": AccelConfig(tile=4, c_max=3, k_max=3, w_max=10, wmem_depth=16,
+                                 fifo_depth=4, lanes=(1, 2) * 18, overflow="saturate"),
+}
+
+EXAMPLE = ROOT / "examples" / "digits"
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_system_layers(case):
+    run_bench("accelerator", CASES[case], "verif.tb_system", case)
+
+
+@pytest.mark.cocotb
+def test_network_on_real_digits(tmp_path):
+    """Four real test digits through the packed example model, all streams paused at random."""
+    from sw import train
+
+    cfg = AccelConfig(c_max=16, k_max=32, w_max=8, wmem_depth=128)
+    pack.pack_model(EXAMPLE / "digits.npz", tmp_path / "packed", cfg)
+    _, _, images, labels = train.load_dataset("digits", seed=0)
+    results = run_network_job(cfg, EXAMPLE / "digits.npz", tmp_path / "packed" / pack.BIN_NAME,
+                              images[:4], labels[:4], "system_digits", pause=0.2,
+                              seed=session_seed())
+    assert results["images"] == 4
+    assert len(results["outputs"]) == 4 and len(results["outputs"][0]) == 10
+    layers = {s["layer"] for s in results["stats"]}
+    assert layers == {"conv1", "conv2"}
+    assert all(s["macs"] > 0 and s["cycles"] > 0 for s in results["stats"])
