@@ -1,0 +1,290 @@
+"""``WeightLoader``: one record of the packed weight-load stream into the PEs' memories.
+
+The host sends each (layer, pass) record of :func:`sw.formats.encode_record` as one byte frame.
+The loader parses it as it arrives, one byte per cycle, and turns every directory entry and
+weight word into one write of :class:`hw.array.SparseArray`'s load port. It keeps nothing but
+the record's header fields and the word being assembled, so its cost does not grow with the
+memories it fills. Every byte count and field width comes from :mod:`sw.formats`.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+
+from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.array import SparseArray
+from hw.config import AccelConfig
+from hw.pe import DIRECTORY, WMEM
+from sw import formats
+
+__all__ = ["WeightLoader", "BYTE_LAYOUT", "RECORD_FIELDS", "PE_FIELDS", "field_bytes"]
+
+#: Payload of the byte stream: one record byte, ``last`` on the record's final byte.
+BYTE_LAYOUT = data.StructLayout({"data": unsigned(8), "last": unsigned(1)})
+#: Names of the record header fields of :func:`sw.formats.encode_record`, in stream order.
+RECORD_FIELDS = ("layer", "pass", "channels", "k_base", "k_count")
+#: Names of the per-PE header fields, in stream order.
+PE_FIELDS = ("entries", "words")
+
+
+def field_bytes(header: struct.Struct, names: tuple[str, ...]) -> dict[str, int]:
+    """Byte size of each named field of a :mod:`sw.formats` header struct, in stream order.
+
+    Raises
+    ------
+    ValueError
+        The struct has another number of fields than ``names``.
+    """
+    order, body = header.format[0], header.format[1:]
+    sizes = []
+    for count, code in re.findall(r"(\d*)(\D)", body):
+        sizes += [struct.calcsize(order + code)] * int(count or 1)
+    if len(sizes) != len(names):
+        raise ValueError(f"header struct {header.format!r} has {len(sizes)} fields, the "
+                         f"loader parses {len(names)} ({', '.join(names)}); update "
+                         "hw/loader.py together with sw/formats.py")
+    return dict(zip(names, sizes))
+
+
+class _Phase(enum.Enum, shape=3):
+    RECORD = 0     # record header fields
+    PE = 1         # per-PE header fields
+    ENTRY = 2      # directory entries of PE xi
+    WORD = 3       # weight words of PE xi
+    DROP = 4       # a rejected record: skip to its last byte
+
+
+class WeightLoader(wiring.Component):
+    """Parses one weight-load record per frame into writes of the PEs' memories.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+        Supplies ``coords``, ``c_max``, ``k_max``, ``wmem_depth`` and, per PE, the directory
+        entry and weight word byte counts of :mod:`sw.formats`.
+
+    Members
+    -------
+    i : In(stream.Signature(StructLayout({"data": unsigned(8), "last": unsigned(1)})))
+        The bytes of one record (:func:`sw.formats.encode_record`), ``last`` on its final byte.
+        One byte per cycle. ``ready`` is high except while a byte that completes an entry or
+        word (or the next byte after a good record) would find ``wr`` full, so it depends
+        combinationally on ``wr.ready``.
+    wr : Out(stream.Signature(SparseArray.layouts(cfg)[1]))
+        Writes for the array's load port, in stream order: per PE ``xi``, directory entry
+        ``c`` as ``{pe: xi, mem: DIRECTORY, addr: c, data: entry}``, then weight word ``j``
+        as ``{pe: xi, mem: WMEM, addr: j, data: word}``. The payload is a register; a write
+        leaves the cycle after its final byte was accepted.
+    channels : Out(range(c_max + 1))
+        ``C`` of the last record loaded without error (0 after reset).
+    k_count : Out(range(k_max + 1))
+        ``k_count`` of that record (0 after reset).
+    k_base : Out(16)
+        ``k_base`` of that record, its low 16 bits.
+    records : Out(16)
+        Records loaded without error (wraps). It and the three fields above change together,
+        in the cycle after the record's final write left ``wr``.
+    error : Out(1)
+        One-cycle strobe, in the cycle after the byte that rejected a record was accepted.
+    idle : Out(1)
+        Between records: no partial record held, no write pending.
+
+    Notes
+    -----
+    A record is rejected when ``C`` is 0 or above ``c_max``, ``k_count`` is 0 or above
+    ``k_max``, a PE header's entry count differs from ``C``, its word count is above
+    ``wmem_depth`` (each checked at the field's final byte, over all the field's bits), when
+    ``last`` comes before the record's final byte (truncated), or when the record's final byte
+    comes without ``last`` (too long). After the rejecting byte the loader drops every byte
+    up to and including the next ``last`` (none if the rejecting byte carried ``last``) and
+    then takes a new record.
+
+    Every entry or word whose bytes all arrived has been written, also in a record that is
+    rejected later (a truncation on an item's final byte still writes that item; a record
+    that is too long has written all of it). The memories then hold a mix of the old and the
+    new pass: the host must reload the pass before running it. The header fields ``layer``
+    and ``pass`` are not checked; they are for the host.
+
+    Throughput: one byte per cycle while ``wr`` is ready, so a record of ``N`` bytes takes
+    ``N`` cycles and the next record's first byte may follow its last one directly.
+    """
+
+    def __init__(self, cfg: AccelConfig):
+        if not isinstance(cfg, AccelConfig):
+            # A component that never got built must not also warn that it was never used.
+            self._MustUse__silence = True
+            raise TypeError(f"cfg must be an AccelConfig, not {type(cfg).__name__}")
+        if formats.BYTE_ORDER != "little":
+            self._MustUse__silence = True
+            raise ValueError(f"sw.formats.BYTE_ORDER is {formats.BYTE_ORDER!r}; the loader "
+                             "assembles little-endian fields")
+        self._cfg = cfg
+        self._record_bytes = field_bytes(formats._RECORD_HEADER, RECORD_FIELDS)
+        self._pe_bytes = field_bytes(formats._PE_HEADER, PE_FIELDS)
+        self._entry_bytes = [formats.directory_layout(cfg, xi).entry_bytes
+                             for xi in range(cfg.coords)]
+        self._word_bytes = [formats.slot_layout(cfg, xi).word_bytes for xi in range(cfg.coords)]
+        super().__init__({
+            "i": In(stream.Signature(BYTE_LAYOUT)),
+            "wr": Out(stream.Signature(SparseArray.layouts(cfg)[1])),
+            "channels": Out(range(cfg.c_max + 1)),
+            "k_count": Out(range(cfg.k_max + 1)),
+            "k_base": Out(16),
+            "records": Out(16),
+            "error": Out(1),
+            "idle": Out(1),
+        })
+
+    @property
+    def cfg(self) -> AccelConfig:
+        return self._cfg
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        rec_sizes = list(self._record_bytes.values())
+        pe_sizes = list(self._pe_bytes.values())
+        unit_bytes = max(rec_sizes + pe_sizes + self._entry_bytes + self._word_bytes)
+
+        phase = Signal(_Phase)
+        field = Signal(range(max(len(rec_sizes), len(pe_sizes))))
+        pos = Signal(range(unit_bytes))          # byte of the current field, entry or word
+        item = Signal(range(max(cfg.c_max, cfg.wmem_depth)))
+        xi = Signal(range(cfg.coords))
+        acc = Signal(8 * unit_bytes)             # the bytes of the current unit so far
+        channels = Signal.like(self.channels)
+        k_count = Signal.like(self.k_count)
+        k_base = Signal.like(self.k_base)
+        words = Signal(range(cfg.wmem_depth + 1))
+        commit = Signal()                        # a good record's final write is in wr
+
+        # -- the current unit: its final byte index and its value with this byte -------------
+        last_pos = Signal.like(pos)
+        with m.Switch(phase):
+            for ph, sizes in ((_Phase.RECORD, rec_sizes), (_Phase.PE, pe_sizes)):
+                with m.Case(ph):
+                    with m.Switch(field):
+                        for f, size in enumerate(sizes):
+                            with m.Case(f):
+                                m.d.comb += last_pos.eq(size - 1)
+            for ph, sizes in ((_Phase.ENTRY, self._entry_bytes),
+                              (_Phase.WORD, self._word_bytes)):
+                with m.Case(ph):
+                    with m.Switch(xi):
+                        for x, size in enumerate(sizes):
+                            with m.Case(x):
+                                m.d.comb += last_pos.eq(size - 1)
+        value = Signal.like(acc)
+        m.d.comb += [value.eq(acc), value.word_select(pos, 8).eq(self.i.payload.data)]
+        unit_done = pos == last_pos
+        last = self.i.payload.last
+
+        # -- handshake: a completing entry or word byte needs room in wr ---------------------
+        wr_free = ~self.wr.valid | self.wr.ready
+        writes = (phase == _Phase.ENTRY) | (phase == _Phase.WORD)
+        m.d.comb += self.i.ready.eq(Mux(commit | (writes & unit_done), wr_free, 1))
+        take = self.i.valid & self.i.ready
+        with m.If(self.wr.ready):
+            m.d.sync += self.wr.valid.eq(0)
+
+        bad = Signal()      # this byte completes a header field holding a value not allowed
+        final = Signal()    # this byte is the record's final byte
+        issue = Signal()    # this byte completes an entry or a word
+
+        def next_pe():
+            with m.If(xi == cfg.coords - 1):
+                m.d.comb += final.eq(1)
+            with m.Else():
+                m.d.sync += [xi.eq(xi + 1), phase.eq(_Phase.PE), field.eq(0)]
+
+        with m.If(take):
+            with m.If(unit_done):
+                m.d.sync += [pos.eq(0), acc.eq(0)]
+            with m.Else():
+                m.d.sync += [pos.eq(pos + 1), acc.eq(value)]
+
+            with m.Switch(phase):
+                with m.Case(_Phase.RECORD):
+                    with m.If(unit_done):
+                        m.d.sync += field.eq(field + 1)
+                        with m.Switch(field):
+                            with m.Case(RECORD_FIELDS.index("channels")):
+                                m.d.comb += bad.eq((value == 0) | (value > cfg.c_max))
+                                m.d.sync += channels.eq(value)
+                            with m.Case(RECORD_FIELDS.index("k_base")):
+                                m.d.sync += k_base.eq(value)
+                            with m.Case(RECORD_FIELDS.index("k_count")):
+                                m.d.comb += bad.eq((value == 0) | (value > cfg.k_max))
+                                m.d.sync += k_count.eq(value)
+                        with m.If(field == len(rec_sizes) - 1):
+                            m.d.sync += [phase.eq(_Phase.PE), field.eq(0), xi.eq(0)]
+                with m.Case(_Phase.PE):
+                    with m.If(unit_done):
+                        m.d.sync += field.eq(field + 1)
+                        with m.Switch(field):
+                            with m.Case(PE_FIELDS.index("entries")):
+                                m.d.comb += bad.eq(value != channels)
+                            with m.Case(PE_FIELDS.index("words")):
+                                m.d.comb += bad.eq(value > cfg.wmem_depth)
+                                m.d.sync += words.eq(value)
+                        with m.If(field == len(pe_sizes) - 1):
+                            m.d.sync += [phase.eq(_Phase.ENTRY), field.eq(0), item.eq(0)]
+                with m.Case(_Phase.ENTRY):
+                    with m.If(unit_done):
+                        m.d.comb += issue.eq(1)
+                        m.d.sync += item.eq(item + 1)
+                        with m.If(item == channels - 1):
+                            m.d.sync += item.eq(0)
+                            with m.If(words == 0):
+                                next_pe()
+                            with m.Else():
+                                m.d.sync += phase.eq(_Phase.WORD)
+                with m.Case(_Phase.WORD):
+                    with m.If(unit_done):
+                        m.d.comb += issue.eq(1)
+                        m.d.sync += item.eq(item + 1)
+                        with m.If(item == words - 1):
+                            m.d.sync += item.eq(0)
+                            next_pe()
+
+        # -- writes ------------------------------------------------------------------------
+        with m.If(issue):
+            m.d.sync += [
+                self.wr.valid.eq(1),
+                self.wr.payload.pe.eq(xi),
+                self.wr.payload.mem.eq(Mux(phase == _Phase.ENTRY, DIRECTORY, WMEM)),
+                self.wr.payload.addr.eq(item),
+                self.wr.payload.data.eq(value),
+            ]
+
+        # -- end of a record: accept, reject, or drop to the frame's end ---------------------
+        m.d.sync += self.error.eq(0)
+        with m.If(take):
+            with m.If(phase == _Phase.DROP):
+                with m.If(last):
+                    m.d.sync += phase.eq(_Phase.RECORD)
+            with m.Else():
+                with m.If(bad | (last & ~final) | (final & ~last)):
+                    m.d.sync += self.error.eq(1)
+                with m.If(bad | final | last):
+                    m.d.sync += [phase.eq(Mux(last, _Phase.RECORD, _Phase.DROP)), field.eq(0),
+                                 pos.eq(0), acc.eq(0), item.eq(0), xi.eq(0)]
+                with m.If(final & last):
+                    m.d.sync += commit.eq(1)
+
+        # -- status: a good record counts once its final write has left -----------------------
+        with m.If(commit & self.wr.ready):
+            m.d.sync += [
+                commit.eq(0),
+                self.channels.eq(channels),
+                self.k_count.eq(k_count),
+                self.k_base.eq(k_base),
+                self.records.eq(self.records + 1),
+            ]
+        m.d.comb += self.idle.eq((phase == _Phase.RECORD) & (field == 0) & (pos == 0)
+                                 & ~self.wr.valid)
+        return m

@@ -1,0 +1,383 @@
+"""Fast Amaranth-pysim tests of :class:`hw.loader.WeightLoader` against :mod:`sw.formats`.
+
+Records come from :func:`sw.formats.pack_layer` and :func:`sw.formats.encode_record`; the
+writes the loader makes must be, in order and count, every PE's
+:func:`sw.formats.directory_words` followed by its ``PassImage.words``. Rejected records are
+made from good ones by rewriting one header field, cutting the frame, or extending it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hw.config import AccelConfig
+from hw.loader import RECORD_FIELDS, WeightLoader
+from hw.pe import DIRECTORY, WMEM
+from streams import payload_value, stream_get, stream_put
+from sw import formats
+
+#: Small configurations covering 1- to 5-byte words, 1- and 2-byte directory entries,
+#: per-coordinate lanes on both tile sizes, and memories small enough to force several passes.
+CONFIGS = {
+    "t2_lanes": AccelConfig(tile=2, lanes=(1, 2, 3, 2) * 4, k_max=8, c_max=6, wmem_depth=12),
+    "t4_lanes": AccelConfig(tile=4, lanes=tuple(xi % 3 + 1 for xi in range(36)), k_max=4,
+                            c_max=3, wmem_depth=300),
+    "t2_bytes": AccelConfig(tile=2, lanes=1, wgt_bits=4, k_max=4, c_max=4, wmem_depth=8),
+}
+
+
+@dataclass
+class Frame:
+    """One frame on ``i`` and what the loader must do with it."""
+
+    data: bytes
+    writes: list[dict]
+    error_at: int | None = None           # index of the byte whose acceptance rejects it
+    status: tuple[int, int, int] | None = None   # (C, k_count, k_base) of a good record
+
+
+def image_writes(image: formats.PassImage, cfg: AccelConfig) -> list[tuple[int, dict]]:
+    """``(end, write)`` per entry and word of the record: the byte offset just past it."""
+    pos = formats._RECORD_HEADER.size
+    out = []
+    for xi in range(cfg.coords):
+        pos += formats._PE_HEADER.size
+        for c, entry in enumerate(formats.directory_words(image, cfg, xi)):
+            pos += formats.directory_layout(cfg, xi).entry_bytes
+            out.append((pos, {"pe": xi, "mem": DIRECTORY, "addr": c, "data": entry}))
+        for j, word in enumerate(image.words[xi]):
+            pos += formats.slot_layout(cfg, xi).word_bytes
+            out.append((pos, {"pe": xi, "mem": WMEM, "addr": j, "data": word}))
+    assert pos == len(formats.encode_record(0, image, cfg))
+    return out
+
+
+def pe_header_offset(image: formats.PassImage, cfg: AccelConfig, xi: int) -> int:
+    """Byte offset of PE ``xi``'s header in the record."""
+    ends = [end for end, wr in image_writes(image, cfg) if wr["pe"] < xi]
+    return max(ends, default=formats._RECORD_HEADER.size)
+
+
+def field_end(header, index: int) -> int:
+    """Offset just past field ``index`` of a header struct (the last byte it sets to ones)."""
+    values = [0] * len(header.unpack(bytes(header.size)))
+    values[index] = 0xFFFFFFFF
+    return max(k for k, b in enumerate(header.pack(*values)) if b) + 1
+
+
+def good_frame(layer: int, image: formats.PassImage, cfg: AccelConfig) -> Frame:
+    return Frame(formats.encode_record(layer, image, cfg),
+                 [wr for _, wr in image_writes(image, cfg)],
+                 status=(len(image.directory[0]), image.k_count, image.k_base & 0xFFFF))
+
+
+def bad_frame(data: bytes, image: formats.PassImage, cfg: AccelConfig, error_at: int) -> Frame:
+    """A rejected frame: the writes whose bytes all arrived up to ``error_at`` are issued."""
+    return Frame(data, [wr for end, wr in image_writes(image, cfg) if end <= error_at + 1],
+                 error_at=error_at)
+
+
+def random_U(cfg: AccelConfig, rng, K: int, C: int, density: float) -> np.ndarray:
+    """Sparse weights with the extreme values of ``wgt_range`` mixed in."""
+    lo, hi = cfg.wgt_range
+    U = rng.integers(lo, hi + 1, size=(cfg.coords, K, C))
+    pick = rng.random(U.shape)
+    U[pick < 0.1] = lo
+    U[pick > 0.9] = hi
+    U[rng.random(U.shape) >= density] = 0
+    return U
+
+
+def random_records(cfg: AccelConfig, rng, layers: int) -> list[tuple[int, formats.PassImage]]:
+    """Every pass of ``layers`` random layers, at least one with several passes."""
+    out = []
+    for li in range(layers):
+        K = int(rng.integers(1, 3 * cfg.k_max + 1)) if li else 2 * cfg.k_max + 1
+        C = int(rng.integers(1, cfg.c_max + 1)) if li else cfg.c_max
+        packed = formats.pack_layer(random_U(cfg, rng, K, C, float(rng.uniform(0.05, 1))), cfg)
+        out += [(li, im) for im in packed.passes]
+    assert len(out) > layers
+    return out
+
+
+@dataclass
+class Observed:
+    writes: list[dict]
+    errors: list[int]                     # bytes accepted before each error strobe
+    commits: list[tuple[int, ...]]        # (writes taken, records, C, k_count, k_base)
+    stalled_bytes: int                    # cycles a byte was offered and not taken
+    accept_cycles: list[int]              # the cycle each byte was accepted in
+
+
+def load(cfg: AccelConfig, frames: list[Frame], rng=None, in_idle: float = 0.0,
+         out_idle: float = 0.0) -> Observed:
+    """Feed ``frames`` back to back and collect what the loader does, checking as it runs.
+
+    Checked every cycle: ``idle`` is high exactly when the accepted bytes end a frame and no
+    write is pending; a stalled write keeps its payload; ``channels``, ``k_count`` and
+    ``k_base`` change only together with ``records``.
+    """
+    dut = WeightLoader(cfg)
+    total = sum(len(f.writes) for f in frames)
+    boundaries = {0}
+    for f in frames:
+        boundaries.add(max(boundaries) + len(f.data))
+    writes: list[dict] = []
+    seen = Observed(writes, [], [], 0, [])
+
+    async def producer(ctx):
+        for f in frames:
+            for k, byte in enumerate(f.data):
+                await stream_put(ctx, dut.i, {"data": byte, "last": int(k == len(f.data) - 1)},
+                                 rng=rng, idle=in_idle)
+
+    async def consumer(ctx):
+        while len(writes) < total:
+            writes.append(await stream_get(ctx, dut.wr, rng=rng, idle=out_idle))
+        for _ in range(20):
+            await ctx.tick()
+            assert not ctx.get(dut.wr.valid), "a write beyond the expected ones"
+        assert ctx.get(dut.idle), "not idle after the last frame"
+
+    async def monitor(ctx):
+        accepted = taken = cycle = 0
+        held = None
+        status = (0, 0, 0, 0)
+        async for _, _, i_valid, i_ready, wr_valid, wr_ready, payload, error, idle, records, \
+                channels, k_count, k_base in ctx.tick().sample(
+                    dut.i.valid, dut.i.ready, dut.wr.valid, dut.wr.ready, dut.wr.payload,
+                    dut.error, dut.idle, dut.records, dut.channels, dut.k_count, dut.k_base):
+            assert bool(idle) == (accepted in boundaries and not wr_valid), \
+                f"idle = {idle} after {accepted} bytes with wr.valid = {wr_valid}"
+            payload = payload_value(payload)
+            if held is not None:
+                assert wr_valid and payload == held, "a stalled write changed or vanished"
+            held = payload if wr_valid and not wr_ready else None
+            if error:
+                seen.errors.append(accepted)
+            now = (records, channels, k_count, k_base)
+            if now != status:
+                assert records != status[0], f"status changed without a record: {now}"
+                seen.commits.append((taken, *now))
+                status = now
+            seen.stalled_bytes += bool(i_valid and not i_ready)
+            if i_valid and i_ready:
+                seen.accept_cycles.append(cycle)
+                accepted += 1
+            taken += bool(wr_valid and wr_ready)
+            cycle += 1
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.add_testbench(monitor, background=True)
+    sim.run()
+    return seen
+
+
+def check(seen: Observed, frames: list[Frame]) -> None:
+    """Writes in order and count, one strobe per rejected frame, status per good frame."""
+    want = [wr for f in frames for wr in f.writes]
+    for n, (got, exp) in enumerate(zip(seen.writes, want)):
+        assert got == exp, f"write {n}: got {got}, expected {exp}"
+    assert len(seen.writes) == len(want)
+    errors, commits = [], []
+    offset = writes = 0
+    for f in frames:
+        writes += len(f.writes)
+        if f.error_at is not None:
+            errors.append(offset + f.error_at + 1)
+        else:
+            commits.append((writes, len(commits) + 1, *f.status))
+        offset += len(f.data)
+    assert seen.errors == errors
+    assert seen.commits == commits
+
+
+# -- good records ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("in_idle, out_idle", [(0.0, 0.0), (0.4, 0.0), (0.0, 0.6),
+                                               (0.3, 0.5)])
+def test_random_records(name, in_idle, out_idle, rng):
+    """Every pass of random packed layers, back to back, under valid gaps and back-pressure."""
+    cfg = CONFIGS[name]
+    frames = [good_frame(li, im, cfg) for li, im in random_records(cfg, rng, 3)]
+    seen = load(cfg, frames, rng, in_idle, out_idle)
+    check(seen, frames)
+    assert seen.commits[-1][1:] == (len(frames), *frames[-1].status)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_one_byte_per_cycle(name, rng):
+    """With ``wr`` always ready, no byte waits: ``N`` bytes take ``N`` cycles."""
+    cfg = CONFIGS[name]
+    frames = [good_frame(li, im, cfg) for li, im in random_records(cfg, rng, 2)]
+    seen = load(cfg, frames)
+    check(seen, frames)
+    assert seen.stalled_bytes == 0
+    first = seen.accept_cycles[0]
+    assert seen.accept_cycles == list(range(first, first + sum(len(f.data) for f in frames)))
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_edge_records(name, rng):
+    """Full-density extreme weights, an all-zero layer (no words), all-max, a wide k_base."""
+    cfg = CONFIGS[name]
+    lo, hi = cfg.wgt_range
+    C = cfg.c_max
+    U = np.where(rng.random((cfg.coords, cfg.k_max, C)) < 0.5, lo, hi)
+    U[0] = lo
+    U[-1] = hi
+    zeros = np.zeros((cfg.coords, 1, 1), dtype=np.int64)
+    full = np.full((cfg.coords, cfg.k_max, C), hi)
+    passes = [formats.pack_layer(layer, cfg).passes for layer in (U, zeros, full)]
+    frames = [good_frame(li, im, cfg) for li, images in enumerate(passes) for im in images]
+    assert all(wr["mem"] == DIRECTORY for wr in frames[len(passes[0])].writes), \
+        "the all-zero layer has words"
+    # k_base is a u32 in the stream; the status shows its low 16 bits.
+    im = formats.pack_layer(zeros, cfg).passes[0]
+    wide = formats.PassImage(im.index, (1 << 16) + 5, im.k_count, im.words, im.directory)
+    frames.append(good_frame(9, wide, cfg))
+    assert frames[-1].status[2] == 5
+    check(load(cfg, frames, rng, 0.3, 0.3), frames)
+
+
+# -- rejected records --------------------------------------------------------------------------
+
+def reject_then_good(cfg: AccelConfig, rng, make_bad) -> None:
+    """A good record, the rejected one ``make_bad(layer, image)`` gives, and a good one."""
+    records = random_records(cfg, rng, 1)
+    first, (li, im), last = records[0], records[1], records[-1]
+    bad = make_bad(li, im)
+    assert bad.error_at is not None and len(bad.data) > 0
+    frames = [good_frame(*first, cfg), bad, good_frame(*last, cfg)]
+    seen = load(cfg, frames, rng, 0.3, 0.4)
+    check(seen, frames)
+    assert seen.commits[-1][1:] == (2, *frames[-1].status)
+
+
+def with_field(data: bytes, header, index: int, value: int, offset: int = 0) -> bytes:
+    """``data`` with field ``index`` of the ``header`` struct at ``offset`` set to ``value``."""
+    fields = list(header.unpack_from(data, offset))
+    fields[index] = value
+    return data[:offset] + header.pack(*fields) + data[offset + header.size:]
+
+
+def header_reject(cfg: AccelConfig, field: str, value) -> callable:
+    index = RECORD_FIELDS.index(field)
+
+    def make(li, im):
+        data = formats.encode_record(li, im, cfg)
+        good = formats._RECORD_HEADER.unpack_from(data)[index]
+        data = with_field(data, formats._RECORD_HEADER, index, value(good))
+        return bad_frame(data, im, cfg, field_end(formats._RECORD_HEADER, index) - 1)
+    return make
+
+
+@pytest.mark.parametrize("name", ["t2_lanes", "t4_lanes"])
+@pytest.mark.parametrize("kind", ["zero", "above_max", "high_bytes"])
+def test_reject_channels(name, kind, rng):
+    """C == 0 or C > c_max (also when only the high bytes are wrong) is rejected at C."""
+    cfg = CONFIGS[name]
+    value = {"zero": lambda C: 0, "above_max": lambda C: cfg.c_max + 1,
+             "high_bytes": lambda C: C | 1 << 24}[kind]
+    reject_then_good(cfg, rng, header_reject(cfg, "channels", value))
+
+
+@pytest.mark.parametrize("name", ["t2_lanes", "t4_lanes"])
+@pytest.mark.parametrize("kind", ["zero", "above_max", "high_bytes"])
+def test_reject_k_count(name, kind, rng):
+    """k_count == 0 or k_count > k_max is rejected at k_count."""
+    cfg = CONFIGS[name]
+    value = {"zero": lambda K: 0, "above_max": lambda K: cfg.k_max + 1,
+             "high_bytes": lambda K: K | 1 << 16}[kind]
+    reject_then_good(cfg, rng, header_reject(cfg, "k_count", value))
+
+
+def pe_reject(cfg: AccelConfig, field: int, value, xi: int) -> callable:
+    def make(li, im):
+        data = formats.encode_record(li, im, cfg)
+        at = pe_header_offset(im, cfg, xi)
+        good = formats._PE_HEADER.unpack_from(data, at)[field]
+        data = with_field(data, formats._PE_HEADER, field, value(good), at)
+        return bad_frame(data, im, cfg, at + field_end(formats._PE_HEADER, field) - 1)
+    return make
+
+
+@pytest.mark.parametrize("kind", ["more", "fewer", "high_bytes"])
+def test_reject_entries(kind, rng):
+    """A PE block whose entry count is not C; the PEs before it have been written."""
+    cfg = CONFIGS["t2_lanes"]
+    value = {"more": lambda n: n + 1, "fewer": lambda n: n - 1,
+             "high_bytes": lambda n: n | 1 << 16}[kind]
+    reject_then_good(cfg, rng, pe_reject(cfg, 0, value, 5))
+
+
+@pytest.mark.parametrize("name", ["t2_lanes", "t2_bytes"])
+@pytest.mark.parametrize("kind", ["above_depth", "high_bytes"])
+def test_reject_words(name, kind, rng):
+    """A PE block with more words than wmem_depth; the PEs before it have been written."""
+    cfg = CONFIGS[name]
+    value = {"above_depth": lambda n: cfg.wmem_depth + 1, "high_bytes": lambda n: n | 1 << 24}
+    reject_then_good(cfg, rng, pe_reject(cfg, 1, value[kind], cfg.coords - 1))
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("cut", ["first_byte", "in_header", "end_of_header", "in_pe",
+                                 "end_of_item", "before_final"])
+def test_reject_truncated(name, cut, rng):
+    """``last`` before the record's end: rejected at that byte, nothing to drop."""
+    cfg = CONFIGS[name]
+
+    def make(li, im):
+        data = formats.encode_record(li, im, cfg)
+        ends = [end for end, _ in image_writes(im, cfg)]
+        n = {"first_byte": 1, "in_header": formats._RECORD_HEADER.size // 2,
+             "end_of_header": formats._RECORD_HEADER.size,
+             "in_pe": int(rng.integers(formats._RECORD_HEADER.size + 1, len(data) - 1)),
+             "end_of_item": ends[len(ends) // 2], "before_final": len(data) - 1}[cut]
+        return bad_frame(data[:n], im, cfg, n - 1)
+    reject_then_good(cfg, rng, make)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("extra", [1, 5])
+def test_reject_too_long(name, extra, rng):
+    """The record's final byte without ``last``: every write issued, the extra bytes dropped."""
+    cfg = CONFIGS[name]
+
+    def make(li, im):
+        data = formats.encode_record(li, im, cfg)
+        frame = bad_frame(data + bytes(rng.integers(0, 256, extra).tolist()), im, cfg,
+                          len(data) - 1)
+        assert len(frame.writes) == len(image_writes(im, cfg))
+        return frame
+    reject_then_good(cfg, rng, make)
+
+
+def test_reject_on_a_last_byte_and_in_a_row(rng):
+    """A bad C on a byte that also ends the frame, then two bad records back to back."""
+    cfg = CONFIGS["t2_lanes"]
+    records = random_records(cfg, rng, 1)
+    li, im = records[0]
+    data = formats.encode_record(li, im, cfg)
+    c_end = field_end(formats._RECORD_HEADER, RECORD_FIELDS.index("channels"))
+    short = with_field(data, formats._RECORD_HEADER, RECORD_FIELDS.index("channels"), 0)[:c_end]
+    frames = [bad_frame(short, im, cfg, c_end - 1),
+              header_reject(cfg, "k_count", lambda K: 0)(li, im),
+              bad_frame(data[:-1], im, cfg, len(data) - 2),
+              good_frame(li, im, cfg)]
+    seen = load(cfg, frames, rng, 0.2, 0.2)
+    check(seen, frames)
+    assert len(seen.errors) == 3
+
+
+def test_rejects_a_bad_config():
+    with pytest.raises(TypeError, match="cfg must be an AccelConfig, not dict"):
+        WeightLoader({"tile": 2})
