@@ -92,12 +92,15 @@ def random_U(cfg: AccelConfig, rng, K: int, C: int, density: float) -> np.ndarra
     return U
 
 
-def random_records(cfg: AccelConfig, rng, layers: int) -> list[tuple[int, formats.PassImage]]:
-    """Every pass of ``layers`` random layers, at least one with several passes."""
+def random_records(cfg: AccelConfig, rng, layers: int,
+                   c_max: int | None = None) -> list[tuple[int, formats.PassImage]]:
+    """Every pass of ``layers`` random layers of at most ``c_max`` channels; the first layer
+    has ``k_max + 1`` output channels, so several passes."""
+    c_max = c_max or cfg.c_max
     out = []
     for li in range(layers):
-        K = int(rng.integers(1, 3 * cfg.k_max + 1)) if li else 2 * cfg.k_max + 1
-        C = int(rng.integers(1, cfg.c_max + 1)) if li else cfg.c_max
+        K = int(rng.integers(1, 2 * cfg.k_max + 1)) if li else cfg.k_max + 1
+        C = int(rng.integers(1, c_max + 1)) if li else c_max
         packed = formats.pack_layer(random_U(cfg, rng, K, C, float(rng.uniform(0.05, 1))), cfg)
         out += [(li, im) for im in packed.passes]
     assert len(out) > layers
@@ -202,12 +205,11 @@ def check(seen: Observed, frames: list[Frame]) -> None:
 # -- good records ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-@pytest.mark.parametrize("in_idle, out_idle", [(0.0, 0.0), (0.4, 0.0), (0.0, 0.6),
-                                               (0.3, 0.5)])
+@pytest.mark.parametrize("in_idle, out_idle", [(0.4, 0.0), (0.0, 0.6), (0.3, 0.5)])
 def test_random_records(name, in_idle, out_idle, rng):
     """Every pass of random packed layers, back to back, under valid gaps and back-pressure."""
     cfg = CONFIGS[name]
-    frames = [good_frame(li, im, cfg) for li, im in random_records(cfg, rng, 3)]
+    frames = [good_frame(li, im, cfg) for li, im in random_records(cfg, rng, 2)]
     seen = load(cfg, frames, rng, in_idle, out_idle)
     check(seen, frames)
     assert seen.commits[-1][1:] == (len(frames), *frames[-1].status)
@@ -230,7 +232,7 @@ def test_edge_records(name, rng):
     """Full-density extreme weights, an all-zero layer (no words), all-max, a wide k_base."""
     cfg = CONFIGS[name]
     lo, hi = cfg.wgt_range
-    C = cfg.c_max
+    C = min(2, cfg.c_max)
     U = np.where(rng.random((cfg.coords, cfg.k_max, C)) < 0.5, lo, hi)
     U[0] = lo
     U[-1] = hi
@@ -252,12 +254,12 @@ def test_edge_records(name, rng):
 
 def reject_then_good(cfg: AccelConfig, rng, make_bad) -> None:
     """A good record, the rejected one ``make_bad(layer, image)`` gives, and a good one."""
-    records = random_records(cfg, rng, 1)
+    records = random_records(cfg, rng, 1, c_max=2)
     first, (li, im), last = records[0], records[1], records[-1]
     bad = make_bad(li, im)
     assert bad.error_at is not None and len(bad.data) > 0
     frames = [good_frame(*first, cfg), bad, good_frame(*last, cfg)]
-    seen = load(cfg, frames, rng, 0.3, 0.4)
+    seen = load(cfg, frames, rng, 0.2, 0.3)
     check(seen, frames)
     assert seen.commits[-1][1:] == (2, *frames[-1].status)
 
@@ -280,8 +282,8 @@ def header_reject(cfg: AccelConfig, field: str, value) -> callable:
     return make
 
 
-@pytest.mark.parametrize("name", ["t2_lanes", "t4_lanes"])
-@pytest.mark.parametrize("kind", ["zero", "above_max", "high_bytes"])
+@pytest.mark.parametrize("name, kind", [("t2_lanes", "zero"), ("t2_bytes", "above_max"),
+                                        ("t4_lanes", "high_bytes")])
 def test_reject_channels(name, kind, rng):
     """C == 0 or C > c_max (also when only the high bytes are wrong) is rejected at C."""
     cfg = CONFIGS[name]
@@ -290,8 +292,8 @@ def test_reject_channels(name, kind, rng):
     reject_then_good(cfg, rng, header_reject(cfg, "channels", value))
 
 
-@pytest.mark.parametrize("name", ["t2_lanes", "t4_lanes"])
-@pytest.mark.parametrize("kind", ["zero", "above_max", "high_bytes"])
+@pytest.mark.parametrize("name, kind", [("t2_bytes", "zero"), ("t2_lanes", "above_max"),
+                                        ("t2_lanes", "high_bytes")])
 def test_reject_k_count(name, kind, rng):
     """k_count == 0 or k_count > k_max is rejected at k_count."""
     cfg = CONFIGS[name]
@@ -319,8 +321,8 @@ def test_reject_entries(kind, rng):
     reject_then_good(cfg, rng, pe_reject(cfg, 0, value, 5))
 
 
-@pytest.mark.parametrize("name", ["t2_lanes", "t2_bytes"])
-@pytest.mark.parametrize("kind", ["above_depth", "high_bytes"])
+@pytest.mark.parametrize("name, kind", [("t2_lanes", "above_depth"), ("t2_bytes", "above_depth"),
+                                        ("t2_lanes", "high_bytes")])
 def test_reject_words(name, kind, rng):
     """A PE block with more words than wmem_depth; the PEs before it have been written."""
     cfg = CONFIGS[name]
@@ -328,7 +330,7 @@ def test_reject_words(name, kind, rng):
     reject_then_good(cfg, rng, pe_reject(cfg, 1, value[kind], cfg.coords - 1))
 
 
-@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("name", ["t2_lanes", "t2_bytes"])
 @pytest.mark.parametrize("cut", ["first_byte", "in_header", "end_of_header", "in_pe",
                                  "end_of_item", "before_final"])
 def test_reject_truncated(name, cut, rng):
@@ -346,8 +348,7 @@ def test_reject_truncated(name, cut, rng):
     reject_then_good(cfg, rng, make)
 
 
-@pytest.mark.parametrize("name", sorted(CONFIGS))
-@pytest.mark.parametrize("extra", [1, 5])
+@pytest.mark.parametrize("name, extra", [("t2_lanes", 1), ("t2_bytes", 5)])
 def test_reject_too_long(name, extra, rng):
     """The record's final byte without ``last``: every write issued, the extra bytes dropped."""
     cfg = CONFIGS[name]
@@ -364,8 +365,7 @@ def test_reject_too_long(name, extra, rng):
 def test_reject_on_a_last_byte_and_in_a_row(rng):
     """A bad C on a byte that also ends the frame, then two bad records back to back."""
     cfg = CONFIGS["t2_lanes"]
-    records = random_records(cfg, rng, 1)
-    li, im = records[0]
+    li, im = random_records(cfg, rng, 1, c_max=2)[0]
     data = formats.encode_record(li, im, cfg)
     c_end = field_end(formats._RECORD_HEADER, RECORD_FIELDS.index("channels"))
     short = with_field(data, formats._RECORD_HEADER, RECORD_FIELDS.index("channels"), 0)[:c_end]
