@@ -1,0 +1,366 @@
+"""``ControlRegisters``: the accelerator's AXI4-Lite slave (the register map of :mod:`hw.regmap`).
+
+The host writes the layer shape, the ReLU modes and the per-output-channel quantisation
+entries, starts a run and polls STATUS; the datapath reads the configuration from this block
+and reports busy/done/error/overflow, the weight loader's state and the performance counters
+back into it. The address decoder is built from the :mod:`hw.regmap` table, so the map exists
+once for the RTL, the host driver and the C header.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from hw import regmap
+from hw.config import AccelConfig
+from hw.pe import perf_layout
+
+__all__ = ["ControlRegisters", "quant_layout"]
+
+#: Data width of the AXI4-Lite bus and of every register.
+DATA_BITS = 32
+
+
+def quant_layout(cfg: AccelConfig) -> data.StructLayout:
+    """One quantisation entry: signed bias, signed multiplier, unsigned shift (OutputTransform)."""
+    return data.StructLayout({
+        "bias": signed(cfg.bias_bits),
+        "multiplier": signed(cfg.mult_bits),
+        "shift": unsigned(cfg.shift_bits),
+    })
+
+
+def _fits(value, shape) -> object:
+    """``value`` (a 32-bit register word) is representable in ``shape`` without truncation.
+
+    A signed field takes the word as a two's-complement number, so every bit above the field's
+    sign bit must equal it; an unsigned field needs every bit above it clear.
+    """
+    if shape.width >= DATA_BITS:
+        return Const(1)
+    if shape.signed:
+        top = value[shape.width - 1:]
+        return (top == 0) | (top == (1 << (DATA_BITS - shape.width + 1)) - 1)
+    return value[shape.width:] == 0
+
+
+class ControlRegisters(wiring.Component):
+    """AXI4-Lite register block with the configuration, status, perf and quantisation registers.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+        Supplies ``c_max``, ``k_max``, ``w_max`` (field widths and the START shape check),
+        ``coords`` (PE counter blocks) and ``bias_bits``/``mult_bits``/``shift_bits`` (the
+        quantisation memory; bias and multiplier must fit the 32-bit registers).
+    counter_bits : int
+        Width of the run-cycle and per-PE counters read through the registers (1..32).
+
+    Members
+    -------
+    s_axi_aw*, s_axi_w*, s_axi_b*, s_axi_ar*, s_axi_r*
+        AXI4-Lite slave, Vivado names, ``addr_bits(cfg)`` address bits (:func:`hw.regmap
+        .addr_bits`), 32-bit data. ``awprot``/``arprot`` are ignored.
+    height : Out(16), width : Out(range(w_max + 1)), channels : Out(range(c_max + 1)),
+    k_count : Out(range(k_max + 1)), pad : Out(1), winograd_relu : Out(1), spatial_relu : Out(1)
+        The HEIGHT, WIDTH, CHANNELS, KOUT, PAD and RELU registers (all 0 after reset).
+    start : Out(1)
+        One-cycle pulse, one cycle after the write of an accepted CTRL.START.
+    quant_k : In(range(k_max)), quant : Out(quant_layout(cfg))
+        Asynchronous read port of the quantisation memory: ``quant`` is entry ``quant_k`` in
+        the same cycle (a combinational path from ``quant_k``).
+    busy : In(1)
+        A run or a weight load is in progress: configuration writes and START are refused.
+        Must rise in the cycle after ``start`` (STATUS.BUSY and the refusal also count that
+        ``start`` cycle itself).
+    done, error, overflow : In(1)
+        One-cycle pulses (or levels): set STATUS.DONE, ERROR, OVERFLOW.
+    cycles, array_cycles : In(counter_bits)
+        Shown in CYCLES and ARRAY_CYCLES.
+    perf : In(ArrayLayout(perf_layout(counter_bits), coords))
+        Per-PE counters, shown at ``pe_counter_offset(xi, field)``.
+    wgt_records : In(16), wgt_channels : In(range(c_max + 1)), wgt_k_count : In(range(k_max+1))
+        Weight-loader status, shown in WGT_RECORDS, WGT_CHANNELS, WGT_KCOUNT.
+
+    Notes
+    -----
+    AXI4-Lite: AW and W are accepted in either order or together, one write and one read
+    outstanding; ``awready``/``wready``/``arready`` never depend on the valids. A write
+    completes (B valid) 2 cycles after the later of its AW and W handshakes; a read answers (R
+    valid) 2 cycles after its AR handshake. B and R are held until ``bready``/``rready``. Write
+    throughput: one per 3 cycles; reads the same, independent of writes.
+
+    Write rules, in the order they are checked (each refusal answers SLVERR and changes nothing
+    else):
+
+    1. an unmapped offset, or a read-only register: SLVERR;
+    2. a configuration write (HEIGHT..RELU or a quantisation entry), or CTRL with START, while
+       busy: SLVERR and STATUS.REFUSED;
+    3. a value that does not fit its field: SLVERR. The 32-bit word (after merging the byte
+       lanes of ``wstrb`` into the current value) must be representable in the field:
+       unsigned fields (the shape registers, PAD, RELU, CTRL, shift) need the bits above them
+       clear, signed fields (bias, multiplier) take the word as two's complement and need it
+       in range. Nothing is silently truncated;
+    4. CTRL with START and a shape that :func:`hw.regmap.shape_problem` rejects: SLVERR and
+       STATUS.BAD_CONFIG, no START (and no CLEAR).
+
+    ``wstrb`` is honoured: unselected bytes keep their current value (CTRL merges into 0).
+    Reads of a quantisation entry return the stored value sign-extended (bias, multiplier)
+    or zero-extended (shift); counters narrower than 32 bits are zero-extended. An unmapped
+    read answers SLVERR with data 0.
+
+    Flags: ERROR, OVERFLOW, REFUSED, BAD_CONFIG are sticky until CTRL.CLEAR; an ``error`` or
+    ``overflow`` pulse in the cycle of the CLEAR wins. DONE is set by ``done`` and cleared by an
+    accepted START.
+    """
+
+    def __init__(self, cfg: AccelConfig, counter_bits: int = 32):
+        if not isinstance(cfg, AccelConfig):
+            raise TypeError(f"cfg must be an AccelConfig, not {type(cfg).__name__}")
+        if isinstance(counter_bits, bool) or not isinstance(counter_bits, int) \
+                or not 1 <= counter_bits <= DATA_BITS:
+            raise ValueError(f"counter_bits must be an integer in [1, {DATA_BITS}] (the "
+                             f"registers are {DATA_BITS} bits wide), not {counter_bits!r}")
+        for name in ("bias_bits", "mult_bits"):
+            if getattr(cfg, name) > DATA_BITS:
+                raise ValueError(f"AccelConfig.{name}={getattr(cfg, name)} does not fit the "
+                                 f"{DATA_BITS}-bit quantisation registers; use {name} <= "
+                                 f"{DATA_BITS}")
+        counters = tuple(name for name, _ in perf_layout(1))
+        if counters != regmap.PE_COUNTERS:
+            raise AssertionError(f"hw.regmap.PE_COUNTERS {regmap.PE_COUNTERS} differs from "
+                                 f"the fields of hw.pe.perf_layout {counters}")
+        self._cfg = cfg
+        self._counter_bits = counter_bits
+        abits = regmap.addr_bits(cfg)
+        super().__init__({
+            "s_axi_awaddr": In(abits),
+            "s_axi_awprot": In(3),
+            "s_axi_awvalid": In(1),
+            "s_axi_awready": Out(1),
+            "s_axi_wdata": In(DATA_BITS),
+            "s_axi_wstrb": In(DATA_BITS // 8),
+            "s_axi_wvalid": In(1),
+            "s_axi_wready": Out(1),
+            "s_axi_bresp": Out(2),
+            "s_axi_bvalid": Out(1),
+            "s_axi_bready": In(1),
+            "s_axi_araddr": In(abits),
+            "s_axi_arprot": In(3),
+            "s_axi_arvalid": In(1),
+            "s_axi_arready": Out(1),
+            "s_axi_rdata": Out(DATA_BITS),
+            "s_axi_rresp": Out(2),
+            "s_axi_rvalid": Out(1),
+            "s_axi_rready": In(1),
+            "height": Out(16),
+            "width": Out(range(cfg.w_max + 1)),
+            "channels": Out(range(cfg.c_max + 1)),
+            "k_count": Out(range(cfg.k_max + 1)),
+            "pad": Out(1),
+            "winograd_relu": Out(1),
+            "spatial_relu": Out(1),
+            "start": Out(1),
+            "quant_k": In(range(cfg.k_max)),
+            "quant": Out(quant_layout(cfg)),
+            "busy": In(1),
+            "done": In(1),
+            "error": In(1),
+            "overflow": In(1),
+            "cycles": In(counter_bits),
+            "array_cycles": In(counter_bits),
+            "perf": In(data.ArrayLayout(perf_layout(counter_bits), cfg.coords)),
+            "wgt_records": In(16),
+            "wgt_channels": In(range(cfg.c_max + 1)),
+            "wgt_k_count": In(range(cfg.k_max + 1)),
+        })
+
+    @property
+    def cfg(self) -> AccelConfig:
+        return self._cfg
+
+    @property
+    def counter_bits(self) -> int:
+        return self._counter_bits
+
+    @property
+    def addr_bits(self) -> int:
+        return regmap.addr_bits(self._cfg)
+
+    def _shape_ok(self):
+        """The START shape check of :func:`hw.regmap.shape_problem`, on the registers."""
+        cfg = self._cfg
+        padded = 2 * self.pad
+        # W >= 1 and H >= 1 follow from the padded sizes, as PAD is at most 1
+        return ((self.channels >= 1) & (self.channels <= cfg.c_max)
+                & (self.k_count >= 1) & (self.k_count <= cfg.k_max)
+                & (self.width <= cfg.w_max)
+                & (self.width + padded >= 3) & (self.height + padded >= 3))
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        word_bits = self.addr_bits - 2
+        quant_word = regmap.QUANT_BASE // 4
+        quant_end = quant_word + cfg.k_max * regmap.QUANT_STRIDE // 4
+        entry_words = regmap.QUANT_STRIDE // 4
+
+        # -- state ------------------------------------------------------------------------
+        done_f, error_f, overflow_f = Signal(), Signal(), Signal()
+        refused_f, bad_config_f = Signal(), Signal()
+        busy_now = Signal()
+        m.d.comb += busy_now.eq(self.busy | self.start)
+        status = Cat(busy_now, done_f, error_f, overflow_f, refused_f, bad_config_f)
+        relu = Cat(self.winograd_relu, self.spatial_relu)
+        config = {regmap.HEIGHT: self.height, regmap.WIDTH: self.width,
+                  regmap.CHANNELS: self.channels, regmap.KOUT: self.k_count,
+                  regmap.PAD: self.pad, regmap.RELU: relu}
+        read_only = {
+            regmap.ID: Const(regmap.ID_MAGIC, DATA_BITS),
+            regmap.VERSION: Const(regmap.VERSION_VALUE, DATA_BITS),
+            regmap.STATUS: status,
+            regmap.WGT_RECORDS: self.wgt_records, regmap.WGT_CHANNELS: self.wgt_channels,
+            regmap.WGT_KCOUNT: self.wgt_k_count,
+            regmap.CYCLES: self.cycles, regmap.ARRAY_CYCLES: self.array_cycles,
+        }
+        missing = set(regmap.REGISTERS) - set(config) - set(read_only) - {regmap.CTRL}
+        if missing:
+            raise AssertionError(f"hw.regmap registers without hardware: "
+                                 f"{', '.join(sorted(r.name for r in missing))}")
+
+        # -- quantisation memory: one memory per field, three asynchronous read ports ---------
+        aw_word = Signal(word_bits)
+        ar_word = Signal(word_bits)
+        q_write, q_merge, q_read = {}, {}, {}
+        for name, field in quant_layout(cfg):
+            mem = Memory(shape=field.shape, depth=cfg.k_max, init=[])
+            m.submodules[f"quant_{name}"] = mem
+            q_write[name] = mem.write_port()
+            port = mem.read_port(domain="comb")
+            m.d.comb += [port.addr.eq(self.quant_k), self.quant[name].eq(port.data)]
+            q_merge[name] = mem.read_port(domain="comb")      # old value for wstrb merging
+            q_read[name] = mem.read_port(domain="comb")       # AXI reads
+            m.d.comb += [q_merge[name].addr.eq(aw_word[2:] - quant_word // entry_words),
+                         q_read[name].addr.eq(ar_word[2:] - quant_word // entry_words)]
+
+        def quant_hit(word, field_index):
+            return ((word >= quant_word) & (word < quant_end)
+                    & (word[:2] == field_index))
+
+        # -- write channel ------------------------------------------------------------------
+        aw_full, w_full = Signal(), Signal()
+        w_data = Signal(DATA_BITS)
+        w_strb = Signal(DATA_BITS // 8)
+        b_valid = self.s_axi_bvalid
+        m.d.comb += [self.s_axi_awready.eq(~aw_full & ~b_valid),
+                     self.s_axi_wready.eq(~w_full & ~b_valid)]
+        with m.If(self.s_axi_awvalid & self.s_axi_awready):
+            m.d.sync += [aw_full.eq(1), aw_word.eq(self.s_axi_awaddr[2:])]
+        with m.If(self.s_axi_wvalid & self.s_axi_wready):
+            m.d.sync += [w_full.eq(1), w_data.eq(self.s_axi_wdata), w_strb.eq(self.s_axi_wstrb)]
+        with m.If(b_valid & self.s_axi_bready):
+            m.d.sync += b_valid.eq(0)
+
+        # Every writable location: (hit, current value, fits(merged), configuration?, target)
+        targets = []
+        for reg, sig in config.items():
+            targets.append((aw_word == reg.offset // 4, sig, lambda v, s=sig: _fits(v, s.shape()),
+                            True, sig))
+        ctrl_hit = aw_word == regmap.CTRL.offset // 4
+        targets.append((ctrl_hit, Const(0, DATA_BITS),
+                        lambda v: _fits(v, unsigned(2)), False, None))
+        for index, (name, field) in enumerate(quant_layout(cfg)):
+            targets.append((quant_hit(aw_word, index), q_merge[name].data,
+                            lambda v, s=field.shape: _fits(v, s), True, name))
+
+        mask = Cat(w_strb[i].replicate(8) for i in range(DATA_BITS // 8))
+        old = Signal(DATA_BITS)
+        merged = Signal(DATA_BITS)
+        writable, fits, is_config = Signal(), Signal(), Signal()
+        for hit, current, _, _, _ in targets:
+            with m.If(hit):
+                m.d.comb += old.eq(current)
+        m.d.comb += [
+            merged.eq((old & ~mask) | (w_data & mask)),
+            writable.eq(Cat(t[0] for t in targets).any()),
+            fits.eq(Cat(t[0] & t[2](merged) for t in targets).any()),
+            is_config.eq(Cat(t[0] & t[3] for t in targets).any()),
+        ]
+
+        execute = aw_full & w_full
+        wants_start = ctrl_hit & merged[0]
+        refuse = Signal()
+        start_ok, clear, bad_config = Signal(), Signal(), Signal()
+        resp = Signal(2)
+        m.d.comb += [
+            refuse.eq(execute & writable & (is_config | wants_start) & busy_now),
+            bad_config.eq(execute & writable & ~refuse & fits & wants_start & ~self._shape_ok()),
+        ]
+        with m.If(~writable | refuse | ~fits | bad_config):
+            m.d.comb += resp.eq(regmap.RESP_SLVERR)
+        with m.Elif(execute):
+            m.d.comb += resp.eq(regmap.RESP_OKAY)
+            m.d.comb += [start_ok.eq(wants_start), clear.eq(ctrl_hit & merged[1])]
+            for hit, _, _, _, target in targets:
+                if isinstance(target, str):
+                    port = q_write[target]
+                    m.d.comb += [port.addr.eq(aw_word[2:] - quant_word // entry_words),
+                                 port.data.eq(merged), port.en.eq(hit)]
+                elif target is not None:
+                    with m.If(hit):
+                        m.d.sync += target.eq(merged)
+        with m.If(execute):
+            m.d.sync += [aw_full.eq(0), w_full.eq(0), b_valid.eq(1),
+                         self.s_axi_bresp.eq(resp)]
+
+        # -- status flags (a set wins over CLEAR, START wins over a stale done) -----------------
+        m.d.sync += self.start.eq(start_ok)
+        with m.If(self.done):
+            m.d.sync += done_f.eq(1)
+        with m.If(start_ok):
+            m.d.sync += done_f.eq(0)
+        with m.If(clear):
+            m.d.sync += [error_f.eq(0), overflow_f.eq(0), refused_f.eq(0), bad_config_f.eq(0)]
+        with m.If(self.error):
+            m.d.sync += error_f.eq(1)
+        with m.If(self.overflow):
+            m.d.sync += overflow_f.eq(1)
+        with m.If(refuse):
+            m.d.sync += refused_f.eq(1)
+        with m.If(bad_config):
+            m.d.sync += bad_config_f.eq(1)
+
+        # -- read channel -------------------------------------------------------------------
+        ar_full = Signal()
+        r_valid = self.s_axi_rvalid
+        m.d.comb += self.s_axi_arready.eq(~ar_full & ~r_valid)
+        with m.If(self.s_axi_arvalid & self.s_axi_arready):
+            m.d.sync += [ar_full.eq(1), ar_word.eq(self.s_axi_araddr[2:])]
+        with m.If(r_valid & self.s_axi_rready):
+            m.d.sync += r_valid.eq(0)
+
+        rdata = Signal(DATA_BITS)
+        r_hit = Signal()
+        with m.Switch(ar_word):
+            fixed = {**config, **read_only, regmap.CTRL: Const(0, DATA_BITS)}
+            for reg, value in fixed.items():
+                with m.Case(reg.offset // 4):
+                    m.d.comb += [rdata.eq(value), r_hit.eq(1)]
+            for xi in range(cfg.coords):
+                for name in regmap.PE_COUNTERS:
+                    with m.Case(regmap.pe_counter_offset(xi, name, cfg) // 4):
+                        m.d.comb += [rdata.eq(self.perf[xi][name]), r_hit.eq(1)]
+            with m.Default():
+                for index, (name, _) in enumerate(quant_layout(cfg)):
+                    with m.If(quant_hit(ar_word, index)):
+                        m.d.comb += [rdata.eq(q_read[name].data), r_hit.eq(1)]
+        with m.If(ar_full):
+            m.d.sync += [
+                ar_full.eq(0), r_valid.eq(1),
+                self.s_axi_rdata.eq(rdata),
+                self.s_axi_rresp.eq(Mux(r_hit, regmap.RESP_OKAY, regmap.RESP_SLVERR)),
+            ]
+        return m

@@ -1,0 +1,360 @@
+"""The AXI4-Lite register map of the accelerator: one table for the RTL, the host and the C header.
+
+Plain Python with no HDL import, so host code (:mod:`sw.driver`) and header generation can use it
+without Amaranth. :class:`hw.csr.ControlRegisters` builds its address decoder from this module,
+and refuses to elaborate if the two ever disagree.
+
+Every register is 32 bits wide at a byte offset that is a multiple of 4; the low two address
+bits select nothing (byte lanes come from ``wstrb``). Three kinds of location exist:
+
+* the fixed registers of :data:`REGISTERS`;
+* the per-PE performance counters, ``pe_counter_offset(xi, field)`` for ``xi < cfg.coords`` and
+  ``field`` in :data:`PE_COUNTERS`;
+* the quantisation memory, ``quant_offset(k, field)`` for ``k < cfg.k_max`` and ``field`` in
+  :data:`QUANT_FIELDS`.
+
+Any other offset below ``2 ** addr_bits(cfg)`` is unmapped and answers SLVERR.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "Register", "Location", "REGISTERS", "RO", "RW", "WO",
+    "ID", "VERSION", "CTRL", "STATUS", "HEIGHT", "WIDTH", "CHANNELS", "KOUT", "PAD", "RELU",
+    "WGT_RECORDS", "WGT_CHANNELS", "WGT_KCOUNT", "CYCLES", "ARRAY_CYCLES", "CONFIG_REGISTERS",
+    "ID_MAGIC", "VERSION_VALUE", "CTRL_START", "CTRL_CLEAR", "STATUS_BUSY", "STATUS_DONE",
+    "STATUS_ERROR", "STATUS_OVERFLOW", "STATUS_REFUSED", "STATUS_BAD_CONFIG", "STICKY_FLAGS",
+    "RELU_WINOGRAD", "RELU_SPATIAL", "PE_BASE", "PE_STRIDE", "PE_COUNTERS", "QUANT_BASE",
+    "QUANT_STRIDE", "QUANT_FIELDS", "UNMAPPED_EXAMPLE", "RESP_OKAY", "RESP_SLVERR",
+    "pe_counter_offset", "quant_offset", "addr_bits", "decode", "config_bits", "quant_bits",
+    "shape_problem", "c_defines", "RegisterModel",
+]
+
+#: Access kinds. ``RW`` registers are configuration: writes to them are refused while busy.
+RO, RW, WO = "RO", "RW", "W"
+
+#: AXI response codes used by the slave.
+RESP_OKAY, RESP_SLVERR = 0, 2
+
+
+@dataclass(frozen=True)
+class Register:
+    """One fixed 32-bit register: ``name``, byte ``offset``, ``access`` (RO/RW/W) and ``doc``."""
+
+    name: str
+    offset: int
+    access: str
+    doc: str
+
+
+@dataclass(frozen=True)
+class Location:
+    """What :func:`decode` finds at an offset.
+
+    ``name`` is printable (``"WIDTH"``, ``"PE3.macs"``, ``"QUANT5.bias"``); ``access`` is RO,
+    RW or W; ``register`` is the fixed :class:`Register`, or ``None`` for a PE counter
+    (``index`` = PE ``xi``) or a quantisation field (``index`` = output channel ``k``), whose
+    ``field`` names the counter or the quantisation field.
+    """
+
+    name: str
+    access: str
+    register: Register | None = None
+    index: int | None = None
+    field: str | None = None
+
+
+ID = Register("ID", 0x000, RO, "Magic number 0x574E4E57 ('WNNW'): the accelerator is there.")
+VERSION = Register("VERSION", 0x004, RO, "Version of this register map (1).")
+CTRL = Register("CTRL", 0x008, WO,
+                "bit0 START: begin a run (one-cycle pulse); refused while busy (REFUSED) or "
+                "with an invalid shape (BAD_CONFIG). bit1 CLEAR: clear the sticky flags ERROR, "
+                "OVERFLOW, REFUSED and BAD_CONFIG. Other bits must be 0. Reads 0.")
+STATUS = Register("STATUS", 0x00C, RO,
+                  "bit0 BUSY, bit1 DONE (set when a run ends, cleared by START), bit2 ERROR, "
+                  "bit3 OVERFLOW, bit4 REFUSED (a configuration write or START while busy), "
+                  "bit5 BAD_CONFIG (START with an invalid shape); bits 2-5 are sticky until "
+                  "CTRL.CLEAR.")
+HEIGHT = Register("HEIGHT", 0x010, RW, "Input height H (16 bits, >= 1).")
+WIDTH = Register("WIDTH", 0x014, RW, "Input width W (1 .. w_max).")
+CHANNELS = Register("CHANNELS", 0x018, RW, "Input channels C (1 .. c_max).")
+KOUT = Register("KOUT", 0x01C, RW, "Output channels K of this pass (1 .. k_max).")
+PAD = Register("PAD", 0x020, RW, "Zero padding of the 3x3 convolution, 0 or 1.")
+RELU = Register("RELU", 0x024, RW,
+                "bit0: ReLU on the Winograd-domain input V; bit1: ReLU on the spatial output.")
+WGT_RECORDS = Register("WGT_RECORDS", 0x030, RO,
+                       "Weight records accepted by the loader since reset (16 bits, wraps).")
+WGT_CHANNELS = Register("WGT_CHANNELS", 0x034, RO, "Input channels C of the loaded weights.")
+WGT_KCOUNT = Register("WGT_KCOUNT", 0x038, RO, "Output channels K of the loaded weights.")
+CYCLES = Register("CYCLES", 0x040, RO, "Cycles of the current or last run.")
+ARRAY_CYCLES = Register("ARRAY_CYCLES", 0x044, RO,
+                        "Cycles the sparse array was not idle (free-running, wraps).")
+
+#: Every fixed register, in address order.
+REGISTERS = (ID, VERSION, CTRL, STATUS, HEIGHT, WIDTH, CHANNELS, KOUT, PAD, RELU,
+             WGT_RECORDS, WGT_CHANNELS, WGT_KCOUNT, CYCLES, ARRAY_CYCLES)
+#: The layer-shape configuration, refused while busy.
+CONFIG_REGISTERS = tuple(reg for reg in REGISTERS if reg.access == RW)
+
+ID_MAGIC = 0x574E4E57
+VERSION_VALUE = 1
+
+CTRL_START = 1 << 0
+CTRL_CLEAR = 1 << 1
+
+STATUS_BUSY = 1 << 0
+STATUS_DONE = 1 << 1
+STATUS_ERROR = 1 << 2
+STATUS_OVERFLOW = 1 << 3
+STATUS_REFUSED = 1 << 4
+STATUS_BAD_CONFIG = 1 << 5
+#: The flags CTRL.CLEAR clears.
+STICKY_FLAGS = STATUS_ERROR | STATUS_OVERFLOW | STATUS_REFUSED | STATUS_BAD_CONFIG
+
+RELU_WINOGRAD = 1 << 0
+RELU_SPATIAL = 1 << 1
+
+#: Bit masks by their C name (without the ``WINNOW_`` prefix).
+_BITS = {
+    "CTRL_START": CTRL_START, "CTRL_CLEAR": CTRL_CLEAR,
+    "STATUS_BUSY": STATUS_BUSY, "STATUS_DONE": STATUS_DONE, "STATUS_ERROR": STATUS_ERROR,
+    "STATUS_OVERFLOW": STATUS_OVERFLOW, "STATUS_REFUSED": STATUS_REFUSED,
+    "STATUS_BAD_CONFIG": STATUS_BAD_CONFIG, "STICKY_FLAGS": STICKY_FLAGS,
+    "RELU_WINOGRAD": RELU_WINOGRAD, "RELU_SPATIAL": RELU_SPATIAL,
+}
+
+#: Per-PE counters: PE ``xi``'s block starts at ``PE_BASE + xi * PE_STRIDE``, one word per field.
+PE_BASE = 0x100
+PE_STRIDE = 0x20
+#: Field order of the per-PE counter block; :class:`hw.csr.ControlRegisters` checks at build
+#: time that it equals the field order of :func:`hw.pe.perf_layout` (importing that here would
+#: pull Amaranth into the host side).
+PE_COUNTERS = ("busy", "macs", "empty_slots", "stalls", "zeros_skipped")
+
+#: Quantisation entry ``k`` starts at ``QUANT_BASE + k * QUANT_STRIDE``, one word per field.
+QUANT_BASE = 0x1000
+QUANT_STRIDE = 0x10
+#: Field order of a quantisation entry (offsets 0, 4, 8); the names are the fields of the
+#: output transform's requantisation (signed bias, signed multiplier, unsigned shift).
+QUANT_FIELDS = ("bias", "multiplier", "shift")
+
+#: An offset that is unmapped in every configuration (between the PE block and the quantisation
+#: memory), for tests of the SLVERR answer.
+UNMAPPED_EXAMPLE = QUANT_BASE - 4
+
+#: Largest number of PEs (Winograd coordinates): F(4x4, 3x3) has 6 x 6.
+_MAX_COORDS = 36
+assert PE_BASE + _MAX_COORDS * PE_STRIDE <= UNMAPPED_EXAMPLE
+assert len(PE_COUNTERS) * 4 <= PE_STRIDE and len(QUANT_FIELDS) * 4 <= QUANT_STRIDE
+
+
+def _field_index(kind: str, field: str, fields: tuple[str, ...]) -> int:
+    if field not in fields:
+        raise ValueError(f"{kind} field {field!r} is unknown; choose one of {', '.join(fields)}")
+    return fields.index(field)
+
+
+def _index(kind: str, value, limit: int | None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (
+            limit is not None and value >= limit):
+        bound = f"in [0, {limit})" if limit is not None else ">= 0"
+        raise ValueError(f"{kind} {value!r} is out of range; expected an integer {bound}")
+    return value
+
+
+def pe_counter_offset(xi: int, field: str, cfg=None) -> int:
+    """Byte offset of counter ``field`` of PE ``xi`` (``xi < cfg.coords`` when ``cfg`` given)."""
+    _index("PE", xi, cfg.coords if cfg is not None else _MAX_COORDS)
+    return PE_BASE + xi * PE_STRIDE + 4 * _field_index("PE counter", field, PE_COUNTERS)
+
+
+def quant_offset(k: int, field: str, cfg=None) -> int:
+    """Byte offset of quantisation ``field`` of output channel ``k`` (``k < cfg.k_max``)."""
+    _index("quantisation entry", k, cfg.k_max if cfg is not None else None)
+    return QUANT_BASE + k * QUANT_STRIDE + 4 * _field_index("quantisation", field, QUANT_FIELDS)
+
+
+def addr_bits(cfg) -> int:
+    """Width of ``s_axi_awaddr``/``s_axi_araddr``: enough for the last quantisation entry."""
+    return (QUANT_BASE + cfg.k_max * QUANT_STRIDE - 1).bit_length()
+
+
+def decode(cfg, offset: int) -> Location | None:
+    """The register at byte ``offset`` (low two bits ignored), or ``None`` if it is unmapped."""
+    word = offset & ~3
+    for reg in REGISTERS:
+        if reg.offset == word:
+            return Location(reg.name, reg.access, register=reg)
+    if PE_BASE <= word < PE_BASE + cfg.coords * PE_STRIDE:
+        xi, field = divmod(word - PE_BASE, PE_STRIDE)
+        if field // 4 < len(PE_COUNTERS):
+            name = PE_COUNTERS[field // 4]
+            return Location(f"PE{xi}.{name}", RO, index=xi, field=name)
+    if QUANT_BASE <= word < QUANT_BASE + cfg.k_max * QUANT_STRIDE:
+        k, field = divmod(word - QUANT_BASE, QUANT_STRIDE)
+        if field // 4 < len(QUANT_FIELDS):
+            name = QUANT_FIELDS[field // 4]
+            return Location(f"QUANT{k}.{name}", RW, index=k, field=name)
+    return None
+
+
+def config_bits(cfg) -> dict[Register, int]:
+    """Width of the unsigned field behind each configuration register (wider values are
+    refused with SLVERR)."""
+    return {HEIGHT: 16, WIDTH: cfg.w_max.bit_length(), CHANNELS: cfg.c_max.bit_length(),
+            KOUT: cfg.k_max.bit_length(), PAD: 1, RELU: 2}
+
+
+def quant_bits(cfg) -> dict[str, tuple[int, bool]]:
+    """``(bits, signed)`` of each quantisation field, in :data:`QUANT_FIELDS` order."""
+    return {"bias": (cfg.bias_bits, True), "multiplier": (cfg.mult_bits, True),
+            "shift": (cfg.shift_bits, False)}
+
+
+def shape_problem(cfg, h: int, w: int, c: int, k: int, pad: int) -> str | None:
+    """Why START would be refused for this layer shape (BAD_CONFIG), or ``None`` if it is valid.
+
+    The hardware accepts ``1 <= C <= c_max``, ``1 <= K <= k_max``, ``1 <= W <= w_max``,
+    ``1 <= H < 2**16``, ``pad`` in {0, 1} and a padded input of at least 3x3.
+    """
+    if pad not in (0, 1):
+        return f"PAD={pad} is not supported (0 or 1)"
+    for name, value, hi in (("CHANNELS", c, cfg.c_max), ("KOUT", k, cfg.k_max),
+                            ("WIDTH", w, cfg.w_max), ("HEIGHT", h, (1 << 16) - 1)):
+        if not 1 <= value <= hi:
+            return f"{name}={value} is out of range; this accelerator takes 1..{hi}"
+    if w + 2 * pad < 3 or h + 2 * pad < 3:
+        return (f"input {h}x{w} with pad {pad} is smaller than the 3x3 kernel "
+                f"(H + 2*pad and W + 2*pad must be at least 3)")
+    return None
+
+
+def _hex(value: int) -> str:
+    return f"0x{value:03X}u"
+
+
+def c_defines(cfg) -> list[str]:
+    """``#define`` lines of the register map for ``cfg``, for the C header.
+
+    Fixed registers become ``WINNOW_REG_<NAME>``; bits ``WINNOW_CTRL_*``, ``WINNOW_STATUS_*``,
+    ``WINNOW_RELU_*``; the per-PE counters and the quantisation memory become function-like
+    macros ``WINNOW_REG_PE_COUNTER(xi, field)`` and ``WINNOW_REG_QUANT(k, field)`` with field
+    indices ``WINNOW_PE_<FIELD>`` and ``WINNOW_QUANT_<FIELD>``.
+    """
+    lines = ["/* register map (AXI4-Lite, 32-bit registers, byte offsets) */",
+             f"#define WINNOW_AXI_ADDR_BITS {addr_bits(cfg)}",
+             f"#define WINNOW_REGMAP_VERSION {VERSION_VALUE}",
+             f"#define WINNOW_ID_MAGIC 0x{ID_MAGIC:08X}u"]
+    lines += [f"#define WINNOW_REG_{reg.name} {_hex(reg.offset)}" for reg in REGISTERS]
+    lines += [f"#define WINNOW_{name} 0x{mask:02X}u" for name, mask in _BITS.items()]
+    lines += [f"#define WINNOW_PE_BASE {_hex(PE_BASE)}",
+              f"#define WINNOW_PE_STRIDE {_hex(PE_STRIDE)}"]
+    lines += [f"#define WINNOW_PE_{name.upper()} {i}" for i, name in enumerate(PE_COUNTERS)]
+    lines.append("#define WINNOW_REG_PE_COUNTER(xi, field) "
+                 "(WINNOW_PE_BASE + (xi) * WINNOW_PE_STRIDE + (field) * 4u)")
+    lines += [f"#define WINNOW_QUANT_BASE 0x{QUANT_BASE:04X}u",
+              f"#define WINNOW_QUANT_STRIDE {_hex(QUANT_STRIDE)}"]
+    lines += [f"#define WINNOW_QUANT_{name.upper()} {i}" for i, name in enumerate(QUANT_FIELDS)]
+    lines.append("#define WINNOW_REG_QUANT(k, field) "
+                 "(WINNOW_QUANT_BASE + (k) * WINNOW_QUANT_STRIDE + (field) * 4u)")
+    return lines
+
+
+def _word(value: int) -> int:
+    """``value`` as a 32-bit register word (two's complement for negative values)."""
+    return value & 0xFFFF_FFFF
+
+
+def _fits(word: int, bits: int, is_signed: bool) -> bool:
+    if is_signed:
+        value = word - (1 << 32) if word >> 31 else word
+        return -(1 << (bits - 1)) <= value < (1 << (bits - 1))
+    return word < (1 << bits)
+
+
+class RegisterModel:
+    """Behavioural model of the register block: what every access answers and changes.
+
+    The executable form of the rules of :class:`hw.csr.ControlRegisters` (see its Notes), at
+    transaction level: each :meth:`write` and :meth:`read` is one complete AXI4-Lite transfer.
+    The datapath side is plain attributes: ``busy`` (bool), ``inputs`` (WGT_*, CYCLES,
+    ARRAY_CYCLES by register name), ``perf[xi][field]``; :meth:`pulse` stands for a
+    ``done``/``error``/``overflow`` pulse. ``starts`` counts accepted STARTs.
+    """
+
+    def __init__(self, cfg, counter_bits: int = 32):
+        self.cfg = cfg
+        self.counter_bits = counter_bits
+        self.busy = False
+        self.starts = 0
+        self.config = {reg: 0 for reg in CONFIG_REGISTERS}
+        self.quant = [{name: 0 for name in QUANT_FIELDS} for _ in range(cfg.k_max)]
+        self.flags = 0
+        self.inputs = {reg: 0 for reg in (WGT_RECORDS, WGT_CHANNELS, WGT_KCOUNT, CYCLES,
+                                          ARRAY_CYCLES)}
+        self.perf = [{name: 0 for name in PE_COUNTERS} for _ in range(cfg.coords)]
+
+    def pulse(self, which: str) -> None:
+        """A ``done``, ``error`` or ``overflow`` pulse from the datapath."""
+        self.flags |= {"done": STATUS_DONE, "error": STATUS_ERROR,
+                       "overflow": STATUS_OVERFLOW}[which]
+
+    def status(self) -> int:
+        return self.flags | (STATUS_BUSY if self.busy else 0)
+
+    def shape(self) -> tuple[int, int, int, int, int]:
+        """``(h, w, c, k, pad)`` as the registers hold them."""
+        return (self.config[HEIGHT], self.config[WIDTH], self.config[CHANNELS],
+                self.config[KOUT], self.config[PAD])
+
+    def read(self, offset: int) -> tuple[int, int]:
+        """``(resp, data)`` of a read of byte ``offset``."""
+        loc = decode(self.cfg, offset)
+        if loc is None:
+            return RESP_SLVERR, 0
+        if loc.register is None and loc.access == RO:
+            return RESP_OKAY, self.perf[loc.index][loc.field]
+        if loc.register is None:
+            return RESP_OKAY, _word(self.quant[loc.index][loc.field])
+        reg = loc.register
+        fixed = {ID: ID_MAGIC, VERSION: VERSION_VALUE, CTRL: 0, STATUS: self.status()}
+        if reg in fixed:
+            return RESP_OKAY, fixed[reg]
+        return RESP_OKAY, self.config[reg] if reg in self.config else self.inputs[reg]
+
+    def write(self, offset: int, value: int, strb: int = 0xF) -> int:
+        """The response to a write of ``value`` with byte enables ``strb`` at ``offset``."""
+        loc = decode(self.cfg, offset)
+        if loc is None or loc.access == RO:
+            return RESP_SLVERR
+        mask = sum(0xFF << (8 * i) for i in range(4) if strb >> i & 1)
+        old = self.read(offset)[1] if loc.access == RW else 0
+        word = (old & ~mask) | (_word(value) & mask)
+        if self.busy and (loc.access == RW or (loc.register == CTRL and word & CTRL_START)):
+            self.flags |= STATUS_REFUSED
+            return RESP_SLVERR
+        if loc.register is None:
+            bits, is_signed = quant_bits(self.cfg)[loc.field]
+        elif loc.register == CTRL:
+            bits, is_signed = 2, False
+        else:
+            bits, is_signed = config_bits(self.cfg)[loc.register], False
+        if not _fits(word, bits, is_signed):
+            return RESP_SLVERR
+        if loc.register is None:
+            self.quant[loc.index][loc.field] = word - (1 << 32) if is_signed and word >> 31 \
+                else word
+        elif loc.register != CTRL:
+            self.config[loc.register] = word
+        else:
+            if word & CTRL_START and shape_problem(self.cfg, *self.shape()) is not None:
+                self.flags |= STATUS_BAD_CONFIG
+                return RESP_SLVERR
+            if word & CTRL_CLEAR:
+                self.flags &= ~STICKY_FLAGS
+            if word & CTRL_START:
+                self.flags &= ~STATUS_DONE
+                self.starts += 1
+        return RESP_OKAY
