@@ -66,10 +66,11 @@ class OutputReorder(wiring.Component):
     read, output register).
 
     Throughput: one value per cycle on ``o`` while a band is complete and ``o`` is ready,
-    with no bubble between the bands of a frame: filling band ``ty + 1`` (``tiles_w · K``
-    beats) overlaps draining band ``ty`` (``m · out_w · K`` values), so without gaps and
-    back-pressure a frame takes ``tiles_w · K + LATENCY - 1 + out_h · out_w · K`` cycles from
-    its first input beat to its last output.
+    with no bubble between bands, nor between back-to-back frames: filling the next band
+    (``tiles_w · K`` beats) overlaps draining the current one (at least ``out_w · K``
+    values). So without gaps and back-pressure a frame takes
+    ``tiles_w · K + LATENCY - 1 + out_h · out_w · K`` cycles from its first input beat to its
+    last output, and each back-to-back frame of the same shape ``out_h · out_w · K`` more.
     """
 
     #: Cycles from a band's final input beat to its first output value (other band drained).

@@ -193,8 +193,8 @@ def run_free(cfg: AccelConfig, frames: list[dict]):
     return accepted, emitted
 
 
-@pytest.mark.parametrize("m, shape", [(2, (9, 10, 4)), (2, (6, 7, 1)), (4, (9, 10, 3)),
-                                      (4, (4, 2, 4))])
+@pytest.mark.parametrize("m, shape", [(2, (9, 10, 4)), (2, (6, 7, 1)), (2, (3, 1, 2)),
+                                      (4, (9, 10, 3)), (4, (4, 2, 4)), (4, (1, 1, 1))])
 def test_throughput_band_overlap(m, shape, rng):
     """Band ty+1 fills while band ty drains: one value per cycle from the first to the last.
 
