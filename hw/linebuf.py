@@ -1,0 +1,335 @@
+"""``LineBuffer``: an NHWC activation raster cut into overlapping ``n×n`` Winograd patches.
+
+F(m×m, 3×3) reads input patches of ``n = m + 2`` rows and columns at a stride of ``m``, so
+consecutive tile rows (*bands*) share two input rows. The buffer keeps a ring of ``n + m`` row
+slots: the ``n`` rows of the band being read, and ``m`` more into which the rows of the next
+band stream at the same time. Each slot is ``n`` memory banks wide (column ``q`` in bank
+``q mod n``), so the ``n×n`` patch of one channel is read in one cycle from ``n·n`` different
+banks.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from hw.config import AccelConfig
+
+__all__ = ["LineBuffer"]
+
+
+class LineBuffer(wiring.Component):
+    """Streaming Winograd input tiler: ``n×n`` patches of stride ``m`` with zero padding.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+        Supplies the tile size ``m`` (``tile``, so ``n = m + 2``), ``act_bits``, ``w_max`` and
+        ``c_max``.
+
+    Members
+    -------
+    i : In(stream.Signature(signed(act_bits)))
+        One activation per beat, a frame in NHWC raster order: for ``y`` in ``0 .. H-1``, for
+        ``x`` in ``0 .. W-1``, for ``c`` in ``0 .. C-1``. Frames follow each other back to back
+        (the beat after a frame's last one starts the next frame); the first rows of the next
+        frame may stream in while the last bands of the previous one are still being read.
+    o : Out(stream.Signature(StructLayout({"d": ArrayLayout(signed(act_bits), n*n), "c": ...,
+                                          "last": unsigned(1)})))
+        Patches in order: for ``ty`` in ``0 .. tiles_h-1``, for ``tx`` in ``0 .. tiles_w-1``,
+        for ``c`` in ``0 .. C-1``; ``last`` on ``c == C-1``. ``d`` is row-major: element
+        ``(r, s)`` at ``r*n + s`` is ``x[c, ty*m - pad + r, tx*m - pad + s]``, zero outside
+        the image (padding, and the overhang of partial edge tiles): exactly
+        :func:`sw.winograd.extract_tiles` over :func:`sw.winograd.tile_grid`. ``c`` is
+        ``max(1, (c_max-1).bit_length())`` bits. The payload is a register.
+    height : In(16)
+        ``H >= 1``, input rows of the frame.
+    width : In(range(w_max + 1))
+        ``W <= w_max``, input columns of the frame.
+    channels : In(range(c_max + 1))
+        ``1 <= C <= c_max``, input channels of the frame.
+    pad : In(1)
+        Zero padding on every side, 0 or 1. The caller guarantees ``out_h = H + 2·pad - 2``
+        and ``out_w = W + 2·pad - 2`` are at least 1; ``tiles_h = ceil(out_h / m)``,
+        ``tiles_w = ceil(out_w / m)``.
+    idle : Out(1)
+        No frame in progress: no row buffered or being written, no patch pending. ``height``,
+        ``width``, ``channels`` and ``pad`` must hold still while it is low.
+
+    Notes
+    -----
+    Row slots: a ring of :meth:`slots` ``= n + m`` rows. Rows are written in arrival order into
+    consecutive slots and released in the same order, so the ring is a FIFO of rows. Band
+    ``ty`` needs image rows ``ty·m - pad .. ty·m - pad + n - 1`` (clipped to the image); its
+    patches are read as soon as the last of those rows is complete. When its final patch has
+    been read, the rows that no later band of the frame needs (``m``, ``m - pad`` for the first
+    band, every remaining row for the last) are released. A band occupies at most ``n`` slots,
+    so the other ``m`` take the next band's rows while it is read: the input is stalled only
+    when all ``n + m`` slots are full because ``o`` holds the reader back.
+
+    Memory: :meth:`memory_bits` ``= (n + m) · n · G · c_max · act_bits``, ``G = w_max // n + 1``
+    column groups. Padded column ``q = x + pad`` (``0 .. w_max``) of slot ``k`` lives in bank
+    ``(k, q mod n)`` at address ``(q div n) · c_max + c``; the ``(n + m) · n`` banks are
+    ``G · c_max`` words deep, each with one write and one read port. The ``n`` columns of a
+    patch fall in ``n`` different banks and its ``n`` rows in ``n`` different slots, so a whole
+    patch is one read per bank. Zero padding is never stored: padding rows and columns, and rows
+    and columns beyond the image, are masked to zero on the way out. The default configuration
+    (m 2, w_max 64, c_max 256, 8 bits) needs 6 · 4 · 17 · 256 · 8 = 835,584 bits (102 KiB).
+
+    Latency: the first patch of a band is valid on ``o`` :attr:`LATENCY` cycles after the cycle
+    in which the band's last needed input beat is transferred (row count, memory read, output
+    register).
+
+    Throughput: one input beat per cycle and one patch per cycle. With ``o`` always ready and
+    no input gaps the input is never stalled: a band's ``tiles_w · C`` patches are read while the
+    ``m · W · C`` beats of the next band arrive, and the final bands of a frame leave right after
+    its last input beat, ``LATENCY`` cycles later and one per cycle.
+    """
+
+    #: Cycles from a band's last needed input beat to its first patch on ``o``.
+    LATENCY = 3
+
+    def __init__(self, cfg: AccelConfig):
+        if not isinstance(cfg, AccelConfig):
+            # A component that never got built must not also warn that it was never used.
+            self._MustUse__silence = True
+            raise TypeError(f"cfg must be an AccelConfig, not {type(cfg).__name__}")
+        self._cfg = cfg
+        i_shape, o_layout = self.layouts(cfg)
+        super().__init__({
+            "i": In(stream.Signature(i_shape)),
+            "o": Out(stream.Signature(o_layout)),
+            "height": In(16),
+            "width": In(range(cfg.w_max + 1)),
+            "channels": In(range(cfg.c_max + 1)),
+            "pad": In(1),
+            "idle": Out(1),
+        })
+
+    @staticmethod
+    def layouts(cfg: AccelConfig) -> tuple:
+        """Payload shapes of ``i`` and ``o``, without building the component (for benches)."""
+        o_layout = data.StructLayout({
+            "d": data.ArrayLayout(signed(cfg.act_bits), cfg.n * cfg.n),
+            "c": unsigned(max(1, (cfg.c_max - 1).bit_length())),
+            "last": unsigned(1),
+        })
+        return signed(cfg.act_bits), o_layout
+
+    @staticmethod
+    def slots(cfg: AccelConfig) -> int:
+        """Row slots of the ring: ``n + m`` (one band read while the next one fills)."""
+        return cfg.n + cfg.tile
+
+    @staticmethod
+    def column_groups(cfg: AccelConfig) -> int:
+        """Groups of ``n`` padded columns that hold columns ``0 .. w_max``: ``w_max // n + 1``."""
+        return cfg.w_max // cfg.n + 1
+
+    @classmethod
+    def memory_bits(cls, cfg: AccelConfig) -> int:
+        """Bits of row memory: ``(n + m) · n · column_groups · c_max · act_bits``."""
+        return (cls.slots(cfg) * cfg.n * cls.column_groups(cfg) * cfg.c_max
+                * cfg.act_bits)
+
+    @property
+    def cfg(self) -> AccelConfig:
+        return self._cfg
+
+    @property
+    def latency(self) -> int:
+        return self.LATENCY
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        mm, n = cfg.tile, cfg.n
+        log_m = mm.bit_length() - 1
+        S = self.slots(cfg)
+        c_max = cfg.c_max
+        groups = self.column_groups(cfg)
+        depth = groups * c_max
+        H, W, C, pad = self.height, self.width, self.channels, self.pad
+
+        out_h = Signal(17)
+        out_w = Signal(range(cfg.w_max + 3))
+        tiles_h = Signal(16)
+        tiles_w = Signal(range(cfg.w_max + 1))
+        m.d.comb += [
+            out_h.eq(H + 2 * pad - 2),
+            out_w.eq(W + 2 * pad - 2),
+            tiles_h.eq((out_h + (mm - 1)) >> log_m),
+            tiles_w.eq((out_w + (mm - 1)) >> log_m),
+        ]
+
+        # Row FIFO bookkeeping shared by both sides. A slot is used from the first beat of its
+        # row until the reader releases the row; a row is done once its last beat is written.
+        used = Signal(range(S + 1))
+        done_rows = Signal(range(S + 1))
+
+        # -- write side: one activation per cycle into the slot of the current row ----------
+        wx = Signal(range(cfg.w_max))
+        wc = Signal(range(c_max))
+        wslot = Signal(range(S))
+        # Bank and group base of column x = wx (valid for wx > 0; column 0 is q = pad).
+        wq_mod = Signal(range(n))
+        wq_base = Signal(range(depth + 1))
+        row_start = (wx == 0) & (wc == 0)
+        row_end = (wx == W - 1) & (wc == C - 1)
+        cur_mod = Signal(range(n))
+        cur_base = Signal(range(depth + 1))
+        accept = Signal()
+        m.d.comb += [
+            cur_mod.eq(Mux(wx == 0, pad, wq_mod)),
+            cur_base.eq(Mux(wx == 0, 0, wq_base)),
+            self.i.ready.eq(~row_start | (used < S)),
+            accept.eq(self.i.valid & self.i.ready),
+        ]
+        w_addr = cur_base + wc
+        with m.If(accept):
+            m.d.sync += wc.eq(wc + 1)
+            with m.If(wc == C - 1):
+                m.d.sync += [wc.eq(0), wx.eq(wx + 1)]
+                with m.If(cur_mod == n - 1):
+                    m.d.sync += [wq_mod.eq(0), wq_base.eq(cur_base + c_max)]
+                with m.Else():
+                    m.d.sync += [wq_mod.eq(cur_mod + 1), wq_base.eq(cur_base)]
+                with m.If(wx == W - 1):
+                    m.d.sync += [wx.eq(0), wslot.eq(Mux(wslot == S - 1, 0, wslot + 1))]
+
+        # -- read side: walk the bands of the reader's frame -------------------------------
+        ty = Signal(16)
+        tx = Signal(range(cfg.w_max))
+        rc = Signal(range(c_max))
+        head = Signal(range(S))         # slot of the oldest row not yet released
+        freed = Signal(16)              # rows of the reader's frame released so far
+        q0 = Signal(range(cfg.w_max + mm + 1))      # tx * m, first padded column of the patch
+        col_mod = Signal(range(n))                  # q0 mod n
+        col_base = Signal(range(depth + 1))         # (q0 div n) * c_max
+
+        first = ty == 0
+        pf = Signal()                   # band 0 of a padded frame starts one row above the image
+        rows_left = Signal(16)          # rows of the frame from `head` on
+        band_rows = Signal(range(n + 1))
+        free = Signal(range(n + 1))
+        m.d.comb += [
+            pf.eq(pad & first),
+            rows_left.eq(H - freed),
+            band_rows.eq(Mux(rows_left < n - pf, rows_left, n - pf)),
+        ]
+        last_c = rc == C - 1
+        last_tx = tx == tiles_w - 1
+        last_ty = ty == tiles_h - 1
+        m.d.comb += free.eq(Mux(last_ty, rows_left, mm - pf))
+
+        # Pipeline: issue (addresses) -> read ports -> output register. Every stage moves
+        # together when the output register can take a patch; while it cannot, the read ports
+        # (enable low) and the registers hold, so nothing needs a skid buffer.
+        advance = Signal()
+        issue = Signal()
+        band_end = Signal()
+        m.d.comb += [
+            advance.eq(~self.o.valid | self.o.ready),
+            issue.eq(advance & (done_rows >= band_rows)),
+            band_end.eq(issue & last_c & last_tx),
+        ]
+        with m.If(issue):
+            m.d.sync += rc.eq(rc + 1)
+            with m.If(last_c):
+                m.d.sync += [rc.eq(0), tx.eq(tx + 1), q0.eq(q0 + mm)]
+                with m.If(col_mod >= n - mm):
+                    m.d.sync += [col_mod.eq(col_mod - (n - mm)), col_base.eq(col_base + c_max)]
+                with m.Else():
+                    m.d.sync += col_mod.eq(col_mod + mm)
+                with m.If(last_tx):
+                    next_head = head + free
+                    m.d.sync += [
+                        tx.eq(0), q0.eq(0), col_mod.eq(0), col_base.eq(0),
+                        head.eq(Mux(next_head >= S, next_head - S, next_head)),
+                    ]
+                    with m.If(last_ty):
+                        m.d.sync += [ty.eq(0), freed.eq(0)]
+                    with m.Else():
+                        m.d.sync += [ty.eq(ty + 1), freed.eq(freed + free)]
+
+        released = Mux(band_end, free, 0)
+        m.d.sync += [
+            used.eq(used + (accept & row_start) - released),
+            done_rows.eq(done_rows + (accept & row_end) - released),
+        ]
+
+        # Bank b holds the patch column q0 + ((b - col_mod) mod n); for b < col_mod that is in
+        # the next column group. Past the last group the column is beyond w_max, so masked:
+        # read group q0 div n instead to keep the address inside the memory.
+        at_end = col_base == (groups - 1) * c_max
+        rd_addr = [col_base + Mux((b < col_mod) & ~at_end, c_max, 0) + rc for b in range(n)]
+
+        s1_valid = Signal()
+        s1_c = Signal.like(self.o.payload.c)
+        s1_last = Signal()
+        s1_rows = Signal(n)             # patch row r lies inside the image
+        s1_cols = Signal(n)             # patch column s lies inside the image
+        s1_base = Signal(range(S))      # slot of patch row 0
+        s1_mod = Signal(range(n))       # bank of patch column 0
+        with m.If(advance):
+            m.d.sync += [
+                s1_valid.eq(issue),
+                s1_c.eq(rc),
+                s1_last.eq(last_c),
+                s1_base.eq(Mux(pf & (head == 0), S - 1, head - pf)),
+                s1_mod.eq(col_mod),
+            ]
+            for r in range(n):
+                m.d.sync += s1_rows[r].eq((r >= pf) & (r < rows_left + pf))
+            for s in range(n):
+                m.d.sync += s1_cols[s].eq((q0 + s >= pad) & (q0 + s < W + pad))
+
+        # -- row memory: bank (k, b) holds padded columns q ≡ b (mod n) of slot k -------------
+        bank_data = []
+        for k in range(S):
+            row = []
+            for b in range(n):
+                mem = Memory(shape=signed(cfg.act_bits), depth=depth, init=[])
+                m.submodules[f"slot{k}_col{b}"] = mem
+                wp = mem.write_port()
+                rp = mem.read_port()
+                m.d.comb += [
+                    wp.addr.eq(w_addr), wp.data.eq(self.i.payload),
+                    wp.en.eq(accept & (wslot == k) & (cur_mod == b)),
+                    rp.addr.eq(rd_addr[b]), rp.en.eq(issue),
+                ]
+                row.append(rp.data)
+            bank_data.append(row)
+
+        # -- output register: rotate slots to patch rows and banks to patch columns ----------
+        patch_rows = []
+        for r in range(n):
+            slot = Signal(range(S), name=f"row{r}_slot")
+            m.d.comb += slot.eq(Mux(s1_base + r >= S, s1_base + r - S, s1_base + r))
+            words = []
+            for b in range(n):
+                word = Signal(signed(cfg.act_bits), name=f"row{r}_bank{b}")
+                m.d.comb += word.eq(Array(bank_data[k][b] for k in range(S))[slot])
+                words.append(word)
+            patch_rows.append(words)
+        col_banks = []
+        for s in range(n):
+            bank = Signal(range(n), name=f"col{s}_bank")
+            m.d.comb += bank.eq(Mux(s1_mod + s >= n, s1_mod + s - n, s1_mod + s))
+            col_banks.append(bank)
+        with m.If(advance):
+            m.d.sync += [
+                self.o.valid.eq(s1_valid),
+                self.o.payload.c.eq(s1_c),
+                self.o.payload.last.eq(s1_last),
+            ]
+            for s in range(n):
+                for r in range(n):
+                    value = Array(patch_rows[r])[col_banks[s]]
+                    m.d.sync += self.o.payload.d[r * n + s].eq(
+                        Mux(s1_rows[r] & s1_cols[s], value, 0))
+
+        m.d.comb += self.idle.eq((used == 0) & ~s1_valid & ~self.o.valid)
+        return m

@@ -1,0 +1,287 @@
+"""Fast Amaranth-pysim tests of :class:`hw.linebuf.LineBuffer` against :mod:`sw.winograd`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hw.config import AccelConfig
+from hw.linebuf import LineBuffer
+from streams import payload_value, stream_get, stream_put
+from sw import winograd
+
+#: Small configurations: neither w_max is a multiple of n, and c_max is not a power of two.
+CONFIGS = {2: AccelConfig(tile=2, w_max=10, c_max=3), 4: AccelConfig(tile=4, w_max=11, c_max=3)}
+VALUE_KINDS = ("random", "random", "zeros", "min", "max")
+
+
+def make_frame(cfg: AccelConfig, rng, H: int, W: int, C: int, pad: int, kind: str) -> dict:
+    """Input beats (NHWC raster) and expected patches of one ``C × H × W`` frame."""
+    lo, hi = cfg.act_range
+    if kind == "random":
+        x = rng.integers(lo, hi + 1, size=(C, H, W))
+        edges = rng.random(x.shape)
+        x[edges < 0.1] = lo
+        x[edges > 0.9] = hi
+    else:
+        x = np.full((C, H, W), {"zeros": 0, "min": lo, "max": hi}[kind], dtype=np.int64)
+    grid = winograd.tile_grid(H, W, cfg.tile, pad)
+    tiles = winograd.extract_tiles(x, grid)                 # C, tiles_h, tiles_w, n, n
+    expected = [{"d": tiles[c, ty, tx].ravel().tolist(), "c": c, "last": int(c == C - 1)}
+                for ty in range(grid.tiles_h) for tx in range(grid.tiles_w) for c in range(C)]
+    return {"shape": (H, W, C, pad), "beats": x.transpose(1, 2, 0).ravel().tolist(),
+            "expected": expected, "grid": grid}
+
+
+def random_shape(cfg: AccelConfig, rng) -> tuple[int, int, int, int]:
+    pad = int(rng.integers(0, 2))
+    lo = 3 - 2 * pad                    # the smallest H and W with out_h, out_w >= 1
+    return (int(rng.integers(lo, 3 * cfg.tile + 4)), int(rng.integers(lo, cfg.w_max + 1)),
+            int(rng.integers(1, cfg.c_max + 1)), pad)
+
+
+def corner_shapes(cfg: AccelConfig) -> list[tuple[int, int, int, int]]:
+    """1×1×1 padded; one row at full width and depth; the smallest unpadded frame; a tall
+    frame with partial tiles both ways; exact multiples of the tile; one column."""
+    m = cfg.tile
+    return [(1, 1, 1, 1), (1, cfg.w_max, cfg.c_max, 1), (3, 3, 1, 0),
+            (4 * m + 3, cfg.w_max, cfg.c_max, 0), (2 * m + 2, 2 * m + 2, 2, 0),
+            (2 * m, 2 * m, cfg.c_max, 1), (m + 1, 1, cfg.c_max, 1)]
+
+
+def make_groups(cfg: AccelConfig, rng, shapes) -> list[list[dict]]:
+    """One to three back-to-back frames per shape, each with its own value kind."""
+    return [[make_frame(cfg, rng, *shape, str(rng.choice(VALUE_KINDS)))
+             for _ in range(int(rng.integers(1, 4)))] for shape in shapes]
+
+
+def monitor(dut, frames: list[dict], limit: int):
+    """Background checks, every cycle, of a simulation streaming ``frames`` in order.
+
+    ``o`` keeps valid and payload while a patch is stalled; ``idle`` is high exactly when every
+    frame that has had a beat accepted has also had all its patches taken; and the run ends
+    within ``limit`` cycles.
+    """
+    beats_before = np.cumsum([0] + [len(f["beats"]) for f in frames])
+    owed_after = np.cumsum([0] + [len(f["expected"]) for f in frames])
+
+    async def checker(ctx):
+        held = None
+        accepted = taken = 0
+        for cycle in range(limit):
+            _, _, i_valid, i_ready, valid, ready, payload, idle = await ctx.tick().sample(
+                dut.i.valid, dut.i.ready, dut.o.valid, dut.o.ready, dut.o.payload, dut.idle)
+            payload = payload_value(payload)
+            if held is not None:
+                assert valid, f"cycle {cycle}: o.valid dropped before the patch was taken"
+                assert payload == held, (f"cycle {cycle}: o.payload changed from {held} to "
+                                         f"{payload} while stalled")
+            held = payload if valid and not ready else None
+            started = int(np.searchsorted(beats_before[:-1], accepted, side="left"))
+            owed = owed_after[started]      # patches of the frames with a beat accepted
+            assert idle == (taken >= owed), (f"cycle {cycle}: idle={idle} with {accepted} "
+                                             f"beats accepted and {taken} patches taken")
+            accepted += i_valid and i_ready
+            taken += valid and ready
+        raise AssertionError(f"the run did not finish in {limit} cycles")
+    return checker
+
+
+def set_shape(ctx, dut, shape):
+    H, W, C, pad = shape
+    ctx.set(dut.height, H)
+    ctx.set(dut.width, W)
+    ctx.set(dut.channels, C)
+    ctx.set(dut.pad, pad)
+
+
+def describe(frame: dict, j: int) -> str:
+    grid, C = frame["grid"], frame["shape"][2]
+    return (f"shape (H, W, C, pad) {frame['shape']}: patch {j} (ty {j // (grid.tiles_w * C)}, "
+            f"tx {j // C % grid.tiles_w}, c {j % C})")
+
+
+def run_groups(cfg: AccelConfig, groups, rng, in_idle: float, out_idle: float):
+    """Stream every group through one simulation, checking order, values, count and idle."""
+    dut = LineBuffer(cfg)
+    frames = [f for g in groups for f in g]
+    total = sum(len(f["expected"]) for f in frames)
+    received = []
+
+    async def producer(ctx):
+        done = 0
+        for g, group in enumerate(groups):
+            # The shape changes only while idle, after the previous group has drained.
+            while len(received) < done:
+                await ctx.tick()
+            assert ctx.get(dut.idle) == 1, f"not idle before group {g}"
+            set_shape(ctx, dut, group[0]["shape"])
+            for frame in group:
+                for beat in frame["beats"]:
+                    await stream_put(ctx, dut.i, beat, rng=rng, idle=in_idle)
+            done += sum(len(f["expected"]) for f in group)
+
+    async def consumer(ctx):
+        while len(received) < total:
+            received.append(await stream_get(ctx, dut.o, rng=rng, idle=out_idle))
+        for _ in range(20):       # nothing more may come out
+            await ctx.tick()
+            assert ctx.get(dut.o.valid) == 0, "a patch beyond the last frame"
+        assert ctx.get(dut.idle) == 1, "not idle after the last frame"
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    limit = 30 * sum(len(f["beats"]) + len(f["expected"]) for f in frames) + 200
+    sim.add_testbench(monitor(dut, frames, limit), background=True)
+    sim.run()
+
+    pos = 0
+    for g, group in enumerate(groups):
+        for k, frame in enumerate(group):
+            want = frame["expected"]
+            got = received[pos:pos + len(want)]
+            for j, (w, r) in enumerate(zip(want, got)):
+                assert r == w, (f"group {g} frame {k} {describe(frame, j)}:\n"
+                                f"  got      {r}\n  expected {w}")
+            pos += len(want)
+    assert len(received) == pos == total
+
+
+@pytest.mark.parametrize("m", sorted(CONFIGS))
+def test_corner_shapes(m, rng):
+    """Every corner shape, back-to-back frames, light gaps and back-pressure."""
+    cfg = CONFIGS[m]
+    run_groups(cfg, make_groups(cfg, rng, corner_shapes(cfg)), rng, 0.2, 0.3)
+
+
+@pytest.mark.parametrize("m", sorted(CONFIGS))
+@pytest.mark.parametrize("in_idle, out_idle", [(0.0, 0.0), (0.5, 0.0), (0.0, 0.8),
+                                               (0.3, 0.5)])
+def test_random_frames_match_golden(m, in_idle, out_idle, rng):
+    """Random shapes and values, back-to-back frames, under valid gaps and back-pressure."""
+    cfg = CONFIGS[m]
+    shapes = [random_shape(cfg, rng) for _ in range(5)]
+    run_groups(cfg, make_groups(cfg, rng, shapes), rng, in_idle, out_idle)
+
+
+def tail_patches(frame: dict) -> int:
+    """Patches of the bands that need the frame's last row: they can only leave after it."""
+    H, _, C, pad = frame["shape"]
+    grid = frame["grid"]
+    bands = sum(ty * grid.m - pad + grid.n >= H for ty in range(grid.tiles_h))
+    return bands * grid.tiles_w * C
+
+
+def run_free(cfg: AccelConfig, frames: list[dict]):
+    """No gaps, no back-pressure: per-cycle log of accepted beats and emitted patches."""
+    dut = LineBuffer(cfg)
+    beats = [b for f in frames for b in f["beats"]]
+    total = sum(len(f["expected"]) for f in frames)
+    accepted, emitted = [], []
+
+    async def bench(ctx):
+        assert ctx.get(dut.idle) == 1, "not idle after reset"
+        set_shape(ctx, dut, frames[0]["shape"])
+        ctx.set(dut.o.ready, 1)
+        cycle = 0
+        while len(emitted) < total:
+            if len(accepted) < len(beats):
+                ctx.set(dut.i.payload, beats[len(accepted)])
+                ctx.set(dut.i.valid, 1)
+            else:
+                ctx.set(dut.i.valid, 0)
+            take = ctx.get(dut.i.valid) and ctx.get(dut.i.ready)
+            if ctx.get(dut.o.valid):
+                emitted.append((cycle, payload_value(ctx.get(dut.o.payload))))
+            if take:
+                accepted.append(cycle)
+            await ctx.tick()
+            cycle += 1
+            assert cycle < 10 * (total + len(beats)), "the line buffer stopped"
+        assert ctx.get(dut.idle) == 1, "not idle after the final patch"
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return accepted, emitted
+
+
+@pytest.mark.parametrize("m, shape", [
+    (2, (9, 10, 3, 1)), (2, (7, 3, 1, 0)), (2, (1, 1, 1, 1)), (2, (5, 1, 2, 1)),
+    (4, (9, 11, 3, 1)), (4, (10, 5, 2, 0)), (4, (5, 4, 1, 1)), (4, (3, 3, 3, 0)),
+])
+def test_throughput_one_beat_per_cycle(m, shape, rng):
+    """With o always ready, input is taken every cycle, across frames, with no stall.
+
+    A run of ``N = H·W·C`` beats (first beat in cycle 0) takes exactly ``N + LATENCY - 1 +
+    tail`` cycles, ``tail`` the patches of the bands that need the last input row: they go
+    out one per cycle from ``LATENCY`` cycles after it. That holds for one frame and for three
+    back-to-back frames of one shape, whose rows stream in while the last bands of the frame
+    before are read.
+    """
+    cfg = CONFIGS[m]
+    for count in (1, 3):
+        frames = [make_frame(cfg, rng, *shape, "random") for _ in range(count)]
+        accepted, emitted = run_free(cfg, frames)
+        assert [p for _, p in emitted] == [p for f in frames for p in f["expected"]]
+        beats = sum(len(f["beats"]) for f in frames)
+        assert accepted == list(range(beats)), "the input was stalled"
+        tail = tail_patches(frames[-1])
+        cycles = [c for c, _ in emitted]
+        assert cycles[-tail:] == list(range(beats + LineBuffer.LATENCY - 1,
+                                            beats + LineBuffer.LATENCY - 1 + tail)), \
+            "the final bands did not leave one per cycle, LATENCY after the last beat"
+        assert cycles[-1] + 1 == beats + LineBuffer.LATENCY - 1 + tail
+
+
+def test_first_patch_latency(rng):
+    """The first patch leaves LATENCY cycles after the last beat of the rows it needs."""
+    cfg = CONFIGS[2]
+    frame = make_frame(cfg, rng, 8, 6, 2, 0, "random")
+    accepted, emitted = run_free(cfg, [frame])
+    needed = cfg.n * 6 * 2          # band 0 of an unpadded frame needs rows 0 .. n-1
+    assert emitted[0][0] == accepted[needed - 1] + LineBuffer.LATENCY
+
+
+def test_input_stalls_only_when_full(rng):
+    """With o never ready, exactly the n + m row slots fill, then the input stalls.
+
+    Band 0 has more patches than the two the pipeline holds, so it is never released.
+    """
+    cfg = CONFIGS[4]
+    H, W, C = 12, 11, 3
+    frame = make_frame(cfg, rng, H, W, C, 0, "random")
+    dut = LineBuffer(cfg)
+
+    async def bench(ctx):
+        set_shape(ctx, dut, frame["shape"])
+        ctx.set(dut.i.valid, 1)
+        taken = 0
+        for _ in range(3 * H * W * C):
+            ctx.set(dut.i.payload, frame["beats"][taken])
+            taken += ctx.get(dut.i.ready)
+            await ctx.tick()
+        assert taken == LineBuffer.slots(cfg) * W * C
+        assert ctx.get(dut.o.valid) == 1 and ctx.get(dut.idle) == 0
+        assert payload_value(ctx.get(dut.o.payload)) == frame["expected"][0]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_memory_bits():
+    cfg = AccelConfig(tile=4, w_max=11, c_max=3, act_bits=8)
+    # (6 + 4) slots × 6 banks × 2 column groups (columns 0 .. 11) × 3 channels × 8 bits
+    assert LineBuffer.memory_bits(cfg) == 10 * 6 * 2 * 3 * 8
+    assert LineBuffer.memory_bits(AccelConfig()) == 6 * 4 * 17 * 256 * 8
+
+
+def test_bad_config_is_a_type_error():
+    with pytest.raises(TypeError, match="cfg must be an AccelConfig, not dict"):
+        LineBuffer({"tile": 2})
