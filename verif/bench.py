@@ -19,6 +19,11 @@ density {0.1, 0.2, 0.35} and activation density {0.3, 0.5, 1.0}:
 
 Writes ``<out>/results.json`` (one record per case), prints a table, and with ``--docs``
 writes the plots ``docs/img/bench_*.png``.
+
+Simulation speed: unless ``--no-sim-speed``, the whole accelerator (:class:`hw.top.Accelerator`)
+runs the example digits network on ``--speed-images`` real digits once per available simulator
+(Icarus, Verilator), and ``<out>/sim_speed.json`` records the build-and-startup time, simulated cycles, wall
+time and cycles/s of each (the cocotb bench, AXI drivers and golden checks included).
 """
 
 from __future__ import annotations
@@ -176,6 +181,10 @@ def main(argv=None) -> int:
                         help="array latency the model adds per pass (default: "
                              "SparseArray.LATENCY = %(default)s)")
     parser.add_argument("--plots", type=Path, help="write bench_<layer>.png plots here")
+    parser.add_argument("--sim-speed", action=argparse.BooleanOptionalAction, default=True,
+                        help="measure Icarus and Verilator on the whole accelerator (default)")
+    parser.add_argument("--speed-images", type=int, default=5,
+                        help="digits per simulator for --sim-speed (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.tiles < 1:
         parser.error(f"--tiles {args.tiles}: expected >= 1")
@@ -231,7 +240,46 @@ def main(argv=None) -> int:
         for p in _plots(records, args.plots):
             print(f"bench: wrote {p}")
     print(f"bench: wrote {args.out / 'results.json'} ({len(records)} records)")
+    if args.sim_speed:
+        speeds = sim_speed(args.out, args.speed_images)
+        (args.out / "sim_speed.json").write_text(json.dumps(speeds, indent=1) + "\n")
+        for rec in speeds:
+            print(f"bench: {rec['simulator']}: build+startup "
+                  f"{rec['build_and_startup_seconds']:.0f} s, "
+                  f"{rec['sim_cycles']:.0f} cycles in {rec['wall_seconds']:.1f} s = "
+                  f"{rec['cycles_per_second']:.0f} cycles/s")
+        print(f"bench: wrote {args.out / 'sim_speed.json'}")
     return 0
+
+
+def sim_speed(out: Path, images: int) -> list[dict]:
+    """Cycles per second of each available simulator on the whole accelerator.
+
+    Runs the example digits network (packed for the default :class:`AccelConfig`) on
+    ``images`` real test digits; the run checks every layer against the golden model.
+    """
+    from sw import pack, train
+    from verif.network import run_network_job
+    from verif.simulator import find_simulator, fast_simulator
+
+    cfg = AccelConfig()
+    model = ROOT / "examples" / "digits" / "digits.npz"
+    packed = out / "speed_packed"
+    pack.pack_model(model, packed, cfg, force=True)
+    _, _, x, y = train.load_dataset("digits", seed=0)
+    sims = sorted({find_simulator(), fast_simulator()})
+    records = []
+    for sim in sims:
+        t0 = time.perf_counter()
+        res = run_network_job(cfg, model, packed / pack.BIN_NAME, x[:images], y[:images],
+                              f"speed_{sim}", sim=sim)
+        total = time.perf_counter() - t0
+        records.append({"simulator": sim, "design": "accelerator", "config":
+                        json.loads(cfg.to_json()), "images": images,
+                        "sim_cycles": res["sim_cycles"], "wall_seconds": res["wall_seconds"],
+                        "cycles_per_second": res["cycles_per_second"],
+                        "build_and_startup_seconds": total - res["wall_seconds"]})
+    return records
 
 
 if __name__ == "__main__":
