@@ -112,6 +112,10 @@ class ControlRegisters(wiring.Component):
     or zero-extended (shift); counters narrower than 32 bits are zero-extended. An unmapped
     read answers SLVERR with data 0.
 
+    Reset clears every register and flag but not the quantisation memory, which holds zeros
+    only after configuration (FPGA) or simulation start; the host writes the entries of a pass
+    before its START anyway.
+
     Flags: ERROR, OVERFLOW, REFUSED, BAD_CONFIG are sticky until CTRL.CLEAR; an ``error`` or
     ``overflow`` pulse in the cycle of the CLEAR wins. DONE is set by ``done`` and cleared by an
     accepted START.

@@ -281,7 +281,9 @@ class RegisterModel:
     transaction level: each :meth:`write` and :meth:`read` is one complete AXI4-Lite transfer.
     The datapath side is plain attributes: ``busy`` (bool), ``inputs`` (WGT_*, CYCLES,
     ARRAY_CYCLES by register name), ``perf[xi][field]``; :meth:`pulse` stands for a
-    ``done``/``error``/``overflow`` pulse. ``starts`` counts accepted STARTs.
+    ``done``/``error``/``overflow`` pulse. ``starts`` counts accepted STARTs. The model starts
+    as the hardware does after configuration; ``rst`` does not clear the quantisation memory,
+    so after a reset set ``quant`` from the hardware.
     """
 
     def __init__(self, cfg, counter_bits: int = 32):

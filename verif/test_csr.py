@@ -1,0 +1,22 @@
+"""pytest runner for the register-block bench in :mod:`verif.tb_csr`."""
+
+from __future__ import annotations
+
+import pytest
+
+from hw.config import AccelConfig
+from verif.runner import run_bench
+
+#: Odd sizes with narrow quantisation fields (sign extension, range refusals), and F(4x4, 3x3)
+#: with the default sizes (36 PE counter blocks, 32-bit bias and multiplier, k_max = 256).
+CASES = {
+    "csr_small": AccelConfig(tile=2, c_max=6, k_max=5, w_max=9, wmem_depth=16, fifo_depth=4,
+                             bias_bits=12, mult_bits=10, shift_bits=4),
+    "csr_default_f4": AccelConfig(tile=4),
+}
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_control_registers(case):
+    run_bench("control_registers", CASES[case], "verif.tb_csr", case)
