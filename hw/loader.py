@@ -50,6 +50,23 @@ def field_bytes(header: struct.Struct, names: tuple[str, ...]) -> dict[str, int]
     return dict(zip(names, sizes))
 
 
+def _lookup(index, values: list[int]):
+    """``values[index]`` as one expression (0 outside ``values``).
+
+    An expression, not a ``Switch``: its Verilog is a continuous ``assign``, which Icarus
+    evaluates at time 0. A ``Switch`` becomes an ``always @*`` block that Icarus runs only once
+    an input changes, and this table's inputs keep their initial values after reset.
+    """
+    result = 0
+    for value in sorted(set(values)):
+        hit = 0
+        for k, v in enumerate(values):
+            if v == value:
+                hit = hit | (index == k)
+        result = Mux(hit, value, result)
+    return result
+
+
 class _Phase(enum.Enum, shape=3):
     RECORD = 0     # record header fields
     PE = 1         # per-PE header fields
@@ -111,7 +128,15 @@ class WeightLoader(wiring.Component):
 
     Throughput: one byte per cycle while ``wr`` is ready, so a record of ``N`` bytes takes
     ``N`` cycles and the next record's first byte may follow its last one directly.
+
+    Latency (:attr:`LATENCY`): a write is valid on ``wr`` one cycle after the byte that
+    completes its entry or word is accepted, and ``error`` strobes one cycle after the
+    rejecting byte. The status members change one cycle after the record's final write is
+    taken, together with ``idle`` rising (unless the next record has begun by then).
     """
+
+    #: Cycles from the byte completing an entry or word to its write on ``wr``.
+    LATENCY = 1
 
     def __init__(self, cfg: AccelConfig):
         if not isinstance(cfg, AccelConfig):
@@ -164,20 +189,12 @@ class WeightLoader(wiring.Component):
 
         # -- the current unit: its final byte index and its value with this byte -------------
         last_pos = Signal.like(pos)
-        with m.Switch(phase):
-            for ph, sizes in ((_Phase.RECORD, rec_sizes), (_Phase.PE, pe_sizes)):
-                with m.Case(ph):
-                    with m.Switch(field):
-                        for f, size in enumerate(sizes):
-                            with m.Case(f):
-                                m.d.comb += last_pos.eq(size - 1)
-            for ph, sizes in ((_Phase.ENTRY, self._entry_bytes),
-                              (_Phase.WORD, self._word_bytes)):
-                with m.Case(ph):
-                    with m.Switch(xi):
-                        for x, size in enumerate(sizes):
-                            with m.Case(x):
-                                m.d.comb += last_pos.eq(size - 1)
+        m.d.comb += last_pos.eq(
+            Mux(phase == _Phase.RECORD, _lookup(field, [n - 1 for n in rec_sizes]),
+                Mux(phase == _Phase.PE, _lookup(field, [n - 1 for n in pe_sizes]),
+                    Mux(phase == _Phase.ENTRY, _lookup(xi, [n - 1 for n in self._entry_bytes]),
+                        Mux(phase == _Phase.WORD, _lookup(xi, [n - 1 for n in self._word_bytes]),
+                            0)))))
         value = Signal.like(acc)
         m.d.comb += [value.eq(acc), value.word_select(pos, 8).eq(self.i.payload.data)]
         unit_done = pos == last_pos
@@ -266,7 +283,7 @@ class WeightLoader(wiring.Component):
         with m.If(take):
             with m.If(phase == _Phase.DROP):
                 with m.If(last):
-                    m.d.sync += phase.eq(_Phase.RECORD)
+                    m.d.sync += [phase.eq(_Phase.RECORD), pos.eq(0), acc.eq(0)]
             with m.Else():
                 with m.If(bad | (last & ~final) | (final & ~last)):
                     m.d.sync += self.error.eq(1)

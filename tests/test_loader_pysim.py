@@ -114,6 +114,7 @@ class Observed:
     commits: list[tuple[int, ...]]        # (writes taken, records, C, k_count, k_base)
     stalled_bytes: int                    # cycles a byte was offered and not taken
     accept_cycles: list[int]              # the cycle each byte was accepted in
+    write_cycles: list[int]               # the cycle each write was taken in
 
 
 def load(cfg: AccelConfig, frames: list[Frame], rng=None, in_idle: float = 0.0,
@@ -130,7 +131,7 @@ def load(cfg: AccelConfig, frames: list[Frame], rng=None, in_idle: float = 0.0,
     for f in frames:
         boundaries.add(max(boundaries) + len(f.data))
     writes: list[dict] = []
-    seen = Observed(writes, [], [], 0, [])
+    seen = Observed(writes, [], [], 0, [], [])
 
     async def producer(ctx):
         for f in frames:
@@ -171,7 +172,9 @@ def load(cfg: AccelConfig, frames: list[Frame], rng=None, in_idle: float = 0.0,
             if i_valid and i_ready:
                 seen.accept_cycles.append(cycle)
                 accepted += 1
-            taken += bool(wr_valid and wr_ready)
+            if wr_valid and wr_ready:
+                seen.write_cycles.append(cycle)
+                taken += 1
             cycle += 1
 
     sim = Simulator(dut)
@@ -217,14 +220,23 @@ def test_random_records(name, in_idle, out_idle, rng):
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_one_byte_per_cycle(name, rng):
-    """With ``wr`` always ready, no byte waits: ``N`` bytes take ``N`` cycles."""
+    """With ``wr`` always ready, no byte waits (``N`` bytes take ``N`` cycles), and every
+    write leaves :attr:`~hw.loader.WeightLoader.LATENCY` cycles after its final byte."""
     cfg = CONFIGS[name]
-    frames = [good_frame(li, im, cfg) for li, im in random_records(cfg, rng, 2)]
+    records = random_records(cfg, rng, 2)
+    frames = [good_frame(li, im, cfg) for li, im in records]
     seen = load(cfg, frames)
     check(seen, frames)
     assert seen.stalled_bytes == 0
     first = seen.accept_cycles[0]
     assert seen.accept_cycles == list(range(first, first + sum(len(f.data) for f in frames)))
+    # Each write leaves LATENCY cycles after the byte that completes its entry or word.
+    completing, offset = [], 0
+    for (li, im), f in zip(records, frames):
+        completing += [offset + end - 1 for end, _ in image_writes(im, cfg)]
+        offset += len(f.data)
+    assert seen.write_cycles == [seen.accept_cycles[b] + WeightLoader.LATENCY
+                                 for b in completing]
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))

@@ -1,0 +1,190 @@
+"""cocotb bench for :class:`hw.loader.WeightLoader` on the generated Verilog.
+
+``$WINNOW_CONFIG`` names the ``winnow.json`` of the case. Each test:
+
+1. packs random sparse layers (extreme weights mixed in, several passes) with
+   :func:`sw.formats.pack_layer` and makes one frame per record with
+   :func:`sw.formats.encode_record`, ``last`` on its final byte;
+2. in ``random_records`` sends them back to back; in ``rejected_records`` it puts between
+   good records one with ``C = c_max + 1``, one truncated inside a PE header, and one with
+   extra bytes after its end;
+3. checks every write on ``wr`` bit for bit, in order and count, against the PEs'
+   :func:`sw.formats.directory_words` and ``PassImage.words`` (for a rejected record, the
+   entries and words whose bytes all arrived), with an in-order scoreboard under the
+   back-pressure pattern;
+4. checks each ``error`` strobe comes right after the rejecting byte, and that ``records``,
+   ``channels``, ``k_count`` and ``k_base`` step through the good records in order.
+
+``$WINNOW_SAMPLES`` sets the number of random layers per test (default 2).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+
+from hw.array import SparseArray
+from hw.config import AccelConfig
+from hw.loader import BYTE_LAYOUT, RECORD_FIELDS
+from hw.pe import DIRECTORY, WMEM
+from sw import formats
+from verif.streams import PayloadCodec, Scoreboard, StreamDriver, StreamMonitor, pattern
+
+DEFAULT_LAYERS = 2
+
+
+def _writes(image: formats.PassImage, cfg: AccelConfig) -> list[tuple[int, dict]]:
+    """``(end, write)`` per entry and word in stream order, ``end`` the byte offset past it."""
+    pos = formats._RECORD_HEADER.size
+    out = []
+    for xi in range(cfg.coords):
+        pos += formats._PE_HEADER.size
+        for c, entry in enumerate(formats.directory_words(image, cfg, xi)):
+            pos += formats.directory_layout(cfg, xi).entry_bytes
+            out.append((pos, {"pe": xi, "mem": DIRECTORY, "addr": c, "data": entry}))
+        for j, word in enumerate(image.words[xi]):
+            pos += formats.slot_layout(cfg, xi).word_bytes
+            out.append((pos, {"pe": xi, "mem": WMEM, "addr": j, "data": word}))
+    return out
+
+
+def _records(cfg: AccelConfig, rng: np.random.Generator, layers: int):
+    """Every pass of random layers; the first has ``k_max + 1`` output channels."""
+    lo, hi = cfg.wgt_range
+    out = []
+    for li in range(layers):
+        K = cfg.k_max + 1 if li == 0 else int(rng.integers(1, 2 * cfg.k_max + 1))
+        C = int(rng.integers(1, cfg.c_max + 1))
+        U = rng.integers(lo, hi + 1, size=(cfg.coords, K, C))
+        pick = rng.random(U.shape)
+        U[pick < 0.1], U[pick > 0.9] = lo, hi
+        U[rng.random(U.shape) >= rng.uniform(0.05, 1.0)] = 0
+        out += [(li, im) for im in formats.pack_layer(U, cfg).passes]
+    return out
+
+
+def _good(li: int, image: formats.PassImage, cfg: AccelConfig) -> dict:
+    return {"data": formats.encode_record(li, image, cfg),
+            "writes": [wr for _, wr in _writes(image, cfg)], "error_at": None,
+            "status": (len(image.directory[0]), image.k_count, image.k_base & 0xFFFF)}
+
+
+def _bad(data: bytes, image: formats.PassImage, cfg: AccelConfig, error_at: int) -> dict:
+    return {"data": data, "error_at": error_at, "status": None,
+            "writes": [wr for end, wr in _writes(image, cfg) if end <= error_at + 1]}
+
+
+def _rejects(li: int, image: formats.PassImage, cfg: AccelConfig, rng: random.Random):
+    data = formats.encode_record(li, image, cfg)
+    index = RECORD_FIELDS.index("channels")
+    fields = list(formats._RECORD_HEADER.unpack_from(data))
+    fields[index] = cfg.c_max + 1
+    wide = formats._RECORD_HEADER.pack(*fields) + data[formats._RECORD_HEADER.size:]
+    marker = [0] * len(fields)
+    marker[index] = 0xFFFFFFFF
+    c_end = max(k for k, b in enumerate(formats._RECORD_HEADER.pack(*marker)) if b) + 1
+    xi = rng.randrange(1, cfg.coords)
+    cut = max(end for end, wr in _writes(image, cfg) if wr["pe"] < xi) + 3
+    return [_bad(wide, image, cfg, c_end - 1),
+            _bad(data[:cut], image, cfg, cut - 1),
+            _bad(data + bytes([rng.randrange(256) for _ in range(4)]), image, cfg,
+                 len(data) - 1)]
+
+
+async def _run(dut, cfg: AccelConfig, frames: list[dict], gaps: str, backpressure: str,
+               rng: random.Random, name: str):
+    Clock(dut.clk, 10, unit="ns").start()
+    dut.rst.value = 1
+    driver = StreamDriver(dut, dut.clk, "i", PayloadCodec(BYTE_LAYOUT), pattern(gaps, rng))
+    board = Scoreboard(name)
+    monitor = StreamMonitor(dut, dut.clk, "wr", PayloadCodec(SparseArray.layouts(cfg)[1]),
+                            pattern(backpressure, rng), board.receive)
+    await ClockCycles(dut.clk, 3)
+    dut.rst.value = 0
+    await RisingEdge(dut.clk)
+    assert int(dut.idle.value) == 1, "not idle after reset"
+
+    errors, statuses = [], []
+    expect_errors, expect_status = [], []
+    offset = 0
+    for f in frames:
+        for k, byte in enumerate(f["data"]):
+            driver.append({"data": byte, "last": int(k == len(f["data"]) - 1)})
+        for wr in f["writes"]:
+            board.expect(wr)
+        if f["error_at"] is None:
+            expect_status.append(((len(expect_status) + 1) & 0xFFFF, *f["status"]))
+        else:
+            expect_errors.append(offset + f["error_at"] + 1)
+        offset += len(f["data"])
+
+    async def watch():
+        # Registers are read after the edge: a strobe here follows the byte the driver
+        # counted before this edge, so ``driver.sent`` names the rejecting byte.
+        status = (0, 0, 0, 0)
+        while True:
+            await RisingEdge(dut.clk)
+            await ReadOnly()
+            if int(dut.error.value):
+                errors.append(driver.sent)
+            now = tuple(int(getattr(dut, s).value)
+                        for s in ("records", "channels", "k_count", "k_base"))
+            if now != status:
+                statuses.append(now)
+                status = now
+
+    cocotb.start_soon(watch())
+    cocotb.start_soon(driver.run())
+    cocotb.start_soon(monitor.run())
+    limit = 40 * offset + 200
+    cycles = 0
+    while not (driver.idle and board.done and int(dut.idle.value)) and cycles < limit:
+        await RisingEdge(dut.clk)
+        cycles += 1
+    board.check_complete()
+    await ClockCycles(dut.clk, 20)   # a write arriving now finds no expectation and fails
+    assert int(dut.idle.value) == 1, "not idle after the last frame"
+    assert errors == expect_errors, f"error strobes after bytes {errors}, expected " \
+                                    f"{expect_errors}"
+    assert statuses == expect_status, f"status sequence {statuses}, expected {expect_status}"
+    dut._log.info(f"{name}: {len(frames)} frames, {offset} bytes, {monitor.received} writes "
+                  f"bit-exact in order, {len(errors)} rejected, {cycles} cycles, "
+                  f"{monitor.stalled_cycles} stalled writes; SEED="
+                  f"{os.environ.get('COCOTB_RANDOM_SEED')} (this test's seed "
+                  f"{cocotb.RANDOM_SEED})")
+
+
+def _setup(test: str, gaps: str, backpressure: str):
+    cfg = AccelConfig.load(os.environ["WINNOW_CONFIG"])
+    rng = random.Random(f"{cocotb.RANDOM_SEED}/{test}/{gaps}/{backpressure}")
+    layers = int(os.environ.get("WINNOW_SAMPLES") or DEFAULT_LAYERS)
+    records = _records(cfg, np.random.default_rng(rng.randrange(1 << 32)), layers)
+    return cfg, rng, records
+
+
+@cocotb.test()
+@cocotb.parametrize(gaps=("none", "stall25"), backpressure=("none", "stall75", "bursts"))
+async def random_records(dut, gaps: str, backpressure: str):
+    """Every pass of random packed layers, back to back."""
+    cfg, rng, records = _setup("random", gaps, backpressure)
+    frames = [_good(li, im, cfg) for li, im in records]
+    await _run(dut, cfg, frames, gaps, backpressure, rng,
+               f"weight_loader gaps={gaps} backpressure={backpressure}")
+
+
+@cocotb.test()
+@cocotb.parametrize(backpressure=("none", "stall75"))
+async def rejected_records(dut, backpressure: str):
+    """C above c_max, a truncated record and a too-long one, each between good records."""
+    cfg, rng, records = _setup("rejected", "stall25", backpressure)
+    frames = []
+    for n, bad in enumerate(_rejects(*records[1], cfg, rng)):
+        frames += [_good(*records[n % len(records)], cfg), bad]
+    frames.append(_good(*records[-1], cfg))
+    await _run(dut, cfg, frames, "stall25", backpressure, rng,
+               f"weight_loader rejects backpressure={backpressure}")
