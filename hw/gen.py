@@ -17,6 +17,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
+from hw import regmap
 from hw.config import AccelConfig, ConfigError
 
 __all__ = ["COMPONENTS", "build_component", "verilog_text", "c_header", "generate",
@@ -100,6 +101,7 @@ def c_header(cfg: AccelConfig) -> str:
                 if isinstance(value, str):
                     lines.append(f"#define {macro}_{value.upper()} 1")
         lines.append("")
+    lines += ["/* AXI4-Lite register map (hw/regmap.py) */", *regmap.c_defines(cfg), ""]
     lines += ["#endif /* WINNOW_PARAMS_H */", ""]
     return "\n".join(lines)
 

