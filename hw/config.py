@@ -89,10 +89,10 @@ class AccelConfig:
     wgt_bits: int = 8
     acc_bits: int = 32
     lanes: int | tuple[int, ...] = 4
-    c_max: int = 256
-    k_max: int = 256
-    w_max: int = 64
-    wmem_depth: int = 4096
+    c_max: int = 64
+    k_max: int = 64
+    w_max: int = 32
+    wmem_depth: int = 1024
     fifo_depth: int = 32
     tiles_in_flight: int = 2
     overflow: str = "wrap"

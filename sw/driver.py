@@ -20,6 +20,7 @@ network on the golden backend without an event loop.
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -229,6 +230,8 @@ class RTLBackend:
 
     def __init__(self, dut, cfg: AccelConfig, *, pause: float = 0.0, seed: int = 0,
                  progress=None):
+        # cocotbext-axi 0.1.28 still calls APIs cocotb 2.x deprecates; only its own warnings go.
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbext\.axi")
         from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamSink,
                                    AxiStreamSource)
         from hw.top import stream_bytes

@@ -279,7 +279,7 @@ def test_memory_bits():
     cfg = AccelConfig(tile=4, w_max=11, c_max=3, act_bits=8)
     # (6 + 4) slots × 6 banks × 2 column groups (columns 0 .. 11) × 3 channels × 8 bits
     assert LineBuffer.memory_bits(cfg) == 10 * 6 * 2 * 3 * 8
-    assert LineBuffer.memory_bits(AccelConfig()) == 6 * 4 * 17 * 256 * 8
+    assert LineBuffer.memory_bits(AccelConfig(w_max=64, c_max=256)) == 6 * 4 * 17 * 256 * 8
 
 
 def test_bad_config_is_a_type_error():
