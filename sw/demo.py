@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
+import os
 import sys
 import time
 from pathlib import Path
@@ -181,7 +181,6 @@ def main(argv: list[str] | None = None) -> int:
     console.print(_cycle_table(rows, len(images), cfg))
     report = _write_report(out, cfg, rows, results, float_acc, golden_acc, rtl_acc, identical,
                            len(images), sim, t_sim)
-    shutil.copy(report, ROOT / "build" / "report.md")
     console.print(f"report: {report} (and build/report.md); simulation "
                   f"{results['sim_cycles']:.0f} cycles at {results['cycles_per_second']:.0f} "
                   f"cycles/s; total {time.perf_counter() - t0:.0f} s")
@@ -233,8 +232,9 @@ def _write_report(out: Path, cfg: AccelConfig, rows, results, float_acc, golden_
     lines = [
         "# winnow demo report", "",
         f"Model `examples/digits/digits.npz` on {images} held-out digits, RTL simulated with "
-        f"{sim} ({results['sim_cycles']:.0f} cycles in {t_sim:.0f} s, "
-        f"{results['cycles_per_second']:.0f} cycles/s including the bench).", "",
+        f"{sim}: {results['sim_cycles']:.0f} cycles in {results['wall_seconds']:.0f} s, "
+        f"{results['cycles_per_second']:.0f} cycles/s with the cocotb drivers and golden checks; "
+        f"build and run together took {t_sim:.0f} s.", "",
         f"Configuration: tile {cfg.tile}, lanes {cfg.lanes}, {cfg.multipliers} multipliers, "
         f"c_max {cfg.c_max}, k_max {cfg.k_max}, w_max {cfg.w_max}, wmem_depth {cfg.wmem_depth}.",
         "", "## Accuracy", "",
@@ -260,14 +260,16 @@ def _write_report(out: Path, cfg: AccelConfig, rows, results, float_acc, golden_
             f"| {r['dense_winograd_cycles'] / images:.0f} | {r['dense_direct_cycles'] / images:.0f} "
             f"| {r['dense_winograd_cycles'] / r['array_cycles']:.2f}× "
             f"| {r['dense_direct_cycles'] / r['array_cycles']:.2f}× |")
-    lines += ["", "![cycles per layer](cycles.png)", ""]
+    lines += ["", "![cycles per layer]({plot})", ""]
     (out / "results.json").write_text(json.dumps({"rows": rows, "accuracy": {
         "float": float_acc, "golden": golden_acc, "rtl": rtl_acc, "identical": identical},
         "sim": sim, "sim_cycles": results["sim_cycles"],
         "cycles_per_second": results["cycles_per_second"]}, indent=1) + "\n")
-    report = out / "report.md"
-    report.write_text("\n".join(lines))
-    return report
+    text = "\n".join(lines)
+    for report in (out / "report.md", ROOT / "build" / "report.md"):
+        plot = os.path.relpath(out / "cycles.png", report.parent)
+        report.write_text(text.replace("{plot}", plot))
+    return out / "report.md"
 
 
 if __name__ == "__main__":

@@ -77,7 +77,8 @@ def device_layers(model: model_import.Model, cfg: AccelConfig,
     Raises
     ------
     DriverError
-        ``stream`` disagrees with the model (another model, pruning or configuration).
+        ``stream`` does not decode for ``cfg``, or disagrees with the model (another model,
+        pruning or configuration).
     """
     layers = {}
     for index, layer in enumerate(model.accel_layers):
@@ -89,7 +90,10 @@ def device_layers(model: model_import.Model, cfg: AccelConfig,
         records = tuple(formats.encode_record(index, im, cfg) for im in packed.passes)
         layers[layer.name] = DeviceLayer(index, q, packed, records)
     if stream is not None:
-        given = formats.split_stream(stream, cfg, source)
+        try:
+            given = formats.split_stream(stream, cfg, source)
+        except formats.FormatError as err:
+            raise DriverError(f"{err} (was it packed for another configuration?)") from None
         expected = [(d.index, p, rec) for d in layers.values() for p, rec in enumerate(d.records)]
         if [(li, p) for li, p, _ in given] != [(li, p) for li, p, _ in expected]:
             raise DriverError(f"{source}: records {[(li, p) for li, p, _ in given]} do not "
