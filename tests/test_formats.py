@@ -73,7 +73,7 @@ def test_slot_layout_fields():
 
 def test_one_word_by_hand():
     """wgt_bits 4, k_max 8 (k_bits 3), 3 lanes: slot = valid<<7 | k<<4 | (value & 0xF)."""
-    cfg = AccelConfig(wgt_bits=4, k_max=8, lanes=3)
+    cfg = AccelConfig(wgt_bits=4, k_max=8, lanes=3, wmem_depth=4096)
     U = np.zeros((16, 8, 2), dtype=np.int64)
     U[5, 1, 0], U[5, 4, 0], U[5, 6, 0], U[5, 7, 0] = -3, 7, 1, -8
     U[5, 2, 1] = 2
@@ -130,7 +130,7 @@ def test_pass_split_impossible():
 ])
 def test_pack_rejects(bad, match):
     with pytest.raises(formats.FormatError, match=match):
-        formats.pack_layer(bad, AccelConfig())
+        formats.pack_layer(bad, AccelConfig(c_max=256, k_max=256))
 
 
 def test_unpack_rejects_corrupt_images():
@@ -275,7 +275,7 @@ def test_split_stream_errors_name_the_source():
 
 
 def test_manifest(tmp_path):
-    cfg = AccelConfig(lanes=4)
+    cfg = AccelConfig(lanes=4, k_max=256)
     U = np.zeros((16, 4, 2), dtype=np.int64)
     U[0, 0, 0] = U[3, 1, 1] = 5
     packed = formats.pack_layer(U, cfg, name="c1")
