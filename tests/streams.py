@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import random
 
-__all__ = ["stream_put", "stream_get", "payload_value"]
+import numpy as np
+
+__all__ = ["stream_put", "stream_get", "payload_value", "frame_monitor"]
 
 
 async def _idle(ctx, rng: random.Random | None, idle: float):
@@ -51,3 +53,36 @@ def payload_value(value):
             return [payload_value(value[k]) for k in range(layout.length)]
         return {name: payload_value(value[name]) for name, _ in layout}
     return int(value)
+
+
+def frame_monitor(dut, frames: list[dict], limit: int):
+    """Background checks, every cycle, of a component streaming ``frames`` from ``i`` to ``o``.
+
+    Each frame is a dict with its input ``beats`` and ``expected`` output beats. ``o`` keeps
+    valid and payload while a beat is stalled; ``idle`` is high exactly when every frame that has
+    had a beat accepted has also had all its output taken; and the run ends within ``limit``
+    cycles (the testbench ends the simulation first).
+    """
+    beats_before = np.cumsum([0] + [len(f["beats"]) for f in frames])
+    owed_after = np.cumsum([0] + [len(f["expected"]) for f in frames])
+
+    async def checker(ctx):
+        held = None
+        accepted = taken = 0
+        for cycle in range(limit):
+            _, _, i_valid, i_ready, valid, ready, payload, idle = await ctx.tick().sample(
+                dut.i.valid, dut.i.ready, dut.o.valid, dut.o.ready, dut.o.payload, dut.idle)
+            payload = payload_value(payload)
+            if held is not None:
+                assert valid, f"cycle {cycle}: o.valid dropped before the beat was taken"
+                assert payload == held, (f"cycle {cycle}: o.payload changed from {held} to "
+                                         f"{payload} while stalled")
+            held = payload if valid and not ready else None
+            started = int(np.searchsorted(beats_before[:-1], accepted, side="left"))
+            owed = owed_after[started]      # output beats of the frames with a beat accepted
+            assert idle == (taken >= owed), (f"cycle {cycle}: idle={idle} with {accepted} "
+                                             f"beats accepted and {taken} output beats taken")
+            accepted += i_valid and i_ready
+            taken += valid and ready
+        raise AssertionError(f"the run did not finish in {limit} cycles")
+    return checker

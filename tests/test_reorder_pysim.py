@@ -8,7 +8,7 @@ from amaranth.sim import Simulator
 
 from hw.config import AccelConfig
 from hw.reorder import OutputReorder
-from streams import payload_value, stream_get, stream_put
+from streams import frame_monitor, payload_value, stream_get, stream_put
 from sw import winograd
 
 #: Small configurations: w_max not a multiple of 4, so tile 4 has a padded band column.
@@ -63,38 +63,6 @@ def random_groups(cfg: AccelConfig, rng, count: int) -> list[list[dict]]:
     return groups
 
 
-def monitor(dut, frames: list[dict], limit: int):
-    """Background checks, every cycle, of a simulation streaming ``frames`` in order.
-
-    ``o`` keeps valid and payload while a beat is stalled; ``idle`` is high exactly when every
-    frame that has had a beat accepted has also had all its values taken; and the run ends
-    within ``limit`` cycles.
-    """
-    beats_before = np.cumsum([0] + [len(f["beats"]) for f in frames])
-    owed_after = np.cumsum([0] + [len(f["expected"]) for f in frames])
-
-    async def checker(ctx):
-        held = None
-        accepted = taken = 0
-        for cycle in range(limit):
-            _, _, i_valid, i_ready, valid, ready, payload, idle = await ctx.tick().sample(
-                dut.i.valid, dut.i.ready, dut.o.valid, dut.o.ready, dut.o.payload, dut.idle)
-            payload = payload_value(payload)
-            if held is not None:
-                assert valid, f"cycle {cycle}: o.valid dropped before the beat was taken"
-                assert payload == held, (f"cycle {cycle}: o.payload changed from {held} to "
-                                         f"{payload} while stalled")
-            held = payload if valid and not ready else None
-            started = int(np.searchsorted(beats_before[:-1], accepted, side="left"))
-            owed = owed_after[started]      # values of the frames with a beat accepted
-            assert idle == (taken >= owed), (f"cycle {cycle}: idle={idle} with {accepted} "
-                                             f"beats accepted and {taken} values taken")
-            accepted += i_valid and i_ready
-            taken += valid and ready
-        raise AssertionError(f"the run did not finish in {limit} cycles")
-    return checker
-
-
 def run_groups(cfg: AccelConfig, groups, rng, in_idle: float, out_idle: float):
     """Stream every group through one simulation, checking order, values, count and idle."""
     dut = OutputReorder(cfg)
@@ -131,7 +99,7 @@ def run_groups(cfg: AccelConfig, groups, rng, in_idle: float, out_idle: float):
     sim.add_testbench(consumer)
     frames = [f for g in groups for f in g]
     limit = 20 * sum(len(f["beats"]) + len(f["expected"]) for f in frames) + 200
-    sim.add_testbench(monitor(dut, frames, limit), background=True)
+    sim.add_testbench(frame_monitor(dut, frames, limit), background=True)
     sim.run()
 
     pos = 0
