@@ -8,7 +8,7 @@ from amaranth.sim import Simulator
 
 from hw.config import AccelConfig
 from hw.linebuf import LineBuffer
-from streams import frame_monitor, payload_value, stream_get, stream_put
+from streams import payload_value, run_frame_groups, run_frames_free
 from sw import winograd
 
 #: Small configurations: neither w_max is a multiple of n, and c_max is not a power of two.
@@ -64,58 +64,16 @@ def set_shape(ctx, dut, shape):
     ctx.set(dut.pad, pad)
 
 
-def describe(frame: dict, j: int) -> str:
+def mismatch(frame: dict, j: int, got, want) -> str:
     grid, C = frame["grid"], frame["shape"][2]
     return (f"shape (H, W, C, pad) {frame['shape']}: patch {j} (ty {j // (grid.tiles_w * C)}, "
-            f"tx {j // C % grid.tiles_w}, c {j % C})")
+            f"tx {j // C % grid.tiles_w}, c {j % C}):\n  got      {got}\n  expected {want}")
 
 
 def run_groups(cfg: AccelConfig, groups, rng, in_idle: float, out_idle: float):
     """Stream every group through one simulation, checking order, values, count and idle."""
-    dut = LineBuffer(cfg)
-    frames = [f for g in groups for f in g]
-    total = sum(len(f["expected"]) for f in frames)
-    received = []
-
-    async def producer(ctx):
-        done = 0
-        for g, group in enumerate(groups):
-            # The shape changes only while idle, after the previous group has drained.
-            while len(received) < done:
-                await ctx.tick()
-            assert ctx.get(dut.idle) == 1, f"not idle before group {g}"
-            set_shape(ctx, dut, group[0]["shape"])
-            for frame in group:
-                for beat in frame["beats"]:
-                    await stream_put(ctx, dut.i, beat, rng=rng, idle=in_idle)
-            done += sum(len(f["expected"]) for f in group)
-
-    async def consumer(ctx):
-        while len(received) < total:
-            received.append(await stream_get(ctx, dut.o, rng=rng, idle=out_idle))
-        for _ in range(20):       # nothing more may come out
-            await ctx.tick()
-            assert ctx.get(dut.o.valid) == 0, "a patch beyond the last frame"
-        assert ctx.get(dut.idle) == 1, "not idle after the last frame"
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    limit = 30 * sum(len(f["beats"]) + len(f["expected"]) for f in frames) + 200
-    sim.add_testbench(frame_monitor(dut, frames, limit), background=True)
-    sim.run()
-
-    pos = 0
-    for g, group in enumerate(groups):
-        for k, frame in enumerate(group):
-            want = frame["expected"]
-            got = received[pos:pos + len(want)]
-            for j, (w, r) in enumerate(zip(want, got)):
-                assert r == w, (f"group {g} frame {k} {describe(frame, j)}:\n"
-                                f"  got      {r}\n  expected {w}")
-            pos += len(want)
-    assert len(received) == pos == total
+    run_frame_groups(LineBuffer(cfg), groups, set_shape, rng, in_idle, out_idle, slack=30,
+                     item="a patch", mismatch=mismatch)
 
 
 @pytest.mark.parametrize("m", sorted(CONFIGS))
@@ -145,37 +103,7 @@ def tail_patches(frame: dict) -> int:
 
 def run_free(cfg: AccelConfig, frames: list[dict]):
     """No gaps, no back-pressure: per-cycle log of accepted beats and emitted patches."""
-    dut = LineBuffer(cfg)
-    beats = [b for f in frames for b in f["beats"]]
-    total = sum(len(f["expected"]) for f in frames)
-    accepted, emitted = [], []
-
-    async def bench(ctx):
-        assert ctx.get(dut.idle) == 1, "not idle after reset"
-        set_shape(ctx, dut, frames[0]["shape"])
-        ctx.set(dut.o.ready, 1)
-        cycle = 0
-        while len(emitted) < total:
-            if len(accepted) < len(beats):
-                ctx.set(dut.i.payload, beats[len(accepted)])
-                ctx.set(dut.i.valid, 1)
-            else:
-                ctx.set(dut.i.valid, 0)
-            take = ctx.get(dut.i.valid) and ctx.get(dut.i.ready)
-            if ctx.get(dut.o.valid):
-                emitted.append((cycle, payload_value(ctx.get(dut.o.payload))))
-            if take:
-                accepted.append(cycle)
-            await ctx.tick()
-            cycle += 1
-            assert cycle < 10 * (total + len(beats)), "the line buffer stopped"
-        assert ctx.get(dut.idle) == 1, "not idle after the final patch"
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    return accepted, emitted
+    return run_frames_free(LineBuffer(cfg), frames, set_shape, name="line buffer", item="patch")
 
 
 @pytest.mark.parametrize("m, shape", [

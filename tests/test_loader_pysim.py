@@ -294,24 +294,20 @@ def header_reject(cfg: AccelConfig, field: str, value) -> callable:
     return make
 
 
-@pytest.mark.parametrize("name, kind", [("t2_lanes", "zero"), ("t2_bytes", "above_max"),
-                                        ("t4_lanes", "high_bytes")])
-def test_reject_channels(name, kind, rng):
-    """C == 0 or C > c_max (also when only the high bytes are wrong) is rejected at C."""
+@pytest.mark.parametrize("field, name, kind", [
+    ("channels", "t2_lanes", "zero"), ("channels", "t2_bytes", "above_max"),
+    ("channels", "t4_lanes", "high_bytes"),
+    ("k_count", "t2_bytes", "zero"), ("k_count", "t2_lanes", "above_max"),
+    ("k_count", "t2_lanes", "high_bytes"),
+])
+def test_reject_header_count(field, name, kind, rng):
+    """C or k_count == 0, or above c_max or k_max (also when only the high bytes are wrong), is
+    rejected at that field."""
     cfg = CONFIGS[name]
-    value = {"zero": lambda C: 0, "above_max": lambda C: cfg.c_max + 1,
-             "high_bytes": lambda C: C | 1 << 24}[kind]
-    reject_then_good(cfg, rng, header_reject(cfg, "channels", value))
-
-
-@pytest.mark.parametrize("name, kind", [("t2_bytes", "zero"), ("t2_lanes", "above_max"),
-                                        ("t2_lanes", "high_bytes")])
-def test_reject_k_count(name, kind, rng):
-    """k_count == 0 or k_count > k_max is rejected at k_count."""
-    cfg = CONFIGS[name]
-    value = {"zero": lambda K: 0, "above_max": lambda K: cfg.k_max + 1,
-             "high_bytes": lambda K: K | 1 << 16}[kind]
-    reject_then_good(cfg, rng, header_reject(cfg, "k_count", value))
+    most, high = {"channels": (cfg.c_max, 1 << 24), "k_count": (cfg.k_max, 1 << 16)}[field]
+    value = {"zero": lambda n: 0, "above_max": lambda n: most + 1,
+             "high_bytes": lambda n: n | high}[kind]
+    reject_then_good(cfg, rng, header_reject(cfg, field, value))
 
 
 def pe_reject(cfg: AccelConfig, field: int, value, xi: int) -> callable:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from hw.config import AccelConfig
 from hw.reorder import OutputReorder
-from streams import frame_monitor, payload_value, stream_get, stream_put
+from streams import run_frame_groups, run_frames_free
 from sw import winograd
 
 #: Small configurations: w_max not a multiple of 4, so tile 4 has a padded band column.
@@ -63,57 +62,24 @@ def random_groups(cfg: AccelConfig, rng, count: int) -> list[list[dict]]:
     return groups
 
 
+def set_shape(ctx, dut, shape):
+    out_h, out_w, K = shape
+    ctx.set(dut.out_height, out_h)
+    ctx.set(dut.out_width, out_w)
+    ctx.set(dut.channels, K)
+
+
+def mismatch(frame: dict, j: int, got, want) -> str:
+    out_h, out_w, K = frame["shape"]
+    y, x, k = j // (out_w * K), j // K % out_w, j % K
+    return (f"shape {frame['shape']}: value {j} (y {y}, x {x}, k {k}) is {got}, "
+            f"expected {want}")
+
+
 def run_groups(cfg: AccelConfig, groups, rng, in_idle: float, out_idle: float):
     """Stream every group through one simulation, checking order, values, count and idle."""
-    dut = OutputReorder(cfg)
-    total = sum(len(f["expected"]) for g in groups for f in g)
-    received = []
-
-    async def producer(ctx):
-        assert ctx.get(dut.idle) == 1, "not idle after reset"
-        done = 0
-        for g, group in enumerate(groups):
-            # The shape changes only while idle, after the previous group has drained.
-            while len(received) < done:
-                await ctx.tick()
-            assert ctx.get(dut.idle) == 1, f"not idle before group {g}"
-            out_h, out_w, K = group[0]["shape"]
-            ctx.set(dut.out_height, out_h)
-            ctx.set(dut.out_width, out_w)
-            ctx.set(dut.channels, K)
-            for frame in group:
-                for beat in frame["beats"]:
-                    await stream_put(ctx, dut.i, beat, rng=rng, idle=in_idle)
-            done += sum(len(f["expected"]) for f in group)
-
-    async def consumer(ctx):
-        while len(received) < total:
-            received.append(await stream_get(ctx, dut.o, rng=rng, idle=out_idle))
-        for _ in range(20):       # nothing more may come out
-            await ctx.tick()
-            assert ctx.get(dut.o.valid) == 0, "an output beyond the last frame"
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    frames = [f for g in groups for f in g]
-    limit = 20 * sum(len(f["beats"]) + len(f["expected"]) for f in frames) + 200
-    sim.add_testbench(frame_monitor(dut, frames, limit), background=True)
-    sim.run()
-
-    pos = 0
-    for g, group in enumerate(groups):
-        for n, frame in enumerate(group):
-            want = frame["expected"]
-            got = received[pos:pos + len(want)]
-            for j, (w, r) in enumerate(zip(want, got)):
-                out_h, out_w, K = frame["shape"]
-                y, x, k = j // (out_w * K), j // K % out_w, j % K
-                assert r == w, (f"group {g} frame {n} shape {frame['shape']}: value {j} "
-                                f"(y {y}, x {x}, k {k}) is {r}, expected {w}")
-            pos += len(want)
-    assert len(received) == pos == total
+    run_frame_groups(OutputReorder(cfg), groups, set_shape, rng, in_idle, out_idle, slack=20,
+                     item="an output", mismatch=mismatch)
 
 
 @pytest.mark.parametrize("m", sorted(CONFIGS))
@@ -127,38 +93,7 @@ def test_random_frames_match_golden(m, in_idle, out_idle, rng):
 
 def run_free(cfg: AccelConfig, frames: list[dict]):
     """No gaps, no back-pressure: per-cycle log of accepted beats and emitted values."""
-    dut = OutputReorder(cfg)
-    beats = [b for f in frames for b in f["beats"]]
-    total = sum(len(f["expected"]) for f in frames)
-    accepted, emitted = [], []
-
-    async def bench(ctx):
-        out_h, out_w, K = frames[0]["shape"]
-        ctx.set(dut.out_height, out_h)
-        ctx.set(dut.out_width, out_w)
-        ctx.set(dut.channels, K)
-        ctx.set(dut.o.ready, 1)
-        cycle = 0
-        while len(emitted) < total:
-            if len(accepted) < len(beats):
-                ctx.set(dut.i.payload, beats[len(accepted)])
-                ctx.set(dut.i.valid, 1)
-            else:
-                ctx.set(dut.i.valid, 0)
-            take = ctx.get(dut.i.valid) and ctx.get(dut.i.ready)
-            if ctx.get(dut.o.valid):
-                emitted.append((cycle, payload_value(ctx.get(dut.o.payload))))
-            if take:
-                accepted.append(cycle)
-            await ctx.tick()
-            cycle += 1
-            assert cycle < 10 * (total + len(beats)), "the reorder stopped"
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    return accepted, emitted
+    return run_frames_free(OutputReorder(cfg), frames, set_shape, name="reorder", item="value")
 
 
 @pytest.mark.parametrize("m, shape", [(2, (9, 10, 4)), (2, (6, 7, 1)), (2, (3, 1, 2)),

@@ -24,13 +24,11 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 
 from hw.config import AccelConfig
 from hw.linebuf import LineBuffer
 from sw import winograd
-from verif.streams import PATTERNS, PayloadCodec, Scoreboard, StreamDriver, StreamMonitor, pattern
+from verif.streams import PATTERNS, stream_shape_groups
 
 DEFAULT_SHAPES = 6
 VALUE_KINDS = ("random", "random", "zeros", "min", "max")
@@ -67,11 +65,6 @@ def shapes(cfg: AccelConfig, rng: random.Random, count: int) -> list[tuple[int, 
     return fixed + randoms
 
 
-async def _idle_now(dut) -> bool:
-    await ReadOnly()
-    return bool(dut.idle.value)
-
-
 @cocotb.test()
 @cocotb.parametrize(gaps=PATTERNS, backpressure=PATTERNS)
 async def random_frames(dut, gaps: str, backpressure: str):
@@ -80,56 +73,14 @@ async def random_frames(dut, gaps: str, backpressure: str):
     count = int(os.environ.get("WINNOW_SAMPLES") or DEFAULT_SHAPES)
     seed = f"{cocotb.RANDOM_SEED}/{gaps}/{backpressure}"
     rng = random.Random(seed)
-    i_shape, o_layout = LineBuffer.layouts(cfg)
 
-    Clock(dut.clk, 10, unit="ns").start()
-    dut.rst.value = 1
-    dut.height.value, dut.width.value, dut.channels.value, dut.pad.value = 1, 1, 1, 1
-    driver = StreamDriver(dut, dut.clk, "i", PayloadCodec(i_shape), pattern(gaps, rng))
-    shape_now = [None]
-
-    def describe(index: int) -> str:
-        return f" (group shape (H, W, C, pad) {shape_now[0]}, patch {index} of the test)"
-
-    board = Scoreboard(f"line_buffer m={cfg.tile} gaps={gaps} backpressure={backpressure}",
-                       describe=describe)
-    monitor = StreamMonitor(dut, dut.clk, "o", PayloadCodec(o_layout),
-                            pattern(backpressure, rng), board.receive)
-    await ClockCycles(dut.clk, 3)
-    dut.rst.value = 0
-    await RisingEdge(dut.clk)
-    cocotb.start_soon(driver.run())
-    cocotb.start_soon(monitor.run())
-
-    frames = patches = 0
-    for shape in shapes(cfg, rng, count):
-        await FallingEdge(dut.clk)
-        assert await _idle_now(dut), f"{board.name}: not idle before shape {shape}"
-        await FallingEdge(dut.clk)
+    def set_shape(shape):
         dut.height.value, dut.width.value, dut.channels.value, dut.pad.value = shape
-        shape_now[0] = shape
-        group = rng.randint(1, 2)
-        work = 0
-        for _ in range(group):
-            beats, expected = make_frame(cfg, rng, shape)
-            for beat in beats:
-                driver.append(beat)
-            for item in expected:
-                board.expect(item)
-            patches += len(expected)
-            work += len(beats) + len(expected)
-        frames += group
-        for _ in range(30 * work + 100):
-            await RisingEdge(dut.clk)
-            if board.done:
-                break
-        board.check_complete()
-        # The cycle right after the final patch is taken the line buffer must be idle.
-        assert await _idle_now(dut), f"{board.name}: not idle after shape {shape}"
-        assert driver.idle
 
-    await ClockCycles(dut.clk, 20)      # a duplicate arriving now fails in receive()
-    assert monitor.received == patches, f"received {monitor.received}, expected {patches}"
-    dut._log.info(f"{board.name}: {frames} frames, {patches} patches bit-exact in order, "
-                  f"{monitor.stalled_cycles} stalled cycles; SEED={os.environ.get('SEED')} "
-                  f"(test seed {seed})")
+    def make_group(shape):
+        return [make_frame(cfg, rng, shape) for _ in range(rng.randint(1, 2))]
+
+    await stream_shape_groups(
+        dut, f"line_buffer m={cfg.tile} gaps={gaps} backpressure={backpressure}",
+        LineBuffer.layouts(cfg), gaps, backpressure, rng, seed, shapes(cfg, rng, count),
+        set_shape, make_group, ("patch", "patches"), shape_fields="(H, W, C, pad) ")

@@ -24,13 +24,11 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 
 from hw.config import AccelConfig
 from hw.reorder import OutputReorder
 from sw import winograd
-from verif.streams import PATTERNS, PayloadCodec, Scoreboard, StreamDriver, StreamMonitor, pattern
+from verif.streams import PATTERNS, stream_shape_groups
 
 DEFAULT_GROUPS = 6
 VALUE_KINDS = ("random", "random", "zeros", "min", "max")
@@ -69,11 +67,6 @@ def shapes(cfg: AccelConfig, rng: random.Random, count: int) -> list[tuple[int, 
                       rng.randint(1, cfg.k_max)) for _ in range(count)])[:max(count, 1)]
 
 
-async def _idle_now(dut) -> bool:
-    await ReadOnly()
-    return bool(dut.idle.value)
-
-
 @cocotb.test()
 @cocotb.parametrize(gaps=PATTERNS, backpressure=PATTERNS)
 async def random_frames(dut, gaps: str, backpressure: str):
@@ -82,57 +75,14 @@ async def random_frames(dut, gaps: str, backpressure: str):
     groups = int(os.environ.get("WINNOW_SAMPLES") or DEFAULT_GROUPS)
     seed = f"{cocotb.RANDOM_SEED}/{gaps}/{backpressure}"
     rng = random.Random(seed)
-    i_layout, o_layout = OutputReorder.layouts(cfg)
 
-    Clock(dut.clk, 10, unit="ns").start()
-    dut.rst.value = 1
-    dut.out_height.value = 1
-    dut.out_width.value = 1
-    dut.channels.value = 1
-    driver = StreamDriver(dut, dut.clk, "i", PayloadCodec(i_layout), pattern(gaps, rng))
-    shape_now = [None]
-
-    def describe(index: int) -> str:
-        return f" (group shape {shape_now[0]}, value {index} of the test)"
-
-    board = Scoreboard(f"output_reorder m={cfg.tile} gaps={gaps} backpressure={backpressure}",
-                       describe=describe)
-    monitor = StreamMonitor(dut, dut.clk, "o", PayloadCodec(o_layout),
-                            pattern(backpressure, rng), board.receive)
-    await ClockCycles(dut.clk, 3)
-    dut.rst.value = 0
-    await RisingEdge(dut.clk)
-    cocotb.start_soon(driver.run())
-    cocotb.start_soon(monitor.run())
-
-    frames = values = 0
-    for shape in shapes(cfg, rng, groups):
-        await FallingEdge(dut.clk)
-        assert await _idle_now(dut), f"{board.name}: not idle before shape {shape}"
-        await FallingEdge(dut.clk)
+    def set_shape(shape):
         dut.out_height.value, dut.out_width.value, dut.channels.value = shape
-        shape_now[0] = shape
-        count = rng.randint(1, 3)
-        for _ in range(count):
-            beats, expected = make_frame(cfg, rng, shape)
-            for beat in beats:
-                driver.append(beat)
-            for item in expected:
-                board.expect(item)
-            values += len(expected)
-        frames += count
-        limit = 30 * (len(beats) + len(expected)) * count + 100
-        for _ in range(limit):
-            await RisingEdge(dut.clk)
-            if board.done:
-                break
-        board.check_complete()
-        # The cycle right after the last value is taken the reorder must be idle.
-        assert await _idle_now(dut), f"{board.name}: not idle after shape {shape}"
-        assert driver.idle
 
-    await ClockCycles(dut.clk, 20)      # a duplicate arriving now fails in receive()
-    assert monitor.received == values, f"received {monitor.received}, expected {values}"
-    dut._log.info(f"{board.name}: {frames} frames, {values} values bit-exact in order, "
-                  f"{monitor.stalled_cycles} stalled cycles; SEED={os.environ.get('SEED')} "
-                  f"(test seed {seed})")
+    def make_group(shape):
+        return [make_frame(cfg, rng, shape) for _ in range(rng.randint(1, 3))]
+
+    await stream_shape_groups(
+        dut, f"output_reorder m={cfg.tile} gaps={gaps} backpressure={backpressure}",
+        OutputReorder.layouts(cfg), gaps, backpressure, rng, seed, shapes(cfg, rng, groups),
+        set_shape, make_group, ("value", "values"))
