@@ -8,7 +8,7 @@ back into one stream of ``M[k]`` vectors for the output transform.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -141,7 +141,11 @@ class SparseArray(wiring.Component):
                for xi, (w, d) in enumerate(self._images)]
         for xi, pe in enumerate(pes):
             m.submodules[f"pe{xi}"] = pe
-            m.d.comb += [pe.k_count.eq(self.k_count), self.perf[xi].eq(pe.perf)]
+            m.d.comb += pe.k_count.eq(self.k_count)
+        # One assignment of the whole vector, not one per PE: Verilog then drives `perf` with a
+        # single concatenation instead of per-PE part assignments, which Icarus resolves bit by
+        # bit for every reader of the vector whenever any counter moves.
+        m.d.comb += self.perf.eq(Cat(pe.perf.as_value() for pe in pes))
 
         # -- fan-out: each PE takes its element once; the beat completes when all have ------
         taken = Signal(coords)

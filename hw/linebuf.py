@@ -45,7 +45,7 @@ class LineBuffer(wiring.Component):
         :func:`sw.winograd.extract_tiles` over :func:`sw.winograd.tile_grid`. ``c`` is
         ``max(1, (c_max-1).bit_length())`` bits. The payload is a register.
     height : In(16)
-        ``H >= 1``, input rows of the frame.
+        ``H >= 1``, input rows of the frame. While ``H`` is 0 no patch is issued.
     width : In(range(w_max + 1))
         ``W <= w_max``, input columns of the frame.
     channels : In(range(c_max + 1))
@@ -232,7 +232,9 @@ class LineBuffer(wiring.Component):
         band_end = Signal()
         m.d.comb += [
             advance.eq(~self.o.valid | self.o.ready),
-            issue.eq(advance & (done_rows >= band_rows)),
+            # band_rows is 0 only while H is 0 (no frame configured): issue nothing then,
+            # rather than an endless run of empty patches that moves the read position.
+            issue.eq(advance & (band_rows != 0) & (done_rows >= band_rows)),
             band_end.eq(issue & last_c & last_tx),
         ]
         with m.If(issue):

@@ -102,9 +102,13 @@ class _Transform2D:
             for j in range(cols):
                 t_range[i][j] = _dot_range(mat[i], [x_range] * cols)
                 reg = Signal(signed(signed_bits(*t_range[i][j])), name=f"{name}_t{i}_{j}")
+                # The adder tree's comb wires are built outside the enable: inside it they would
+                # become `always @*` blocks that Icarus never runs when their inputs do not
+                # change after time 0 (they then stay x), instead of continuous assignments.
+                value = _dot(m, mat[i], [x[k * cols + j] for k in range(cols)],
+                             f"{name}_t{i}_{j}")
                 with m.If(enable):
-                    m.d.sync += reg.eq(_dot(m, mat[i], [x[k * cols + j] for k in range(cols)],
-                                            f"{name}_t{i}_{j}"))
+                    m.d.sync += reg.eq(value)
                 self.t[i][j] = reg
         self.y = [[_dot(m, mat[j], self.t[i], f"{name}_y{i}_{j}") for j in range(rows)]
                   for i in range(rows)]
