@@ -40,7 +40,7 @@ __all__ = [
     "PassImage", "PackStats", "PackedLayer", "StreamRecord", "slot_layout", "directory_layout",
     "k_bits", "choose_kp", "pack_layer", "unpack_layer", "encode_slot", "decode_slot",
     "hex_text", "write_hex", "read_hex", "directory_words", "directory_entries",
-    "encode_record", "encode_stream", "decode_stream", "split_stream", "sha256_file",
+    "RecordItem", "record_items", "encode_record", "encode_stream", "decode_stream", "split_stream", "sha256_file",
     "layer_manifest", "build_manifest",
 ]
 
@@ -540,6 +540,36 @@ class StreamRecord:
 
     layer: int
     image: PassImage
+
+
+@dataclass(frozen=True)
+class RecordItem:
+    """One directory entry or weight word of a record, as a loader must write it.
+
+    ``end`` is the byte offset in :func:`encode_record`'s bytes just past the item; ``memory``
+    is ``"directory"`` (``addr`` = input channel) or ``"words"`` (``addr`` = word index).
+    """
+
+    end: int
+    pe: int
+    memory: str
+    addr: int
+    value: int
+
+
+def record_items(image: PassImage, cfg: AccelConfig) -> list[RecordItem]:
+    """Every item of ``image``'s record in stream order, with where it ends in the bytes."""
+    pos = _RECORD_HEADER.size
+    items = []
+    for xi in range(cfg.coords):
+        pos += _PE_HEADER.size
+        for c, entry in enumerate(directory_words(image, cfg, xi)):
+            pos += directory_layout(cfg, xi).entry_bytes
+            items.append(RecordItem(pos, xi, "directory", c, entry))
+        for j, word in enumerate(image.words[xi]):
+            pos += slot_layout(cfg, xi).word_bytes
+            items.append(RecordItem(pos, xi, "words", j, word))
+    return items
 
 
 def encode_record(layer: int, image: PassImage, cfg: AccelConfig) -> bytes:

@@ -295,3 +295,24 @@ def test_manifest(tmp_path):
     assert layer["source_shape"] == [4, 2, 3, 3]
     assert man["format"]["word_bits"] == [68] * 16
     assert AccelConfig.from_dict(man["config"]) == cfg
+
+
+def test_record_items_locate_every_entry_and_word():
+    cfg = AccelConfig(lanes=(1, 2, 3, 2) * 4, k_max=8, c_max=8)
+    rng = np.random.default_rng(3)
+    U = rng.integers(-128, 128, size=(16, 8, 5))
+    U[rng.random(U.shape) < 0.6] = 0
+    image = formats.pack_layer(U, cfg).passes[0]
+    data = formats.encode_record(0, image, cfg)
+    items = formats.record_items(image, cfg)
+    assert len(items) == 16 * 5 + sum(len(w) for w in image.words)
+    for it in items:
+        size = (formats.directory_layout(cfg, it.pe).entry_bytes if it.memory == "directory"
+                else formats.slot_layout(cfg, it.pe).word_bytes)
+        assert int.from_bytes(data[it.end - size:it.end], "little") == it.value
+    trailing_headers = 0
+    for xi in range(15, -1, -1):           # PEs after the last item add only their headers
+        if any(it.pe == xi for it in items):
+            break
+        trailing_headers += 1
+    assert items[-1].end + trailing_headers * 8 == len(data)

@@ -42,18 +42,9 @@ class Frame:
 
 def image_writes(image: formats.PassImage, cfg: AccelConfig) -> list[tuple[int, dict]]:
     """``(end, write)`` per entry and word of the record: the byte offset just past it."""
-    pos = formats._RECORD_HEADER.size
-    out = []
-    for xi in range(cfg.coords):
-        pos += formats._PE_HEADER.size
-        for c, entry in enumerate(formats.directory_words(image, cfg, xi)):
-            pos += formats.directory_layout(cfg, xi).entry_bytes
-            out.append((pos, {"pe": xi, "mem": DIRECTORY, "addr": c, "data": entry}))
-        for j, word in enumerate(image.words[xi]):
-            pos += formats.slot_layout(cfg, xi).word_bytes
-            out.append((pos, {"pe": xi, "mem": WMEM, "addr": j, "data": word}))
-    assert pos == len(formats.encode_record(0, image, cfg))
-    return out
+    memory = {"directory": DIRECTORY, "words": WMEM}
+    return [(it.end, {"pe": it.pe, "mem": memory[it.memory], "addr": it.addr, "data": it.value})
+            for it in formats.record_items(image, cfg)]
 
 
 def pe_header_offset(image: formats.PassImage, cfg: AccelConfig, xi: int) -> int:

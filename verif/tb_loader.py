@@ -39,18 +39,10 @@ DEFAULT_LAYERS = 2
 
 
 def _writes(image: formats.PassImage, cfg: AccelConfig) -> list[tuple[int, dict]]:
-    """``(end, write)`` per entry and word in stream order, ``end`` the byte offset past it."""
-    pos = formats._RECORD_HEADER.size
-    out = []
-    for xi in range(cfg.coords):
-        pos += formats._PE_HEADER.size
-        for c, entry in enumerate(formats.directory_words(image, cfg, xi)):
-            pos += formats.directory_layout(cfg, xi).entry_bytes
-            out.append((pos, {"pe": xi, "mem": DIRECTORY, "addr": c, "data": entry}))
-        for j, word in enumerate(image.words[xi]):
-            pos += formats.slot_layout(cfg, xi).word_bytes
-            out.append((pos, {"pe": xi, "mem": WMEM, "addr": j, "data": word}))
-    return out
+    """``(end, write)`` per entry and word of the record: the byte offset just past it."""
+    memory = {"directory": DIRECTORY, "words": WMEM}
+    return [(it.end, {"pe": it.pe, "mem": memory[it.memory], "addr": it.addr, "data": it.value})
+            for it in formats.record_items(image, cfg)]
 
 
 def _records(cfg: AccelConfig, rng: np.random.Generator, layers: int):
