@@ -14,6 +14,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.config import AccelConfig
 from hw.pe import SparsePE, act_layout, check_images, perf_layout, wgt_wr_layout
+from hw.pe import out_layout as pe_out_layout
 
 __all__ = ["SparseArray"]
 
@@ -51,9 +52,10 @@ class SparseArray(wiring.Component):
     wgt_wr : In(stream.Signature(StructLayout{pe, mem, addr, data}))
         A write of PE ``pe``'s load port (see :class:`hw.pe.SparsePE`); always ready.
     out : Out(stream.Signature(StructLayout{m, k, last}))
-        Per tile, for ``k = 0 .. k_count-1`` in order: ``m``, the ``n²`` values ``M[xi, k, t]``
-        row-major, and ``last`` on ``k_count - 1``. This is the order the output transform
-        consumes.
+        Per tile, ``ceil(k_count / D)`` beats (``D = drain_width``) in ``k`` order: beat ``r``
+        has ``k = r · D`` and ``m[j]``, the ``n²`` values ``M[xi, k + j, t]`` row-major, for
+        ``j < D`` (0 for channels at or past ``k_count``); ``last`` on the tile's final beat.
+        :func:`sw.golden.drain_beats` gives the same order from the golden model.
     k_count : In(range(1, k_max + 1))
         Output channels of the current pass.
     perf : Out(ArrayLayout(perf_layout(counter_bits), n²))
@@ -66,13 +68,14 @@ class SparseArray(wiring.Component):
 
     Notes
     -----
-    Throughput: PE ``xi`` needs ``W_ξ(t) = Σ_{c: V[xi,c,t] != 0} words(xi, c)`` cycles for tile
-    ``t`` and its drain ``K`` cycles, overlapped with the next tile. Over ``T`` tiles the array
-    takes about ``max_ξ Σ_t max(W_ξ(t), K)`` cycles when the FIFOs (``fifo_depth``) and the
-    accumulator banks (``tiles_in_flight``) absorb the skew between coordinates; the ideal is
-    ``Σ_ξ nnz_pairs_ξ / multipliers``. The gap is coordinate imbalance (the slowest PE sets the
-    pace), lane padding (``words · L`` slots against the valid ones) and tile synchronisation
-    (skew larger than the buffering).
+    Throughput: PE ``xi`` needs about ``max(W_ξ(t), P_ξ(t) / L_ξ)`` cycles for tile ``t``
+    (``W`` words walked, ``P`` pairs, see :class:`hw.pe.SparsePE`) and its drain
+    ``ceil(K / D)`` cycles, overlapped with the next tiles. Over ``T`` tiles the array takes
+    about ``max_ξ Σ_t max(W_ξ(t), P_ξ(t) / L_ξ, ceil(K / D))`` cycles when the FIFOs
+    (``fifo_depth``) and the accumulator banks (``tiles_in_flight``) absorb the skew between
+    coordinates; the ideal is ``Σ_ξ P_ξ / multipliers``. The gap is coordinate imbalance (the
+    slowest PE sets the pace), walker-bound short columns and end-of-tile markers, and tile
+    synchronisation (skew larger than the buffering, drain).
 
     Latency: :attr:`LATENCY` cycles from the final ``act`` beat of a tile to its first ``out``
     beat when every PE is idle and that beat's columns are one word long, one more than the
@@ -124,8 +127,9 @@ class SparseArray(wiring.Component):
             "data": max(lay["data"].shape.width for lay in wr_layouts),
         })
         out = data.StructLayout({
-            "m": data.ArrayLayout(signed(cfg.acc_bits), coords),
-            "k": unsigned(max(1, (cfg.k_max - 1).bit_length())),
+            "m": data.ArrayLayout(data.ArrayLayout(signed(cfg.acc_bits), coords),
+                                  cfg.drain_width),
+            "k": pe_out_layout(cfg)["k"].shape,
             "last": unsigned(1),
         })
         return act, wgt_wr, out
@@ -186,8 +190,8 @@ class SparseArray(wiring.Component):
         head = pes[0].out.payload
         with m.If(gather):
             m.d.sync += [self.out.payload.k.eq(head.k), self.out.payload.last.eq(head.last)]
-            m.d.sync += [self.out.payload.m[xi].eq(pe.out.payload.m)
-                         for xi, pe in enumerate(pes)]
+            m.d.sync += [self.out.payload.m[j][xi].eq(pe.out.payload.m[j])
+                         for xi, pe in enumerate(pes) for j in range(self._cfg.drain_width)]
         for pe in pes:
             m.d.comb += pe.out.ready.eq(gather)
 

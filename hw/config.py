@@ -25,7 +25,7 @@ SUPPORTED_TILES = (2, 4)
 #: How accumulators and the requantiser treat values out of range.
 OVERFLOW_MODES = ("wrap", "saturate")
 #: Bumped whenever a field is added, removed or changes meaning.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class ConfigError(ValueError):
@@ -77,6 +77,14 @@ class AccelConfig:
         Depth of each per-coordinate activation FIFO (a power of two, at least 2).
     tiles_in_flight : int
         Accumulator banks per PE, so the drain of one tile overlaps the next (at least 2).
+    slots_per_lane : int
+        Weight slots per memory word, per lane: a word holds ``slots_per_lane · L`` slots, so
+        the column walker reads weights ``slots_per_lane`` times as fast as the lanes use them
+        and the pair compactor can keep the lanes full across short columns (1..4).
+    drain_width : int
+        Output channels each PE drains per cycle, a power of two (1..16): a tile drains in
+        ``ceil(K / drain_width)`` cycles, so tiles with little work are not bound by their
+        ``K`` outputs.
     overflow : str
         ``"wrap"`` (two's complement modulo ``2**acc_bits``) or ``"saturate"`` (clamp the exact
         per-coordinate sum to ``acc_bits``). Both are independent of summation order.
@@ -95,6 +103,8 @@ class AccelConfig:
     wmem_depth: int = 1024
     fifo_depth: int = 32
     tiles_in_flight: int = 2
+    slots_per_lane: int = 2
+    drain_width: int = 4
     overflow: str = "wrap"
     bias_bits: int = 32
     mult_bits: int = 32
@@ -123,6 +133,10 @@ class AccelConfig:
         if self.fifo_depth & (self.fifo_depth - 1):
             bad("fifo_depth", "a power of two")
         check_int("tiles_in_flight", 2, 8)
+        check_int("slots_per_lane", 1, 4)
+        check_int("drain_width", 1, 16)
+        if self.drain_width & (self.drain_width - 1):
+            bad("drain_width", "a power of two")
         if self.overflow not in OVERFLOW_MODES:
             bad("overflow", f"one of {', '.join(OVERFLOW_MODES)}")
         check_int("bias_bits", 2, 48)
@@ -159,6 +173,24 @@ class AccelConfig:
         if isinstance(self.lanes, tuple):
             return self.lanes
         return (self.lanes,) * self.coords
+
+    def word_slots(self, xi: int) -> int:
+        """Weight slots per memory word of PE ``xi``: ``slots_per_lane · lanes_per_coord[xi]``."""
+        return self.slots_per_lane * self.lanes_per_coord[xi]
+
+    def pair_queue_depth(self, xi: int) -> int:
+        """Entries of PE ``xi``'s pair compactor: the power of two ``>= word_slots + 2·L``.
+
+        That is the least depth at which the walker, which may add a whole word per cycle,
+        never leaves the lanes without a pair while it has words to read.
+        """
+        need = self.word_slots(xi) + 2 * self.lanes_per_coord[xi]
+        return 1 << (need - 1).bit_length()
+
+    @property
+    def drain_rows(self) -> int:
+        """Drain beats of a tile with ``k_max`` output channels: ``ceil(k_max / drain_width)``."""
+        return -(-self.k_max // self.drain_width)
 
     @property
     def multipliers(self) -> int:

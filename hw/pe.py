@@ -1,16 +1,20 @@
 """``SparsePE``: one Winograd coordinate's sparse multiply-accumulate engine.
 
 For every non-zero transformed activation ``(c, v)`` the PE walks the compressed weight column
-``U_ξ[:, c]`` of the packed format (:mod:`sw.formats`) one word of ``L`` slots per cycle, and
-every valid slot ``(value, k)`` in lane ``l`` adds ``v * value`` to that lane's own accumulator
-``acc[bank][l][k]``. Lanes never share an accumulator, so any mix of output channels in a word
-is conflict-free (the "lanes free of bank constraints" fix of the architecture brief); the lane
-copies are summed once per output channel when the tile drains.
+``U_ξ[:, c]`` of the packed format (:mod:`sw.formats`), one word of ``S = slots_per_lane · L``
+slots per cycle. The valid slots of each word become ``(weight, v, k)`` pairs in a *pair
+compactor*, a small circular queue that hands exactly ``L`` pairs per cycle to the ``L`` lanes
+whatever column they came from, so a ragged column end does not leave lanes idle. Lane ``l``
+adds ``v · weight`` to its own accumulator ``acc[bank][l][k]``: lanes never share an
+accumulator, so any mix of output channels is conflict-free (the "lanes free of bank
+constraints" fix of the architecture brief). The lane copies are summed when the tile drains,
+``drain_width`` output channels per cycle.
 
 Pipeline (one beat per cycle, every stage registered)::
 
     act -> zero filter -> FIFO -> A: directory read -> B: column walker / weight read
-        -> C: slot decode + multiply -> D: accumulate -> bank complete -> drain -> out
+        -> C: word -> pair compactor -> X: L lanes, multiply -> D: accumulate
+        -> bank complete -> drain (drain_width channels per beat) -> out
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from hw.config import AccelConfig
 from hw.regmap import PE_COUNTERS
 from sw import formats
 
-__all__ = ["SparsePE", "check_images", "act_layout", "perf_layout", "wgt_wr_layout", "WMEM", "DIRECTORY"]
+__all__ = ["SparsePE", "check_images", "act_layout", "perf_layout", "wgt_wr_layout", "pair_layout",
+           "out_layout", "WMEM", "DIRECTORY"]
 
 #: ``wgt_wr.payload.mem`` value selecting the weight-word memory.
 WMEM = 0
@@ -69,9 +74,34 @@ def wgt_wr_layout(cfg: AccelConfig, xi: int) -> data.StructLayout:
     })
 
 
-def _slot_fields(word, lay: formats.SlotLayout, lane: int):
-    """``(value, k_local, valid)`` of slot ``lane`` of ``word``, at the offsets of the format."""
-    base = lay.slot_lsb(lane)
+def pair_layout(cfg: AccelConfig) -> data.StructLayout:
+    """One entry of the pair compactor: a weight, its activation, output channel and bank.
+
+    ``mac`` is clear for the bare end-of-tile entry of a tile whose last beat brought no word;
+    ``end`` marks the tile's final entry.
+    """
+    return data.StructLayout({
+        "w": signed(cfg.wgt_bits),
+        "v": signed(cfg.v_bits),
+        "k": unsigned(formats.k_bits(cfg)),
+        "bank": range(cfg.tiles_in_flight),
+        "mac": unsigned(1),
+        "end": unsigned(1),
+    })
+
+
+def out_layout(cfg: AccelConfig) -> data.StructLayout:
+    """One drain beat of a PE: ``drain_width`` accumulators from channel ``k`` up, end flag."""
+    return data.StructLayout({
+        "m": data.ArrayLayout(signed(cfg.acc_bits), cfg.drain_width),
+        "k": unsigned(_bits_for(cfg.k_max)),
+        "last": unsigned(1),
+    })
+
+
+def _slot_fields(word, lay: formats.SlotLayout, slot: int):
+    """``(value, k_local, valid)`` of slot ``slot`` of ``word``, at the offsets of the format."""
+    base = lay.slot_lsb(slot)
     value = word[base + lay.value_lsb:base + lay.value_lsb + lay.value_bits].as_signed()
     k_local = word[base + lay.k_lsb:base + lay.k_lsb + lay.k_bits]
     return value, k_local, word[base + lay.valid_lsb]
@@ -122,9 +152,10 @@ class SparsePE(wiring.Component):
     Parameters
     ----------
     cfg : AccelConfig
-        Supplies ``lanes_per_coord[xi]`` (L), ``k_max``, ``c_max``, ``v_bits``, ``wgt_bits``,
-        ``acc_bits``/``acc_internal_bits``, ``overflow``, ``wmem_depth``, ``fifo_depth`` and
-        ``tiles_in_flight`` (accumulator banks).
+        Supplies ``lanes_per_coord[xi]`` (L), ``word_slots(xi)`` (S), ``k_max``, ``c_max``,
+        ``v_bits``, ``wgt_bits``, ``acc_bits``/``acc_internal_bits``, ``overflow``,
+        ``wmem_depth``, ``fifo_depth``, ``tiles_in_flight`` (accumulator banks),
+        ``pair_queue_depth(xi)`` and ``drain_width``.
     xi : int
         Winograd coordinate, ``0 <= xi < cfg.coords`` (row-major ``i*n + j``).
     weights : sequence of int, optional
@@ -143,53 +174,58 @@ class SparsePE(wiring.Component):
         the tile's final beat. A beat with ``v == 0`` and ``last == 0`` is accepted and dropped
         before the FIFO (counted in ``zeros_skipped``); a ``v == 0`` beat with ``last`` enters
         the FIFO as a bare end-of-tile marker, so a tile without non-zero activations still
-        produces its ``K`` outputs (all zero).
+        produces its outputs (all zero).
     wgt_wr : In(stream.Signature(wgt_wr_layout(cfg, xi)))
         Memory writes for the weight loader: ``mem`` (:data:`WMEM` or :data:`DIRECTORY`),
         ``addr``, ``data``. Always ready; one write per cycle. Write only while the PE is idle.
-    out : Out(stream.Signature(StructLayout{m, k, last}))
-        Per tile, ``M[k]`` for ``k = 0 .. k_count-1`` in order, ``last`` on ``k_count - 1``;
-        ``m`` is the ``acc_bits`` result after wrap or saturation.
+    out : Out(stream.Signature(out_layout(cfg)))
+        Per tile, ``ceil(k_count / drain_width)`` beats in order: beat ``r`` has ``k = r · D``
+        and ``m[j] = M[k + j]`` for ``j < D`` (``D = drain_width``; channels at or past
+        ``k_count`` read 0), ``last`` on the final beat. ``m`` is the ``acc_bits`` result
+        after wrap or saturation.
     k_count : In(range(1, k_max + 1))
         Output channels of the current pass (``K``, 1..k_max). Hold it stable during a pass.
     perf : Out(perf_layout(counter_bits))
-        ``busy``: cycles a weight word is issued to the lanes; ``macs``: valid slots issued
-        (multiplications); ``empty_slots``: invalid (padding) slots issued; ``stalls``: cycles
-        the walker holds a column but its next accumulator bank is still draining, or ``out``
-        holds a beat that is not taken; ``zeros_skipped``: zero activations dropped or turned
-        into end-of-tile markers.
+        ``busy``: cycles the lanes take at least one pair; ``macs``: multiplications (valid
+        pairs issued); ``empty_slots``: lanes without a multiplication in busy cycles;
+        ``stalls``: cycles the walker holds a column but may not read (its next bank is still
+        draining, or the compactor has no room for a word), or ``out`` holds a beat that is not
+        taken; ``zeros_skipped``: zero activations dropped or turned into end-of-tile markers.
     idle : Out(1)
-        No activation buffered, no column in flight, every bank drained and ``out`` empty.
+        No activation buffered, no column or pair in flight, every bank drained, ``out`` empty.
 
     Notes
     -----
-    Throughput: a non-zero activation whose column holds ``w >= 1`` words takes ``w`` cycles;
-    columns follow each other with no bubble. A non-zero activation on an all-zero column costs
-    no walker cycle, unless it is the end of a tile, which costs one. So with ``K`` output
-    channels and enough FIFO depth, a tile takes ``max(Σ_c ceil(nnz(U_ξ[:, c]) / L), K)``
-    cycles in steady state: draining one bank overlaps accumulation into the others
-    (``tiles_in_flight`` banks), and the drain emits one ``M[k]`` per cycle.
+    Throughput: the walker reads one word per cycle, so a non-zero activation whose column has
+    ``w`` words costs the walker ``w`` cycles (columns follow each other with no bubble; an
+    all-zero column costs none, except at a tile end, which costs one). The lanes take
+    ``L`` pairs per cycle from the compactor, which packs pairs across column and tile
+    boundaries. So a tile of ``P`` pairs and ``W`` words takes about ``max(W, P / L)`` cycles,
+    and with ``S = 2L`` the lanes set the pace whenever columns hold more than a few
+    weights. The drain emits ``D`` channels per cycle, ``ceil(K / D)`` cycles per tile,
+    overlapped with the next tiles (``tiles_in_flight`` banks).
 
-    Latency: with the PE idle, ``M[0]`` of a tile is valid :attr:`LATENCY` ``+ w - 1`` cycles
-    after the tile's final ``act`` beat is accepted, ``w`` being the word count of that beat's
-    column (1 for an end marker): FIFO 2, directory 1, walker 1, multiply 1, accumulator read 1
-    (in the same cycle as the final accumulate, through the transparent port), output
-    register 1. ``M[k]`` follows one cycle after ``M[k-1]``, and
-    tile after tile, unless ``out`` is back-pressured.
+    Latency: with the PE idle, the first beat of a tile is valid :attr:`LATENCY` ``+ w - 1``
+    cycles after the tile's final ``act`` beat is accepted, ``w`` being the word count of that
+    beat's column (1 for an end marker): FIFO 2, directory 1, walker 1, word read 1, compactor
+    queue 1, lane register and accumulator read 1, drain read 1 (in the same cycle as the
+    final accumulate, through the transparent port), output register 1. Later beats follow one
+    per cycle, tile after tile, unless ``out`` is back-pressured.
 
-    Accumulators are one ``k_max``-deep memory of ``acc_internal_bits`` per (bank, lane), so
-    their cost grows as block RAM, not as flip-flops and ``k_max``-way multiplexers. Stage C
-    reads ``acc[k]``, stage D writes ``acc[k] + v·w``; the read port is transparent for the
-    write port, which makes back-to-back updates of one ``k`` hazard-free without a forwarding
-    path. The drain borrows both ports of the banks it empties (reads ``k``, then writes 0 when
-    ``M[k]`` leaves), which never collides with accumulation: a bank is drained only after its
-    tile's final word has been accumulated, and refilled only after it is drained.
+    Accumulators are memories of ``acc_internal_bits``, one per (bank, lane, ``k mod D``), each
+    ``ceil(k_max / D)`` deep, so their cost grows as RAM, not as flip-flops and ``k_max``-way
+    multiplexers, and the drain reads ``D`` channels of a lane in one cycle. Stage X reads
+    ``acc[k]``, stage D writes ``acc[k] + v·w``; the read port is transparent for the write
+    port, which makes back-to-back updates of one ``k`` hazard-free without a forwarding path.
+    The drain borrows both ports of the banks it empties (reads a row, then writes 0 when the
+    beat leaves), which never collides with accumulation: a bank is drained only after its
+    tile's final pair has been accumulated, and refilled only after it is drained.
     """
 
     #: Default width of the perf counters.
     COUNTER_BITS = 32
-    #: Cycles from the final ``act`` beat of a tile to its ``M[0]``, for a one-word column.
-    LATENCY = 7
+    #: Cycles from the final ``act`` beat of a tile to its first ``out`` beat, one-word column.
+    LATENCY = 9
 
     def __init__(self, cfg: AccelConfig, xi: int, *, weights=None, directory=None,
                  counter_bits: int = COUNTER_BITS):
@@ -202,15 +238,10 @@ class SparsePE(wiring.Component):
         self._dir = formats.directory_layout(cfg, xi)
         self._counter_bits = _check_count("counter_bits", counter_bits, 1)
         self._weights, self._directory = check_images(cfg, xi, weights, directory)
-        self._out_layout = data.StructLayout({
-            "m": signed(cfg.acc_bits),
-            "k": unsigned(_bits_for(cfg.k_max)),
-            "last": unsigned(1),
-        })
         super().__init__({
             "act": In(stream.Signature(act_layout(cfg))),
             "wgt_wr": In(stream.Signature(wgt_wr_layout(cfg, xi))),
-            "out": Out(stream.Signature(self._out_layout)),
+            "out": Out(stream.Signature(out_layout(cfg))),
             "k_count": In(range(1, cfg.k_max + 1)),
             "perf": Out(perf_layout(self._counter_bits)),
             "idle": Out(1),
@@ -231,7 +262,7 @@ class SparsePE(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg, slots, dirl = self._cfg, self._slots, self._dir
-        lanes = slots.lanes
+        lanes, width = slots.lanes, slots.slots
         banks = cfg.tiles_in_flight
         act_shape = act_layout(cfg)
 
@@ -294,15 +325,18 @@ class SparsePE(wiring.Component):
         b_null = Signal()
         wbank = Signal(range(banks))
         sealed = Signal(banks)      # bank b holds a finished tile not yet drained
-        complete = Signal(banks)    # that tile's final beat has reached the accumulate stage
+        complete = Signal(banks)    # that tile's final pair has reached the lanes
         issue = Signal()
+        bank_ok = Signal()
+        q_room = Signal()
         b_free = Signal()
-        drained = Signal()          # the last M[k] of bank r_bank leaves in this cycle
+        drained = Signal()          # the last beat of bank r_bank leaves in this cycle
         r_bank = Signal(range(banks))
         m.d.comb += [
-            # a bank whose last M[k] leaves in this cycle is free already: the walker's first
-            # word reaches the accumulators two cycles after the drain's final clear
-            issue.eq(b_active & (~sealed.bit_select(wbank, 1) | (drained & (r_bank == wbank)))),
+            # a bank whose last beat leaves in this cycle is free already: the walker's first
+            # pair reaches the accumulators three cycles after the drain's final clear
+            bank_ok.eq(~sealed.bit_select(wbank, 1) | (drained & (r_bank == wbank))),
+            issue.eq(b_active & bank_ok & q_room),
             b_free.eq(~b_active | (issue & (b_left == 1))),
             a_take.eq(a_valid & (a_skip | b_free)),
             w_rd.en.eq(issue),
@@ -321,7 +355,7 @@ class SparsePE(wiring.Component):
             ]
         tile_end_issue = issue & (b_left == 1) & b_last
 
-        # -- stage C: slot decode and multiply ---------------------------------------------
+        # -- stage C: the word read turns into up to S pairs ---------------------------------
         c_valid, c_null, c_end = Signal(), Signal(), Signal()
         c_v = Signal(signed(cfg.v_bits))
         c_bank = Signal(range(banks))
@@ -329,95 +363,156 @@ class SparsePE(wiring.Component):
         with m.If(issue):
             m.d.sync += [c_v.eq(b_v), c_null.eq(b_null), c_end.eq(tile_end_issue),
                          c_bank.eq(wbank)]
+        pair = pair_layout(cfg)
+        fields = [_slot_fields(w_rd.data, slots, q) for q in range(width)]
+        # The valid slots of a word are a prefix (sw.formats), so their count says which.
+        n_valid = Signal(range(width + 1))
+        m.d.comb += n_valid.eq(sum(valid for _, _, valid in fields))
+        real = ~c_null & (n_valid != 0)
+        n_in = Signal(range(width + 1))
+        m.d.comb += n_in.eq(Mux(~c_valid, 0, Mux(real, n_valid, c_end)))
+        incoming = []
+        for q, (value, k_local, valid) in enumerate(fields):
+            entry = Signal(pair, name=f"in{q}")
+            m.d.comb += [
+                entry.w.eq(value), entry.v.eq(c_v), entry.k.eq(k_local), entry.bank.eq(c_bank),
+                entry.mac.eq(real & valid),
+                entry.end.eq(c_end & (n_in == q + 1)),
+            ]
+            incoming.append(entry)
 
-        d_valid = Signal()
-        d_bank = Signal(range(banks))
-        d_hit = [Signal(name=f"d_hit{l}") for l in range(lanes)]
-        d_k = [Signal(range(cfg.k_max), name=f"d_k{l}") for l in range(lanes)]
-        d_prod = [Signal(signed(cfg.product_bits), name=f"d_prod{l}") for l in range(lanes)]
-        c_k, hits = [], []
+        # -- pair compactor: a circular queue, S pairs in, L pairs out per cycle ------------
+        depth = cfg.pair_queue_depth(self._xi)
+        ptr_bits = (depth - 1).bit_length()
+        queue = Array(Signal(pair, name=f"q{i}") for i in range(depth))
+        q_head = Signal(ptr_bits)
+        q_tail = Signal(ptr_bits)
+        q_count = Signal(range(depth + 1))
+        n_out = Signal(range(lanes + 1))
+        q_next = Signal(range(depth + width + 1))
+        m.d.comb += [
+            n_out.eq(Mux(q_count < lanes, q_count, lanes)),
+            q_next.eq(q_count - n_out + n_in),
+            # the word read now enters next cycle, when at least n_out more will have left
+            q_room.eq(q_next <= depth - width),
+        ]
+        m.d.sync += [q_head.eq(q_head + n_out), q_tail.eq(q_tail + n_in),
+                     q_count.eq(q_next)]
+        in_array = Array(incoming)
+        for i in range(depth):
+            offset = Signal(ptr_bits, name=f"q{i}_offset")
+            m.d.comb += offset.eq(i - q_tail)
+            with m.If(offset < n_in):
+                m.d.sync += queue[i].eq(in_array[offset])
+
+        # -- stage X: one pair per lane, multiply --------------------------------------------
+        x_valid = [Signal(name=f"x_valid{l}") for l in range(lanes)]
+        x_pair = [Signal(pair, name=f"x_pair{l}") for l in range(lanes)]
         for l in range(lanes):
-            value, k_local, valid = _slot_fields(w_rd.data, slots, l)
-            hit = c_valid & ~c_null & valid
-            c_k.append(k_local)
-            hits.append(hit)
-            m.d.sync += [d_hit[l].eq(hit), d_k[l].eq(k_local), d_prod[l].eq(c_v * value)]
-        m.d.sync += [d_valid.eq(c_valid), d_bank.eq(c_bank)]
+            m.d.sync += [x_valid[l].eq(n_out > l),
+                         x_pair[l].eq(queue[(q_head + l)[:ptr_bits]])]
+        x_any = Signal()
+        m.d.comb += x_any.eq(sum(x_valid) != 0)
 
-        # -- drain control: read one k of a completed bank per cycle, then emit it -----------
-        # The read side moves to the next completed bank as soon as it has read the last k, so
-        # consecutive tiles drain with no idle cycle between them.
+        shift = (cfg.drain_width - 1).bit_length()      # k = row · D + sub
+        rows = cfg.drain_rows
+        d_valid = Signal()
+        d_hit = [Signal(name=f"d_hit{l}") for l in range(lanes)]
+        d_bank = [Signal(range(banks), name=f"d_bank{l}") for l in range(lanes)]
+        d_k = [Signal(formats.k_bits(cfg), name=f"d_k{l}") for l in range(lanes)]
+        d_prod = [Signal(signed(cfg.product_bits), name=f"d_prod{l}") for l in range(lanes)]
+        hits = []
+        for l in range(lanes):
+            hit = x_valid[l] & x_pair[l].mac
+            hits.append(hit)
+            m.d.sync += [d_hit[l].eq(hit), d_bank[l].eq(x_pair[l].bank), d_k[l].eq(x_pair[l].k),
+                         d_prod[l].eq(x_pair[l].w * x_pair[l].v)]
+        m.d.sync += d_valid.eq(x_any)
+
+        # -- drain control: read one row (D channels) of a completed bank per cycle ---------
+        # The read side moves to the next completed bank as soon as it has read the last row,
+        # so consecutive tiles drain with no idle cycle between them.
         rbank = Signal(range(banks))         # bank being read
-        rd_k = Signal(range(cfg.k_max))      # next k to read from it
-        r_valid = Signal()                   # the read ports hold the lane values of (r_bank, r_k)
-        r_k = Signal(range(cfg.k_max))
+        rd_row = Signal(range(rows))         # next row to read from it
+        r_valid = Signal()                   # the read ports hold the lane values of r_row
+        r_row = Signal(range(rows))
         out_load, r_advance, rd_issue = Signal(), Signal(), Signal()
         out_valid = self.out.valid
-        r_last = r_k == self.k_count - 1
+        last_row = (self.k_count - 1) >> shift
         m.d.comb += [
             out_load.eq(~out_valid | self.out.ready),
             r_advance.eq(r_valid & out_load),
             rd_issue.eq(complete.bit_select(rbank, 1) & (~r_valid | r_advance)),
         ]
 
-        # -- accumulators: one memory per (bank, lane) ---------------------------------------
-        # Stage C reads acc[k] of the slot's k, stage D writes acc[k] + v*w. The read port is
+        # -- accumulators: one memory per (bank, lane, k mod D) -----------------------------
+        # Stage X reads acc[k] of its pair, stage D writes acc[k] + v*w. The read port is
         # transparent for the write port, so a read of the k being written in the same cycle
         # sees the new sum: back-to-back updates of one k need no forwarding. The bank being
         # drained is never the bank being accumulated, so the drain borrows both ports.
-        lane_data = [[None] * lanes for _ in range(banks)]
+        lane_data = [[[None] * cfg.drain_width for _ in range(lanes)] for _ in range(banks)]
         for b in range(banks):
-            # The drain owns the read port from the moment the bank's final word enters the
-            # accumulate stage (a transparent read still sees that word's sum), and the write
-            # port only while it clears what it has read.
+            # The drain owns the read port from the moment the bank's final pair enters the
+            # lanes (a transparent read still sees its sum), and the write port only while it
+            # clears what it has read.
             drain_here = complete[b]
             clear_here = r_valid & (r_bank == b)
             for l in range(lanes):
-                mem = Memory(shape=signed(cfg.acc_internal_bits), depth=cfg.k_max, init=[])
-                m.submodules[f"acc_b{b}_l{l}"] = mem
-                wp = mem.write_port()
-                rp = mem.read_port(transparent_for=(wp,))
-                m.d.comb += [
-                    rp.addr.eq(Mux(drain_here, rd_k, c_k[l])),
-                    rp.en.eq(Mux(drain_here, rd_issue & (rbank == b), 1)),
-                    wp.addr.eq(Mux(clear_here, r_k, d_k[l])),
-                    wp.data.eq(Mux(clear_here, 0, rp.data + d_prod[l])),
-                    wp.en.eq(Mux(clear_here, r_advance,
-                                 d_hit[l] & (d_bank == b))),
-                ]
-                lane_data[b][l] = rp.data
+                for j in range(cfg.drain_width):
+                    mem = Memory(shape=signed(cfg.acc_internal_bits), depth=rows, init=[])
+                    m.submodules[f"acc_b{b}_l{l}_k{j}"] = mem
+                    wp = mem.write_port()
+                    rp = mem.read_port(transparent_for=(wp,))
+                    mine = d_hit[l] & (d_bank[l] == b)
+                    if shift:
+                        mine = mine & (d_k[l][:shift] == j)
+                    m.d.comb += [
+                        rp.addr.eq(Mux(drain_here, rd_row, x_pair[l].k >> shift)),
+                        rp.en.eq(Mux(drain_here, rd_issue & (rbank == b), 1)),
+                        wp.addr.eq(Mux(clear_here, r_row, d_k[l] >> shift)),
+                        wp.data.eq(Mux(clear_here, 0, rp.data + d_prod[l])),
+                        wp.en.eq(Mux(clear_here, r_advance, mine)),
+                    ]
+                    lane_data[b][l][j] = rp.data
 
-        # -- drain: sum the lane copies of one k, then wrap or saturate ---------------------
-        lane_sum = sum(Array(lane_data[b][l] for b in range(banks))[r_bank]
-                       for l in range(lanes))
-        if cfg.overflow == "wrap":
-            result = lane_sum[:cfg.acc_bits].as_signed()
-        else:
-            lo, hi = cfg.acc_range
-            result = Mux(lane_sum < lo, lo, Mux(lane_sum > hi, hi, lane_sum))
+        # -- drain: sum the lane copies of each channel, then wrap or saturate --------------
+        results = []
+        for j in range(cfg.drain_width):
+            lane_sum = sum(Array(lane_data[b][l][j] for b in range(banks))[r_bank]
+                           for l in range(lanes))
+            if cfg.overflow == "wrap":
+                results.append(lane_sum[:cfg.acc_bits].as_signed())
+            else:
+                lo, hi = cfg.acc_range
+                results.append(Mux(lane_sum < lo, lo, Mux(lane_sum > hi, hi, lane_sum)))
+        r_last = r_row == last_row
         with m.If(rd_issue):
-            m.d.sync += [r_k.eq(rd_k), r_bank.eq(rbank), r_valid.eq(1), rd_k.eq(rd_k + 1)]
-            with m.If(rd_k == self.k_count - 1):
-                m.d.sync += [rd_k.eq(0), rbank.eq(Mux(rbank == banks - 1, 0, rbank + 1))]
+            m.d.sync += [r_row.eq(rd_row), r_bank.eq(rbank), r_valid.eq(1),
+                         rd_row.eq(rd_row + 1)]
+            with m.If(rd_row == last_row):
+                m.d.sync += [rd_row.eq(0), rbank.eq(Mux(rbank == banks - 1, 0, rbank + 1))]
         with m.Elif(r_advance):
             m.d.sync += r_valid.eq(0)
         with m.If(out_load):
             m.d.sync += out_valid.eq(r_valid)
         with m.If(r_advance):
+            m.d.sync += [self.out.payload.m[j].eq(results[j]) for j in range(cfg.drain_width)]
             m.d.sync += [
-                self.out.payload.m.eq(result),
-                self.out.payload.k.eq(r_k),
+                self.out.payload.k.eq(r_row << shift),
                 self.out.payload.last.eq(r_last),
             ]
 
         # -- bank bookkeeping ------------------------------------------------------------
         m.d.comb += drained.eq(r_advance & r_last)
         for b in range(banks):
+            ends_here = 0
+            for l in range(lanes):
+                ends_here = ends_here | (x_valid[l] & x_pair[l].end & (x_pair[l].bank == b))
             with m.If(tile_end_issue & (wbank == b)):
                 m.d.sync += sealed[b].eq(1)
             with m.Elif(drained & (r_bank == b)):
                 m.d.sync += sealed[b].eq(0)
-            with m.If(c_valid & c_end & (c_bank == b)):
+            with m.If(ends_here):
                 m.d.sync += complete[b].eq(1)
             with m.Elif(drained & (r_bank == b)):
                 m.d.sync += complete[b].eq(0)
@@ -427,8 +522,7 @@ class SparsePE(wiring.Component):
         # -- perf counters ------------------------------------------------------------------
         perf = self.perf
         n_hits = sum(hits)
-        word_issued = c_valid & ~c_null
-        with m.If(word_issued):
+        with m.If(x_any):
             m.d.sync += [
                 perf.busy.eq(perf.busy + 1),
                 perf.macs.eq(perf.macs + n_hits),
@@ -439,6 +533,7 @@ class SparsePE(wiring.Component):
         with m.If(self.act.valid & self.act.ready & (self.act.payload.v == 0)):
             m.d.sync += perf.zeros_skipped.eq(perf.zeros_skipped + 1)
 
-        m.d.comb += self.idle.eq((fifo.level == 0) & ~a_valid & ~b_active
-                                 & ~c_valid & ~d_valid & (sealed == 0) & ~out_valid)
+        m.d.comb += self.idle.eq((fifo.level == 0) & ~a_valid & ~b_active & ~c_valid
+                                 & (q_count == 0) & ~x_any & ~d_valid & (sealed == 0)
+                                 & ~out_valid)
         return m

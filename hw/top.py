@@ -3,6 +3,7 @@
 One run computes one 3×3 stride-1 layer pass (``K ≤ k_max`` output channels) of one image::
 
     s_axis_act → LineBuffer → InputTransform (+ Winograd ReLU) → SparseArray (n² sparse PEs)
+               → ChannelSerialiser (drain_width channels per beat → one)
                → OutputTransform (+ bias, requantise, spatial ReLU, clamp; quant[k] from the CSRs)
                → OutputReorder → m_axis_out
     s_axis_wgt → WeightLoader → the PEs' weight and directory memories
@@ -27,6 +28,7 @@ from hw.csr import ControlRegisters
 from hw.linebuf import LineBuffer
 from hw.loader import WeightLoader
 from hw.reorder import OutputReorder
+from hw.serialiser import ChannelSerialiser
 from hw.transforms import InputTransform, OutputTransform
 
 __all__ = ["Accelerator", "stream_bytes"]
@@ -117,6 +119,7 @@ class Accelerator(wiring.Component):
         linebuf = m.submodules.linebuf = LineBuffer(cfg)
         itf = m.submodules.input_transform = InputTransform(cfg)
         array = m.submodules.array = SparseArray(cfg, counter_bits=self._counter_bits)
+        channels = m.submodules.serialiser = ChannelSerialiser(cfg)
         otf = m.submodules.output_transform = OutputTransform(cfg)
         reorder = m.submodules.reorder = OutputReorder(cfg)
         loader = m.submodules.loader = WeightLoader(cfg)
@@ -194,7 +197,9 @@ class Accelerator(wiring.Component):
         wiring.connect(m, loader.wr, array.wgt_wr)
 
         # -- M → output transform with this channel's quantisation ---------------------------
-        head = array.out.payload
+        wiring.connect(m, array.out, channels.i)
+        m.d.comb += channels.k_count.eq(csr.k_count)
+        head = channels.o.payload
         m.d.comb += [
             csr.quant_k.eq(head.k),
             otf.i.payload.m.eq(head.m),
@@ -202,8 +207,8 @@ class Accelerator(wiring.Component):
             otf.i.payload.multiplier.eq(csr.quant.multiplier),
             otf.i.payload.shift.eq(csr.quant.shift),
             otf.i.payload.relu.eq(csr.spatial_relu),
-            otf.i.valid.eq(array.out.valid),
-            array.out.ready.eq(otf.i.ready),
+            otf.i.valid.eq(channels.o.valid),
+            channels.o.ready.eq(otf.i.ready),
         ]
         overflow = Signal()
         if cfg.overflow == "saturate":
@@ -211,7 +216,7 @@ class Accelerator(wiring.Component):
             at_limit = 0
             for xi in range(cfg.coords):
                 at_limit = at_limit | (head.m[xi] == lo) | (head.m[xi] == hi)
-            m.d.comb += overflow.eq(array.out.valid & array.out.ready & at_limit)
+            m.d.comb += overflow.eq(channels.o.valid & channels.o.ready & at_limit)
         wiring.connect(m, otf.o, reorder.i)
 
         # -- activations out -----------------------------------------------------------------

@@ -4,16 +4,17 @@ Every number that fixes where a bit or a byte goes lives in this module. ``hw/pe
 field offsets from :func:`slot_layout` and :func:`directory_layout`; the packer, the perf model
 and the tests use :func:`pack_layer` and :func:`unpack_layer`. docs/formats.md draws the picture.
 
-Summary (per PE ``xi``, ``L = cfg.lanes_per_coord[xi]`` lanes)
--------------------------------------------------------------
+Summary (per PE ``xi``, ``S = cfg.word_slots(xi)`` slots per word)
+-----------------------------------------------------------------
 * **slot** = ``value`` (``wgt_bits``, two's complement) in bits ``[0, wgt_bits)``, then
   ``k_local`` (``k_bits``) above it, then the ``valid`` bit on top. An invalid (padding) slot
   is all zero bits.
-* **word** = ``L`` slots, slot 0 in the least significant bits.
+* **word** = ``S = slots_per_lane · L`` slots, slot 0 in the least significant bits; the
+  valid slots of a word are a prefix (slot 0 upwards), padding only ends a column.
 * **pass** ``p`` covers output channels ``[p*Kp, min(K, (p+1)*Kp))``; ``k_local = k - p*Kp``.
   Each pass is one memory image: its word addresses start at 0, and the weight memory is
   reloaded between passes.
-* **column** ``(p, c)``: the non-zero ``U[xi, k, c]`` of the pass in ascending ``k``, ``L`` per
+* **column** ``(p, c)``: the non-zero ``U[xi, k, c]`` of the pass in ascending ``k``, ``S`` per
   word, the last word padded with invalid slots; an all-zero column takes no word.
 * **directory** per PE and pass: ``C`` entries in ascending ``c``; entry = ``start`` (word
   address, in the low ``addr_bits``) then ``count`` (words) above it. ``start`` of an empty
@@ -40,12 +41,13 @@ __all__ = [
     "PassImage", "PackStats", "PackedLayer", "StreamRecord", "slot_layout", "directory_layout",
     "k_bits", "choose_kp", "pack_layer", "unpack_layer", "encode_slot", "decode_slot",
     "hex_text", "write_hex", "read_hex", "directory_words", "directory_entries",
-    "RecordItem", "record_items", "encode_record", "encode_stream", "decode_stream", "split_stream", "sha256_file",
+    "RecordItem", "record_items", "encode_record", "encode_stream", "decode_stream",
+    "split_stream", "sha256_file",
     "layer_manifest", "build_manifest",
 ]
 
 #: Bumped whenever any bit or byte below moves.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: Slot 0 of a word occupies its least significant bits.
 SLOT_ORDER = "slot0_lsb"
 #: Fields of a slot from the least significant bit up.
@@ -81,7 +83,9 @@ class SlotLayout:
     Attributes
     ----------
     lanes : int
-        Slots per word (``L``).
+        Multiplier lanes of the PE (``L``).
+    slots : int
+        Slots per word, ``cfg.word_slots(xi) = slots_per_lane · L``.
     value_lsb, value_bits : int
         Two's-complement weight field.
     k_lsb, k_bits : int
@@ -89,7 +93,7 @@ class SlotLayout:
     valid_lsb : int
         The valid bit.
     slot_bits, word_bits : int
-        ``value_bits + k_bits + 1`` and ``lanes * slot_bits``.
+        ``value_bits + k_bits + 1`` and ``slots * slot_bits``.
     word_bytes : int
         Bytes per word in the binary stream, ``ceil(word_bits / 8)``.
     hex_digits : int
@@ -97,6 +101,7 @@ class SlotLayout:
     """
 
     lanes: int
+    slots: int
     value_lsb: int
     value_bits: int
     k_lsb: int
@@ -107,20 +112,21 @@ class SlotLayout:
     word_bytes: int
     hex_digits: int
 
-    def slot_lsb(self, lane: int) -> int:
-        """Least significant bit of slot ``lane`` within a word."""
-        return lane * self.slot_bits
+    def slot_lsb(self, slot: int) -> int:
+        """Least significant bit of slot ``slot`` within a word."""
+        return slot * self.slot_bits
 
 
 def slot_layout(cfg: AccelConfig, xi: int) -> SlotLayout:
     """Field offsets and widths of PE ``xi``'s slots and words."""
     if not 0 <= xi < cfg.coords:
         raise FormatError(f"PE index {xi} out of range [0, {cfg.coords})")
-    lanes = cfg.lanes_per_coord[xi]
+    slots = cfg.word_slots(xi)
     kb = k_bits(cfg)
     slot = cfg.wgt_bits + kb + 1
-    word = lanes * slot
-    return SlotLayout(lanes=lanes, value_lsb=0, value_bits=cfg.wgt_bits, k_lsb=cfg.wgt_bits,
+    word = slots * slot
+    return SlotLayout(lanes=cfg.lanes_per_coord[xi], slots=slots, value_lsb=0,
+                      value_bits=cfg.wgt_bits, k_lsb=cfg.wgt_bits,
                       k_bits=kb, valid_lsb=cfg.wgt_bits + kb, slot_bits=slot, word_bits=word,
                       word_bytes=-(-word // 8), hex_digits=-(-word // 4))
 
@@ -130,7 +136,7 @@ class DirectoryLayout:
     """Bit positions of one PE's directory entry: ``start`` low, ``count`` above it.
 
     ``addr_bits`` holds ``[0, wmem_depth]`` (an empty column at the end of a full memory starts
-    at ``wmem_depth``); ``count_bits`` holds ``ceil(k_max / L)``, the longest column.
+    at ``wmem_depth``); ``count_bits`` holds ``ceil(k_max / slots)``, the longest column.
     """
 
     addr_bits: int
@@ -150,9 +156,9 @@ class DirectoryLayout:
 
 def directory_layout(cfg: AccelConfig, xi: int) -> DirectoryLayout:
     """Field widths of PE ``xi``'s directory entries."""
-    lanes = slot_layout(cfg, xi).lanes
+    slots = slot_layout(cfg, xi).slots
     addr = max(1, cfg.wmem_depth.bit_length())
-    count = max(1, (-(-cfg.k_max // lanes)).bit_length())
+    count = max(1, (-(-cfg.k_max // slots)).bit_length())
     entry = addr + count
     return DirectoryLayout(addr_bits=addr, count_bits=count, entry_bits=entry,
                            entry_bytes=-(-entry // 8), hex_digits=-(-entry // 4))
@@ -301,12 +307,12 @@ def _check_layer(U: np.ndarray, cfg: AccelConfig) -> np.ndarray:
     return U.astype(np.int64)
 
 
-def _pass_words(nz: np.ndarray, kp: int, lanes: np.ndarray) -> np.ndarray:
+def _pass_words(nz: np.ndarray, kp: int, slots: np.ndarray) -> np.ndarray:
     """Words per (pass, PE) for pass size ``kp``; ``nz`` is bool ``[coords, K, C]``."""
     K = nz.shape[1]
     bounds = np.arange(0, K, kp)
     per_col = np.add.reduceat(nz.astype(np.int64), bounds, axis=1)   # [coords, P, C]
-    words = -(-per_col // lanes[:, None, None])
+    words = -(-per_col // slots[:, None, None])
     return words.sum(axis=2).T                                        # [P, coords]
 
 
@@ -324,15 +330,15 @@ def choose_kp(U: np.ndarray, cfg: AccelConfig) -> int:
     """
     U = _check_layer(U, cfg)
     nz = U != 0
-    lanes = np.array(cfg.lanes_per_coord, dtype=np.int64)
+    slots = np.array([cfg.word_slots(xi) for xi in range(cfg.coords)], dtype=np.int64)
     K = U.shape[1]
     tried = set()
     for passes in range(-(-K // cfg.k_max), K + 1):
         kp = -(-K // passes)
-        if kp not in tried and _pass_words(nz, kp, lanes).max() <= cfg.wmem_depth:
+        if kp not in tried and _pass_words(nz, kp, slots).max() <= cfg.wmem_depth:
             return kp
         tried.add(kp)
-    need = int(_pass_words(nz, 1, lanes).max())
+    need = int(_pass_words(nz, 1, slots).max())
     raise FormatError(f"one output channel per pass needs {need} words in a PE, more than "
                       f"wmem_depth = {cfg.wmem_depth}; C = {U.shape[2]} is too large for "
                       "this memory")
@@ -350,8 +356,9 @@ def pack_layer(layer_U_int: np.ndarray, cfg: AccelConfig, name: str = "layer") -
        the column is the list of ``(k_local, U[xi, k, c])`` with ``U != 0``, ascending ``k``.
     3. **Slot packing.** Each entry becomes a slot: value in bits ``[0, wgt_bits)`` (two's
        complement), ``k_local`` in the next ``k_bits``, valid bit on top (:func:`slot_layout`).
-    4. **Words.** ``L = lanes_per_coord[xi]`` slots per word, slot 0 least significant; the last
-       word of a column is padded with :data:`INVALID_SLOT`; an all-zero column has no word.
+    4. **Words.** ``S = cfg.word_slots(xi)`` slots per word, slot 0 least significant, so the
+       valid slots of a word are always a prefix; the last word of a column is padded with
+       :data:`INVALID_SLOT`; an all-zero column has no word.
        Columns are laid out back to back from address 0 of the pass image.
     5. **Directory.** Entry ``c`` of PE ``xi`` in pass ``p`` is ``(start, count)`` of column
        ``(p, c)``; an empty column gets ``count = 0`` and ``start`` = the next free address.
@@ -389,10 +396,10 @@ def pack_layer(layer_U_int: np.ndarray, cfg: AccelConfig, name: str = "layer") -
                 ks = np.flatnonzero(block[:, c])                                 # step 2
                 slots = [encode_slot(int(block[k, c]), int(k), lay) for k in ks]  # step 3
                 start = len(words)
-                for w0 in range(0, len(slots), lay.lanes):                        # step 4
+                for w0 in range(0, len(slots), lay.slots):                        # step 4
                     word = 0
-                    for lane, bits in enumerate(slots[w0:w0 + lay.lanes]):
-                        word |= bits << lay.slot_lsb(lane)
+                    for pos, bits in enumerate(slots[w0:w0 + lay.slots]):
+                        word |= bits << lay.slot_lsb(pos)
                     words.append(word)
                 directory.append((start, len(words) - start))                     # step 5
             all_words.append(tuple(words))
@@ -405,7 +412,7 @@ def _stats(U: np.ndarray, images: list[PassImage], layouts: list[SlotLayout],
            cfg: AccelConfig) -> PackStats:
     nnz = int(np.count_nonzero(U))
     words = [sum(len(im.words[xi]) for im in images) for xi in range(cfg.coords)]
-    slots = sum(w * lay.lanes for w, lay in zip(words, layouts))
+    slots = sum(w * lay.slots for w, lay in zip(words, layouts))
     dir_bits = sum(directory_layout(cfg, xi).entry_bits * len(im.directory[xi])
                    for im in images for xi in range(cfg.coords))
     return PackStats(
@@ -462,14 +469,14 @@ def _unpack_column(words, lay: SlotLayout, im: PassImage, xi: int, c: int, U: np
     for w, word in enumerate(words):
         if word >> lay.word_bits:
             raise FormatError(f"{where} column {c}: word {w} wider than {lay.word_bits} bits")
-        for lane in range(lay.lanes):
-            bits = (word >> lay.slot_lsb(lane)) & slot_mask
+        for pos in range(lay.slots):
+            bits = (word >> lay.slot_lsb(pos)) & slot_mask
             valid, value, k_local = decode_slot(bits, lay)
             if not valid:
                 # Padding only fills the tail of a column's last word, and is all zero bits.
-                if bits != INVALID_SLOT or w != len(words) - 1 or lane == 0:
-                    raise FormatError(f"{where} column {c}: bad padding in word {w} lane "
-                                      f"{lane}")
+                if bits != INVALID_SLOT or w != len(words) - 1 or pos == 0:
+                    raise FormatError(f"{where} column {c}: bad padding in word {w} slot "
+                                      f"{pos}")
                 padding = True
                 continue
             if padding:

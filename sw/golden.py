@@ -24,6 +24,7 @@ from sw import winograd
 from sw.quant import QuantLayer
 
 __all__ = [
+    "drain_beats",
     "LayerTrace", "transform_input", "winograd_relu", "accumulate", "transform_output",
     "requantize", "conv_layer", "conv_layer_trace", "coord_density", "mult_counts",
     "direct_conv2d", "float_winograd_conv", "error_bound",
@@ -85,6 +86,28 @@ def accumulate(U: np.ndarray, V: np.ndarray, cfg: AccelConfig) -> np.ndarray:
         lo, hi = cfg.acc_range
         out = np.clip(exact, lo, hi)
     return out.astype(np.int64)
+
+
+def drain_beats(M: np.ndarray, drain_width: int) -> list[dict]:
+    """The order in which the sparse array hands ``M [..., K, T]`` to the output transform.
+
+    Per tile ``t``, ``ceil(K / drain_width)`` beats; beat ``r`` carries ``k = r * drain_width``,
+    ``m[j] = M[..., k + j, t]`` for ``j < drain_width`` (0 past ``K``, where the array drains
+    accumulators nothing was added to), and ``last`` on the tile's final beat. ``m[j]`` is a
+    plain int for one coordinate ``M [K, T]``, or the list over coordinates for ``M [n*n, K, T]``.
+    """
+    M = np.asarray(M, dtype=np.int64)
+    K, T = M.shape[-2], M.shape[-1]
+    rows = -(-K // drain_width)
+    pad = np.zeros(M.shape[:-2] + (rows * drain_width - K, T), dtype=np.int64)
+    full = np.concatenate([M, pad], axis=-2)
+    beats = []
+    for t in range(T):
+        for r in range(rows):
+            ks = range(r * drain_width, (r + 1) * drain_width)
+            m = [full[..., k, t].tolist() for k in ks]
+            beats.append({"m": m, "k": r * drain_width, "last": int(r == rows - 1)})
+    return beats
 
 
 def transform_output(M: np.ndarray, cfg: AccelConfig) -> np.ndarray:

@@ -7,31 +7,37 @@ The defaults follow hw/pe.py's ``SparsePE`` notes; change them when the RTL chan
 * One PE per Winograd coordinate ``xi`` with ``L = cfg.lanes_per_coord[xi]`` lanes. Zero
   activations are filtered before the PE's FIFO: only ``(c, v)`` with ``V[xi, c, t] != 0`` reach
   the PE, in ascending ``c`` within tile ``t``, tiles in raster order.
-* For each such activation the PE walks the compressed column ``(pass, c)``: one weight word
-  (``L`` slots, one lane each) per cycle. Lanes have private accumulators, so a word never stalls
-  on a bank conflict. The activation costs ``max(words, min_activation_cycles) +
-  activation_overhead`` cycles. Default ``min_activation_cycles = 0``: an activation whose
-  column is empty costs the walker nothing (the RTL's directory stage still takes one cycle per
-  FIFO entry, hidden behind multi-word columns; the model ignores it).
+* **Walker.** For each such activation the PE walks the compressed column ``(pass, c)``: one
+  weight word (``S = cfg.word_slots(xi)`` slots) per cycle, ``max(words,
+  min_activation_cycles) + activation_overhead`` cycles. Default ``min_activation_cycles = 0``:
+  an activation whose column is empty costs the walker nothing.
+* **Lanes.** The valid slots become ``(weight, activation, k)`` pairs in a compactor that hands
+  ``L`` pairs per cycle to the lanes across column and tile boundaries, so the lanes finish an
+  activation's ``p`` pairs at ``max(lanes_free, start) + p / L``, but not before its last word
+  has been read (``start + words``). The walker runs ahead of the lanes by at most
+  ``(pair_queue_depth - S) / L`` cycles (the compactor has room for that much), so with
+  ``S > L`` the PE's pace is ``max(words, pairs / L)`` per activation.
 * Transform throughput: the input transform delivers one channel of one tile (all ``n²``
   coordinates) every ``transform_cycles_per_channel`` cycles, so activation ``(c, t)`` is in
   its FIFO from cycle ``(t*C + c + 1) * transform_cycles_per_channel``, and the end-of-tile
-  marker of tile ``t`` from cycle ``(t+1) * C * transform_cycles_per_channel``. A PE cannot close
-  tile ``t`` before that marker (0 switches the transform limit off).
+  flag of tile ``t`` from cycle ``(t+1) * C * transform_cycles_per_channel``. A PE cannot close
+  tile ``t`` before that flag (0 switches the transform limit off).
 * End of tile: the tile's last beat (channel ``C-1``) carries the end-of-tile flag. When it
   brings no word to walk (a zero activation, or an empty column), the PE spends
-  ``marker_cycles`` (default 1, as in the RTL) on a bare end-of-tile marker.
+  ``marker_cycles`` (default 1, as in the RTL) of its walker, and one lane slot, on a bare
+  end-of-tile marker.
 * Activation FIFOs: ``fifo_depth`` non-zero activations per PE (default ``None``:
   ``cfg.fifo_depth``; 0: unlimited). A PE pops an activation when it starts walking its column.
   The array accepts a beat only when every PE taking a non-zero element of it has room, so a
   PE whose FIFO is full holds the transform, and with it every other PE, back; this delays
   the arrivals above. End-of-tile markers take no FIFO place in the model.
 * Tiles in flight and drain: each PE has ``B = tiles_in_flight`` accumulator banks. The gather
-  reads ``M[k]`` of one tile from every PE at once, one ``k`` per cycle, so the drain of tile
-  ``t`` starts when every PE closed it and the drain of tile ``t-1`` ended, and takes
-  ``drain_cycles`` (default ``None``: the pass's ``k_count``). A PE may start tile ``t`` once it
-  closed tile ``t-1`` and the drain of tile ``t-B`` ended. With ``B = 1`` every tile is a
-  barrier. The layer ends when the last drain ends.
+  reads ``D = cfg.drain_width`` channels of one tile from every PE at once per cycle, so the
+  drain of tile ``t`` starts when every PE closed it (its last pair left the lanes) and the
+  drain of tile ``t-1`` ended, and takes ``drain_cycles`` (default ``None``:
+  ``ceil(k_count / D)``). A PE may start tile ``t`` once it closed tile ``t-1`` and the drain of
+  tile ``t-B`` ended. With ``B = 1`` every tile is a barrier. The layer ends when the last
+  drain ends.
 * Passes over output channels run back to back; each re-streams every tile, and each adds
   ``latency_cycles`` once (pipeline fill; pass ``hw.array.SparseArray.LATENCY`` to compare with
   the RTL's cycle counter). Weight reloads between passes are not counted.
@@ -41,13 +47,15 @@ Reported quantities
 ``ideal_cycles`` = non-zero pairs / multipliers, with
 ``pairs = Σ_{xi,c,t} nnz(U[xi, :, c]) · [V[xi, c, t] != 0]``.
 ``dense_cycles`` = the same array, schedule and transform with no skipping: every activation
-walks a full column of ``ceil(k_count / L)`` words. The loss breakdown is additive::
+walks a full column of ``K`` pairs in ``ceil(k_count / S)`` words. The loss breakdown is
+additive::
 
     cycles = ideal + imbalance + lane_padding + transform + tile_sync
 
 * ``imbalance``: ``Σ_pass max_xi pairs_xi / L_xi`` minus ideal (the busiest PE sets the pace);
-* ``lane_padding``: ``Σ_pass max_xi (busy_xi + marker cycles_xi)`` minus that (partly filled
-  words, empty columns, per-activation overhead, end-of-tile markers);
+* ``lane_padding``: ``Σ_pass max_xi busy_xi`` minus that, ``busy`` being the PE's time with
+  every activation at ``max(words, pairs / L)`` and the end-of-tile markers (walker-bound short
+  columns, per-activation overhead, markers);
 * ``transform``: cycles with unlimited tiles in flight and no drain (so only the transform
   rate and FIFO back-pressure hold PEs back), minus the above;
 * ``tile_sync``: the rest (bank waits, drain throughput, the final drain, pipeline latency).
@@ -62,15 +70,15 @@ import numpy as np
 from hw.config import AccelConfig
 from sw.formats import PackedLayer, slot_layout
 
-__all__ = ["PerfParams", "PerfReport", "schedule_cycles", "model_layer"]
+__all__ = ["PerfParams", "PerfReport", "LaneModel", "schedule_cycles", "model_layer"]
 
 
 @dataclass(frozen=True)
 class PerfParams:
     """Timing assumptions of the cycle model (see the module docstring).
 
-    ``tiles_in_flight = None`` takes ``cfg.tiles_in_flight``; ``drain_cycles = None`` takes the
-    pass's output-channel count (one ``M[k]`` per cycle); ``fifo_depth = None`` takes
+    ``tiles_in_flight = None`` takes ``cfg.tiles_in_flight``; ``drain_cycles = None`` takes
+    ``ceil(k_count / cfg.drain_width)`` (``drain_width`` channels per cycle); ``fifo_depth = None`` takes
     ``cfg.fifo_depth`` and 0 means unlimited.
     """
 
@@ -113,7 +121,7 @@ class PerfReport:
     macs : int
         Non-zero (weight, activation) pairs, the multiplications issued.
     busy_cycles : tuple of int
-        Per PE, the cycles spent walking columns.
+        Per PE, its busy time: every activation at ``max(words, pairs / L)``, plus markers.
     empty_slots : int
         Lane-cycles without a multiplication while a PE is busy.
     losses : dict
@@ -150,14 +158,34 @@ class PerfReport:
                 "losses": dict(self.losses)}
 
 
+@dataclass(frozen=True)
+class LaneModel:
+    """What the lanes behind a PE's walker do (see the module docstring).
+
+    Attributes
+    ----------
+    pairs : ndarray, int [coords, C]
+        Multiplications (valid slots) of each column.
+    lanes : ndarray, int [coords]
+        Lanes of each PE.
+    slack : ndarray, float [coords]
+        Cycles the walker may run ahead of its lanes (compactor room).
+    """
+
+    pairs: np.ndarray
+    lanes: np.ndarray
+    slack: np.ndarray
+
+
 def schedule_cycles(cost: np.ndarray, active: np.ndarray, banks: int | None, drain: int,
-                    transform: int, fifo: int = 0, marker: np.ndarray | None = None) -> int:
-    """Cycles for one pass: the max-plus recurrence of the module docstring.
+                    transform: int, fifo: int = 0, marker: np.ndarray | None = None,
+                    lanes: LaneModel | None = None) -> int:
+    """Cycles for one pass: the recurrence of the module docstring, one transform beat a step.
 
     Parameters
     ----------
     cost : ndarray, int [coords, C]
-        Cycles an activation of channel ``c`` costs PE ``xi``.
+        Walker cycles an activation of channel ``c`` costs PE ``xi``.
     active : ndarray, bool [coords, C, T]
         Which activations reach each PE.
     banks : int or None
@@ -165,29 +193,58 @@ def schedule_cycles(cost: np.ndarray, active: np.ndarray, banks: int | None, dra
     drain, transform : int
         Cycles of one tile's drain, and ``transform_cycles_per_channel``.
     fifo : int
-        Activation FIFO depth per PE; 0 = unlimited (then each tile is one vector step).
+        Activation FIFO depth per PE; 0 = unlimited.
     marker : ndarray, int [coords, T], optional
-        Cycles PE ``xi`` spends on the end-of-tile marker of tile ``t`` (default none).
+        Walker cycles PE ``xi`` spends on the end-of-tile marker of tile ``t`` (default none).
+    lanes : LaneModel, optional
+        The lanes behind the walker; None: the walker alone sets the pace.
+
+    Beat ``j`` enters when the transform is ready (``transform`` cycles after beat ``j-1``) and
+    every PE that takes a non-zero element of it has popped the element ``fifo`` places
+    earlier in its queue (a PE pops an activation when it starts walking its column).
     """
     coords, C, T = active.shape
     if marker is None:
         marker = np.zeros((coords, T), dtype=np.int64)
-    if fifo:
-        return _schedule_fifo(cost, active, banks, drain, transform, fifo, marker)
-    arrival = (np.arange(C, dtype=np.int64) + 1) * transform          # within a tile
-    finish = np.zeros(coords, dtype=np.int64)
-    drained = np.zeros(T, dtype=np.int64)   # when tile t's bank has been read out
-    last_drain = 0
+    if lanes is None:
+        per_pair = np.zeros(coords)
+        pairs = np.zeros((coords, C), dtype=np.int64)
+        slack = np.full(coords, np.inf)
+    else:
+        per_pair, pairs, slack = 1.0 / lanes.lanes, lanes.pairs, lanes.slack
+    depth = fifo or C * T + 1
+    rows = np.arange(coords)
+    popped = np.zeros((coords, depth), dtype=np.int64)  # start cycle of the last `depth` items
+    count = np.zeros(coords, dtype=np.int64)
+    walker = np.zeros(coords, dtype=np.int64)            # cycle the walker is free
+    lane = np.zeros(coords)                              # cycle the lanes have caught up
+    drained = np.zeros(T, dtype=np.int64)
+    last_drain = beat = 0
     for t in range(T):
         bank_free = drained[t - banks] if banks is not None and t >= banks else 0
-        start = np.maximum(finish, bank_free)
-        work = np.where(active[:, :, t], cost, 0)
-        # Activations arrive over time: the PE ends at the latest of "start + all work" and
-        # "arrival of activation j + work of j and everything after it".
-        suffix = np.cumsum(work[:, ::-1], axis=1)[:, ::-1]
-        released = np.where(active[:, :, t], t * C * transform + arrival + suffix, 0)
-        finish = np.maximum.reduce([start + work.sum(axis=1), released.max(axis=1),
-                                    np.full(coords, (t + 1) * C * transform)]) + marker[:, t]
+        walker = np.maximum(walker, bank_free)
+        for c in range(C):
+            act = active[:, c, t]
+            slot = count % depth
+            full = act & (count >= depth)
+            beat += transform
+            if full.any():
+                beat = max(beat, int(popped[rows[full], slot[full]].max()))
+            start = np.maximum(np.maximum(walker, beat),
+                               np.ceil(lane - slack).clip(0).astype(np.int64))
+            walk = act & (cost[:, c] > 0)
+            done = start + cost[:, c]
+            lane = np.where(walk, np.maximum(np.maximum(lane, start) + pairs[:, c] * per_pair,
+                                             done), lane)
+            walker = np.where(walk, done, walker)
+            popped[rows[act], slot[act]] = start[act]
+            count += act
+        # the tile-end flag rides on beat C-1; a bare marker takes the walker and one lane slot
+        end = np.maximum(walker, beat)
+        has_marker = marker[:, t] > 0
+        walker = np.where(has_marker, end + marker[:, t], end)
+        lane = np.where(has_marker, np.maximum(np.maximum(lane, end) + per_pair, walker), lane)
+        finish = np.maximum(walker, np.ceil(lane - 1e-9).astype(np.int64))
         last_drain = _drain_end(finish, last_drain, banks, drain)
         drained[t] = last_drain
     return last_drain
@@ -204,41 +261,6 @@ def _drain_end(finish: np.ndarray, last_drain: int, banks: int | None, drain: in
     return max(int(finish.max()), last_drain) + drain
 
 
-def _schedule_fifo(cost: np.ndarray, active: np.ndarray, banks: int | None, drain: int,
-                   transform: int, fifo: int, marker: np.ndarray) -> int:
-    """:func:`schedule_cycles` with finite FIFOs: one step per transform beat.
-
-    Beat ``j`` enters when the transform is ready (``transform`` cycles after beat ``j-1``) and
-    every PE that takes a non-zero element of it has popped the element ``fifo`` places
-    earlier in its queue (a PE pops an activation when it starts walking its column).
-    """
-    coords, C, T = active.shape
-    rows = np.arange(coords)
-    popped = np.zeros((coords, fifo), dtype=np.int64)   # start cycle of the last `fifo` items
-    count = np.zeros(coords, dtype=np.int64)
-    finish = np.zeros(coords, dtype=np.int64)
-    drained = np.zeros(T, dtype=np.int64)
-    last_drain = beat = 0
-    for t in range(T):
-        bank_free = drained[t - banks] if banks is not None and t >= banks else 0
-        cur = np.maximum(finish, bank_free)
-        for c in range(C):
-            act = active[:, c, t]
-            slot = count % fifo
-            full = act & (count >= fifo)
-            beat += transform
-            if full.any():
-                beat = max(beat, int(popped[rows[full], slot[full]].max()))
-            start = np.maximum(cur, beat)
-            cur = np.where(act, start + cost[:, c], cur)
-            popped[rows[act], slot[act]] = start[act]
-            count += act
-        finish = np.maximum(cur, beat) + marker[:, t]  # the tile-end flag rides on beat C-1
-        last_drain = _drain_end(finish, last_drain, banks, drain)
-        drained[t] = last_drain
-    return last_drain
-
-
 def model_layer(packed: PackedLayer, V: np.ndarray, cfg: AccelConfig,
                 params: PerfParams = PerfParams()) -> PerfReport:
     """Model one layer: ``packed`` weights against activations ``V [n*n, C, T]``.
@@ -252,6 +274,9 @@ def model_layer(packed: PackedLayer, V: np.ndarray, cfg: AccelConfig,
                          f"[{cfg.coords}, {packed.C}, T]")
     banks = params.tiles_in_flight or cfg.tiles_in_flight
     lanes = np.array(cfg.lanes_per_coord, dtype=np.int64)
+    slots = np.array([cfg.word_slots(xi) for xi in range(cfg.coords)], dtype=np.int64)
+    slack = np.array([(cfg.pair_queue_depth(xi) - cfg.word_slots(xi)) / cfg.lanes_per_coord[xi]
+                      for xi in range(cfg.coords)])
     active = V != 0
     act_count = active.sum(axis=2)                                       # [coords, C]
     words = packed.column_words()                                        # [P, coords, C]
@@ -262,30 +287,34 @@ def model_layer(packed: PackedLayer, V: np.ndarray, cfg: AccelConfig,
     busy = np.zeros(cfg.coords, dtype=np.int64)
     pairs = empty = 0
     for p, im in enumerate(packed.passes):
-        drain = im.k_count if params.drain_cycles is None else params.drain_cycles
+        drain = (-(-im.k_count // cfg.drain_width) if params.drain_cycles is None
+                 else params.drain_cycles)
         # A bare end-of-tile marker when the last beat brings no word to walk.
         marker = np.where(active[:, -1, :] & (words[p][:, -1:] > 0), 0, params.marker_cycles)
         sched = dict(drain=drain, transform=params.transform_cycles_per_channel,
                      fifo=cfg.fifo_depth if params.fifo_depth is None else params.fifo_depth,
                      marker=marker)
         cost = np.maximum(words[p], params.min_activation_cycles) + params.activation_overhead
-        cycles += schedule_cycles(cost, active, banks, **sched) + params.latency_cycles
-        one += schedule_cycles(cost, active, 1, **sched) + params.latency_cycles
-        free += schedule_cycles(cost, active, None, **sched)
-        dense_cost = np.broadcast_to(
-            np.maximum(-(-im.k_count // lanes), params.min_activation_cycles)[:, None]
-            + params.activation_overhead, cost.shape)
-        dense += schedule_cycles(dense_cost, np.ones_like(active), banks,
-                                 **{**sched, "marker": None}) \
+        lane = LaneModel(pairs=nnz[p], lanes=lanes, slack=slack)
+        cycles += schedule_cycles(cost, active, banks, lanes=lane, **sched) \
             + params.latency_cycles
+        one += schedule_cycles(cost, active, 1, lanes=lane, **sched) + params.latency_cycles
+        free += schedule_cycles(cost, active, None, lanes=lane, **sched)
+        dense_words = np.broadcast_to(
+            np.maximum(-(-im.k_count // slots), params.min_activation_cycles)[:, None]
+            + params.activation_overhead, cost.shape)
+        dense_lane = LaneModel(pairs=np.full(cost.shape, im.k_count), lanes=lanes, slack=slack)
+        dense += schedule_cycles(dense_words, np.ones_like(active), banks, lanes=dense_lane,
+                                 **{**sched, "marker": None}) + params.latency_cycles
         pe_pairs = (nnz[p] * act_count).sum(axis=1)                      # [coords]
-        pe_busy = (cost * act_count).sum(axis=1)
+        pe_time = (np.maximum(cost, nnz[p] / lanes[:, None]) * act_count).sum(axis=1) \
+            + (marker * np.maximum(1, 1 / lanes[:, None])).sum(axis=1)
         bound_balanced += (pe_pairs / lanes).max()
-        bound_padded += int((pe_busy + marker.sum(axis=1)).max())
+        bound_padded += float(pe_time.max())
+        pe_busy = np.ceil(pe_time).astype(np.int64)
         busy += pe_busy
         pairs += int(pe_pairs.sum())
-        empty += int((np.maximum(words[p], params.min_activation_cycles) * act_count
-                      * lanes[:, None]).sum() - pe_pairs.sum())
+        empty += int((pe_busy * lanes).sum() - pe_pairs.sum())
     ideal = pairs / cfg.multipliers
     losses = {"imbalance": float(bound_balanced - ideal),
               "lane_padding": float(bound_padded - bound_balanced),
@@ -302,7 +331,7 @@ def _column_nnz(packed: PackedLayer, cfg: AccelConfig) -> np.ndarray:
     for p, im in enumerate(packed.passes):
         for xi in range(cfg.coords):
             lay = slot_layout(cfg, xi)
-            valid_bits = [lay.slot_lsb(q) + lay.valid_lsb for q in range(lay.lanes)]
+            valid_bits = [lay.slot_lsb(q) + lay.valid_lsb for q in range(lay.slots)]
             valid = [sum((w >> b) & 1 for b in valid_bits) for w in im.words[xi]]
             for c, (start, count) in enumerate(im.directory[xi]):
                 out[p, xi, c] = sum(valid[start:start + count])

@@ -1,4 +1,4 @@
-"""The packed weight format: exact round trips, one hand-computed word, files and pass split."""
+"""The packed weight format: exact round trips, hand-computed words, files and pass split."""
 
 from __future__ import annotations
 
@@ -34,9 +34,11 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("slots_per_lane", [1, 2, 3])
 @pytest.mark.parametrize("tile,lanes,wgt_bits,K,C,density", CASES)
-def test_pack_unpack_round_trip(tile, lanes, wgt_bits, K, C, density):
-    cfg = AccelConfig(tile=tile, lanes=lanes, wgt_bits=wgt_bits, k_max=64, c_max=32)
+def test_pack_unpack_round_trip(tile, lanes, wgt_bits, K, C, density, slots_per_lane):
+    cfg = AccelConfig(tile=tile, lanes=lanes, wgt_bits=wgt_bits, k_max=64, c_max=32,
+                      slots_per_lane=slots_per_lane)
     U = sparse_U(cfg, K, C, density, SEED + K * C)
     packed = formats.pack_layer(U, cfg, name="round")
     back = formats.unpack_layer(packed, cfg)
@@ -45,35 +47,58 @@ def test_pack_unpack_round_trip(tile, lanes, wgt_bits, K, C, density):
     s = packed.stats
     nnz = int(np.count_nonzero(U))
     assert s.nnz == nnz
+    # S = slots_per_lane * L slots per word, computed here from the lanes, not from the config.
     lanes_t = cfg.lanes_per_coord
-    # Words = sum of ceil(column nnz / L): computed independently from U.
+    slots_t = [slots_per_lane * (lanes if isinstance(lanes, int) else lanes[xi])
+               for xi in range(cfg.coords)]
+    assert [formats.slot_layout(cfg, xi).slots for xi in range(cfg.coords)] == slots_t
+    assert [formats.slot_layout(cfg, xi).lanes for xi in range(cfg.coords)] == list(lanes_t)
+    # Words = sum of ceil(column nnz / S): computed independently from U.
     col_nnz = (U != 0).sum(axis=1)                                    # [coords, C]
-    expect_words = [int((-(-col_nnz[xi] // lanes_t[xi])).sum()) for xi in range(cfg.coords)]
+    col_words = np.stack([-(-col_nnz[xi] // slots_t[xi]) for xi in range(cfg.coords)])
+    np.testing.assert_array_equal(packed.column_words()[0], col_words)
+    expect_words = [int(col_words[xi].sum()) for xi in range(cfg.coords)]
     assert list(s.words_per_pe) == expect_words
-    assert s.slots == sum(w * l for w, l in zip(expect_words, lanes_t))
+    assert s.slots == sum(w * sl for w, sl in zip(expect_words, slots_t))
     assert s.padding_slots == s.slots - nnz
     assert s.dense_bits == cfg.coords * K * C * wgt_bits
     assert packed.num_passes == 1 and packed.Kp == K
 
 
 def test_slot_layout_fields():
+    # Default slots_per_lane = 2: PE 0 has L = 4 lanes and S = 8 slots, PE 15 L = 2 and S = 4.
     cfg = AccelConfig(wgt_bits=8, k_max=256, lanes=(4,) * 8 + (2,) * 8)
+    assert cfg.slots_per_lane == 2
     lay = formats.slot_layout(cfg, 0)
+    assert (lay.lanes, lay.slots) == (4, 8)
     assert (lay.value_lsb, lay.value_bits, lay.k_lsb, lay.k_bits, lay.valid_lsb) == \
         (0, 8, 8, 8, 16)
-    assert (lay.slot_bits, lay.word_bits, lay.word_bytes, lay.hex_digits) == (17, 68, 9, 17)
-    assert formats.slot_layout(cfg, 15).word_bits == 34
+    assert (lay.slot_bits, lay.word_bits, lay.word_bytes, lay.hex_digits) == (17, 136, 17, 34)
+    assert [lay.slot_lsb(i) for i in (0, 1, 7)] == [0, 17, 119]
+    lay15 = formats.slot_layout(cfg, 15)
+    assert (lay15.lanes, lay15.slots, lay15.word_bits) == (2, 4, 68)
+    # slots_per_lane = 1: one slot per lane, the words of format version 1.
+    one = AccelConfig(wgt_bits=8, k_max=256, lanes=(4,) * 8 + (2,) * 8, slots_per_lane=1)
+    lay1 = formats.slot_layout(one, 0)
+    assert (lay1.lanes, lay1.slots) == (4, 4)
+    assert (lay1.slot_bits, lay1.word_bits, lay1.word_bytes, lay1.hex_digits) == (17, 68, 9, 17)
+    assert formats.slot_layout(one, 15).word_bits == 34
     assert formats.k_bits(AccelConfig(k_max=1)) == 1
     assert formats.k_bits(AccelConfig(k_max=257)) == 9
+    # count_bits = bit_length(ceil(k_max / S)): S = 8 -> 32 -> 6 bits; S = 4 -> 64 -> 7 bits.
     d = formats.directory_layout(AccelConfig(wmem_depth=4096, k_max=256, lanes=4), 0)
+    assert (d.addr_bits, d.count_bits, d.entry_bits, d.count_lsb) == (13, 6, 19, 13)
+    d = formats.directory_layout(AccelConfig(wmem_depth=4096, k_max=256, lanes=4,
+                                             slots_per_lane=1), 0)
     assert (d.addr_bits, d.count_bits, d.entry_bits, d.count_lsb) == (13, 7, 20, 13)
     with pytest.raises(formats.FormatError, match="PE index 16 out of range"):
         formats.slot_layout(cfg, 16)
 
 
 def test_one_word_by_hand():
-    """wgt_bits 4, k_max 8 (k_bits 3), 3 lanes: slot = valid<<7 | k<<4 | (value & 0xF)."""
-    cfg = AccelConfig(wgt_bits=4, k_max=8, lanes=3, wmem_depth=4096)
+    """wgt_bits 4, k_max 8 (k_bits 3), 3 lanes, slots_per_lane 1 (S = 3 slots per word):
+    slot = valid<<7 | k<<4 | (value & 0xF)."""
+    cfg = AccelConfig(wgt_bits=4, k_max=8, lanes=3, slots_per_lane=1, wmem_depth=4096)
     U = np.zeros((16, 8, 2), dtype=np.int64)
     U[5, 1, 0], U[5, 4, 0], U[5, 6, 0], U[5, 7, 0] = -3, 7, 1, -8
     U[5, 2, 1] = 2
@@ -87,6 +112,7 @@ def test_one_word_by_hand():
     assert words == (slot_a | slot_b << 8 | slot_c << 16, slot_d, slot_e)
     assert words[0] == 0xE1C79D
     lay = formats.slot_layout(cfg, 5)
+    assert (lay.lanes, lay.slots, lay.word_bits) == (3, 3, 24)
     assert formats.hex_text(words, lay.hex_digits) == "e1c79d\n0000f8\n0000a2\n"
     stream = formats.encode_stream([packed], cfg)
     assert bytes([0x9D, 0xC7, 0xE1, 0xF8, 0, 0, 0xA2, 0, 0]) in stream
@@ -97,16 +123,59 @@ def test_one_word_by_hand():
     assert formats.directory_words(packed.passes[0], cfg, 5) == [2 << 13, 2 | 1 << 13]
 
 
+def test_word_of_two_slots_per_lane_by_hand():
+    """wgt_bits 4, k_max 8 (k_bits 3), L = 2 lanes, slots_per_lane 2: S = 4 slots per word,
+    slot = valid<<7 | k<<4 | (value & 0xF), word = 4 slots of 8 bits, slot 0 lowest."""
+    cfg = AccelConfig(wgt_bits=4, k_max=8, lanes=2, slots_per_lane=2, wmem_depth=4096)
+    U = np.zeros((16, 8, 3), dtype=np.int64)
+    U[5, [0, 1, 4, 6, 7], 0] = [5, -3, 7, 1, -8]     # column 0: 5 slots -> 2 words
+    U[5, 2, 2] = 2                                   # column 1 empty, column 2: 1 slot
+    packed = formats.pack_layer(U, cfg)
+    lay = formats.slot_layout(cfg, 5)
+    assert (lay.lanes, lay.slots, lay.slot_bits, lay.word_bits) == (2, 4, 8, 32)
+    assert (lay.word_bytes, lay.hex_digits) == (4, 8)
+    # Slots 0x85 (k0, 5), 0x9D (k1, -3), 0xC7 (k4, 7), 0xE1 (k6, 1); 0xF8 (k7, -8); 0xA2 (k2, 2).
+    words = packed.passes[0].words[5]
+    assert words == (0xE1C79D85, 0x000000F8, 0x000000A2)
+    assert formats.hex_text(words, lay.hex_digits) == "e1c79d85\n000000f8\n000000a2\n"
+    # Directory: column 1 is empty and starts where column 2 begins.
+    assert packed.passes[0].directory[5] == ((0, 2), (2, 0), (2, 1))
+    assert packed.passes[0].directory[0] == ((0, 0), (0, 0), (0, 0))
+    # count_bits = bit_length(ceil(k_max / S)) = bit_length(ceil(8 / 4) = 2) = 2; addr_bits 13.
+    dlay = formats.directory_layout(cfg, 5)
+    assert (dlay.addr_bits, dlay.count_bits, dlay.entry_bits, dlay.entry_bytes) == (13, 2, 15, 2)
+    entries = formats.directory_words(packed.passes[0], cfg, 5)
+    assert entries == [2 << 13, 2, 2 | 1 << 13] == [0x4000, 0x0002, 0x2002]
+    assert formats.hex_text(entries, dlay.hex_digits) == "4000\n0002\n2002\n"
+    # PE 5's part of the record: entries 3, words 3, then the entries and words little-endian.
+    stream = formats.encode_stream([packed], cfg)
+    assert bytes([3, 0, 0, 0, 3, 0, 0, 0, 0x00, 0x40, 0x02, 0x00, 0x02, 0x20,
+                  0x85, 0x9D, 0xC7, 0xE1, 0xF8, 0, 0, 0, 0xA2, 0, 0, 0]) in stream
+    np.testing.assert_array_equal(formats.unpack_layer(packed, cfg), U)
+    # count_bits follows the ceiling: S = 4 and k_max 4, 9, 12, 13, 16, 17 -> 1, 3, 3, 4, 4, 5
+    # words at most -> 1, 2, 2, 3, 3, 3 bits.
+    assert [formats.directory_layout(AccelConfig(k_max=k, lanes=2), 0).count_bits
+            for k in (4, 9, 12, 13, 16, 17)] == [1, 2, 2, 3, 3, 3]
+    # The same slots at one slot per lane (S = 2): column 0 takes 3 words, count_bits 3.
+    one = AccelConfig(wgt_bits=4, k_max=8, lanes=2, slots_per_lane=1, wmem_depth=4096)
+    packed1 = formats.pack_layer(U, one)
+    assert packed1.passes[0].words[5] == (0x9D85, 0xE1C7, 0x00F8, 0x00A2)
+    assert packed1.passes[0].directory[5] == ((0, 3), (3, 0), (3, 1))
+    assert formats.directory_layout(one, 5).count_bits == 3
+
+
 def test_pass_split_when_memory_is_small():
-    cfg = AccelConfig(lanes=2, wmem_depth=10, k_max=16)
+    cfg = AccelConfig(lanes=2, slots_per_lane=2, wmem_depth=7, k_max=16)   # S = 4 slots
     U = np.zeros((16, 12, 3), dtype=np.int64)
-    U[:, :, :] = 1                       # dense: ceil(Kp/2) words per column, 3 columns
-    # One pass (Kp=12): 3 columns x 6 words = 18 > 10; two passes (Kp=6): 3 x 3 = 9 <= 10.
+    U[:, :, :] = 1                       # dense: ceil(Kp/4) words per column, 3 columns
+    # One pass (Kp=12): 3 columns x 3 words = 9 > 7; two passes (Kp=6): 3 x 2 = 6 <= 7.
     packed = formats.pack_layer(U, cfg)
     assert packed.Kp == 6 and packed.num_passes == 2
     assert [(im.k_base, im.k_count) for im in packed.passes] == [(0, 6), (6, 6)]
-    assert packed.stats.max_words_per_pass == (9,) * 16
-    assert packed.stats.words_per_pe == (18,) * 16
+    assert packed.stats.max_words_per_pass == (6,) * 16
+    assert packed.stats.words_per_pe == (12,) * 16
+    # Per PE: 2 passes x 3 columns x 2 words x 4 slots = 48 slots for 36 weights, 12 padding.
+    assert (packed.stats.slots, packed.stats.padding_slots) == (16 * 48, 16 * 12)
     np.testing.assert_array_equal(formats.unpack_layer(packed, cfg), U)
     # k_max bounds Kp even when the memory is large: 40 channels -> 3 even passes.
     big = formats.pack_layer(np.ones((16, 40, 2), dtype=np.int64),
@@ -134,12 +203,13 @@ def test_pack_rejects(bad, match):
 
 
 def test_unpack_rejects_corrupt_images():
-    cfg = AccelConfig(lanes=2)
-    U = np.zeros((16, 4, 2), dtype=np.int64)
-    U[0, :3, 0] = [1, 2, 3]
+    cfg = AccelConfig(lanes=2, slots_per_lane=2)      # S = 4 slots per word
+    U = np.zeros((16, 6, 2), dtype=np.int64)
+    U[0, :5, 0] = [1, 2, 3, 4, 5]                     # word 0: k 0..3; word 1: k 4, 3 padding
     packed = formats.pack_layer(U, cfg)
     im = packed.passes[0]
     lay = formats.slot_layout(cfg, 0)
+    mask = (1 << lay.slot_bits) - 1
 
     def with_pe0(words=None, directory=None):
         w = list(im.words)
@@ -148,15 +218,23 @@ def test_unpack_rejects_corrupt_images():
             w[0] = words
         if directory is not None:
             d[0] = directory
-        bad = formats.PassImage(0, 0, 4, tuple(w), tuple(d))
-        return formats.PackedLayer("bad", 4, 2, 4, (bad,), packed.stats)
+        bad = formats.PassImage(0, 0, 6, tuple(w), tuple(d))
+        return formats.PackedLayer("bad", 6, 2, 6, (bad,), packed.stats)
 
     w0, w1 = im.words[0]
-    swapped = (w0 >> lay.slot_bits) | ((w0 & ((1 << lay.slot_bits) - 1)) << lay.slot_bits)
+    assert w1 == formats.encode_slot(5, 4, lay)
+    swapped = (w0 & ~(mask | mask << lay.slot_bits)) | ((w0 >> lay.slot_bits) & mask) \
+        | ((w0 & mask) << lay.slot_bits)
     with pytest.raises(formats.FormatError, match="breaks ascending order"):
         formats.unpack_layer(with_pe0(words=(swapped, w1)), cfg)
-    with pytest.raises(formats.FormatError, match="bad padding in word 0 lane 1"):
-        formats.unpack_layer(with_pe0(words=(w0 & ((1 << lay.slot_bits) - 1), w1)), cfg)
+    with pytest.raises(formats.FormatError, match="bad padding in word 0 slot 1"):
+        formats.unpack_layer(with_pe0(words=(w0 & mask, w1)), cfg)
+    # The valid slots of a word are a prefix: no padding in slot 0, no valid slot after padding.
+    with pytest.raises(formats.FormatError, match="bad padding in word 1 slot 0"):
+        formats.unpack_layer(with_pe0(words=(w0, w1 << lay.slot_lsb(2))), cfg)
+    gap = w1 | formats.encode_slot(6, 5, lay) << lay.slot_lsb(2)
+    with pytest.raises(formats.FormatError, match="valid slot after padding in word 1"):
+        formats.unpack_layer(with_pe0(words=(w0, gap)), cfg)
     with pytest.raises(formats.FormatError, match="past the end"):
         formats.unpack_layer(with_pe0(directory=((0, 3), (3, 0))), cfg)
     with pytest.raises(formats.FormatError, match="1 trailing words"):
@@ -203,10 +281,12 @@ def test_stream_round_trip_and_framing():
     recs = formats.decode_stream(data, cfg)
     assert [(r.layer, r.image.index) for r in recs] == [(0, 0), (0, 1), (0, 2), (1, 0)]
     assert [r.image for r in recs] == list(a.passes) + list(b.passes)
-    # Exact length: headers + per PE (8 B + entries * 2 B + words * 3 B) per record.
+    # Exact length: headers + per PE (8 B + entries * 2 B + words * 6 B) per record. Words are
+    # 4 slots (2 lanes x 2 slots per lane) of 12 bits = 48 bits; entries 11 + 2 = 13 bits.
     lay, dlay = formats.slot_layout(cfg, 0), formats.directory_layout(cfg, 0)
-    assert (lay.word_bytes, dlay.entry_bytes) == (3, 2)
-    body = sum(8 + len(im.directory[xi]) * 2 + len(im.words[xi]) * 3
+    assert (lay.slots, lay.word_bits, dlay.entry_bits) == (4, 48, 13)
+    assert (lay.word_bytes, dlay.entry_bytes) == (6, 2)
+    body = sum(8 + len(im.directory[xi]) * 2 + len(im.words[xi]) * 6
                for pl in (a, b) for im in pl.passes for xi in range(16))
     assert len(data) == 12 + 4 * 20 + body
     with pytest.raises(formats.FormatError, match="truncated"):
@@ -293,7 +373,12 @@ def test_manifest(tmp_path):
     assert sum(layer["coord_density"]) == 2 / 8
     assert layer["words_per_pe"] == [[1, 0, 0, 1] + [0] * 12]
     assert layer["source_shape"] == [4, 2, 3, 3]
-    assert man["format"]["word_bits"] == [68] * 16
+    # 17-bit slots, 4 lanes x 2 slots per lane = 8 slots = 136-bit words; entries 11 + 6 bits.
+    assert man["format_version"] == formats.FORMAT_VERSION == 2
+    assert man["format"]["slot_bits"] == [17] * 16
+    assert man["format"]["word_bits"] == [136] * 16
+    assert man["format"]["dir_entry_bits"] == [17] * 16
+    assert man["config"]["slots_per_lane"] == 2
     assert AccelConfig.from_dict(man["config"]) == cfg
 
 

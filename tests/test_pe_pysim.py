@@ -106,30 +106,36 @@ def run_pe(dut, beats, count, K, *, rng=None, idle=0.0, out_idle=None, pre=None)
     return out, result["cycles"], result["perf"]
 
 
-def check_outputs(out, M, K, T):
-    expect = [{"m": int(M[k, t]), "k": k, "last": int(k == K - 1)}
-              for t in range(T) for k in range(K)]
+def out_beats(cfg, K, T) -> int:
+    """Output beats of ``T`` tiles of ``K`` channels."""
+    return -(-K // cfg.drain_width) * T
+
+
+def check_outputs(out, M, K, T, drain_width):
+    expect = golden.drain_beats(M[:K, :T], drain_width)
     assert len(out) == len(expect)
+    rows = len(expect) // T
     for i, (got, want) in enumerate(zip(out, expect)):
-        assert got == want, f"output {i} (tile {i // K}, k {i % K})"
+        assert got == want, f"output {i} (tile {i // rows}, k {want['k']})"
 
 
-@pytest.mark.parametrize("overflow,acc_bits", [("wrap", 8), ("saturate", 8), ("wrap", 20),
-                                               ("saturate", 16)])
+@pytest.mark.parametrize("overflow,acc_bits,slots_per_lane,drain_width", [
+    ("wrap", 8, 2, 4), ("saturate", 8, 1, 2), ("wrap", 20, 2, 1), ("saturate", 16, 3, 8)])
 @pytest.mark.parametrize("idle", [0.0, 0.4])
-def test_pe_matches_golden(overflow, acc_bits, idle):
+def test_pe_matches_golden(overflow, acc_bits, slots_per_lane, drain_width, idle):
     seed = SEED + acc_bits + int(idle * 10) + (overflow == "saturate")
     print(f"seed {seed}")
-    cfg = small_cfg(overflow=overflow, acc_bits=acc_bits)
+    cfg = small_cfg(overflow=overflow, acc_bits=acc_bits, slots_per_lane=slots_per_lane,
+                    drain_width=drain_width)
     nrng, prng = np.random.default_rng(seed), random.Random(seed)
     K, C, T, xi = 7, 8, 6, 5
     U = random_U(cfg, nrng, K, C, 0.5)
     V = random_V(cfg, nrng, C, T, 0.5)
     words, directory = image(cfg, U, xi)
     dut = SparsePE(cfg, xi, weights=words, directory=directory)
-    beats = [b for tile in tile_beats(V, xi, prng) for b in tile]
-    out, _, perf = run_pe(dut, beats, K * T, K, rng=prng, idle=idle)
-    check_outputs(out, golden.accumulate(U, V, cfg)[xi], K, T)
+    acts = [b for tile in tile_beats(V, xi, prng) for b in tile]
+    out, _, perf = run_pe(dut, acts, out_beats(cfg, K, T), K, rng=prng, idle=idle)
+    check_outputs(out, golden.accumulate(U, V, cfg)[xi], K, T, cfg.drain_width)
     nz_pairs = int(((U[xi] != 0).astype(int) @ (V[xi] != 0).astype(int)).sum())
     assert perf["macs"] == nz_pairs
     assert perf["zeros_skipped"] == int((V[xi] == 0).sum())
@@ -145,24 +151,24 @@ def test_pe_heavy_back_pressure_fills_every_bank():
     V = random_V(cfg, nrng, C, T, 0.5)
     words, directory = image(cfg, U, xi)
     dut = SparsePE(cfg, xi, weights=words, directory=directory)
-    beats = [b for tile in tile_beats(V, xi, prng) for b in tile]
-    out, _, perf = run_pe(dut, beats, K * T, K, rng=prng, idle=0.0, out_idle=0.8)
-    check_outputs(out, golden.accumulate(U, V, cfg)[xi], K, T)
+    acts = [b for tile in tile_beats(V, xi, prng) for b in tile]
+    out, _, perf = run_pe(dut, acts, out_beats(cfg, K, T), K, rng=prng, idle=0.0, out_idle=0.8)
+    check_outputs(out, golden.accumulate(U, V, cfg)[xi], K, T, cfg.drain_width)
     assert perf["stalls"] > 0
 
 
 def test_pe_one_lane_full_k():
     """L = 1 and K = k_max: one slot per word, the widest k index, every column full."""
-    cfg = small_cfg(lanes=1, overflow="wrap", acc_bits=24)
+    cfg = small_cfg(lanes=1, overflow="wrap", acc_bits=24, slots_per_lane=1, drain_width=1)
     nrng, prng = np.random.default_rng(SEED), random.Random(SEED)
     K, C, T = cfg.k_max, cfg.c_max, 3
     U = random_U(cfg, nrng, K, C, 0.7)
     V = random_V(cfg, nrng, C, T, 0.8)
     words, directory = image(cfg, U, 0)
     dut = SparsePE(cfg, 0, weights=words, directory=directory)
-    beats = [b for tile in tile_beats(V, 0, prng) for b in tile]
-    out, _, _ = run_pe(dut, beats, K * T, K, rng=prng, idle=0.3)
-    check_outputs(out, golden.accumulate(U, V, cfg)[0], K, T)
+    acts = [b for tile in tile_beats(V, 0, prng) for b in tile]
+    out, _, _ = run_pe(dut, acts, out_beats(cfg, K, T), K, rng=prng, idle=0.3)
+    check_outputs(out, golden.accumulate(U, V, cfg)[0], K, T, cfg.drain_width)
 
 
 def test_pe_loads_weights_through_the_stream_port():
@@ -182,15 +188,15 @@ def test_pe_loads_weights_through_the_stream_port():
         for wr in writes:
             await stream_put(ctx, dut.wgt_wr, wr, rng=prng, idle=0.3)
 
-    beats = [b for tile in tile_beats(V, xi, prng) for b in tile]
-    out, _, _ = run_pe(dut, beats, K * T, K, pre=load)
-    check_outputs(out, golden.accumulate(U, V, cfg)[xi], K, T)
+    acts = [b for tile in tile_beats(V, xi, prng) for b in tile]
+    out, _, _ = run_pe(dut, acts, out_beats(cfg, K, T), K, pre=load)
+    check_outputs(out, golden.accumulate(U, V, cfg)[xi], K, T, cfg.drain_width)
 
 
 def handmade():
-    """L = 2, K = 4, C = 3: column 0 holds k 0..2 (2 words, 1 padding slot), column 1 is
-    empty (no word), column 2 holds k 3 (1 word, 1 padding slot)."""
-    cfg = small_cfg(lanes=2, acc_bits=16)
+    """L = 2 and S = 2, K = 4, C = 3: column 0 holds k 0..2 (2 words, 1 padding slot), column 1
+    is empty (no word), column 2 holds k 3 (1 word, 1 padding slot); one channel per beat."""
+    cfg = small_cfg(lanes=2, acc_bits=16, slots_per_lane=1, drain_width=1)
     U = np.zeros((cfg.coords, 4, 3), np.int64)
     U[0, 0:3, 0] = [1, -128, 127]
     U[0, 3, 2] = -2
@@ -221,7 +227,7 @@ def test_perf_counters_exact_on_a_handmade_case():
                 seen["out"].append(await stream_get(ctx, dut.out))
             await ctx.tick().until(dut.idle)
         assert [ctx.get(getattr(dut.perf, f)) for f in
-                ("busy", "macs", "empty_slots", "stalls", "zeros_skipped")] == [3, 4, 2, 0, 6]
+                ("busy", "macs", "empty_slots", "stalls", "zeros_skipped")] == [5, 4, 6, 0, 6]
         # hold off the consumer for exactly 10 cycles once M[0] is valid: 10 stall cycles
         for c in range(3):
             await stream_put(ctx, dut.act, {"c": c, "v": 1, "last": int(c == 2)})
@@ -233,7 +239,7 @@ def test_perf_counters_exact_on_a_handmade_case():
         await ctx.tick().until(dut.idle)
         assert ctx.get(dut.perf.stalls) == 10
         assert ctx.get(dut.perf.macs) == 8
-        assert ctx.get(dut.perf.busy) == 6
+        assert ctx.get(dut.perf.busy) == 5 + 3     # {k0, k1}, {k2}, {k3 of column 2}
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -241,28 +247,39 @@ def test_perf_counters_exact_on_a_handmade_case():
     sim.run()
     M = golden.accumulate(U, np.concatenate([V, np.ones((cfg.coords, 3, 1), np.int64)], 2),
                           cfg)[0]
-    check_outputs(seen["out"], M, 4, 4)
-    assert [o["m"] for o in seen["out"][:4]] == [5, -640, 635, 0]
+    check_outputs(seen["out"], M, 4, 4, 1)
+    assert [o["m"] for o in seen["out"][:4]] == [[5], [-640], [635], [0]]
 
 
-def test_back_to_back_tiles_reach_one_word_per_cycle():
-    """With a deep FIFO, dense activations and always-ready output, the PE issues one word per
-    cycle: total cycles = words walked + pipeline fill and drain, no per-tile bubble."""
-    cfg = small_cfg(lanes=2, acc_bits=24, fifo_depth=16, k_max=4)
+@pytest.mark.parametrize("slots_per_lane,stalls", [(1, False), (2, True)])
+def test_back_to_back_tiles_keep_every_lane_busy(slots_per_lane, stalls):
+    """Columns of 3 weights on 2 lanes, dense activations, always-ready output: the compactor
+    packs pairs across column ends, so the lanes take 2 pairs every cycle with no padding and
+    no per-tile bubble (a word-per-lane-group PE would pad every column to 4 slots). With
+    S = 2L the walker outruns the lanes and waits for compactor room."""
+    cfg = small_cfg(lanes=2, acc_bits=24, fifo_depth=16, k_max=4,
+                    slots_per_lane=slots_per_lane, drain_width=1)
     nrng = np.random.default_rng(SEED + 7)
     K, C, T = 4, 8, 8
-    U = np.ones((cfg.coords, K, C), np.int64)                    # 2 words per column
+    U = np.ones((cfg.coords, K, C), np.int64)
+    U[:, 3, :] = 0                                               # 3 weights per column
     V = nrng.integers(1, 50, size=(cfg.coords, C, T))           # no zero activation
     words, directory = image(cfg, U, 0)
     dut = SparsePE(cfg, 0, weights=words, directory=directory)
-    beats = [{"c": c, "v": int(V[0, c, t]), "last": int(c == C - 1)}
-             for t in range(T) for c in range(C)]
-    out, cycles, perf = run_pe(dut, beats, K * T, K)
-    check_outputs(out, golden.accumulate(U, V, cfg)[0], K, T)
-    walked = 2 * C * T
-    assert perf["busy"] == walked and perf["stalls"] == 0
-    print(f"cycles {cycles}, words walked {walked}")
-    assert cycles <= walked + 16
+    acts = [{"c": c, "v": int(V[0, c, t]), "last": int(c == C - 1)}
+            for t in range(T) for c in range(C)]
+    out, cycles, perf = run_pe(dut, acts, out_beats(cfg, K, T), K)
+    check_outputs(out, golden.accumulate(U, V, cfg)[0], K, T, cfg.drain_width)
+    pairs = 3 * C * T
+    assert perf["macs"] == pairs
+    print(f"cycles {cycles}, busy {perf['busy']}, lane cycles {pairs // 2}, perf {perf}")
+    if slots_per_lane == 1:
+        # the walker reads 3 pairs per 2 cycles: the lanes run at 3/4, padding is unavoidable
+        assert perf["busy"] == 2 * C * T
+    else:
+        assert perf["busy"] == pairs // 2 and perf["empty_slots"] == 0
+    assert (perf["stalls"] > 0) == stalls
+    assert cycles <= perf["busy"] + 16
 
 
 def test_latency_of_an_isolated_tile():
