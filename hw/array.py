@@ -44,11 +44,12 @@ class SparseArray(wiring.Component):
 
     Members
     -------
-    act : In(stream.Signature(StructLayout{c, v, last}))
-        ``v``: the ``n²`` transformed activations ``V[xi, c, t]`` of input channel ``c`` of one
-        tile, row-major ``xi``; ``last`` on the tile's final channel. A beat is accepted once
-        every PE has taken its element; a PE takes its element as soon as its zero filter or
-        FIFO can, so a busy PE holds up the others only when its FIFO is full.
+    act : In(stream.Signature(StructLayout{c, n, v, last}))
+        ``n`` input channels ``c .. c + n - 1`` of one tile (``n <= act_width``): ``v[i]``, the
+        ``n²`` transformed activations ``V[xi, c + i, t]`` row-major; ``last`` on the tile's
+        final beat; :func:`sw.golden.act_beats` makes them from ``V``. A beat is accepted once
+        every PE has taken its part; a PE takes it as soon as its activation queue has room,
+        so a busy PE holds up the others only when its queue is full.
     wgt_wr : In(stream.Signature(StructLayout{pe, mem, addr, data}))
         A write of PE ``pe``'s load port (see :class:`hw.pe.SparsePE`); always ready.
     out : Out(stream.Signature(StructLayout{m, k, last}))
@@ -117,7 +118,8 @@ class SparseArray(wiring.Component):
         wr_layouts = [wgt_wr_layout(cfg, xi) for xi in range(coords)]
         act = data.StructLayout({
             "c": act_layout(cfg)["c"].shape,
-            "v": data.ArrayLayout(signed(cfg.v_bits), coords),
+            "n": act_layout(cfg)["n"].shape,
+            "v": data.ArrayLayout(data.ArrayLayout(signed(cfg.v_bits), coords), cfg.act_width),
             "last": unsigned(1),
         })
         wgt_wr = data.StructLayout({
@@ -161,9 +163,11 @@ class SparseArray(wiring.Component):
             m.d.comb += [
                 pe.act.valid.eq(self.act.valid & ~taken[xi]),
                 pe.act.payload.c.eq(self.act.payload.c),
-                pe.act.payload.v.eq(self.act.payload.v[xi]),
+                pe.act.payload.n.eq(self.act.payload.n),
                 pe.act.payload.last.eq(self.act.payload.last),
             ]
+            m.d.comb += [pe.act.payload.v[i].eq(self.act.payload.v[i][xi])
+                         for i in range(self._cfg.act_width)]
             with m.If(self.act.valid & all_taken):
                 m.d.sync += taken[xi].eq(0)
             with m.Elif(pe.act.valid & pe.act.ready):

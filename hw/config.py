@@ -77,6 +77,10 @@ class AccelConfig:
         Depth of each per-coordinate activation FIFO (a power of two, at least 2).
     tiles_in_flight : int
         Accumulator banks per PE, so the drain of one tile overlaps the next (at least 2).
+    act_width : int
+        Input channels per activation beat of the sparse array (1..16): each PE's zero filter
+        takes the non-zero ones of a beat in one cycle, so layers whose columns hold little
+        work are not held to one channel per cycle by the input side.
     slots_per_lane : int
         Weight slots per memory word, per lane: a word holds ``slots_per_lane · L`` slots, so
         the column walker reads weights ``slots_per_lane`` times as fast as the lanes use them
@@ -103,6 +107,7 @@ class AccelConfig:
     wmem_depth: int = 1024
     fifo_depth: int = 32
     tiles_in_flight: int = 2
+    act_width: int = 4
     slots_per_lane: int = 2
     drain_width: int = 4
     overflow: str = "wrap"
@@ -133,6 +138,9 @@ class AccelConfig:
         if self.fifo_depth & (self.fifo_depth - 1):
             bad("fifo_depth", "a power of two")
         check_int("tiles_in_flight", 2, 8)
+        check_int("act_width", 1, 16)
+        if self.fifo_depth < 2 * self.act_width:
+            bad("fifo_depth", f"a power of two >= 2 * act_width = {2 * self.act_width}")
         check_int("slots_per_lane", 1, 4)
         check_int("drain_width", 1, 16)
         if self.drain_width & (self.drain_width - 1):

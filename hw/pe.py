@@ -21,16 +21,16 @@ from __future__ import annotations
 
 from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from hw.compactor import CompactingQueue
 from hw.config import AccelConfig
 from hw.regmap import PE_COUNTERS
 from sw import formats
 
-__all__ = ["SparsePE", "check_images", "act_layout", "perf_layout", "wgt_wr_layout", "pair_layout",
-           "out_layout", "WMEM", "DIRECTORY"]
+__all__ = ["SparsePE", "check_images", "act_layout", "act_entry_layout", "perf_layout",
+           "wgt_wr_layout", "pair_layout", "out_layout", "WMEM", "DIRECTORY"]
 
 #: ``wgt_wr.payload.mem`` value selecting the weight-word memory.
 WMEM = 0
@@ -47,7 +47,17 @@ def _bits_for(count: int) -> int:
 
 
 def act_layout(cfg: AccelConfig) -> data.StructLayout:
-    """One transformed activation of one coordinate: channel, value, end-of-tile flag."""
+    """One activation beat of one coordinate: ``n`` channels from ``c`` up, end-of-tile flag."""
+    return data.StructLayout({
+        "c": unsigned(_bits_for(cfg.c_max)),
+        "n": range(1, cfg.act_width + 1),
+        "v": data.ArrayLayout(signed(cfg.v_bits), cfg.act_width),
+        "last": unsigned(1),
+    })
+
+
+def act_entry_layout(cfg: AccelConfig) -> data.StructLayout:
+    """One queued activation: channel, value, end-of-tile flag (``v == 0``: a bare marker)."""
     return data.StructLayout({
         "c": unsigned(_bits_for(cfg.c_max)),
         "v": signed(cfg.v_bits),
@@ -154,7 +164,8 @@ class SparsePE(wiring.Component):
     cfg : AccelConfig
         Supplies ``lanes_per_coord[xi]`` (L), ``word_slots(xi)`` (S), ``k_max``, ``c_max``,
         ``v_bits``, ``wgt_bits``, ``acc_bits``/``acc_internal_bits``, ``overflow``,
-        ``wmem_depth``, ``fifo_depth``, ``tiles_in_flight`` (accumulator banks),
+        ``wmem_depth``, ``fifo_depth`` and ``act_width`` (the activation queue),
+        ``tiles_in_flight`` (accumulator banks),
         ``pair_queue_depth(xi)`` and ``drain_width``.
     xi : int
         Winograd coordinate, ``0 <= xi < cfg.coords`` (row-major ``i*n + j``).
@@ -170,11 +181,13 @@ class SparsePE(wiring.Component):
     Members
     -------
     act : In(stream.Signature(act_layout(cfg)))
-        Transformed activations ``(c, v, last)`` of one tile in any channel order; ``last`` on
-        the tile's final beat. A beat with ``v == 0`` and ``last == 0`` is accepted and dropped
-        before the FIFO (counted in ``zeros_skipped``); a ``v == 0`` beat with ``last`` enters
-        the FIFO as a bare end-of-tile marker, so a tile without non-zero activations still
-        produces its outputs (all zero).
+        Transformed activations of one tile: a beat carries channels ``c .. c + n - 1``
+        (``v[i]`` for channel ``c + i``, ``n <= act_width``), beats in any order, ``last`` on
+        the tile's final beat. Zero values are dropped before the activation queue (counted in
+        ``zeros_skipped``); the non-zero ones of a beat enter it in one cycle. A final beat
+        with no non-zero value enters as one bare end-of-tile marker, so a tile without
+        non-zero activations still produces its outputs (all zero). Ready while the queue has
+        room for ``act_width`` entries.
     wgt_wr : In(stream.Signature(wgt_wr_layout(cfg, xi)))
         Memory writes for the weight loader: ``mem`` (:data:`WMEM` or :data:`DIRECTORY`),
         ``addr``, ``data``. Always ready; one write per cycle. Write only while the PE is idle.
@@ -207,10 +220,10 @@ class SparsePE(wiring.Component):
 
     Latency: with the PE idle, the first beat of a tile is valid :attr:`LATENCY` ``+ w - 1``
     cycles after the tile's final ``act`` beat is accepted, ``w`` being the word count of that
-    beat's column (1 for an end marker): FIFO 2, directory 1, walker 1, word read 1, compactor
-    queue 1, lane register and accumulator read 1, drain read 1 (in the same cycle as the
-    final accumulate, through the transparent port), output register 1. Later beats follow one
-    per cycle, tile after tile, unless ``out`` is back-pressured.
+    beat's column (1 for an end marker): activation queue 1, directory 1, walker 1, word read 1,
+    compactor queue 1, lane register and accumulator read 1, drain read 1 (in the same cycle
+    as the final accumulate, through the transparent port), output register 1. Later beats
+    follow one per cycle, tile after tile, unless ``out`` is back-pressured.
 
     Accumulators are memories of ``acc_internal_bits``, one per (bank, lane, ``k mod D``), each
     ``ceil(k_max / D)`` deep, so their cost grows as RAM, not as flip-flops and ``k_max``-way
@@ -225,7 +238,7 @@ class SparsePE(wiring.Component):
     #: Default width of the perf counters.
     COUNTER_BITS = 32
     #: Cycles from the final ``act`` beat of a tile to its first ``out`` beat, one-word column.
-    LATENCY = 9
+    LATENCY = 8
 
     def __init__(self, cfg: AccelConfig, xi: int, *, weights=None, directory=None,
                  counter_bits: int = COUNTER_BITS):
@@ -266,15 +279,32 @@ class SparsePE(wiring.Component):
         banks = cfg.tiles_in_flight
         act_shape = act_layout(cfg)
 
-        # -- zero filter and FIFO --------------------------------------------------------
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=act_shape.size, depth=cfg.fifo_depth)
-        drop = (self.act.payload.v == 0) & ~self.act.payload.last
-        m.d.comb += [
-            self.act.ready.eq(drop | fifo.w_rdy),
-            fifo.w_en.eq(self.act.valid & ~drop),
-            fifo.w_data.eq(self.act.payload.as_value()),
-        ]
-        head = act_shape(fifo.r_data)
+        # -- zero filter and activation queue --------------------------------------------
+        # The non-zero channels of a beat enter the queue in one cycle; a tile's final beat
+        # with no non-zero channel enters as one bare end-of-tile marker (v = 0).
+        beat, width_a = self.act.payload, cfg.act_width
+        entry = act_entry_layout(cfg)
+        m.submodules.act_queue = fifo = CompactingQueue(entry, inputs=width_a, outputs=1,
+                                                        depth=cfg.fifo_depth)
+        real = [Signal(name=f"act_real{i}") for i in range(width_a)]
+        m.d.comb += [real[i].eq((i < beat.n) & (beat.v[i] != 0)) for i in range(width_a)]
+        none_real = Signal()
+        m.d.comb += none_real.eq(sum(real) == 0)
+        take = self.act.valid & fifo.room
+        m.d.comb += self.act.ready.eq(fifo.room)
+        for i in range(width_a):
+            later = 0
+            for j in range(i + 1, width_a):
+                later = later | real[j]
+            m.d.comb += [
+                fifo.i_valid[i].eq(take & (real[i] | (beat.last & none_real if i == 0 else 0))),
+                fifo.i_data[i].c.eq(beat.c + i),
+                fifo.i_data[i].v.eq(beat.v[i]),
+                fifo.i_data[i].last.eq(beat.last & ~later),
+            ]
+        zeros_in = Signal(range(width_a + 1))
+        m.d.comb += zeros_in.eq(sum((i < beat.n) & (beat.v[i] == 0) for i in range(width_a)))
+        head = fifo.o_data[0]
 
         # -- memories and the load port ----------------------------------------------------
         m.submodules.wmem = wmem = Memory(shape=unsigned(slots.word_bits),
@@ -301,8 +331,8 @@ class SparsePE(wiring.Component):
         e_start = d_rd.data[dirl.start_lsb:dirl.start_lsb + dirl.addr_bits]
         e_words = d_rd.data[dirl.count_lsb:dirl.count_lsb + dirl.count_bits]
         m.d.comb += [
-            a_load.eq(fifo.r_rdy & (~a_valid | a_take)),
-            fifo.r_en.eq(a_load),
+            a_load.eq((fifo.o_count != 0) & (~a_valid | a_take)),
+            fifo.o_take.eq(a_load),
             d_rd.en.eq(a_load),
             d_rd.addr.eq(head.c),
         ]
@@ -368,49 +398,34 @@ class SparsePE(wiring.Component):
         # The valid slots of a word are a prefix (sw.formats), so their count says which.
         n_valid = Signal(range(width + 1))
         m.d.comb += n_valid.eq(sum(valid for _, _, valid in fields))
-        real = ~c_null & (n_valid != 0)
+        real = c_valid & ~c_null & (n_valid != 0)
         n_in = Signal(range(width + 1))
         m.d.comb += n_in.eq(Mux(~c_valid, 0, Mux(real, n_valid, c_end)))
-        incoming = []
-        for q, (value, k_local, valid) in enumerate(fields):
-            entry = Signal(pair, name=f"in{q}")
-            m.d.comb += [
-                entry.w.eq(value), entry.v.eq(c_v), entry.k.eq(k_local), entry.bank.eq(c_bank),
-                entry.mac.eq(real & valid),
-                entry.end.eq(c_end & (n_in == q + 1)),
-            ]
-            incoming.append(entry)
-
-        # -- pair compactor: a circular queue, S pairs in, L pairs out per cycle ------------
-        depth = cfg.pair_queue_depth(self._xi)
-        ptr_bits = (depth - 1).bit_length()
-        queue = Array(Signal(pair, name=f"q{i}") for i in range(depth))
-        q_head = Signal(ptr_bits)
-        q_tail = Signal(ptr_bits)
-        q_count = Signal(range(depth + 1))
-        n_out = Signal(range(lanes + 1))
-        q_next = Signal(range(depth + width + 1))
+        # -- pair compactor: S pairs in, L pairs out per cycle ---------------------------------
+        m.submodules.pairs = queue = CompactingQueue(pair, inputs=width, outputs=lanes,
+                                                     depth=cfg.pair_queue_depth(self._xi))
+        q_count = queue.level
+        n_out = queue.o_count
         m.d.comb += [
-            n_out.eq(Mux(q_count < lanes, q_count, lanes)),
-            q_next.eq(q_count - n_out + n_in),
+            queue.o_take.eq(n_out),
             # the word read now enters next cycle, when at least n_out more will have left
-            q_room.eq(q_next <= depth - width),
+            q_room.eq(q_count - n_out + n_in <= cfg.pair_queue_depth(self._xi) - width),
         ]
-        m.d.sync += [q_head.eq(q_head + n_out), q_tail.eq(q_tail + n_in),
-                     q_count.eq(q_next)]
-        in_array = Array(incoming)
-        for i in range(depth):
-            offset = Signal(ptr_bits, name=f"q{i}_offset")
-            m.d.comb += offset.eq(i - q_tail)
-            with m.If(offset < n_in):
-                m.d.sync += queue[i].eq(in_array[offset])
+        for q, (value, k_local, valid) in enumerate(fields):
+            m.d.comb += [
+                queue.i_valid[q].eq(real & valid | (q == 0) & c_valid & ~real & c_end),
+                queue.i_data[q].w.eq(value), queue.i_data[q].v.eq(c_v),
+                queue.i_data[q].k.eq(k_local), queue.i_data[q].bank.eq(c_bank),
+                queue.i_data[q].mac.eq(real & valid),
+                queue.i_data[q].end.eq(c_end & (n_in == q + 1)),
+            ]
 
         # -- stage X: one pair per lane, multiply --------------------------------------------
         x_valid = [Signal(name=f"x_valid{l}") for l in range(lanes)]
         x_pair = [Signal(pair, name=f"x_pair{l}") for l in range(lanes)]
         for l in range(lanes):
             m.d.sync += [x_valid[l].eq(n_out > l),
-                         x_pair[l].eq(queue[(q_head + l)[:ptr_bits]])]
+                         x_pair[l].eq(queue.o_data[l])]
         x_any = Signal()
         m.d.comb += x_any.eq(sum(x_valid) != 0)
 
@@ -530,8 +545,8 @@ class SparsePE(wiring.Component):
             ]
         with m.If((b_active & ~issue) | (out_valid & ~self.out.ready)):
             m.d.sync += perf.stalls.eq(perf.stalls + 1)
-        with m.If(self.act.valid & self.act.ready & (self.act.payload.v == 0)):
-            m.d.sync += perf.zeros_skipped.eq(perf.zeros_skipped + 1)
+        with m.If(self.act.valid & self.act.ready):
+            m.d.sync += perf.zeros_skipped.eq(perf.zeros_skipped + zeros_in)
 
         m.d.comb += self.idle.eq((fifo.level == 0) & ~a_valid & ~b_active & ~c_valid
                                  & (q_count == 0) & ~x_any & ~d_valid & (sealed == 0)

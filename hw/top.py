@@ -2,7 +2,8 @@
 
 One run computes one 3×3 stride-1 layer pass (``K ≤ k_max`` output channels) of one image::
 
-    s_axis_act → LineBuffer → InputTransform (+ Winograd ReLU) → SparseArray (n² sparse PEs)
+    s_axis_act → LineBuffer → InputTransform (+ Winograd ReLU)
+               → ChannelGather (one channel per beat → act_width) → SparseArray (n² sparse PEs)
                → ChannelSerialiser (drain_width channels per beat → one)
                → OutputTransform (+ bias, requantise, spatial ReLU, clamp; quant[k] from the CSRs)
                → OutputReorder → m_axis_out
@@ -28,7 +29,7 @@ from hw.csr import ControlRegisters
 from hw.linebuf import LineBuffer
 from hw.loader import WeightLoader
 from hw.reorder import OutputReorder
-from hw.serialiser import ChannelSerialiser
+from hw.channels import ChannelGather, ChannelSerialiser
 from hw.transforms import InputTransform, OutputTransform
 
 __all__ = ["Accelerator", "stream_bytes"]
@@ -118,6 +119,7 @@ class Accelerator(wiring.Component):
         csr = m.submodules.csr = self._csr
         linebuf = m.submodules.linebuf = LineBuffer(cfg)
         itf = m.submodules.input_transform = InputTransform(cfg)
+        gather = m.submodules.gather = ChannelGather(cfg)
         array = m.submodules.array = SparseArray(cfg, counter_bits=self._counter_bits)
         channels = m.submodules.serialiser = ChannelSerialiser(cfg)
         otf = m.submodules.output_transform = OutputTransform(cfg)
@@ -179,13 +181,14 @@ class Accelerator(wiring.Component):
             side.w_en.eq(itf.i.valid & itf.i.ready),
         ]
         m.d.comb += [
-            array.act.payload.v.eq(itf.o.payload),
-            array.act.payload.c.eq(side.r_data[:side.width - 1]),
-            array.act.payload.last.eq(side.r_data[side.width - 1]),
-            array.act.valid.eq(itf.o.valid & side.r_rdy),
-            itf.o.ready.eq(array.act.ready & side.r_rdy),
-            side.r_en.eq(array.act.valid & array.act.ready),
+            gather.i.payload.v.eq(itf.o.payload),
+            gather.i.payload.c.eq(side.r_data[:side.width - 1]),
+            gather.i.payload.last.eq(side.r_data[side.width - 1]),
+            gather.i.valid.eq(itf.o.valid & side.r_rdy),
+            itf.o.ready.eq(gather.i.ready & side.r_rdy),
+            side.r_en.eq(gather.i.valid & gather.i.ready),
         ]
+        wiring.connect(m, gather.o, array.act)
 
         # -- weights in ----------------------------------------------------------------------
         m.d.comb += [

@@ -24,7 +24,7 @@ from sw import winograd
 from sw.quant import QuantLayer
 
 __all__ = [
-    "drain_beats",
+    "act_beats", "drain_beats",
     "LayerTrace", "transform_input", "winograd_relu", "accumulate", "transform_output",
     "requantize", "conv_layer", "conv_layer_trace", "coord_density", "mult_counts",
     "direct_conv2d", "float_winograd_conv", "error_bound",
@@ -86,6 +86,32 @@ def accumulate(U: np.ndarray, V: np.ndarray, cfg: AccelConfig) -> np.ndarray:
         lo, hi = cfg.acc_range
         out = np.clip(exact, lo, hi)
     return out.astype(np.int64)
+
+
+def act_beats(V: np.ndarray, act_width: int, order=None) -> list[dict]:
+    """The activation beats of the sparse array for ``V [..., C, T]``, tile by tile.
+
+    Per tile ``t``, ``ceil(C / act_width)`` beats; beat ``g`` carries channels
+    ``c = g * act_width`` to ``c + n - 1`` (``n = min(act_width, C - c)``), ``v[i] =
+    V[..., c + i, t]`` (0 for ``i >= n``), and ``last`` on the tile's final beat. ``order``,
+    a function from the group count to a permutation of the groups, reorders the beats within
+    a tile (the hardware accepts any order). ``v[i]`` is an int for one coordinate
+    ``V [C, T]``, or the list over coordinates for ``V [n*n, C, T]``.
+    """
+    V = np.asarray(V, dtype=np.int64)
+    C, T = V.shape[-2], V.shape[-1]
+    groups = -(-C // act_width)
+    pad = np.zeros(V.shape[:-2] + (groups * act_width - C, T), dtype=np.int64)
+    full = np.concatenate([V, pad], axis=-2)
+    beats = []
+    for t in range(T):
+        seq = list(range(groups)) if order is None else list(order(groups))
+        for i, g in enumerate(seq):
+            c = g * act_width
+            beats.append({"c": c, "n": min(act_width, C - c),
+                          "v": [full[..., c + j, t].tolist() for j in range(act_width)],
+                          "last": int(i == groups - 1)})
+    return beats
 
 
 def drain_beats(M: np.ndarray, drain_width: int) -> list[dict]:

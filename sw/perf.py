@@ -17,11 +17,12 @@ The defaults follow hw/pe.py's ``SparsePE`` notes; change them when the RTL chan
   has been read (``start + words``). The walker runs ahead of the lanes by at most
   ``(pair_queue_depth - S) / L`` cycles (the compactor has room for that much), so with
   ``S > L`` the PE's pace is ``max(words, pairs / L)`` per activation.
-* Transform throughput: the input transform delivers one channel of one tile (all ``n²``
-  coordinates) every ``transform_cycles_per_channel`` cycles, so activation ``(c, t)`` is in
-  its FIFO from cycle ``(t*C + c + 1) * transform_cycles_per_channel``, and the end-of-tile
-  flag of tile ``t`` from cycle ``(t+1) * C * transform_cycles_per_channel``. A PE cannot close
-  tile ``t`` before that flag (0 switches the transform limit off).
+* Input throughput: one activation beat of ``A = cfg.act_width`` channels of one tile (all
+  ``n²`` coordinates) arrives every ``transform_cycles_per_beat`` cycles, so with
+  ``G = ceil(C / A)`` beats a tile, activation ``(c, t)`` is in its FIFO from cycle
+  ``(t*G + c // A + 1) * transform_cycles_per_beat``, and the end-of-tile flag of tile ``t``
+  from cycle ``(t+1) * G * transform_cycles_per_beat``. A PE cannot close tile ``t`` before
+  that flag (0 switches the input limit off).
 * End of tile: the tile's last beat (channel ``C-1``) carries the end-of-tile flag. When it
   brings no word to walk (a zero activation, or an empty column), the PE spends
   ``marker_cycles`` (default 1, as in the RTL) of its walker, and one lane slot, on a bare
@@ -86,14 +87,14 @@ class PerfParams:
     min_activation_cycles: int = 0
     activation_overhead: int = 0
     drain_cycles: int | None = None
-    transform_cycles_per_channel: int = 1
+    transform_cycles_per_beat: int = 1
     fifo_depth: int | None = None
     latency_cycles: int = 0
     marker_cycles: int = 1
 
     def __post_init__(self):
         for name in ("min_activation_cycles", "activation_overhead", "drain_cycles",
-                     "transform_cycles_per_channel", "fifo_depth", "latency_cycles",
+                     "transform_cycles_per_beat", "fifo_depth", "latency_cycles",
                      "marker_cycles"):
             value = getattr(self, name)
             if value is None and name in ("drain_cycles", "fifo_depth"):
@@ -179,7 +180,7 @@ class LaneModel:
 
 def schedule_cycles(cost: np.ndarray, active: np.ndarray, banks: int | None, drain: int,
                     transform: int, fifo: int = 0, marker: np.ndarray | None = None,
-                    lanes: LaneModel | None = None) -> int:
+                    lanes: LaneModel | None = None, group: int = 1) -> int:
     """Cycles for one pass: the recurrence of the module docstring, one transform beat a step.
 
     Parameters
@@ -191,13 +192,15 @@ def schedule_cycles(cost: np.ndarray, active: np.ndarray, banks: int | None, dra
     banks : int or None
         Tiles in flight; None = unlimited, and drains cost nothing.
     drain, transform : int
-        Cycles of one tile's drain, and ``transform_cycles_per_channel``.
+        Cycles of one tile's drain, and ``transform_cycles_per_beat``.
     fifo : int
         Activation FIFO depth per PE; 0 = unlimited.
     marker : ndarray, int [coords, T], optional
         Walker cycles PE ``xi`` spends on the end-of-tile marker of tile ``t`` (default none).
     lanes : LaneModel, optional
         The lanes behind the walker; None: the walker alone sets the pace.
+    group : int
+        Channels per activation beat (``act_width``).
 
     Beat ``j`` enters when the transform is ready (``transform`` cycles after beat ``j-1``) and
     every PE that takes a non-zero element of it has popped the element ``fifo`` places
@@ -227,7 +230,8 @@ def schedule_cycles(cost: np.ndarray, active: np.ndarray, banks: int | None, dra
             act = active[:, c, t]
             slot = count % depth
             full = act & (count >= depth)
-            beat += transform
+            if c % group == 0:
+                beat += transform
             if full.any():
                 beat = max(beat, int(popped[rows[full], slot[full]].max()))
             start = np.maximum(np.maximum(walker, beat),
@@ -291,7 +295,8 @@ def model_layer(packed: PackedLayer, V: np.ndarray, cfg: AccelConfig,
                  else params.drain_cycles)
         # A bare end-of-tile marker when the last beat brings no word to walk.
         marker = np.where(active[:, -1, :] & (words[p][:, -1:] > 0), 0, params.marker_cycles)
-        sched = dict(drain=drain, transform=params.transform_cycles_per_channel,
+        sched = dict(drain=drain, transform=params.transform_cycles_per_beat,
+                     group=cfg.act_width,
                      fifo=cfg.fifo_depth if params.fifo_depth is None else params.fifo_depth,
                      marker=marker)
         cost = np.maximum(words[p], params.min_activation_cycles) + params.activation_overhead

@@ -47,16 +47,9 @@ def images(cfg, U):
             [formats.directory_words(im, cfg, xi) for xi in range(cfg.coords)], im)
 
 
-def act_beats(V, prng: random.Random):
-    """Per tile, one beat per input channel in a shuffled order, ``last`` on the final one."""
-    C, T = V.shape[1], V.shape[2]
-    beats = []
-    for t in range(T):
-        order = list(range(C))
-        prng.shuffle(order)
-        beats += [{"c": c, "v": [int(x) for x in V[:, c, t]], "last": int(i == C - 1)}
-                  for i, c in enumerate(order)]
-    return beats
+def act_beats(V, prng: random.Random, act_width: int):
+    """Per tile, the channel groups of ``V`` in a shuffled order, ``last`` on the final one."""
+    return golden.act_beats(V, act_width, order=lambda n: prng.sample(range(n), n))
 
 
 def run_array(dut, beats, count, K, *, prng=None, idle=0.0, pre=None):
@@ -117,13 +110,14 @@ def test_array_matches_golden(overflow, acc_bits, drain_width, idle):
     seed = SEED + acc_bits + (overflow == "saturate") + int(idle * 10)
     print(f"seed {seed}")
     cfg = AccelConfig(tile=2, k_max=8, c_max=8, wmem_depth=64, fifo_depth=8, acc_bits=acc_bits,
-                      overflow=overflow, lanes=(1, 2, 3, 2) * 4, drain_width=drain_width)
+                      overflow=overflow, lanes=(1, 2, 3, 2) * 4, drain_width=drain_width,
+                      act_width=drain_width % 3 + 1)
     K, C, T = 6, 8, 5
     U, V = make_case(cfg, seed, K, C, T, 0.5, 0.5)
     words, dirs, _ = images(cfg, U)
     dut = SparseArray(cfg, weights=words, directories=dirs)
     prng = random.Random(seed)
-    out, _, perf = run_array(dut, act_beats(V, prng), out_beats(cfg, K, T), K, prng=prng,
+    out, _, perf = run_array(dut, act_beats(V, prng, cfg.act_width), out_beats(cfg, K, T), K, prng=prng,
                              idle=idle)
     check_outputs(out, golden.accumulate(U, V, cfg), K, T, drain_width)
     check_perf(cfg, U, V, perf)
@@ -132,7 +126,7 @@ def test_array_matches_golden(overflow, acc_bits, drain_width, idle):
 def test_array_weight_load_port_routes_by_pe():
     seed = SEED + 99
     cfg = AccelConfig(tile=2, k_max=8, c_max=8, wmem_depth=64, fifo_depth=4, acc_bits=20,
-                      lanes=2)
+                      lanes=2, act_width=2)
     K, C, T = 5, 6, 3
     U, V = make_case(cfg, seed, K, C, T, 0.4, 0.6)
     words, dirs, _ = images(cfg, U)
@@ -148,7 +142,7 @@ def test_array_weight_load_port_routes_by_pe():
         for wr in writes:
             await stream_put(ctx, dut.wgt_wr, wr, rng=prng, idle=0.2)
 
-    out, _, _ = run_array(dut, act_beats(V, prng), out_beats(cfg, K, T), K, pre=load)
+    out, _, _ = run_array(dut, act_beats(V, prng, cfg.act_width), out_beats(cfg, K, T), K, pre=load)
     check_outputs(out, golden.accumulate(U, V, cfg), K, T, cfg.drain_width)
 
 
@@ -169,7 +163,7 @@ def test_array_cycles_between_bounds():
     words, dirs, im = images(cfg, U)
     dut = SparseArray(cfg, weights=words, directories=dirs)
     rows = -(-K // cfg.drain_width)
-    out, cycles, perf = run_array(dut, act_beats(V, random.Random(seed)), rows * T, K)
+    out, cycles, perf = run_array(dut, act_beats(V, random.Random(seed), cfg.act_width), rows * T, K)
     check_outputs(out, golden.accumulate(U, V, cfg), K, T, cfg.drain_width)
     active = (V != 0).astype(int)
     col_words = np.array([[cnt for _, cnt in d] for d in im.directory])      # [coords, C]

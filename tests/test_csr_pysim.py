@@ -33,7 +33,7 @@ TIMEOUT = 20
 
 #: Odd sizes and narrow quantisation fields (sign extension, range refusals), 20-bit counters.
 SMALL = AccelConfig(tile=2, c_max=6, k_max=5, w_max=9, wmem_depth=16, fifo_depth=4,
-                    bias_bits=12, mult_bits=10, shift_bits=4)
+                    act_width=2, bias_bits=12, mult_bits=10, shift_bits=4)
 #: The default sizes with F(4x4, 3x3): 36 PE counter blocks, 32-bit bias and multiplier.
 BIG = AccelConfig(tile=4)
 CASES = {"small": (SMALL, 20), "big": (BIG, 32)}

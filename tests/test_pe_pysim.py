@@ -26,7 +26,7 @@ SEED = int(os.environ.get("SEED") or 4004)
 
 
 def small_cfg(**kw) -> AccelConfig:
-    base = dict(tile=2, k_max=8, c_max=8, wmem_depth=64, fifo_depth=4, lanes=3)
+    base = dict(tile=2, k_max=8, c_max=8, wmem_depth=64, fifo_depth=4, lanes=3, act_width=1)
     base.update(kw)
     return AccelConfig(**base)
 
@@ -53,16 +53,9 @@ def random_V(cfg, rng: np.random.Generator, C: int, T: int, density: float) -> n
     return V
 
 
-def tile_beats(V: np.ndarray, xi: int, rng: random.Random) -> list[list[dict]]:
-    """Per tile, the ``act`` beats of coordinate ``xi`` in a shuffled channel order."""
-    C, T = V.shape[1], V.shape[2]
-    tiles = []
-    for t in range(T):
-        order = list(range(C))
-        rng.shuffle(order)
-        tiles.append([{"c": c, "v": int(V[xi, c, t]), "last": int(i == C - 1)}
-                      for i, c in enumerate(order)])
-    return tiles
+def tile_beats(V: np.ndarray, xi: int, rng: random.Random, act_width: int) -> list[dict]:
+    """The ``act`` beats of coordinate ``xi``, channel groups in a shuffled order per tile."""
+    return golden.act_beats(V[xi], act_width, order=lambda n: rng.sample(range(n), n))
 
 
 def image(cfg, U, xi):
@@ -119,21 +112,22 @@ def check_outputs(out, M, K, T, drain_width):
         assert got == want, f"output {i} (tile {i // rows}, k {want['k']})"
 
 
-@pytest.mark.parametrize("overflow,acc_bits,slots_per_lane,drain_width", [
-    ("wrap", 8, 2, 4), ("saturate", 8, 1, 2), ("wrap", 20, 2, 1), ("saturate", 16, 3, 8)])
+@pytest.mark.parametrize("overflow,acc_bits,slots_per_lane,drain_width,act_width", [
+    ("wrap", 8, 2, 4, 1), ("saturate", 8, 1, 2, 3), ("wrap", 20, 2, 1, 4),
+    ("saturate", 16, 3, 8, 2)])
 @pytest.mark.parametrize("idle", [0.0, 0.4])
-def test_pe_matches_golden(overflow, acc_bits, slots_per_lane, drain_width, idle):
+def test_pe_matches_golden(overflow, acc_bits, slots_per_lane, drain_width, act_width, idle):
     seed = SEED + acc_bits + int(idle * 10) + (overflow == "saturate")
     print(f"seed {seed}")
     cfg = small_cfg(overflow=overflow, acc_bits=acc_bits, slots_per_lane=slots_per_lane,
-                    drain_width=drain_width)
+                    drain_width=drain_width, act_width=act_width, fifo_depth=8)
     nrng, prng = np.random.default_rng(seed), random.Random(seed)
     K, C, T, xi = 7, 8, 6, 5
     U = random_U(cfg, nrng, K, C, 0.5)
     V = random_V(cfg, nrng, C, T, 0.5)
     words, directory = image(cfg, U, xi)
     dut = SparsePE(cfg, xi, weights=words, directory=directory)
-    acts = [b for tile in tile_beats(V, xi, prng) for b in tile]
+    acts = tile_beats(V, xi, prng, cfg.act_width)
     out, _, perf = run_pe(dut, acts, out_beats(cfg, K, T), K, rng=prng, idle=idle)
     check_outputs(out, golden.accumulate(U, V, cfg)[xi], K, T, cfg.drain_width)
     nz_pairs = int(((U[xi] != 0).astype(int) @ (V[xi] != 0).astype(int)).sum())
@@ -151,7 +145,7 @@ def test_pe_heavy_back_pressure_fills_every_bank():
     V = random_V(cfg, nrng, C, T, 0.5)
     words, directory = image(cfg, U, xi)
     dut = SparsePE(cfg, xi, weights=words, directory=directory)
-    acts = [b for tile in tile_beats(V, xi, prng) for b in tile]
+    acts = tile_beats(V, xi, prng, cfg.act_width)
     out, _, perf = run_pe(dut, acts, out_beats(cfg, K, T), K, rng=prng, idle=0.0, out_idle=0.8)
     check_outputs(out, golden.accumulate(U, V, cfg)[xi], K, T, cfg.drain_width)
     assert perf["stalls"] > 0
@@ -166,7 +160,7 @@ def test_pe_one_lane_full_k():
     V = random_V(cfg, nrng, C, T, 0.8)
     words, directory = image(cfg, U, 0)
     dut = SparsePE(cfg, 0, weights=words, directory=directory)
-    acts = [b for tile in tile_beats(V, 0, prng) for b in tile]
+    acts = tile_beats(V, 0, prng, cfg.act_width)
     out, _, _ = run_pe(dut, acts, out_beats(cfg, K, T), K, rng=prng, idle=0.3)
     check_outputs(out, golden.accumulate(U, V, cfg)[0], K, T, cfg.drain_width)
 
@@ -188,7 +182,7 @@ def test_pe_loads_weights_through_the_stream_port():
         for wr in writes:
             await stream_put(ctx, dut.wgt_wr, wr, rng=prng, idle=0.3)
 
-    acts = [b for tile in tile_beats(V, xi, prng) for b in tile]
+    acts = tile_beats(V, xi, prng, cfg.act_width)
     out, _, _ = run_pe(dut, acts, out_beats(cfg, K, T), K, pre=load)
     check_outputs(out, golden.accumulate(U, V, cfg)[xi], K, T, cfg.drain_width)
 
@@ -221,7 +215,7 @@ def test_perf_counters_exact_on_a_handmade_case():
         for t in range(3):
             # one tile at a time, so the walker never waits for a bank
             for c in range(3):
-                await stream_put(ctx, dut.act, {"c": c, "v": int(V[0, c, t]),
+                await stream_put(ctx, dut.act, {"c": c, "n": 1, "v": [int(V[0, c, t])],
                                                 "last": int(c == 2)})
             for _ in range(4):
                 seen["out"].append(await stream_get(ctx, dut.out))
@@ -230,7 +224,7 @@ def test_perf_counters_exact_on_a_handmade_case():
                 ("busy", "macs", "empty_slots", "stalls", "zeros_skipped")] == [5, 4, 6, 0, 6]
         # hold off the consumer for exactly 10 cycles once M[0] is valid: 10 stall cycles
         for c in range(3):
-            await stream_put(ctx, dut.act, {"c": c, "v": 1, "last": int(c == 2)})
+            await stream_put(ctx, dut.act, {"c": c, "n": 1, "v": [1], "last": int(c == 2)})
         await ctx.tick().until(dut.out.valid)
         for _ in range(9):
             await ctx.tick()
@@ -266,8 +260,7 @@ def test_back_to_back_tiles_keep_every_lane_busy(slots_per_lane, stalls):
     V = nrng.integers(1, 50, size=(cfg.coords, C, T))           # no zero activation
     words, directory = image(cfg, U, 0)
     dut = SparsePE(cfg, 0, weights=words, directory=directory)
-    acts = [{"c": c, "v": int(V[0, c, t]), "last": int(c == C - 1)}
-            for t in range(T) for c in range(C)]
+    acts = golden.act_beats(V[0], 1)
     out, cycles, perf = run_pe(dut, acts, out_beats(cfg, K, T), K)
     check_outputs(out, golden.accumulate(U, V, cfg)[0], K, T, cfg.drain_width)
     pairs = 3 * C * T
@@ -290,7 +283,7 @@ def test_latency_of_an_isolated_tile():
 
     async def bench(ctx):
         ctx.set(dut.k_count, 4)
-        ctx.set(dut.act.payload, {"c": 2, "v": 1, "last": 1})
+        ctx.set(dut.act.payload, {"c": 2, "n": 1, "v": [1], "last": 1})
         ctx.set(dut.act.valid, 1)
         await ctx.tick()
         ctx.set(dut.act.valid, 0)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hw.config import AccelConfig
-from sw import formats, perf
+from sw import formats, golden, perf
 
 SEED = 777
 
@@ -69,12 +69,12 @@ def sparse(shape, density, rng, lo=-100, hi=100):
 
 PARAMS = [
     perf.PerfParams(),
-    perf.PerfParams(transform_cycles_per_channel=0, fifo_depth=0),
+    perf.PerfParams(transform_cycles_per_beat=0, fifo_depth=0),
     perf.PerfParams(fifo_depth=2, drain_cycles=1, marker_cycles=3),
     perf.PerfParams(tiles_in_flight=1, drain_cycles=3),
     perf.PerfParams(tiles_in_flight=3, drain_cycles=5, activation_overhead=1),
-    perf.PerfParams(min_activation_cycles=1, transform_cycles_per_channel=2),
-    perf.PerfParams(min_activation_cycles=2, transform_cycles_per_channel=0, drain_cycles=0,
+    perf.PerfParams(min_activation_cycles=1, transform_cycles_per_beat=2),
+    perf.PerfParams(min_activation_cycles=2, transform_cycles_per_beat=0, drain_cycles=0,
                     fifo_depth=3),
     perf.PerfParams(fifo_depth=0, latency_cycles=8),
 ]
@@ -89,7 +89,7 @@ def test_walker_schedule_matches_brute_force(case):
     lanes = int(rng.integers(1, 4)) if case % 2 else tuple(
         int(x) for x in rng.integers(1, 4, (tile + 2) ** 2))
     cfg = AccelConfig(tile=tile, lanes=lanes, k_max=8, wmem_depth=64, fifo_depth=2,
-                      slots_per_lane=1 + case % 3)
+                      slots_per_lane=1 + case % 3, act_width=1)
     K, C, T = int(rng.integers(1, 12)), int(rng.integers(1, 6)), int(rng.integers(1, 7))
     U = sparse((cfg.coords, K, C), float(rng.uniform(0.05, 0.9)), rng)
     V = sparse((cfg.coords, C, T), float(rng.uniform(0.1, 1.0)), rng)
@@ -100,7 +100,7 @@ def test_walker_schedule_matches_brute_force(case):
     banks = params.tiles_in_flight or cfg.tiles_in_flight
     for im in packed.passes:
         sched = dict(drain=im.k_count if params.drain_cycles is None else params.drain_cycles,
-                     transform=params.transform_cycles_per_channel,
+                     transform=params.transform_cycles_per_beat,
                      fifo=cfg.fifo_depth if params.fifo_depth is None else params.fifo_depth)
         block = U[:, im.k_base:im.k_base + im.k_count, :] != 0
         words = -(-block.sum(axis=1) // S[:, None])                       # [coords, C]
@@ -181,7 +181,7 @@ def test_report_fields_and_loss_breakdown():
     U[1, 0, 1] = 1                   # PE1: 1 non-zero in column 1 -> 1 word
     V = np.ones((16, 2, 1), dtype=np.int64)
     rep = perf.model_layer(formats.pack_layer(U, cfg), V, cfg,
-                           perf.PerfParams(transform_cycles_per_channel=0, drain_cycles=0,
+                           perf.PerfParams(transform_cycles_per_beat=0, drain_cycles=0,
                                            min_activation_cycles=1, marker_cycles=0))
     assert rep.macs == 4
     assert rep.ideal_cycles == 4 / 32
@@ -222,11 +222,12 @@ def test_rejects_bad_shapes_and_params():
 
 
 RTL_CASES = [
-    (dict(lanes=2), 8, 12, 0.35, 0.5),
+    (dict(lanes=2, act_width=1), 8, 12, 0.35, 0.5),
     (dict(lanes=4), 16, 16, 0.35, 1.0),
-    (dict(lanes=4, slots_per_lane=1), 16, 16, 0.35, 1.0),
+    (dict(lanes=4, slots_per_lane=1, act_width=2), 16, 16, 0.35, 1.0),
     (dict(lanes=4, drain_width=1), 16, 16, 0.2, 0.3),
-    (dict(lanes=(1, 2, 3, 4) * 4, tiles_in_flight=3, drain_width=2), 12, 16, 0.2, 0.5),
+    (dict(lanes=(1, 2, 3, 4) * 4, tiles_in_flight=3, drain_width=2, act_width=3), 12, 16, 0.2,
+     0.5),
 ]
 
 
@@ -255,10 +256,8 @@ def test_model_tracks_the_rtl_array(case):
 
     async def producer(ctx):
         ctx.set(dut.k_count, K)
-        for t in range(T):
-            for c in range(C):
-                await stream_put(ctx, dut.act, {"c": c, "v": [int(x) for x in V[:, c, t]],
-                                                "last": int(c == C - 1)})
+        for beat in golden.act_beats(V, cfg.act_width):
+            await stream_put(ctx, dut.act, beat)
 
     async def consumer(ctx):
         for _ in range(-(-K // cfg.drain_width) * T):

@@ -4,14 +4,16 @@
 
 1. makes random sparse Winograd-domain weights, packs them with :func:`sw.formats.pack_layer`
    and writes the image through the ``wgt_wr`` port (random order, random gaps);
-2. streams ``T`` tiles of random sparse ``V`` vectors (channels shuffled per tile, extreme ``V``
-   mixed in) through a :class:`~verif.streams.StreamDriver`;
-3. checks every ``M`` vector, its ``k`` and ``last`` in order against
-   :func:`sw.golden.accumulate` with an in-order :class:`~verif.streams.Scoreboard`, under
+2. streams ``T`` tiles of random sparse ``V`` vectors, ``act_width`` channels per beat (beats
+   shuffled per tile, extreme ``V`` mixed in) through a :class:`~verif.streams.StreamDriver`;
+3. checks every output beat (``drain_width`` channels of ``M`` vectors), its ``k`` and
+   ``last`` in order against :func:`sw.golden.accumulate` in the order of
+   :func:`sw.golden.drain_beats`, with an in-order :class:`~verif.streams.Scoreboard`, under
    the output back-pressure pattern;
 4. reads the ``cycles`` and per-PE perf counters: ``macs`` must equal the non-zero pairs and
-   ``busy`` the words the directory says are walked, exactly. With no back-pressure the run
-   time is logged against the ideal (``pairs / multipliers``) and :func:`sw.perf.model_layer`.
+   ``zeros_skipped`` the zero activations, exactly; ``busy`` lane cycles must account for
+   every multiplication at ``L`` per cycle. With no back-pressure the run time is logged
+   against the ideal (``pairs / multipliers``) and :func:`sw.perf.model_layer`.
 
 ``$WINNOW_SAMPLES`` sets the tile count ``T`` (default 6).
 """
@@ -67,8 +69,9 @@ async def _run(dut, a_density: float, backpressure: str):
                           pattern("stall25", rng))
     feeder = StreamDriver(dut, dut.clk, "act", PayloadCodec(act_layout),
                           pattern("none" if backpressure == "none" else "stall25", rng))
+    rows = -(-K // cfg.drain_width)
     board = Scoreboard(f"sparse_array a={a_density} backpressure={backpressure}",
-                       describe=lambda i: f" (tile {i // K}, k {i % K})")
+                       describe=lambda i: f" (tile {i // rows}, k {i % rows * cfg.drain_width})")
     monitor = StreamMonitor(dut, dut.clk, "out", PayloadCodec(out_layout),
                             pattern(backpressure, rng), board.receive)
     await ClockCycles(dut.clk, 3)
@@ -89,14 +92,10 @@ async def _run(dut, a_density: float, backpressure: str):
     await ClockCycles(dut.clk, 2)
 
     M = golden.accumulate(U, V, cfg)
-    for t in range(T):
-        order = list(range(cfg.c_max))
-        rng.shuffle(order)
-        for i, c in enumerate(order):
-            feeder.append({"c": c, "v": [int(x) for x in V[:, c, t]],
-                           "last": int(i == len(order) - 1)})
-        for k in range(K):
-            board.expect({"m": [int(x) for x in M[:, k, t]], "k": k, "last": int(k == K - 1)})
+    for beat in golden.act_beats(V, cfg.act_width, order=lambda n: rng.sample(range(n), n)):
+        feeder.append(beat)
+    for beat in golden.drain_beats(M, cfg.drain_width):
+        board.expect(beat)
     cocotb.start_soon(feeder.run())
     cocotb.start_soon(monitor.run())
 
@@ -107,22 +106,23 @@ async def _run(dut, a_density: float, backpressure: str):
         cycles += 1
     board.check_complete()
     await ClockCycles(dut.clk, 30)   # a duplicate arriving now fails in receive()
-    assert monitor.received == T * K, f"received {monitor.received}, expected {T * K}"
+    assert monitor.received == T * rows, f"received {monitor.received}, expected {T * rows}"
     assert int(dut.idle.value) == 1, "the array is not idle after its last output"
 
     counters = PayloadCodec(_perf_array(cfg)).unpack(dut.perf.value.to_unsigned())
-    words = packed.column_words()[0]                                   # [coords, C]
     active = V != 0
     for xi, got in enumerate(counters):
         pairs = int(((U[xi] != 0).astype(int) @ active[xi].astype(int)).sum())
-        walked = int((words[xi][:, None] * active[xi]).sum())
-        assert (got["macs"], got["busy"], got["zeros_skipped"]) == (
-            pairs, walked, int((~active[xi]).sum())), f"PE {xi} counters {got}"
+        lanes = cfg.lanes_per_coord[xi]
+        assert (got["macs"], got["zeros_skipped"]) == (pairs, int((~active[xi]).sum())), \
+            f"PE {xi} counters {got}"
+        assert got["busy"] * lanes == got["macs"] + got["empty_slots"], f"PE {xi} {got}"
+        assert got["busy"] >= -(-pairs // lanes), f"PE {xi} {got}"
     rtl = dut.cycles.value.to_unsigned()
     macs = sum(c["macs"] for c in counters)
     ideal = macs / cfg.multipliers
-    model = perf.model_layer(packed, V, cfg, perf.PerfParams(min_activation_cycles=0,
-                                                             drain_cycles=K)).cycles
+    model = perf.model_layer(packed, V, cfg,
+                             perf.PerfParams(latency_cycles=SparseArray.LATENCY)).cycles
     dut._log.info(f"{board.name}: {T * K} M vectors bit-exact in order; rtl_cycles {rtl}, "
                   f"ideal {ideal:.1f} (utilisation {ideal / rtl:.3f}), model {model}, "
                   f"macs {macs}, output stalls {monitor.stalled_cycles}, "

@@ -91,16 +91,15 @@ async def bench_cases(dut):
             dut.k_count.value = K
             await RisingEdge(dut.clk)
             cyc0, macs0 = _counters(dut, cfg)
+            rows = -(-K // cfg.drain_width)
             boards.board = Scoreboard(
                 f"bench {name} pass {p}",
-                describe=lambda i, K=K, k0=k0: f" (tile {i // K}, k {k0 + i % K})")
-            for t in range(T):
-                for c in range(V.shape[1]):
-                    feeder.append({"c": c, "v": [int(x) for x in V[:, c, t]],
-                                   "last": int(c == V.shape[1] - 1)})
-                for k in range(K):
-                    boards.board.expect({"m": [int(x) for x in M[:, k0 + k, t]], "k": k,
-                                         "last": int(k == K - 1)})
+                describe=lambda i, rows=rows, k0=k0: f" (tile {i // rows}, "
+                                                     f"k {k0 + i % rows * cfg.drain_width})")
+            for beat in golden.act_beats(V, cfg.act_width):
+                feeder.append(beat)
+            for beat in golden.drain_beats(M[:, k0:k0 + K, :], cfg.drain_width):
+                boards.board.expect(beat)
             limit = 4 * T * (V.shape[1] + 1) * (K + 1) + 1000
             waited = 0
             while not (boards.board.done and int(dut.idle.value)) and waited < limit:

@@ -13,7 +13,8 @@ CASES = {
     "sparse_array_wrap": AccelConfig(tile=2, k_max=8, c_max=8, wmem_depth=64, fifo_depth=8,
                                      acc_bits=12, lanes=(1, 2, 3, 2) * 4),
     "sparse_array_sat": AccelConfig(tile=2, k_max=8, c_max=8, wmem_depth=64, fifo_depth=8,
-                                    acc_bits=12, overflow="saturate", lanes=2),
+                                    acc_bits=12, overflow="saturate", lanes=2,
+                                    act_width=3, drain_width=2, slots_per_lane=1),
 }
 
 

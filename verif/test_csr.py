@@ -11,7 +11,7 @@ from verif.runner import run_bench
 #: with the default sizes (36 PE counter blocks, 32-bit bias and multiplier, k_max = 256).
 CASES = {
     "csr_small": AccelConfig(tile=2, c_max=6, k_max=5, w_max=9, wmem_depth=16, fifo_depth=4,
-                             bias_bits=12, mult_bits=10, shift_bits=4),
+                             act_width=2, bias_bits=12, mult_bits=10, shift_bits=4),
     "csr_default_f4": AccelConfig(tile=4),
 }
 

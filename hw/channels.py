@@ -1,0 +1,157 @@
+"""Width converters between one-channel streams and the sparse array's multi-channel beats.
+
+The sparse array takes ``A = cfg.act_width`` input channels of a tile per beat and drains
+``D = cfg.drain_width`` output channels per beat, so a layer whose columns hold little work is
+held neither to one input channel nor to one output channel per cycle. The input and output
+transforms of the accelerator work on one channel per beat:
+
+* ``ChannelGather`` packs consecutive channels of the input transform into the array's beats;
+* ``ChannelSerialiser`` splits the array's output beats back into channels.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.array import SparseArray
+from hw.config import AccelConfig
+
+__all__ = ["ChannelGather", "ChannelSerialiser"]
+
+
+def _check_cfg(cfg) -> AccelConfig:
+    if not isinstance(cfg, AccelConfig):
+        raise TypeError(f"cfg must be an AccelConfig, not {type(cfg).__name__}")
+    return cfg
+
+
+class ChannelGather(wiring.Component):
+    """Packs ``{v[n²], c, last}`` channel beats into the array's ``act_width``-channel beats.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+        Supplies ``act_width`` (A), ``coords``, ``v_bits`` and ``c_max``.
+
+    Members
+    -------
+    i : In(stream.Signature(StructLayout{v, c, last}))
+        One input channel of one tile per beat: ``v``, its ``n²`` transformed activations.
+        The channels of a tile must arrive in ascending, consecutive order, ``last`` on the
+        final one (the order of :class:`hw.linebuf.LineBuffer`).
+    o : Out(stream.Signature(SparseArray.layouts(cfg)[0]))
+        ``n = A`` consecutive channels from ``c`` up per beat, or fewer in a tile's final beat
+        (``v[i]`` is 0 for ``i >= n``); ``last`` on the tile's final beat.
+
+    Notes
+    -----
+    A beat leaves one cycle after its final channel arrives; throughput one input channel per
+    cycle, with no bubble between output beats.
+    """
+
+    def __init__(self, cfg: AccelConfig):
+        self._cfg = _check_cfg(cfg)
+        beat = SparseArray.layouts(cfg)[0]
+        channel = data.StructLayout({
+            "v": beat["v"].shape.elem_shape,
+            "c": beat["c"].shape,
+            "last": beat["last"].shape,
+        })
+        super().__init__({
+            "i": In(stream.Signature(channel)),
+            "o": Out(stream.Signature(beat)),
+        })
+
+    @property
+    def cfg(self) -> AccelConfig:
+        return self._cfg
+
+    def elaborate(self, platform):
+        m = Module()
+        width = self._cfg.act_width
+        filled = Signal(range(width))         # channels in the beat being built
+        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(self.i.valid & self.i.ready):
+            start = filled == 0
+            slot = filled
+            m.d.sync += self.o.payload.v[slot].eq(self.i.payload.v)
+            with m.If(start):
+                m.d.sync += self.o.payload.c.eq(self.i.payload.c)
+                m.d.sync += [self.o.payload.v[i].eq(0) for i in range(1, width)]
+            m.d.sync += [self.o.payload.last.eq(self.i.payload.last),
+                         self.o.payload.n.eq(slot + 1), filled.eq(slot + 1)]
+            with m.If(self.i.payload.last | (slot == width - 1)):
+                m.d.sync += [self.o.valid.eq(1), filled.eq(0)]
+        return m
+
+
+class ChannelSerialiser(wiring.Component):
+    """Splits each ``{m[D][n²], k, last}`` beat into its channels ``k .. k + D - 1``.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+        Supplies ``drain_width`` (D), ``coords``, ``acc_bits`` and ``k_max``.
+
+    Members
+    -------
+    i : In(stream.Signature(SparseArray.layouts(cfg)[2]))
+        The array's output beats.
+    o : Out(stream.Signature(StructLayout{m, k, last}))
+        ``m``: the ``n²`` values of channel ``k``; one beat per channel below ``k_count``, in
+        order; ``last`` on the tile's final channel. Channels at or past ``k_count`` (the
+        zero padding of a tile's final input beat) are dropped.
+    k_count : In(range(1, k_max + 1))
+        Output channels of the current pass. Hold it stable during a pass.
+
+    Notes
+    -----
+    Latency 1 (the beat register); throughput one channel per cycle, with no bubble between
+    input beats.
+    """
+
+    def __init__(self, cfg: AccelConfig):
+        self._cfg = _check_cfg(cfg)
+        beat = SparseArray.layouts(cfg)[2]
+        channel = data.StructLayout({
+            "m": beat["m"].shape.elem_shape,
+            "k": beat["k"].shape,
+            "last": beat["last"].shape,
+        })
+        super().__init__({
+            "i": In(stream.Signature(beat)),
+            "o": Out(stream.Signature(channel)),
+            "k_count": In(range(1, cfg.k_max + 1)),
+        })
+
+    @property
+    def cfg(self) -> AccelConfig:
+        return self._cfg
+
+    def elaborate(self, platform):
+        m = Module()
+        width = self._cfg.drain_width
+        held = Signal.like(self.i.payload)
+        j = Signal(range(width))
+        k = Signal(self.o.payload.k.shape())
+        final = Signal()
+        m.d.comb += [
+            k.eq(held.k + j),
+            final.eq((j == width - 1) | (k == self.k_count - 1)),
+            self.o.payload.m.eq(held.m[j]),
+            self.o.payload.k.eq(k),
+            self.o.payload.last.eq(held.last & final),
+            self.i.ready.eq(~self.o.valid | (self.o.ready & final)),
+        ]
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [held.eq(self.i.payload), j.eq(0), self.o.valid.eq(1)]
+        with m.Elif(self.o.ready & self.o.valid):
+            with m.If(final):
+                m.d.sync += self.o.valid.eq(0)
+            with m.Else():
+                m.d.sync += j.eq(j + 1)
+        return m
