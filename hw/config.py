@@ -107,9 +107,9 @@ class AccelConfig:
     wmem_depth: int = 1024
     fifo_depth: int = 32
     tiles_in_flight: int = 2
-    act_width: int = 4
+    act_width: int = 1
     slots_per_lane: int = 2
-    drain_width: int = 4
+    drain_width: int = 1
     overflow: str = "wrap"
     bias_bits: int = 32
     mult_bits: int = 32

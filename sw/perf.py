@@ -71,7 +71,8 @@ import numpy as np
 from hw.config import AccelConfig
 from sw.formats import PackedLayer, slot_layout
 
-__all__ = ["PerfParams", "PerfReport", "LaneModel", "schedule_cycles", "model_layer"]
+__all__ = ["PerfParams", "PerfReport", "LaneModel", "schedule_cycles", "model_layer",
+           "allocate_lanes"]
 
 
 @dataclass(frozen=True)
@@ -341,3 +342,29 @@ def _column_nnz(packed: PackedLayer, cfg: AccelConfig) -> np.ndarray:
             for c, (start, count) in enumerate(im.directory[xi]):
                 out[p, xi, c] = sum(valid[start:start + count])
     return out
+
+
+def allocate_lanes(coord_density, multipliers: int) -> tuple[int, ...]:
+    """Lanes per Winograd coordinate in proportion to measured weight densities.
+
+    Each coordinate gets one lane, then each further lane goes to the coordinate whose work per
+    lane (``density / lanes``) is largest, which minimises the slowest PE's pace. The result is
+    what ``AccelConfig(lanes=...)`` takes, for hardware that runs layers pruned with one
+    threshold per layer (whose corner coordinates keep more weights) without one PE setting
+    the pace.
+
+    Raises
+    ------
+    ValueError
+        Fewer multipliers than coordinates, or a density that is negative or all zero.
+    """
+    density = np.asarray(coord_density, dtype=float).ravel()
+    if multipliers < density.size:
+        raise ValueError(f"{multipliers} multipliers cannot give each of {density.size} "
+                         "coordinates a lane")
+    if (density < 0).any() or density.sum() <= 0:
+        raise ValueError("coordinate densities must be >= 0 and not all zero")
+    lanes = np.ones(density.size, dtype=np.int64)
+    for _ in range(multipliers - density.size):
+        lanes[int(np.argmax(density / lanes))] += 1
+    return tuple(int(x) for x in lanes)

@@ -273,3 +273,14 @@ def test_model_tracks_the_rtl_array(case):
     rep = perf.model_layer(packed, V, cfg, perf.PerfParams(latency_cycles=SparseArray.LATENCY))
     print(f"seed {SEED + case}: RTL {result['cycles']} cycles, model {rep.cycles}")
     assert abs(rep.cycles - result["cycles"]) <= 0.03 * result["cycles"] + 2
+
+
+def test_allocate_lanes():
+    # the slowest PE's work per lane: 2/3 here, where (4, 2, 1, 1) would leave 1/1
+    assert perf.allocate_lanes([2, 1, 1, 0], 8) == (3, 2, 2, 1)
+    assert perf.allocate_lanes(np.ones((2, 2)), 6) == (2, 2, 1, 1)
+    assert sum(perf.allocate_lanes(np.arange(1, 17), 64)) == 64
+    with pytest.raises(ValueError, match="3 multipliers cannot give each of 4 coordinates"):
+        perf.allocate_lanes([1, 1, 1, 1], 3)
+    with pytest.raises(ValueError, match="not all zero"):
+        perf.allocate_lanes([0, 0], 4)

@@ -1,6 +1,7 @@
 """``make bench``: RTL cycle counts of SparseArray on VGG-nagadomi layer shapes.
 
-For every layer (64->64, 128->128, 256->256 channels, H x W shrunk to ``--tiles`` tiles),
+For every layer (64->64 at 16x16 output, shrunk from VGG-nagadomi's 32x32 to keep the run
+short; 128->128 at 16x16 and 256->256 at 8x8, their real sizes; ``--tiles`` overrides),
 pruning (``balanced``: :func:`sw.prune.prune_balanced`, equal density per Winograd coordinate;
 ``per-layer``: :func:`sw.prune.prune_winograd`, one magnitude threshold for the layer), weight
 density {0.1, 0.2, 0.35} and activation density {0.3, 0.5, 1.0}:
@@ -29,6 +30,7 @@ time and cycles/s of each (the cocotb bench, AXI drivers and golden checks inclu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -40,19 +42,36 @@ from hw.array import SparseArray
 from hw.config import AccelConfig
 from sw import formats, perf, prune
 
-__all__ = ["BENCH_CONFIG", "LAYERS", "W_DENSITIES", "A_DENSITIES", "make_case", "main"]
+__all__ = ["BENCH_CONFIG", "LAYERS", "W_DENSITIES", "A_DENSITIES", "make_case",
+           "matched_config", "markdown", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: The array under test: F(2x2, 3x3), 4 lanes per coordinate (64 multipliers), 2 tiles in
-#: flight; k_max 64 so the 128- and 256-channel layers run as 2 and 4 passes.
+#: The array under test: F(2x2, 3x3), 4 lanes per coordinate (64 multipliers), words of 8
+#: slots, 4 input channels per beat, 4 output channels drained per cycle, 3 tiles in flight;
+#: k_max 64 so the 128- and 256-channel layers run as 2 and 4 passes.
 BENCH_CONFIG = AccelConfig(tile=2, lanes=4, k_max=64, c_max=256, wmem_depth=2048,
-                           fifo_depth=32, tiles_in_flight=2)
-#: VGG-nagadomi layer shapes (C -> K); H x W shrunk, see ``--tiles``.
-LAYERS = {"conv64": 64, "conv128": 128, "conv256": 256}
+                           fifo_depth=32, tiles_in_flight=3, act_width=4, slots_per_lane=2,
+                           drain_width=4)
+#: VGG-nagadomi layer shapes: channels (C = K) and F(2x2, 3x3) tiles of the output map
+#: (conv64: 16x16 output instead of the real 32x32; the others at their real size).
+LAYERS = {"conv64": (64, 64), "conv128": (128, 64), "conv256": (256, 16)}
 W_DENSITIES = (0.1, 0.2, 0.35)
 A_DENSITIES = (0.3, 0.5, 1.0)
 PRUNINGS = ("balanced", "per-layer")
+
+
+def matched_config(cfg: AccelConfig = None, w_density: float = 0.2) -> AccelConfig:
+    """``cfg`` with its multipliers shared out by per-coordinate weight density.
+
+    The densities come from a calibration layer that is not in the grid: seeded N(0, 1) 3x3
+    kernels, 64 -> 64 channels, pruned with one threshold per layer to ``w_density``
+    (:func:`sw.prune.prune_winograd`); :func:`sw.perf.allocate_lanes` turns them into lanes.
+    """
+    cfg = cfg or BENCH_CONFIG
+    g = np.random.default_rng(12345).standard_normal((64, 64, 3, 3))
+    density = prune.prune_winograd(prune.to_winograd(g, cfg.tile), w_density).mean(axis=(1, 2))
+    return dataclasses.replace(cfg, lanes=perf.allocate_lanes(density, cfg.multipliers))
 
 
 def make_case(cfg: AccelConfig, channels: int, w_density: float, a_density: float,
@@ -78,9 +97,10 @@ def _simulate(cfg: AccelConfig, cases: dict, work: Path, verilog_file: Path | No
     from cocotb_tools.runner import get_runner
 
     from verif.runner import VERILATOR_ARGS
-    from verif.simulator import find_simulator
+    from verif.simulator import fast_simulator
 
-    sim = find_simulator()
+    # the grid is millions of cycles of a large design: Icarus runs it at tens of cycles/s
+    sim = fast_simulator()
     work = work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     for name, (U, V) in cases.items():
@@ -120,16 +140,36 @@ def _simulate(cfg: AccelConfig, cases: dict, work: Path, verilog_file: Path | No
 def _table(records: list[dict]):
     from rich.table import Table
     table = Table(title="SparseArray bench (rtl_cycles from the RTL counter)")
-    for col in ("layer", "pruning", "w", "a", "rtl", "model", "err %", "ideal", "dense",
-                "util", "speedup"):
+    for col in ("layer", "array", "pruning", "w", "a", "rtl", "model", "err %", "ideal",
+                "dense", "util", "speedup"):
         table.add_column(col, justify="right")
     for r in records:
-        table.add_row(r["layer"], r["pruning"], f"{r['w_density']:.2f}", f"{r['a_density']:.1f}",
+        table.add_row(r["layer"], r["array"], r["pruning"], f"{r['w_density']:.2f}",
+                      f"{r['a_density']:.1f}",
                       str(r["rtl_cycles"]), str(r["model_cycles"]),
                       f"{100 * r['model_error']:+.1f}", f"{r['ideal_cycles']:.0f}",
                       str(r["dense_cycles"]), f"{r['utilisation']:.3f}",
                       f"{r['dense_cycles'] / r['rtl_cycles']:.2f}")
     return table
+
+
+def markdown(records: list[dict]) -> str:
+    """The results as a markdown table (what docs/results.md shows), one row per case."""
+    lines = ["| layer | array | pruning | w | a | tiles | rtl | model | err % | ideal | dense "
+             "| util | speedup vs dense | imbalance | lane padding | transform | tile sync |",
+             "|" + "---|" * 17]
+    for r in records:
+        loss = r["losses"]
+        util = f"{r['utilisation']:.3f}" if r["rtl_cycles"] else "—"
+        err = f"{100 * r['model_error']:+.1f}" if r["rtl_cycles"] else "—"
+        speed = f"{r['dense_cycles'] / r['rtl_cycles']:.2f}" if r["rtl_cycles"] else "—"
+        lines.append(
+            f"| {r['layer']} | {r['array']} | {r['pruning']} | {r['w_target']} | "
+            f"{r['a_target']} | {r['tiles']} | {r['rtl_cycles']} | {r['model_cycles']} | {err} | "
+            f"{r['ideal_cycles']:.0f} | {r['dense_cycles']} | {util} | {speed} | "
+            f"{loss['imbalance']:.3f} | {loss['lane_padding']:.3f} | {loss['transform']:.3f} | "
+            f"{loss['tile_sync']:.3f} |")
+    return "\n".join(lines) + "\n"
 
 
 def _plots(records: list[dict], img: Path) -> list[Path]:
@@ -140,13 +180,15 @@ def _plots(records: list[dict], img: Path) -> list[Path]:
     paths = []
     for layer in sorted({r["layer"] for r in records}):
         fig, ax = plt.subplots(figsize=(6, 4))
-        for pruning, style in zip(PRUNINGS, ("-o", "--s")):
+        series = (("uniform", "balanced", "-o"), ("uniform", "per-layer", "--s"),
+                  ("matched", "per-layer", ":^"))
+        for array, pruning, style in series:
             for a in A_DENSITIES:
                 pts = sorted((r["w_density"], r["utilisation"]) for r in records
                              if r["layer"] == layer and r["pruning"] == pruning
-                             and r["a_target"] == a)
+                             and r["array"] == array and r["a_target"] == a)
                 if pts:
-                    ax.plot(*zip(*pts), style, label=f"{pruning}, a={a}")
+                    ax.plot(*zip(*pts), style, label=f"{pruning}, {array} lanes, a={a}")
         ax.axhline(0.9, color="grey", lw=0.8)
         ax.set(xlabel="weight density", ylabel="utilisation (ideal / RTL cycles)",
                title=f"{layer}: utilisation vs density", ylim=(0, 1.05))
@@ -167,9 +209,12 @@ def main(argv=None) -> int:
     parser.add_argument("--sim", action=argparse.BooleanOptionalAction, default=True,
                         help="run the RTL (default); --no-sim writes model-only records "
                              "with rtl_cycles null")
-    parser.add_argument("--tiles", type=int, default=4,
-                        help="tiles per layer, the shrunk H x W (default: %(default)s, "
-                             "i.e. a 4x4 output of F(2x2,3x3))")
+    parser.add_argument("--matched", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run the per-layer-pruned cases on an array whose lanes "
+                             "follow the per-coordinate weight density (default)")
+    parser.add_argument("--tiles", type=int,
+                        help="tiles per layer for every layer (default: conv64 64, conv128 64, "
+                             "conv256 16, see LAYERS)")
     parser.add_argument("--layers", nargs="+", choices=sorted(LAYERS), help="layer subset")
     parser.add_argument("--seed", type=int, default=1, help="stimulus seed (%(default)s)")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "bench",
@@ -186,42 +231,59 @@ def main(argv=None) -> int:
     parser.add_argument("--speed-images", type=int, default=5,
                         help="digits per simulator for --sim-speed (default: %(default)s)")
     args = parser.parse_args(argv)
-    if args.tiles < 1:
+    if args.tiles is not None and args.tiles < 1:
         parser.error(f"--tiles {args.tiles}: expected >= 1")
 
     cfg = BENCH_CONFIG
     layers = args.layers or (["conv64"] if args.quick else list(LAYERS))
     wds = (0.1, 0.35) if args.quick else W_DENSITIES
     ads = (0.3, 1.0) if args.quick else A_DENSITIES
-    print(f"bench: layers {layers}, w {wds}, a {ads}, {args.tiles} tiles, seed {args.seed}",
+    print(f"bench: layers {layers}, w {wds}, a {ads}, tiles {args.tiles or 'per layer'}, "
+          f"seed {args.seed}",
           flush=True)
     rng = np.random.default_rng(args.seed)
+    arrays = {"uniform": cfg}
+    if args.matched:
+        arrays["matched"] = matched_config(cfg)
+        print(f"bench: density-matched lanes {arrays['matched'].lanes}", flush=True)
     points, cases = [], {}
     for layer in layers:
         for pruning in PRUNINGS:
             for w in wds:
                 for a in ads:
                     name = f"{layer}_{pruning}_w{w}_a{a}"
-                    cases[name] = make_case(cfg, LAYERS[layer], w, a, pruning, args.tiles, rng)
-                    points.append((name, layer, pruning, w, a))
+                    channels, tiles = LAYERS[layer]
+                    cases[name] = make_case(cfg, channels, w, a, pruning, args.tiles or tiles,
+                                            rng)
+                    points.append((name, "uniform", layer, pruning, w, a))
+                    if pruning == "per-layer" and args.matched:
+                        points.append((name, "matched", layer, pruning, w, a))
     if args.verilog and not args.verilog.is_file():
         parser.error(f"--verilog {args.verilog}: no such file")
-    rtl = _simulate(cfg, cases, args.out / "work", args.verilog) if args.sim else {}
+    rtl = {}
+    for array, acfg in arrays.items():
+        names = [p[0] for p in points if p[1] == array]
+        if args.sim:
+            rtl[array] = _simulate(acfg, {n: cases[n] for n in names}, args.out / "work" / array,
+                                   args.verilog if array == "uniform" else None)
 
     records = []
-    for name, layer, pruning, w, a in points:
+    for name, array, layer, pruning, w, a in points:
+        acfg = arrays[array]
         U, V = cases[name]
-        packed = formats.pack_layer(U, cfg, name=name)
-        rep = perf.model_layer(packed, V, cfg, perf.PerfParams(latency_cycles=args.latency))
-        got = rtl.get(name)
+        packed = formats.pack_layer(U, acfg, name=name)
+        rep = perf.model_layer(packed, V, acfg, perf.PerfParams(latency_cycles=args.latency))
+        got = rtl.get(array, {}).get(name)
         if got is not None and got["rtl_macs"] != rep.macs:
-            raise SystemExit(f"bench {name}: RTL macs {got['rtl_macs']} != pairs {rep.macs}")
+            raise SystemExit(f"bench {name} ({array}): RTL macs {got['rtl_macs']} != pairs "
+                             f"{rep.macs}")
         cyc = got["rtl_cycles"] if got else None
-        rec = {"layer": layer, "config": json.loads(cfg.to_json()), "pruning": pruning,
+        rec = {"layer": layer, "array": array, "config": json.loads(acfg.to_json()),
+               "pruning": pruning,
                "w_density": float((U != 0).mean()), "a_density": float((V != 0).mean()),
-               "w_target": w, "a_target": a, "tiles": args.tiles,
-               "passes": packed.num_passes, "rtl_cycles": cyc, "verilog": str(args.verilog or
-                                                                          "hw/ working tree"),
+               "w_target": w, "a_target": a, "tiles": int(V.shape[2]),
+               "passes": packed.num_passes, "rtl_cycles": cyc,
+               "verilog": str(args.verilog or "hw/ working tree"),
                "ideal_cycles": rep.ideal_cycles, "dense_cycles": rep.dense_cycles,
                "model_cycles": rep.cycles, "macs": rep.macs,
                "utilisation": rep.ideal_cycles / cyc if cyc else None,
@@ -229,17 +291,18 @@ def main(argv=None) -> int:
                "model_error": (rep.cycles - cyc) / cyc if cyc else None,
                "losses": rep.loss_fractions()}
         records.append(rec)
-        print(f"bench: {name}: rtl {cyc} model {rep.cycles} ideal {rep.ideal_cycles:.0f} "
-              f"dense {rep.dense_cycles}", flush=True)
+        print(f"bench: {name} ({array}): rtl {cyc} model {rep.cycles} "
+              f"ideal {rep.ideal_cycles:.0f} dense {rep.dense_cycles}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(records, indent=1))
+    (args.out / "results.md").write_text(markdown(records))
     if args.sim:
         from rich.console import Console
         Console(width=120).print(_table(records))
     if args.plots and args.sim:
         for p in _plots(records, args.plots):
             print(f"bench: wrote {p}")
-    print(f"bench: wrote {args.out / 'results.json'} ({len(records)} records)")
+    print(f"bench: wrote {args.out / 'results.json'} and results.md ({len(records)} records)")
     if args.sim_speed:
         speeds = sim_speed(args.out, args.speed_images)
         (args.out / "sim_speed.json").write_text(json.dumps(speeds, indent=1) + "\n")

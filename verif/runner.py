@@ -32,7 +32,10 @@ SIM_DIR = ROOT / "build" / "sim"
 #: Verilator flags: Amaranth's Verilog trips width lint on purpose, so warnings are not fatal.
 #: ``--output-split 0`` keeps one C++ unit: the PyPI wheel's verilated.mk has an empty
 #: precompiled-header flag, so split (parallel) builds of larger designs fail to compile.
-VERILATOR_ARGS = ("-Wno-fatal", "-Wno-WIDTH", "--output-split", "0")
+#: ``-CFLAGS -O0`` (it follows verilated.mk's ``-Os``, so it wins): that one unit is 10-30 MB of
+#: C++ for the whole accelerator, and at ``-O0`` it compiles in about 80 s instead of many
+#: minutes; the simulation is bound by the cocotb drivers in Python, not by the model.
+VERILATOR_ARGS = ("-Wno-fatal", "-Wno-WIDTH", "--output-split", "0", "-CFLAGS", "-O0")
 
 
 def session_seed() -> int:
