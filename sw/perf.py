@@ -54,9 +54,9 @@ additive::
     cycles = ideal + imbalance + lane_padding + transform + tile_sync
 
 * ``imbalance``: ``Σ_pass max_xi pairs_xi / L_xi`` minus ideal (the busiest PE sets the pace);
-* ``lane_padding``: ``Σ_pass max_xi busy_xi`` minus that, ``busy`` being the PE's time with
-  every activation at ``max(words, pairs / L)`` and the end-of-tile markers (walker-bound short
-  columns, per-activation overhead, markers);
+* ``lane_padding``: ``Σ_pass max_xi busy_xi`` minus that, ``busy`` being the larger of the
+  PE's walker time (words walked and end-of-tile markers) and its lane time (pairs and markers
+  over ``L``): walker-bound short columns, per-activation overhead, markers;
 * ``transform``: cycles with unlimited tiles in flight and no drain (so only the transform
   rate and FIFO back-pressure hold PEs back), minus the above;
 * ``tile_sync``: the rest (bank waits, drain throughput, the final drain, pipeline latency).
@@ -123,7 +123,7 @@ class PerfReport:
     macs : int
         Non-zero (weight, activation) pairs, the multiplications issued.
     busy_cycles : tuple of int
-        Per PE, its busy time: every activation at ``max(words, pairs / L)``, plus markers.
+        Per PE, its busy time: the larger of its walker time and its lane time.
     empty_slots : int
         Lane-cycles without a multiplication while a PE is busy.
     losses : dict
@@ -313,8 +313,9 @@ def model_layer(packed: PackedLayer, V: np.ndarray, cfg: AccelConfig,
         dense += schedule_cycles(dense_words, np.ones_like(active), banks, lanes=dense_lane,
                                  **{**sched, "marker": None}) + params.latency_cycles
         pe_pairs = (nnz[p] * act_count).sum(axis=1)                      # [coords]
-        pe_time = (np.maximum(cost, nnz[p] / lanes[:, None]) * act_count).sum(axis=1) \
-            + (marker * np.maximum(1, 1 / lanes[:, None])).sum(axis=1)
+        # the PE can be no faster than its walker, nor than its lanes
+        pe_time = np.maximum((cost * act_count).sum(axis=1) + marker.sum(axis=1),
+                             (pe_pairs + (marker > 0).sum(axis=1)) / lanes)
         bound_balanced += (pe_pairs / lanes).max()
         bound_padded += float(pe_time.max())
         pe_busy = np.ceil(pe_time).astype(np.int64)

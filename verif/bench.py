@@ -90,8 +90,13 @@ def make_case(cfg: AccelConfig, channels: int, w_density: float, a_density: floa
     return q, V
 
 
-def _simulate(cfg: AccelConfig, cases: dict, work: Path, verilog_file: Path | None) -> dict:
-    """Run every case through the RTL in one cocotb simulation; ``name -> rtl json``."""
+def _simulate(cfg: AccelConfig, cases: dict, work: Path, verilog_file: Path | None,
+              reuse: bool = False) -> dict:
+    """Run every case through the RTL in one cocotb simulation; ``name -> rtl json``.
+
+    With ``reuse``, a case whose ``<name>.rtl.json`` a run of the same Verilog and the same
+    stimulus left behind is not simulated again.
+    """
     from amaranth.back import verilog
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
@@ -103,15 +108,26 @@ def _simulate(cfg: AccelConfig, cases: dict, work: Path, verilog_file: Path | No
     sim = fast_simulator()
     work = work.resolve()
     work.mkdir(parents=True, exist_ok=True)
-    for name, (U, V) in cases.items():
-        np.savez(work / f"{name}.npz", U=U, V=V)
-        (work / f"{name}.rtl.json").unlink(missing_ok=True)
-    (work / "cases.json").write_text(json.dumps(list(cases)))
     source = work / "sparse_array.v"
     text = (verilog_file.read_text() if verilog_file else
             verilog.convert(SparseArray(cfg), name="sparse_array", emit_src=False))
-    if not source.exists() or source.read_text() != text:
+    same_rtl = source.exists() and source.read_text() == text
+    if not same_rtl:
         source.write_text(text)
+    todo = []
+    for name, (U, V) in cases.items():
+        stim, done = work / f"{name}.npz", work / f"{name}.rtl.json"
+        if reuse and same_rtl and done.exists() and stim.exists():
+            old = np.load(stim)
+            if np.array_equal(old["U"], U) and np.array_equal(old["V"], V):
+                continue
+        np.savez(stim, U=U, V=V)
+        done.unlink(missing_ok=True)
+        todo.append(name)
+    (work / "cases.json").write_text(json.dumps(todo))
+    if not todo:
+        print(f"bench: every case of {work.name} reused", flush=True)
+        return {name: json.loads((work / f"{name}.rtl.json").read_text()) for name in cases}
     config = work / "winnow.json"
     config.write_text(cfg.to_json())
     build = work / sim
@@ -120,7 +136,8 @@ def _simulate(cfg: AccelConfig, cases: dict, work: Path, verilog_file: Path | No
     runner.build(sources=[source], hdl_toplevel="sparse_array", build_dir=build,
                  build_args=list(VERILATOR_ARGS) if sim == "verilator" else [],
                  timescale=("1ns", "1ps"), log_file=build / "build.log")
-    print(f"bench: {sim} build {time.monotonic() - t0:.0f} s; simulating {len(cases)} cases",
+    print(f"bench: {sim} build {time.monotonic() - t0:.0f} s; simulating {len(todo)} cases "
+          f"({len(cases) - len(todo)} reused)",
           flush=True)
     results = build / "results.xml"
     results.unlink(missing_ok=True)
@@ -209,9 +226,14 @@ def main(argv=None) -> int:
     parser.add_argument("--sim", action=argparse.BooleanOptionalAction, default=True,
                         help="run the RTL (default); --no-sim writes model-only records "
                              "with rtl_cycles null")
-    parser.add_argument("--matched", action=argparse.BooleanOptionalAction, default=True,
-                        help="also run the per-layer-pruned cases on an array whose lanes "
-                             "follow the per-coordinate weight density (default)")
+    parser.add_argument("--matched", nargs="*", choices=sorted(LAYERS), default=["conv64"],
+                        metavar="LAYER",
+                        help="layers whose per-layer-pruned cases also run on an array whose "
+                             "lanes follow the per-coordinate weight density (default: conv64; "
+                             "none: --matched with no layer)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the RTL results of cases a previous run of the same Verilog "
+                             "and stimulus left in OUT/work")
     parser.add_argument("--tiles", type=int,
                         help="tiles per layer for every layer (default: conv64 64, conv128 64, "
                              "conv256 16, see LAYERS)")
@@ -243,6 +265,7 @@ def main(argv=None) -> int:
           flush=True)
     rng = np.random.default_rng(args.seed)
     arrays = {"uniform": cfg}
+    args.matched = [layer for layer in args.matched if layer in layers]
     if args.matched:
         arrays["matched"] = matched_config(cfg)
         print(f"bench: density-matched lanes {arrays['matched'].lanes}", flush=True)
@@ -256,7 +279,7 @@ def main(argv=None) -> int:
                     cases[name] = make_case(cfg, channels, w, a, pruning, args.tiles or tiles,
                                             rng)
                     points.append((name, "uniform", layer, pruning, w, a))
-                    if pruning == "per-layer" and args.matched:
+                    if pruning == "per-layer" and layer in args.matched:
                         points.append((name, "matched", layer, pruning, w, a))
     if args.verilog and not args.verilog.is_file():
         parser.error(f"--verilog {args.verilog}: no such file")
@@ -265,7 +288,7 @@ def main(argv=None) -> int:
         names = [p[0] for p in points if p[1] == array]
         if args.sim:
             rtl[array] = _simulate(acfg, {n: cases[n] for n in names}, args.out / "work" / array,
-                                   args.verilog if array == "uniform" else None)
+                                   args.verilog if array == "uniform" else None, args.reuse)
 
     records = []
     for name, array, layer, pruning, w, a in points:
