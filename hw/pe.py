@@ -277,7 +277,6 @@ class SparsePE(wiring.Component):
         cfg, slots, dirl = self._cfg, self._slots, self._dir
         lanes, width = slots.lanes, slots.slots
         banks = cfg.tiles_in_flight
-        act_shape = act_layout(cfg)
 
         # -- zero filter and activation queue --------------------------------------------
         # The non-zero channels of a beat enter the queue in one cycle; a tile's final beat

@@ -3,7 +3,8 @@
 One run computes one 3×3 stride-1 layer pass (``K ≤ k_max`` output channels) of one image::
 
     s_axis_act → LineBuffer → InputTransform (+ Winograd ReLU)
-               → ChannelGather (one channel per beat → act_width) → SparseArray (n² sparse PEs)
+               → ChannelGather (one channel per beat → act_width)
+               → SparseArray (n² sparse PEs)
                → ChannelSerialiser (drain_width channels per beat → one)
                → OutputTransform (+ bias, requantise, spatial ReLU, clamp; quant[k] from the CSRs)
                → OutputReorder → m_axis_out

@@ -80,8 +80,8 @@ class PerfParams:
     """Timing assumptions of the cycle model (see the module docstring).
 
     ``tiles_in_flight = None`` takes ``cfg.tiles_in_flight``; ``drain_cycles = None`` takes
-    ``ceil(k_count / cfg.drain_width)`` (``drain_width`` channels per cycle); ``fifo_depth = None`` takes
-    ``cfg.fifo_depth`` and 0 means unlimited.
+    ``ceil(k_count / cfg.drain_width)`` (``drain_width`` channels per cycle);
+    ``fifo_depth = None`` takes ``cfg.fifo_depth`` and 0 means unlimited.
     """
 
     tiles_in_flight: int | None = None

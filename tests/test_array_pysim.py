@@ -117,8 +117,8 @@ def test_array_matches_golden(overflow, acc_bits, drain_width, idle):
     words, dirs, _ = images(cfg, U)
     dut = SparseArray(cfg, weights=words, directories=dirs)
     prng = random.Random(seed)
-    out, _, perf = run_array(dut, act_beats(V, prng, cfg.act_width), out_beats(cfg, K, T), K, prng=prng,
-                             idle=idle)
+    out, _, perf = run_array(dut, act_beats(V, prng, cfg.act_width), out_beats(cfg, K, T), K,
+                             prng=prng, idle=idle)
     check_outputs(out, golden.accumulate(U, V, cfg), K, T, drain_width)
     check_perf(cfg, U, V, perf)
 
