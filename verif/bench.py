@@ -242,6 +242,11 @@ def main(argv=None) -> int:
                         help="tiles per layer for every layer (default: conv64 64, conv128 16, "
                              "conv256 8, see LAYERS)")
     parser.add_argument("--layers", nargs="+", choices=sorted(LAYERS), help="layer subset")
+    parser.add_argument("--w", nargs="+", type=float, metavar="W",
+                        help=f"weight densities (default: {' '.join(map(str, W_DENSITIES))})")
+    parser.add_argument("--a", nargs="+", type=float, metavar="A",
+                        help=f"activation densities (default: "
+                             f"{' '.join(map(str, A_DENSITIES))})")
     parser.add_argument("--seed", type=int, default=1, help="stimulus seed (%(default)s)")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "bench",
                         help="output directory (default: %(default)s)")
@@ -270,8 +275,11 @@ def main(argv=None) -> int:
         except (ValueError, TypeError) as err:
             parser.error(f"--set {item}: {err}")
     layers = args.layers or (["conv64"] if args.quick else list(LAYERS))
-    wds = (0.1, 0.35) if args.quick else W_DENSITIES
-    ads = (0.3, 1.0) if args.quick else A_DENSITIES
+    wds = args.w or ((0.1, 0.35) if args.quick else W_DENSITIES)
+    ads = args.a or ((0.3, 1.0) if args.quick else A_DENSITIES)
+    for name, values in (("--w", wds), ("--a", ads)):
+        if not all(0 < x <= 1 for x in values):
+            parser.error(f"{name} {' '.join(map(str, values))}: densities must be in (0, 1]")
     print(f"bench: layers {layers}, w {wds}, a {ads}, tiles {args.tiles or 'per layer'}, "
           f"seed {args.seed}",
           flush=True)
