@@ -91,12 +91,26 @@ def make_case(cfg: AccelConfig, channels: int, w_density: float, a_density: floa
     return q, V
 
 
+def _reusable(cases: dict, work: Path) -> dict:
+    """``name -> rtl json`` of the cases whose stimulus in ``work`` equals ``cases``' and whose
+    RTL result is there (the caller checks that the Verilog is the same)."""
+    kept = {}
+    for name, (U, V) in cases.items():
+        stim, done = work / f"{name}.npz", work / f"{name}.rtl.json"
+        if done.exists() and stim.exists():
+            old = np.load(stim)
+            if np.array_equal(old["U"], U) and np.array_equal(old["V"], V):
+                kept[name] = json.loads(done.read_text())
+    return kept
+
+
 def _simulate(cfg: AccelConfig, cases: dict, work: Path, verilog_file: Path | None,
-              reuse: bool = False) -> dict:
+              reuse: bool = False, simulate: bool = True) -> dict:
     """Run every case through the RTL in one cocotb simulation; ``name -> rtl json``.
 
     With ``reuse``, a case whose ``<name>.rtl.json`` a run of the same Verilog and the same
-    stimulus left behind is not simulated again.
+    stimulus left behind is not simulated again; with ``simulate=False`` as well, nothing is
+    simulated and only those results come back.
     """
     from amaranth.back import verilog
     from cocotb_tools.check_results import get_results
@@ -115,13 +129,14 @@ def _simulate(cfg: AccelConfig, cases: dict, work: Path, verilog_file: Path | No
     same_rtl = source.exists() and source.read_text() == text
     if not same_rtl:
         source.write_text(text)
+    kept = _reusable(cases, work) if reuse and same_rtl else {}
+    if simulate is False:
+        return kept
     todo = []
     for name, (U, V) in cases.items():
         stim, done = work / f"{name}.npz", work / f"{name}.rtl.json"
-        if reuse and same_rtl and done.exists() and stim.exists():
-            old = np.load(stim)
-            if np.array_equal(old["U"], U) and np.array_equal(old["V"], V):
-                continue
+        if name in kept:
+            continue
         np.savez(stim, U=U, V=V)
         done.unlink(missing_ok=True)
         todo.append(name)
@@ -162,12 +177,14 @@ def _table(records: list[dict]):
                 "dense", "util", "speedup"):
         table.add_column(col, justify="right")
     for r in records:
+        rtl = r["rtl_cycles"]
         table.add_row(r["layer"], r["array"], r["pruning"], f"{r['w_density']:.2f}",
                       f"{r['a_density']:.1f}",
-                      str(r["rtl_cycles"]), str(r["model_cycles"]),
-                      f"{100 * r['model_error']:+.1f}", f"{r['ideal_cycles']:.0f}",
-                      str(r["dense_cycles"]), f"{r['utilisation']:.3f}",
-                      f"{r['dense_cycles'] / r['rtl_cycles']:.2f}")
+                      str(rtl), str(r["model_cycles"]),
+                      f"{100 * r['model_error']:+.1f}" if rtl else "—",
+                      f"{r['ideal_cycles']:.0f}", str(r["dense_cycles"]),
+                      f"{r['utilisation']:.3f}" if rtl else "—",
+                      f"{r['dense_cycles'] / rtl:.2f}" if rtl else "—")
     return table
 
 
@@ -204,7 +221,8 @@ def _plots(records: list[dict], img: Path) -> list[Path]:
             for a in A_DENSITIES:
                 pts = sorted((r["w_density"], r["utilisation"]) for r in records
                              if r["layer"] == layer and r["pruning"] == pruning
-                             and r["array"] == array and r["a_target"] == a)
+                             and r["array"] == array and r["a_target"] == a
+                             and r["utilisation"] is not None)
                 if pts:
                     ax.plot(*zip(*pts), style, label=f"{pruning}, {array} lanes, a={a}")
         ax.axhline(0.9, color="grey", lw=0.8)
@@ -237,7 +255,8 @@ def main(argv=None) -> int:
                              "--set drain_width=1 (repeatable; for ablations)")
     parser.add_argument("--reuse", action="store_true",
                         help="keep the RTL results of cases a previous run of the same Verilog "
-                             "and stimulus left in OUT/work")
+                             "and stimulus left in OUT/work; with --no-sim, report only those "
+                             "(the other records have rtl_cycles null)")
     parser.add_argument("--tiles", type=int,
                         help="tiles per layer for every layer (default: conv64 64, conv128 16, "
                              "conv256 8, see LAYERS)")
@@ -306,9 +325,10 @@ def main(argv=None) -> int:
     rtl = {}
     for array, acfg in arrays.items():
         names = [p[0] for p in points if p[1] == array]
-        if args.sim:
+        if args.sim or args.reuse:
             rtl[array] = _simulate(acfg, {n: cases[n] for n in names}, args.out / "work" / array,
-                                   args.verilog if array == "uniform" else None, args.reuse)
+                                   args.verilog if array == "uniform" else None, args.reuse,
+                                   simulate=args.sim)
 
     records = []
     for name, array, layer, pruning, w, a in points:
@@ -339,10 +359,11 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(records, indent=1))
     (args.out / "results.md").write_text(markdown(records))
-    if args.sim:
+    measured = any(r["rtl_cycles"] for r in records)
+    if measured:
         from rich.console import Console
         Console(width=120).print(_table(records))
-    if args.plots and args.sim:
+    if args.plots and measured:
         for p in _plots(records, args.plots):
             print(f"bench: wrote {p}")
     print(f"bench: wrote {args.out / 'results.json'} and results.md ({len(records)} records)")
