@@ -10,8 +10,11 @@ and the output count, in order.
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -312,3 +315,35 @@ def test_constructor_errors(kwargs, error, text):
     kwargs = {"cfg": small_cfg(), **kwargs}
     with pytest.raises(error, match=text):
         SparsePE(kwargs.pop("cfg"), kwargs.pop("xi"), **kwargs)
+
+
+def test_pe_preloaded_from_the_packers_hex_files(tmp_path):
+    """``python sw/pack.py`` output: PE 5's ``$readmemh`` files preload the PE, and it computes
+    ``M`` of the weights the packer quantised (read back from ``weights.bin``) bit for bit."""
+    cfg = AccelConfig(lanes=2, k_max=8, c_max=8, wmem_depth=64, fifo_depth=4, act_width=2,
+                      acc_bits=24)
+    (tmp_path / "winnow.json").write_text(cfg.to_json())
+    rng = np.random.default_rng(SEED + 11)
+    np.savez(tmp_path / "model.npz", **{"conv.weight": rng.normal(size=(cfg.coords, 6, 5)),
+                                         "conv.bias": np.zeros(6)})
+    out = tmp_path / "packed"
+    script = formats.__file__.replace("formats.py", "pack.py")
+    res = subprocess.run([sys.executable, script, tmp_path / "model.npz", "-o", out, "--hw",
+                          tmp_path / "winnow.json", "--prune", "winograd", "--density", "0.5"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    entry = json.loads((out / "manifest.json").read_text())["layers"][0]
+    xi = 5
+    words = formats.read_hex(out / entry["files"][f"p0.pe{xi}"],
+                             formats.slot_layout(cfg, xi).word_bits)
+    directory = formats.read_hex(out / entry["files"][f"p0.pe{xi}.dir"],
+                                 formats.directory_layout(cfg, xi).entry_bits)
+    record, = formats.decode_stream((out / "weights.bin").read_bytes(), cfg)
+    U = formats.unpack_layer(formats.PackedLayer("conv", 6, 5, 6, (record.image,), None), cfg)
+    V = random_V(cfg, rng, 5, 4, 0.6)
+    dut = SparsePE(cfg, xi, weights=words, directory=directory)
+    prng = random.Random(SEED + 11)
+    got = run_pe(dut, tile_beats(V, xi, prng, cfg.act_width), out_beats(cfg, 6, 4), 6,
+                 rng=prng, idle=0.2)[0]
+    check_outputs(got, golden.accumulate(U, V, cfg)[xi], 6, 4, cfg.drain_width)
+    assert np.count_nonzero(U[xi]) > 0
