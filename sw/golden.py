@@ -88,6 +88,14 @@ def accumulate(U: np.ndarray, V: np.ndarray, cfg: AccelConfig) -> np.ndarray:
     return out.astype(np.int64)
 
 
+def _channel_groups(x: np.ndarray, width: int) -> tuple[np.ndarray, int]:
+    """``x [..., channels, T]`` zero-padded to whole groups of ``width`` channels, and the count."""
+    x = np.asarray(x, dtype=np.int64)
+    groups = -(-x.shape[-2] // width)
+    pad = np.zeros(x.shape[:-2] + (groups * width - x.shape[-2], x.shape[-1]), dtype=np.int64)
+    return np.concatenate([x, pad], axis=-2), groups
+
+
 def act_beats(V: np.ndarray, act_width: int, order=None) -> list[dict]:
     """The activation beats of the sparse array for ``V [..., C, T]``, tile by tile.
 
@@ -98,11 +106,8 @@ def act_beats(V: np.ndarray, act_width: int, order=None) -> list[dict]:
     a tile (the hardware accepts any order). ``v[i]`` is an int for one coordinate
     ``V [C, T]``, or the list over coordinates for ``V [n*n, C, T]``.
     """
-    V = np.asarray(V, dtype=np.int64)
-    C, T = V.shape[-2], V.shape[-1]
-    groups = -(-C // act_width)
-    pad = np.zeros(V.shape[:-2] + (groups * act_width - C, T), dtype=np.int64)
-    full = np.concatenate([V, pad], axis=-2)
+    full, groups = _channel_groups(V, act_width)
+    C, T = np.shape(V)[-2], np.shape(V)[-1]
     beats = []
     for t in range(T):
         seq = list(range(groups)) if order is None else list(order(groups))
@@ -122,11 +127,8 @@ def drain_beats(M: np.ndarray, drain_width: int) -> list[dict]:
     accumulators nothing was added to), and ``last`` on the tile's final beat. ``m[j]`` is a
     plain int for one coordinate ``M [K, T]``, or the list over coordinates for ``M [n*n, K, T]``.
     """
-    M = np.asarray(M, dtype=np.int64)
-    K, T = M.shape[-2], M.shape[-1]
-    rows = -(-K // drain_width)
-    pad = np.zeros(M.shape[:-2] + (rows * drain_width - K, T), dtype=np.int64)
-    full = np.concatenate([M, pad], axis=-2)
+    full, rows = _channel_groups(M, drain_width)
+    T = full.shape[-1]
     beats = []
     for t in range(T):
         for r in range(rows):
