@@ -12,7 +12,6 @@ F(2,3) case; see docs/verification.md).
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
