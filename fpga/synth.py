@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from hw.config import AccelConfig, ConfigError
+from sw.config import AccelConfig, ConfigError
 from hw.gen import COMPONENTS, add_config_arguments, config_from_args, verilog_text
 
 __all__ = ["SynthError", "synthesize_verilog", "synthesize", "main"]

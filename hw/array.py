@@ -12,7 +12,7 @@ from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from hw.pe import SparsePE, act_layout, check_images, perf_layout, wgt_wr_layout
 from hw.pe import out_layout as pe_out_layout
 

@@ -16,7 +16,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.array import SparseArray
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 
 __all__ = ["ChannelGather", "ChannelSerialiser"]
 

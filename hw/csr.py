@@ -1,9 +1,9 @@
-"""``ControlRegisters``: the accelerator's AXI4-Lite slave (the register map of :mod:`hw.regmap`).
+"""``ControlRegisters``: the accelerator's AXI4-Lite slave (the register map of :mod:`sw.regmap`).
 
 The host writes the layer shape, the ReLU modes and the per-output-channel quantisation
 entries, starts a run and polls STATUS; the datapath reads the configuration from this block
 and reports busy/done/error/overflow, the weight loader's state and the performance counters
-back into it. The address decoder is built from the :mod:`hw.regmap` table, so the map exists
+back into it. The address decoder is built from the :mod:`sw.regmap` table, so the map exists
 once for the RTL, the host driver and the C header.
 """
 
@@ -14,8 +14,8 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw import regmap
-from hw.config import AccelConfig
+from sw import regmap
+from sw.config import AccelConfig
 from hw.pe import perf_layout
 
 __all__ = ["ControlRegisters", "quant_layout"]
@@ -62,7 +62,7 @@ class ControlRegisters(wiring.Component):
     Members
     -------
     s_axi_aw*, s_axi_w*, s_axi_b*, s_axi_ar*, s_axi_r*
-        AXI4-Lite slave, Vivado names, ``addr_bits(cfg)`` address bits (:func:`hw.regmap
+        AXI4-Lite slave, Vivado names, ``addr_bits(cfg)`` address bits (:func:`sw.regmap
         .addr_bits`), 32-bit data. ``awprot``/``arprot`` are ignored.
     height : Out(16), width : Out(range(w_max + 1)), channels : Out(range(c_max + 1)),
     k_count : Out(range(k_max + 1)), pad : Out(1), winograd_relu : Out(1), spatial_relu : Out(1)
@@ -104,7 +104,7 @@ class ControlRegisters(wiring.Component):
        unsigned fields (the shape registers, PAD, RELU, CTRL, shift) need the bits above them
        clear, signed fields (bias, multiplier) take the word as two's complement and need it
        in range. Nothing is silently truncated;
-    4. CTRL with START and a shape that :func:`hw.regmap.shape_problem` rejects: SLVERR and
+    4. CTRL with START and a shape that :func:`sw.regmap.shape_problem` rejects: SLVERR and
        STATUS.BAD_CONFIG, no START (and no CLEAR).
 
     ``wstrb`` is honoured: unselected bytes keep their current value (CTRL merges into 0).
@@ -135,7 +135,7 @@ class ControlRegisters(wiring.Component):
                                  f"{DATA_BITS}")
         counters = tuple(name for name, _ in perf_layout(1))
         if counters != regmap.PE_COUNTERS:
-            raise AssertionError(f"hw.regmap.PE_COUNTERS {regmap.PE_COUNTERS} differs from "
+            raise AssertionError(f"sw.regmap.PE_COUNTERS {regmap.PE_COUNTERS} differs from "
                                  f"the fields of hw.pe.perf_layout {counters}")
         self._cfg = cfg
         self._counter_bits = counter_bits
@@ -195,7 +195,7 @@ class ControlRegisters(wiring.Component):
         return regmap.addr_bits(self._cfg)
 
     def _shape_ok(self):
-        """The START shape check of :func:`hw.regmap.shape_problem`, on the registers."""
+        """The START shape check of :func:`sw.regmap.shape_problem`, on the registers."""
         cfg = self._cfg
         padded = 2 * self.pad
         # W >= 1 and H >= 1 follow from the padded sizes, as PAD is at most 1
@@ -232,7 +232,7 @@ class ControlRegisters(wiring.Component):
         }
         missing = set(regmap.REGISTERS) - set(config) - set(read_only) - {regmap.CTRL}
         if missing:
-            raise AssertionError(f"hw.regmap registers without hardware: "
+            raise AssertionError(f"sw.regmap registers without hardware: "
                                  f"{', '.join(sorted(r.name for r in missing))}")
 
         # -- quantisation memory: one memory per field, three asynchronous read ports ---------

@@ -1,6 +1,6 @@
 """``python -m hw.gen``: Verilog for one component, plus ``winnow.json`` and ``winnow_params.h``.
 
-One :class:`~hw.config.AccelConfig` drives the RTL and both software views of it, so the
+One :class:`~sw.config.AccelConfig` drives the RTL and both software views of it, so the
 packer (``sw/pack.py --hw winnow.json``) and C host code cannot drift from the hardware. The
 configuration comes from ``--config file.json``, from one option per ``AccelConfig`` field, or
 both (options override the file). Everything is generated in memory first; files are written
@@ -17,8 +17,8 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from hw import regmap
-from hw.config import AccelConfig, ConfigError
+from sw import regmap
+from sw.config import AccelConfig, ConfigError
 
 __all__ = ["COMPONENTS", "build_component", "verilog_text", "c_header", "generate",
            "add_config_arguments", "config_from_args", "main"]
@@ -101,7 +101,7 @@ def c_header(cfg: AccelConfig) -> str:
                 if isinstance(value, str):
                     lines.append(f"#define {macro}_{value.upper()} 1")
         lines.append("")
-    lines += ["/* AXI4-Lite register map (hw/regmap.py) */", *regmap.c_defines(cfg), ""]
+    lines += ["/* AXI4-Lite register map (sw/regmap.py) */", *regmap.c_defines(cfg), ""]
     lines += ["#endif /* WINNOW_PARAMS_H */", ""]
     return "\n".join(lines)
 

@@ -15,7 +15,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 
 __all__ = ["LineBuffer"]
 

@@ -17,7 +17,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.array import SparseArray
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from hw.pe import DIRECTORY, WMEM
 from sw import formats
 

@@ -25,8 +25,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.compactor import CompactingQueue
-from hw.config import AccelConfig
-from hw.regmap import PE_COUNTERS
+from sw.config import AccelConfig
+from sw.regmap import PE_COUNTERS
 from sw import formats
 
 __all__ = ["SparsePE", "check_images", "act_layout", "act_entry_layout", "perf_layout",

@@ -25,7 +25,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from hw.array import SparseArray
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from hw.csr import ControlRegisters
 from hw.linebuf import LineBuffer
 from hw.loader import WeightLoader
@@ -42,7 +42,7 @@ def stream_bytes(bits: int) -> int:
 
 
 class Accelerator(wiring.Component):
-    """The integrated accelerator for one :class:`~hw.config.AccelConfig`.
+    """The integrated accelerator for one :class:`~sw.config.AccelConfig`.
 
     Parameters
     ----------
@@ -67,7 +67,7 @@ class Accelerator(wiring.Component):
         ``out_h × out_w × K`` output in NHWC raster order, ``tlast`` on the final one.
     s_axi_*
         AXI4-Lite slave of :class:`hw.csr.ControlRegisters` (register map in
-        :mod:`hw.regmap`).
+        :mod:`sw.regmap`).
 
     Notes
     -----

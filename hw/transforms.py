@@ -1,6 +1,6 @@
 """Winograd transform units: ``V = Bᵀ d B`` in front of the PEs, ``Y = Aᵀ M A`` behind them.
 
-Both units are generated from the integer matrices of :class:`hw.config.AccelConfig` (which
+Both units are generated from the integer matrices of :class:`sw.config.AccelConfig` (which
 reads them from :mod:`sw.winograd`). Every non-zero coefficient is written in canonical
 signed-digit form, so a 2-D transform becomes two layers of balanced adder trees over shifted
 operands: no multiplier, and nothing here is specific to one tile size. The only multiplier in
@@ -17,7 +17,7 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.config import AccelConfig, signed_bits
+from sw.config import AccelConfig, signed_bits
 
 __all__ = ["InputTransform", "OutputTransform", "csd_digits"]
 

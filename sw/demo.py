@@ -1,7 +1,7 @@
 """``python -m sw.demo`` (``make demo``): a real pruned network on the simulated accelerator.
 
 1. Generate the accelerator (:class:`hw.top.Accelerator`) for the configuration: the default
-   :class:`~hw.config.AccelConfig`, or ``--config winnow.json``.
+   :class:`~sw.config.AccelConfig`, or ``--config winnow.json``.
 2. Pack the committed example model (``examples/digits``: conv 1→16 and 16→32 trained in the
    Winograd domain with Winograd ReLU, pruned to 30 %) with ``sw/pack.py``.
 3. Run ``--images`` real held-out digits through the RTL simulation layer by layer
@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hw import gen
-from hw.config import AccelConfig, ConfigError
+from sw.config import AccelConfig, ConfigError
 from sw import driver, golden, model_import, pack, quant
 
 __all__ = ["main", "layer_table", "float_predict"]

@@ -26,8 +26,8 @@ from typing import Callable
 
 import numpy as np
 
-from hw import regmap
-from hw.config import AccelConfig
+from sw import regmap
+from sw.config import AccelConfig
 from sw import formats, golden, model_import, quant, winograd
 
 __all__ = ["DeviceLayer", "device_layers", "host_op", "quantize_input", "run_network",

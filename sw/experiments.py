@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from sw import driver, golden, model_import, prune, quant
 
 __all__ = ["quantized_layers", "int8_predict", "main"]

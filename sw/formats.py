@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 
 __all__ = [
     "FORMAT_VERSION", "SLOT_ORDER", "FIELD_ORDER", "BYTE_ORDER", "HEX_DIGIT_ORDER",

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from sw import winograd
 from sw.quant import QuantLayer
 

@@ -32,7 +32,7 @@ if __package__ in (None, ""):  # run as a script: make ``sw`` and ``hw`` importa
 
 import numpy as np  # noqa: E402
 
-from hw.config import SUPPORTED_TILES, AccelConfig, ConfigError  # noqa: E402
+from sw.config import SUPPORTED_TILES, AccelConfig, ConfigError  # noqa: E402
 from sw import formats, quant  # noqa: E402
 from sw import prune as pruning  # noqa: E402  (pack_layers has a parameter named prune)
 

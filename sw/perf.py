@@ -68,7 +68,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from sw.formats import PackedLayer, slot_layout
 
 __all__ = ["PerfParams", "PerfReport", "LaneModel", "schedule_cycles", "model_layer",

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.config import SUPPORTED_TILES
+from sw.config import SUPPORTED_TILES
 from sw import winograd
 
 __all__ = ["PruneError", "METHODS", "PruneReport", "check_density", "prune_winograd",

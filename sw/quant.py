@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from sw import winograd
 
 __all__ = ["QuantLayer", "choose_scale", "quantize_multiplier", "quantize_layer",

@@ -17,7 +17,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from hw.array import SparseArray
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from hw.pe import WMEM, DIRECTORY
 from streams import stream_get, stream_put
 from sw import formats, golden

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from hw.channels import ChannelGather, ChannelSerialiser
 from streams import stream_get, stream_put
 from sw import golden

@@ -1,4 +1,4 @@
-"""hw/config.py: AccelConfig validation, JSON round trip, and derived widths by brute force."""
+"""sw/config.py: AccelConfig validation, JSON round trip, and derived widths by brute force."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from hw.config import AccelConfig, ConfigError, signed_bits
+from sw.config import AccelConfig, ConfigError, signed_bits
 
 SEED = 7
 

@@ -1,12 +1,12 @@
 # amaranth: UnusedElaboratable=no
 # (the constructor-error cases create components that raise before they can be used)
-"""Fast Amaranth-pysim tests of ``hw.csr.ControlRegisters`` and the map of ``hw.regmap``.
+"""Fast Amaranth-pysim tests of ``hw.csr.ControlRegisters`` and the map of ``sw.regmap``.
 
 A cycle-level AXI4-Lite master offers AW and W in random order (and sometimes together), drives
 junk on the address and data lines while a valid is low, and holds ``bready``/``rready`` low
 for random stretches. A background monitor checks that B and R are held until taken and that
 ``start`` is a one-cycle pulse. Directed tests assert literal values; the random test replays
-every response and read against :class:`hw.regmap.RegisterModel`.
+every response and read against :class:`verif.register_model.RegisterModel`.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw import regmap
-from hw.config import AccelConfig
+from sw import regmap
+from sw.config import AccelConfig
 from hw.csr import ControlRegisters, quant_layout
 from hw.pe import perf_layout
 from streams import payload_value
+from verif.register_model import RegisterModel
 
 ROOT = Path(__file__).resolve().parent.parent
 OKAY, SLVERR = regmap.RESP_OKAY, regmap.RESP_SLVERR
@@ -447,7 +448,7 @@ def test_start_busy_done(rng):
 
 
 def test_start_shape_check_matches_regmap(rng):
-    """START is accepted exactly for the shapes :func:`hw.regmap.shape_problem` accepts."""
+    """START is accepted exactly for the shapes :func:`sw.regmap.shape_problem` accepts."""
     cfg = SMALL
     shapes = [(3, 3, 1, 1, 0), (1, 1, 1, 1, 1), (2, 1, 1, 1, 1), (65535, 9, 6, 5, 0),
               (3, 2, 1, 1, 0), (2, 3, 1, 1, 0), (3, 3, 0, 1, 0), (3, 3, 7, 1, 0),
@@ -696,7 +697,7 @@ def _random_access(cfg, rng) -> tuple:
 def test_random_against_model(case, rng):
     """A random mix of accesses, busy phases and flag pulses, every answer as the model's."""
     cfg, bits = CASES[case]
-    model = regmap.RegisterModel(cfg, bits)
+    model = RegisterModel(cfg, bits)
     ops = 400
 
     async def bench(axi, dut):

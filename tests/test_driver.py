@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from sw import driver, golden, model_import, pack
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from sw import formats
 
 SEED = 20261123

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hw import gen
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

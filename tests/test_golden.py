@@ -21,7 +21,7 @@ from onnx import TensorProto, helper, numpy_helper
 from scipy.signal import correlate2d
 from sklearn.datasets import load_digits
 
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from sw import golden, winograd
 from sw.quant import QuantLayer
 

@@ -190,7 +190,7 @@ def test_truncated_and_missing_files(tmp_path):
 def test_example_model_int8_golden():
     # The committed example: packer schema + graph, and 59 of the first 60 test digits right when
     # every conv runs bit-exactly in int8 (sw.quant + sw.golden), as README's table says.
-    from hw.config import AccelConfig
+    from sw.config import AccelConfig
     from sw import experiments, train
     root = Path(__file__).resolve().parent.parent
     model = model_import.load_npz(root / "examples" / "digits" / "digits.npz")

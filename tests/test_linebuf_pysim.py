@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from hw.linebuf import LineBuffer
 from streams import payload_value, run_frame_groups, run_frames_free
 from sw import winograd

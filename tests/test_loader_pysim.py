@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from hw.loader import RECORD_FIELDS, WeightLoader
 from hw.pe import DIRECTORY, WMEM
 from streams import payload_value, stream_get, stream_put

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from sw import formats, golden, pack, quant
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from hw.pe import DIRECTORY, WMEM, SparsePE
 from streams import stream_get, stream_put
 from sw import formats, golden

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from sw import formats, golden, perf
 
 SEED = 777

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.datasets import load_digits
 
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from sw import golden, quant, winograd
 
 SEED = 1234

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from hw.reorder import OutputReorder
 from streams import run_frame_groups, run_frames_free
 from sw import winograd

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from fpga.synth import SynthError, main, synthesize, synthesize_verilog
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 
 pytestmark = [pytest.mark.synth, pytest.mark.slow]
 

@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the optional train extra (torch) is not installed")
 
-from hw.config import AccelConfig  # noqa: E402
+from sw.config import AccelConfig  # noqa: E402
 from sw import model_import, train  # noqa: E402
 
 pytestmark = pytest.mark.train

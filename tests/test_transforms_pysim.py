@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from hw.transforms import InputTransform, OutputTransform, csd_digits
 from streams import stream_get, stream_put
 from sw import golden

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from hw.array import SparseArray
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from sw import formats, perf, prune
 
 __all__ = ["BENCH_CONFIG", "LAYERS", "W_DENSITIES", "A_DENSITIES", "make_case",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from verif.runner import SIM_DIR, run_bench
 
 __all__ = ["run_network_job"]

@@ -20,7 +20,7 @@ from pathlib import Path
 from cocotb_tools.check_results import get_results
 from cocotb_tools.runner import get_runner
 
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from hw.gen import CONFIG_FILE, verilog_text
 from verif.simulator import find_simulator
 

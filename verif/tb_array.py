@@ -30,7 +30,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
 from hw.array import SparseArray
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from hw.pe import DIRECTORY, WMEM, SparsePE, perf_layout
 from sw import formats, golden, perf
 from verif.streams import PayloadCodec, Scoreboard, StreamDriver, StreamMonitor, pattern

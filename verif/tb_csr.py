@@ -5,7 +5,7 @@ default 32-bit counters. The AXI4-Lite side is cocotbext-axi's ``AxiLiteMaster``
 ``AxiLiteBus.from_prefix(dut, "s_axi")``; its AW, W, B, AR and R channels each get their own
 stall pattern of :func:`verif.streams.pattern` (valid gaps on AW/W/AR, back-pressure on B/R).
 The datapath side (``busy``, pulses, counters, ``quant_k``) is driven directly. Every answer
-is checked against :class:`hw.regmap.RegisterModel`, plus literal expectations for the directed
+is checked against :class:`verif.register_model.RegisterModel`, plus literal expectations for the directed
 cases. The seed is ``cocotb.RANDOM_SEED``, logged at the start of each test.
 
 ``$WINNOW_SAMPLES`` sets the number of random accesses per test (default 250).
@@ -23,10 +23,11 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge, Timer
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
-from hw import regmap
-from hw.config import AccelConfig
+from sw import regmap
+from sw.config import AccelConfig
 from hw.csr import quant_layout
 from hw.pe import perf_layout
+from verif.register_model import RegisterModel
 from verif.streams import PayloadCodec, pattern
 
 # cocotbext-axi still calls APIs cocotb 2 deprecates; that is its business, not this bench's.
@@ -47,7 +48,7 @@ class Bench:
         self.seed = f"{cocotb.RANDOM_SEED}/{name}/{stalls}"
         self.rng = random.Random(self.seed)
         self.samples = int(os.environ.get("WINNOW_SAMPLES") or DEFAULT_SAMPLES)
-        self.model = regmap.RegisterModel(self.cfg, COUNTER_BITS)
+        self.model = RegisterModel(self.cfg, COUNTER_BITS)
         self.perf_codec = PayloadCodec(data.ArrayLayout(perf_layout(COUNTER_BITS), self.cfg.coords))
         self.quant_codec = PayloadCodec(quant_layout(self.cfg))
         self.starts = 0
@@ -191,7 +192,7 @@ class Bench:
 @cocotb.parametrize(stalls=["none", "stall25", "bursts"])
 async def test_random_accesses(dut, stalls):
     """Random reads and writes (partial ones too), busy phases and flag pulses, every answer
-    as :class:`hw.regmap.RegisterModel` says, under per-channel stall patterns."""
+    as :class:`verif.register_model.RegisterModel` says, under per-channel stall patterns."""
     bench = Bench(dut, "random", stalls)
     await bench.reset()
     await bench.set_counters()

@@ -29,7 +29,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from hw.array import SparseArray
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from hw.loader import BYTE_LAYOUT, RECORD_FIELDS
 from hw.pe import DIRECTORY, WMEM
 from sw import formats

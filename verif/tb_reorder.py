@@ -25,7 +25,7 @@ import random
 import cocotb
 import numpy as np
 
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from hw.reorder import OutputReorder
 from sw import winograd
 from verif.streams import PATTERNS, stream_shape_groups

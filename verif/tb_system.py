@@ -24,8 +24,8 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 
-from hw import regmap
-from hw.config import AccelConfig
+from sw import regmap
+from sw.config import AccelConfig
 from sw import formats, quant
 from sw.driver import DeviceLayer, GoldenBackend, RTLBackend
 

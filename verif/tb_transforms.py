@@ -22,7 +22,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from hw.transforms import InputTransform, OutputTransform
 from sw import golden
 from verif.streams import PATTERNS, PayloadCodec, Scoreboard, StreamDriver, StreamMonitor, pattern

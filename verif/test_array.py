@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from hw.gen import COMPONENTS
 from verif.runner import run_bench
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from verif.runner import run_bench
 
 #: Odd sizes with narrow quantisation fields (sign extension, range refusals), and F(4x4, 3x3)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from verif.runner import run_bench
 
 #: Small enough for Icarus in seconds; neither w_max is a multiple of n, and for m = 4 the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from verif.runner import run_bench
 
 #: Small enough for Icarus in seconds: per-coordinate lanes (1- to 5-byte words) on tile 2,

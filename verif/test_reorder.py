@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from verif.runner import run_bench
 
 #: Small band memories so Icarus runs every gap × back-pressure pattern in seconds; w_max 10

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pytest
 
-from hw.config import AccelConfig
+from sw.config import AccelConfig
 from sw import pack
 from verif.network import run_network_job
 from verif.runner import ROOT, run_bench, session_seed
