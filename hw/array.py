@@ -12,7 +12,7 @@ from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from sw.config import AccelConfig
+from sw.config import AccelConfig, require_config, require_count
 from hw.pe import SparsePE, act_layout, check_images, perf_layout, wgt_wr_layout
 from hw.pe import out_layout as pe_out_layout
 
@@ -88,14 +88,9 @@ class SparseArray(wiring.Component):
 
     def __init__(self, cfg: AccelConfig, *, weights=None, directories=None,
                  counter_bits: int = SparsePE.COUNTER_BITS):
-        if not isinstance(cfg, AccelConfig):
-            raise TypeError(f"cfg must be an AccelConfig, not {type(cfg).__name__}")
-        self._cfg = cfg
+        self._cfg = require_config(cfg)
         coords = cfg.coords
-        if isinstance(counter_bits, bool) or not isinstance(counter_bits, int) \
-                or counter_bits < 1:
-            raise ValueError(f"counter_bits must be an integer >= 1, not {counter_bits!r}")
-        self._counter_bits = counter_bits
+        self._counter_bits = require_count("counter_bits", counter_bits)
         # validated here, the PEs themselves are built in elaborate()
         self._images = [check_images(cfg, xi, w, d) for xi, (w, d) in enumerate(zip(
             _check_images("weights", weights, coords),

@@ -16,15 +16,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.array import SparseArray
-from sw.config import AccelConfig
+from sw.config import AccelConfig, require_config
 
 __all__ = ["ChannelGather", "ChannelSerialiser"]
-
-
-def _check_cfg(cfg) -> AccelConfig:
-    if not isinstance(cfg, AccelConfig):
-        raise TypeError(f"cfg must be an AccelConfig, not {type(cfg).__name__}")
-    return cfg
 
 
 class ChannelGather(wiring.Component):
@@ -52,7 +46,7 @@ class ChannelGather(wiring.Component):
     """
 
     def __init__(self, cfg: AccelConfig):
-        self._cfg = _check_cfg(cfg)
+        self._cfg = require_config(cfg)
         beat = SparseArray.layouts(cfg)[0]
         channel = data.StructLayout({
             "v": beat["v"].shape.elem_shape,
@@ -115,7 +109,7 @@ class ChannelSerialiser(wiring.Component):
     """
 
     def __init__(self, cfg: AccelConfig):
-        self._cfg = _check_cfg(cfg)
+        self._cfg = require_config(cfg)
         beat = SparseArray.layouts(cfg)[2]
         channel = data.StructLayout({
             "m": beat["m"].shape.elem_shape,

@@ -15,7 +15,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from sw import regmap
-from sw.config import AccelConfig
+from sw.config import AccelConfig, require_config, require_count
 from hw.pe import perf_layout
 
 __all__ = ["ControlRegisters", "quant_layout"]
@@ -122,12 +122,8 @@ class ControlRegisters(wiring.Component):
     """
 
     def __init__(self, cfg: AccelConfig, counter_bits: int = 32):
-        if not isinstance(cfg, AccelConfig):
-            raise TypeError(f"cfg must be an AccelConfig, not {type(cfg).__name__}")
-        if isinstance(counter_bits, bool) or not isinstance(counter_bits, int) \
-                or not 1 <= counter_bits <= DATA_BITS:
-            raise ValueError(f"counter_bits must be an integer in [1, {DATA_BITS}] (the "
-                             f"registers are {DATA_BITS} bits wide), not {counter_bits!r}")
+        require_config(cfg)
+        require_count("counter_bits", counter_bits, 1, DATA_BITS)
         for name in ("bias_bits", "mult_bits"):
             if getattr(cfg, name) > DATA_BITS:
                 raise ValueError(f"AccelConfig.{name}={getattr(cfg, name)} does not fit the "

@@ -15,7 +15,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from sw.config import AccelConfig
+from sw.config import AccelConfig, require_config
 
 __all__ = ["LineBuffer"]
 
@@ -92,10 +92,7 @@ class LineBuffer(wiring.Component):
     LATENCY = 3
 
     def __init__(self, cfg: AccelConfig):
-        if not isinstance(cfg, AccelConfig):
-            # A component that never got built must not also warn that it was never used.
-            self._MustUse__silence = True
-            raise TypeError(f"cfg must be an AccelConfig, not {type(cfg).__name__}")
+        require_config(cfg)
         self._cfg = cfg
         i_shape, o_layout = self.layouts(cfg)
         super().__init__({

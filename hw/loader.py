@@ -17,7 +17,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.array import SparseArray
-from sw.config import AccelConfig
+from sw.config import AccelConfig, require_config
 from hw.pe import DIRECTORY, WMEM
 from sw import formats
 
@@ -139,12 +139,8 @@ class WeightLoader(wiring.Component):
     LATENCY = 1
 
     def __init__(self, cfg: AccelConfig):
-        if not isinstance(cfg, AccelConfig):
-            # A component that never got built must not also warn that it was never used.
-            self._MustUse__silence = True
-            raise TypeError(f"cfg must be an AccelConfig, not {type(cfg).__name__}")
+        require_config(cfg)
         if formats.BYTE_ORDER != "little":
-            self._MustUse__silence = True
             raise ValueError(f"sw.formats.BYTE_ORDER is {formats.BYTE_ORDER!r}; the loader "
                              "assembles little-endian fields")
         self._cfg = cfg

@@ -25,7 +25,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.compactor import CompactingQueue
-from sw.config import AccelConfig
+from sw.config import AccelConfig, require_config, require_count
 from sw.regmap import PE_COUNTERS
 from sw import formats
 
@@ -115,18 +115,6 @@ def _slot_fields(word, lay: formats.SlotLayout, slot: int):
     value = word[base + lay.value_lsb:base + lay.value_lsb + lay.value_bits].as_signed()
     k_local = word[base + lay.k_lsb:base + lay.k_lsb + lay.k_bits]
     return value, k_local, word[base + lay.valid_lsb]
-
-
-def _check_cfg(cfg) -> AccelConfig:
-    if not isinstance(cfg, AccelConfig):
-        raise TypeError(f"cfg must be an AccelConfig, not {type(cfg).__name__}")
-    return cfg
-
-
-def _check_count(name: str, value, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, not {value!r}")
-    return value
 
 
 def check_images(cfg: AccelConfig, xi: int, weights, directory) -> tuple[list, list]:
@@ -242,14 +230,14 @@ class SparsePE(wiring.Component):
 
     def __init__(self, cfg: AccelConfig, xi: int, *, weights=None, directory=None,
                  counter_bits: int = COUNTER_BITS):
-        self._cfg = _check_cfg(cfg)
+        self._cfg = require_config(cfg)
         if isinstance(xi, bool) or not isinstance(xi, int) or not 0 <= xi < cfg.coords:
             raise ValueError(f"xi must be a Winograd coordinate in [0, {cfg.coords}), "
                              f"not {xi!r}")
         self._xi = xi
         self._slots = formats.slot_layout(cfg, xi)
         self._dir = formats.directory_layout(cfg, xi)
-        self._counter_bits = _check_count("counter_bits", counter_bits, 1)
+        self._counter_bits = require_count("counter_bits", counter_bits, 1)
         self._weights, self._directory = check_images(cfg, xi, weights, directory)
         super().__init__({
             "act": In(stream.Signature(act_layout(cfg))),

@@ -25,7 +25,8 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from hw.array import SparseArray
-from sw.config import AccelConfig
+from sw.config import AccelConfig, require_config
+from sw.formats import stream_bytes
 from hw.csr import ControlRegisters
 from hw.linebuf import LineBuffer
 from hw.loader import WeightLoader
@@ -33,12 +34,7 @@ from hw.reorder import OutputReorder
 from hw.channels import ChannelGather, ChannelSerialiser
 from hw.transforms import InputTransform, OutputTransform
 
-__all__ = ["Accelerator", "stream_bytes"]
-
-
-def stream_bytes(bits: int) -> int:
-    """Bytes of an AXI-Stream ``tdata`` carrying one ``bits``-wide value (sign-extended)."""
-    return (bits + 7) // 8
+__all__ = ["Accelerator"]
 
 
 class Accelerator(wiring.Component):
@@ -85,9 +81,7 @@ class Accelerator(wiring.Component):
     """
 
     def __init__(self, cfg: AccelConfig, counter_bits: int = 32):
-        if not isinstance(cfg, AccelConfig):
-            raise TypeError(f"cfg must be an AccelConfig, not {type(cfg).__name__}")
-        self._cfg = cfg
+        self._cfg = require_config(cfg)
         self._counter_bits = counter_bits
         self._csr = ControlRegisters(cfg, counter_bits)
         act_width = 8 * stream_bytes(cfg.act_bits)

@@ -17,7 +17,7 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from sw.config import AccelConfig, signed_bits
+from sw.config import AccelConfig, require_config, signed_bits
 
 __all__ = ["InputTransform", "OutputTransform", "csd_digits"]
 
@@ -139,20 +139,12 @@ class _StageControl:
         ]
 
 
-def _check_config(component, cfg) -> AccelConfig:
-    if not isinstance(cfg, AccelConfig):
-        # A component that never got built must not also warn that it was never used.
-        component._MustUse__silence = True
-        raise TypeError(f"cfg must be an AccelConfig, not {type(cfg).__name__}")
-    return cfg
-
-
 class _TransformUnit(wiring.Component):
     """A one-tile-per-cycle unit with stream ports ``i`` and ``o`` whose layouts come from
     the subclass's ``layouts(cfg)``."""
 
     def __init__(self, cfg: AccelConfig):
-        self._cfg = _check_config(self, cfg)
+        self._cfg = require_config(cfg)
         i_layout, o_layout = self.layouts(cfg)
         super().__init__({
             "i": In(stream.Signature(i_layout)),

@@ -18,7 +18,8 @@ import numpy as np
 
 from sw import winograd
 
-__all__ = ["AccelConfig", "ConfigError", "OVERFLOW_MODES", "SUPPORTED_TILES", "signed_bits"]
+__all__ = ["AccelConfig", "ConfigError", "OVERFLOW_MODES", "SUPPORTED_TILES", "signed_bits",
+           "require_config", "require_count"]
 
 #: Output tile sizes m the hardware supports (integer B^T and A^T exist for these).
 SUPPORTED_TILES = (2, 4)
@@ -342,3 +343,31 @@ class AccelConfig:
         except OSError as err:
             raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
         return cls.from_json(text, str(path))
+
+
+def require_config(cfg) -> AccelConfig:
+    """``cfg`` itself if it is an :class:`AccelConfig`; the one type check of every component.
+
+    Raises
+    ------
+    TypeError
+        ``cfg`` is anything else (a dict or a path must go through :meth:`AccelConfig.load`).
+    """
+    if not isinstance(cfg, AccelConfig):
+        raise TypeError(f"cfg must be an AccelConfig, not {type(cfg).__name__}")
+    return cfg
+
+
+def require_count(name: str, value, lo: int = 1, hi: int | None = None) -> int:
+    """``value`` if it is an integer in ``[lo, hi]`` (no upper bound when ``hi`` is None).
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``, the allowed range and the value given.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo \
+            or (hi is not None and value > hi):
+        allowed = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ValueError(f"{name} must be an integer {allowed}, not {value!r}")
+    return value

@@ -238,10 +238,9 @@ class RTLBackend:
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbext\.axi")
         from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamSink,
                                    AxiStreamSource)
-        from hw.top import stream_bytes
         self.cfg, self.dut, self.progress = cfg, dut, progress
         self.stats: list[dict] = []
-        self._bytes = stream_bytes(cfg.act_bits)
+        self._bytes = formats.stream_bytes(cfg.act_bits)
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axi"), dut.clk, dut.rst)
         self.act = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_act"), dut.clk, dut.rst)
         self.wgt = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_wgt"), dut.clk, dut.rst)

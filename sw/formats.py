@@ -43,7 +43,7 @@ __all__ = [
     "hex_text", "write_hex", "read_hex", "directory_words", "directory_entries",
     "RecordItem", "record_items", "encode_record", "encode_stream", "decode_stream",
     "split_stream", "sha256_file",
-    "layer_manifest", "build_manifest",
+    "layer_manifest", "build_manifest", "stream_bytes",
 ]
 
 #: Bumped whenever any bit or byte below moves.
@@ -65,6 +65,11 @@ _LE = "<"  # struct prefix for BYTE_ORDER
 _STREAM_HEADER = struct.Struct(_LE + "4sHHI")    # magic, version, coords, records
 _RECORD_HEADER = struct.Struct(_LE + "IIIII")    # layer, pass, C, k_base, k_count
 _PE_HEADER = struct.Struct(_LE + "II")           # directory entries, words
+
+
+def stream_bytes(bits: int) -> int:
+    """Bytes of an AXI-Stream ``tdata`` lane carrying one ``bits``-wide value (sign-extended)."""
+    return (bits + 7) // 8
 
 
 class FormatError(ValueError):

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Fast Amaranth-pysim tests of :class:`hw.linebuf.LineBuffer` against :mod:`sw.winograd`."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Fast Amaranth-pysim tests of :class:`hw.loader.WeightLoader` against :mod:`sw.formats`.
 
 Records come from :func:`sw.formats.pack_layer` and :func:`sw.formats.encode_record`; the

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Fast Amaranth-pysim tests of :class:`hw.reorder.OutputReorder` against :mod:`sw.winograd`."""
 
 from __future__ import annotations

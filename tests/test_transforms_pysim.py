@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Fast Amaranth-pysim tests of the transform units against :mod:`sw.golden`."""
 
 from __future__ import annotations
