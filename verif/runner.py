@@ -5,8 +5,8 @@ and per simulator ``<sim>/`` the build, logs, ``results.xml`` and waveforms), so
 ``pytest -n auto`` never shares files between workers. Environment knobs, all optional:
 
 ``SIM``            ``icarus`` (default when installed) or ``verilator``.
-``SEED``           the cocotb random seed; without it one is drawn and printed, so any run can be
-                   repeated with ``SEED=<printed value>``.
+``SEED``           the run's seed (:mod:`verif.stalls`): ``SEED=<n>``, ``SEED=random``, or the
+                   fixed default; printed once, so any run can be repeated.
 ``WAVES=1``        write waveforms (Icarus: FST, Verilator: FST) into the case directory.
 ``WINNOW_SAMPLES`` random items per test (each bench documents its default).
 """
@@ -14,7 +14,6 @@ and per simulator ``<sim>/`` the build, logs, ``results.xml`` and waveforms), so
 from __future__ import annotations
 
 import os
-import random
 from pathlib import Path
 
 from cocotb_tools.check_results import get_results
@@ -23,8 +22,9 @@ from cocotb_tools.runner import get_runner
 from sw.config import AccelConfig
 from hw.gen import CONFIG_FILE, verilog_text
 from verif.simulator import find_simulator
+from verif.stalls import session_seed
 
-__all__ = ["ROOT", "SIM_DIR", "session_seed", "run_bench"]
+__all__ = ["ROOT", "SIM_DIR", "run_bench"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SIM_DIR = ROOT / "build" / "sim"
@@ -36,19 +36,6 @@ SIM_DIR = ROOT / "build" / "sim"
 #: C++ for the whole accelerator, and at ``-O0`` it compiles in about 80 s instead of many
 #: minutes; the simulation is bound by the cocotb drivers in Python, not by the model.
 VERILATOR_ARGS = ("-Wno-fatal", "-Wno-WIDTH", "--output-split", "0", "-CFLAGS", "-O0")
-
-
-def session_seed() -> int:
-    """``SEED`` from the environment, or one random seed per process."""
-    text = os.environ.get("SEED")
-    if text:
-        try:
-            return int(text)
-        except ValueError:
-            raise ValueError(f"SEED={text!r} is not an integer") from None
-    if not hasattr(session_seed, "_drawn"):
-        session_seed._drawn = random.SystemRandom().randrange(1 << 31)
-    return session_seed._drawn
 
 
 def run_bench(component: str, cfg: AccelConfig, test_module: str, case: str,

@@ -15,7 +15,6 @@ is low. A beat with ``valid & ready`` seen there is transferred by the next risi
 
 from __future__ import annotations
 
-import itertools
 import os
 import random
 from collections import deque
@@ -27,32 +26,10 @@ from amaranth.lib import data
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 
+from verif.stalls import PATTERNS, pattern
+
 __all__ = ["PATTERNS", "pattern", "PayloadCodec", "StreamDriver", "StreamMonitor", "Scoreboard",
            "StreamProtocolError", "stream_shape_groups"]
-
-#: Stall patterns, used both for valid gaps (driver) and for back-pressure (monitor).
-PATTERNS = ("none", "stall25", "stall75", "bursts")
-
-
-def pattern(name: str, rng: random.Random) -> Iterator[bool]:
-    """Infinite iterator of per-cycle "stall this cycle" decisions.
-
-    ``none`` never stalls; ``stall25``/``stall75`` stall independently with that probability;
-    ``bursts`` alternates runs of 1-16 active cycles with runs of 1-16 stalled cycles.
-    """
-    if name == "none":
-        return itertools.repeat(False)
-    if name in ("stall25", "stall75"):
-        p = int(name[5:]) / 100
-        return (rng.random() < p for _ in itertools.count())
-    if name == "bursts":
-        def bursts():
-            while True:
-                yield from itertools.repeat(False, rng.randint(1, 16))
-                yield from itertools.repeat(True, rng.randint(1, 16))
-        return bursts()
-    raise ValueError(f"stall pattern {name!r} is unknown; choose one of {', '.join(PATTERNS)}")
-
 
 class PayloadCodec:
     """Packs nested Python values into the bits of an Amaranth shape or layout, and back.

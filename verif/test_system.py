@@ -18,7 +18,8 @@ import pytest
 from sw.config import AccelConfig
 from sw import pack
 from verif.network import run_network_job
-from verif.runner import ROOT, run_bench, session_seed
+from verif.runner import ROOT, run_bench
+from verif.stalls import session_seed
 from verif.simulator import fast_simulator
 
 #: Small enough for Icarus in tens of seconds; wmem_depth 24 forces several passes.
