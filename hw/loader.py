@@ -4,50 +4,35 @@ The host sends each (layer, pass) record of :func:`sw.formats.encode_record` as 
 The loader parses it as it arrives, one byte per cycle, and turns every directory entry and
 weight word into one write of :class:`hw.array.SparseArray`'s load port. It keeps nothing but
 the record's header fields and the word being assembled, so its cost does not grow with the
-memories it fills. Every byte count and field width comes from :mod:`sw.formats`.
+memories it fills. Every byte count and field width comes from :mod:`sw.formats`: the header
+fields from the layouts of :mod:`hw.layouts`, the entry and word sizes from
+:func:`sw.formats.directory_layout` and :func:`sw.formats.slot_layout`.
 """
 
 from __future__ import annotations
-
-import re
-import struct
 
 from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.array import SparseArray
+from hw.layouts import pe_header_layout, record_header_layout
 from sw.config import AccelConfig, require_config
 from hw.pe import DIRECTORY, WMEM
 from sw import formats
 
-__all__ = ["WeightLoader", "BYTE_LAYOUT", "RECORD_FIELDS", "PE_FIELDS", "field_bytes"]
+__all__ = ["WeightLoader", "BYTE_LAYOUT"]
 
 #: Payload of the byte stream: one record byte, ``last`` on the record's final byte.
 BYTE_LAYOUT = data.StructLayout({"data": unsigned(8), "last": unsigned(1)})
-#: Names of the record header fields of :func:`sw.formats.encode_record`, in stream order.
-RECORD_FIELDS = ("layer", "pass", "channels", "k_base", "k_count")
-#: Names of the per-PE header fields, in stream order.
-PE_FIELDS = ("entries", "words")
 
 
-def field_bytes(header: struct.Struct, names: tuple[str, ...]) -> dict[str, int]:
-    """Byte size of each named field of a :mod:`sw.formats` header struct, in stream order.
+def _field_bytes(layout: data.StructLayout) -> dict[str, int]:
+    """Bytes of each field of a header layout, in stream order.
 
-    Raises
-    ------
-    ValueError
-        The struct has another number of fields than ``names``.
+    :mod:`sw.formats` makes every header field a whole number of bytes.
     """
-    order, body = header.format[0], header.format[1:]
-    sizes = []
-    for count, code in re.findall(r"(\d*)(\D)", body):
-        sizes += [struct.calcsize(order + code)] * int(count or 1)
-    if len(sizes) != len(names):
-        raise ValueError(f"header struct {header.format!r} has {len(sizes)} fields, the "
-                         f"loader parses {len(names)} ({', '.join(names)}); update "
-                         "hw/loader.py together with sw/formats.py")
-    return dict(zip(names, sizes))
+    return {name: field.width // 8 for name, field in layout}
 
 
 def _lookup(index, values: list[int]):
@@ -144,8 +129,8 @@ class WeightLoader(wiring.Component):
             raise ValueError(f"sw.formats.BYTE_ORDER is {formats.BYTE_ORDER!r}; the loader "
                              "assembles little-endian fields")
         self._cfg = cfg
-        self._record_bytes = field_bytes(formats._RECORD_HEADER, RECORD_FIELDS)
-        self._pe_bytes = field_bytes(formats._PE_HEADER, PE_FIELDS)
+        self._record_bytes = _field_bytes(record_header_layout())
+        self._pe_bytes = _field_bytes(pe_header_layout())
         self._entry_bytes = [formats.directory_layout(cfg, xi).entry_bytes
                              for xi in range(cfg.coords)]
         self._word_bytes = [formats.slot_layout(cfg, xi).word_bytes for xi in range(cfg.coords)]
@@ -167,8 +152,8 @@ class WeightLoader(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
-        rec_sizes = list(self._record_bytes.values())
-        pe_sizes = list(self._pe_bytes.values())
+        rec_sizes, rec_names = list(self._record_bytes.values()), list(self._record_bytes)
+        pe_sizes, pe_names = list(self._pe_bytes.values()), list(self._pe_bytes)
         unit_bytes = max(rec_sizes + pe_sizes + self._entry_bytes + self._word_bytes)
 
         phase = Signal(_Phase)
@@ -225,12 +210,12 @@ class WeightLoader(wiring.Component):
                     with m.If(unit_done):
                         m.d.sync += field.eq(field + 1)
                         with m.Switch(field):
-                            with m.Case(RECORD_FIELDS.index("channels")):
+                            with m.Case(rec_names.index("channels")):
                                 m.d.comb += bad.eq((value == 0) | (value > cfg.c_max))
                                 m.d.sync += channels.eq(value)
-                            with m.Case(RECORD_FIELDS.index("k_base")):
+                            with m.Case(rec_names.index("k_base")):
                                 m.d.sync += k_base.eq(value)
-                            with m.Case(RECORD_FIELDS.index("k_count")):
+                            with m.Case(rec_names.index("k_count")):
                                 m.d.comb += bad.eq((value == 0) | (value > cfg.k_max))
                                 m.d.sync += k_count.eq(value)
                         with m.If(field == len(rec_sizes) - 1):
@@ -239,9 +224,9 @@ class WeightLoader(wiring.Component):
                     with m.If(unit_done):
                         m.d.sync += field.eq(field + 1)
                         with m.Switch(field):
-                            with m.Case(PE_FIELDS.index("entries")):
+                            with m.Case(pe_names.index("entries")):
                                 m.d.comb += bad.eq(value != channels)
-                            with m.Case(PE_FIELDS.index("words")):
+                            with m.Case(pe_names.index("words")):
                                 m.d.comb += bad.eq(value > cfg.wmem_depth)
                                 m.d.sync += words.eq(value)
                         with m.If(field == len(pe_sizes) - 1):

@@ -1,8 +1,11 @@
 """The packed on-chip weight format: the one contract between ``sw/`` and ``hw/``.
 
-Every number that fixes where a bit or a byte goes lives in this module. ``hw/pe.py`` reads the
-field offsets from :func:`slot_layout` and :func:`directory_layout`; the packer, the perf model
-and the tests use :func:`pack_layer` and :func:`unpack_layer`. docs/formats.md draws the picture.
+Every number that fixes where a bit or a byte goes lives in this module, written once as a
+public ``(name, bits)`` table: :data:`STREAM_HEADER_FIELDS`, :data:`RECORD_HEADER_FIELDS` and
+:data:`PE_HEADER_FIELDS` for the weight-load stream's headers, :attr:`SlotLayout.fields` and
+:attr:`DirectoryLayout.fields` for a slot and a directory entry of PE ``xi``. ``hw/layouts.py``
+turns these tables into Amaranth layouts; the packer, the perf model and the tests use
+:func:`pack_layer` and :func:`unpack_layer`. docs/formats.md draws the picture.
 
 Summary (per PE ``xi``, ``S = cfg.word_slots(xi)`` slots per word)
 -----------------------------------------------------------------
@@ -21,7 +24,8 @@ Summary (per PE ``xi``, ``S = cfg.word_slots(xi)`` slots per word)
   column is the address where it would begin, so starts never decrease and may equal
   ``wmem_depth``.
 * files: ``$readmemh`` text (one word per line, most significant digit first) and a
-  little-endian binary stream for ``s_axis_wgt`` (framing in :func:`encode_stream`).
+  little-endian binary stream for ``s_axis_wgt`` (framing in :func:`encode_stream`); every
+  header field is an unsigned little-endian integer of whole bytes.
 """
 
 from __future__ import annotations
@@ -37,12 +41,13 @@ from sw.config import AccelConfig
 
 __all__ = [
     "FORMAT_VERSION", "SLOT_ORDER", "FIELD_ORDER", "BYTE_ORDER", "HEX_DIGIT_ORDER",
-    "STREAM_MAGIC", "INVALID_SLOT", "FormatError", "SlotLayout", "DirectoryLayout",
+    "STREAM_MAGIC", "INVALID_SLOT", "SIGNED_FIELDS", "STREAM_HEADER_FIELDS",
+    "RECORD_HEADER_FIELDS", "PE_HEADER_FIELDS", "FormatError", "SlotLayout", "DirectoryLayout",
     "PassImage", "PackStats", "PackedLayer", "StreamRecord", "slot_layout", "directory_layout",
     "k_bits", "choose_kp", "pack_layer", "unpack_layer", "encode_slot", "decode_slot",
     "hex_text", "write_hex", "read_hex", "directory_words", "directory_entries",
-    "RecordItem", "record_items", "encode_record", "encode_stream", "decode_stream",
-    "split_stream", "sha256_file",
+    "RecordItem", "record_items", "record_writes", "encode_record", "encode_stream",
+    "decode_stream", "split_stream", "sha256_file",
     "layer_manifest", "build_manifest", "stream_bytes",
 ]
 
@@ -60,11 +65,32 @@ HEX_DIGIT_ORDER = "msd_first"
 STREAM_MAGIC = b"WNWS"
 #: Bit pattern of a padding slot.
 INVALID_SLOT = 0
+#: Fields of :attr:`SlotLayout.fields` holding a two's-complement number (the others unsigned).
+SIGNED_FIELDS = ("value",)
+
+#: Stream header ``(name, bits)`` in stream order: :data:`STREAM_MAGIC` read as a
+#: little-endian integer, :data:`FORMAT_VERSION`, PEs (``cfg.coords``), records that follow.
+STREAM_HEADER_FIELDS = (("magic", 32), ("version", 16), ("coords", 16), ("records", 32))
+#: Record header ``(name, bits)`` in stream order: layer index, pass index, ``C`` (directory
+#: entries per PE), then the pass's output channels ``[k_base, k_base + k_count)``.
+RECORD_HEADER_FIELDS = (("layer", 32), ("pass", 32), ("channels", 32), ("k_base", 32),
+                        ("k_count", 32))
+#: Per-PE header ``(name, bits)`` in stream order: directory entries (``C``), weight words.
+PE_HEADER_FIELDS = (("entries", 32), ("words", 32))
 
 _LE = "<"  # struct prefix for BYTE_ORDER
-_STREAM_HEADER = struct.Struct(_LE + "4sHHI")    # magic, version, coords, records
-_RECORD_HEADER = struct.Struct(_LE + "IIIII")    # layer, pass, C, k_base, k_count
-_PE_HEADER = struct.Struct(_LE + "II")           # directory entries, words
+_STRUCT_CODES = {8: "B", 16: "H", 32: "I", 64: "Q"}
+
+
+def _header_struct(fields: tuple[tuple[str, int], ...]) -> struct.Struct:
+    """The :class:`struct.Struct` of a header table: unsigned little-endian integers."""
+    return struct.Struct(_LE + "".join(_STRUCT_CODES[bits] for _, bits in fields))
+
+
+_STREAM_HEADER = _header_struct(STREAM_HEADER_FIELDS)
+_RECORD_HEADER = _header_struct(RECORD_HEADER_FIELDS)
+_PE_HEADER = _header_struct(PE_HEADER_FIELDS)
+_MAGIC = int.from_bytes(STREAM_MAGIC, BYTE_ORDER)
 
 
 def stream_bytes(bits: int) -> int:
@@ -117,6 +143,15 @@ class SlotLayout:
     word_bytes: int
     hex_digits: int
 
+    @property
+    def fields(self) -> tuple[tuple[str, int], ...]:
+        """``(name, bits)`` of a slot's fields, least significant first (:data:`FIELD_ORDER`).
+
+        ``value`` is two's complement (:data:`SIGNED_FIELDS`); a word is :attr:`slots` such
+        slots, slot 0 least significant (:data:`SLOT_ORDER`).
+        """
+        return tuple(zip(FIELD_ORDER, (self.value_bits, self.k_bits, 1)))
+
     def slot_lsb(self, slot: int) -> int:
         """Least significant bit of slot ``slot`` within a word."""
         return slot * self.slot_bits
@@ -149,6 +184,11 @@ class DirectoryLayout:
     entry_bits: int
     entry_bytes: int
     hex_digits: int
+
+    @property
+    def fields(self) -> tuple[tuple[str, int], ...]:
+        """``(name, bits)`` of an entry's fields, least significant first: ``start``, ``count``."""
+        return (("start", self.addr_bits), ("count", self.count_bits))
 
     @property
     def start_lsb(self) -> int:
@@ -584,6 +624,30 @@ def record_items(image: PassImage, cfg: AccelConfig) -> list[RecordItem]:
     return items
 
 
+def record_writes(image: PassImage, cfg: AccelConfig,
+                  received: int | None = None) -> list[RecordItem]:
+    """The memory writes a weight loader makes for ``image``'s record, in stream order.
+
+    Parameters
+    ----------
+    image : PassImage
+        The pass whose record (:func:`encode_record`) is sent.
+    cfg : AccelConfig
+    received : int, optional
+        Bytes of the record that arrived before the loader stopped taking it (a truncated or
+        rejected frame). ``None``: the whole record.
+
+    Returns
+    -------
+    list of RecordItem
+        Per PE ``xi`` in order, directory entry ``c`` (``memory="directory"``, ``addr=c``) for
+        ``c = 0 .. C-1``, then weight word ``j`` (``memory="words"``, ``addr=j``); of these,
+        exactly the items whose bytes all arrived (``end <= received``).
+    """
+    items = record_items(image, cfg)
+    return items if received is None else [it for it in items if it.end <= received]
+
+
 def encode_record(layer: int, image: PassImage, cfg: AccelConfig) -> bytes:
     """The bytes of one (layer, pass) record of the weight-load stream.
 
@@ -605,7 +669,8 @@ def encode_record(layer: int, image: PassImage, cfg: AccelConfig) -> bytes:
 def encode_stream(packed_layers, cfg: AccelConfig) -> bytes:
     """The byte stream for ``s_axis_wgt``: every pass of every layer, in order.
 
-    Framing (all integers little-endian, :data:`BYTE_ORDER`)::
+    Framing (all integers little-endian, :data:`BYTE_ORDER`; the headers are
+    :data:`STREAM_HEADER_FIELDS`, :data:`RECORD_HEADER_FIELDS` and :data:`PE_HEADER_FIELDS`)::
 
         stream header   magic "WNWS" (4 B) | version u16 | coords u16 | records u32
         per record      layer index u32 | pass u32 | C u32 | k_base u32 | k_count u32
@@ -618,7 +683,7 @@ def encode_stream(packed_layers, cfg: AccelConfig) -> bytes:
     :func:`encode_record`.
     """
     records = [(li, im) for li, pl in enumerate(packed_layers) for im in pl.passes]
-    out = bytearray(_STREAM_HEADER.pack(STREAM_MAGIC, FORMAT_VERSION, cfg.coords, len(records)))
+    out = bytearray(_STREAM_HEADER.pack(_MAGIC, FORMAT_VERSION, cfg.coords, len(records)))
     for li, im in records:
         out += encode_record(li, im, cfg)
     return bytes(out)
@@ -666,9 +731,10 @@ def decode_stream(data: bytes, cfg: AccelConfig, source: str = "stream") -> list
         return data[pos - n:pos]
 
     magic, version, coords, count = _STREAM_HEADER.unpack(take(_STREAM_HEADER.size))
-    if magic != STREAM_MAGIC or version != FORMAT_VERSION:
+    if magic != _MAGIC or version != FORMAT_VERSION:
+        text = magic.to_bytes(len(STREAM_MAGIC), BYTE_ORDER)
         raise FormatError(f"{source}: not a winnow weight stream version {FORMAT_VERSION} "
-                          f"(magic {magic!r}, version {version})")
+                          f"(magic {text!r}, version {version})")
     if coords != cfg.coords:
         raise FormatError(f"{source}: stream has {coords} PEs, config has {cfg.coords}")
     records = []

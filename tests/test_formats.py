@@ -401,3 +401,79 @@ def test_record_items_locate_every_entry_and_word():
             break
         trailing_headers += 1
     assert items[-1].end + trailing_headers * 8 == len(data)
+
+
+def read_header(data: bytes, fields, offset: int = 0) -> tuple[dict, int]:
+    """The fields of a header table read from ``data`` at ``offset``, and the offset past it."""
+    values = {}
+    for name, bits in fields:
+        assert bits % 8 == 0
+        values[name] = int.from_bytes(data[offset:offset + bits // 8], formats.BYTE_ORDER)
+        offset += bits // 8
+    return values, offset
+
+
+def test_header_tables_fix_the_stream_bytes():
+    """Walking the public tables over encoded bytes finds every header field; the header sizes
+    are ``sum(bits) / 8`` (12, 20 and 8 bytes)."""
+    assert [sum(bits for _, bits in t) // 8 for t in (
+        formats.STREAM_HEADER_FIELDS, formats.RECORD_HEADER_FIELDS,
+        formats.PE_HEADER_FIELDS)] == [12, 20, 8]
+    cfg = AccelConfig(lanes=(1, 2, 3, 2) * 4, k_max=8, c_max=8)
+    packed = formats.pack_layer(sparse_U(cfg, 20, 3, 0.3, SEED + 4), cfg)
+    data = formats.encode_stream([packed], cfg)
+    head, pos = read_header(data, formats.STREAM_HEADER_FIELDS)
+    assert head == {"magic": int.from_bytes(formats.STREAM_MAGIC, "little"),
+                    "version": formats.FORMAT_VERSION, "coords": cfg.coords,
+                    "records": packed.num_passes}
+    for im in packed.passes:
+        record = formats.encode_record(0, im, cfg)
+        assert data[pos:pos + len(record)] == record
+        rec, at = read_header(record, formats.RECORD_HEADER_FIELDS)
+        assert rec == {"layer": 0, "pass": im.index, "channels": packed.C,
+                       "k_base": im.k_base, "k_count": im.k_count}
+        for xi in range(cfg.coords):
+            pe, at = read_header(record, formats.PE_HEADER_FIELDS, at)
+            assert pe == {"entries": packed.C, "words": len(im.words[xi])}
+            at += packed.C * formats.directory_layout(cfg, xi).entry_bytes \
+                + len(im.words[xi]) * formats.slot_layout(cfg, xi).word_bytes
+        assert at == len(record)
+        # Round trip: the stream header and this one record decode to the pass.
+        one = formats.encode_stream([formats.PackedLayer("p", packed.K, packed.C, packed.Kp,
+                                                         (im,), packed.stats)], cfg)
+        assert one[12:] == record
+        assert formats.decode_stream(one, cfg)[0].image == im
+        pos += len(record)
+    assert pos == len(data)
+
+
+@pytest.mark.parametrize("lanes, slots_per_lane", [(1, 1), ((1, 2, 3, 4) * 4, 2), (8, 3)])
+def test_slot_and_entry_fields(lanes, slots_per_lane):
+    """``fields`` are the offsets of the layouts, least significant first."""
+    cfg = AccelConfig(lanes=lanes, slots_per_lane=slots_per_lane, k_max=40, wmem_depth=100)
+    for xi in range(cfg.coords):
+        lay, dlay = formats.slot_layout(cfg, xi), formats.directory_layout(cfg, xi)
+        assert [name for name, _ in lay.fields] == list(formats.FIELD_ORDER)
+        assert lay.fields == (("value", lay.value_bits), ("k_local", lay.k_bits), ("valid", 1))
+        lsbs = np.cumsum([0] + [bits for _, bits in lay.fields]).tolist()
+        assert lsbs == [lay.value_lsb, lay.k_lsb, lay.valid_lsb, lay.slot_bits]
+        assert lay.word_bits == lay.slots * lsbs[-1]
+        assert dlay.fields == (("start", dlay.addr_bits), ("count", dlay.count_bits))
+        assert (dlay.start_lsb, dlay.count_lsb) == (0, dlay.addr_bits)
+        assert sum(bits for _, bits in dlay.fields) == dlay.entry_bits
+    assert set(formats.SIGNED_FIELDS) <= set(formats.FIELD_ORDER)
+
+
+def test_record_writes_are_the_items_whose_bytes_arrived():
+    cfg = AccelConfig(lanes=(1, 2, 3, 2) * 4, k_max=8, c_max=8)
+    image = formats.pack_layer(sparse_U(cfg, 8, 4, 0.4, SEED + 5), cfg).passes[0]
+    items = formats.record_items(image, cfg)
+    size = len(formats.encode_record(0, image, cfg))
+    assert formats.record_writes(image, cfg) == items
+    assert formats.record_writes(image, cfg, size) == items
+    assert formats.record_writes(image, cfg, 20 + 8) == []
+    for received in (20 + 8 + 1, items[3].end - 1, items[3].end, size // 2, size - 1):
+        writes = formats.record_writes(image, cfg, received)
+        assert writes == items[:len(writes)]
+        assert all(it.end <= received for it in writes)
+        assert len(writes) == len(items) or items[len(writes)].end > received

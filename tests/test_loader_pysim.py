@@ -16,10 +16,13 @@ import pytest
 from amaranth.sim import Simulator
 
 from sw.config import AccelConfig
-from hw.loader import RECORD_FIELDS, WeightLoader
+from hw.loader import WeightLoader
 from hw.pe import DIRECTORY, WMEM
 from streams import payload_value, stream_get, stream_put
 from sw import formats
+
+#: Names of the record header fields, in stream order.
+RECORD_FIELDS = tuple(name for name, _ in formats.RECORD_HEADER_FIELDS)
 
 #: Small configurations covering 1- to 5-byte words, 1- and 2-byte directory entries,
 #: per-coordinate lanes on both tile sizes, and memories small enough to force several passes.
@@ -41,11 +44,13 @@ class Frame:
     status: tuple[int, int, int] | None = None   # (C, k_count, k_base) of a good record
 
 
-def image_writes(image: formats.PassImage, cfg: AccelConfig) -> list[tuple[int, dict]]:
-    """``(end, write)`` per entry and word of the record: the byte offset just past it."""
+def image_writes(image: formats.PassImage, cfg: AccelConfig,
+                 received: int | None = None) -> list[tuple[int, dict]]:
+    """``(end, write)`` per write of :func:`sw.formats.record_writes`, ``end`` the byte offset
+    just past its entry or word."""
     memory = {"directory": DIRECTORY, "words": WMEM}
     return [(it.end, {"pe": it.pe, "mem": memory[it.memory], "addr": it.addr, "data": it.value})
-            for it in formats.record_items(image, cfg)]
+            for it in formats.record_writes(image, cfg, received)]
 
 
 def pe_header_offset(image: formats.PassImage, cfg: AccelConfig, xi: int) -> int:
@@ -69,7 +74,7 @@ def good_frame(layer: int, image: formats.PassImage, cfg: AccelConfig) -> Frame:
 
 def bad_frame(data: bytes, image: formats.PassImage, cfg: AccelConfig, error_at: int) -> Frame:
     """A rejected frame: the writes whose bytes all arrived up to ``error_at`` are issued."""
-    return Frame(data, [wr for end, wr in image_writes(image, cfg) if end <= error_at + 1],
+    return Frame(data, [wr for _, wr in image_writes(image, cfg, error_at + 1)],
                  error_at=error_at)
 
 

@@ -30,19 +30,23 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from hw.array import SparseArray
 from sw.config import AccelConfig
-from hw.loader import BYTE_LAYOUT, RECORD_FIELDS
+from hw.loader import BYTE_LAYOUT
 from hw.pe import DIRECTORY, WMEM
 from sw import formats
 from verif.streams import PayloadCodec, Scoreboard, StreamDriver, StreamMonitor, pattern
 
 DEFAULT_LAYERS = 2
+#: Names of the record header fields, in stream order.
+RECORD_FIELDS = tuple(name for name, _ in formats.RECORD_HEADER_FIELDS)
 
 
-def _writes(image: formats.PassImage, cfg: AccelConfig) -> list[tuple[int, dict]]:
-    """``(end, write)`` per entry and word of the record: the byte offset just past it."""
+def _writes(image: formats.PassImage, cfg: AccelConfig,
+            received: int | None = None) -> list[tuple[int, dict]]:
+    """``(end, write)`` per write of :func:`sw.formats.record_writes`, ``end`` the byte offset
+    just past its entry or word."""
     memory = {"directory": DIRECTORY, "words": WMEM}
     return [(it.end, {"pe": it.pe, "mem": memory[it.memory], "addr": it.addr, "data": it.value})
-            for it in formats.record_items(image, cfg)]
+            for it in formats.record_writes(image, cfg, received)]
 
 
 def _records(cfg: AccelConfig, rng: np.random.Generator, layers: int):
@@ -68,7 +72,7 @@ def _good(li: int, image: formats.PassImage, cfg: AccelConfig) -> dict:
 
 def _bad(data: bytes, image: formats.PassImage, cfg: AccelConfig, error_at: int) -> dict:
     return {"data": data, "error_at": error_at, "status": None,
-            "writes": [wr for end, wr in _writes(image, cfg) if end <= error_at + 1]}
+            "writes": [wr for _, wr in _writes(image, cfg, error_at + 1)]}
 
 
 def _rejects(li: int, image: formats.PassImage, cfg: AccelConfig, rng: random.Random):
