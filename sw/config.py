@@ -164,6 +164,10 @@ class AccelConfig:
                              f"Winograd coordinate of F({self.tile},3))")
         else:
             check_int("lanes", 1, 64)
+        if self.drain_width > min(self.lanes_per_coord):
+            bad("drain_width", f"at most the fewest lanes of a coordinate, "
+                               f"{min(self.lanes_per_coord)} (a lane drains one output channel "
+                               "per cycle)")
 
     # -- shape ---------------------------------------------------------------------------
     @property
@@ -187,14 +191,21 @@ class AccelConfig:
         """Weight slots per memory word of PE ``xi``: ``slots_per_lane · lanes_per_coord[xi]``."""
         return self.slots_per_lane * self.lanes_per_coord[xi]
 
-    def pair_queue_depth(self, xi: int) -> int:
-        """Entries of PE ``xi``'s pair compactor: the power of two ``>= word_slots + 2·L``.
+    #: Entries of each of a lane queue's ``slots_per_lane`` FIFOs: one LUT RAM's depth
+    #: (16 on ECP5 and iCE40 distributed RAM, 32 on Xilinx), so a deeper queue costs nothing.
+    lane_fifo_depth = 16
 
-        That is the least depth at which the walker, which may add a whole word per cycle,
-        never leaves the lanes without a pair while it has words to read.
+    @property
+    def lane_queue_depth(self) -> int:
+        """Entries a lane queue holds: ``slots_per_lane · lane_fifo_depth``."""
+        return self.slots_per_lane * self.lane_fifo_depth
+
+    def accumulator_rows(self, xi: int) -> int:
+        """Accumulator rows per lane and bank of PE ``xi``: ``ceil(k_max / L)``.
+
+        Output channel ``k`` lives in lane ``k mod L``, row ``k // L``.
         """
-        need = self.word_slots(xi) + 2 * self.lanes_per_coord[xi]
-        return 1 << (need - 1).bit_length()
+        return -(-self.k_max // self.lanes_per_coord[xi])
 
     @property
     def drain_rows(self) -> int:

@@ -9,16 +9,21 @@ turns these tables into Amaranth layouts; the packer, the perf model and the tes
 
 Summary (per PE ``xi``, ``S = cfg.word_slots(xi)`` slots per word)
 -----------------------------------------------------------------
+* **lane** of output channel ``k_local``: ``k_local mod L``; its accumulator **row**:
+  ``k_row = k_local // L``. Every output channel belongs to one multiplier lane.
 * **slot** = ``value`` (``wgt_bits``, two's complement) in bits ``[0, wgt_bits)``, then
-  ``k_local`` (``k_bits``) above it, then the ``valid`` bit on top. An invalid (padding) slot
+  ``k_row`` (``k_bits``) above it, then the ``valid`` bit on top. An invalid (padding) slot
   is all zero bits.
-* **word** = ``S = slots_per_lane · L`` slots, slot 0 in the least significant bits; the
-  valid slots of a word are a prefix (slot 0 upwards), padding only ends a column.
+* **word** = ``S = slots_per_lane · L`` slots, slot 0 in the least significant bits; slots
+  ``[l · slots_per_lane, (l + 1) · slots_per_lane)`` are lane ``l``'s group, and the valid
+  slots of a group are a prefix.
 * **pass** ``p`` covers output channels ``[p*Kp, min(K, (p+1)*Kp))``; ``k_local = k - p*Kp``.
   Each pass is one memory image: its word addresses start at 0, and the weight memory is
   reloaded between passes.
-* **column** ``(p, c)``: the non-zero ``U[xi, k, c]`` of the pass in ascending ``k``, ``S`` per
-  word, the last word padded with invalid slots; an all-zero column takes no word.
+* **column** ``(p, c)``: the non-zero ``U[xi, k, c]`` of the pass; lane ``l``'s ones in
+  ascending ``k`` fill its group of consecutive words, ``slots_per_lane`` per word, so the
+  column takes ``max_l ceil(n_l / slots_per_lane)`` words and a lane's padding only ends its
+  share of the column; an all-zero column takes no word.
 * **directory** per PE and pass: ``C`` entries in ascending ``c``; entry = ``start`` (word
   address, in the low ``addr_bits``) then ``count`` (words) above it. ``start`` of an empty
   column is the address where it would begin, so starts never decrease and may equal
@@ -44,7 +49,7 @@ __all__ = [
     "STREAM_MAGIC", "INVALID_SLOT", "SIGNED_FIELDS", "STREAM_HEADER_FIELDS",
     "RECORD_HEADER_FIELDS", "PE_HEADER_FIELDS", "FormatError", "SlotLayout", "DirectoryLayout",
     "PassImage", "PackStats", "PackedLayer", "StreamRecord", "slot_layout", "directory_layout",
-    "k_bits", "choose_kp", "pack_layer", "unpack_layer", "encode_slot", "decode_slot",
+    "k_bits", "column_word_count", "choose_kp", "pack_layer", "unpack_layer", "encode_slot", "decode_slot",
     "hex_text", "write_hex", "read_hex", "directory_words", "directory_entries",
     "RecordItem", "record_items", "record_writes", "encode_record", "encode_stream",
     "decode_stream", "split_stream", "sha256_file",
@@ -52,11 +57,11 @@ __all__ = [
 ]
 
 #: Bumped whenever any bit or byte below moves.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: Slot 0 of a word occupies its least significant bits.
 SLOT_ORDER = "slot0_lsb"
 #: Fields of a slot from the least significant bit up.
-FIELD_ORDER = ("value", "k_local", "valid")
+FIELD_ORDER = ("value", "k_row", "valid")
 #: Byte order of every multi-byte field of the binary stream.
 BYTE_ORDER = "little"
 #: ``$readmemh`` lines are written most significant hex digit first (Verilog's reading order).
@@ -102,9 +107,9 @@ class FormatError(ValueError):
     """A weight image, a file or a stream does not follow the packed format."""
 
 
-def k_bits(cfg: AccelConfig) -> int:
-    """Width of the output-channel index ``k_local`` in a slot."""
-    return max(1, (cfg.k_max - 1).bit_length())
+def k_bits(cfg: AccelConfig, xi: int) -> int:
+    """Width of the accumulator row ``k_row = k_local // L`` in a slot of PE ``xi``."""
+    return max(1, (cfg.accumulator_rows(xi) - 1).bit_length())
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,7 @@ class SlotLayout:
     value_lsb, value_bits : int
         Two's-complement weight field.
     k_lsb, k_bits : int
-        ``k_local`` field.
+        ``k_row`` field (accumulator row, ``k_local // L``).
     valid_lsb : int
         The valid bit.
     slot_bits, word_bits : int
@@ -162,7 +167,7 @@ def slot_layout(cfg: AccelConfig, xi: int) -> SlotLayout:
     if not 0 <= xi < cfg.coords:
         raise FormatError(f"PE index {xi} out of range [0, {cfg.coords})")
     slots = cfg.word_slots(xi)
-    kb = k_bits(cfg)
+    kb = k_bits(cfg, xi)
     slot = cfg.wgt_bits + kb + 1
     word = slots * slot
     return SlotLayout(lanes=cfg.lanes_per_coord[xi], slots=slots, value_lsb=0,
@@ -176,7 +181,8 @@ class DirectoryLayout:
     """Bit positions of one PE's directory entry: ``start`` low, ``count`` above it.
 
     ``addr_bits`` holds ``[0, wmem_depth]`` (an empty column at the end of a full memory starts
-    at ``wmem_depth``); ``count_bits`` holds ``ceil(k_max / slots)``, the longest column.
+    at ``wmem_depth``); ``count_bits`` holds ``ceil(ceil(k_max / L) / slots_per_lane)``, the
+    longest column.
     """
 
     addr_bits: int
@@ -201,27 +207,26 @@ class DirectoryLayout:
 
 def directory_layout(cfg: AccelConfig, xi: int) -> DirectoryLayout:
     """Field widths of PE ``xi``'s directory entries."""
-    slots = slot_layout(cfg, xi).slots
     addr = max(1, cfg.wmem_depth.bit_length())
-    count = max(1, (-(-cfg.k_max // slots)).bit_length())
+    count = max(1, (-(-cfg.accumulator_rows(xi) // cfg.slots_per_lane)).bit_length())
     entry = addr + count
     return DirectoryLayout(addr_bits=addr, count_bits=count, entry_bits=entry,
                            entry_bytes=-(-entry // 8), hex_digits=-(-entry // 4))
 
 
-def encode_slot(value: int, k_local: int, layout: SlotLayout) -> int:
+def encode_slot(value: int, k_row: int, layout: SlotLayout) -> int:
     """Bits of one valid slot."""
     mask = (1 << layout.value_bits) - 1
-    return ((value & mask) << layout.value_lsb) | (k_local << layout.k_lsb) \
+    return ((value & mask) << layout.value_lsb) | (k_row << layout.k_lsb) \
         | (1 << layout.valid_lsb)
 
 
 def decode_slot(bits: int, layout: SlotLayout) -> tuple[bool, int, int]:
-    """``(valid, value, k_local)`` of one slot's bits."""
+    """``(valid, value, k_row)`` of one slot's bits."""
     raw = (bits >> layout.value_lsb) & ((1 << layout.value_bits) - 1)
     value = raw - (1 << layout.value_bits) if raw >> (layout.value_bits - 1) else raw
-    k_local = (bits >> layout.k_lsb) & ((1 << layout.k_bits) - 1)
-    return bool((bits >> layout.valid_lsb) & 1), value, k_local
+    k_row = (bits >> layout.k_lsb) & ((1 << layout.k_bits) - 1)
+    return bool((bits >> layout.valid_lsb) & 1), value, k_row
 
 
 @dataclass(frozen=True)
@@ -352,13 +357,26 @@ def _check_layer(U: np.ndarray, cfg: AccelConfig) -> np.ndarray:
     return U.astype(np.int64)
 
 
-def _pass_words(nz: np.ndarray, kp: int, slots: np.ndarray) -> np.ndarray:
+def column_word_count(lane_counts, slots_per_lane: int) -> int:
+    """Words of a column whose lane ``l`` holds ``lane_counts[l]`` weights.
+
+    Each lane's weights fill its own group of ``slots_per_lane`` slots per word, so the
+    column is as long as its fullest lane needs: ``max_l ceil(n_l / slots_per_lane)``.
+    """
+    return max((-(-int(n) // slots_per_lane) for n in lane_counts), default=0)
+
+
+def _pass_words(nz: np.ndarray, kp: int, cfg: AccelConfig) -> np.ndarray:
     """Words per (pass, PE) for pass size ``kp``; ``nz`` is bool ``[coords, K, C]``."""
     K = nz.shape[1]
-    bounds = np.arange(0, K, kp)
-    per_col = np.add.reduceat(nz.astype(np.int64), bounds, axis=1)   # [coords, P, C]
-    words = -(-per_col // slots[:, None, None])
-    return words.sum(axis=2).T                                        # [P, coords]
+    out = np.zeros((-(-K // kp), cfg.coords), dtype=np.int64)
+    for p, k_base in enumerate(range(0, K, kp)):
+        block = nz[:, k_base:k_base + kp, :].astype(np.int64)           # [coords, kp, C]
+        for xi in range(cfg.coords):
+            lanes = cfg.lanes_per_coord[xi]
+            per_lane = np.stack([block[xi, l::lanes, :].sum(axis=0) for l in range(lanes)])
+            out[p, xi] = (-(-per_lane // cfg.slots_per_lane)).max(axis=0).sum()
+    return out
 
 
 def choose_kp(U: np.ndarray, cfg: AccelConfig) -> int:
@@ -375,15 +393,14 @@ def choose_kp(U: np.ndarray, cfg: AccelConfig) -> int:
     """
     U = _check_layer(U, cfg)
     nz = U != 0
-    slots = np.array([cfg.word_slots(xi) for xi in range(cfg.coords)], dtype=np.int64)
     K = U.shape[1]
     tried = set()
     for passes in range(-(-K // cfg.k_max), K + 1):
         kp = -(-K // passes)
-        if kp not in tried and _pass_words(nz, kp, slots).max() <= cfg.wmem_depth:
+        if kp not in tried and _pass_words(nz, kp, cfg).max() <= cfg.wmem_depth:
             return kp
         tried.add(kp)
-    need = int(_pass_words(nz, 1, slots).max())
+    need = int(_pass_words(nz, 1, cfg).max())
     raise FormatError(f"one output channel per pass needs {need} words in a PE, more than "
                       f"wmem_depth = {cfg.wmem_depth}; C = {U.shape[2]} is too large for "
                       "this memory")
@@ -397,14 +414,16 @@ def pack_layer(layer_U_int: np.ndarray, cfg: AccelConfig, name: str = "layer") -
     1. **Pass split.** ``Kp`` = :func:`choose_kp`: ``Kp = ceil(K / P)`` for the fewest passes
        ``P`` such that every PE's words for every pass fit ``wmem_depth`` (``Kp <= k_max``).
        Pass ``p`` covers output channels ``[p*Kp, min(K, (p+1)*Kp))``, ``k_local = k - p*Kp``.
-    2. **Per-PE columns.** For pass ``p``, PE ``xi`` and input channel ``c`` in ascending order,
-       the column is the list of ``(k_local, U[xi, k, c])`` with ``U != 0``, ascending ``k``.
+    2. **Per-PE columns, per lane.** For pass ``p``, PE ``xi`` (``L`` lanes) and input channel
+       ``c`` in ascending order, lane ``l``'s share of the column is the list of
+       ``(k_local // L, U[xi, k, c])`` with ``U != 0`` and ``k_local mod L = l``, ascending.
     3. **Slot packing.** Each entry becomes a slot: value in bits ``[0, wgt_bits)`` (two's
-       complement), ``k_local`` in the next ``k_bits``, valid bit on top (:func:`slot_layout`).
-    4. **Words.** ``S = cfg.word_slots(xi)`` slots per word, slot 0 least significant, so the
-       valid slots of a word are always a prefix; the last word of a column is padded with
-       :data:`INVALID_SLOT`; an all-zero column has no word.
-       Columns are laid out back to back from address 0 of the pass image.
+       complement), ``k_row`` in the next ``k_bits``, valid bit on top (:func:`slot_layout`).
+    4. **Words.** Word ``w`` of the column holds entries ``[w · spl, (w + 1) · spl)`` of lane
+       ``l``'s list in its slots ``[l · spl, (l + 1) · spl)`` (``spl = slots_per_lane``), slot 0
+       least significant, padded with :data:`INVALID_SLOT`; so the valid slots of a lane's
+       group are a prefix, and the column takes :func:`column_word_count` words. An all-zero
+       column has no word. Columns are laid out back to back from address 0 of the pass image.
     5. **Directory.** Entry ``c`` of PE ``xi`` in pass ``p`` is ``(start, count)`` of column
        ``(p, c)``; an empty column gets ``count = 0`` and ``start`` = the next free address.
 
@@ -437,14 +456,17 @@ def pack_layer(layer_U_int: np.ndarray, cfg: AccelConfig, name: str = "layer") -
             block = U[xi, k_base:k_base + k_count, :]
             words: list[int] = []
             directory: list[tuple[int, int]] = []
+            lanes, spl = lay.lanes, cfg.slots_per_lane
             for c in range(C):
-                ks = np.flatnonzero(block[:, c])                                 # step 2
-                slots = [encode_slot(int(block[k, c]), int(k), lay) for k in ks]  # step 3
+                shares = [[encode_slot(int(block[k, c]), int(k) // lanes, lay)   # steps 2, 3
+                           for k in np.flatnonzero(block[:, c]) if k % lanes == l]
+                          for l in range(lanes)]
                 start = len(words)
-                for w0 in range(0, len(slots), lay.slots):                        # step 4
+                for w in range(column_word_count(map(len, shares), spl)):        # step 4
                     word = 0
-                    for pos, bits in enumerate(slots[w0:w0 + lay.slots]):
-                        word |= bits << lay.slot_lsb(pos)
+                    for l, share in enumerate(shares):
+                        for s, bits in enumerate(share[w * spl:(w + 1) * spl]):
+                            word |= bits << lay.slot_lsb(l * spl + s)
                     words.append(word)
                 directory.append((start, len(words) - start))                     # step 5
             all_words.append(tuple(words))
@@ -475,8 +497,8 @@ def unpack_layer(packed: PackedLayer, cfg: AccelConfig) -> np.ndarray:
     ------
     FormatError
         If the image breaks a rule of the format (directory out of range, a valid slot after a
-        padding slot, non-ascending or out-of-pass ``k_local``, a non-zero padding slot, a
-        stored zero, a trailing word no column owns).
+        padding slot of its lane, non-ascending or out-of-pass rows, a non-zero padding slot,
+        a word with no valid slot, a stored zero, a trailing word no column owns).
     """
     if packed.coords != cfg.coords:
         raise FormatError(f"layer {packed.name}: image has {packed.coords} PEs, config has "
@@ -509,28 +531,35 @@ def unpack_layer(packed: PackedLayer, cfg: AccelConfig) -> np.ndarray:
 def _unpack_column(words, lay: SlotLayout, im: PassImage, xi: int, c: int, U: np.ndarray,
                    where: str) -> None:
     slot_mask = (1 << lay.slot_bits) - 1
-    last_k = -1
-    padding = False
+    lanes = lay.lanes
+    spl = lay.slots // lanes
+    last_row = [-1] * lanes
+    ended = [False] * lanes          # the lane's share of the column has ended (padding seen)
     for w, word in enumerate(words):
         if word >> lay.word_bits:
             raise FormatError(f"{where} column {c}: word {w} wider than {lay.word_bits} bits")
+        if word == 0:
+            raise FormatError(f"{where} column {c}: word {w} holds no valid slot")
         for pos in range(lay.slots):
+            lane = pos // spl
             bits = (word >> lay.slot_lsb(pos)) & slot_mask
-            valid, value, k_local = decode_slot(bits, lay)
+            valid, value, k_row = decode_slot(bits, lay)
             if not valid:
-                # Padding only fills the tail of a column's last word, and is all zero bits.
-                if bits != INVALID_SLOT or w != len(words) - 1 or pos == 0:
+                # Padding only ends a lane's share of the column, and is all zero bits.
+                if bits != INVALID_SLOT:
                     raise FormatError(f"{where} column {c}: bad padding in word {w} slot "
                                       f"{pos}")
-                padding = True
+                ended[lane] = True
                 continue
-            if padding:
-                raise FormatError(f"{where} column {c}: valid slot after padding in word {w}")
-            if k_local <= last_k or k_local >= im.k_count or value == 0:
+            if ended[lane]:
+                raise FormatError(f"{where} column {c}: valid slot after padding of lane "
+                                  f"{lane} in word {w}")
+            k_local = k_row * lanes + lane
+            if k_row <= last_row[lane] or k_local >= im.k_count or value == 0:
                 raise FormatError(f"{where} column {c}: slot (k_local={k_local}, "
                                   f"value={value}) breaks ascending order, the pass "
                                   "range, or holds a zero")
-            last_k = k_local
+            last_row[lane] = k_row
             U[xi, im.k_base + k_local, c] = value
 
 
@@ -798,7 +827,8 @@ def build_manifest(layers: list[dict], cfg: AccelConfig, outdir: str | Path,
         "format_version": FORMAT_VERSION,
         "format": {"slot_order": SLOT_ORDER, "field_order": list(FIELD_ORDER),
                    "byte_order": BYTE_ORDER, "hex_digit_order": HEX_DIGIT_ORDER,
-                   "stream_magic": STREAM_MAGIC.decode(), "k_bits": k_bits(cfg),
+                   "stream_magic": STREAM_MAGIC.decode(),
+                   "k_bits": [k_bits(cfg, xi) for xi in range(cfg.coords)],
                    "slot_bits": [slot_layout(cfg, xi).slot_bits for xi in range(cfg.coords)],
                    "word_bits": [slot_layout(cfg, xi).word_bits for xi in range(cfg.coords)],
                    "dir_entry_bits": [directory_layout(cfg, xi).entry_bits

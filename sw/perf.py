@@ -11,12 +11,12 @@ The defaults follow hw/pe.py's ``SparsePE`` notes; change them when the RTL chan
   weight word (``S = cfg.word_slots(xi)`` slots) per cycle, ``max(words,
   min_activation_cycles) + activation_overhead`` cycles. Default ``min_activation_cycles = 0``:
   an activation whose column is empty costs the walker nothing.
-* **Lanes.** The valid slots become ``(weight, activation, k)`` pairs in a compactor that hands
-  ``L`` pairs per cycle to the lanes across column and tile boundaries, so the lanes finish an
-  activation's ``p`` pairs at ``max(lanes_free, start) + p / L``, but not before its last word
-  has been read (``start + words``). The walker runs ahead of the lanes by at most
-  ``(pair_queue_depth - S) / L`` cycles (the compactor has room for that much), so with
-  ``S > L`` the PE's pace is ``max(words, pairs / L)`` per activation.
+* **Lanes.** Output channel ``k`` belongs to lane ``k mod L``. Lane ``l`` takes the ``p_l``
+  pairs of an activation's column that are its own, one per cycle from its queue, so it
+  finishes them at ``max(lane_free_l, start) + p_l``. The lanes drift apart freely; the walker
+  runs ahead of a lane by at most ``lane_queue_depth - slots_per_lane`` cycles (its queue has
+  room for that much), so the PE's pace is ``max(words, max_l p_l)`` per activation, and over a
+  tile the fullest lane's share.
 * Input throughput: one activation beat of ``A = cfg.act_width`` channels of one tile (all
   ``n²`` coordinates) arrives every ``transform_cycles_per_beat`` cycles, so with
   ``G = ceil(C / A)`` beats a tile, activation ``(c, t)`` is in its FIFO from cycle
@@ -25,8 +25,9 @@ The defaults follow hw/pe.py's ``SparsePE`` notes; change them when the RTL chan
   that flag (0 switches the input limit off).
 * End of tile: the tile's last beat (channel ``C-1``) carries the end-of-tile flag. When it
   brings no word to walk (a zero activation, or an empty column), the PE spends
-  ``marker_cycles`` (default 1, as in the RTL) of its walker, and one lane slot, on a bare
-  end-of-tile marker.
+  ``marker_cycles`` (default 1, as in the RTL) of its walker, and one slot of every lane, on
+  a bare end-of-tile marker; when it does bring a word, each lane with no pair in that
+  final word spends one slot on a bare marker.
 * Activation FIFOs: ``fifo_depth`` non-zero activations per PE (default ``None``:
   ``cfg.fifo_depth``; 0: unlimited). A PE pops an activation when it starts walking its column.
   The array accepts a beat only when every PE taking a non-zero element of it has room, so a
@@ -166,17 +167,18 @@ class LaneModel:
 
     Attributes
     ----------
-    pairs : ndarray, int [coords, C]
-        Multiplications (valid slots) of each column.
-    lanes : ndarray, int [coords]
-        Lanes of each PE.
+    pairs : ndarray, int [coords, lanes, C]
+        Multiplications of each lane in each column (lanes past a PE's own are all zero).
     slack : ndarray, float [coords]
-        Cycles the walker may run ahead of its lanes (compactor room).
+        Cycles the walker may run ahead of a lane (its queue's room).
+    bare_end : ndarray, bool [coords, lanes, C], optional
+        Lanes with no pair in the column's final word: when that word ends a tile, the lane
+        takes a bare end-of-tile entry (one cycle). None: never.
     """
 
     pairs: np.ndarray
-    lanes: np.ndarray
     slack: np.ndarray
+    bare_end: np.ndarray | None = None
 
 
 def schedule_cycles(cost: np.ndarray, active: np.ndarray, banks: int | None, drain: int,
@@ -211,17 +213,22 @@ def schedule_cycles(cost: np.ndarray, active: np.ndarray, banks: int | None, dra
     if marker is None:
         marker = np.zeros((coords, T), dtype=np.int64)
     if lanes is None:
-        per_pair = np.zeros(coords)
-        pairs = np.zeros((coords, C), dtype=np.int64)
+        pairs = np.zeros((coords, 1, C), dtype=np.int64)
         slack = np.full(coords, np.inf)
+        bare_end = np.zeros((coords, 1, C), dtype=bool)
+        per_marker = 0
     else:
-        per_pair, pairs, slack = 1.0 / lanes.lanes, lanes.pairs, lanes.slack
+        pairs, slack = lanes.pairs, lanes.slack
+        bare_end = np.zeros(pairs.shape, dtype=bool) if lanes.bare_end is None \
+            else lanes.bare_end
+        per_marker = 1
+    owns = pairs.sum(axis=2) > 0                         # [coords, lanes]: a lane with work
     depth = fifo or C * T + 1
     rows = np.arange(coords)
     popped = np.zeros((coords, depth), dtype=np.int64)  # start cycle of the last `depth` items
     count = np.zeros(coords, dtype=np.int64)
     walker = np.zeros(coords, dtype=np.int64)            # cycle the walker is free
-    lane = np.zeros(coords)                              # cycle the lanes have caught up
+    lane = np.zeros(pairs.shape[:2], dtype=np.int64)     # cycle each lane has caught up
     drained = np.zeros(T, dtype=np.int64)
     last_drain = beat = 0
     for t in range(T):
@@ -235,21 +242,24 @@ def schedule_cycles(cost: np.ndarray, active: np.ndarray, banks: int | None, dra
                 beat += transform
             if full.any():
                 beat = max(beat, int(popped[rows[full], slot[full]].max()))
-            start = np.maximum(np.maximum(walker, beat),
-                               np.ceil(lane - slack).clip(0).astype(np.int64))
+            behind = np.ceil(lane.max(axis=1) - slack).clip(0).astype(np.int64)
+            start = np.maximum(np.maximum(walker, beat), behind)
             walk = act & (cost[:, c] > 0)
             done = start + cost[:, c]
-            lane = np.where(walk, np.maximum(np.maximum(lane, start) + pairs[:, c] * per_pair,
-                                             done), lane)
+            busy = walk[:, None] & (pairs[:, :, c] > 0)
+            lane = np.where(busy, np.maximum(lane, start[:, None]) + pairs[:, :, c], lane)
             walker = np.where(walk, done, walker)
             popped[rows[act], slot[act]] = start[act]
             count += act
-        # the tile-end flag rides on beat C-1; a bare marker takes the walker and one lane slot
+        # The tile-end flag rides on beat C-1. A bare marker word takes the walker and a slot
+        # of every lane; a real final word gives a bare entry to each lane it has no pair for.
         end = np.maximum(walker, beat)
         has_marker = marker[:, t] > 0
         walker = np.where(has_marker, end + marker[:, t], end)
-        lane = np.where(has_marker, np.maximum(np.maximum(lane, end) + per_pair, walker), lane)
-        finish = np.maximum(walker, np.ceil(lane - 1e-9).astype(np.int64))
+        bare = np.where(has_marker[:, None], True, bare_end[:, :, C - 1]) & owns
+        lane = np.where(bare, np.maximum(np.maximum(lane, end[:, None]) + per_marker,
+                                         walker[:, None]), lane)
+        finish = np.maximum(walker, lane.max(axis=1))
         last_drain = _drain_end(finish, last_drain, banks, drain)
         drained[t] = last_drain
     return last_drain
@@ -279,13 +289,12 @@ def model_layer(packed: PackedLayer, V: np.ndarray, cfg: AccelConfig,
                          f"[{cfg.coords}, {packed.C}, T]")
     banks = params.tiles_in_flight or cfg.tiles_in_flight
     lanes = np.array(cfg.lanes_per_coord, dtype=np.int64)
-    slots = np.array([cfg.word_slots(xi) for xi in range(cfg.coords)], dtype=np.int64)
-    slack = np.array([(cfg.pair_queue_depth(xi) - cfg.word_slots(xi)) / cfg.lanes_per_coord[xi]
-                      for xi in range(cfg.coords)])
+    slack = np.full(cfg.coords, float(cfg.lane_queue_depth - cfg.slots_per_lane))
     active = V != 0
     act_count = active.sum(axis=2)                                       # [coords, C]
     words = packed.column_words()                                        # [P, coords, C]
-    nnz = _column_nnz(packed, cfg)                                       # [P, coords, C]
+    lane_nnz = _lane_nnz(packed, cfg)                                    # [P, coords, L, C]
+    nnz = lane_nnz.sum(axis=2)                                           # [P, coords, C]
 
     cycles = one = free = dense = 0
     bound_balanced = bound_padded = 0
@@ -301,21 +310,27 @@ def model_layer(packed: PackedLayer, V: np.ndarray, cfg: AccelConfig,
                      fifo=cfg.fifo_depth if params.fifo_depth is None else params.fifo_depth,
                      marker=marker)
         cost = np.maximum(words[p], params.min_activation_cycles) + params.activation_overhead
-        lane = LaneModel(pairs=nnz[p], lanes=lanes, slack=slack)
+        last_word = (words[p][:, None, :] - 1) * cfg.slots_per_lane
+        lane = LaneModel(pairs=lane_nnz[p], slack=slack,
+                         bare_end=lane_nnz[p] <= last_word)
         cycles += schedule_cycles(cost, active, banks, lanes=lane, **sched) \
             + params.latency_cycles
         one += schedule_cycles(cost, active, 1, lanes=lane, **sched) + params.latency_cycles
         free += schedule_cycles(cost, active, None, lanes=lane, **sched)
+        dense_share = _dense_shares(im.k_count, lanes)                  # [coords, L]
         dense_words = np.broadcast_to(
-            np.maximum(-(-im.k_count // slots), params.min_activation_cycles)[:, None]
+            np.maximum(-(-dense_share.max(axis=1) // cfg.slots_per_lane),
+                       params.min_activation_cycles)[:, None]
             + params.activation_overhead, cost.shape)
-        dense_lane = LaneModel(pairs=np.full(cost.shape, im.k_count), lanes=lanes, slack=slack)
+        dense_lane = LaneModel(pairs=np.repeat(dense_share[:, :, None], cost.shape[1], axis=2),
+                               slack=slack)
         dense += schedule_cycles(dense_words, np.ones_like(active), banks, lanes=dense_lane,
                                  **{**sched, "marker": None}) + params.latency_cycles
         pe_pairs = (nnz[p] * act_count).sum(axis=1)                      # [coords]
-        # the PE can be no faster than its walker, nor than its lanes
+        lane_pairs = (lane_nnz[p] * act_count[:, None, :]).sum(axis=2)   # [coords, L]
+        # the PE can be no faster than its walker, nor than its fullest lane
         pe_time = np.maximum((cost * act_count).sum(axis=1) + marker.sum(axis=1),
-                             (pe_pairs + (marker > 0).sum(axis=1)) / lanes)
+                             lane_pairs.max(axis=1) + (marker > 0).sum(axis=1))
         bound_balanced += (pe_pairs / lanes).max()
         bound_padded += float(pe_time.max())
         pe_busy = np.ceil(pe_time).astype(np.int64)
@@ -332,16 +347,30 @@ def model_layer(packed: PackedLayer, V: np.ndarray, cfg: AccelConfig,
                       empty_slots=empty, losses=losses)
 
 
-def _column_nnz(packed: PackedLayer, cfg: AccelConfig) -> np.ndarray:
-    """Valid slots of every column, int64 ``[passes, coords, C]``, read from the image."""
-    out = np.zeros((packed.num_passes, cfg.coords, packed.C), dtype=np.int64)
+def _lane_nnz(packed: PackedLayer, cfg: AccelConfig) -> np.ndarray:
+    """Valid slots of every lane in every column, int64 ``[passes, coords, L_max, C]``.
+
+    Read from the image: lane ``l`` of PE ``xi`` owns slots ``[l·spl, (l+1)·spl)`` of a word.
+    """
+    out = np.zeros((packed.num_passes, cfg.coords, max(cfg.lanes_per_coord), packed.C),
+                   dtype=np.int64)
+    spl = cfg.slots_per_lane
     for p, im in enumerate(packed.passes):
         for xi in range(cfg.coords):
             lay = slot_layout(cfg, xi)
-            valid_bits = [lay.slot_lsb(q) + lay.valid_lsb for q in range(lay.slots)]
-            valid = [sum((w >> b) & 1 for b in valid_bits) for w in im.words[xi]]
+            valid = np.array([[sum((w >> (lay.slot_lsb(l * spl + s) + lay.valid_lsb)) & 1
+                                   for s in range(spl)) for l in range(lay.lanes)]
+                              for w in im.words[xi]], dtype=np.int64).reshape(-1, lay.lanes)
             for c, (start, count) in enumerate(im.directory[xi]):
-                out[p, xi, c] = sum(valid[start:start + count])
+                out[p, xi, :lay.lanes, c] = valid[start:start + count].sum(axis=0)
+    return out
+
+
+def _dense_shares(k_count: int, lanes: np.ndarray) -> np.ndarray:
+    """Output channels of each lane, ``[coords, L_max]``, when all ``k_count`` are non-zero."""
+    out = np.zeros((lanes.size, int(lanes.max())), dtype=np.int64)
+    for xi, L in enumerate(lanes):
+        out[xi, :L] = [len(range(l, k_count, L)) for l in range(L)]
     return out
 
 

@@ -121,20 +121,19 @@ def test_walker_schedule_matches_brute_force(case):
 
 
 def test_lanes_set_the_pace_when_columns_are_long():
-    """One PE, one tile, columns of 6 pairs in one 8-slot word on 2 lanes: the walker reads a
-    column per cycle, the lanes take 3 cycles each, and the compactor lets the walker run ahead
-    by its slack only. The lane model is exact here: 4 columns -> 12 lane cycles."""
+    """One PE, one tile, columns of 6 pairs in one 8-slot word on 2 lanes (3 each): the
+    walker reads a column per cycle, each lane takes 3 cycles per column, and the lane queues
+    let the walker run ahead by their slack only. 4 columns -> 12 lane cycles."""
     active = np.ones((1, 4, 1), dtype=bool)
     cost = np.ones((1, 4), dtype=np.int64)
-    lanes = perf.LaneModel(pairs=np.full((1, 4), 6), lanes=np.array([2]),
-                           slack=np.array([4.0]))
+    lanes = perf.LaneModel(pairs=np.full((1, 2, 4), 3), slack=np.array([4.0]))
     # beats arrive at 1..4; lanes busy from 1 for 12 cycles -> 13; drain 0
     assert perf.schedule_cycles(cost, active, None, 0, 1, lanes=lanes) == 13
     assert perf.schedule_cycles(cost, active, None, 0, 1) == 5
     # with no slack the walker waits for the lanes before each column: the same 13 cycles
-    tight = perf.LaneModel(pairs=lanes.pairs, lanes=lanes.lanes, slack=np.array([0.0]))
+    tight = perf.LaneModel(pairs=lanes.pairs, slack=np.array([0.0]))
     assert perf.schedule_cycles(cost, active, None, 0, 1, lanes=tight) == 13
-    # a bare end marker costs one walker cycle after the last beat, and one lane slot
+    # a bare end marker costs one walker cycle after the last beat, and a slot of each lane
     marker = np.array([[1]])
     assert perf.schedule_cycles(cost, active, None, 0, 1, marker=marker, lanes=lanes) == 14
 
@@ -226,7 +225,7 @@ RTL_CASES = [
     (dict(lanes=4), 16, 16, 0.35, 1.0),
     (dict(lanes=4, slots_per_lane=1, act_width=2), 16, 16, 0.35, 1.0),
     (dict(lanes=4, drain_width=1), 16, 16, 0.2, 0.3),
-    (dict(lanes=(1, 2, 3, 4) * 4, tiles_in_flight=3, drain_width=2, act_width=3), 12, 16, 0.2,
+    (dict(lanes=(2, 2, 3, 4) * 4, tiles_in_flight=3, drain_width=2, act_width=3), 12, 16, 0.2,
      0.5),
 ]
 
