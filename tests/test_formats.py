@@ -34,11 +34,36 @@ CASES = [
 ]
 
 
+def reference_column(col: np.ndarray, L: int, spl: int, wgt_bits: int, k_bits: int) -> list:
+    """The words of one column by the v3 rules, written without :mod:`sw.formats`.
+
+    ``col[k_local]`` is the column; output channel ``k_local`` goes to lane ``k_local % L``
+    as row ``k_local // L``; word ``w`` holds entries ``[w*spl, (w+1)*spl)`` of each lane's
+    ascending list in slots ``[l*spl, (l+1)*spl)``.
+    """
+    slot_bits = wgt_bits + k_bits + 1
+    shares = [[(k // L, int(col[k])) for k in range(len(col)) if col[k] and k % L == lane]
+              for lane in range(L)]
+    words = []
+    for w in range(max((-(-len(sh) // spl) for sh in shares), default=0)):
+        word = 0
+        for pos in range(L * spl):
+            share = shares[pos // spl]
+            idx = w * spl + pos % spl
+            if idx < len(share):
+                row, value = share[idx]
+                bits = (1 << (wgt_bits + k_bits)) | (row << wgt_bits) \
+                    | (value % (1 << wgt_bits))
+                word |= bits << (pos * slot_bits)
+        words.append(word)
+    return words
+
+
 @pytest.mark.parametrize("slots_per_lane", [1, 2, 3])
 @pytest.mark.parametrize("tile,lanes,wgt_bits,K,C,density", CASES)
 def test_pack_unpack_round_trip(tile, lanes, wgt_bits, K, C, density, slots_per_lane):
     cfg = AccelConfig(tile=tile, lanes=lanes, wgt_bits=wgt_bits, k_max=64, c_max=32,
-                      slots_per_lane=slots_per_lane)
+                      slots_per_lane=slots_per_lane, wmem_depth=1024)
     U = sparse_U(cfg, K, C, density, SEED + K * C)
     packed = formats.pack_layer(U, cfg, name="round")
     back = formats.unpack_layer(packed, cfg)
@@ -48,14 +73,21 @@ def test_pack_unpack_round_trip(tile, lanes, wgt_bits, K, C, density, slots_per_
     nnz = int(np.count_nonzero(U))
     assert s.nnz == nnz
     # S = slots_per_lane * L slots per word, computed here from the lanes, not from the config.
-    lanes_t = cfg.lanes_per_coord
-    slots_t = [slots_per_lane * (lanes if isinstance(lanes, int) else lanes[xi])
-               for xi in range(cfg.coords)]
+    lanes_t = [lanes if isinstance(lanes, int) else lanes[xi] for xi in range(cfg.coords)]
+    slots_t = [slots_per_lane * L for L in lanes_t]
     assert [formats.slot_layout(cfg, xi).slots for xi in range(cfg.coords)] == slots_t
-    assert [formats.slot_layout(cfg, xi).lanes for xi in range(cfg.coords)] == list(lanes_t)
-    # Words = sum of ceil(column nnz / S): computed independently from U.
-    col_nnz = (U != 0).sum(axis=1)                                    # [coords, C]
-    col_words = np.stack([-(-col_nnz[xi] // slots_t[xi]) for xi in range(cfg.coords)])
+    assert [formats.slot_layout(cfg, xi).lanes for xi in range(cfg.coords)] == lanes_t
+    # k_row holds rows 0 .. ceil(64 / L) - 1.
+    kb_t = [max(1, (-(-64 // L) - 1).bit_length()) for L in lanes_t]
+    assert [formats.k_bits(cfg, xi) for xi in range(cfg.coords)] == kb_t
+    # Words of a column = max over lanes l of ceil(n_l / slots_per_lane), n_l the non-zeros
+    # of U[xi, k, c] with k mod L = l: computed independently from U.
+    col_words = np.zeros((cfg.coords, C), dtype=np.int64)
+    for xi, L in enumerate(lanes_t):
+        lane_nnz = np.stack([(U[xi, lane::L] != 0).sum(axis=0) for lane in range(L)])
+        col_words[xi] = (-(-lane_nnz // slots_per_lane)).max(axis=0)
+        for c in range(C):
+            assert formats.column_word_count(lane_nnz[:, c], slots_per_lane) == col_words[xi, c]
     np.testing.assert_array_equal(packed.column_words()[0], col_words)
     expect_words = [int(col_words[xi].sum()) for xi in range(cfg.coords)]
     assert list(s.words_per_pe) == expect_words
@@ -63,29 +95,56 @@ def test_pack_unpack_round_trip(tile, lanes, wgt_bits, K, C, density, slots_per_
     assert s.padding_slots == s.slots - nnz
     assert s.dense_bits == cfg.coords * K * C * wgt_bits
     assert packed.num_passes == 1 and packed.Kp == K
+    # Every column, bit for bit, against the reference packer above.
+    im = packed.passes[0]
+    for xi, L in enumerate(lanes_t):
+        for c, (start, count) in enumerate(im.directory[xi]):
+            assert list(im.words[xi][start:start + count]) == \
+                reference_column(U[xi, :, c], L, slots_per_lane, wgt_bits, kb_t[xi])
+
+
+def test_column_word_count():
+    # The fullest lane sets the length: ceil(n_l / slots_per_lane), maximised over lanes.
+    assert formats.column_word_count([3, 1], 2) == 2
+    assert formats.column_word_count([1, 4, 0], 3) == 2
+    assert formats.column_word_count([0, 5], 1) == 5
+    assert formats.column_word_count([2, 2, 2, 2], 2) == 1
+    assert formats.column_word_count([0, 0], 2) == 0
+    assert formats.column_word_count([], 2) == 0
+    assert formats.column_word_count(np.array([7, 0, 2]), 4) == 2
 
 
 def test_slot_layout_fields():
     # Default slots_per_lane = 2: PE 0 has L = 4 lanes and S = 8 slots, PE 15 L = 2 and S = 4.
+    # k_row holds ceil(256 / L) rows: 64 rows (6 bits) at L = 4, 128 rows (7 bits) at L = 2.
     cfg = AccelConfig(wgt_bits=8, k_max=256, lanes=(4,) * 8 + (2,) * 8)
     assert cfg.slots_per_lane == 2
     lay = formats.slot_layout(cfg, 0)
     assert (lay.lanes, lay.slots) == (4, 8)
     assert (lay.value_lsb, lay.value_bits, lay.k_lsb, lay.k_bits, lay.valid_lsb) == \
-        (0, 8, 8, 8, 16)
-    assert (lay.slot_bits, lay.word_bits, lay.word_bytes, lay.hex_digits) == (17, 136, 17, 34)
-    assert [lay.slot_lsb(i) for i in (0, 1, 7)] == [0, 17, 119]
+        (0, 8, 8, 6, 14)
+    assert (lay.slot_bits, lay.word_bits, lay.word_bytes, lay.hex_digits) == (15, 120, 15, 30)
+    assert [lay.slot_lsb(i) for i in (0, 1, 7)] == [0, 15, 105]
     lay15 = formats.slot_layout(cfg, 15)
-    assert (lay15.lanes, lay15.slots, lay15.word_bits) == (2, 4, 68)
-    # slots_per_lane = 1: one slot per lane, the words of format version 1.
+    assert (lay15.lanes, lay15.slots, lay15.k_bits, lay15.slot_bits, lay15.word_bits) == \
+        (2, 4, 7, 16, 64)
+    # slots_per_lane = 1: one slot per lane.
     one = AccelConfig(wgt_bits=8, k_max=256, lanes=(4,) * 8 + (2,) * 8, slots_per_lane=1)
     lay1 = formats.slot_layout(one, 0)
     assert (lay1.lanes, lay1.slots) == (4, 4)
-    assert (lay1.slot_bits, lay1.word_bits, lay1.word_bytes, lay1.hex_digits) == (17, 68, 9, 17)
-    assert formats.slot_layout(one, 15).word_bits == 34
-    assert formats.k_bits(AccelConfig(k_max=1)) == 1
-    assert formats.k_bits(AccelConfig(k_max=257)) == 9
-    # count_bits = bit_length(ceil(k_max / S)): S = 8 -> 32 -> 6 bits; S = 4 -> 64 -> 7 bits.
+    assert (lay1.slot_bits, lay1.word_bits, lay1.word_bytes, lay1.hex_digits) == (15, 60, 8, 15)
+    assert formats.slot_layout(one, 15).word_bits == 32
+    # k_bits = bits for ceil(k_max / L) - 1, at least 1.
+    assert formats.k_bits(AccelConfig(k_max=1), 0) == 1                   # 1 row
+    assert formats.k_bits(AccelConfig(k_max=4, lanes=4), 0) == 1          # 1 row
+    assert formats.k_bits(AccelConfig(k_max=9, lanes=4), 0) == 2          # 3 rows
+    assert formats.k_bits(AccelConfig(k_max=257), 0) == 7                 # 65 rows
+    assert formats.k_bits(AccelConfig(k_max=257, lanes=1), 0) == 9        # 257 rows
+    assert formats.k_bits(AccelConfig(k_max=256, lanes=1), 0) == 8        # 256 rows
+    assert [formats.k_bits(AccelConfig(k_max=64, lanes=(1, 2, 3, 64) * 4), xi)
+            for xi in range(4)] == [6, 5, 5, 1]                            # 64, 32, 22, 1
+    # count_bits = bit_length(ceil(ceil(k_max / L) / slots_per_lane)): L = 4, 64 rows, 2 per
+    # word -> 32 -> 6 bits; 1 per word -> 64 -> 7 bits.
     d = formats.directory_layout(AccelConfig(wmem_depth=4096, k_max=256, lanes=4), 0)
     assert (d.addr_bits, d.count_bits, d.entry_bits, d.count_lsb) == (13, 6, 19, 13)
     d = formats.directory_layout(AccelConfig(wmem_depth=4096, k_max=256, lanes=4,
@@ -96,78 +155,103 @@ def test_slot_layout_fields():
 
 
 def test_one_word_by_hand():
-    """wgt_bits 4, k_max 8 (k_bits 3), 3 lanes, slots_per_lane 1 (S = 3 slots per word):
-    slot = valid<<7 | k<<4 | (value & 0xF)."""
+    """wgt_bits 4, k_max 8, L = 3 lanes (ceil(8/3) = 3 rows, k_bits 2), slots_per_lane 1:
+    S = 3 slots of 7 bits per word, slot = valid<<6 | k_row<<4 | (value & 0xF); slot l is
+    lane l's, which holds output channels k with k mod 3 = l."""
     cfg = AccelConfig(wgt_bits=4, k_max=8, lanes=3, slots_per_lane=1, wmem_depth=4096)
     U = np.zeros((16, 8, 2), dtype=np.int64)
     U[5, 1, 0], U[5, 4, 0], U[5, 6, 0], U[5, 7, 0] = -3, 7, 1, -8
     U[5, 2, 1] = 2
     packed = formats.pack_layer(U, cfg)
-    words = packed.passes[0].words[5]
-    slot_a = (1 << 7) | (1 << 4) | 0xD         # k=1, value -3 -> 0b1101
-    slot_b = (1 << 7) | (4 << 4) | 0x7         # k=4, value 7
-    slot_c = (1 << 7) | (6 << 4) | 0x1         # k=6, value 1
-    slot_d = (1 << 7) | (7 << 4) | 0x8         # k=7, value -8
-    slot_e = (1 << 7) | (2 << 4) | 0x2
-    assert words == (slot_a | slot_b << 8 | slot_c << 16, slot_d, slot_e)
-    assert words[0] == 0xE1C79D
     lay = formats.slot_layout(cfg, 5)
-    assert (lay.lanes, lay.slots, lay.word_bits) == (3, 3, 24)
-    assert formats.hex_text(words, lay.hex_digits) == "e1c79d\n0000f8\n0000a2\n"
+    assert (lay.lanes, lay.slots, lay.k_bits, lay.slot_bits, lay.word_bits) == (3, 3, 2, 7, 21)
+    # Column 0: lane 0 gets k 6 (row 2); lane 1 gets k 1, 4, 7 (rows 0, 1, 2); lane 2 nothing.
+    # Lane 1 is the fullest, 3 entries at one per word: 3 words.
+    slot_k6 = (1 << 6) | (2 << 4) | 0x1        # 0x61
+    slot_k1 = (1 << 6) | (0 << 4) | 0xD        # 0x4D, value -3 -> 0b1101
+    slot_k4 = (1 << 6) | (1 << 4) | 0x7        # 0x57
+    slot_k7 = (1 << 6) | (2 << 4) | 0x8        # 0x68, value -8
+    # Column 1: k 2 is lane 2, row 0, in slot 2.
+    slot_k2 = (1 << 6) | (0 << 4) | 0x2        # 0x42
+    words = packed.passes[0].words[5]
+    assert words == (slot_k6 | slot_k1 << 7, slot_k4 << 7, slot_k7 << 7, slot_k2 << 14)
+    assert words == (0x26E1, 0x2B80, 0x3400, 0x108000)
+    # Words 1 and 2 have padding in slot 0 (lane 0 is done) before lane 1's valid slot.
+    assert formats.hex_text(words, lay.hex_digits) == "0026e1\n002b80\n003400\n108000\n"
     stream = formats.encode_stream([packed], cfg)
-    assert bytes([0x9D, 0xC7, 0xE1, 0xF8, 0, 0, 0xA2, 0, 0]) in stream
-    assert packed.passes[0].directory[5] == ((0, 2), (2, 1))
+    assert bytes([0xE1, 0x26, 0, 0x80, 0x2B, 0, 0, 0x34, 0, 0, 0x80, 0x10]) in stream
+    assert packed.passes[0].directory[5] == ((0, 3), (3, 1))
     assert packed.passes[0].words[0] == ()
     assert packed.passes[0].directory[0] == ((0, 0), (0, 0))
-    # Directory entry: start in the low addr_bits (wmem_depth 4096 -> 13), count above it.
-    assert formats.directory_words(packed.passes[0], cfg, 5) == [2 << 13, 2 | 1 << 13]
+    # Directory entry: start in the low addr_bits (wmem_depth 4096 -> 13), count above it;
+    # count_bits = bit_length(ceil(3 rows / 1)) = 2.
+    assert formats.directory_layout(cfg, 5).count_bits == 2
+    assert formats.directory_words(packed.passes[0], cfg, 5) == [3 << 13, 3 | 1 << 13]
+    np.testing.assert_array_equal(formats.unpack_layer(packed, cfg), U)
 
 
 def test_word_of_two_slots_per_lane_by_hand():
-    """wgt_bits 4, k_max 8 (k_bits 3), L = 2 lanes, slots_per_lane 2: S = 4 slots per word,
-    slot = valid<<7 | k<<4 | (value & 0xF), word = 4 slots of 8 bits, slot 0 lowest."""
-    cfg = AccelConfig(wgt_bits=4, k_max=8, lanes=2, slots_per_lane=2, wmem_depth=4096)
+    """wgt_bits 4, k_max 16, L = 2 lanes (8 rows, k_bits 3), slots_per_lane 2: S = 4 slots
+    per word, slot = valid<<7 | k_row<<4 | (value & 0xF), word = 4 slots of 8 bits, slot 0
+    lowest; slots 0-1 are lane 0's group (even k), slots 2-3 lane 1's (odd k)."""
+    cfg = AccelConfig(wgt_bits=4, k_max=16, lanes=2, slots_per_lane=2, wmem_depth=4096)
     U = np.zeros((16, 8, 3), dtype=np.int64)
-    U[5, [0, 1, 4, 6, 7], 0] = [5, -3, 7, 1, -8]     # column 0: 5 slots -> 2 words
-    U[5, 2, 2] = 2                                   # column 1 empty, column 2: 1 slot
+    U[5, [0, 1, 2, 4], 0] = [5, -3, 7, 1]            # column 0: lane 0 k 0, 2, 4; lane 1 k 1
+    U[5, 7, 2] = -8                                  # column 1 empty; column 2: lane 1, k 7
     packed = formats.pack_layer(U, cfg)
     lay = formats.slot_layout(cfg, 5)
-    assert (lay.lanes, lay.slots, lay.slot_bits, lay.word_bits) == (2, 4, 8, 32)
+    assert (lay.lanes, lay.slots, lay.k_bits, lay.slot_bits, lay.word_bits) == (2, 4, 3, 8, 32)
     assert (lay.word_bytes, lay.hex_digits) == (4, 8)
-    # Slots 0x85 (k0, 5), 0x9D (k1, -3), 0xC7 (k4, 7), 0xE1 (k6, 1); 0xF8 (k7, -8); 0xA2 (k2, 2).
+    # Lane 0: 0x85 (k 0 = row 0, 5), 0x97 (k 2 = row 1, 7), 0xA1 (k 4 = row 2, 1).
+    # Lane 1: 0x8D (k 1 = row 0, -3). Column 2: 0xB8 (k 7 = lane 1 row 3, -8).
+    # Word 0: lane 0's first two in slots 0-1, lane 1's one in slot 2, padding in slot 3.
+    # Word 1: lane 0's third in slot 0; lane 1 has nothing left.
+    # Column 2's word: lane 0's group all padding, then lane 1's slot 2.
     words = packed.passes[0].words[5]
-    assert words == (0xE1C79D85, 0x000000F8, 0x000000A2)
-    assert formats.hex_text(words, lay.hex_digits) == "e1c79d85\n000000f8\n000000a2\n"
+    assert words == (0x008D9785, 0x000000A1, 0x00B80000)
+    assert formats.hex_text(words, lay.hex_digits) == "008d9785\n000000a1\n00b80000\n"
     # Directory: column 1 is empty and starts where column 2 begins.
     assert packed.passes[0].directory[5] == ((0, 2), (2, 0), (2, 1))
     assert packed.passes[0].directory[0] == ((0, 0), (0, 0), (0, 0))
-    # count_bits = bit_length(ceil(k_max / S)) = bit_length(ceil(8 / 4) = 2) = 2; addr_bits 13.
+    # count_bits = bit_length(ceil(ceil(16 / 2) / 2) = 4) = 3; addr_bits 13.
     dlay = formats.directory_layout(cfg, 5)
-    assert (dlay.addr_bits, dlay.count_bits, dlay.entry_bits, dlay.entry_bytes) == (13, 2, 15, 2)
+    assert (dlay.addr_bits, dlay.count_bits, dlay.entry_bits, dlay.entry_bytes) == (13, 3, 16, 2)
     entries = formats.directory_words(packed.passes[0], cfg, 5)
     assert entries == [2 << 13, 2, 2 | 1 << 13] == [0x4000, 0x0002, 0x2002]
     assert formats.hex_text(entries, dlay.hex_digits) == "4000\n0002\n2002\n"
     # PE 5's part of the record: entries 3, words 3, then the entries and words little-endian.
     stream = formats.encode_stream([packed], cfg)
     assert bytes([3, 0, 0, 0, 3, 0, 0, 0, 0x00, 0x40, 0x02, 0x00, 0x02, 0x20,
-                  0x85, 0x9D, 0xC7, 0xE1, 0xF8, 0, 0, 0, 0xA2, 0, 0, 0]) in stream
+                  0x85, 0x97, 0x8D, 0x00, 0xA1, 0, 0, 0, 0, 0, 0xB8, 0]) in stream
     np.testing.assert_array_equal(formats.unpack_layer(packed, cfg), U)
-    # count_bits follows the ceiling: S = 4 and k_max 4, 9, 12, 13, 16, 17 -> 1, 3, 3, 4, 4, 5
-    # words at most -> 1, 2, 2, 3, 3, 3 bits.
+    # count_bits follows both ceilings: L = 2, slots_per_lane 2 and k_max 4, 9, 12, 13, 16,
+    # 17 -> 2, 5, 6, 7, 8, 9 rows -> 1, 3, 3, 4, 4, 5 words at most -> 1, 2, 2, 3, 3, 3 bits.
     assert [formats.directory_layout(AccelConfig(k_max=k, lanes=2), 0).count_bits
             for k in (4, 9, 12, 13, 16, 17)] == [1, 2, 2, 3, 3, 3]
-    # The same slots at one slot per lane (S = 2): column 0 takes 3 words, count_bits 3.
-    one = AccelConfig(wgt_bits=4, k_max=8, lanes=2, slots_per_lane=1, wmem_depth=4096)
+    # The same column at one slot per lane (S = 2, slot 0 lane 0, slot 1 lane 1): lane 0's
+    # three entries take three words; count_bits = bit_length(8) = 4.
+    one = AccelConfig(wgt_bits=4, k_max=16, lanes=2, slots_per_lane=1, wmem_depth=4096)
     packed1 = formats.pack_layer(U, one)
-    assert packed1.passes[0].words[5] == (0x9D85, 0xE1C7, 0x00F8, 0x00A2)
+    assert packed1.passes[0].words[5] == (0x8D85, 0x0097, 0x00A1, 0xB800)
     assert packed1.passes[0].directory[5] == ((0, 3), (3, 0), (3, 1))
-    assert formats.directory_layout(one, 5).count_bits == 3
+    assert formats.directory_layout(one, 5).count_bits == 4
+    # The lanes split k_local, not k: in a later pass k_local restarts at 0. With one word of
+    # memory, K = 5 needs two passes (one pass: lane 0 holds k 0, 2, 4, 2 words), Kp = 3.
+    tiny = AccelConfig(wgt_bits=4, k_max=16, lanes=2, slots_per_lane=2, wmem_depth=1)
+    V = np.zeros((16, 5, 1), dtype=np.int64)
+    V[5, :, 0] = [1, 2, 3, 4, 5]
+    split = formats.pack_layer(V, tiny)
+    assert (split.Kp, [im.k_base for im in split.passes]) == (3, [0, 3])
+    # Pass 0: lane 0 k 0, 2 (0x81, 0x93), lane 1 k 1 (0x82). Pass 1: k 3 is k_local 0, lane 0
+    # row 0 (0x84), and k 4 is k_local 1, lane 1 row 0 (0x85).
+    assert [im.words[5] for im in split.passes] == [(0x00829381,), (0x00850084,)]
+    np.testing.assert_array_equal(formats.unpack_layer(split, tiny), V)
 
 
 def test_pass_split_when_memory_is_small():
     cfg = AccelConfig(lanes=2, slots_per_lane=2, wmem_depth=7, k_max=16)   # S = 4 slots
     U = np.zeros((16, 12, 3), dtype=np.int64)
-    U[:, :, :] = 1                       # dense: ceil(Kp/4) words per column, 3 columns
+    U[:, :, :] = 1                       # dense: ceil(Kp/2) per lane, 2 per word, 3 columns
     # One pass (Kp=12): 3 columns x 3 words = 9 > 7; two passes (Kp=6): 3 x 2 = 6 <= 7.
     packed = formats.pack_layer(U, cfg)
     assert packed.Kp == 6 and packed.num_passes == 2
@@ -177,6 +261,17 @@ def test_pass_split_when_memory_is_small():
     # Per PE: 2 passes x 3 columns x 2 words x 4 slots = 48 slots for 36 weights, 12 padding.
     assert (packed.stats.slots, packed.stats.padding_slots) == (16 * 48, 16 * 12)
     np.testing.assert_array_equal(formats.unpack_layer(packed, cfg), U)
+    # Only even k non-zero: all of a column is lane 0's, so the column is as long as lane 0
+    # needs. One pass: 6 weights in lane 0 -> 3 words per column, 9 > 7 (the 6 weights would
+    # fill only 2 words of 4 slots). Two passes (Kp = 6, k_local 0, 2, 4): 2 words per column.
+    even = np.zeros((16, 12, 3), dtype=np.int64)
+    even[:, 0::2, :] = 1
+    packed = formats.pack_layer(even, cfg)
+    assert packed.Kp == 6 and packed.num_passes == 2
+    assert packed.stats.max_words_per_pass == (6,) * 16
+    # Per PE: 2 passes x 3 columns x 2 words x 4 slots = 48 slots for 18 weights, 30 padding.
+    assert (packed.stats.slots, packed.stats.padding_slots) == (16 * 48, 16 * 30)
+    np.testing.assert_array_equal(formats.unpack_layer(packed, cfg), even)
     # k_max bounds Kp even when the memory is large: 40 channels -> 3 even passes.
     big = formats.pack_layer(np.ones((16, 40, 2), dtype=np.int64),
                              AccelConfig(k_max=16, wmem_depth=4096))
@@ -203,13 +298,16 @@ def test_pack_rejects(bad, match):
 
 
 def test_unpack_rejects_corrupt_images():
-    cfg = AccelConfig(lanes=2, slots_per_lane=2)      # S = 4 slots per word
+    cfg = AccelConfig(lanes=2, slots_per_lane=2)      # S = 4 slots: 0-1 lane 0, 2-3 lane 1
     U = np.zeros((16, 6, 2), dtype=np.int64)
-    U[0, :5, 0] = [1, 2, 3, 4, 5]                     # word 0: k 0..3; word 1: k 4, 3 padding
+    U[0, :5, 0] = [1, 2, 3, 4, 5]       # lane 0: k 0, 2, 4 (rows 0-2); lane 1: k 1, 3 (rows 0-1)
     packed = formats.pack_layer(U, cfg)
     im = packed.passes[0]
     lay = formats.slot_layout(cfg, 0)
     mask = (1 << lay.slot_bits) - 1
+
+    def slot(value, row, pos):
+        return formats.encode_slot(value, row, lay) << lay.slot_lsb(pos)
 
     def with_pe0(words=None, directory=None):
         w = list(im.words)
@@ -221,24 +319,52 @@ def test_unpack_rejects_corrupt_images():
         bad = formats.PassImage(0, 0, 6, tuple(w), tuple(d))
         return formats.PackedLayer("bad", 6, 2, 6, (bad,), packed.stats)
 
+    def rejects(match, **image):
+        with pytest.raises(formats.FormatError, match=match):
+            formats.unpack_layer(with_pe0(**image), cfg)
+
+    # Word 0: lane 0 rows 0, 1 and lane 1 rows 0, 1; word 1: lane 0 row 2, three padding slots.
     w0, w1 = im.words[0]
-    assert w1 == formats.encode_slot(5, 4, lay)
+    assert w0 == slot(1, 0, 0) | slot(3, 1, 1) | slot(2, 0, 2) | slot(4, 1, 3)
+    assert w1 == slot(5, 2, 0)
+    assert im.directory[0] == ((0, 2), (2, 0))
+    # A lane's padding ends only that lane: lane 1 may go on in word 1 after lane 0's padding,
+    # and that is exactly how the packer stores k 5 (lane 1, row 2).
+    more = formats.unpack_layer(with_pe0(words=(w0, w1 | slot(6, 2, 2))), cfg)
+    U5 = U.copy()
+    U5[0, 5, 0] = 6
+    np.testing.assert_array_equal(more, U5)
+    assert formats.pack_layer(U5, cfg).passes[0].words[0] == (w0, w1 | slot(6, 2, 2))
+
+    # Rows ascend within a lane: swapped in a word, repeated across words.
     swapped = (w0 & ~(mask | mask << lay.slot_bits)) | ((w0 >> lay.slot_bits) & mask) \
         | ((w0 & mask) << lay.slot_bits)
-    with pytest.raises(formats.FormatError, match="breaks ascending order"):
-        formats.unpack_layer(with_pe0(words=(swapped, w1)), cfg)
-    with pytest.raises(formats.FormatError, match="bad padding in word 0 slot 1"):
-        formats.unpack_layer(with_pe0(words=(w0 & mask, w1)), cfg)
-    # The valid slots of a word are a prefix: no padding in slot 0, no valid slot after padding.
-    with pytest.raises(formats.FormatError, match="bad padding in word 1 slot 0"):
-        formats.unpack_layer(with_pe0(words=(w0, w1 << lay.slot_lsb(2))), cfg)
-    gap = w1 | formats.encode_slot(6, 5, lay) << lay.slot_lsb(2)
-    with pytest.raises(formats.FormatError, match="valid slot after padding in word 1"):
-        formats.unpack_layer(with_pe0(words=(w0, gap)), cfg)
-    with pytest.raises(formats.FormatError, match="past the end"):
-        formats.unpack_layer(with_pe0(directory=((0, 3), (3, 0))), cfg)
-    with pytest.raises(formats.FormatError, match="1 trailing words"):
-        formats.unpack_layer(with_pe0(directory=((0, 1), (1, 0))), cfg)
+    rejects("breaks ascending order", words=(swapped, w1))
+    rejects(r"slot \(k_local=2, value=5\) breaks ascending order", words=(w0, slot(5, 1, 0)))
+    # A row past the pass (lane 1 row 3 is k_local 7, k_count 6) and a stored zero.
+    rejects(r"\(k_local=7, value=6\) breaks ascending order, the pass range",
+            words=(w0, w1 | slot(6, 3, 2)))
+    rejects(r"\(k_local=5, value=0\).* holds a zero", words=(w0, w1 | slot(0, 2, 2)))
+    # Padding is all zero bits.
+    rejects("bad padding in word 1 slot 1", words=(w0, w1 | 1 << lay.slot_lsb(1)))
+    rejects("bad padding in word 1 slot 3",
+            words=(w0, w1 | (1 << lay.k_lsb) << lay.slot_lsb(3)))     # row 1, not valid
+    # A lane's valid slots are a prefix of its group: no padding before a valid slot in a word
+    # (lane 0: slot 0 padding, slot 1 valid) ...
+    rejects("valid slot after padding of lane 0 in word 1", words=(w0, w1 << lay.slot_lsb(1)))
+    # ... nor across the column's words (lane 1: word 0 slot 3 padding, word 1 slot 2 valid).
+    rejects("valid slot after padding of lane 1 in word 1",
+            words=(w0 & ~(mask << lay.slot_lsb(3)), w1 | slot(4, 1, 2)))
+    # Every word of a column holds a valid slot, so no column is longer than its lanes need.
+    rejects("column 0: word 2 holds no valid slot", words=(w0, w1, 0),
+            directory=((0, 3), (3, 0)))
+    rejects("column 0: word 1 holds no valid slot", words=(w0, 0, w1),
+            directory=((0, 3), (3, 0)))
+    rejects(f"word 1 wider than {lay.word_bits} bits", words=(w0, w1 | 1 << lay.word_bits))
+    # The directory: back to back, inside the image, nothing left over.
+    rejects("column 1: starts at 1, expected 2", directory=((0, 2), (1, 0)))
+    rejects("past the end", directory=((0, 3), (3, 0)))
+    rejects("1 trailing words", directory=((0, 1), (1, 0)))
 
 
 def test_hex_round_trip(tmp_path):
@@ -267,7 +393,7 @@ def test_hex_round_trip(tmp_path):
 
 
 def test_stream_round_trip_and_framing():
-    cfg = AccelConfig(lanes=2, k_max=8)
+    cfg = AccelConfig(lanes=2, k_max=8, wmem_depth=1024)
     a = formats.pack_layer(sparse_U(cfg, 20, 3, 0.3, SEED), cfg, name="a")   # 3 passes
     b = formats.pack_layer(sparse_U(cfg, 4, 2, 0.6, SEED + 1), cfg, name="b")
     data = formats.encode_stream([a, b], cfg)
@@ -282,9 +408,10 @@ def test_stream_round_trip_and_framing():
     assert [(r.layer, r.image.index) for r in recs] == [(0, 0), (0, 1), (0, 2), (1, 0)]
     assert [r.image for r in recs] == list(a.passes) + list(b.passes)
     # Exact length: headers + per PE (8 B + entries * 2 B + words * 6 B) per record. Words are
-    # 4 slots (2 lanes x 2 slots per lane) of 12 bits = 48 bits; entries 11 + 2 = 13 bits.
+    # 4 slots (2 lanes x 2 slots per lane) of 8 + 2 + 1 = 11 bits (ceil(8 / 2) = 4 rows, k_bits
+    # 2) = 44 bits; entries 11 + 2 = 13 bits (count up to ceil(4 / 2) = 2 words).
     lay, dlay = formats.slot_layout(cfg, 0), formats.directory_layout(cfg, 0)
-    assert (lay.slots, lay.word_bits, dlay.entry_bits) == (4, 48, 13)
+    assert (lay.slots, lay.k_bits, lay.word_bits, dlay.entry_bits) == (4, 2, 44, 13)
     assert (lay.word_bytes, dlay.entry_bytes) == (6, 2)
     body = sum(8 + len(im.directory[xi]) * 2 + len(im.words[xi]) * 6
                for pl in (a, b) for im in pl.passes for xi in range(16))
@@ -355,7 +482,7 @@ def test_split_stream_errors_name_the_source():
 
 
 def test_manifest(tmp_path):
-    cfg = AccelConfig(lanes=4, k_max=256)
+    cfg = AccelConfig(lanes=4, k_max=256, wmem_depth=1024)
     U = np.zeros((16, 4, 2), dtype=np.int64)
     U[0, 0, 0] = U[3, 1, 1] = 5
     packed = formats.pack_layer(U, cfg, name="c1")
@@ -373,10 +500,13 @@ def test_manifest(tmp_path):
     assert sum(layer["coord_density"]) == 2 / 8
     assert layer["words_per_pe"] == [[1, 0, 0, 1] + [0] * 12]
     assert layer["source_shape"] == [4, 2, 3, 3]
-    # 17-bit slots, 4 lanes x 2 slots per lane = 8 slots = 136-bit words; entries 11 + 6 bits.
-    assert man["format_version"] == formats.FORMAT_VERSION == 2
-    assert man["format"]["slot_bits"] == [17] * 16
-    assert man["format"]["word_bits"] == [136] * 16
+    # k_row holds ceil(256 / 4) = 64 rows: 6 bits, 15-bit slots; 4 lanes x 2 slots per lane =
+    # 8 slots = 120-bit words; entries 11 + 6 bits (count up to 64 / 2 = 32 words).
+    assert man["format_version"] == formats.FORMAT_VERSION == 3
+    assert man["format"]["field_order"] == ["value", "k_row", "valid"]
+    assert man["format"]["k_bits"] == [6] * 16
+    assert man["format"]["slot_bits"] == [15] * 16
+    assert man["format"]["word_bits"] == [120] * 16
     assert man["format"]["dir_entry_bits"] == [17] * 16
     assert man["config"]["slots_per_lane"] == 2
     assert AccelConfig.from_dict(man["config"]) == cfg
@@ -454,7 +584,11 @@ def test_slot_and_entry_fields(lanes, slots_per_lane):
     for xi in range(cfg.coords):
         lay, dlay = formats.slot_layout(cfg, xi), formats.directory_layout(cfg, xi)
         assert [name for name, _ in lay.fields] == list(formats.FIELD_ORDER)
-        assert lay.fields == (("value", lay.value_bits), ("k_local", lay.k_bits), ("valid", 1))
+        assert lay.fields == (("value", lay.value_bits), ("k_row", lay.k_bits), ("valid", 1))
+        # k_row indexes the lane's accumulator rows, k_local // L < ceil(k_max / L).
+        rows = cfg.accumulator_rows(xi)
+        assert rows == -(-40 // cfg.lanes_per_coord[xi])
+        assert lay.k_bits == formats.k_bits(cfg, xi) == max(1, (rows - 1).bit_length())
         lsbs = np.cumsum([0] + [bits for _, bits in lay.fields]).tolist()
         assert lsbs == [lay.value_lsb, lay.k_lsb, lay.valid_lsb, lay.slot_bits]
         assert lay.word_bits == lay.slots * lsbs[-1]

@@ -75,22 +75,30 @@ def test_slot_word_and_entry_layouts(cfg):
 @pytest.mark.parametrize("cfg", CONFIGS, ids=["t2_lanes", "t4_lanes", "t2_bytes"])
 def test_layouts_decode_packed_images(cfg):
     """Every packed word and directory entry, viewed through the layouts, is what
-    :func:`sw.formats.decode_slot` and :func:`sw.formats.directory_entries` say."""
+    :func:`sw.formats.decode_slot` and :func:`sw.formats.directory_entries` say, and the valid
+    slots, each read as lane ``slot // slots_per_lane`` and row ``k_row``, give back ``U``."""
     rng = np.random.default_rng(11)
     lo, hi = cfg.wgt_range
     U = rng.integers(lo, hi + 1, size=(cfg.coords, cfg.k_max, cfg.c_max))
     U[rng.random(U.shape) < 0.5] = 0
-    im = formats.pack_layer(U, cfg).passes[0]
-    for xi in range(cfg.coords):
-        lay, word_layout = formats.slot_layout(cfg, xi), layouts.word_layout(cfg, xi)
-        for word in im.words[xi]:
-            view = data.Const(word_layout, word)
-            for s in range(lay.slots):
-                bits = (word >> lay.slot_lsb(s)) & ((1 << lay.slot_bits) - 1)
-                valid, value, k_local = formats.decode_slot(bits, lay)
-                assert (view[s].valid, view[s].value, view[s].k_local) == \
-                    (valid, value, k_local)
-        entry = layouts.directory_entry_layout(cfg, xi)
-        got = [(data.Const(entry, v).start, data.Const(entry, v).count)
-               for v in formats.directory_words(im, cfg, xi)]
-        assert tuple(got) == im.directory[xi]
+    for im in formats.pack_layer(U, cfg).passes:
+        for xi in range(cfg.coords):
+            lay, word_layout = formats.slot_layout(cfg, xi), layouts.word_layout(cfg, xi)
+            L, spl = lay.lanes, cfg.slots_per_lane
+            seen = np.zeros((im.k_count, cfg.c_max), dtype=np.int64)
+            for c, (start, count) in enumerate(im.directory[xi]):
+                for word in im.words[xi][start:start + count]:
+                    view = data.Const(word_layout, word)
+                    for s in range(lay.slots):
+                        bits = (word >> lay.slot_lsb(s)) & ((1 << lay.slot_bits) - 1)
+                        valid, value, k_row = formats.decode_slot(bits, lay)
+                        assert (view[s].valid, view[s].value, view[s].k_row) == \
+                            (valid, value, k_row)
+                        if valid:
+                            # Slot s is lane s // spl's: output channel k_local = k_row·L + lane.
+                            seen[view[s].k_row * L + s // spl, c] = view[s].value
+            np.testing.assert_array_equal(seen, U[xi, im.k_base:im.k_base + im.k_count])
+            entry = layouts.directory_entry_layout(cfg, xi)
+            got = [(data.Const(entry, v).start, data.Const(entry, v).count)
+                   for v in formats.directory_words(im, cfg, xi)]
+            assert tuple(got) == im.directory[xi]
