@@ -7,16 +7,17 @@ is impossible. The shell instead drives every input of the core from a flip-flop
 every output of the core in a flip-flop:
 
 * the input flip-flops form ``pins`` shift chains, filled one bit per chain per cycle from the
-  ``sdi`` pins;
-* the output flip-flops form ``pins`` chains too; while ``load`` (registered) is high they
-  capture the core's outputs, otherwise they shift towards the ``sdo`` pins;
+  ``sdi`` pins while ``load`` (registered) is low, and holding while it is high;
+* the output flip-flops form ``pins`` chains too; while ``load`` is high they capture the
+  core's outputs, otherwise they shift towards the ``sdo`` pins;
 * reset comes from the ``rst`` pin through two flip-flops, so the core's reset net is driven by
   a register like any other.
 
 Every core input can therefore take any value and every core output is observable: nothing can
 be optimised away, and each path through the core starts and ends at a register, which is what
-nextpnr's Fmax measures. The shell adds one flip-flop per port bit and, on the output side,
-one 2:1 multiplexer (one LUT4) per port bit; :func:`shell_bits` tells how many.
+nextpnr's Fmax measures. The shell adds one flip-flop per port bit (with a clock enable on
+the input side) and one 2:1 multiplexer (one LUT4) per output bit; :func:`shell_bits` tells
+how many. ``load`` is registered once, so it acts one cycle after the pin changes.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ class PinShell(wiring.Component):
     sdi : In(pins)
         One bit per input chain per cycle.
     load : In(1)
-        Registered; while high the output chains capture the core's outputs.
+        Registered; while high the input chains hold and the output chains capture the
+        core's outputs, while low both shift.
     sdo : Out(pins)
         The last flip-flop of each output chain.
 
@@ -115,6 +117,9 @@ class PinShell(wiring.Component):
         m.d.pin += [rst_meta.eq(self.rst), rst_sync.eq(rst_meta)]
         m.d.comb += ResetSignal("sync").eq(rst_sync)
 
+        load = Signal()
+        m.d.pin += load.eq(self.load)
+
         in_bits = sum(len(v) for v in inputs)
         if in_bits:
             chain_in = Signal(in_bits)
@@ -122,8 +127,9 @@ class PinShell(wiring.Component):
                 if length == 0:
                     continue
                 seg = chain_in[start:start + length]
-                m.d.pin += seg.eq(self.sdi[j] if length == 1 else
-                                  (seg << 1)[:length] | self.sdi[j])
+                with m.If(~load):
+                    m.d.pin += seg.eq(self.sdi[j] if length == 1 else
+                                      (seg << 1)[:length] | self.sdi[j])
             offset = 0
             for value in inputs:
                 m.d.comb += value.eq(chain_in[offset:offset + len(value)])
@@ -131,8 +137,6 @@ class PinShell(wiring.Component):
 
         out_bits = sum(len(v) for v in outputs)
         if out_bits:
-            load = Signal()
-            m.d.pin += load.eq(self.load)
             chain_out = Signal(out_bits)
             captured = Signal(out_bits)
             offset = 0
