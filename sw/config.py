@@ -73,7 +73,9 @@ class AccelConfig:
     w_max : int
         Largest feature-map width the line buffer holds.
     wmem_depth : int
-        Weight-memory words per PE.
+        Weight-memory words per PE. The default 512 holds a dense 64×64 layer in one pass
+        (``64 · ceil(ceil(64 / L) / slots_per_lane)`` words at ``L = 4``), and a word of
+        ``S = 8`` slots then fills three 512×36 block RAMs (DP16KD) per PE.
     fifo_depth : int
         Depth of each per-coordinate activation FIFO (a power of two, at least 2).
     tiles_in_flight : int
@@ -105,7 +107,7 @@ class AccelConfig:
     c_max: int = 64
     k_max: int = 64
     w_max: int = 32
-    wmem_depth: int = 1024
+    wmem_depth: int = 512
     fifo_depth: int = 32
     tiles_in_flight: int = 2
     act_width: int = 1
