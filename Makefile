@@ -15,7 +15,7 @@ export SIM SEED WAVES
 
 help:
 	@echo "make demo    generate, pack and run the example model on the RTL (the main job)"
-	@echo "             DEMO_ARGS='--images 20' passes options to python -m sw.demo"
+	@echo "             DEMO_ARGS='--images 20' passes options to python -m verif.demo"
 	@echo "make test    every test CI runs (unit + cocotb + synthesis smoke)"
 	@echo "make verif   cocotb regression only   (SIM=icarus|verilator WAVES=1 SEED=n)"
 	@echo "make bench   cycle benchmarks -> build/bench/results.json"
@@ -49,7 +49,7 @@ verif: sim
 	$(VPY) -m pytest -n $(PYTEST_WORKERS) -q verif --junitxml=build/verif/junit.xml
 
 demo: sim
-	$(VPY) -m sw.demo $(DEMO_ARGS)
+	$(VPY) -m verif.demo $(DEMO_ARGS)
 
 bench: sim
 	$(VPY) -m verif.bench

@@ -9,20 +9,23 @@ weight record is loaded once per batch. Host layers run in NumPy on the dequanti
 Two backends share one interface, ``await backend.conv(layer, xs) -> ys``:
 
 - :class:`GoldenBackend`, the bit-exact NumPy model (:func:`sw.golden.conv_layer`);
-- :class:`RTLBackend`, the generated :class:`hw.top.Accelerator` in a cocotb simulation, driven
-  through cocotbext-axi (weights on ``s_axis_wgt``, registers on ``s_axi``, activations on
-  ``s_axis_act``/``m_axis_out``).
+- :class:`DeviceBackend`, the accelerator itself: the register sequence of a run (load a pass's
+  weight record, write the quantisation entries and the shape, START, stream, wait for DONE,
+  read the counters), written against a :class:`Transport`, four calls that reach the
+  accelerator's AXI4-Lite registers and its AXI4-Stream ports. The cocotb transport on the
+  generated Verilog is :class:`verif.axi_transport.AxiTransport`; a board would implement the
+  same four calls with ``mmap`` on the register window and DMA on the streams.
 
-The interface is ``async`` so the RTL backend can await the simulator; :func:`run_sync` runs a
-network on the golden backend without an event loop.
+The interface is ``async`` so a transport can await a simulator or a DMA completion;
+:func:`run_sync` runs a network on the golden backend without an event loop.
+
+This module is the bottom layer: it imports neither the hardware generator nor cocotb.
 """
 
 from __future__ import annotations
 
-import random
-import warnings
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -31,11 +34,35 @@ from sw.config import AccelConfig
 from sw import formats, golden, model_import, quant, winograd
 
 __all__ = ["DeviceLayer", "device_layers", "host_op", "quantize_input", "run_network",
-           "run_sync", "golden_predict", "GoldenBackend", "RTLBackend", "DriverError"]
+           "run_sync", "golden_predict", "GoldenBackend", "Transport", "DeviceBackend",
+           "DriverError", "BusError"]
+
+#: Names of the AXI response codes, for messages.
+_RESP_NAMES = {0: "OKAY", 1: "EXOKAY", 2: "SLVERR", 3: "DECERR"}
 
 
 class DriverError(RuntimeError):
     """The accelerator refused or failed a step; the message names the layer and the step."""
+
+
+class BusError(DriverError):
+    """A register access was answered with an error response (a :class:`Transport` raises it).
+
+    Parameters
+    ----------
+    access : str
+        ``"read"`` or ``"write"``.
+    offset : int
+        Byte offset of the register.
+    resp : int
+        The AXI response code (:data:`sw.regmap.RESP_SLVERR` for a refusal or an unmapped
+        address).
+    """
+
+    def __init__(self, access: str, offset: int, resp: int):
+        self.access, self.offset, self.resp = access, offset, resp
+        super().__init__(f"register {access} at {offset:#x} answered "
+                         f"{_RESP_NAMES.get(resp, resp)}")
 
 
 @dataclass(frozen=True)
@@ -198,27 +225,49 @@ class GoldenBackend:
         return [golden.conv_layer(x, layer.qlayer, self.cfg) for x in xs]
 
 
-def _pause(rng: random.Random, probability: float):
-    """Endless pause pattern for cocotbext-axi: each cycle paused with ``probability``."""
-    while True:
-        yield rng.random() < probability
+class Transport(Protocol):
+    """How :class:`DeviceBackend` reaches the accelerator: four awaitable calls.
+
+    Registers are the 32-bit words of :mod:`sw.regmap` on ``s_axi``, at byte offsets; a register
+    access the accelerator answers with an error response raises :class:`BusError`. Weight
+    records go to ``s_axis_wgt``, activations to ``s_axis_act``, outputs come from
+    ``m_axis_out``; a frame is one AXI4-Stream packet (``tlast`` on its final beat), given as
+    its ``tdata`` bytes.
+    """
+
+    async def read(self, offset: int) -> int:
+        """The register at ``offset``."""
+
+    async def write(self, offset: int, value: int) -> None:
+        """Write ``value`` (``0 <= value < 2**32``) to the register at ``offset``."""
+
+    async def send_weights(self, record: bytes) -> None:
+        """Send one weight record as an ``s_axis_wgt`` frame; return when it has all gone."""
+
+    async def stream(self, activations: bytes) -> bytes:
+        """Send ``activations`` as one ``s_axis_act`` frame and return the next ``m_axis_out``
+        frame, the run's outputs.
+
+        The outputs start before the input has all gone (the accelerator emits a row of tiles
+        as soon as its line buffer holds the rows it needs), so the two transfers run at once.
+        """
 
 
-class RTLBackend:
-    """The generated :class:`hw.top.Accelerator` in a running cocotb simulation.
+class DeviceBackend:
+    """The accelerator behind a :class:`Transport`: the register sequence of every run.
+
+    Per pass over output channels: send the pass's weight record and wait until WGT_RECORDS
+    counts it; write the pass's quantisation entries. Per image: write HEIGHT, WIDTH,
+    CHANNELS, KOUT, PAD and RELU, then CTRL.START; stream the input in raster order (``y``,
+    ``x``, ``c``) and take the outputs; wait for STATUS.DONE; read the counters. Every refusal
+    and error raises :class:`DriverError` naming the layer and the step.
 
     Parameters
     ----------
-    dut : cocotb handle
-        The ``accelerator`` top level (``clk``, ``rst``, ``s_axis_act_*``, ``s_axis_wgt_*``,
-        ``m_axis_out_*``, ``s_axi_*``).
+    transport : Transport
+        The way to the accelerator (a cocotb simulation, a board).
     cfg : AccelConfig
-        The configuration it was generated from.
-    pause : float
-        Probability of a paused cycle on each AXI stream (valid gaps on the inputs,
-        back-pressure on the output); 0 runs at full rate.
-    seed : int
-        Seed of the pause patterns.
+        The configuration the accelerator was generated from.
     progress : callable, optional
         ``progress(layer_name, pass_index, image_index, images)`` after each image of a pass.
 
@@ -230,63 +279,49 @@ class RTLBackend:
         ``macs``, ``busy``, ``empty_slots``, ``stalls``, ``zeros_skipped`` (deltas over the run).
     """
 
-    name = "rtl"
+    name = "device"
 
-    def __init__(self, dut, cfg: AccelConfig, *, pause: float = 0.0, seed: int = 0,
-                 progress=None):
-        # cocotbext-axi 0.1.28 still calls APIs cocotb 2.x deprecates; only its own warnings go.
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbext\.axi")
-        from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamSink,
-                                   AxiStreamSource)
-        self.cfg, self.dut, self.progress = cfg, dut, progress
+    def __init__(self, transport: Transport, cfg: AccelConfig, *,
+                 progress: Callable[[str, int, int, int], None] | None = None):
+        self.transport, self.cfg, self.progress = transport, cfg, progress
         self.stats: list[dict] = []
         self._bytes = formats.stream_bytes(cfg.act_bits)
-        self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axi"), dut.clk, dut.rst)
-        self.act = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_act"), dut.clk, dut.rst)
-        self.wgt = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_wgt"), dut.clk, dut.rst)
-        self.out = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis_out"), dut.clk, dut.rst)
-        for i, port in enumerate((self.act, self.wgt, self.out)):
-            if pause > 0:
-                port.set_pause_generator(_pause(random.Random(seed * 3 + i), pause))
 
     # -- registers ------------------------------------------------------------------------------
     async def write(self, offset: int, value: int, what: str) -> None:
-        resp = await self.axil.write(offset, (value & 0xFFFF_FFFF).to_bytes(4, "little"))
-        if int(resp.resp) != 0:
-            status = await self.read(regmap.STATUS.offset)
-            raise DriverError(f"{what}: register write at {offset:#x} answered {resp.resp!s} "
-                              f"(STATUS {status:#x})")
-
-    async def read(self, offset: int) -> int:
-        resp = await self.axil.read(offset, 4)
-        if int(resp.resp) != 0:
-            raise DriverError(f"register read at {offset:#x} answered {resp.resp!s}")
-        return int.from_bytes(resp.data, "little")
+        """Write ``value`` (two's complement when negative) to ``offset``; ``what`` names the
+        step in the :class:`DriverError` of a refused write, with STATUS."""
+        try:
+            await self.transport.write(offset, value & 0xFFFF_FFFF)
+        except BusError as err:
+            status = await self.transport.read(regmap.STATUS.offset)
+            raise DriverError(f"{what}: {err} (STATUS {status:#x})") from None
 
     async def _counters(self) -> dict[str, int]:
-        values = {"cycles": await self.read(regmap.CYCLES.offset),
-                  "array_cycles": await self.read(regmap.ARRAY_CYCLES.offset)}
+        read = self.transport.read
+        values = {"cycles": await read(regmap.CYCLES.offset),
+                  "array_cycles": await read(regmap.ARRAY_CYCLES.offset)}
         for field in regmap.PE_COUNTERS:
             total = 0
             for xi in range(self.cfg.coords):
-                total += await self.read(regmap.pe_counter_offset(xi, field))
+                total += await read(regmap.pe_counter_offset(xi, field))
             values[field] = total
         return values
 
     # -- one layer ---------------------------------------------------------------------------------
     async def load(self, layer: DeviceLayer, p: int) -> None:
         """Send pass ``p``'s weight record and check that the loader took it."""
-        before = await self.read(regmap.WGT_RECORDS.offset)
-        await self.wgt.send(layer.records[p])
-        await self.wgt.wait()
-        while await self.read(regmap.WGT_RECORDS.offset) == before:
-            status = await self.read(regmap.STATUS.offset)
+        read = self.transport.read
+        before = await read(regmap.WGT_RECORDS.offset)
+        await self.transport.send_weights(layer.records[p])
+        while await read(regmap.WGT_RECORDS.offset) == before:
+            status = await read(regmap.STATUS.offset)
             if status & regmap.STATUS_ERROR:
                 raise DriverError(f"layer {layer.name} pass {p}: the weight loader rejected "
                                   f"the record (STATUS {status:#x})")
 
     async def conv(self, layer: DeviceLayer, xs: list[np.ndarray]) -> list[np.ndarray]:
-        """``[C, H, W]`` integer inputs → ``[K, out_h, out_w]`` integer outputs, on the RTL."""
+        """``[C, H, W]`` integer inputs → ``[K, out_h, out_w]`` integer outputs, on the device."""
         q, cfg = layer.qlayer, self.cfg
         outs = [None] * len(xs)
         for p, image in enumerate(layer.packed.passes):
@@ -323,9 +358,7 @@ class RTLBackend:
         await self.write(regmap.CTRL.offset, regmap.CTRL_START, f"layer {layer.name} START")
         raster = x.transpose(1, 2, 0).reshape(-1)        # NHWC: y, x, c
         payload = b"".join(int(v).to_bytes(self._bytes, "little", signed=True) for v in raster)
-        await self.act.send(payload)
-        frame = await self.out.recv()
-        data = bytes(frame.tdata)
+        data = await self.transport.stream(payload)
         expected = grid.out_h * grid.out_w * k_count
         if len(data) != expected * self._bytes:
             raise DriverError(f"layer {layer.name} pass {p}: {len(data) // self._bytes} output "
@@ -333,7 +366,7 @@ class RTLBackend:
         values = np.array([int.from_bytes(data[i:i + self._bytes], "little", signed=True)
                            for i in range(0, len(data), self._bytes)], dtype=np.int64)
         while True:
-            status = await self.read(regmap.STATUS.offset)
+            status = await self.transport.read(regmap.STATUS.offset)
             if status & regmap.STATUS_DONE and not status & regmap.STATUS_BUSY:
                 break
         if status & regmap.STATUS_ERROR:
@@ -352,4 +385,3 @@ def golden_predict(model: model_import.Model, images: np.ndarray, cfg: AccelConf
     """Final outputs of ``images`` on the golden backend (synchronous)."""
     layers = layers or device_layers(model, cfg)
     return run_sync(run_network(model, layers, images, GoldenBackend(cfg)))
-

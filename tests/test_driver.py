@@ -1,14 +1,17 @@
-"""``sw/driver.py``: the golden backend over a whole network, host ops, and the packed-stream check."""
+"""``sw/driver.py``: the golden backend over a whole network, host ops, the packed-stream check,
+and the device backend's register sequence on a model of the accelerator behind its transport."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from sw.config import AccelConfig
-from sw import driver, golden, model_import, pack
+from sw import driver, formats, golden, model_import, pack, regmap
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "digits" / "digits.npz"
@@ -102,3 +105,149 @@ def test_run_sync_refuses_a_suspending_coroutine():
 
     with pytest.raises(RuntimeError, match="only the golden backend runs without a simulator"):
         driver.run_sync(coro())
+
+
+#: wmem_depth 16 splits conv2 (16 → 32) into four passes of eight output channels.
+MULTIPASS = AccelConfig(c_max=16, k_max=32, w_max=8, wmem_depth=16)
+#: What the model's CYCLES register reads after every run.
+RUN_CYCLES = 1234
+
+
+def _signed32(value: int) -> int:
+    return value - (1 << 32) if value >> 31 else value
+
+
+class ModelTransport:
+    """The accelerator behind :class:`sw.driver.Transport`, on the golden model.
+
+    Registers live in a dict; a weight record selects its (layer, pass); a run returns
+    :func:`sw.golden.conv_layer` of the input for the shape, padding, ReLU modes and
+    quantisation entries the driver wrote, so a missing or wrong write changes the outputs.
+    Every counter starts just below ``2**32`` and counts one per run, so the driver's deltas
+    wrap. The tests set the faults: ``reject`` (the loader rejects records), ``refuse``
+    (offsets whose writes answer SLVERR), ``drop`` (output values missing from the frame) and
+    ``fail`` (STATUS.ERROR after a run).
+    """
+
+    def __init__(self, cfg: AccelConfig, layers: dict[str, driver.DeviceLayer]):
+        self.cfg = cfg
+        self.by_record = {rec: (dev, p) for dev in layers.values()
+                          for p, rec in enumerate(dev.records)}
+        self.regs: dict[int, int] = {}
+        self.loaded: tuple[driver.DeviceLayer, int] | None = None
+        self.records = 0
+        self.counter = (1 << 32) - 2
+        self.status = 0
+        self.reject, self.refuse, self.drop, self.fail = False, set(), 0, False
+        self.width = formats.stream_bytes(cfg.act_bits)
+
+    async def read(self, offset: int) -> int:
+        where = regmap.decode(self.cfg, offset)
+        if where.register is regmap.STATUS:
+            return self.status
+        if where.register is regmap.WGT_RECORDS:
+            return self.records
+        if where.register is regmap.CYCLES:
+            return RUN_CYCLES
+        if where.register is regmap.ARRAY_CYCLES or where.field in regmap.PE_COUNTERS:
+            return self.counter
+        return self.regs[offset]
+
+    async def write(self, offset: int, value: int) -> None:
+        assert 0 <= value < 1 << 32
+        if offset in self.refuse:
+            self.status |= regmap.STATUS_REFUSED
+            raise driver.BusError("write", offset, regmap.RESP_SLVERR)
+        if offset == regmap.CTRL.offset:
+            assert value == regmap.CTRL_START
+            self.status = regmap.STATUS_BUSY
+        else:
+            self.regs[offset] = value
+
+    async def send_weights(self, record: bytes) -> None:
+        if self.reject:
+            self.status |= regmap.STATUS_ERROR
+        else:
+            self.loaded = self.by_record[record]
+            self.records += 1
+
+    async def stream(self, activations: bytes) -> bytes:
+        assert self.status & regmap.STATUS_BUSY, "input streamed without START"
+        dev, p = self.loaded
+        k_base = dev.packed.passes[p].k_base
+        H, W, C, K, pad, relu = (self.regs[reg.offset] for reg in (
+            regmap.HEIGHT, regmap.WIDTH, regmap.CHANNELS, regmap.KOUT, regmap.PAD, regmap.RELU))
+        x = np.array([int.from_bytes(activations[i:i + self.width], "little", signed=True)
+                      for i in range(0, len(activations), self.width)])
+        entries = {field: np.array([_signed32(self.regs[regmap.quant_offset(k, field)])
+                                    for k in range(K)]) for field in regmap.QUANT_FIELDS}
+        ks = slice(k_base, k_base + K)
+        q = dataclasses.replace(dev.qlayer, U=dev.qlayer.U[:, ks], w_scale=dev.qlayer.w_scale[ks],
+                                pad=pad, winograd_relu=bool(relu & regmap.RELU_WINOGRAD),
+                                spatial_relu=bool(relu & regmap.RELU_SPATIAL), **entries)
+        y = golden.conv_layer(x.reshape(H, W, C).transpose(2, 0, 1), q, self.cfg)
+        values = y.transpose(1, 2, 0).reshape(-1)[:y.size - self.drop]
+        self.counter = (self.counter + 1) % (1 << 32)
+        self.status = regmap.STATUS_DONE | (regmap.STATUS_ERROR if self.fail else 0)
+        return b"".join(int(v).to_bytes(self.width, "little", signed=True) for v in values)
+
+
+def test_device_backend_on_a_model_transport_equals_golden(model, rng):
+    images = rng.random((2, 1, 8, 8))
+    layers = driver.device_layers(model, MULTIPASS)
+    transport = ModelTransport(MULTIPASS, layers)
+    seen = []
+    backend = driver.DeviceBackend(transport, MULTIPASS,
+                                   progress=lambda *args: seen.append(args))
+    got = asyncio.run(driver.run_network(model, layers, images, backend))
+    np.testing.assert_array_equal(got, driver.golden_predict(model, images, MULTIPASS, layers))
+    assert transport.records == 1 + 4
+    runs = [(name, p, i) for name, dev in layers.items() for p in range(dev.packed.num_passes)
+            for i in range(len(images))]
+    assert [(s["layer"], s["pass"], s["image"]) for s in backend.stats] == runs
+    assert [(name, p, i + 1, len(images)) for name, p, i in runs] == seen
+    for s in backend.stats:     # counter deltas across the 32-bit wrap
+        assert s["cycles"] == RUN_CYCLES and s["array_cycles"] == 1
+        assert all(s[field] == MULTIPASS.coords for field in regmap.PE_COUNTERS)
+
+
+def _conv1_fault(model, **fault):
+    layers = driver.device_layers(model, CFG)
+    transport = ModelTransport(CFG, layers)
+    for name, value in fault.items():
+        setattr(transport, name, value)
+    backend = driver.DeviceBackend(transport, CFG)
+    x = driver.quantize_input(np.ones((1, 8, 8)), layers["conv1"].qlayer.in_scale, CFG)
+    asyncio.run(backend.conv(layers["conv1"], [x]))
+
+
+@pytest.mark.parametrize("fault, message", [
+    ({"reject": True},
+     r"^layer conv1 pass 0: the weight loader rejected the record \(STATUS 0x4\)$"),
+    ({"refuse": {regmap.KOUT.offset}},
+     r"^layer conv1 KOUT: register write at 0x1c answered SLVERR \(STATUS 0x10\)$"),
+    ({"refuse": {regmap.quant_offset(3, "shift")}},
+     r"^layer conv1 quant\[3\]: register write at 0x1038 answered SLVERR \(STATUS 0x10\)$"),
+    ({"drop": 1}, r"^layer conv1 pass 0: 1023 output values, expected 1024$"),
+    ({"fail": True}, r"^layer conv1 pass 0: STATUS\.ERROR after the run \(STATUS 0x6\)$"),
+])
+def test_device_backend_names_layer_and_step(model, fault, message):
+    with pytest.raises(driver.DriverError, match=message):
+        _conv1_fault(model, **fault)
+
+
+def test_device_backend_refuses_a_shape_before_start(model):
+    layers = driver.device_layers(model, CFG)
+    transport = ModelTransport(CFG, layers)
+    backend = driver.DeviceBackend(transport, CFG)
+    with pytest.raises(driver.DriverError, match=r"^layer conv1: WIDTH=9 is out of range; "
+                                                 r"this accelerator takes 1\.\.8$"):
+        asyncio.run(backend.conv(layers["conv1"], [np.zeros((1, 8, 9), dtype=np.int64)]))
+    assert not transport.status & regmap.STATUS_BUSY, "START was written"
+
+
+def test_bus_error_is_a_driver_error():
+    err = driver.BusError("read", regmap.UNMAPPED_EXAMPLE, regmap.RESP_SLVERR)
+    assert isinstance(err, driver.DriverError)
+    assert (err.access, err.offset, err.resp) == ("read", 0xFFC, 2)
+    assert str(err) == "register read at 0xffc answered SLVERR"

@@ -20,8 +20,10 @@ __all__ = ["run_network_job"]
 
 def run_network_job(cfg: AccelConfig, model: Path, stream: Path, images: np.ndarray,
                     labels: np.ndarray, case: str, *, sim: str | None = None,
-                    pause: float = 0.0, seed: int = 0, console: bool = False) -> dict:
+                    stalls: str = "none", seed: int = 0, console: bool = False) -> dict:
     """Run ``images`` through ``model`` on the RTL; the results of :mod:`verif.tb_network`.
+
+    ``stalls`` names the pattern of :mod:`verif.stalls` on every AXI stream, ``seed`` its seed.
 
     Raises
     ------
@@ -38,7 +40,7 @@ def run_network_job(cfg: AccelConfig, model: Path, stream: Path, images: np.ndar
     job.write_text(json.dumps({"model": str(Path(model).resolve()),
                                "stream": str(Path(stream).resolve()),
                                "images": str(images_file), "results": str(results),
-                               "pause": pause, "seed": seed}, indent=1) + "\n")
+                               "stalls": stalls, "seed": seed}, indent=1) + "\n")
     run_bench("accelerator", cfg, "verif.tb_network", case,
               extra_env={"WINNOW_JOB": str(job), "COCOTB_LOG_LEVEL": "WARNING"},
               sim=sim, console=console)

@@ -10,13 +10,15 @@ The job comes from ``$WINNOW_JOB``, a JSON file written by :func:`verif.network.
     an npz with ``images`` ``[N, C, H, W]`` (real-valued) and ``labels`` ``[N]``;
 ``results``
     where to write the results JSON;
-``pause``, ``seed``
-    probability of a paused cycle on every AXI stream, and its seed.
+``stalls``, ``seed``
+    the stall pattern of every AXI stream (a name of :data:`verif.stalls.PATTERNS`), and its
+    seed.
 
-Every accelerator layer's integer output must equal :class:`sw.driver.GoldenBackend`'s for every
-image (the bench fails on the first difference, naming layer, image and position). The results
-hold the final outputs, the RTL counters of every (layer, pass, image), the simulated cycles and
-the wall time (simulation speed).
+The accelerator layers run on :class:`sw.driver.DeviceBackend` through
+:class:`verif.axi_transport.AxiTransport`. Every accelerator layer's integer output must equal
+:class:`sw.driver.GoldenBackend`'s for every image (the bench fails on the first difference,
+naming layer, image and position). The results hold the final outputs, the RTL counters of
+every (layer, pass, image), the simulated cycles and the wall time (simulation speed).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from cocotb.triggers import ClockCycles
 from cocotb.utils import get_sim_time
 
 from sw import driver, model_import
+from verif.axi_transport import AxiTransport
 from verif.tb_system import start
 
 CLOCK_NS = 10
@@ -41,7 +44,7 @@ CLOCK_NS = 10
 class CheckedBackend:
     """Runs each layer on the RTL and on the golden model, and insists they agree."""
 
-    def __init__(self, rtl: driver.RTLBackend, gold: driver.GoldenBackend):
+    def __init__(self, rtl: driver.DeviceBackend, gold: driver.GoldenBackend):
         self.rtl, self.gold, self.cfg = rtl, gold, rtl.cfg
 
     async def conv(self, layer: driver.DeviceLayer, xs):
@@ -75,8 +78,8 @@ async def test_network(dut):
                   flush=True)
             sys.stdout.flush()
 
-    rtl = driver.RTLBackend(dut, cfg, pause=float(job.get("pause", 0.0)),
-                            seed=int(job.get("seed", 0)), progress=progress)
+    transport = AxiTransport(dut, stalls=job["stalls"], seed=int(job["seed"]))
+    rtl = driver.DeviceBackend(transport, cfg, progress=progress)
     outputs = await driver.run_network(model, layers, images,
                                        CheckedBackend(rtl, driver.GoldenBackend(cfg)))
     await ClockCycles(dut.clk, 2)

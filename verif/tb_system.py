@@ -5,12 +5,14 @@
 random sparse int8 Winograd weights with the extreme values ``-128`` and ``127`` planted, random
 requantisation parameters and ReLU modes, packs them with :func:`sw.formats.pack_layer` (a
 small ``wmem_depth`` forces several passes), and runs a few images each through
-:class:`sw.driver.RTLBackend` — weights over ``s_axis_wgt``, registers over ``s_axi``,
-activations over ``s_axis_act``/``m_axis_out`` — under random valid gaps and back-pressure on
-all three streams. Every output value must equal :class:`sw.driver.GoldenBackend`'s.
+:class:`sw.driver.DeviceBackend` on :class:`verif.axi_transport.AxiTransport` — weights over
+``s_axis_wgt``, registers over ``s_axi``, activations over ``s_axis_act``/``m_axis_out`` — with
+the ``stall25`` pattern of :mod:`verif.stalls` on all three streams (valid gaps and
+back-pressure). Every output value must equal :class:`sw.driver.GoldenBackend`'s.
 
-The register-level checks: a configuration write while busy answers SLVERR and sets
-STATUS.REFUSED; a START with a bad shape is refused; an unmapped address answers SLVERR.
+The register-level checks: a configuration write while busy answers SLVERR, sets
+STATUS.REFUSED, and the driver's write names the step and STATUS; a START with a bad shape is
+refused; an unmapped address answers SLVERR.
 
 ``$WINNOW_SAMPLES`` sets the layer count (default 4).
 """
@@ -21,13 +23,15 @@ import os
 
 import cocotb
 import numpy as np
+import pytest
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 
 from sw import regmap
 from sw.config import AccelConfig
 from sw import formats, quant
-from sw.driver import DeviceLayer, GoldenBackend, RTLBackend
+from sw.driver import DeviceBackend, DeviceLayer, DriverError, GoldenBackend
+from verif.axi_transport import AxiTransport
 
 DEFAULT_LAYERS = 4
 
@@ -83,7 +87,7 @@ async def test_random_layers_under_backpressure(dut):
     seed = cocotb.RANDOM_SEED
     dut._log.info("seed %d", seed)
     rng = np.random.default_rng(seed)
-    rtl = RTLBackend(dut, cfg, pause=0.3, seed=seed)
+    rtl = DeviceBackend(AxiTransport(dut, stalls="stall25", seed=seed), cfg)
     gold = GoldenBackend(cfg)
     for index in range(int(os.environ.get("WINNOW_SAMPLES") or DEFAULT_LAYERS)):
         layer = random_layer(cfg, rng, index)
@@ -109,16 +113,17 @@ async def test_refusals_and_bad_addresses(dut):
     """Busy refusal, bad-shape refusal and SLVERR on unmapped addresses, seen in STATUS."""
     cfg = await start(dut)
     rng = np.random.default_rng(cocotb.RANDOM_SEED)
-    rtl = RTLBackend(dut, cfg)
-    assert await rtl.read(regmap.ID.offset) == regmap.ID_MAGIC
+    bus = AxiTransport(dut)
+    rtl = DeviceBackend(bus, cfg)
+    assert await bus.read(regmap.ID.offset) == regmap.ID_MAGIC
 
-    resp = await rtl.axil.write(regmap.UNMAPPED_EXAMPLE, b"\0\0\0\0")
+    resp = await bus.axil.write(regmap.UNMAPPED_EXAMPLE, b"\0\0\0\0")
     assert int(resp.resp) == 2, "a write to an unmapped address must answer SLVERR"
 
     # START with an invalid shape (C = 0) is refused and flagged.
     await rtl.write(regmap.CHANNELS.offset, 0, "CHANNELS")
-    resp = await rtl.axil.write(regmap.CTRL.offset, regmap.CTRL_START.to_bytes(4, "little"))
-    status = await rtl.read(regmap.STATUS.offset)
+    await bus.axil.write(regmap.CTRL.offset, regmap.CTRL_START.to_bytes(4, "little"))
+    status = await bus.read(regmap.STATUS.offset)
     assert status & regmap.STATUS_BAD_CONFIG and not status & regmap.STATUS_BUSY
 
     # A configuration write while a run is in progress is refused and flagged.
@@ -132,10 +137,13 @@ async def test_refusals_and_bad_addresses(dut):
         await rtl.write(reg.offset, value, reg.name)
     await rtl.write(regmap.CTRL.offset, regmap.CTRL_CLEAR, "CLEAR")
     await rtl.write(regmap.CTRL.offset, regmap.CTRL_START, "START")
-    assert await rtl.read(regmap.STATUS.offset) & regmap.STATUS_BUSY
-    resp = await rtl.axil.write(regmap.WIDTH.offset, (1).to_bytes(4, "little"))
+    assert await bus.read(regmap.STATUS.offset) & regmap.STATUS_BUSY
+    resp = await bus.axil.write(regmap.WIDTH.offset, (1).to_bytes(4, "little"))
     assert int(resp.resp) == 2, "a configuration write while busy must answer SLVERR"
-    status = await rtl.read(regmap.STATUS.offset)
+    status = await bus.read(regmap.STATUS.offset)
     assert status & regmap.STATUS_REFUSED
-    assert await rtl.read(regmap.WIDTH.offset) == x.shape[2], "the refused write took effect"
+    assert await bus.read(regmap.WIDTH.offset) == x.shape[2], "the refused write took effect"
+    with pytest.raises(DriverError, match=r"^layer rand0 WIDTH: register write at 0x14 "
+                                          r"answered SLVERR \(STATUS 0x1[0-9a-f]\)$"):
+        await rtl.write(regmap.WIDTH.offset, 1, "layer rand0 WIDTH")
     dut._log.info("refusals seen in STATUS %#x", status)

@@ -42,14 +42,14 @@ def test_system_layers(case):
 
 @pytest.mark.cocotb
 def test_network_on_real_digits(tmp_path):
-    """Four real test digits through the packed example model, all streams paused at random."""
+    """Four real test digits through the packed example model, every stream under stall25."""
     from sw import train
 
     cfg = AccelConfig(c_max=16, k_max=32, w_max=8, wmem_depth=128)
     pack.pack_model(EXAMPLE / "digits.npz", tmp_path / "packed", cfg)
     _, _, images, labels = train.load_dataset("digits", seed=0)
     results = run_network_job(cfg, EXAMPLE / "digits.npz", tmp_path / "packed" / pack.BIN_NAME,
-                              images[:4], labels[:4], "system_digits", pause=0.2,
+                              images[:4], labels[:4], "system_digits", stalls="stall25",
                               seed=session_seed(), sim=fast_simulator())
     assert results["images"] == 4
     assert len(results["outputs"]) == 4 and len(results["outputs"][0]) == 10

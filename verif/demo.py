@@ -1,4 +1,4 @@
-"""``python -m sw.demo`` (``make demo``): a real pruned network on the simulated accelerator.
+"""``python -m verif.demo`` (``make demo``): a real pruned network on the simulated accelerator.
 
 1. Generate the accelerator (:class:`hw.top.Accelerator`) for the configuration: the default
    :class:`~sw.config.AccelConfig`, or ``--config winnow.json``.
@@ -7,7 +7,8 @@
 3. Run ``--images`` real held-out digits through the RTL simulation layer by layer
    (:mod:`verif.tb_network`, Verilator when available): the two 3×3 layers on the accelerator,
    pooling and the classifier on the host. Every layer's output is checked against the golden
-   model as it runs.
+   model as it runs. ``--stalls`` puts a stall pattern of :mod:`verif.stalls` on every AXI
+   stream (valid gaps on the inputs, back-pressure on the output).
 4. Print accuracy (float, golden, RTL), cycles per layer, utilisation and the speedup over dense
    Winograd and dense direct convolution on the same multipliers, and write
    ``build/demo/report.md`` with plots (also copied to ``build/report.md``).
@@ -28,11 +29,14 @@ from rich.table import Table
 
 from hw import gen
 from sw.config import AccelConfig, ConfigError
-from sw import driver, golden, model_import, pack, quant
+from sw import driver, golden, model_import, pack, quant, train
+from verif.network import run_network_job
+from verif.runner import ROOT
+from verif.simulator import SimulatorMissing, fast_simulator
+from verif.stalls import PATTERNS
 
 __all__ = ["main", "layer_table", "float_predict"]
 
-ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "digits" / "digits.npz"
 OUT = ROOT / "build" / "demo"
 
@@ -89,7 +93,7 @@ def layer_table(results: dict, layers: dict, xs_per_layer: dict, cfg: AccelConfi
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m sw.demo",
+        prog="python -m verif.demo",
         description="Generate the accelerator, pack the example digits model and run real test "
                     "images through the RTL simulation; report accuracy, cycles, utilisation "
                     "and speedup, and write build/report.md.")
@@ -99,8 +103,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="accelerator configuration (default: the AccelConfig defaults)")
     parser.add_argument("--sim", choices=("icarus", "verilator"),
                         help="simulator (default: Verilator when available, else Icarus)")
-    parser.add_argument("--pause", type=float, default=0.0,
-                        help="probability of a paused cycle on every AXI stream (default 0)")
+    parser.add_argument("--stalls", choices=PATTERNS, default="none",
+                        help="stall pattern on every AXI stream: valid gaps on the inputs, "
+                             "back-pressure on the output (default %(default)s)")
     parser.add_argument("-o", "--outdir", type=Path, default=OUT,
                         help="output directory (default: %(default)s)")
     return parser
@@ -111,16 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.images <= 360:
         parser.error(f"--images {args.images}: choose 1..360 (the digits test split)")
-    if not 0.0 <= args.pause < 1.0:
-        parser.error(f"--pause {args.pause}: choose a probability in [0, 1)")
     try:
         cfg = AccelConfig.load(args.config) if args.config else AccelConfig()
     except (ConfigError, OSError) as err:
         parser.error(f"{args.config}: {err}")
-    from sw import train
-    from verif.network import run_network_job
-    from verif.simulator import SimulatorMissing, fast_simulator
-
     console = Console(width=110)
     t0 = time.perf_counter()
     out = args.outdir
@@ -158,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                   "layer is checked against the golden model as it goes")
     t_sim = time.perf_counter()
     results = run_network_job(cfg, EXAMPLE, out / "packed" / pack.BIN_NAME, images, labels,
-                              "demo", sim=sim, pause=args.pause, console=True)
+                              "demo", sim=sim, stalls=args.stalls, console=True)
     t_sim = time.perf_counter() - t_sim
     rtl_out = np.array(results["outputs"])
     rtl_acc = float((rtl_out.argmax(1) == labels).mean())
@@ -257,7 +256,8 @@ def _write_report(out: Path, cfg: AccelConfig, rows, results, float_acc, golden_
             f"| {r['layer']} | {r['C']}→{r['K']} | {r['passes']} | {r['rtl_cycles'] / images:.0f} "
             f"| {r['array_cycles'] / images:.0f} | {r['ideal_cycles'] / images:.1f} "
             f"| {r['array_utilisation']:.2f} | {r['utilisation']:.2f} "
-            f"| {r['dense_winograd_cycles'] / images:.0f} | {r['dense_direct_cycles'] / images:.0f} "
+            f"| {r['dense_winograd_cycles'] / images:.0f} "
+            f"| {r['dense_direct_cycles'] / images:.0f} "
             f"| {r['dense_winograd_cycles'] / r['array_cycles']:.2f}× "
             f"| {r['dense_direct_cycles'] / r['array_cycles']:.2f}× |")
     lines += ["", "![cycles per layer]({plot})", ""]

@@ -1,0 +1,89 @@
+"""The cocotb transport of :class:`sw.driver.DeviceBackend`: cocotbext-axi on the accelerator.
+
+:class:`AxiTransport` implements :class:`sw.driver.Transport` on the generated
+:class:`hw.top.Accelerator` in a running cocotb simulation: ``AxiLiteMaster`` on ``s_axi``,
+``AxiStreamSource`` on ``s_axis_wgt`` and ``s_axis_act``, ``AxiStreamSink`` on ``m_axis_out``.
+Each stream can stall with a pattern of :func:`verif.stalls.pattern` (valid gaps on the two
+inputs, back-pressure on the output), each with its own generator drawn from the seed.
+"""
+
+from __future__ import annotations
+
+import random
+import warnings
+
+from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamSink,
+                           AxiStreamSource)
+
+from sw import regmap
+from sw.driver import BusError
+from verif.stalls import pattern
+
+__all__ = ["AxiTransport"]
+
+# cocotbext-axi 0.1.28 still calls APIs cocotb 2.x deprecates; only its own warnings go.
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbext\.axi")
+
+
+class AxiTransport:
+    """The accelerator's AXI ports in a cocotb simulation, as a :class:`sw.driver.Transport`.
+
+    Parameters
+    ----------
+    dut : cocotb handle
+        The ``accelerator`` top level (``clk``, ``rst``, ``s_axis_act_*``, ``s_axis_wgt_*``,
+        ``m_axis_out_*``, ``s_axi_*``).
+    stalls : str
+        Stall pattern of every AXI stream, a name of :data:`verif.stalls.PATTERNS`; ``"none"``
+        runs at full rate.
+    seed : int
+        Seed of the stall patterns.
+
+    Attributes
+    ----------
+    axil : cocotbext.axi.AxiLiteMaster
+        The register bus, for benches that check its raw responses.
+    act, wgt : cocotbext.axi.AxiStreamSource
+        ``s_axis_act`` and ``s_axis_wgt``.
+    out : cocotbext.axi.AxiStreamSink
+        ``m_axis_out``.
+
+    Raises
+    ------
+    ValueError
+        ``stalls`` is not a known pattern.
+    """
+
+    def __init__(self, dut, *, stalls: str = "none", seed: int = 0):
+        self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axi"), dut.clk, dut.rst)
+        self.act = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_act"), dut.clk, dut.rst)
+        self.wgt = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_wgt"), dut.clk, dut.rst)
+        self.out = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis_out"), dut.clk, dut.rst)
+        # Without stalls no pause generator at all: its per-cycle coroutine costs simulation speed.
+        if stalls != "none":
+            for name, port in (("act", self.act), ("wgt", self.wgt), ("out", self.out)):
+                port.set_pause_generator(pattern(stalls, random.Random(f"{seed}/{name}")))
+
+    async def read(self, offset: int) -> int:
+        """The register at ``offset``; :class:`sw.driver.BusError` on an error response."""
+        resp = await self.axil.read(offset, 4)
+        if int(resp.resp) != regmap.RESP_OKAY:
+            raise BusError("read", offset, int(resp.resp))
+        return int.from_bytes(resp.data, "little")
+
+    async def write(self, offset: int, value: int) -> None:
+        """Write the 32-bit ``value``; :class:`sw.driver.BusError` on an error response."""
+        resp = await self.axil.write(offset, value.to_bytes(4, "little"))
+        if int(resp.resp) != regmap.RESP_OKAY:
+            raise BusError("write", offset, int(resp.resp))
+
+    async def send_weights(self, record: bytes) -> None:
+        """Send ``record`` as one ``s_axis_wgt`` frame and wait until it has all gone."""
+        await self.wgt.send(record)
+        await self.wgt.wait()
+
+    async def stream(self, activations: bytes) -> bytes:
+        """Queue ``activations`` on ``s_axis_act``; the next ``m_axis_out`` frame's bytes."""
+        await self.act.send(activations)
+        frame = await self.out.recv()
+        return bytes(frame.tdata)
