@@ -98,7 +98,7 @@ class SparseArray(wiring.Component):
         act, wgt_wr, out = self.layouts(cfg)
         super().__init__({
             "act": In(stream.Signature(act)),
-            "wgt_wr": In(stream.Signature(wgt_wr)),
+            "wgt_wr": In(stream.Signature(wgt_wr, always_ready=True)),
             "out": Out(stream.Signature(out)),
             "k_count": In(range(1, cfg.k_max + 1)),
             "perf": Out(data.ArrayLayout(perf_layout(counter_bits), coords)),
@@ -170,7 +170,6 @@ class SparseArray(wiring.Component):
 
         # -- load port: route by PE index ---------------------------------------------------
         wr = self.wgt_wr.payload
-        m.d.comb += self.wgt_wr.ready.eq(1)
         for xi, pe in enumerate(pes):
             m.d.comb += [
                 pe.wgt_wr.valid.eq(self.wgt_wr.valid & (wr.pe == xi)),

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from amaranth.back import verilog
+from amaranth.hdl import Const, Value
 
 from sw import regmap
 from sw.config import AccelConfig, ConfigError
@@ -53,7 +54,10 @@ def build_component(name: str, cfg: AccelConfig):
 def verilog_text(name: str, cfg: AccelConfig) -> str:
     """Verilog of component ``name`` as module ``name``."""
     component = build_component(name, cfg)
-    return verilog.convert(component, name=name, emit_src=False)
+    # An always-ready stream's ``ready`` is a constant, not a port: leave it out of the list.
+    ports = [Value.cast(port) for _, _, port in component.signature.flatten(component)]
+    ports = [port for port in ports if not isinstance(port, Const)]
+    return verilog.convert(component, name=name, ports=ports, emit_src=False)
 
 
 def _c_value(value) -> str:

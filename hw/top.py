@@ -19,9 +19,8 @@ directly. Clock ``clk``, synchronous active-high reset ``rst``.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal, unsigned
-from amaranth.lib import wiring
-from amaranth.lib.fifo import SyncFIFO
+from amaranth.hdl import Module, Signal, unsigned
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.array import SparseArray
@@ -113,7 +112,9 @@ class Accelerator(wiring.Component):
         cfg = self._cfg
         csr = m.submodules.csr = self._csr
         linebuf = m.submodules.linebuf = LineBuffer(cfg)
-        itf = m.submodules.input_transform = InputTransform(cfg)
+        patch = linebuf.o.payload
+        tile_meta = data.StructLayout({"c": patch.c.shape(), "last": 1})
+        itf = m.submodules.input_transform = InputTransform(cfg, meta=tile_meta)
         gather = m.submodules.gather = ChannelGather(cfg)
         array = m.submodules.array = SparseArray(cfg, counter_bits=self._counter_bits)
         channels = m.submodules.serialiser = ChannelSerialiser(cfg)
@@ -164,24 +165,21 @@ class Accelerator(wiring.Component):
             m.d.sync += in_left.eq(in_left - 1)
             m.d.comb += framing_error.eq(self.s_axis_act_tlast != (in_left == 1))
 
-        # -- patches → input transform; (c, last) ride in a side FIFO past its pipeline -------
-        side = m.submodules.side = SyncFIFO(width=linebuf.o.payload.c.shape().width + 1,
-                                            depth=InputTransform.LATENCY + 2)
+        # -- patches → input transform; (c, last) ride through it as the beat's meta ---------
         m.d.comb += [
-            itf.i.payload.d.eq(linebuf.o.payload.d),
+            itf.i.payload.d.eq(patch.d),
             itf.i.payload.relu.eq(csr.winograd_relu),
-            itf.i.valid.eq(linebuf.o.valid & side.w_rdy),
-            linebuf.o.ready.eq(itf.i.ready & side.w_rdy),
-            side.w_data.eq(Cat(linebuf.o.payload.c, linebuf.o.payload.last)),
-            side.w_en.eq(itf.i.valid & itf.i.ready),
+            itf.i.payload.meta.c.eq(patch.c),
+            itf.i.payload.meta.last.eq(patch.last),
+            itf.i.valid.eq(linebuf.o.valid),
+            linebuf.o.ready.eq(itf.i.ready),
         ]
         m.d.comb += [
-            gather.i.payload.v.eq(itf.o.payload),
-            gather.i.payload.c.eq(side.r_data[:side.width - 1]),
-            gather.i.payload.last.eq(side.r_data[side.width - 1]),
-            gather.i.valid.eq(itf.o.valid & side.r_rdy),
-            itf.o.ready.eq(gather.i.ready & side.r_rdy),
-            side.r_en.eq(gather.i.valid & gather.i.ready),
+            gather.i.payload.v.eq(itf.o.payload.v),
+            gather.i.payload.c.eq(itf.o.payload.meta.c),
+            gather.i.payload.last.eq(itf.o.payload.meta.last),
+            gather.i.valid.eq(itf.o.valid),
+            itf.o.ready.eq(gather.i.ready),
         ]
         wiring.connect(m, gather.o, array.act)
 

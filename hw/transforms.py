@@ -143,9 +143,9 @@ class _TransformUnit(wiring.Component):
     """A one-tile-per-cycle unit with stream ports ``i`` and ``o`` whose layouts come from
     the subclass's ``layouts(cfg)``."""
 
-    def __init__(self, cfg: AccelConfig):
+    def __init__(self, cfg: AccelConfig, **options):
         self._cfg = require_config(cfg)
-        i_layout, o_layout = self.layouts(cfg)
+        i_layout, o_layout = self.layouts(cfg, **options)
         super().__init__({
             "i": In(stream.Signature(i_layout)),
             "o": Out(stream.Signature(o_layout)),
@@ -174,8 +174,12 @@ class InputTransform(_TransformUnit):
         ``d``: ``n*n`` signed ``act_bits`` values, row-major (element ``(r, c)`` at ``r*n + c``);
         ``relu``: when 1, the tile's ``V`` is replaced by ``max(V, 0)`` (Liu et al.). ReLU rides
         with each beat so one unit serves layers with and without Winograd ReLU.
+        With ``meta``, ``i`` also has a ``meta`` field of that shape.
     o : Out(stream.Signature(ArrayLayout(signed(v_bits), n*n)))
-        ``V`` row-major, exact (``v_bits`` covers the whole range of ``Bᵀ d B``).
+        ``V`` row-major, exact (``v_bits`` covers the whole range of ``Bᵀ d B``). With
+        ``meta``, ``o`` is ``StructLayout({"v": <that array>, "meta": meta})``: the beat's
+        ``meta`` rides through the pipeline with it, so what the tile is (its channel, its
+        place in the frame) needs no side queue.
 
     Latency is 2 cycles from a beat accepted on ``i`` to it being valid on ``o``; throughput
     is one tile per cycle.
@@ -183,15 +187,20 @@ class InputTransform(_TransformUnit):
 
     LATENCY = 2
 
+    def __init__(self, cfg: AccelConfig, *, meta=None):
+        self._meta = meta
+        super().__init__(cfg, meta=meta)
+
     @staticmethod
-    def layouts(cfg: AccelConfig) -> tuple[data.StructLayout, data.ArrayLayout]:
+    def layouts(cfg: AccelConfig, meta=None) -> tuple[data.StructLayout, data.Layout]:
         """Payload layouts of ``i`` and ``o``, without building the component (for benches)."""
         n = cfg.n
-        i_layout = data.StructLayout({
-            "d": data.ArrayLayout(signed(cfg.act_bits), n * n),
-            "relu": unsigned(1),
-        })
-        return i_layout, data.ArrayLayout(signed(cfg.v_bits), n * n)
+        fields = {"d": data.ArrayLayout(signed(cfg.act_bits), n * n), "relu": unsigned(1)}
+        v = data.ArrayLayout(signed(cfg.v_bits), n * n)
+        if meta is None:
+            return data.StructLayout(fields), v
+        return data.StructLayout({**fields, "meta": meta}), \
+            data.StructLayout({"v": v, "meta": meta})
 
     def elaborate(self, platform):
         m = Module()
@@ -206,11 +215,18 @@ class InputTransform(_TransformUnit):
         widest = max(signed_bits(*r) for row in tf.y_range for r in row)
         assert widest == cfg.v_bits, "AccelConfig.v_bits disagrees with the generated transform"
         n = cfg.n
+        out = self.o.payload if self._meta is None else self.o.payload.v
         with m.If(ctrl.enable[1]):
             for i in range(n):
                 for j in range(n):
                     v = tf.y[i][j]
-                    m.d.sync += self.o.payload[i * n + j].eq(Mux(relu & (v < 0), 0, v))
+                    m.d.sync += out[i * n + j].eq(Mux(relu & (v < 0), 0, v))
+        if self._meta is not None:
+            meta = Signal(self._meta, name="meta_s1")
+            with m.If(ctrl.enable[0]):
+                m.d.sync += meta.eq(self.i.payload.meta)
+            with m.If(ctrl.enable[1]):
+                m.d.sync += self.o.payload.meta.eq(meta)
         return m
 
 

@@ -27,7 +27,7 @@ CASES = {
     "system_f2": AccelConfig(tile=2, c_max=6, k_max=5, w_max=9, wmem_depth=24, fifo_depth=8,
                              lanes=2),
     "system_f4_sat": AccelConfig(tile=4, c_max=3, k_max=3, w_max=10, wmem_depth=16,
-                                 fifo_depth=4, lanes=(1, 2) * 18, overflow="saturate",
+                                 fifo_depth=4, lanes=(2, 3) * 18, overflow="saturate",
                                  act_width=2, drain_width=2),
 }
 
