@@ -31,7 +31,8 @@ from sw.config import AccelConfig, require_config, require_count
 from sw.regmap import PE_COUNTERS
 
 __all__ = ["SparsePE", "check_images", "act_layout", "act_entry_layout", "perf_layout",
-           "wgt_wr_layout", "lane_entry_layout", "out_layout", "WMEM", "DIRECTORY"]
+           "wgt_wr_layout", "lane_group_layout", "lane_slot_layout", "out_layout", "WMEM",
+           "DIRECTORY"]
 
 #: ``wgt_wr.payload.mem`` value selecting the weight-word memory.
 WMEM = 0
@@ -63,19 +64,25 @@ def wgt_wr_layout(cfg: AccelConfig, xi: int) -> data.StructLayout:
     })
 
 
-def lane_entry_layout(cfg: AccelConfig, xi: int) -> data.StructLayout:
-    """One entry of a lane queue: weight, activation, accumulator row and bank.
+def lane_group_layout(cfg: AccelConfig) -> data.StructLayout:
+    """What a lane's group of slots in one word shares: activation, bank, flags.
 
     ``mac`` is clear for a bare end-of-tile entry (a lane with no pair in its tile's final
-    word); ``end`` marks the lane's final entry of the tile.
+    word); ``end`` is set on the lane's group of the tile's final word.
     """
     return data.StructLayout({
-        "w": signed(cfg.wgt_bits),
         "v": signed(cfg.v_bits),
-        "row": unsigned(formats.slot_layout(cfg, xi).k_bits),
         "bank": range(cfg.tiles_in_flight),
         "mac": unsigned(1),
         "end": unsigned(1),
+    })
+
+
+def lane_slot_layout(cfg: AccelConfig, xi: int) -> data.StructLayout:
+    """One slot of a lane's group: the weight and its accumulator row ``k // L``."""
+    return data.StructLayout({
+        "w": signed(cfg.wgt_bits),
+        "row": unsigned(formats.slot_layout(cfg, xi).k_bits),
     })
 
 
@@ -318,11 +325,10 @@ class SparsePE(wiring.Component):
                          c_bank.eq(wbank)]
         word = word_layout(cfg, self._xi)(w_rd.data)
         real = c_valid & ~c_null
-        lane_entry = lane_entry_layout(cfg, self._xi)
         queues = []
-        room = []
         for l in range(lanes):
-            q = LaneQueue(lane_entry, inputs=spl, depth=cfg.lane_fifo_depth)
+            q = LaneQueue(lane_group_layout(cfg), lane_slot_layout(cfg, self._xi), slots=spl,
+                          depth=cfg.lane_fifo_depth)
             m.submodules[f"lane_queue{l}"] = q
             queues.append(q)
             group = [word[l * spl + s] for s in range(spl)]
@@ -333,21 +339,17 @@ class SparsePE(wiring.Component):
             m.d.comb += [
                 bare.eq(c_valid & c_end & (~real | (n_valid == 0))),
                 q.i_count.eq(Mux(bare, 1, Mux(real, n_valid, 0))),
+                q.i_group.v.eq(c_v), q.i_group.bank.eq(c_bank),
+                q.i_group.mac.eq(real & (n_valid != 0)), q.i_group.end.eq(c_end),
             ]
             for s, slot in enumerate(group):
-                m.d.comb += [
-                    q.i_data[s].w.eq(slot.value), q.i_data[s].v.eq(c_v),
-                    q.i_data[s].row.eq(slot.k_row), q.i_data[s].bank.eq(c_bank),
-                    q.i_data[s].mac.eq(real & slot.valid),
-                    q.i_data[s].end.eq(c_end & (q.i_count == s + 1)),
-                ]
-            # the word read now enters next cycle, when at least the one taken now has left
-            room.append(q.level - q.o.valid + q.i_count <= q.capacity - spl)
-        m.d.comb += q_room.eq(_all(room))
+                m.d.comb += [q.i_slot[s].w.eq(slot.value), q.i_slot[s].row.eq(slot.k_row)]
+        m.d.comb += q_room.eq(_all(q.room for q in queues))
 
         # -- stage X: one entry per lane; stage D: multiply and accumulate ------------------
         x_valid = [Signal(name=f"x_valid{l}") for l in range(lanes)]
-        x_entry = [Signal(lane_entry, name=f"x_entry{l}") for l in range(lanes)]
+        x_entry = [Signal(queues[0].o.payload.shape(), name=f"x_entry{l}")
+                   for l in range(lanes)]
         d_hit = [Signal(name=f"d_hit{l}") for l in range(lanes)]
         d_end = [Signal(name=f"d_end{l}") for l in range(lanes)]
         d_bank = [Signal(range(banks), name=f"d_bank{l}") for l in range(lanes)]
@@ -357,11 +359,12 @@ class SparsePE(wiring.Component):
         for l, q in enumerate(queues):
             m.d.comb += q.o.ready.eq(1)
             m.d.sync += [x_valid[l].eq(q.o.valid), x_entry[l].eq(q.o.payload)]
-            hit = x_valid[l] & x_entry[l].mac
+            x = x_entry[l]
+            hit = x_valid[l] & x.group.mac
             hits.append(hit)
-            m.d.sync += [d_hit[l].eq(hit), d_end[l].eq(x_valid[l] & x_entry[l].end),
-                         d_bank[l].eq(x_entry[l].bank), d_row[l].eq(x_entry[l].row),
-                         d_prod[l].eq(x_entry[l].w * x_entry[l].v)]
+            m.d.sync += [d_hit[l].eq(hit), d_end[l].eq(x_valid[l] & x.group.end & x.last),
+                         d_bank[l].eq(x.group.bank), d_row[l].eq(x.slot.row),
+                         d_prod[l].eq(x.slot.w * x.group.v)]
         x_any = Signal()
         m.d.comb += x_any.eq(_any(x_valid))
         d_any = Signal()
@@ -465,7 +468,7 @@ class SparsePE(wiring.Component):
             m.d.sync += perf.zeros_skipped.eq(perf.zeros_skipped + zf.zeros)
 
         m.d.comb += self.idle.eq((zf.level == 0) & ~a_valid & ~b_active & ~c_valid
-                                 & _all([q.level == 0 for q in queues]) & ~x_any & ~d_any
+                                 & _all(q.empty for q in queues) & ~x_any & ~d_any
                                  & (sealed == 0) & ~self.out.valid)
         return m
 

@@ -193,14 +193,15 @@ class AccelConfig:
         """Weight slots per memory word of PE ``xi``: ``slots_per_lane · lanes_per_coord[xi]``."""
         return self.slots_per_lane * self.lanes_per_coord[xi]
 
-    #: Entries of each of a lane queue's ``slots_per_lane`` FIFOs: one LUT RAM's depth
-    #: (16 on ECP5 and iCE40 distributed RAM, 32 on Xilinx), so a deeper queue costs nothing.
+    #: Depth of each of a lane queue's ``slots_per_lane`` FIFOs: one LUT RAM's depth (16 on
+    #: ECP5 distributed RAM), so a shallower queue would save nothing.
     lane_fifo_depth = 16
 
     @property
     def lane_queue_depth(self) -> int:
-        """Entries a lane queue holds: ``slots_per_lane · lane_fifo_depth``."""
-        return self.slots_per_lane * self.lane_fifo_depth
+        """Words' groups a lane queue takes before it refuses the next word: the FIFO depth
+        less the group in flight and the one about to be written."""
+        return self.lane_fifo_depth - 2
 
     def accumulator_rows(self, xi: int) -> int:
         """Accumulator rows per lane and bank of PE ``xi``: ``ceil(k_max / L)``.
