@@ -6,55 +6,38 @@ order, count and values under random gaps and back-pressure, and full throughput
 
 from __future__ import annotations
 
-import os
-import random
-
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from sw.config import AccelConfig
 from hw.channels import ChannelGather, ChannelSerialiser
-from streams import stream_get, stream_put
+from streams import Phase, run_streams
 from sw import golden
 
-SEED = int(os.environ.get("SEED") or 4204)
+#: (valid gaps, back-pressure) of the randomised tests.
+STALLS = [("none", "none"), ("stall25", "stall25"), ("bursts", "stall75")]
 
 
-def run(dut, beats, count, K, prng, idle):
-    out = []
-
-    async def producer(ctx):
+def run(dut, beats, count, K=None, **stalls):
+    """Stream ``beats`` through ``i`` (``k_count`` set to ``K`` if given), take ``count`` from
+    ``o``; returns the run."""
+    def setup(ctx):
         if K is not None:
             ctx.set(dut.k_count, K)
-        for beat in beats:
-            await stream_put(ctx, dut.i, beat, rng=prng, idle=idle)
-
-    async def consumer(ctx):
-        for _ in range(count):
-            out.append(await stream_get(ctx, dut.o, rng=prng, idle=idle))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
-    return out
+    return run_streams(dut, Phase({"i": beats}, {"o": count}, setup), **stalls)
 
 
 @pytest.mark.parametrize("drain_width,K", [(1, 5), (4, 8), (4, 6), (8, 3)])
-@pytest.mark.parametrize("idle", [0.0, 0.4])
-def test_channels_in_order(drain_width, K, idle):
-    seed = SEED + drain_width * 10 + K + int(idle * 10)
-    print(f"seed {seed}")
+@pytest.mark.parametrize("gaps,backpressure", STALLS)
+def test_channels_in_order(drain_width, K, gaps, backpressure, rng):
     cfg = AccelConfig(k_max=8, c_max=8, wmem_depth=64, acc_bits=16, drain_width=drain_width)
-    rng, prng = np.random.default_rng(seed), random.Random(seed)
     T = 4
     lo, hi = cfg.acc_range
     M = rng.integers(lo, hi + 1, size=(cfg.coords, K, T))
     M[:, 0, 0], M[:, -1, -1] = lo, hi
     beats = golden.drain_beats(M, drain_width)
-    out = run(ChannelSerialiser(cfg), beats, K * T, K, prng, idle)
+    out = run(ChannelSerialiser(cfg), beats, K * T, K, gaps=gaps, backpressure=backpressure,
+              rng=rng).received["o"]
     expect = [{"m": M[:, k, t].tolist(), "k": k, "last": int(k == K - 1)}
               for t in range(T) for k in range(K)]
     assert out == expect
@@ -64,38 +47,14 @@ def test_one_channel_per_cycle():
     cfg = AccelConfig(k_max=8, c_max=8, wmem_depth=64, acc_bits=16, drain_width=4)
     dut = ChannelSerialiser(cfg)
     M = np.arange(cfg.coords * 8 * 3).reshape(cfg.coords, 8, 3)
-    beats = golden.drain_beats(M, 4)
-    stamps = []
-
-    async def producer(ctx):
-        ctx.set(dut.k_count, 8)
-        for beat in beats:
-            await stream_put(ctx, dut.i, beat)
-
-    async def consumer(ctx):
-        ctx.set(dut.o.ready, 1)
-        cycle = 0
-        while len(stamps) < 24:
-            await ctx.tick()
-            cycle += 1
-            if ctx.get(dut.o.valid):
-                stamps.append(cycle)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
+    stamps = run(dut, golden.drain_beats(M, 4), 24, 8).beat_cycles["o"]
     assert stamps == list(range(stamps[0], stamps[0] + 24))
 
 
 @pytest.mark.parametrize("act_width,C", [(1, 3), (4, 8), (4, 6), (3, 2)])
-@pytest.mark.parametrize("idle", [0.0, 0.4])
-def test_gather_packs_consecutive_channels(act_width, C, idle):
-    seed = SEED + act_width * 10 + C + int(idle * 10)
-    print(f"seed {seed}")
+@pytest.mark.parametrize("gaps,backpressure", STALLS)
+def test_gather_packs_consecutive_channels(act_width, C, gaps, backpressure, rng):
     cfg = AccelConfig(k_max=8, c_max=8, wmem_depth=64, act_width=act_width, fifo_depth=8)
-    rng, prng = np.random.default_rng(seed), random.Random(seed)
     T = 4
     lo, hi = cfg.v_range
     V = rng.integers(lo, hi + 1, size=(cfg.coords, C, T))
@@ -104,43 +63,18 @@ def test_gather_packs_consecutive_channels(act_width, C, idle):
     channels = [{"v": V[:, c, t].tolist(), "c": c, "last": int(c == C - 1)}
                 for t in range(T) for c in range(C)]
     expect = golden.act_beats(V, act_width)
-    out = run(ChannelGather(cfg), channels, len(expect), None, prng, idle)
+    out = run(ChannelGather(cfg), channels, len(expect), gaps=gaps, backpressure=backpressure,
+              rng=rng).received["o"]
     assert out == expect
 
 
 def test_gather_takes_one_channel_per_cycle():
+    """One channel accepted every cycle: 24 channels in cycles 0 to 23."""
     cfg = AccelConfig(k_max=8, c_max=8, wmem_depth=64, act_width=4)
-    dut = ChannelGather(cfg)
-    stamps = []
-
-    async def producer(ctx):
-        for t in range(3):
-            for c in range(8):
-                await stream_put(ctx, dut.i, {"v": [c] * cfg.coords, "c": c,
-                                              "last": int(c == 7)})
-                stamps.append(1)
-
-    async def consumer(ctx):
-        ctx.set(dut.o.ready, 1)
-        seen = 0
-        while seen < 6:
-            await ctx.tick()
-            seen += ctx.get(dut.o.valid)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    cycles = []
-
-    async def counter(ctx):
-        async for _ in ctx.tick():
-            cycles.append(len(stamps))
-
-    sim.add_testbench(counter, background=True)
-    sim.run()
-    # every cycle after the first accepts one channel: 24 channels in 24 cycles
-    assert cycles.index(24) <= 24
+    channels = [{"v": [c] * cfg.coords, "c": c, "last": int(c == 7)}
+                for _ in range(3) for c in range(8)]
+    accepted = run(ChannelGather(cfg), channels, 6).beat_cycles["i"]
+    assert accepted == list(range(24))
 
 
 def test_errors():

@@ -71,27 +71,25 @@ def mismatch(frame: dict, j: int, got, want) -> str:
             f"tx {j // C % grid.tiles_w}, c {j % C}):\n  got      {got}\n  expected {want}")
 
 
-def run_groups(cfg: AccelConfig, groups, rng, in_idle: float, out_idle: float):
-    """Stream every group through one simulation, checking order, values, count and idle."""
-    run_frame_groups(LineBuffer(cfg), groups, set_shape, rng, in_idle, out_idle, slack=30,
-                     item="a patch", mismatch=mismatch)
-
-
 @pytest.mark.parametrize("m", sorted(CONFIGS))
 def test_corner_shapes(m, rng):
     """Every corner shape, back-to-back frames, light gaps and back-pressure."""
     cfg = CONFIGS[m]
-    run_groups(cfg, make_groups(cfg, rng, corner_shapes(cfg), 2), rng, 0.2, 0.3)
+    groups = make_groups(cfg, rng, corner_shapes(cfg), 2)
+    run_frame_groups(LineBuffer(cfg), groups, set_shape, rng, "stall25", "stall25", slack=30,
+                     mismatch=mismatch)
 
 
 @pytest.mark.parametrize("m", sorted(CONFIGS))
-@pytest.mark.parametrize("in_idle, out_idle", [(0.0, 0.0), (0.5, 0.0), (0.0, 0.8),
-                                               (0.3, 0.5)])
-def test_random_frames_match_golden(m, in_idle, out_idle, rng):
+@pytest.mark.parametrize("gaps, backpressure", [("none", "none"), ("bursts", "none"),
+                                                 ("none", "stall75"), ("stall25", "bursts")])
+def test_random_frames_match_golden(m, gaps, backpressure, rng):
     """Random shapes and values, back-to-back frames, under valid gaps and back-pressure."""
     cfg = CONFIGS[m]
     shapes = [random_shape(cfg, rng) for _ in range(5)]
-    run_groups(cfg, make_groups(cfg, rng, shapes, 2), rng, in_idle, out_idle)
+    groups = make_groups(cfg, rng, shapes, 2)
+    run_frame_groups(LineBuffer(cfg), groups, set_shape, rng, gaps, backpressure, slack=30,
+                     mismatch=mismatch)
 
 
 def tail_patches(frame: dict) -> int:
@@ -100,11 +98,6 @@ def tail_patches(frame: dict) -> int:
     grid = frame["grid"]
     bands = sum(ty * grid.m - pad + grid.n >= H for ty in range(grid.tiles_h))
     return bands * grid.tiles_w * C
-
-
-def run_free(cfg: AccelConfig, frames: list[dict]):
-    """No gaps, no back-pressure: per-cycle log of accepted beats and emitted patches."""
-    return run_frames_free(LineBuffer(cfg), frames, set_shape, name="line buffer", item="patch")
 
 
 @pytest.mark.parametrize("m, shape", [
@@ -123,7 +116,7 @@ def test_throughput_one_beat_per_cycle(m, shape, rng):
     cfg = CONFIGS[m]
     for count in (1, 3):
         frames = [make_frame(cfg, rng, *shape, "random") for _ in range(count)]
-        accepted, emitted = run_free(cfg, frames)
+        accepted, emitted = run_frames_free(LineBuffer(cfg), frames, set_shape)
         assert [p for _, p in emitted] == [p for f in frames for p in f["expected"]]
         beats = sum(len(f["beats"]) for f in frames)
         assert accepted == list(range(beats)), "the input was stalled"
@@ -139,7 +132,7 @@ def test_first_patch_latency(rng):
     """The first patch leaves LATENCY cycles after the last beat of the rows it needs."""
     cfg = CONFIGS[2]
     frame = make_frame(cfg, rng, 8, 6, 2, 0, "random")
-    accepted, emitted = run_free(cfg, [frame])
+    accepted, emitted = run_frames_free(LineBuffer(cfg), [frame], set_shape)
     needed = cfg.n * 6 * 2          # band 0 of an unpadded frame needs rows 0 .. n-1
     assert emitted[0][0] == accepted[needed - 1] + LineBuffer.LATENCY
 

@@ -13,12 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from sw.config import AccelConfig
 from hw.loader import WeightLoader
 from hw.pe import DIRECTORY, WMEM
-from streams import payload_value, stream_get, stream_put
+from streams import Phase, run_streams
 from sw import formats
 
 #: Names of the record header fields, in stream order.
@@ -114,73 +113,42 @@ class Observed:
     write_cycles: list[int]               # the cycle each write was taken in
 
 
-def load(cfg: AccelConfig, frames: list[Frame], rng=None, in_idle: float = 0.0,
-         out_idle: float = 0.0) -> Observed:
-    """Feed ``frames`` back to back and collect what the loader does, checking as it runs.
+def load(cfg: AccelConfig, frames: list[Frame], rng=None, gaps: str = "none",
+         backpressure: str = "none") -> Observed:
+    """Feed ``frames`` back to back and collect what the loader does, checking every cycle.
 
-    Checked every cycle: ``idle`` is high exactly when the accepted bytes end a frame and no
-    write is pending; a stalled write keeps its payload; ``channels``, ``k_count`` and
-    ``k_base`` change only together with ``records``.
+    ``idle`` is high exactly when the accepted bytes end a frame and no write is pending;
+    ``channels``, ``k_count`` and ``k_base`` change only together with ``records``; the
+    runner checks the stream rules of ``wr`` and that no write beyond the expected ones comes.
     """
     dut = WeightLoader(cfg)
-    total = sum(len(f.writes) for f in frames)
-    boundaries = {0}
-    for f in frames:
-        boundaries.add(max(boundaries) + len(f.data))
-    writes: list[dict] = []
-    seen = Observed(writes, [], [], 0, [], [])
+    beats = [{"data": byte, "last": int(k == len(f.data) - 1)}
+             for f in frames for k, byte in enumerate(f.data)]
+    status = ("records", "channels", "k_count", "k_base")
+    probes = {"i_valid": dut.i.valid, "i_ready": dut.i.ready, "wr_valid": dut.wr.valid,
+              "error": dut.error, "idle": dut.idle, **{n: getattr(dut, n) for n in status}}
+    run = run_streams(dut, Phase({"i": beats}, {"wr": sum(len(f.writes) for f in frames)}),
+                      gaps=gaps, backpressure=backpressure, rng=rng, probes=probes)
+    trace = {name: np.array(values, dtype=np.int64) for name, values in run.trace.items()}
+    accepted, taken = run.before("i"), run.before("wr")
 
-    async def producer(ctx):
-        for f in frames:
-            for k, byte in enumerate(f.data):
-                await stream_put(ctx, dut.i, {"data": byte, "last": int(k == len(f.data) - 1)},
-                                 rng=rng, idle=in_idle)
+    boundaries = np.cumsum([0] + [len(f.data) for f in frames])
+    idle = np.isin(accepted, boundaries) & (trace["wr_valid"] == 0)
+    wrong = np.flatnonzero(trace["idle"] != idle)
+    assert not wrong.size, (f"idle = {trace['idle'][wrong[0]]} after {accepted[wrong[0]]} bytes "
+                            f"with wr.valid = {trace['wr_valid'][wrong[0]]}")
+    assert trace["idle"][-1], "not idle after the last frame"
 
-    async def consumer(ctx):
-        while len(writes) < total:
-            writes.append(await stream_get(ctx, dut.wr, rng=rng, idle=out_idle))
-        for _ in range(20):
-            await ctx.tick()
-            assert not ctx.get(dut.wr.valid), "a write beyond the expected ones"
-        assert ctx.get(dut.idle), "not idle after the last frame"
-
-    async def monitor(ctx):
-        accepted = taken = cycle = 0
-        held = None
-        status = (0, 0, 0, 0)
-        async for _, _, i_valid, i_ready, wr_valid, wr_ready, payload, error, idle, records, \
-                channels, k_count, k_base in ctx.tick().sample(
-                    dut.i.valid, dut.i.ready, dut.wr.valid, dut.wr.ready, dut.wr.payload,
-                    dut.error, dut.idle, dut.records, dut.channels, dut.k_count, dut.k_base):
-            assert bool(idle) == (accepted in boundaries and not wr_valid), \
-                f"idle = {idle} after {accepted} bytes with wr.valid = {wr_valid}"
-            payload = payload_value(payload)
-            if held is not None:
-                assert wr_valid and payload == held, "a stalled write changed or vanished"
-            held = payload if wr_valid and not wr_ready else None
-            if error:
-                seen.errors.append(accepted)
-            now = (records, channels, k_count, k_base)
-            if now != status:
-                assert records != status[0], f"status changed without a record: {now}"
-                seen.commits.append((taken, *now))
-                status = now
-            seen.stalled_bytes += bool(i_valid and not i_ready)
-            if i_valid and i_ready:
-                seen.accept_cycles.append(cycle)
-                accepted += 1
-            if wr_valid and wr_ready:
-                seen.write_cycles.append(cycle)
-                taken += 1
-            cycle += 1
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.add_testbench(monitor, background=True)
-    sim.run()
-    return seen
+    now = np.stack([trace[n] for n in status], axis=1)
+    before = np.vstack([np.zeros((1, len(status)), np.int64), now[:-1]])
+    changes = np.flatnonzero((now != before).any(axis=1))
+    for cycle in changes:
+        assert now[cycle, 0] != before[cycle, 0], \
+            f"status changed without a record: {tuple(now[cycle].tolist())}"
+    return Observed(run.received["wr"], accepted[trace["error"] != 0].tolist(),
+                    [(int(taken[c]), *now[c].tolist()) for c in changes],
+                    int(((trace["i_valid"] != 0) & (trace["i_ready"] == 0)).sum()),
+                    run.beat_cycles["i"], run.beat_cycles["wr"])
 
 
 def check(seen: Observed, frames: list[Frame]) -> None:
@@ -205,12 +173,13 @@ def check(seen: Observed, frames: list[Frame]) -> None:
 # -- good records ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-@pytest.mark.parametrize("in_idle, out_idle", [(0.4, 0.0), (0.0, 0.6), (0.3, 0.5)])
-def test_random_records(name, in_idle, out_idle, rng):
+@pytest.mark.parametrize("gaps, backpressure", [("stall25", "none"), ("none", "stall75"),
+                                                 ("bursts", "bursts")])
+def test_random_records(name, gaps, backpressure, rng):
     """Every pass of random packed layers, back to back, under valid gaps and back-pressure."""
     cfg = CONFIGS[name]
     frames = [good_frame(li, im, cfg) for li, im in random_records(cfg, rng, 2)]
-    seen = load(cfg, frames, rng, in_idle, out_idle)
+    seen = load(cfg, frames, rng, gaps, backpressure)
     check(seen, frames)
     assert seen.commits[-1][1:] == (len(frames), *frames[-1].status)
 
@@ -256,7 +225,7 @@ def test_edge_records(name, rng):
     wide = formats.PassImage(im.index, (1 << 16) + 5, im.k_count, im.words, im.directory)
     frames.append(good_frame(9, wide, cfg))
     assert frames[-1].status[2] == 5
-    check(load(cfg, frames, rng, 0.3, 0.3), frames)
+    check(load(cfg, frames, rng, "stall25", "stall25"), frames)
 
 
 # -- rejected records --------------------------------------------------------------------------
@@ -268,7 +237,7 @@ def reject_then_good(cfg: AccelConfig, rng, make_bad) -> None:
     bad = make_bad(li, im)
     assert bad.error_at is not None and len(bad.data) > 0
     frames = [good_frame(*first, cfg), bad, good_frame(*last, cfg)]
-    seen = load(cfg, frames, rng, 0.2, 0.3)
+    seen = load(cfg, frames, rng, "stall25", "stall25")
     check(seen, frames)
     assert seen.commits[-1][1:] == (2, *frames[-1].status)
 
@@ -378,7 +347,7 @@ def test_reject_on_a_last_byte_and_in_a_row(rng):
               header_reject(cfg, "k_count", lambda K: 0)(li, im),
               bad_frame(data[:-1], im, cfg, len(data) - 2),
               good_frame(li, im, cfg)]
-    seen = load(cfg, frames, rng, 0.2, 0.2)
+    seen = load(cfg, frames, rng, "stall25", "stall25")
     check(seen, frames)
     assert len(seen.errors) == 3
 

@@ -11,8 +11,6 @@ and the output count, in order.
 from __future__ import annotations
 
 import json
-import os
-import random
 import subprocess
 import sys
 
@@ -22,43 +20,15 @@ from amaranth.sim import Simulator
 
 from sw.config import AccelConfig
 from hw.pe import DIRECTORY, WMEM, SparsePE
+from sparse_bench import check_outputs, out_beats, random_U, random_V, run_sparse, shuffled_acts
 from streams import stream_get, stream_put
 from sw import formats, golden
-
-SEED = int(os.environ.get("SEED") or 4004)
 
 
 def small_cfg(**kw) -> AccelConfig:
     base = dict(tile=2, k_max=8, c_max=8, wmem_depth=64, fifo_depth=4, lanes=3, act_width=1)
     base.update(kw)
     return AccelConfig(**base)
-
-
-def random_U(cfg, rng: np.random.Generator, K: int, C: int, density: float) -> np.ndarray:
-    lo, hi = cfg.wgt_range
-    U = rng.integers(lo, hi + 1, size=(cfg.coords, K, C))
-    U[rng.random(U.shape) >= density] = 0
-    # extreme weights, so the multiplier and the slot sign extension see both ends
-    U[:, 0, 0] = lo
-    U[:, K - 1, C - 1] = hi
-    return U
-
-
-def random_V(cfg, rng: np.random.Generator, C: int, T: int, density: float) -> np.ndarray:
-    lo, hi = cfg.v_range
-    V = rng.integers(lo, hi + 1, size=(cfg.coords, C, T))
-    V[rng.random(V.shape) >= density] = 0
-    V[:, :, 0] = hi        # a dense tile of the largest V
-    if T > 1:
-        V[:, :, 1] = lo    # and of the smallest
-    if T > 2:
-        V[:, :, 2] = 0     # a tile with no non-zero activation at all
-    return V
-
-
-def tile_beats(V: np.ndarray, xi: int, rng: random.Random, act_width: int) -> list[dict]:
-    """The ``act`` beats of coordinate ``xi``, channel groups in a shuffled order per tile."""
-    return golden.act_beats(V[xi], act_width, order=lambda n: rng.sample(range(n), n))
 
 
 def image(cfg, U, xi):
@@ -68,126 +38,63 @@ def image(cfg, U, xi):
     return list(im.words[xi]), formats.directory_words(im, cfg, xi)
 
 
-def run_pe(dut, beats, count, K, *, rng=None, idle=0.0, out_idle=None, pre=None):
-    """Feed ``beats``, collect ``count`` outputs; returns (outputs, cycles, perf dict)."""
-    out, result = [], {}
-    clock = [0]
-
-    async def counter(ctx):
-        async for _ in ctx.tick():
-            clock[0] += 1
-
-    async def producer(ctx):
-        ctx.set(dut.k_count, K)
-        if pre is not None:
-            await pre(ctx)
-        for beat in beats:
-            await stream_put(ctx, dut.act, beat, rng=rng, idle=idle)
-
-    async def consumer(ctx):
-        for _ in range(count):
-            out.append(await stream_get(ctx, dut.out, rng=rng,
-                                        idle=idle if out_idle is None else out_idle))
-        result["cycles"] = clock[0]
-        await ctx.tick().until(dut.idle)
-        result["perf"] = {name: ctx.get(getattr(dut.perf, name))
-                          for name in ("busy", "macs", "empty_slots", "stalls", "zeros_skipped")}
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.add_testbench(counter, background=True)
-    sim.run()
-    return out, result["cycles"], result["perf"]
-
-
-def out_beats(cfg, K, T) -> int:
-    """Output beats of ``T`` tiles of ``K`` channels."""
-    return -(-K // cfg.drain_width) * T
-
-
-def check_outputs(out, M, K, T, drain_width):
-    expect = golden.drain_beats(M[:K, :T], drain_width)
-    assert len(out) == len(expect)
-    rows = len(expect) // T
-    for i, (got, want) in enumerate(zip(out, expect)):
-        assert got == want, f"output {i} (tile {i // rows}, k {want['k']})"
+def run_random(cfg, rng, K: int, C: int, T: int, xi: int, densities, **stalls):
+    """PE ``xi`` preloaded with random weights, run on random activations (``densities`` of
+    both), its outputs checked against :func:`sw.golden.accumulate`; returns U, V and the run."""
+    U = random_U(cfg, rng, K, C, densities[0])
+    V = random_V(cfg, rng, C, T, densities[1])
+    words, directory = image(cfg, U, xi)
+    dut = SparsePE(cfg, xi, weights=words, directory=directory)
+    run = run_sparse(dut, shuffled_acts(V[xi], cfg.act_width, rng), K, out_beats(cfg, K, T),
+                     rng=rng, **stalls)
+    check_outputs(run.received["out"], golden.accumulate(U, V, cfg)[xi], K, T, cfg.drain_width)
+    return U, V, run
 
 
 @pytest.mark.parametrize("overflow,acc_bits,slots_per_lane,drain_width,act_width", [
     ("wrap", 8, 2, 4, 1), ("saturate", 8, 1, 2, 3), ("wrap", 20, 2, 1, 4),
     ("saturate", 16, 3, 8, 2)])
-@pytest.mark.parametrize("idle", [0.0, 0.4])
-def test_pe_matches_golden(overflow, acc_bits, slots_per_lane, drain_width, act_width, idle):
-    seed = SEED + acc_bits + int(idle * 10) + (overflow == "saturate")
-    print(f"seed {seed}")
+@pytest.mark.parametrize("gaps,backpressure", [("none", "none"), ("stall25", "bursts")])
+def test_pe_matches_golden(overflow, acc_bits, slots_per_lane, drain_width, act_width, gaps,
+                           backpressure, rng):
     cfg = small_cfg(overflow=overflow, acc_bits=acc_bits, slots_per_lane=slots_per_lane,
                     drain_width=drain_width, act_width=act_width, fifo_depth=8)
-    nrng, prng = np.random.default_rng(seed), random.Random(seed)
-    K, C, T, xi = 7, 8, 6, 5
-    U = random_U(cfg, nrng, K, C, 0.5)
-    V = random_V(cfg, nrng, C, T, 0.5)
-    words, directory = image(cfg, U, xi)
-    dut = SparsePE(cfg, xi, weights=words, directory=directory)
-    acts = tile_beats(V, xi, prng, cfg.act_width)
-    out, _, perf = run_pe(dut, acts, out_beats(cfg, K, T), K, rng=prng, idle=idle)
-    check_outputs(out, golden.accumulate(U, V, cfg)[xi], K, T, cfg.drain_width)
+    xi = 5
+    U, V, run = run_random(cfg, rng, 7, 8, 6, xi, (0.5, 0.5), gaps=gaps,
+                           backpressure=backpressure)
     nz_pairs = int(((U[xi] != 0).astype(int) @ (V[xi] != 0).astype(int)).sum())
-    assert perf["macs"] == nz_pairs
-    assert perf["zeros_skipped"] == int((V[xi] == 0).sum())
+    assert run.final["perf"]["macs"] == nz_pairs
+    assert run.final["perf"]["zeros_skipped"] == int((V[xi] == 0).sum())
 
 
-def test_pe_heavy_back_pressure_fills_every_bank():
+def test_pe_heavy_back_pressure_fills_every_bank(rng):
     """Short tiles fed without gaps into a slow consumer: the walker runs ahead until every
     bank is sealed, and must wait for exactly the bank it needs, not just any drained one."""
     cfg = small_cfg(lanes=2, acc_bits=20, fifo_depth=16, tiles_in_flight=2)
-    nrng, prng = np.random.default_rng(SEED + 3), random.Random(SEED + 3)
-    K, C, T, xi = 6, 4, 12, 1
-    U = random_U(cfg, nrng, K, C, 0.4)
-    V = random_V(cfg, nrng, C, T, 0.5)
-    words, directory = image(cfg, U, xi)
-    dut = SparsePE(cfg, xi, weights=words, directory=directory)
-    acts = tile_beats(V, xi, prng, cfg.act_width)
-    out, _, perf = run_pe(dut, acts, out_beats(cfg, K, T), K, rng=prng, idle=0.0, out_idle=0.8)
-    check_outputs(out, golden.accumulate(U, V, cfg)[xi], K, T, cfg.drain_width)
-    assert perf["stalls"] > 0
+    _, _, run = run_random(cfg, rng, 6, 4, 12, 1, (0.4, 0.5), backpressure="stall75")
+    assert run.final["perf"]["stalls"] > 0
 
 
-def test_pe_one_lane_full_k():
+def test_pe_one_lane_full_k(rng):
     """L = 1 and K = k_max: one slot per word, the widest k index, every column full."""
     cfg = small_cfg(lanes=1, overflow="wrap", acc_bits=24, slots_per_lane=1, drain_width=1)
-    nrng, prng = np.random.default_rng(SEED), random.Random(SEED)
-    K, C, T = cfg.k_max, cfg.c_max, 3
-    U = random_U(cfg, nrng, K, C, 0.7)
-    V = random_V(cfg, nrng, C, T, 0.8)
-    words, directory = image(cfg, U, 0)
-    dut = SparsePE(cfg, 0, weights=words, directory=directory)
-    acts = tile_beats(V, 0, prng, cfg.act_width)
-    out, _, _ = run_pe(dut, acts, out_beats(cfg, K, T), K, rng=prng, idle=0.3)
-    check_outputs(out, golden.accumulate(U, V, cfg)[0], K, T, cfg.drain_width)
+    run_random(cfg, rng, cfg.k_max, cfg.c_max, 3, 0, (0.7, 0.8), gaps="stall25",
+               backpressure="stall25")
 
 
-def test_pe_loads_weights_through_the_stream_port():
+def test_pe_loads_weights_through_the_stream_port(rng):
     """An empty PE loaded through ``wgt_wr`` computes what a preloaded one does."""
     cfg = small_cfg(lanes=2, acc_bits=20)
-    nrng, prng = np.random.default_rng(SEED + 1), random.Random(SEED + 1)
     K, C, T, xi = 5, 6, 3, 2
-    U = random_U(cfg, nrng, K, C, 0.6)
-    V = random_V(cfg, nrng, C, T, 0.6)
+    U = random_U(cfg, rng, K, C, 0.6)
+    V = random_V(cfg, rng, C, T, 0.6)
     words, directory = image(cfg, U, xi)
-    dut = SparsePE(cfg, xi)
-
-    async def load(ctx):
-        writes = [{"mem": WMEM, "addr": a, "data": w} for a, w in enumerate(words)]
-        writes += [{"mem": DIRECTORY, "addr": c, "data": e} for c, e in enumerate(directory)]
-        prng.shuffle(writes)
-        for wr in writes:
-            await stream_put(ctx, dut.wgt_wr, wr, rng=prng, idle=0.3)
-
-    acts = tile_beats(V, xi, prng, cfg.act_width)
-    out, _, _ = run_pe(dut, acts, out_beats(cfg, K, T), K, pre=load)
-    check_outputs(out, golden.accumulate(U, V, cfg)[xi], K, T, cfg.drain_width)
+    writes = [{"mem": WMEM, "addr": a, "data": w} for a, w in enumerate(words)]
+    writes += [{"mem": DIRECTORY, "addr": c, "data": e} for c, e in enumerate(directory)]
+    run = run_sparse(SparsePE(cfg, xi), shuffled_acts(V[xi], cfg.act_width, rng), K,
+                     out_beats(cfg, K, T), writes=[writes[j] for j in rng.permutation(len(writes))],
+                     gaps="bursts", rng=rng)
+    check_outputs(run.received["out"], golden.accumulate(U, V, cfg)[xi], K, T, cfg.drain_width)
 
 
 def handmade():
@@ -249,23 +156,23 @@ def test_perf_counters_exact_on_a_handmade_case():
 
 
 @pytest.mark.parametrize("slots_per_lane,stalls", [(1, False), (2, True)])
-def test_back_to_back_tiles_keep_every_lane_busy(slots_per_lane, stalls):
+def test_back_to_back_tiles_keep_every_lane_busy(slots_per_lane, stalls, rng):
     """Columns of 3 weights on 2 lanes, dense activations, always-ready output: the compactor
     packs pairs across column ends, so the lanes take 2 pairs every cycle with no padding and
     no per-tile bubble (a word-per-lane-group PE would pad every column to 4 slots). With
     S = 2L the walker outruns the lanes and waits for compactor room."""
     cfg = small_cfg(lanes=2, acc_bits=24, fifo_depth=16, k_max=4,
                     slots_per_lane=slots_per_lane, drain_width=1)
-    nrng = np.random.default_rng(SEED + 7)
     K, C, T = 4, 8, 8
     U = np.ones((cfg.coords, K, C), np.int64)
     U[:, 3, :] = 0                                               # 3 weights per column
-    V = nrng.integers(1, 50, size=(cfg.coords, C, T))           # no zero activation
+    V = rng.integers(1, 50, size=(cfg.coords, C, T))            # no zero activation
     words, directory = image(cfg, U, 0)
     dut = SparsePE(cfg, 0, weights=words, directory=directory)
     acts = golden.act_beats(V[0], 1)
-    out, cycles, perf = run_pe(dut, acts, out_beats(cfg, K, T), K)
-    check_outputs(out, golden.accumulate(U, V, cfg)[0], K, T, cfg.drain_width)
+    run = run_sparse(dut, acts, K, out_beats(cfg, K, T))
+    cycles, perf = run.cycles, run.final["perf"]
+    check_outputs(run.received["out"], golden.accumulate(U, V, cfg)[0], K, T, cfg.drain_width)
     pairs = 3 * C * T
     assert perf["macs"] == pairs
     print(f"cycles {cycles}, busy {perf['busy']}, lane cycles {pairs // 2}, perf {perf}")
@@ -317,13 +224,12 @@ def test_constructor_errors(kwargs, error, text):
         SparsePE(kwargs.pop("cfg"), kwargs.pop("xi"), **kwargs)
 
 
-def test_pe_preloaded_from_the_packers_hex_files(tmp_path):
+def test_pe_preloaded_from_the_packers_hex_files(tmp_path, rng):
     """``python sw/pack.py`` output: PE 5's ``$readmemh`` files preload the PE, and it computes
     ``M`` of the weights the packer quantised (read back from ``weights.bin``) bit for bit."""
     cfg = AccelConfig(lanes=2, k_max=8, c_max=8, wmem_depth=64, fifo_depth=4, act_width=2,
                       acc_bits=24)
     (tmp_path / "winnow.json").write_text(cfg.to_json())
-    rng = np.random.default_rng(SEED + 11)
     np.savez(tmp_path / "model.npz", **{"conv.weight": rng.normal(size=(cfg.coords, 6, 5)),
                                          "conv.bias": np.zeros(6)})
     out = tmp_path / "packed"
@@ -342,8 +248,7 @@ def test_pe_preloaded_from_the_packers_hex_files(tmp_path):
     U = formats.unpack_layer(formats.PackedLayer("conv", 6, 5, 6, (record.image,), None), cfg)
     V = random_V(cfg, rng, 5, 4, 0.6)
     dut = SparsePE(cfg, xi, weights=words, directory=directory)
-    prng = random.Random(SEED + 11)
-    got = run_pe(dut, tile_beats(V, xi, prng, cfg.act_width), out_beats(cfg, 6, 4), 6,
-                 rng=prng, idle=0.2)[0]
-    check_outputs(got, golden.accumulate(U, V, cfg)[xi], 6, 4, cfg.drain_width)
+    run = run_sparse(dut, shuffled_acts(V[xi], cfg.act_width, rng), 6, out_beats(cfg, 6, 4),
+                     gaps="stall25", backpressure="stall25", rng=rng)
+    check_outputs(run.received["out"], golden.accumulate(U, V, cfg)[xi], 6, 4, cfg.drain_width)
     assert np.count_nonzero(U[xi]) > 0

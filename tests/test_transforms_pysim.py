@@ -3,76 +3,43 @@
 
 from __future__ import annotations
 
-import os
-import random
-
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from sw.config import AccelConfig
 from hw.transforms import InputTransform, OutputTransform, csd_digits
-from streams import stream_get, stream_put
+from streams import Phase, run_streams
 from sw import golden
+from verif.stalls import bench_rng
 
-SEED = int(os.environ.get("SEED") or 20260)
 TILES = (2, 4)
+#: (valid gaps, back-pressure) of the randomised tests.
+STALLS = [("none", "none"), ("stall25", "stall75"), ("bursts", "bursts")]
 
 
-def run(dut, beats, count, *, rng=None, idle=0.0):
-    """Push ``beats`` into ``dut.i`` and collect ``count`` outputs; returns (outputs, cycles)."""
-    out = []
-    clock = [0]
-    cycles = []
-
-    async def counter(ctx):
-        async for _ in ctx.tick():
-            clock[0] += 1
-
-    async def producer(ctx):
-        for beat in beats:
-            await stream_put(ctx, dut.i, beat, rng=rng, idle=idle)
-
-    async def consumer(ctx):
-        for _ in range(count):
-            out.append(await stream_get(ctx, dut.o, rng=rng, idle=idle))
-        cycles.append(clock[0])
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.add_testbench(counter, background=True)
-    sim.run()
-    return out, cycles[0]
+def run(dut, beats, **stalls):
+    """Stream ``beats`` through ``i`` and take as many from ``o``; returns the run."""
+    return run_streams(dut, Phase({"i": beats}, {"o": len(beats)}), **stalls)
 
 
-def input_tiles(cfg, rng, count):
+def input_beats(cfg, rng, count):
+    """Tiles all zero, all minimum and all maximum, then ``count`` random ones; random ReLU."""
     lo, hi = cfg.act_range
     n = cfg.n
     tiles = [np.zeros((n, n), np.int64), np.full((n, n), lo), np.full((n, n), hi)]
     tiles += [np.array([[rng.randint(lo, hi) for _ in range(n)] for _ in range(n)])
               for _ in range(count)]
-    return tiles
+    return [{"d": t.ravel().tolist(), "relu": rng.randint(0, 1)} for t in tiles]
 
 
-@pytest.mark.parametrize("m", TILES)
-@pytest.mark.parametrize("idle", [0.0, 0.5])
-def test_input_transform_matches_golden(m, idle):
-    cfg = AccelConfig(tile=m)
-    rng = random.Random(SEED + m)
-    tiles = input_tiles(cfg, rng, 120)
-    relus = [rng.randint(0, 1) for _ in tiles]
-    beats = [{"d": t.ravel().tolist(), "relu": r} for t, r in zip(tiles, relus)]
-    out, _ = run(InputTransform(cfg), beats, len(beats), rng=rng, idle=idle)
-    for t, r, got in zip(tiles, relus, out):
-        v = golden.transform_input(t, cfg)
-        if r:
-            v = golden.winograd_relu(v)
-        assert got == v.ravel().tolist(), f"seed {SEED}: tile {t.tolist()} relu={r}"
+def expected_input(cfg, beat):
+    v = golden.transform_input(np.array(beat["d"]).reshape(cfg.n, cfg.n), cfg)
+    return (golden.winograd_relu(v) if beat["relu"] else v).ravel().tolist()
 
 
 def output_beats(cfg, rng, count):
+    """Matrices all zero, at both ends of the accumulator and of the activation range, then
+    ``count`` random ones; random bias, multiplier, shift and ReLU."""
     lo, hi = cfg.acc_range
     n = cfg.n
     mats = [np.zeros((n, n), np.int64), np.full((n, n), lo), np.full((n, n), hi),
@@ -100,15 +67,23 @@ def expected_output(cfg, beat):
                              bool(beat["relu"]), cfg)[0].ravel().tolist()
 
 
+#: Per unit: the component, its beats (edge cases, then random ones) and a beat's golden output.
+UNITS = {"input": (InputTransform, input_beats, expected_input),
+         "output": (OutputTransform, output_beats, expected_output)}
+
+
+@pytest.mark.parametrize("unit", sorted(UNITS))
 @pytest.mark.parametrize("m", TILES)
-@pytest.mark.parametrize("idle", [0.0, 0.5])
-def test_output_transform_matches_golden(m, idle):
+@pytest.mark.parametrize("gaps,backpressure", STALLS)
+def test_transform_matches_golden(unit, m, gaps, backpressure):
+    component, make_beats, expected = UNITS[unit]
     cfg = AccelConfig(tile=m)
-    rng = random.Random(SEED + 10 * m)
-    beats = output_beats(cfg, rng, 120)
-    out, _ = run(OutputTransform(cfg), beats, len(beats), rng=rng, idle=idle)
-    for beat, got in zip(beats, out):
-        assert got == expected_output(cfg, beat), f"seed {SEED}: beat {beat}"
+    rng = bench_rng(f"{unit}_transform/{m}")
+    beats = make_beats(cfg, rng, 120)
+    out = run(component(cfg), beats, gaps=gaps, backpressure=backpressure,
+              rng=rng).received["o"]
+    for beat, got in zip(beats, out, strict=True):
+        assert got == expected(cfg, beat), f"beat {beat}"
 
 
 def test_output_transform_rounds_half_up():
@@ -121,23 +96,20 @@ def test_output_transform_rounds_half_up():
         mat = [0] * (n * n)
         mat[0] = value
         beats.append({"m": mat, "bias": 0, "multiplier": 1, "shift": 1, "relu": 0})
-    out, _ = run(OutputTransform(cfg), beats, len(beats))
+    out = run(OutputTransform(cfg), beats).received["o"]
     assert [o[0] for o in out] == [-1, 0, 1, 2, 3]
 
 
-@pytest.mark.parametrize("unit", [InputTransform, OutputTransform])
+@pytest.mark.parametrize("unit", sorted(UNITS))
 def test_one_tile_per_cycle(unit):
     """Without stalls, N more beats take exactly N more cycles: the pipeline never bubbles."""
+    component, make_beats, _ = UNITS[unit]
     cfg = AccelConfig(tile=2)
-    rng = random.Random(SEED)
-    if unit is InputTransform:
-        beats = [{"d": t.ravel().tolist(), "relu": 0} for t in input_tiles(cfg, rng, 37)]
-    else:
-        beats = output_beats(cfg, rng, 35)
-    _, short = run(unit(cfg), beats[:10], 10)
-    out, full = run(unit(cfg), beats, len(beats))
-    assert len(out) == len(beats) == 40
-    assert full - short == 30
+    beats = make_beats(cfg, bench_rng(f"{unit}_transform/one_per_cycle"), 40)[:40]
+    short = run(component(cfg), beats[:10]).cycles
+    full = run(component(cfg), beats)
+    assert len(full.received["o"]) == len(beats) == 40
+    assert full.cycles - short == 30
 
 
 @pytest.mark.parametrize("coef", range(-40, 41))
