@@ -43,7 +43,8 @@ def check_perf(cfg, U, V, perf):
 @pytest.mark.parametrize("gaps,backpressure", [("none", "none"), ("stall25", "stall25")])
 def test_array_matches_golden(overflow, acc_bits, drain_width, gaps, backpressure, rng):
     cfg = AccelConfig(tile=2, k_max=8, c_max=8, wmem_depth=64, fifo_depth=8, acc_bits=acc_bits,
-                      overflow=overflow, lanes=(1, 2, 3, 2) * 4, drain_width=drain_width,
+                      overflow=overflow, drain_width=drain_width,
+                      lanes=tuple(max(x, drain_width) for x in (1, 2, 3, 5) * 4),
                       act_width=drain_width % 3 + 1)
     K, C, T = 6, 8, 5
     U, V = random_U(cfg, rng, K, C, 0.5), random_V(cfg, rng, C, T, 0.5)
@@ -110,7 +111,8 @@ def test_array_errors():
     with pytest.raises(ValueError, match=r"weights: 3 images given, expected one per PE \(16\)"):
         SparseArray(cfg, weights=[[], [], []])
     with pytest.raises(ValueError,
-                       match="PE 4 weights: word 0 = 0x1000000000000 does not fit 48 bits"):
-        SparseArray(cfg, weights=[[]] * 4 + [[1 << 48]] + [[]] * 11)
+                       match="PE 4 weights: word 0 = 0x100000000000 does not fit 44 bits"):
+        # 4 slots of 8 + 2 (row of k_max 8 over 2 lanes) + 1 bits
+        SparseArray(cfg, weights=[[]] * 4 + [[1 << 44]] + [[]] * 11)
     with pytest.raises(ValueError, match="counter_bits must be an integer >= 1, not 0"):
         SparseArray(cfg, counter_bits=0)

@@ -58,7 +58,8 @@ def run_random(cfg, rng, K: int, C: int, T: int, xi: int, densities, **stalls):
 def test_pe_matches_golden(overflow, acc_bits, slots_per_lane, drain_width, act_width, gaps,
                            backpressure, rng):
     cfg = small_cfg(overflow=overflow, acc_bits=acc_bits, slots_per_lane=slots_per_lane,
-                    drain_width=drain_width, act_width=act_width, fifo_depth=8)
+                    drain_width=drain_width, act_width=act_width, fifo_depth=8,
+                    lanes=max(3, drain_width))     # a lane drains one channel per cycle
     xi = 5
     U, V, run = run_random(cfg, rng, 7, 8, 6, xi, (0.5, 0.5), gaps=gaps,
                            backpressure=backpressure)
@@ -155,17 +156,20 @@ def test_perf_counters_exact_on_a_handmade_case():
     assert [o["m"] for o in seen["out"][:4]] == [[5], [-640], [635], [0]]
 
 
-@pytest.mark.parametrize("slots_per_lane,stalls", [(1, False), (2, True)])
-def test_back_to_back_tiles_keep_every_lane_busy(slots_per_lane, stalls, rng):
-    """Columns of 3 weights on 2 lanes, dense activations, always-ready output: the compactor
-    packs pairs across column ends, so the lanes take 2 pairs every cycle with no padding and
-    no per-tile bubble (a word-per-lane-group PE would pad every column to 4 slots). With
-    S = 2L the walker outruns the lanes and waits for compactor room."""
+@pytest.mark.parametrize("per_column,slots_per_lane,busy_per_column,stalls", [
+    (4, 1, 2, False), (4, 2, 2, True), (3, 2, 2, True), (2, 1, 1, False)])
+def test_back_to_back_tiles_keep_the_lanes_busy(per_column, slots_per_lane, busy_per_column,
+                                                 stalls, rng):
+    """Columns of ``per_column`` weights (k = 0, 1, ...) on 2 lanes, dense activations,
+    always-ready output: lane ``k mod 2`` owns channel ``k``, so a column costs its fuller lane
+    ``busy_per_column`` cycles, tile after tile with no bubble. Balanced columns keep both
+    lanes full; a column of 3 leaves lane 1 idle one cycle in two. With 2 slots per lane the
+    walker outruns the lanes and waits for queue room."""
     cfg = small_cfg(lanes=2, acc_bits=24, fifo_depth=16, k_max=4,
                     slots_per_lane=slots_per_lane, drain_width=1)
     K, C, T = 4, 8, 8
-    U = np.ones((cfg.coords, K, C), np.int64)
-    U[:, 3, :] = 0                                               # 3 weights per column
+    U = np.zeros((cfg.coords, K, C), np.int64)
+    U[:, :per_column, :] = 1
     V = rng.integers(1, 50, size=(cfg.coords, C, T))            # no zero activation
     words, directory = image(cfg, U, 0)
     dut = SparsePE(cfg, 0, weights=words, directory=directory)
@@ -173,14 +177,11 @@ def test_back_to_back_tiles_keep_every_lane_busy(slots_per_lane, stalls, rng):
     run = run_sparse(dut, acts, K, out_beats(cfg, K, T))
     cycles, perf = run.cycles, run.final["perf"]
     check_outputs(run.received["out"], golden.accumulate(U, V, cfg)[0], K, T, cfg.drain_width)
-    pairs = 3 * C * T
+    pairs = per_column * C * T
+    print(f"cycles {cycles}, perf {perf}")
     assert perf["macs"] == pairs
-    print(f"cycles {cycles}, busy {perf['busy']}, lane cycles {pairs // 2}, perf {perf}")
-    if slots_per_lane == 1:
-        # the walker reads 3 pairs per 2 cycles: the lanes run at 3/4, padding is unavoidable
-        assert perf["busy"] == 2 * C * T
-    else:
-        assert perf["busy"] == pairs // 2 and perf["empty_slots"] == 0
+    assert perf["busy"] == busy_per_column * C * T
+    assert perf["empty_slots"] == 2 * perf["busy"] - pairs
     assert (perf["stalls"] > 0) == stalls
     assert cycles <= perf["busy"] + 16
 
