@@ -9,9 +9,10 @@ back into one stream of ``M[k]`` vectors for the output transform.
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, stream
 from amaranth.lib.wiring import In, Out
 
+from hw.component import ConfiguredComponent
 from sw.config import AccelConfig, require_config, require_count
 from hw.pe import SparsePE, act_layout, check_images, perf_layout, wgt_wr_layout
 from hw.pe import out_layout as pe_out_layout
@@ -28,7 +29,7 @@ def _check_images(name: str, images, coords: int) -> list:
     return images
 
 
-class SparseArray(wiring.Component):
+class SparseArray(ConfiguredComponent):
     """``n²`` :class:`hw.pe.SparsePE` s behind one activation stream and one output stream.
 
     Parameters
@@ -88,7 +89,7 @@ class SparseArray(wiring.Component):
 
     def __init__(self, cfg: AccelConfig, *, weights=None, directories=None,
                  counter_bits: int = SparsePE.COUNTER_BITS):
-        self._cfg = require_config(cfg)
+        require_config(cfg)
         coords = cfg.coords
         self._counter_bits = require_count("counter_bits", counter_bits)
         # validated here, the PEs themselves are built in elaborate()
@@ -96,7 +97,7 @@ class SparseArray(wiring.Component):
             _check_images("weights", weights, coords),
             _check_images("directories", directories, coords)))]
         act, wgt_wr, out = self.layouts(cfg)
-        super().__init__({
+        super().__init__(cfg, {
             "act": In(stream.Signature(act)),
             "wgt_wr": In(stream.Signature(wgt_wr, always_ready=True)),
             "out": Out(stream.Signature(out)),
@@ -131,9 +132,6 @@ class SparseArray(wiring.Component):
         })
         return act, wgt_wr, out
 
-    @property
-    def cfg(self) -> AccelConfig:
-        return self._cfg
 
     def elaborate(self, platform):
         m = Module()

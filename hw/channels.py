@@ -12,16 +12,17 @@ transforms of the accelerator work on one channel per beat:
 from __future__ import annotations
 
 from amaranth.hdl import Module, Signal
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, stream
 from amaranth.lib.wiring import In, Out
 
 from hw.array import SparseArray
+from hw.component import ConfiguredComponent
 from sw.config import AccelConfig, require_config
 
 __all__ = ["ChannelGather", "ChannelSerialiser"]
 
 
-class ChannelGather(wiring.Component):
+class ChannelGather(ConfiguredComponent):
     """Packs ``{v[n²], c, last}`` channel beats into the array's ``act_width``-channel beats.
 
     Parameters
@@ -46,21 +47,18 @@ class ChannelGather(wiring.Component):
     """
 
     def __init__(self, cfg: AccelConfig):
-        self._cfg = require_config(cfg)
+        require_config(cfg)
         beat = SparseArray.layouts(cfg)[0]
         channel = data.StructLayout({
             "v": beat["v"].shape.elem_shape,
             "c": beat["c"].shape,
             "last": beat["last"].shape,
         })
-        super().__init__({
+        super().__init__(cfg, {
             "i": In(stream.Signature(channel)),
             "o": Out(stream.Signature(beat)),
         })
 
-    @property
-    def cfg(self) -> AccelConfig:
-        return self._cfg
 
     def elaborate(self, platform):
         m = Module()
@@ -83,7 +81,7 @@ class ChannelGather(wiring.Component):
         return m
 
 
-class ChannelSerialiser(wiring.Component):
+class ChannelSerialiser(ConfiguredComponent):
     """Splits each ``{m[D][n²], k, last}`` beat into its channels ``k .. k + D - 1``.
 
     Parameters
@@ -109,22 +107,19 @@ class ChannelSerialiser(wiring.Component):
     """
 
     def __init__(self, cfg: AccelConfig):
-        self._cfg = require_config(cfg)
+        require_config(cfg)
         beat = SparseArray.layouts(cfg)[2]
         channel = data.StructLayout({
             "m": beat["m"].shape.elem_shape,
             "k": beat["k"].shape,
             "last": beat["last"].shape,
         })
-        super().__init__({
+        super().__init__(cfg, {
             "i": In(stream.Signature(beat)),
             "o": Out(stream.Signature(channel)),
             "k_count": In(range(1, cfg.k_max + 1)),
         })
 
-    @property
-    def cfg(self) -> AccelConfig:
-        return self._cfg
 
     def elaborate(self, platform):
         m = Module()

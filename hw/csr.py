@@ -10,10 +10,11 @@ once for the RTL, the host driver and the C header.
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, wiring
+from amaranth.lib import data
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from hw.component import ConfiguredComponent
 from sw import regmap
 from sw.config import AccelConfig, require_config, require_count
 from hw.pe import perf_layout
@@ -47,7 +48,7 @@ def _fits(value, shape) -> object:
     return value[shape.width:] == 0
 
 
-class ControlRegisters(wiring.Component):
+class ControlRegisters(ConfiguredComponent):
     """AXI4-Lite register block with the configuration, status, perf and quantisation registers.
 
     Parameters
@@ -133,10 +134,9 @@ class ControlRegisters(wiring.Component):
         if counters != regmap.PE_COUNTERS:
             raise AssertionError(f"sw.regmap.PE_COUNTERS {regmap.PE_COUNTERS} differs from "
                                  f"the fields of hw.pe.perf_layout {counters}")
-        self._cfg = cfg
         self._counter_bits = counter_bits
         abits = regmap.addr_bits(cfg)
-        super().__init__({
+        super().__init__(cfg, {
             "s_axi_awaddr": In(abits),
             "s_axi_awprot": In(3),
             "s_axi_awvalid": In(1),
@@ -178,9 +178,6 @@ class ControlRegisters(wiring.Component):
             "wgt_k_count": In(range(cfg.k_max + 1)),
         })
 
-    @property
-    def cfg(self) -> AccelConfig:
-        return self._cfg
 
     @property
     def counter_bits(self) -> int:

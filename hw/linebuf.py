@@ -11,16 +11,17 @@ banks.
 from __future__ import annotations
 
 from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, stream
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from hw.component import ConfiguredComponent
 from sw.config import AccelConfig, require_config
 
 __all__ = ["LineBuffer"]
 
 
-class LineBuffer(wiring.Component):
+class LineBuffer(ConfiguredComponent):
     """Streaming Winograd input tiler: ``n×n`` patches of stride ``m`` with zero padding.
 
     Parameters
@@ -93,9 +94,8 @@ class LineBuffer(wiring.Component):
 
     def __init__(self, cfg: AccelConfig):
         require_config(cfg)
-        self._cfg = cfg
         i_shape, o_layout = self.layouts(cfg)
-        super().__init__({
+        super().__init__(cfg, {
             "i": In(stream.Signature(i_shape)),
             "o": Out(stream.Signature(o_layout)),
             "height": In(16),
@@ -131,13 +131,6 @@ class LineBuffer(wiring.Component):
         return (cls.slots(cfg) * cfg.n * cls.column_groups(cfg) * cfg.c_max
                 * cfg.act_bits)
 
-    @property
-    def cfg(self) -> AccelConfig:
-        return self._cfg
-
-    @property
-    def latency(self) -> int:
-        return self.LATENCY
 
     def elaborate(self, platform):
         m = Module()

@@ -12,11 +12,12 @@ fields from the layouts of :mod:`hw.layouts`, the entry and word sizes from
 from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal, unsigned
-from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib import data, enum, stream
 from amaranth.lib.wiring import In, Out
 
 from hw.array import SparseArray
 from hw.layouts import pe_header_layout, record_header_layout
+from hw.component import ConfiguredComponent
 from sw.config import AccelConfig, require_config
 from hw.pe import DIRECTORY, WMEM
 from sw import formats
@@ -60,7 +61,7 @@ class _Phase(enum.Enum, shape=3):
     DROP = 4       # a rejected record: skip to its last byte
 
 
-class WeightLoader(wiring.Component):
+class WeightLoader(ConfiguredComponent):
     """Parses one weight-load record per frame into writes of the PEs' memories.
 
     Parameters
@@ -128,13 +129,12 @@ class WeightLoader(wiring.Component):
         if formats.BYTE_ORDER != "little":
             raise ValueError(f"sw.formats.BYTE_ORDER is {formats.BYTE_ORDER!r}; the loader "
                              "assembles little-endian fields")
-        self._cfg = cfg
         self._record_bytes = _field_bytes(record_header_layout())
         self._pe_bytes = _field_bytes(pe_header_layout())
         self._entry_bytes = [formats.directory_layout(cfg, xi).entry_bytes
                              for xi in range(cfg.coords)]
         self._word_bytes = [formats.slot_layout(cfg, xi).word_bytes for xi in range(cfg.coords)]
-        super().__init__({
+        super().__init__(cfg, {
             "i": In(stream.Signature(BYTE_LAYOUT)),
             "wr": Out(stream.Signature(SparseArray.layouts(cfg)[1])),
             "channels": Out(range(cfg.c_max + 1)),
@@ -145,9 +145,6 @@ class WeightLoader(wiring.Component):
             "idle": Out(1),
         })
 
-    @property
-    def cfg(self) -> AccelConfig:
-        return self._cfg
 
     def elaborate(self, platform):
         m = Module()

@@ -26,6 +26,7 @@ from amaranth.lib.wiring import In, Out
 from hw.lane_queue import LaneQueue
 from hw.layouts import directory_entry_layout, word_layout
 from hw.zero_filter import ZeroFilter, act_entry_layout, act_layout
+from hw.component import ConfiguredComponent
 from sw import formats
 from sw.config import AccelConfig, require_config, require_count
 from sw.regmap import PE_COUNTERS
@@ -122,7 +123,7 @@ def _check_image(name: str, image, depth: int, bits: int) -> list[int]:
     return words
 
 
-class SparsePE(wiring.Component):
+class SparsePE(ConfiguredComponent):
     """Sparse PE of Winograd coordinate ``xi``: ``M_ξ[k, t] = Σ_c U_ξ[k, c] · V_ξ[c, t]``.
 
     Parameters
@@ -197,7 +198,7 @@ class SparsePE(wiring.Component):
 
     def __init__(self, cfg: AccelConfig, xi: int, *, weights=None, directory=None,
                  counter_bits: int = COUNTER_BITS):
-        self._cfg = require_config(cfg)
+        require_config(cfg)
         if isinstance(xi, bool) or not isinstance(xi, int) or not 0 <= xi < cfg.coords:
             raise ValueError(f"xi must be a Winograd coordinate in [0, {cfg.coords}), "
                              f"not {xi!r}")
@@ -206,7 +207,7 @@ class SparsePE(wiring.Component):
         self._dir = formats.directory_layout(cfg, xi)
         self._counter_bits = require_count("counter_bits", counter_bits, 1)
         self._weights, self._directory = check_images(cfg, xi, weights, directory)
-        super().__init__({
+        super().__init__(cfg, {
             "act": In(stream.Signature(act_layout(cfg))),
             "wgt_wr": In(stream.Signature(wgt_wr_layout(cfg, xi), always_ready=True)),
             "out": Out(stream.Signature(out_layout(cfg))),
@@ -215,9 +216,6 @@ class SparsePE(wiring.Component):
             "idle": Out(1),
         })
 
-    @property
-    def cfg(self) -> AccelConfig:
-        return self._cfg
 
     @property
     def xi(self) -> int:

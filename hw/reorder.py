@@ -10,16 +10,17 @@ two bands: one fills from the tile stream while the other drains as the raster.
 from __future__ import annotations
 
 from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, stream
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from hw.component import ConfiguredComponent
 from sw.config import AccelConfig, require_config
 
 __all__ = ["OutputReorder"]
 
 
-class OutputReorder(wiring.Component):
+class OutputReorder(ConfiguredComponent):
     """Double-buffered band memory turning output tiles into an NHWC raster.
 
     Parameters
@@ -78,9 +79,8 @@ class OutputReorder(wiring.Component):
 
     def __init__(self, cfg: AccelConfig):
         require_config(cfg)
-        self._cfg = cfg
         i_layout, o_layout = self.layouts(cfg)
-        super().__init__({
+        super().__init__(cfg, {
             "i": In(stream.Signature(i_layout)),
             "o": Out(stream.Signature(o_layout)),
             "out_height": In(16),
@@ -106,13 +106,6 @@ class OutputReorder(wiring.Component):
         """Bits of band memory: ``2 · m · (m · ceil(w_max / m)) · k_max · act_bits``."""
         return 2 * cfg.tile * cfg.tile * cls.band_tiles(cfg) * cfg.k_max * cfg.act_bits
 
-    @property
-    def cfg(self) -> AccelConfig:
-        return self._cfg
-
-    @property
-    def latency(self) -> int:
-        return self.LATENCY
 
     def elaborate(self, platform):
         m = Module()

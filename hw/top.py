@@ -24,6 +24,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.array import SparseArray
+from hw.component import ConfiguredComponent
 from sw.config import AccelConfig, require_config
 from sw.formats import stream_bytes
 from hw.csr import ControlRegisters
@@ -36,7 +37,7 @@ from hw.transforms import InputTransform, OutputTransform
 __all__ = ["Accelerator"]
 
 
-class Accelerator(wiring.Component):
+class Accelerator(ConfiguredComponent):
     """The integrated accelerator for one :class:`~sw.config.AccelConfig`.
 
     Parameters
@@ -80,7 +81,7 @@ class Accelerator(wiring.Component):
     """
 
     def __init__(self, cfg: AccelConfig, counter_bits: int = 32):
-        self._cfg = require_config(cfg)
+        require_config(cfg)
         self._counter_bits = counter_bits
         self._csr = ControlRegisters(cfg, counter_bits)
         act_width = 8 * stream_bytes(cfg.act_bits)
@@ -101,11 +102,8 @@ class Accelerator(wiring.Component):
         for name, member in self._csr.signature.members.items():
             if name.startswith("s_axi_"):
                 members[name] = member
-        super().__init__(members)
+        super().__init__(cfg, members)
 
-    @property
-    def cfg(self) -> AccelConfig:
-        return self._cfg
 
     def elaborate(self, platform):
         m = Module()

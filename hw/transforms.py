@@ -14,9 +14,10 @@ moves, so bubbles are squeezed out and a full pipeline accepts one tile per cycl
 from __future__ import annotations
 
 from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, stream
 from amaranth.lib.wiring import In, Out
 
+from hw.component import ConfiguredComponent
 from sw.config import AccelConfig, require_config, signed_bits
 
 __all__ = ["InputTransform", "OutputTransform", "csd_digits"]
@@ -139,25 +140,17 @@ class _StageControl:
         ]
 
 
-class _TransformUnit(wiring.Component):
+class _TransformUnit(ConfiguredComponent):
     """A one-tile-per-cycle unit with stream ports ``i`` and ``o`` whose layouts come from
     the subclass's ``layouts(cfg)``."""
 
     def __init__(self, cfg: AccelConfig, **options):
-        self._cfg = require_config(cfg)
+        require_config(cfg)
         i_layout, o_layout = self.layouts(cfg, **options)
-        super().__init__({
+        super().__init__(cfg, {
             "i": In(stream.Signature(i_layout)),
             "o": Out(stream.Signature(o_layout)),
         })
-
-    @property
-    def cfg(self) -> AccelConfig:
-        return self._cfg
-
-    @property
-    def latency(self) -> int:
-        return self.LATENCY
 
 
 class InputTransform(_TransformUnit):

@@ -10,11 +10,12 @@ beats need a :class:`hw.compactor.CompactingQueue`, which takes any subset of a 
 from __future__ import annotations
 
 from amaranth.hdl import Module, Signal, Value, signed
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, stream
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from hw.compactor import CompactingQueue
+from hw.component import ConfiguredComponent
 from sw.config import AccelConfig, require_config
 
 __all__ = ["ZeroFilter", "act_layout", "act_entry_layout"]
@@ -40,7 +41,7 @@ def act_entry_layout(cfg: AccelConfig) -> data.StructLayout:
     return data.StructLayout({"c": _bits_for(cfg.c_max), "v": signed(cfg.v_bits), "last": 1})
 
 
-class ZeroFilter(wiring.Component):
+class ZeroFilter(ConfiguredComponent):
     """Zero filter and activation queue of one sparse PE.
 
     Parameters
@@ -68,8 +69,8 @@ class ZeroFilter(wiring.Component):
     """
 
     def __init__(self, cfg: AccelConfig):
-        self._cfg = require_config(cfg)
-        super().__init__({
+        require_config(cfg)
+        super().__init__(cfg, {
             "i": In(stream.Signature(act_layout(cfg))),
             "o": Out(stream.Signature(act_entry_layout(cfg))),
             "zeros": Out(range(cfg.act_width + 1)),

@@ -30,7 +30,8 @@ def run(dut, beats, count, K=None, **stalls):
 @pytest.mark.parametrize("drain_width,K", [(1, 5), (4, 8), (4, 6), (8, 3)])
 @pytest.mark.parametrize("gaps,backpressure", STALLS)
 def test_channels_in_order(drain_width, K, gaps, backpressure, rng):
-    cfg = AccelConfig(k_max=8, c_max=8, wmem_depth=64, acc_bits=16, drain_width=drain_width)
+    cfg = AccelConfig(k_max=8, c_max=8, wmem_depth=64, acc_bits=16, drain_width=drain_width,
+                      lanes=max(4, drain_width))     # a lane drains one channel per cycle
     T = 4
     lo, hi = cfg.acc_range
     M = rng.integers(lo, hi + 1, size=(cfg.coords, K, T))
