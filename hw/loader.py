@@ -22,10 +22,24 @@ from sw.config import AccelConfig, require_config
 from hw.pe import DIRECTORY, WMEM
 from sw import formats
 
-__all__ = ["WeightLoader", "BYTE_LAYOUT"]
+__all__ = ["WeightLoader", "BYTE_LAYOUT", "expected_writes"]
 
 #: Payload of the byte stream: one record byte, ``last`` on the record's final byte.
 BYTE_LAYOUT = data.StructLayout({"data": unsigned(8), "last": unsigned(1)})
+
+
+def expected_writes(image: formats.PassImage, cfg: AccelConfig,
+                    received: int | None = None) -> list[tuple[int, dict]]:
+    """The ``wr`` beats a record of ``image`` makes, as ``(end, write)`` pairs.
+
+    ``write`` is the payload of :attr:`WeightLoader.wr` (``pe``, ``mem``, ``addr``, ``data``),
+    ``end`` the byte offset just past the entry or word that makes it; with ``received``,
+    only the writes whose bytes all lie in the first ``received`` bytes
+    (:func:`sw.formats.record_writes`).
+    """
+    memory = {"directory": DIRECTORY, "words": WMEM}
+    return [(it.end, {"pe": it.pe, "mem": memory[it.memory], "addr": it.addr, "data": it.value})
+            for it in formats.record_writes(image, cfg, received)]
 
 
 def _field_bytes(layout: data.StructLayout) -> dict[str, int]:

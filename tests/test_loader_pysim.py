@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from sw.config import AccelConfig
-from hw.loader import WeightLoader
-from hw.pe import DIRECTORY, WMEM
+from hw.loader import WeightLoader, expected_writes
+from hw.pe import DIRECTORY
 from streams import Phase, run_streams
 from sw import formats
 
@@ -43,18 +43,9 @@ class Frame:
     status: tuple[int, int, int] | None = None   # (C, k_count, k_base) of a good record
 
 
-def image_writes(image: formats.PassImage, cfg: AccelConfig,
-                 received: int | None = None) -> list[tuple[int, dict]]:
-    """``(end, write)`` per write of :func:`sw.formats.record_writes`, ``end`` the byte offset
-    just past its entry or word."""
-    memory = {"directory": DIRECTORY, "words": WMEM}
-    return [(it.end, {"pe": it.pe, "mem": memory[it.memory], "addr": it.addr, "data": it.value})
-            for it in formats.record_writes(image, cfg, received)]
-
-
 def pe_header_offset(image: formats.PassImage, cfg: AccelConfig, xi: int) -> int:
     """Byte offset of PE ``xi``'s header in the record."""
-    ends = [end for end, wr in image_writes(image, cfg) if wr["pe"] < xi]
+    ends = [end for end, wr in expected_writes(image, cfg) if wr["pe"] < xi]
     return max(ends, default=formats._RECORD_HEADER.size)
 
 
@@ -67,13 +58,13 @@ def field_end(header, index: int) -> int:
 
 def good_frame(layer: int, image: formats.PassImage, cfg: AccelConfig) -> Frame:
     return Frame(formats.encode_record(layer, image, cfg),
-                 [wr for _, wr in image_writes(image, cfg)],
+                 [wr for _, wr in expected_writes(image, cfg)],
                  status=(len(image.directory[0]), image.k_count, image.k_base & 0xFFFF))
 
 
 def bad_frame(data: bytes, image: formats.PassImage, cfg: AccelConfig, error_at: int) -> Frame:
     """A rejected frame: the writes whose bytes all arrived up to ``error_at`` are issued."""
-    return Frame(data, [wr for _, wr in image_writes(image, cfg, error_at + 1)],
+    return Frame(data, [wr for _, wr in expected_writes(image, cfg, error_at + 1)],
                  error_at=error_at)
 
 
@@ -199,7 +190,7 @@ def test_one_byte_per_cycle(name, rng):
     # Each write leaves LATENCY cycles after the byte that completes its entry or word.
     completing, offset = [], 0
     for (li, im), f in zip(records, frames):
-        completing += [offset + end - 1 for end, _ in image_writes(im, cfg)]
+        completing += [offset + end - 1 for end, _ in expected_writes(im, cfg)]
         offset += len(f.data)
     assert seen.write_cycles == [seen.accept_cycles[b] + WeightLoader.LATENCY
                                  for b in completing]
@@ -313,7 +304,7 @@ def test_reject_truncated(name, cut, rng):
 
     def make(li, im):
         data = formats.encode_record(li, im, cfg)
-        ends = [end for end, _ in image_writes(im, cfg)]
+        ends = [end for end, _ in expected_writes(im, cfg)]
         n = {"first_byte": 1, "in_header": formats._RECORD_HEADER.size // 2,
              "end_of_header": formats._RECORD_HEADER.size,
              "in_pe": int(rng.integers(formats._RECORD_HEADER.size + 1, len(data) - 1)),
@@ -331,7 +322,7 @@ def test_reject_too_long(name, extra, rng):
         data = formats.encode_record(li, im, cfg)
         frame = bad_frame(data + bytes(rng.integers(0, 256, extra).tolist()), im, cfg,
                           len(data) - 1)
-        assert len(frame.writes) == len(image_writes(im, cfg))
+        assert len(frame.writes) == len(expected_writes(im, cfg))
         return frame
     reject_then_good(cfg, rng, make)
 
