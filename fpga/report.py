@@ -1,28 +1,20 @@
-"""Reading tool outputs: Yosys ``stat -json`` into per-block tables, nextpnr reports and logs.
+"""Reading tool outputs: Yosys ``stat -json``, nextpnr's report and log; per-block tables.
 
 Nothing here runs a tool, so everything can be tested on small captured outputs
-(``tests/data/``).
-
-Per-block tables
-----------------
-``synth_ecp5 -noflatten`` keeps one Verilog module per Amaranth submodule instance; Amaranth
-names them by instance path (``accelerator.array.pe0.pairs``). :func:`block_rows` turns the
-per-module cell counts of ``stat -json`` into rows with the cells of the module itself
-(``self``) and with everything below it (``total``). :func:`group_rows` then folds siblings
-that differ only in their numbers (``pe0`` … ``pe15`` → ``pe*``), so a table stays short
-whatever the configuration, and submodules that a later RTL split adds show up without any
-change here.
+(``tests/data/``). The per-block rows themselves come from :mod:`fpga.blocks`;
+:func:`group_rows` folds siblings that differ only in their numbers (``pe0`` … ``pe15`` →
+``pe*``), so a table stays short whatever the configuration, and submodules that a later RTL
+split adds show up without any change here.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 
-__all__ = ["ECP5_COLUMNS", "XC7_GROUPS", "module_cells", "block_rows", "group_rows",
-           "markdown_blocks", "ecp5_counts", "xc7_counts", "nextpnr_report", "nextpnr_log",
-           "ECP5_BEL_NAMES"]
+__all__ = ["ECP5_COLUMNS", "XC7_GROUPS", "MAIN_BELS", "group_rows", "markdown_blocks",
+           "ecp5_counts", "xc7_counts", "nextpnr_report", "nextpnr_log", "used_only",
+           "load_json"]
 
 #: Table columns of the ECP5 per-block report: key -> primitive cell type.
 ECP5_COLUMNS = {
@@ -47,111 +39,14 @@ XC7_GROUPS = {
     "srl": ("SRL16E", "SRLC32E"),
 }
 
-#: nextpnr-ecp5 bel types in the utilisation report and what the JSON report key calls them.
-ECP5_BEL_NAMES = {
-    "TRELLIS_COMB": "lut",
-    "TRELLIS_FF": "ff",
-    "DP16KD": "bram",
-    "MULT18X18D": "dsp",
-    "TRELLIS_RAMW": "lutram_write_ports",
-    "TRELLIS_IO": "io",
-    "CCU2C": "carry",
-}
-
 
 def _name(module: str) -> str:
-    """A Yosys module name without its RTLIL escape (``\\accelerator.csr`` -> ``accelerator.csr``)."""
+    """A Yosys name without its RTLIL escape (``\\accelerator.csr`` -> ``accelerator.csr``)."""
     return module[1:] if module.startswith("\\") else module
-
-
-def module_cells(stat: dict) -> dict[str, dict[str, int]]:
-    """Cell counts by type of every module in a Yosys ``stat -json`` document.
-
-    Instance cells of other modules keep their (unescaped) module name as type.
-    """
-    modules = stat.get("modules")
-    if not isinstance(modules, dict):
-        raise ValueError("not a Yosys `stat -json` document: no 'modules' object")
-    out = {}
-    for module, info in modules.items():
-        cells = info.get("num_cells_by_type", {})
-        out[_name(module)] = {_name(t): int(n) for t, n in cells.items()}
-    return out
 
 
 def _columns(cells: dict[str, int]) -> dict[str, int]:
     return {key: int(cells.get(prim, 0)) for key, prim in ECP5_COLUMNS.items()}
-
-
-def block_rows(stat: dict, top: str, rename: tuple[str, str] | None = None) -> list[dict]:
-    """Rows of a per-block table, depth first from ``top``.
-
-    Parameters
-    ----------
-    stat : dict
-        ``stat -json`` of a ``synth_ecp5 -noflatten`` run.
-    top : str
-        The top module.
-    rename : (str, str), optional
-        ``(old, new)``: a module named ``old`` or ``old.<path>`` is shown as ``new`` or
-        ``new.<path>`` in ``block`` (e.g. ``("top.core", "accelerator")`` for the pin shell).
-
-    Returns
-    -------
-    list of dict
-        ``{"block", "module", "depth", "instances", "self": {...}, "total": {...}}``, where
-        ``self`` counts the module's own primitives and ``total`` includes every submodule
-        instance below it (each column of :data:`ECP5_COLUMNS`, plus ``cells``).
-
-    Raises
-    ------
-    ValueError
-        ``top`` is not in the document.
-    """
-    cells = module_cells(stat)
-    if top not in cells:
-        raise ValueError(f"module {top!r} is not in the stat report (modules: "
-                         f"{', '.join(sorted(cells)[:5])}...)")
-    totals: dict[str, Counter] = {}
-
-    def total(module: str) -> Counter:
-        if module not in totals:
-            acc = Counter()
-            for typ, n in cells[module].items():
-                if typ in cells:
-                    for k, v in total(typ).items():
-                        acc[k] += n * v
-                else:
-                    acc[typ] += n
-            totals[module] = acc
-        return totals[module]
-
-    def label(module: str) -> str:
-        if rename and (module == rename[0] or module.startswith(rename[0] + ".")):
-            return rename[1] + module[len(rename[0]):]
-        return module
-
-    rows = []
-
-    def visit(module: str, depth: int, instances: int):
-        own = {t: n for t, n in cells[module].items() if t not in cells}
-        tot = total(module)
-        rows.append({
-            "block": label(module), "module": module, "depth": depth, "instances": instances,
-            "self": {**_columns(own), "cells": sum(own.values())},
-            "total": {**_columns(tot), "cells": sum(tot.values())},
-        })
-        for typ in sorted(cells[module], key=_natural):
-            if typ in cells:
-                visit(typ, depth + 1, instances * cells[module][typ])
-
-    visit(top, 0, 1)
-    return rows
-
-
-def _natural(text: str):
-    """Sort key putting ``pe2`` before ``pe10``."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
 def group_rows(rows: list[dict]) -> list[dict]:

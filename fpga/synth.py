@@ -52,8 +52,8 @@ def synthesize_verilog(source: Path, top: str, outdir: Path) -> dict:
     outdir.mkdir(parents=True, exist_ok=True)
     rel = source.resolve().relative_to(outdir.resolve())
     try:
-        seconds = run_yosys(yosys_script(str(rel), top, f"synth_ecp5 -top {top}"), outdir,
-                            "synth")
+        seconds, _cpu = run_yosys(yosys_script(str(rel), top, f"synth_ecp5 -top {top}"),
+                                  outdir, "synth")
     except ToolError as err:
         raise SynthError(f"{top}: {err}") from None
     stat = rpt.load_json(outdir / "stat.json")
