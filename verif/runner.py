@@ -6,7 +6,8 @@ and per simulator ``<sim>/`` the build, logs, ``results.xml`` and waveforms), so
 
 ``SIM``            ``icarus`` (default when installed) or ``verilator``.
 ``SEED``           the run's seed (:mod:`verif.stalls`): ``SEED=<n>``, ``SEED=random``, or the
-                   fixed default; printed once, so any run can be repeated.
+                   fixed default; printed once, so any run can be repeated. The simulation gets
+                   it as ``SEED`` (and cocotb's ``RANDOM_SEED`` is set from it).
 ``WAVES=1``        write waveforms (Icarus: FST, Verilator: FST) into the case directory.
 ``WINNOW_SAMPLES`` random items per test (each bench documents its default).
 """
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
+import pytest
 from cocotb_tools.check_results import get_results
 from cocotb_tools.runner import get_runner
 
@@ -24,7 +27,7 @@ from hw.gen import CONFIG_FILE, verilog_text
 from verif.simulator import find_simulator
 from verif.stalls import session_seed
 
-__all__ = ["ROOT", "SIM_DIR", "run_bench"]
+__all__ = ["ROOT", "SIM_DIR", "run_bench", "bench_test"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SIM_DIR = ROOT / "build" / "sim"
@@ -86,7 +89,7 @@ def run_bench(component: str, cfg: AccelConfig, test_module: str, case: str,
             seed=seed,
             waves=waves,
             extra_env={"WINNOW_CONFIG": str(config), "WINNOW_COMPONENT": component,
-                       "WINNOW_SIM": sim, **(extra_env or {})},
+                       "WINNOW_SIM": sim, "SEED": str(seed), **(extra_env or {})},
             results_xml=str(results_xml),
             timescale=("1ns", "1ps"),
             log_file=None if console else sim_dir / "sim.log",
@@ -103,6 +106,19 @@ def run_bench(component: str, cfg: AccelConfig, test_module: str, case: str,
             f"case {case}: {failed} of {total} cocotb tests failed; reproduce with SEED={seed} "
             f"SIM={sim}; log {log}\n{_first_failure(log)}")
     return results_xml
+
+
+def bench_test(component: str, test_module: str,
+               cases: dict[str, AccelConfig]) -> Callable[[str], None]:
+    """A pytest test, one parameter per case of ``cases``, that runs the cocotb ``test_module``
+    on ``component`` built for the case (assign it to a ``test_*`` name of the runner module)."""
+
+    @pytest.mark.cocotb
+    @pytest.mark.parametrize("case", sorted(cases))
+    def test(case: str) -> None:
+        run_bench(component, cases[case], test_module, case)
+
+    return test
 
 
 def _write_if_changed(path: Path, text: str) -> None:

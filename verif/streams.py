@@ -411,24 +411,38 @@ class StreamBench:
 
 
 class ShapeGroupBench(StreamBench):
-    """A block streaming frames from ``i`` to ``o`` that reads its shape inputs only while
-    ``idle`` (the line buffer, the output reorder).
+    """A block of the case's configuration streaming frames from ``i`` to ``o`` that reads its
+    shape inputs only while ``idle`` (the line buffer, the output reorder).
 
     Parameters
     ----------
-    layouts : tuple
-        The payload shapes of ``i`` and ``o``.
+    component : str
+        The block's name; with the tile size and the patterns it makes the bench's name.
+    layouts : callable
+        ``layouts(cfg)``: the payload shapes of ``i`` and ``o``.
     shape_ports : tuple of str
         The DUT's shape inputs, in the order of a shape tuple; all ones during reset.
+    gaps, backpressure : str
+        The stall patterns of ``i`` and ``o``.
     golden : callable
-        ``golden(shape, beats)``: the expected ``o`` items of one frame of input ``beats``.
+        ``golden(cfg, shape, beats)``: the expected ``o`` items of one frame of ``i`` beats.
+
+    Attributes
+    ----------
+    cfg : AccelConfig
+        The case's configuration (:func:`case_config`).
     """
 
-    def __init__(self, dut, name: str, layouts, shape_ports: tuple[str, ...], gaps: str,
-                 backpressure: str, golden: Callable[[tuple, list], list]):
-        super().__init__(dut, name, inputs={"i": layouts[0]}, outputs={"o": layouts[1]},
-                         gaps=gaps, backpressure=backpressure,
-                         model=lambda beats: {"o": golden(self.shape, beats["i"])})
+    def __init__(self, dut, component: str, layouts: Callable[[AccelConfig], tuple],
+                 shape_ports: tuple[str, ...], gaps: str, backpressure: str,
+                 golden: Callable[[AccelConfig, tuple, list], list]):
+        self.cfg = case_config()
+        i_layout, o_layout = layouts(self.cfg)
+        super().__init__(dut, f"{component} m={self.cfg.tile} gaps={gaps} "
+                              f"backpressure={backpressure}",
+                         inputs={"i": i_layout}, outputs={"o": o_layout}, gaps=gaps,
+                         backpressure=backpressure,
+                         model=lambda beats: {"o": golden(self.cfg, self.shape, beats["i"])})
         self.shape_ports = shape_ports
         self.shape = (1,) * len(shape_ports)
         self._apply_shape()

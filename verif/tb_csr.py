@@ -3,32 +3,31 @@
 ``$WINNOW_CONFIG`` names the ``winnow.json`` of the case; the component is built with the
 default 32-bit counters. The AXI4-Lite side is cocotbext-axi's ``AxiLiteMaster`` bound with
 ``AxiLiteBus.from_prefix(dut, "s_axi")``; its AW, W, B, AR and R channels each get their own
-stall pattern of :func:`verif.streams.pattern` (valid gaps on AW/W/AR, back-pressure on B/R).
+generator of one :mod:`verif.stalls` pattern (valid gaps on AW/W/AR, back-pressure on B/R).
 The datapath side (``busy``, pulses, counters, ``quant_k``) is driven directly. Every answer
-is checked against :class:`verif.register_model.RegisterModel`, plus literal expectations for the directed
-cases. The seed is ``cocotb.RANDOM_SEED``, logged at the start of each test.
+is checked against :class:`verif.register_model.RegisterModel`, plus literal expectations for
+the directed cases. Clock, reset and the seed are :class:`verif.streams.StreamBench`'s (a bench
+with no streams): stimulus from :func:`verif.stalls.bench_rng` of the test's name, the run's
+``SEED`` logged once per test.
 
 ``$WINNOW_SAMPLES`` sets the number of random accesses per test (default 250).
 """
 
 from __future__ import annotations
 
-import os
-import random
 import warnings
 
 import cocotb
 from amaranth.lib import data
-from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge, Timer
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
 from sw import regmap
-from sw.config import AccelConfig
 from hw.csr import quant_layout
 from hw.pe import perf_layout
 from verif.register_model import RegisterModel
-from verif.streams import PayloadCodec, pattern
+from verif.stalls import GAP_PATTERNS, pattern
+from verif.streams import PayloadCodec, StreamBench, case_config, sample_count
 
 # cocotbext-axi still calls APIs cocotb 2 deprecates; that is its business, not this bench's.
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbext\.axi")
@@ -36,29 +35,25 @@ warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbex
 DEFAULT_SAMPLES = 250
 COUNTER_BITS = 32
 OKAY, SLVERR = regmap.RESP_OKAY, regmap.RESP_SLVERR
-CHANNELS = ("aw", "w", "b", "ar", "r")
 
 
-class Bench:
+class Bench(StreamBench):
     """The DUT with its clock, an AXI4-Lite master, the model and a ``start`` pulse monitor."""
 
     def __init__(self, dut, name: str, stalls: str):
-        self.dut = dut
-        self.cfg = AccelConfig.load(os.environ["WINNOW_CONFIG"])
-        self.seed = f"{cocotb.RANDOM_SEED}/{name}/{stalls}"
-        self.rng = random.Random(self.seed)
-        self.samples = int(os.environ.get("WINNOW_SAMPLES") or DEFAULT_SAMPLES)
+        super().__init__(dut, f"control_registers {name} stalls={stalls}")
+        self.cfg = case_config()
+        self.samples = sample_count(DEFAULT_SAMPLES)
         self.model = RegisterModel(self.cfg, COUNTER_BITS)
-        self.perf_codec = PayloadCodec(data.ArrayLayout(perf_layout(COUNTER_BITS), self.cfg.coords))
+        self.perf_codec = PayloadCodec(data.ArrayLayout(perf_layout(COUNTER_BITS),
+                                                        self.cfg.coords))
         self.quant_codec = PayloadCodec(quant_layout(self.cfg))
         self.starts = 0
-        dut._log.info("stimulus seed %s (the runner's SEED reproduces it)", self.seed)
         self.stalls = stalls
 
     async def reset(self) -> None:
+        """Zero the datapath inputs, bind the AXI master, reset, read the quantisation memory."""
         dut = self.dut
-        Clock(dut.clk, 10, unit="ns").start()
-        dut.rst.value = 1
         for name in ("busy", "done", "error", "overflow", "cycles", "array_cycles", "perf",
                      "wgt_records", "wgt_channels", "wgt_k_count", "quant_k"):
             getattr(dut, name).value = 0
@@ -68,9 +63,7 @@ class Bench:
                     self.axil.read_if.r_channel)
         for channel in channels:
             channel.set_pause_generator(pattern(self.stalls, self.rng))
-        await ClockCycles(dut.clk, 3)
-        dut.rst.value = 0
-        await RisingEdge(dut.clk)
+        await self.start()
         cocotb.start_soon(self._count_starts())
         # rst leaves the quantisation memory alone (an earlier test may have written it)
         for k in range(self.cfg.k_max):
@@ -189,7 +182,7 @@ class Bench:
 
 
 @cocotb.test()
-@cocotb.parametrize(stalls=["none", "stall25", "bursts"])
+@cocotb.parametrize(stalls=GAP_PATTERNS)
 async def test_random_accesses(dut, stalls):
     """Random reads and writes (partial ones too), busy phases and flag pulses, every answer
     as :class:`verif.register_model.RegisterModel` says, under per-channel stall patterns."""

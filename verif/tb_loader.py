@@ -11,7 +11,7 @@
 3. checks every write on ``wr`` bit for bit, in order and count, against the PEs'
    :func:`sw.formats.directory_words` and ``PassImage.words`` (for a rejected record, the
    entries and words whose bytes all arrived), with an in-order scoreboard under the
-   back-pressure pattern;
+   back-pressure pattern (the harness is a :class:`~verif.streams.StreamBench`);
 4. checks each ``error`` strobe comes right after the rejecting byte, and that ``records``,
    ``channels``, ``k_count`` and ``k_base`` step through the good records in order.
 
@@ -20,33 +20,21 @@
 
 from __future__ import annotations
 
-import os
 import random
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from cocotb.triggers import ReadOnly, RisingEdge
 
 from hw.array import SparseArray
 from sw.config import AccelConfig
-from hw.loader import BYTE_LAYOUT
-from hw.pe import DIRECTORY, WMEM
+from hw.loader import BYTE_LAYOUT, expected_writes
 from sw import formats
-from verif.streams import PayloadCodec, Scoreboard, StreamDriver, StreamMonitor, pattern
+from verif.streams import StreamBench, case_config, sample_count
 
 DEFAULT_LAYERS = 2
 #: Names of the record header fields, in stream order.
 RECORD_FIELDS = tuple(name for name, _ in formats.RECORD_HEADER_FIELDS)
-
-
-def _writes(image: formats.PassImage, cfg: AccelConfig,
-            received: int | None = None) -> list[tuple[int, dict]]:
-    """``(end, write)`` per write of :func:`sw.formats.record_writes`, ``end`` the byte offset
-    just past its entry or word."""
-    memory = {"directory": DIRECTORY, "words": WMEM}
-    return [(it.end, {"pe": it.pe, "mem": memory[it.memory], "addr": it.addr, "data": it.value})
-            for it in formats.record_writes(image, cfg, received)]
 
 
 def _records(cfg: AccelConfig, rng: np.random.Generator, layers: int):
@@ -66,13 +54,13 @@ def _records(cfg: AccelConfig, rng: np.random.Generator, layers: int):
 
 def _good(li: int, image: formats.PassImage, cfg: AccelConfig) -> dict:
     return {"data": formats.encode_record(li, image, cfg),
-            "writes": [wr for _, wr in _writes(image, cfg)], "error_at": None,
+            "writes": [wr for _, wr in expected_writes(image, cfg)], "error_at": None,
             "status": (len(image.directory[0]), image.k_count, image.k_base & 0xFFFF)}
 
 
 def _bad(data: bytes, image: formats.PassImage, cfg: AccelConfig, error_at: int) -> dict:
     return {"data": data, "error_at": error_at, "status": None,
-            "writes": [wr for _, wr in _writes(image, cfg, error_at + 1)]}
+            "writes": [wr for _, wr in expected_writes(image, cfg, error_at + 1)]}
 
 
 def _rejects(li: int, image: formats.PassImage, cfg: AccelConfig, rng: random.Random):
@@ -85,39 +73,18 @@ def _rejects(li: int, image: formats.PassImage, cfg: AccelConfig, rng: random.Ra
     marker[index] = 0xFFFFFFFF
     c_end = max(k for k, b in enumerate(formats._RECORD_HEADER.pack(*marker)) if b) + 1
     xi = rng.randrange(1, cfg.coords)
-    cut = max(end for end, wr in _writes(image, cfg) if wr["pe"] < xi) + 3
+    cut = max(end for end, wr in expected_writes(image, cfg) if wr["pe"] < xi) + 3
     return [_bad(wide, image, cfg, c_end - 1),
             _bad(data[:cut], image, cfg, cut - 1),
             _bad(data + bytes([rng.randrange(256) for _ in range(4)]), image, cfg,
                  len(data) - 1)]
 
 
-async def _run(dut, cfg: AccelConfig, frames: list[dict], gaps: str, backpressure: str,
-               rng: random.Random, name: str):
-    Clock(dut.clk, 10, unit="ns").start()
-    dut.rst.value = 1
-    driver = StreamDriver(dut, dut.clk, "i", PayloadCodec(BYTE_LAYOUT), pattern(gaps, rng))
-    board = Scoreboard(name)
-    monitor = StreamMonitor(dut, dut.clk, "wr", PayloadCodec(SparseArray.layouts(cfg)[1]),
-                            pattern(backpressure, rng), board.receive)
-    await ClockCycles(dut.clk, 3)
-    dut.rst.value = 0
-    await RisingEdge(dut.clk)
+async def _run(dut, bench: StreamBench, frames: list[dict]):
+    await bench.start()
     assert int(dut.idle.value) == 1, "not idle after reset"
-
+    driver = bench.drivers["i"]
     errors, statuses = [], []
-    expect_errors, expect_status = [], []
-    offset = 0
-    for f in frames:
-        for k, byte in enumerate(f["data"]):
-            driver.append({"data": byte, "last": int(k == len(f["data"]) - 1)})
-        for wr in f["writes"]:
-            board.expect(wr)
-        if f["error_at"] is None:
-            expect_status.append(((len(expect_status) + 1) & 0xFFFF, *f["status"]))
-        else:
-            expect_errors.append(offset + f["error_at"] + 1)
-        offset += len(f["data"])
 
     async def watch():
         # Registers are read after the edge: a strobe here follows the byte the driver
@@ -135,52 +102,55 @@ async def _run(dut, cfg: AccelConfig, frames: list[dict], gaps: str, backpressur
                 status = now
 
     cocotb.start_soon(watch())
-    cocotb.start_soon(driver.run())
-    cocotb.start_soon(monitor.run())
-    limit = 40 * offset + 200
-    cycles = 0
-    while not (driver.idle and board.done and int(dut.idle.value)) and cycles < limit:
-        await RisingEdge(dut.clk)
-        cycles += 1
-    board.check_complete()
-    await ClockCycles(dut.clk, 20)   # a write arriving now finds no expectation and fails
+    expect_errors, expect_status = [], []
+    offset = 0
+    for f in frames:
+        bench.send({"i": [{"data": byte, "last": int(k == len(f["data"]) - 1)}
+                          for k, byte in enumerate(f["data"])]},
+                   {"wr": f["writes"]})
+        if f["error_at"] is None:
+            expect_status.append(((len(expect_status) + 1) & 0xFFFF, *f["status"]))
+        else:
+            expect_errors.append(offset + f["error_at"] + 1)
+        offset += len(f["data"])
+
+    cycles = await bench.drain(40 * offset + 200, idle=True)
+    await bench.finish()
     assert int(dut.idle.value) == 1, "not idle after the last frame"
     assert errors == expect_errors, f"error strobes after bytes {errors}, expected " \
                                     f"{expect_errors}"
     assert statuses == expect_status, f"status sequence {statuses}, expected {expect_status}"
-    dut._log.info(f"{name}: {len(frames)} frames, {offset} bytes, {monitor.received} writes "
-                  f"bit-exact in order, {len(errors)} rejected, {cycles} cycles, "
-                  f"{monitor.stalled_cycles} stalled writes; SEED="
-                  f"{os.environ.get('COCOTB_RANDOM_SEED')} (this test's seed "
-                  f"{cocotb.RANDOM_SEED})")
+    dut._log.info(f"{bench.name}: {len(frames)} frames, {offset} bytes, {len(errors)} "
+                  f"rejected, {cycles} cycles")
 
 
-def _setup(test: str, gaps: str, backpressure: str):
-    cfg = AccelConfig.load(os.environ["WINNOW_CONFIG"])
-    rng = random.Random(f"{cocotb.RANDOM_SEED}/{test}/{gaps}/{backpressure}")
-    layers = int(os.environ.get("WINNOW_SAMPLES") or DEFAULT_LAYERS)
-    records = _records(cfg, np.random.default_rng(rng.randrange(1 << 32)), layers)
-    return cfg, rng, records
+def _setup(dut, name: str, gaps: str, backpressure: str):
+    cfg = case_config()
+    bench = StreamBench(dut, name, inputs={"i": BYTE_LAYOUT},
+                        outputs={"wr": SparseArray.layouts(cfg)[1]}, gaps=gaps,
+                        backpressure=backpressure)
+    records = _records(cfg, np.random.default_rng(bench.rng.randrange(1 << 32)),
+                       sample_count(DEFAULT_LAYERS))
+    return cfg, bench, records
 
 
 @cocotb.test()
 @cocotb.parametrize(gaps=("none", "stall25"), backpressure=("none", "stall75", "bursts"))
 async def random_records(dut, gaps: str, backpressure: str):
     """Every pass of random packed layers, back to back."""
-    cfg, rng, records = _setup("random", gaps, backpressure)
-    frames = [_good(li, im, cfg) for li, im in records]
-    await _run(dut, cfg, frames, gaps, backpressure, rng,
-               f"weight_loader gaps={gaps} backpressure={backpressure}")
+    cfg, bench, records = _setup(dut, f"weight_loader gaps={gaps} backpressure={backpressure}",
+                                 gaps, backpressure)
+    await _run(dut, bench, [_good(li, im, cfg) for li, im in records])
 
 
 @cocotb.test()
 @cocotb.parametrize(backpressure=("none", "stall75"))
 async def rejected_records(dut, backpressure: str):
     """C above c_max, a truncated record and a too-long one, each between good records."""
-    cfg, rng, records = _setup("rejected", "stall25", backpressure)
+    cfg, bench, records = _setup(dut, f"weight_loader rejects backpressure={backpressure}",
+                                 "stall25", backpressure)
     frames = []
-    for n, bad in enumerate(_rejects(*records[1], cfg, rng)):
+    for n, bad in enumerate(_rejects(*records[1], cfg, bench.rng)):
         frames += [_good(*records[n % len(records)], cfg), bad]
     frames.append(_good(*records[-1], cfg))
-    await _run(dut, cfg, frames, "stall25", backpressure, rng,
-               f"weight_loader rejects backpressure={backpressure}")
+    await _run(dut, bench, frames)

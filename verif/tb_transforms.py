@@ -1,10 +1,9 @@
 """cocotb benches for the Winograd transform units, checked bit for bit against :mod:`sw.golden`.
 
 One bench serves both units: ``$WINNOW_COMPONENT`` names the unit (``input_transform`` or
-``output_transform``) and ``$WINNOW_CONFIG`` its ``winnow.json``. Each test streams tiles
-through a :class:`~verif.streams.StreamDriver` into the DUT and a
-:class:`~verif.streams.StreamMonitor` hands every output beat to an in-order
-:class:`~verif.streams.Scoreboard` filled from the golden model. Tests:
+``output_transform``) and ``$WINNOW_CONFIG`` its ``winnow.json``. Each test streams tiles from
+``i`` to ``o`` through a :class:`~verif.streams.StreamBench` whose model is the unit's golden
+model below, so every output beat is checked in order against it. Tests:
 
 - ``random_tiles``: ``$WINNOW_SAMPLES`` random tiles (default 420), 2 % of them the edge tiles
   (all zero, all minimum, all maximum), for every back-pressure pattern × valid-gap pattern.
@@ -16,16 +15,16 @@ from __future__ import annotations
 
 import os
 import random
+from typing import Callable
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
 
 from sw.config import AccelConfig
 from hw.transforms import InputTransform, OutputTransform
 from sw import golden
-from verif.streams import PATTERNS, PayloadCodec, Scoreboard, StreamDriver, StreamMonitor, pattern
+from verif.stalls import GAP_PATTERNS, PATTERNS
+from verif.streams import StreamBench, case_config, sample_count
 
 DEFAULT_SAMPLES = 420
 EDGE_FRACTION = 0.02
@@ -163,55 +162,36 @@ class OutputTransformModel:
 MODELS = {"input_transform": InputTransformModel, "output_transform": OutputTransformModel}
 
 
-async def _stream_through(dut, beats, gaps: str, backpressure: str, rng: random.Random):
-    cfg = AccelConfig.load(os.environ["WINNOW_CONFIG"])
-    model = MODELS[os.environ["WINNOW_COMPONENT"]](cfg)
+async def _stream_through(dut, test: str, gaps: str, backpressure: str,
+                          make_beats: Callable[[object, random.Random], list[dict]]) -> None:
+    """Stream ``make_beats(model, rng)`` through the unit and check every tile."""
+    component = os.environ["WINNOW_COMPONENT"]
+    model = MODELS[component](case_config())
     i_layout, o_layout = model.layouts
-
-    Clock(dut.clk, 10, unit="ns").start()
-    dut.rst.value = 1
-    driver = StreamDriver(dut, dut.clk, "i", PayloadCodec(i_layout), pattern(gaps, rng))
-    board = Scoreboard(f"{os.environ['WINNOW_COMPONENT']} gaps={gaps} "
-                       f"backpressure={backpressure}",
-                       describe=lambda index: f" for input {beats[index]}")
-    monitor = StreamMonitor(dut, dut.clk, "o", PayloadCodec(o_layout), pattern(backpressure, rng),
-                            board.receive)
-    await ClockCycles(dut.clk, 3)
-    dut.rst.value = 0
-    await RisingEdge(dut.clk)
-
-    for beat, want in zip(beats, model.expected(beats)):
-        driver.append(beat)
-        board.expect(want)
-    cocotb.start_soon(driver.run())
-    cocotb.start_soon(monitor.run())
-
-    limit = 40 * len(beats) + 200
-    cycles = 0
-    while not board.done and cycles < limit:
-        await RisingEdge(dut.clk)
-        cycles += 1
-    board.check_complete()
-    await ClockCycles(dut.clk, 50)  # anything arriving now is a duplicate: receive() raises
-    assert monitor.received == driver.sent == len(beats), (
-        f"sent {driver.sent}, received {monitor.received}, expected {len(beats)}")
-    dut._log.info(f"{board.name}: {len(beats)} tiles bit-exact in order, {cycles} cycles, "
-                  f"{monitor.stalled_cycles} stalled output cycles, SEED={os.environ.get('SEED')}")
+    bench = StreamBench(dut, f"{component} m={model.cfg.tile} {test} gaps={gaps} "
+                             f"backpressure={backpressure}",
+                        inputs={"i": i_layout}, outputs={"o": o_layout}, gaps=gaps,
+                        backpressure=backpressure,
+                        model=lambda beats: {"o": model.expected(beats["i"])})
+    beats = make_beats(model, bench.rng)
+    await bench.start()
+    bench.send({"i": beats}, context=lambda k: f" for input {beats[k]}")
+    cycles = await bench.drain()
+    await bench.finish()
+    dut._log.info(f"{bench.name}: {len(beats)} tiles in {cycles} cycles")
 
 
 @cocotb.test()
-@cocotb.parametrize(backpressure=PATTERNS, gaps=("none", "stall25", "bursts"))
+@cocotb.parametrize(backpressure=PATTERNS, gaps=GAP_PATTERNS)
 async def random_tiles(dut, backpressure: str, gaps: str):
     """Random tiles (with edge tiles mixed in) under one back-pressure × gap pattern."""
-    count = int(os.environ.get("WINNOW_SAMPLES") or DEFAULT_SAMPLES)
-    rng = random.Random(f"{cocotb.RANDOM_SEED}/{backpressure}/{gaps}")
-    model = MODELS[os.environ["WINNOW_COMPONENT"]](AccelConfig.load(os.environ["WINNOW_CONFIG"]))
-    await _stream_through(dut, model.random_beats(rng, count), gaps, backpressure, rng)
+    count = sample_count(DEFAULT_SAMPLES)
+    await _stream_through(dut, "random", gaps, backpressure,
+                          lambda model, rng: model.random_beats(rng, count))
 
 
 @cocotb.test()
 async def edge_tiles(dut):
     """All-zero, all-min, all-max and per-coordinate extreme tiles under 75 % stalls."""
-    rng = random.Random(f"{cocotb.RANDOM_SEED}/edge")
-    model = MODELS[os.environ["WINNOW_COMPONENT"]](AccelConfig.load(os.environ["WINNOW_CONFIG"]))
-    await _stream_through(dut, model.directed_beats(), "stall75", "stall75", rng)
+    await _stream_through(dut, "edge", "stall75", "stall75",
+                          lambda model, rng: model.directed_beats())

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 from sw.config import AccelConfig
-from hw.gen import COMPONENTS
-from verif.runner import run_bench
+from verif.runner import bench_test
 
 #: Small enough for Icarus in seconds, with per-coordinate lanes and both overflow modes.
 CASES = {
@@ -18,9 +15,4 @@ CASES = {
 }
 
 
-@pytest.mark.cocotb
-@pytest.mark.skipif("sparse_array" not in COMPONENTS,
-                    reason="hw/gen.py does not register the sparse_array component yet")
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_sparse_array(case):
-    run_bench("sparse_array", CASES[case], "verif.tb_array", case)
+test_sparse_array = bench_test("sparse_array", "verif.tb_array", CASES)

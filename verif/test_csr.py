@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 from sw.config import AccelConfig
-from verif.runner import run_bench
+from verif.runner import bench_test
 
 #: Odd sizes with narrow quantisation fields (sign extension, range refusals), and F(4x4, 3x3)
 #: with the default sizes (36 PE counter blocks, 32-bit bias and multiplier, k_max = 256).
@@ -16,7 +14,4 @@ CASES = {
 }
 
 
-@pytest.mark.cocotb
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_control_registers(case):
-    run_bench("control_registers", CASES[case], "verif.tb_csr", case)
+test_control_registers = bench_test("control_registers", "verif.tb_csr", CASES)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 from sw.config import AccelConfig
-from verif.runner import run_bench
+from verif.runner import bench_test
 
 #: Small enough for Icarus in seconds; neither w_max is a multiple of n, and for m = 4 the
 #: last patch column of a full-width frame lies past the final column group.
@@ -15,7 +13,4 @@ CASES = {
 }
 
 
-@pytest.mark.cocotb
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_line_buffer(case):
-    run_bench("line_buffer", CASES[case], "verif.tb_linebuf", case)
+test_line_buffer = bench_test("line_buffer", "verif.tb_linebuf", CASES)

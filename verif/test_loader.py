@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 from sw.config import AccelConfig
-from verif.runner import run_bench
+from verif.runner import bench_test
 
 #: Small enough for Icarus in seconds: per-coordinate lanes (1- to 5-byte words) on tile 2,
 #: and tile 4 with 2-byte directory entries; both memories small enough for several passes.
@@ -16,7 +14,4 @@ CASES = {
 }
 
 
-@pytest.mark.cocotb
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_weight_loader(case):
-    run_bench("weight_loader", CASES[case], "verif.tb_loader", case)
+test_weight_loader = bench_test("weight_loader", "verif.tb_loader", CASES)

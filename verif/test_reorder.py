@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 from sw.config import AccelConfig
-from verif.runner import run_bench
+from verif.runner import bench_test
 
 #: Small band memories so Icarus runs every gap × back-pressure pattern in seconds; w_max 10
 #: is not a multiple of 4, so tile 4 also has a padded band column.
@@ -15,7 +13,4 @@ CASES = {
 }
 
 
-@pytest.mark.cocotb
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_output_reorder(case):
-    run_bench("output_reorder", CASES[case], "verif.tb_reorder", case)
+test_output_reorder = bench_test("output_reorder", "verif.tb_reorder", CASES)
