@@ -14,9 +14,10 @@ The defaults follow hw/pe.py's ``SparsePE`` notes; change them when the RTL chan
 * **Lanes.** Output channel ``k`` belongs to lane ``k mod L``. Lane ``l`` takes the ``p_l``
   pairs of an activation's column that are its own, one per cycle from its queue, so it
   finishes them at ``max(lane_free_l, start) + p_l``. The lanes drift apart freely; the walker
-  runs ahead of a lane by at most ``lane_queue_depth - slots_per_lane`` cycles (its queue has
-  room for that much), so the PE's pace is ``max(words, max_l p_l)`` per activation, and over a
-  tile the fullest lane's share.
+  runs ahead of a lane by at most its queue's room: ``cfg.lane_queue_depth`` groups (a word's
+  valid slots for the lane, 1 to ``slots_per_lane`` pairs), counted as that many times the
+  PE's mean group size in lane cycles. So the PE's pace is ``max(words, max_l p_l)`` per
+  activation, and over a tile the fullest lane's share.
 * Input throughput: one activation beat of ``A = cfg.act_width`` channels of one tile (all
   ``n²`` coordinates) arrives every ``transform_cycles_per_beat`` cycles, so with
   ``G = ceil(C / A)`` beats a tile, activation ``(c, t)`` is in its FIFO from cycle
@@ -289,7 +290,6 @@ def model_layer(packed: PackedLayer, V: np.ndarray, cfg: AccelConfig,
                          f"[{cfg.coords}, {packed.C}, T]")
     banks = params.tiles_in_flight or cfg.tiles_in_flight
     lanes = np.array(cfg.lanes_per_coord, dtype=np.int64)
-    slack = np.full(cfg.coords, float(cfg.lane_queue_depth - cfg.slots_per_lane))
     active = V != 0
     act_count = active.sum(axis=2)                                       # [coords, C]
     words = packed.column_words()                                        # [P, coords, C]
@@ -311,6 +311,7 @@ def model_layer(packed: PackedLayer, V: np.ndarray, cfg: AccelConfig,
                      marker=marker)
         cost = np.maximum(words[p], params.min_activation_cycles) + params.activation_overhead
         last_word = (words[p][:, None, :] - 1) * cfg.slots_per_lane
+        slack = _queue_slack(lane_nnz[p], act_count, cfg)
         lane = LaneModel(pairs=lane_nnz[p], slack=slack,
                          bare_end=lane_nnz[p] <= last_word)
         cycles += schedule_cycles(cost, active, banks, lanes=lane, **sched) \
@@ -322,8 +323,9 @@ def model_layer(packed: PackedLayer, V: np.ndarray, cfg: AccelConfig,
             np.maximum(-(-dense_share.max(axis=1) // cfg.slots_per_lane),
                        params.min_activation_cycles)[:, None]
             + params.activation_overhead, cost.shape)
-        dense_lane = LaneModel(pairs=np.repeat(dense_share[:, :, None], cost.shape[1], axis=2),
-                               slack=slack)
+        dense_pairs = np.repeat(dense_share[:, :, None], cost.shape[1], axis=2)
+        dense_lane = LaneModel(pairs=dense_pairs,
+                               slack=_queue_slack(dense_pairs, np.ones_like(act_count), cfg))
         dense += schedule_cycles(dense_words, np.ones_like(active), banks, lanes=dense_lane,
                                  **{**sched, "marker": None}) + params.latency_cycles
         pe_pairs = (nnz[p] * act_count).sum(axis=1)                      # [coords]
@@ -345,6 +347,22 @@ def model_layer(packed: PackedLayer, V: np.ndarray, cfg: AccelConfig,
     return PerfReport(cycles=int(cycles), cycles_one_tile=int(one), ideal_cycles=float(ideal),
                       dense_cycles=int(dense), macs=pairs, busy_cycles=tuple(int(b) for b in busy),
                       empty_slots=empty, losses=losses)
+
+
+def _queue_slack(lane_nnz: np.ndarray, act_count: np.ndarray, cfg: AccelConfig) -> np.ndarray:
+    """Cycles the walker may run ahead of a lane, per PE, ``[coords]``.
+
+    A lane queue holds ``cfg.lane_queue_depth`` groups (a word's valid slots for the lane,
+    1 to ``slots_per_lane`` pairs) before the walker must wait, so its room in lane cycles is
+    that many groups of the PE's mean group size: pairs over non-empty groups, counted over
+    the activations that reach the PE.
+    """
+    spl = cfg.slots_per_lane
+    groups = -(-lane_nnz // spl)                                         # [coords, L, C]
+    pairs = (lane_nnz * act_count[:, None, :]).sum(axis=(1, 2))
+    count = (groups * act_count[:, None, :]).sum(axis=(1, 2))
+    mean = np.where(count > 0, pairs / np.maximum(count, 1), 1.0)
+    return cfg.lane_queue_depth * mean
 
 
 def _lane_nnz(packed: PackedLayer, cfg: AccelConfig) -> np.ndarray:

@@ -1,8 +1,7 @@
 """``make bench``: RTL cycle counts of SparseArray on VGG-nagadomi layer shapes.
 
 For every layer (VGG-nagadomi's 64->64, 128->128 and 256->256 channels; their 32x32, 16x16 and
-8x8 output maps shrunk to 16x16, 8x8 and 8x4 so the run takes about 30 minutes at the
-~500 cycles/s the simulation reaches; ``--tiles`` overrides),
+8x8 output maps shrunk to 16x16, 8x8 and 8x4; ``--tiles`` overrides),
 pruning (``balanced``: :func:`sw.prune.prune_balanced`, equal density per Winograd coordinate;
 ``per-layer``: :func:`sw.prune.prune_winograd`, one magnitude threshold for the layer), weight
 density {0.1, 0.2, 0.35} and activation density {0.3, 0.5, 1.0}:
@@ -19,13 +18,27 @@ density {0.1, 0.2, 0.35} and activation density {0.3, 0.5, 1.0}:
 - ``ideal_cycles``, ``dense_cycles``, ``model_cycles`` and the loss breakdown come from
   :func:`sw.perf.model_layer`.
 
-Writes ``<out>/results.json`` (one record per case), prints a table, and with ``--docs``
-writes the plots ``docs/img/bench_*.png``.
+Arrays: ``uniform`` is :data:`BENCH_CONFIG` (4 lanes per coordinate, ``drain_width`` 4);
+``matched`` (``--matched``) shares the same multipliers out by per-coordinate weight density
+(:func:`matched_config`, lanes 3 to 5). Output channel ``k`` belongs to lane ``k mod L`` and a
+lane drains one channel per cycle, so ``drain_width`` must be at most the fewest lanes of a
+coordinate (:class:`sw.config.AccelConfig` raises ``ConfigError`` otherwise): the matched array
+drains 2 channels per cycle, and ``--set lanes=...`` needs a ``--set drain_width=...`` to match.
+
+Writes ``<out>/results.json`` and ``<out>/results.md`` (one record or row per case), prints a
+table, and with ``--plots DIR`` writes ``DIR/bench_<layer>.png``.
+
+Run time: the simulation reaches about 600 cycles/s (Verilator at ``-O0``, cocotb driving every
+beat) and each array's Verilator build takes 3 to 5 minutes on a loaded 2-core machine. The
+full grid is about 2.4 million simulated cycles, two thirds of them weight loads (not counted
+in ``rtl_cycles``), so over an hour; the grid of docs/results.md (``--layers conv64 --tiles 32
+--w 0.1 0.35 --a 0.3 1.0 --no-sim-speed``, 12 cases) takes about 14 minutes.
 
 Simulation speed: unless ``--no-sim-speed``, the whole accelerator (:class:`hw.top.Accelerator`)
 runs the example digits network on ``--speed-images`` real digits once per available simulator
-(Icarus, Verilator), and ``<out>/sim_speed.json`` records the build-and-startup time, simulated cycles, wall
-time and cycles/s of each (the cocotb bench, AXI drivers and golden checks included).
+(Icarus, Verilator), and ``<out>/sim_speed.json`` records the build-and-startup time, simulated
+cycles, wall time and cycles/s of each (the cocotb bench, AXI drivers and golden checks
+included).
 """
 
 from __future__ import annotations
@@ -68,11 +81,16 @@ def matched_config(cfg: AccelConfig = None, w_density: float = 0.2) -> AccelConf
     The densities come from a calibration layer that is not in the grid: seeded N(0, 1) 3x3
     kernels, 64 -> 64 channels, pruned with one threshold per layer to ``w_density``
     (:func:`sw.prune.prune_winograd`); :func:`sw.perf.allocate_lanes` turns them into lanes.
+    Output channel ``k`` drains from lane ``k mod L``, so ``drain_width`` may not exceed the
+    fewest lanes of a coordinate: it becomes the largest power of two that is at most both
+    ``cfg.drain_width`` and that (2 for the bench's matched lanes, whose centre has 3).
     """
     cfg = cfg or BENCH_CONFIG
     g = np.random.default_rng(12345).standard_normal((64, 64, 3, 3))
     density = prune.prune_winograd(prune.to_winograd(g, cfg.tile), w_density).mean(axis=(1, 2))
-    return dataclasses.replace(cfg, lanes=perf.allocate_lanes(density, cfg.multipliers))
+    lanes = perf.allocate_lanes(density, cfg.multipliers)
+    drain = 1 << (min(cfg.drain_width, min(lanes)).bit_length() - 1)
+    return dataclasses.replace(cfg, lanes=lanes, drain_width=drain)
 
 
 def make_case(cfg: AccelConfig, channels: int, w_density: float, a_density: float,
@@ -112,10 +130,10 @@ def _simulate(cfg: AccelConfig, cases: dict, work: Path, verilog_file: Path | No
     stimulus left behind is not simulated again; with ``simulate=False`` as well, nothing is
     simulated and only those results come back.
     """
-    from amaranth.back import verilog
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
+    from hw.gen import verilog_text
     from verif.runner import VERILATOR_ARGS
     from verif.simulator import fast_simulator
 
@@ -124,8 +142,7 @@ def _simulate(cfg: AccelConfig, cases: dict, work: Path, verilog_file: Path | No
     work = work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     source = work / "sparse_array.v"
-    text = (verilog_file.read_text() if verilog_file else
-            verilog.convert(SparseArray(cfg), name="sparse_array", emit_src=False))
+    text = verilog_file.read_text() if verilog_file else verilog_text("sparse_array", cfg)
     same_rtl = source.exists() and source.read_text() == text
     if not same_rtl:
         source.write_text(text)
@@ -248,11 +265,13 @@ def main(argv=None) -> int:
     parser.add_argument("--matched", nargs="*", choices=sorted(LAYERS), default=["conv64"],
                         metavar="LAYER",
                         help="layers whose per-layer-pruned cases also run on an array whose "
-                             "lanes follow the per-coordinate weight density (default: conv64; "
-                             "none: --matched with no layer)")
+                             "lanes follow the per-coordinate weight density, with drain_width "
+                             "cut to at most its fewest lanes (2 for lanes 3..5; default: "
+                             "conv64; none: --matched with no layer)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="change one AccelConfig field of the array under test, e.g. "
-                             "--set drain_width=1 (repeatable; for ablations)")
+                             "--set drain_width=1 (repeatable; for ablations); drain_width "
+                             "must stay at most the fewest lanes of a coordinate")
     parser.add_argument("--reuse", action="store_true",
                         help="keep the RTL results of cases a previous run of the same Verilog "
                              "and stimulus left in OUT/work; with --no-sim, report only those "
@@ -284,15 +303,20 @@ def main(argv=None) -> int:
     if args.tiles is not None and args.tiles < 1:
         parser.error(f"--tiles {args.tiles}: expected >= 1")
 
-    cfg = BENCH_CONFIG
+    # every --set at once, so e.g. lanes=2 and drain_width=2 are checked together
+    changes = {}
     for item in args.set:
         field, _, value = item.partition("=")
         if field not in {f.name for f in dataclasses.fields(AccelConfig)} or not value:
             parser.error(f"--set {item}: expected FIELD=VALUE with an AccelConfig field")
         try:
-            cfg = dataclasses.replace(cfg, **{field: json.loads(value)})
-        except (ValueError, TypeError) as err:
+            changes[field] = json.loads(value)
+        except ValueError as err:
             parser.error(f"--set {item}: {err}")
+    try:
+        cfg = dataclasses.replace(BENCH_CONFIG, **changes)
+    except (ValueError, TypeError) as err:
+        parser.error(f"--set {' '.join(args.set)}: {err}")
     layers = args.layers or (["conv64"] if args.quick else list(LAYERS))
     wds = args.w or ((0.1, 0.35) if args.quick else W_DENSITIES)
     ads = args.a or ((0.3, 1.0) if args.quick else A_DENSITIES)
