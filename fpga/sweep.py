@@ -57,6 +57,7 @@ class Point:
     w: float
     a: float
     seed: int
+    reuse: bool = False
 
 
 def dense_ops(layer: str) -> int:
@@ -99,12 +100,17 @@ def evaluate(point: Point) -> dict:
         record.update(layer_cycles(cfg, point.layer, point.w, point.a, point.seed))
     except ValueError as err:  # sw.formats.FormatError: the layer does not fit the memories
         record["cycle_error"] = str(err)
-    try:
-        rep = run_flow(point.component, cfg, Path(point.outdir), FlowOptions(**point.flow),
-                       label=point.name)
-    except ToolError as err:
-        record["error"] = str(err)
-        rep = {}
+    rep = _reusable(point) if point.reuse else None
+    record["reused"] = rep is not None
+    if rep is not None:
+        print(f"{point.name}: reusing {Path(point.outdir) / 'report.json'}", flush=True)
+    else:
+        try:
+            rep = run_flow(point.component, cfg, Path(point.outdir), FlowOptions(**point.flow),
+                           label=point.name)
+        except ToolError as err:
+            record["error"] = str(err)
+            rep = {}
     for key in ("fits", "fmax_mhz", "lut", "ff", "dsp", "bram", "lutram", "carry", "device",
                 "steps"):
         record[key] = rep.get(key)
@@ -119,6 +125,26 @@ def evaluate(point: Point) -> dict:
         if fmax and cycles else None
     record["seconds"] = round(time.monotonic() - start, 1)
     return record
+
+
+def _reusable(point: Point) -> dict | None:
+    """The point's earlier ``report.json`` if it is of the same component, configuration,
+    device, clock, shell and seed, and ran at least the steps asked for; else None."""
+    path = Path(point.outdir) / "report.json"
+    try:
+        rep = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    flow = point.flow
+    want = set(flow["steps"])
+    same = (rep.get("component") == point.component and rep.get("config") == point.config
+            and rep.get("freq_constraint_mhz") == flow["freq_mhz"]
+            and rep.get("shell", {}).get("pins") == flow["pins"]
+            and rep.get("seed") == flow["seed"]
+            and rep.get("router") == flow["router"]
+            and rep.get("device", "").split()[-1:] == [flow["package"]]
+            and want <= set(rep.get("steps", {})))
+    return rep if same else None
 
 
 def pareto(records: list[dict]) -> list[str]:
@@ -271,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: %(default)s)")
     parser.add_argument("--plot", type=Path, default=Path("docs/img/fpga_pareto.png"),
                         help="Pareto plot (default: %(default)s)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="take a point's earlier report.json when it was made with the same "
+                             "configuration and flow options instead of running the flow")
     parser.add_argument("--dry-run", action="store_true",
                         help="list the points and exit")
     add_flow_arguments(parser)
@@ -299,7 +328,8 @@ def _points(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[P
     if len(set(names)) != len(names) or set(names) & set(fixed):
         parser.error("--set: each field may be given once")
     flow = dict(device=args.device, package=args.package, freq_mhz=args.freq, pins=args.pins,
-                steps=steps, jobs=1, seed=args.seed, timeout_s=args.timeout)
+                steps=steps, jobs=1, seed=args.seed, router=args.router,
+                timeout_s=args.timeout, reuse=not args.fresh)
     points = []
     for combo in product(*(values for _, values in swept)):
         fields = dict(zip(names, combo))
@@ -313,7 +343,7 @@ def _points(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[P
         points.append(Point(name=name, swept=fields, config=cfg.to_dict(),
                             component=args.component, outdir=str(args.outdir / "sweep" / name),
                             flow=flow, layer=args.layer, w=args.w, a=args.a,
-                            seed=args.data_seed))
+                            seed=args.data_seed, reuse=args.reuse))
     return points
 
 
@@ -329,12 +359,14 @@ def _dask_client(parser: argparse.ArgumentParser, address: str):
         parser.error(f"--scheduler {address}: cannot connect ({err})")
 
 
-def _run(points: list[Point], jobs: int, client) -> list[dict]:
+def _run(points: list[Point], jobs: int, client, save) -> list[dict]:
+    """Evaluate ``points``; ``save(records)`` after each one (partial results survive)."""
     records: dict[str, dict] = {}
     start = time.monotonic()
 
     def done(record: dict):
         records[record["name"]] = record
+        save([records[p.name] for p in points if p.name in records])
         state = ("tool error" if record["error"] else
                  "fits" if record.get("fits") else
                  "does not fit" if record.get("fits") is False else "no P&R")
@@ -373,20 +405,23 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     if args.dry_run:
         return 0
+    args.outdir.mkdir(parents=True, exist_ok=True)
+
+    def save(records: list[dict]):
+        summary = {"layer": args.layer, "dense_ops": dense_ops(args.layer), "w": args.w,
+                   "a": args.a, "pruning": "balanced", "device": args.device,
+                   "package": args.package, "freq_constraint_mhz": args.freq,
+                   "component": args.component, "complete": len(records) == len(points),
+                   "pareto": pareto(records), "points": records}
+        (args.outdir / "sweep.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (args.outdir / "sweep.md").write_text(markdown(records))
+
     try:
-        records = _run(points, args.jobs, client)
+        records = _run(points, args.jobs, client, save)
     finally:
         if client is not None:
             client.close()
-    args.outdir.mkdir(parents=True, exist_ok=True)
-    summary = {"layer": args.layer, "dense_ops": dense_ops(args.layer), "w": args.w,
-               "a": args.a, "pruning": "balanced", "device": args.device,
-               "package": args.package, "freq_constraint_mhz": args.freq,
-               "component": args.component, "pareto": pareto(records), "points": records}
-    (args.outdir / "sweep.json").write_text(json.dumps(summary, indent=2) + "\n")
-    table = markdown(records)
-    (args.outdir / "sweep.md").write_text(table)
-    print(table, end="")
+    print(markdown(records), end="")
     capacity = next((r["lut_available"] for r in records if r.get("lut_available")), None)
     plot(records, args.plot, f"{args.layer} (w={args.w}, a={args.a}, balanced) on ECP5 "
                              f"{args.device}, {args.component}", capacity)

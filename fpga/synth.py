@@ -113,15 +113,21 @@ def add_flow_arguments(parser: argparse.ArgumentParser) -> None:
                       help="serial data pins of the pin shell per direction, 1..64 "
                            "(default: %(default)s)")
     flow.add_argument("--seed", type=int, default=1, help="nextpnr seed (default: %(default)s)")
+    flow.add_argument("--router", default="router2", choices=("router1", "router2"),
+                      help="nextpnr router (default: %(default)s; router1 is timing-driven but "
+                           "took hours on the congested default accelerator)")
     flow.add_argument("--timeout", type=_positive(float), default=3600.0, metavar="S",
                       help="limit per tool run in seconds (default: %(default)s)")
+    flow.add_argument("--fresh", action="store_true",
+                      help="run Yosys even when top.v and the script are those of the last run "
+                           "in the output directory (default: reuse its netlist)")
 
 
 def flow_options(args: argparse.Namespace, steps: tuple[str, ...], jobs: int) -> FlowOptions:
     """:class:`FlowOptions` from :func:`add_flow_arguments`' options."""
     return FlowOptions(device=args.device, package=args.package, freq_mhz=args.freq,
                        pins=args.pins, steps=steps, jobs=jobs, seed=args.seed,
-                       timeout_s=args.timeout)
+                       router=args.router, timeout_s=args.timeout, reuse=not args.fresh)
 
 
 def build_parser() -> argparse.ArgumentParser:
