@@ -11,7 +11,7 @@ WAVES  ?= 0
 PYTEST_WORKERS ?= auto
 export SIM SEED WAVES
 
-.PHONY: help setup sim test unit verif demo bench fpga clean
+.PHONY: help setup sim test unit verif demo bench fpga sweep clean
 
 help:
 	@echo "make demo    generate, pack and run the example model on the RTL (the main job)"
@@ -19,7 +19,8 @@ help:
 	@echo "make test    every test CI runs (unit + cocotb + synthesis smoke)"
 	@echo "make verif   cocotb regression only   (SIM=icarus|verilator WAVES=1 SEED=n)"
 	@echo "make bench   cycle benchmarks -> build/bench/results.json"
-	@echo "make fpga    YoWASP synthesis and place-and-route reports -> build/fpga/"
+	@echo "make fpga    YoWASP synthesis, place and route, bitstream -> build/fpga/report.json"
+	@echo "make sweep   FPGA design-space sweep -> build/fpga/sweep.json, docs/img/fpga_pareto.png"
 	@echo "make clean   remove build/ (keeps .venv)"
 
 $(STAMP): pyproject.toml
@@ -54,8 +55,13 @@ demo: sim
 bench: sim
 	$(VPY) -m verif.bench
 
+# FPGA_ARGS='--lanes 1 --c-max 16' etc.: python -m fpga.synth --help
 fpga: $(STAMP)
-	$(VPY) -m fpga.synth
+	$(VPY) -m fpga.synth $(FPGA_ARGS)
+
+# SWEEP_ARGS='--jobs 2 --set wmem_depth=256' etc.: python -m fpga.sweep --help
+sweep: $(STAMP)
+	$(VPY) -m fpga.sweep $(SWEEP_ARGS)
 
 clean:
 	rm -rf build sim_build
