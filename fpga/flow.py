@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -302,7 +303,7 @@ def _blocks(work: Path, component: str) -> tuple[list[dict], list[dict]]:
     for row in sorted(grouped, key=lambda r: -r["self"]["lut"]):
         if row["self"]["lut"] < 0.03 * total or len(signals) == 8:
             break
-        counter = blocks.Counter()
+        counter = Counter()
         for member in row["members"]:
             path = by_label[member]
             counter.update(stems.get("" if path == rows[0]["module"] else path, {}))

@@ -13,8 +13,8 @@ import json
 import re
 
 __all__ = ["ECP5_COLUMNS", "XC7_GROUPS", "MAIN_BELS", "group_rows", "markdown_blocks",
-           "markdown_signals", "ecp5_counts", "xc7_counts", "nextpnr_report", "nextpnr_log", "used_only",
-           "load_json"]
+           "markdown_signals", "ecp5_counts", "xc7_counts", "nextpnr_report", "nextpnr_log",
+           "used_only", "load_json"]
 
 #: Table columns of the ECP5 per-block report: key -> primitive cell type.
 ECP5_COLUMNS = {
