@@ -31,7 +31,7 @@ import numpy as np
 
 from sw import regmap
 from sw.config import AccelConfig
-from sw import formats, golden, model_import, quant, winograd
+from sw import formats, golden, host_ops, model_import, quant, winograd
 
 __all__ = ["DeviceLayer", "device_layers", "host_op", "quantize_input", "run_network",
            "run_sync", "golden_predict", "GoldenBackend", "Transport", "DeviceBackend",
@@ -104,11 +104,20 @@ def device_layers(model: model_import.Model, cfg: AccelConfig,
     Raises
     ------
     DriverError
-        ``stream`` does not decode for ``cfg``, or disagrees with the model (another model,
-        pruning or configuration).
+        The model is not a chain of layers (:func:`sw.host_ops.chain_problem`), an accelerator
+        layer has no ``in_scale``/``out_scale``, or ``stream`` does not decode for ``cfg`` or
+        disagrees with the model (another model, pruning or configuration).
     """
+    problem = host_ops.chain_problem(model)
+    if problem:
+        raise DriverError(problem)
     layers = {}
     for index, layer in enumerate(model.accel_layers):
+        missing = [k for k in ("in_scale", "out_scale") if getattr(layer, k) is None]
+        if missing:
+            raise DriverError(f"layer {layer.name}: no {' or '.join(missing)}: the model carries "
+                              "no calibration (an ONNX or PyTorch import); set the scales "
+                              "first, e.g. sw.host_ops.calibrate(model, images)")
         q = quant.quantize_layer(layer.weight, layer.bias, layer.in_scale, layer.out_scale, cfg,
                                  name=layer.name, pad=layer.pad,
                                  winograd_relu=layer.winograd_relu,
@@ -141,27 +150,16 @@ def quantize_input(image: np.ndarray, scale: float, cfg: AccelConfig) -> np.ndar
 
 
 def host_op(layer: model_import.HostLayer, x: np.ndarray) -> np.ndarray:
-    """Run one host layer on one real-valued sample (no batch axis)."""
-    op, attrs = layer.op, layer.attrs
-    if op in ("maxpool", "avgpool"):
-        k = attrs.get("kernel_shape", [2, 2])[0]
-        s = attrs.get("strides", [k, k])[0]
-        if s != k or any(attrs.get("pads", [0])):
-            raise ValueError(f"layer {layer.name}: {op} with stride {s} != kernel {k} or with "
-                             "padding is not supported on the host")
-        C, H, W = x.shape
-        blocks = x[:, :H // k * k, :W // k * k].reshape(C, H // k, k, W // k, k)
-        return blocks.max(axis=(2, 4)) if op == "maxpool" else blocks.mean(axis=(2, 4))
-    if op == "global_avgpool":
-        return x.mean(axis=(1, 2), keepdims=True)
-    if op in ("flatten", "reshape"):
-        return x.reshape(-1)
-    if op == "relu":
-        return np.maximum(x, 0)
-    if op in ("gemm", "matmul"):
-        y = layer.arrays["weight"] @ x
-        return y + layer.arrays["bias"] if "bias" in layer.arrays else y
-    raise ValueError(f"layer {layer.name}: host op {op!r} is not supported by the driver")
+    """Run one host layer on one real-valued sample (no batch axis).
+
+    The op is :func:`sw.host_ops.evaluate` (ONNX semantics) on a batch of one.
+
+    Raises
+    ------
+    sw.host_ops.HostOpError
+        A ``ValueError`` naming the layer and the op.
+    """
+    return host_ops.evaluate(layer, [np.asarray(x, dtype=np.float64)[None]])[0]
 
 
 async def run_network(model: model_import.Model, layers: dict[str, DeviceLayer],

@@ -32,14 +32,19 @@ from pathlib import Path
 
 import numpy as np
 
+from sw.config import SUPPORTED_TILES
+
 __all__ = ["ModelError", "AccelLayer", "HostLayer", "Model", "GRAPH_FORMAT", "HOST_OPS",
+           "ONNX_ATTRS", "NPZ_FIELDS",
            "load_onnx", "load_torch_state_dict", "load_npz", "load_model", "save_model"]
 
 GRAPH_FORMAT = "winnow-model/1"
 #: Operators the host driver runs in NumPy; ONNX op name → host op name.
 HOST_OPS = {"MaxPool": "maxpool", "AveragePool": "avgpool", "GlobalAveragePool": "global_avgpool",
-            "Relu": "relu", "Flatten": "flatten", "Reshape": "reshape", "Gemm": "gemm",
-            "MatMul": "matmul", "Add": "add", "Conv": "conv"}
+            "GlobalMaxPool": "global_maxpool", "Relu": "relu", "LeakyRelu": "leakyrelu",
+            "PRelu": "prelu", "BatchNormalization": "batchnorm", "Flatten": "flatten",
+            "Reshape": "reshape", "Gemm": "gemm", "MatMul": "matmul", "Softmax": "softmax",
+            "Add": "add", "Concat": "concat", "Conv": "conv"}
 #: ONNX ops that compute nothing at inference and are skipped (their output aliases their input).
 PASS_THROUGH = ("Identity", "Dropout")
 
@@ -62,6 +67,7 @@ class AccelLayer:
     spatial_relu: bool = False
     in_scale: float | None = None
     out_scale: float | None = None
+    reason: str = ""                        # why it runs on the accelerator (for reports)
 
     kind = "accel"
 
@@ -76,22 +82,28 @@ class HostLayer:
     output: str
     attrs: dict = field(default_factory=dict)
     arrays: dict = field(default_factory=dict)
+    reason: str = ""                        # why it runs on the host (for reports)
 
     kind = "host"
 
 
 @dataclass(eq=False)
 class Model:
-    """Layers in execution order, the input tensor's name, shape (C, H, W) and scale."""
+    """Layers in execution order, the input tensor's name, shape (C, H, W) and scale.
+
+    ``outputs`` names the model's output tensors (empty: the last layer's output).
+    """
 
     layers: list
     input_name: str = "input"
     input_shape: tuple[int, ...] | None = None
     input_scale: float | None = None
     meta: dict = field(default_factory=dict)
+    outputs: tuple[str, ...] = ()
 
     @property
     def accel_layers(self) -> list[AccelLayer]:
+        """The accelerator layers, in order."""
         return [layer for layer in self.layers if layer.kind == "accel"]
 
 
@@ -106,9 +118,34 @@ def _finite(arr: np.ndarray, where: str, what: str) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------- ONNX
+#: Attributes each supported ONNX op may carry; any other attribute is refused by name.
+ONNX_ATTRS = {
+    "Conv": ("kernel_shape", "strides", "pads", "dilations", "group", "auto_pad"),
+    "MaxPool": ("kernel_shape", "strides", "pads", "ceil_mode", "dilations", "auto_pad",
+                "storage_order"),
+    "AveragePool": ("kernel_shape", "strides", "pads", "ceil_mode", "count_include_pad",
+                    "dilations", "auto_pad"),
+    "GlobalAveragePool": (), "GlobalMaxPool": (), "Relu": (), "LeakyRelu": ("alpha",),
+    "PRelu": (), "BatchNormalization": ("epsilon", "momentum", "training_mode", "spatial"),
+    "Flatten": ("axis",), "Reshape": ("allowzero",), "Gemm": ("alpha", "beta", "transA", "transB"),
+    "MatMul": (), "Softmax": ("axis",), "Add": (), "Concat": ("axis",),
+    "Identity": (), "Dropout": ("seed", "ratio"), "Constant": ("value",),
+}
+#: ONNX ops whose result is a constant folded at import (``Constant``).
+CONSTANT_OPS = ("Constant",)
+
+
 def _onnx_attrs(node) -> dict:
     from onnx import helper
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    out = {}
+    for a in node.attribute:
+        value = helper.get_attribute_value(a)
+        if isinstance(value, bytes):
+            value = value.decode()
+        elif isinstance(value, (list, tuple)):
+            value = [v.decode() if isinstance(v, bytes) else v for v in value]
+        out[a.name] = value
+    return out
 
 
 def _conv_is_accel(w: np.ndarray, attrs: dict) -> tuple[bool, int, str]:
@@ -117,8 +154,6 @@ def _conv_is_accel(w: np.ndarray, attrs: dict) -> tuple[bool, int, str]:
     strides = tuple(attrs.get("strides", (1, 1)))
     dilations = tuple(attrs.get("dilations", (1, 1)))
     pads = tuple(attrs.get("pads", (0, 0, 0, 0)))
-    if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-        return False, 0, f"auto_pad {attrs['auto_pad']!r}"
     if kernel != (3, 3):
         return False, 0, f"kernel {'x'.join(map(str, kernel))}"
     if strides != (1, 1):
@@ -132,11 +167,35 @@ def _conv_is_accel(w: np.ndarray, attrs: dict) -> tuple[bool, int, str]:
     return True, pads[0], ""
 
 
-def load_onnx(path: str | Path) -> Model:
+#: Why a layer that is not a convolution runs on the host.
+_HOST_WHY = "the accelerator runs only 3x3 stride-1 convolutions with pad 0 or 1"
+ACCEL_CONV = "3x3 stride-1 convolution, pad {pad}"
+
+
+def load_onnx(path: str | Path, *, require_accel: bool = True) -> Model:
     """Import an ONNX model: 3×3 stride-1 pad 0/1 Conv → accelerator, :data:`HOST_OPS` → host.
 
-    A Relu whose input is an accelerator Conv's only use is fused into it (``spatial_relu``).
-    Other convolutions (strided, 1×1, 7×7, grouped) are host layers. Any other op is refused.
+    Parameters
+    ----------
+    path : str or Path
+        The ``.onnx`` file.
+    require_accel : bool
+        Refuse a model with no convolution for the accelerator (what the packer needs).
+
+    Returns
+    -------
+    Model
+        Layers in graph order; each carries ``reason``, why it runs where it runs.
+
+    Notes
+    -----
+    A Relu whose input is an accelerator Conv's only use is fused into it (``spatial_relu``); a
+    BatchNormalization whose input is a Conv's only use is folded into that Conv's weights and
+    bias. Other convolutions (strided, 1×1, 5×5, dilated, grouped, asymmetric or wider padding)
+    are host layers. ``Constant`` nodes become constants; ``Identity`` and ``Dropout`` alias
+    their input. Every other op, and every attribute or form of a supported op that the host
+    does not compute exactly (:data:`ONNX_ATTRS`), is refused with one :class:`ModelError`
+    naming the file, the node, the op and the attribute.
     """
     import onnx
     from google.protobuf.message import DecodeError
@@ -153,8 +212,10 @@ def load_onnx(path: str | Path) -> Model:
     graph = proto.graph
     if not graph.node:
         raise ModelError(f"{path}: the graph has no nodes (truncated or empty file?)")
-    inits = {t.name: t for t in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in inits]
+    opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
+                default=1)
+    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in consts]
     if len(inputs) != 1:
         raise ModelError(f"{path}: the graph has {len(inputs)} non-constant inputs; expected 1")
     dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
@@ -163,66 +224,244 @@ def load_onnx(path: str | Path) -> Model:
     for node in graph.node:
         for name in node.input:
             uses[name] = uses.get(name, 0) + 1
+    for out in graph.output:
+        uses[out.name] = uses.get(out.name, 0) + 1
     alias: dict[str, str] = {}
     layers: list = []
+    produced = {inputs[0].name}
     for index, node in enumerate(graph.node):
         name = node.name or f"{node.op_type.lower()}{index}"
-        where = f"{path}: node {name!r} ({node.op_type})"
-        ins = tuple(alias.get(i, i) for i in node.input if i)
-        if node.op_type in PASS_THROUGH:
-            alias[node.output[0]] = ins[0]
-            continue
-        if node.op_type not in HOST_OPS:
-            raise ModelError(f"{where}: operator {node.op_type} is not supported (accelerator: "
-                             f"Conv 3x3 stride 1 pad 0/1; host: {', '.join(HOST_OPS)})")
-
-        def constant(tensor_name: str, what: str) -> np.ndarray:
-            if tensor_name not in inits:
-                raise ModelError(f"{where}: {what} {tensor_name!r} is not an initializer "
-                                 "(weights computed at run time are not supported)")
-            return numpy_helper.to_array(inits[tensor_name])
-
+        op = node.op_type
+        where = f"{path}: node {name!r} ({op})"
+        if node.domain not in ("", "ai.onnx"):
+            raise ModelError(f"{where}: operator domain {node.domain!r} is not supported "
+                             "(only the default ONNX domain)")
+        if op not in ONNX_ATTRS:
+            raise ModelError(f"{where}: operator {op} is not supported (accelerator: "
+                             f"Conv 3x3 stride 1 pad 0/1; host: {', '.join(HOST_OPS)}, "
+                             f"BatchNormalization folded into a Conv)")
         attrs = _onnx_attrs(node)
+        for key in attrs:
+            if key not in ONNX_ATTRS[op]:
+                raise ModelError(f"{where}: attribute {key} is not supported")
+
+        def refuse(what: str) -> ModelError:
+            return ModelError(f"{where}: {what}")
+
+        def refuse_attr(key: str, why: str) -> ModelError:
+            return ModelError(f"{where}: attribute {key}={attrs[key]!r} is not supported "
+                              f"({why})")
+
+        used_outputs = [o for o in node.output[1:] if o and uses.get(o)]
+        if used_outputs:
+            raise refuse(f"output {used_outputs[0]!r} (output {list(node.output).index(used_outputs[0])}"
+                         f") is used; only the first output of {op} is supported")
         out = node.output[0]
-        if node.op_type == "Conv":
-            w = _finite(constant(node.input[1], "weight"), where, "weight")
-            if w.ndim != 4:
-                raise ModelError(f"{where}: weight has shape {w.shape}; expected [K, C, kh, kw]")
-            b = (_finite(constant(node.input[2], "bias"), where, "bias")
-                 if len(node.input) > 2 and node.input[2] else np.zeros(w.shape[0]))
-            accel, pad, _why = _conv_is_accel(w, attrs)
-            if accel:
-                layers.append(AccelLayer(name, w, b, pad, ins[:1], out))
-            else:
-                attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in attrs.items()}
-                layers.append(HostLayer(name, "conv", ins[:1], out, attrs,
-                                        {"weight": w, "bias": b}))
+        if op in CONSTANT_OPS:
+            if "value" not in attrs:
+                raise refuse("a Constant without a tensor 'value' is not supported")
+            consts[out] = numpy_helper.to_array(attrs["value"])
             continue
-        if (node.op_type == "Relu" and layers and layers[-1].kind == "accel"
+        ins = tuple(alias.get(i, i) for i in node.input if i)
+        if op in PASS_THROUGH:
+            if ins[0] in consts:
+                consts[out] = consts[ins[0]]
+            alias[out] = ins[0]
+            continue
+
+        def constant(slot: int, what: str) -> np.ndarray:
+            raw = node.input[slot] if slot < len(node.input) else ""
+            tensor = alias.get(raw, raw)
+            if tensor not in consts:
+                raise refuse(f"{what} {raw!r} is not an initializer "
+                             "(weights computed at run time are not supported)")
+            return _finite(consts[tensor], where, what)
+
+        def data(slots: tuple[int, ...]) -> tuple[str, ...]:
+            got = []
+            for slot in slots:
+                tensor = ins[slot]
+                if tensor in consts:
+                    raise refuse(f"input {slot} {tensor!r} is a constant; the host takes a "
+                                 "computed tensor there")
+                if tensor not in produced:
+                    raise refuse(f"input {tensor!r} is computed by no earlier node")
+                got.append(tensor)
+            return tuple(got)
+
+        def host(op_name: str, inputs: tuple[str, ...], host_attrs: dict,
+                 arrays: dict | None = None, reason: str = _HOST_WHY) -> None:
+            layers.append(HostLayer(name, op_name, inputs, out, host_attrs, arrays or {},
+                                    reason))
+            produced.add(out)
+
+        if op == "Conv":
+            w = constant(1, "weight")
+            if w.ndim != 4:
+                raise refuse(f"weight has shape {w.shape}; expected [K, C, kh, kw] (2-D "
+                             "convolutions only)")
+            b = constant(2, "bias") if len(node.input) > 2 and node.input[2] else \
+                np.zeros(w.shape[0])
+            if b.shape != (w.shape[0],):
+                raise refuse(f"bias has shape {b.shape}, expected ({w.shape[0]},)")
+            if "kernel_shape" in attrs and tuple(attrs["kernel_shape"]) != w.shape[2:]:
+                raise refuse_attr("kernel_shape", f"the weight is {w.shape[2]}x{w.shape[3]}")
+            auto = attrs.pop("auto_pad", "NOTSET")
+            if auto == "VALID":
+                attrs["pads"] = [0, 0, 0, 0]
+            elif auto != "NOTSET":
+                attrs["auto_pad"] = auto
+                raise refuse_attr("auto_pad", "give explicit pads")
+            for key, size in (("strides", 2), ("dilations", 2), ("pads", 4)):
+                if key in attrs and len(attrs[key]) != size:
+                    raise refuse_attr(key, "2-D convolutions only")
+            group = int(attrs.get("group", 1))
+            if w.shape[0] % group:
+                raise refuse_attr("group", f"{w.shape[0]} output channels")
+            accel, pad, why = _conv_is_accel(w, attrs)
+            (x,) = data((0,))
+            if accel:
+                layers.append(AccelLayer(name, w, b, pad, (x,), out,
+                                         reason=ACCEL_CONV.format(pad=pad)))
+                produced.add(out)
+            else:
+                host("conv", (x,), attrs, {"weight": w, "bias": b},
+                     f"{why}: {_HOST_WHY}")
+            continue
+        if op == "BatchNormalization":
+            if int(attrs.get("training_mode", 0)):
+                raise refuse_attr("training_mode", "inference only")
+            if int(attrs.get("spatial", 1)) != 1:
+                raise refuse_attr("spatial", "per-channel statistics only")
+            scale, bias = constant(1, "scale"), constant(2, "B")
+            mean, var = constant(3, "input_mean"), constant(4, "input_var")
+            eps = float(attrs.get("epsilon", 1e-5))
+            if not (scale.ndim == bias.ndim == mean.ndim == var.ndim == 1):
+                raise refuse("scale, B, mean and var must be 1-D (one value per channel)")
+            prev = layers[-1] if layers else None
+            conv = (prev is not None and prev.output == ins[0] and uses.get(node.input[0]) == 1
+                    and (prev.kind == "accel" and not prev.spatial_relu
+                         and prev.weight.ndim == 4 or getattr(prev, "op", "") == "conv"))
+            if conv:
+                w = prev.weight if prev.kind == "accel" else prev.arrays["weight"]
+                b = prev.bias if prev.kind == "accel" else prev.arrays["bias"]
+                if scale.shape[0] != w.shape[0]:
+                    raise refuse(f"{scale.shape[0]} channels after a Conv of {w.shape[0]}")
+                inv = scale / np.sqrt(var + eps)
+                w, b = w * inv[:, None, None, None], (b - mean) * inv + bias
+                if prev.kind == "accel":
+                    prev.weight, prev.bias = w, b
+                else:
+                    prev.arrays = {"weight": w, "bias": b}
+                prev.output = out
+                prev.reason += f"; BatchNorm {name!r} folded in"
+                produced.add(out)
+            else:
+                host("batchnorm", data((0,)), {"epsilon": eps},
+                     {"scale": scale, "bias": bias, "mean": mean, "var": var},
+                     "BatchNorm not after a Conv whose only reader it is: runs on the host")
+            continue
+        if (op == "Relu" and layers and layers[-1].kind == "accel"
                 and layers[-1].output == ins[0] and uses.get(node.input[0], 0) == 1
                 and not layers[-1].spatial_relu):
             layers[-1].spatial_relu = True
+            layers[-1].reason += "; ReLU fused"
             alias[out] = ins[0]
             continue
-        arrays, data_ins = {}, []
-        for slot, tensor in zip(("a", "b", "c"), ins):
-            if tensor in inits:
-                key = {"Gemm": {"b": "weight", "c": "bias"}, "MatMul": {"b": "weight"},
-                       "Reshape": {"b": "shape"}, "Add": {"a": "a", "b": "b"}
-                       }.get(node.op_type, {}).get(slot)
-                if key is None:
-                    raise ModelError(f"{where}: input {slot} {tensor!r} is a constant, which the "
-                                     "host does not support there")
-                what = "shape" if key == "shape" else key
-                arrays[key] = (numpy_helper.to_array(inits[tensor]) if key == "shape"
-                               else _finite(numpy_helper.to_array(inits[tensor]), where, what))
-            else:
-                data_ins.append(tensor)
-        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in attrs.items()}
-        layers.append(HostLayer(name, HOST_OPS[node.op_type], tuple(data_ins), out, attrs, arrays))
-    if not any(layer.kind == "accel" for layer in layers):
+        if op in ("MaxPool", "AveragePool"):
+            kernel = attrs.get("kernel_shape")
+            if kernel is None or len(kernel) != 2:
+                raise refuse(f"kernel_shape {kernel} is not supported (2-D pooling only)")
+            auto = attrs.pop("auto_pad", "NOTSET")
+            if auto == "VALID":
+                attrs["pads"] = [0, 0, 0, 0]
+            elif auto != "NOTSET":
+                attrs["auto_pad"] = auto
+                raise refuse_attr("auto_pad", "give explicit pads")
+            if any(int(d) != 1 for d in attrs.get("dilations", [1, 1])):
+                raise refuse_attr("dilations", "dilated pooling")
+            if len(attrs.get("strides", [1, 1])) != 2 or len(attrs.get("pads", [0] * 4)) != 4:
+                raise refuse("strides and pads must be 2-D")
+            pads = attrs.get("pads", [0, 0, 0, 0])
+            if pads[0] >= kernel[0] or pads[2] >= kernel[0] or pads[1] >= kernel[1] \
+                    or pads[3] >= kernel[1]:
+                raise refuse_attr("pads", f"a pad must be smaller than the kernel {kernel}")
+            if int(attrs.get("ceil_mode", 0)) not in (0, 1):
+                raise refuse_attr("ceil_mode", "0 or 1")
+            attrs.pop("storage_order", None)            # only orders the Indices output
+            host(HOST_OPS[op], data((0,)), attrs, reason="pooling runs on the host")
+            continue
+        if op == "PRelu":
+            slope = constant(1, "slope")
+            host("prelu", data((0,)), {}, {"slope": slope}, "activation runs on the host")
+            continue
+        if op == "Flatten":
+            if int(attrs.get("axis", 1)) != 1:
+                raise refuse_attr("axis", "only 1: the batch axis is kept")
+            host("flatten", data((0,)), {"axis": 1}, reason="reshaping runs on the host")
+            continue
+        if op == "Reshape":
+            shape = consts.get(ins[1]) if len(ins) > 1 else None
+            if shape is None:
+                raise refuse(f"shape {ins[1] if len(ins) > 1 else ''!r} is not a constant")
+            host("reshape", data((0,)), attrs, {"shape": np.asarray(shape, dtype=np.int64)},
+                 "reshaping runs on the host")
+            continue
+        if op == "Gemm":
+            if int(attrs.get("transA", 0)):
+                raise refuse_attr("transA", "A's rows are the batch")
+            B = constant(1, "B")
+            if B.ndim != 2:
+                raise refuse(f"B has shape {B.shape}; expected 2-D")
+            arrays = {"weight": B}
+            if len(node.input) > 2 and node.input[2]:
+                C = constant(2, "C")
+                M = B.shape[0] if int(attrs.get("transB", 0)) else B.shape[1]
+                if C.ndim > 2 or (C.ndim == 2 and C.shape[0] != 1) or \
+                        (C.ndim >= 1 and C.shape[-1] not in (1, M)):
+                    raise refuse(f"C of shape {list(C.shape)} is not supported (one value or "
+                                 f"one per output, [{M}] or [1, {M}])")
+                arrays["bias"] = C
+            host("gemm", data((0,)), attrs, arrays, "fully connected runs on the host")
+            continue
+        if op == "MatMul":
+            B = constant(1, "B")
+            if B.ndim not in (1, 2):
+                raise refuse(f"B has shape {list(B.shape)}; a constant 1-D or 2-D B only")
+            host("matmul", data((0,)), {}, {"weight": B}, "fully connected runs on the host")
+            continue
+        if op == "Softmax":
+            axis = int(attrs.get("axis", -1 if opset >= 13 else 1))
+            if axis == 0:
+                raise refuse_attr("axis", "axis 0 is the batch")
+            host("softmax", data((0,)), {"axis": axis, "opset": opset},
+                 "softmax runs on the host")
+            continue
+        if op in ("Add", "Concat"):
+            arrays = {}
+            data_ins = []
+            for slot, tensor in enumerate(ins):
+                if tensor in consts and op == "Add":
+                    arrays["ab"[slot]] = _finite(consts[tensor], where, f"input {slot}")
+                else:
+                    data_ins.append(slot)
+            if op == "Concat" and int(attrs.get("axis", 0)) == 0:
+                raise refuse_attr("axis", "axis 0 is the batch") if "axis" in attrs else \
+                    refuse("axis is required")
+            if not data_ins:
+                raise refuse("every input is a constant")
+            host(HOST_OPS[op], data(tuple(data_ins)), attrs, arrays,
+                 "elementwise ops run on the host")
+            continue
+        # GlobalAveragePool, GlobalMaxPool, Relu, LeakyRelu
+        host(HOST_OPS[op], data((0,)), attrs, reason="runs on the host")
+    if require_accel and not any(layer.kind == "accel" for layer in layers):
         raise ModelError(f"{path}: no 3x3 stride-1 convolution for the accelerator")
-    return Model(layers, inputs[0].name, input_shape)
+    outputs = tuple(alias.get(o.name, o.name) for o in graph.output)
+    for o in outputs:
+        if o not in produced:
+            raise ModelError(f"{path}: graph output {o!r} is computed by no supported node")
+    return Model(layers, inputs[0].name, input_shape, outputs=outputs)
 
 
 # ---------------------------------------------------------------------------------- PyTorch
@@ -275,10 +514,13 @@ def load_torch_state_dict(path: str | Path, pad: int = 1) -> Model:
                 raise ModelError(f"{where}: kernel {w.shape[2]}x{w.shape[3]} is not supported "
                                  "(only 3x3, stride 1; a state dict has no stride or padding, "
                                  "export to ONNX for host convolutions)")
-            layers.append(AccelLayer(prefix, w, b, pad, (previous,), prefix))
+            layers.append(AccelLayer(prefix, w, b, pad, (previous,), prefix,
+                                     reason=ACCEL_CONV.format(pad=pad) + " (assumed: a state "
+                                     "dict has no stride or padding)"))
         elif w.ndim == 2:
             layers.append(HostLayer(prefix, "gemm", (previous,), prefix, {"transB": 1},
-                                    {"weight": w, "bias": b}))
+                                    {"weight": w, "bias": b},
+                                    "fully connected runs on the host"))
         else:
             raise ModelError(f"{where}: weight of shape {w.shape} is neither a conv [K, C, 3, 3] "
                              "nor a linear [out, in] layer")
@@ -310,15 +552,38 @@ def _host_path(path: Path) -> Path:
     return path.with_suffix(".host.npz")
 
 
+#: Array names an accelerator layer may have in the model ``.npz``, ``<layer>.<field>``.
+NPZ_FIELDS = ("weight", "bias", "in_scale", "out_scale", "pad")
+
+
+def _scalar(arr: np.ndarray, where: str, what: str) -> float:
+    arr = np.asarray(arr)
+    if arr.shape not in ((), (1,)):
+        raise ModelError(f"{where}: {what} must be a scalar, got shape {arr.shape}")
+    return float(_finite(arr.reshape(()), where, what))
+
+
 def load_npz(path: str | Path) -> Model:
-    """Read a model written by :func:`save_model` (or a bare packer ``.npz``)."""
+    """Read a model written by :func:`save_model` (or a bare packer ``.npz``).
+
+    Raises
+    ------
+    ModelError
+        Naming the file, the layer and the problem: an array not named ``<layer>.<field>``
+        with a field of :data:`NPZ_FIELDS`, a layer without weight, a kernel other than 3×3,
+        NaN/Inf, a bias of the wrong shape, a scale that is not a positive scalar, a pad other
+        than 0 or 1.
+    """
     path = Path(path)
     arrays = _read_npz(path)
+    if not arrays:
+        raise ModelError(f"{path}: the archive holds no arrays")
     fields: dict[str, dict] = {}
     for key, arr in arrays.items():
         name, dot, leaf = key.rpartition(".")
-        if not dot or not name:
-            raise ModelError(f"{path}: array {key!r} is not named <layer>.<field>")
+        if not dot or not name or leaf not in NPZ_FIELDS:
+            raise ModelError(f"{path}: array {key!r} is not <layer>.<field> with field one of "
+                             f"{', '.join(NPZ_FIELDS)}")
         fields.setdefault(name, {})[leaf] = arr
     graph_file = _graph_path(path)
     if not graph_file.is_file():
@@ -344,24 +609,35 @@ def load_npz(path: str | Path) -> Model:
             where = f"{path}: layer {name!r}"
             got = fields.get(name)
             if got is None or "weight" not in got:
-                raise ModelError(f"{where}: the graph names it but the archive has no "
-                                 f"{name}.weight")
+                have = f"has {', '.join(sorted(got))} but" if got else "the graph names it but"
+                raise ModelError(f"{where}: {have} no weight array ({name}.weight)")
             w = _finite(got["weight"], where, "weight")
             K = w.shape[0] if w.ndim == 4 else w.shape[1] if w.ndim == 3 else -1
-            if not ((w.ndim == 4 and w.shape[2:] == (3, 3)) or w.ndim == 3):
+            if w.ndim == 4 and w.shape[2:] != (3, 3):
+                raise ModelError(f"{where}: kernel {w.shape[2]}x{w.shape[3]} is not supported "
+                                 "(the accelerator runs 3x3, stride 1; export to ONNX for "
+                                 "host convolutions)")
+            coords = [(t + 2) ** 2 for t in SUPPORTED_TILES]
+            if w.ndim not in (3, 4) or (w.ndim == 3 and w.shape[0] not in coords):
                 raise ModelError(f"{where}: weight shape {w.shape} is neither spatial "
-                                 "[K, C, 3, 3] nor Winograd-domain [n*n, K, C]")
+                                 "[K, C, 3, 3] nor Winograd-domain [n*n, K, C] with n*n in "
+                                 f"{', '.join(map(str, coords))}")
             b = _finite(got["bias"], where, "bias") if "bias" in got else np.zeros(K)
             if b.shape != (K,):
                 raise ModelError(f"{where}: bias has shape {b.shape}, expected ({K},)")
-            scale = {k: float(got[k]) for k in ("in_scale", "out_scale") if k in got}
-            pad = int(got["pad"]) if "pad" in got else int(spec.get("pad", 1))
+            scale = {k: _scalar(got[k], where, k) for k in ("in_scale", "out_scale") if k in got}
+            for k, value in scale.items():
+                if not value > 0:
+                    raise ModelError(f"{where}: {k} = {value} must be > 0")
+            pad = _scalar(got["pad"], where, "pad") if "pad" in got else spec.get("pad", 1)
             if pad not in (0, 1):
-                raise ModelError(f"{where}: pad {pad} is not supported (0 or 1)")
+                raise ModelError(f"{where}: pad = {pad} is not supported (0 or 1)")
+            pad = int(pad)
             layers.append(AccelLayer(name, w, b, pad, ins, out,
                                      bool(spec.get("winograd_relu", False)),
                                      bool(spec.get("spatial_relu", False)),
-                                     scale.get("in_scale"), scale.get("out_scale")))
+                                     scale.get("in_scale"), scale.get("out_scale"),
+                                     ACCEL_CONV.format(pad=pad)))
         elif spec.get("kind") == "host":
             if spec.get("op") not in HOST_OPS.values():
                 raise ModelError(f"{graph_file}: layer {name!r}: host op {spec.get('op')!r} is "
@@ -369,7 +645,7 @@ def load_npz(path: str | Path) -> Model:
             own = {k.rpartition(".")[2]: v for k, v in host_arrays.items()
                    if k.rpartition(".")[0] == name}
             layers.append(HostLayer(name, spec["op"], ins, out, dict(spec.get("attrs", {})),
-                                    own))
+                                    own, spec.get("reason", "runs on the host")))
         else:
             raise ModelError(f"{graph_file}: layer {name!r}: kind {spec.get('kind')!r} is not "
                              "accel or host")
@@ -377,11 +653,19 @@ def load_npz(path: str | Path) -> Model:
     inp = graph.get("input", {})
     shape = inp.get("shape")
     return Model(layers, inp.get("name", "input"), tuple(shape) if shape else None,
-                 inp.get("scale"), graph.get("meta", {}))
+                 inp.get("scale"), graph.get("meta", {}), tuple(graph.get("outputs", ())))
 
 
 def load_model(path: str | Path) -> Model:
-    """Import by extension: ``.onnx``, ``.pt``/``.pth`` (state dict) or ``.npz``."""
+    """Import by extension: ``.onnx``, ``.pt``/``.pth`` (state dict) or ``.npz``.
+
+    The one loading path of the packer and the driver.
+
+    Raises
+    ------
+    ModelError
+        Naming the file, the node or layer and the problem.
+    """
     suffix = Path(path).suffix.lower()
     if suffix == ".onnx":
         return load_onnx(path)
@@ -420,6 +704,8 @@ def save_model(model: Model, path: str | Path) -> list[Path]:
                         spatial_relu=layer.spatial_relu)
         else:
             spec.update(op=layer.op, attrs=layer.attrs)
+            if layer.reason:
+                spec["reason"] = layer.reason
             for key, arr in layer.arrays.items():
                 host[f"{layer.name}.{key}"] = np.asarray(arr, dtype=np.float32)
         specs.append(spec)
@@ -428,6 +714,8 @@ def save_model(model: Model, path: str | Path) -> list[Path]:
                        "shape": list(model.input_shape) if model.input_shape else None,
                        "scale": model.input_scale},
              "layers": specs, "meta": model.meta}
+    if model.outputs:
+        graph["outputs"] = list(model.outputs)
     path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_savez(path, accel)
     written = [path]

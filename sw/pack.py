@@ -2,15 +2,19 @@
 
 Usage::
 
-    python sw/pack.py MODEL.npz -o OUTDIR --hw winnow.json \\
+    python sw/pack.py MODEL.onnx|MODEL.pt|MODEL.npz -o OUTDIR --hw winnow.json \\
         [--prune none|winograd|spatial-winograd --density D] [--relu winograd|spatial]
 
-Reads the ``.npz`` schema of docs/formats.md, optionally prunes, quantises with
+Reads the model through :func:`sw.model_import.load_model` (the one loading path: ONNX,
+PyTorch state dict, or the ``.npz`` schema of docs/formats.md), places every layer (the
+accelerator runs 3×3 stride-1 convolutions with pad 0 or 1; the host runs the rest, see
+docs/import.md) and refuses what neither can run. It then optionally prunes, quantises with
 :func:`sw.quant.quantize_layer`, lays out with :func:`sw.formats.pack_layer`, and writes into
 OUTDIR: one ``$readmemh`` file per PE memory and pass (words and directory), ``weights.bin``
-for the weight-load port, and ``manifest.json``. Everything is written to a temporary
-directory next to OUTDIR and renamed into place at the end, so an error leaves no partial
-output. Bad input prints one line naming the file, the layer and the problem, and exits 2.
+for the weight-load port, and ``manifest.json`` (whose ``graph`` lists every layer, where it
+runs and why). Everything is written to a temporary directory next to OUTDIR and renamed into
+place at the end, so an error leaves no partial output. Bad input prints one line naming the
+file, the node or layer and the problem, and exits 2.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ import re
 import shutil
 import sys
 import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,15 +36,16 @@ if __package__ in (None, ""):  # run as a script: make ``sw`` and ``hw`` importa
 import numpy as np  # noqa: E402
 
 from sw.config import SUPPORTED_TILES, AccelConfig, ConfigError  # noqa: E402
-from sw import formats, quant  # noqa: E402
+from sw import formats, host_ops, model_import, quant  # noqa: E402
 from sw import prune as pruning  # noqa: E402  (pack_layers has a parameter named prune)
 
-__all__ = ["PackError", "ModelLayer", "load_npz", "prune_magnitude", "pack_model", "main"]
+__all__ = ["PackError", "ModelLayer", "PlacedLayer", "place_layers", "prune_magnitude",
+           "pack_layers", "pack_model", "summary_table", "placement_table", "main"]
 
 PRUNE_MODES = ("none", "winograd", "spatial-winograd")
-RELU_MODES = ("winograd", "spatial")
-#: Array names a layer may have in the .npz, ``<layer>.<field>``.
-NPZ_FIELDS = ("weight", "bias", "in_scale", "out_scale", "pad")
+#: ``model``: each layer's own ReLU (a fused ONNX Relu is a spatial ReLU; a winnow .npz graph
+#: records both kinds); ``winograd`` / ``spatial``: that ReLU on every accelerator layer.
+RELU_MODES = ("model", "winograd", "spatial")
 #: Exit status for bad input.
 EXIT_BAD_INPUT = 2
 BIN_NAME = "weights.bin"
@@ -62,6 +66,8 @@ class ModelLayer:
     in_scale: float
     out_scale: float
     pad: int
+    winograd_relu: bool = False
+    spatial_relu: bool = False
 
     @property
     def spatial(self) -> bool:
@@ -79,22 +85,6 @@ class ModelLayer:
 def _default_scale(cfg: AccelConfig) -> float:
     """Activations in [-1, 1] when the model gives no scale."""
     return 1.0 / cfg.act_range[1]
-
-
-def _float_array(arr: np.ndarray, where: str, what: str) -> np.ndarray:
-    if arr.dtype.kind not in "fiu" or arr.dtype.kind == "b":
-        raise PackError(f"{where}: {what} has dtype {arr.dtype}; expected a real number type")
-    out = arr.astype(np.float64)
-    bad = int(np.count_nonzero(~np.isfinite(out)))
-    if bad:
-        raise PackError(f"{where}: {what} holds {bad} NaN/Inf value(s)")
-    return out
-
-
-def _scalar(arr: np.ndarray, where: str, what: str) -> float:
-    if arr.shape not in ((), (1,)):
-        raise PackError(f"{where}: {what} must be a scalar, got shape {arr.shape}")
-    return float(_float_array(arr.reshape(()), where, what))
 
 
 def _check_weight(w: np.ndarray, where: str, cfg: AccelConfig) -> None:
@@ -124,67 +114,94 @@ def _check_weight(w: np.ndarray, where: str, cfg: AccelConfig) -> None:
                         "config")
 
 
-def load_npz(path: str | Path, cfg: AccelConfig) -> list[ModelLayer]:
-    """Read and validate every layer of a model ``.npz`` (schema in docs/formats.md).
+@dataclass(frozen=True)
+class PlacedLayer:
+    """Where one layer of the model runs, and why.
 
-    Layers come in the order their ``.weight`` arrays appear in the archive.
+    Attributes
+    ----------
+    name, op : str
+        The layer and its op (``conv3x3`` for an accelerator layer).
+    placement : str
+        ``"accelerator"``, ``"host"`` or ``"refused"``.
+    reason : str
+        Why it runs there (or why it cannot run).
+    inputs : tuple of str
+        The tensors it reads.
+    output : str
+        The tensor it writes.
+    """
+
+    name: str
+    op: str
+    placement: str
+    reason: str
+    inputs: tuple[str, ...]
+    output: str
+
+    def to_json(self) -> dict:
+        """The manifest's ``graph`` entry."""
+        return {"name": self.name, "op": self.op, "placement": self.placement,
+                "reason": self.reason, "inputs": list(self.inputs), "output": self.output}
+
+
+def _load(path: Path) -> model_import.Model:
+    try:
+        return model_import.load_model(path)
+    except model_import.ModelError as err:
+        raise PackError(str(err)) from None
+
+
+def place_layers(model: model_import.Model, cfg: AccelConfig, source: str = "model"
+                 ) -> tuple[list[PlacedLayer], list[ModelLayer]]:
+    """Place every layer of ``model`` for ``cfg``: the placement rows and the accelerator layers.
+
+    An accelerator layer is refused when ``cfg`` cannot hold it (more input channels than
+    ``c_max``, Winograd-domain weights of another tile); the whole model is refused when the
+    driver could not run it (a branch: :func:`sw.host_ops.chain_problem`). Layers without
+    calibration scales get the default scale (activations in [-1, 1]) and say so.
 
     Raises
     ------
     PackError
-        Naming the file, the layer and the problem.
+        One line naming the file, the first refused layer and why (and how many others are).
     """
-    path = Path(path)
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise PackError(f"{path}: no such file") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise PackError(f"{path}: not a readable .npz archive ({err})") from None
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise PackError(f"{path}: is a single .npy array, not an .npz archive of layers")
-    try:
-        with loaded as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise PackError(f"{path}: not a readable .npz archive ({err})") from None
-    if not arrays:
-        raise PackError(f"{path}: the archive holds no arrays")
-    fields: dict[str, dict[str, np.ndarray]] = {}
-    for key, arr in arrays.items():
-        name, dot, field = key.rpartition(".")
-        if not dot or not name or field not in NPZ_FIELDS:
-            raise PackError(f"{path}: array {key!r} is not <layer>.<field> with field one of "
-                            f"{', '.join(NPZ_FIELDS)}")
-        fields.setdefault(name, {})[field] = arr
-    layers = []
-    for name, got in fields.items():
-        where = f"{path}: layer {name}"
-        if "weight" not in got:
-            raise PackError(f"{where}: has {', '.join(sorted(got))} but no weight array")
-        w = _float_array(got["weight"], where, "weight")
-        _check_weight(w, where, cfg)
-        K = w.shape[0] if w.ndim == 4 else w.shape[1]
-        if "bias" in got:
-            bias = _float_array(got["bias"], where, "bias")
-            if bias.shape != (K,):
-                raise PackError(f"{where}: bias has shape {bias.shape}, expected ({K},)")
+    rows, accel, refused = [], [], []
+    for layer in model.layers:
+        where = f"{source}: layer {layer.name!r}"
+        if layer.kind == "accel":
+            reason = layer.reason or model_import.ACCEL_CONV.format(pad=layer.pad)
+            try:
+                _check_weight(layer.weight, where, cfg)
+            except PackError as err:
+                refused.append(str(err))
+                rows.append(PlacedLayer(layer.name, "conv3x3", "refused",
+                                        str(err)[len(where) + 2:], layer.inputs, layer.output))
+                continue
+            scales = {k: getattr(layer, k) for k in ("in_scale", "out_scale")}
+            if None in scales.values():
+                reason += "; no calibration: default scale 1/%d" % cfg.act_range[1]
+            scales = {k: v if v is not None else _default_scale(cfg) for k, v in scales.items()}
+            accel.append(ModelLayer(layer.name, np.asarray(layer.weight, dtype=np.float64),
+                                    np.asarray(layer.bias, dtype=np.float64),
+                                    scales["in_scale"], scales["out_scale"], layer.pad,
+                                    layer.winograd_relu, layer.spatial_relu))
+            rows.append(PlacedLayer(layer.name, "conv3x3", "accelerator", reason, layer.inputs,
+                                    layer.output))
         else:
-            bias = np.zeros(K)
-        scales = {}
-        for field in ("in_scale", "out_scale"):
-            scales[field] = (_scalar(got[field], where, field) if field in got
-                             else _default_scale(cfg))
-            if not scales[field] > 0:
-                raise PackError(f"{where}: {field} = {scales[field]} must be > 0")
-        pad = 1
-        if "pad" in got:
-            value = _scalar(got["pad"], where, "pad")
-            if value not in (0.0, 1.0):
-                raise PackError(f"{where}: pad = {value} is not supported (0 or 1)")
-            pad = int(value)
-        layers.append(ModelLayer(name, w, bias, scales["in_scale"], scales["out_scale"], pad))
-    return layers
+            rows.append(PlacedLayer(layer.name, layer.op, "host",
+                                    layer.reason or "runs on the host", layer.inputs,
+                                    layer.output))
+    if refused:
+        more = f" ({len(refused) - 1} more layer(s) refused)" if len(refused) > 1 else ""
+        raise PackError(refused[0] + more)
+    problem = host_ops.chain_problem(model)
+    if problem:
+        raise PackError(f"{source}: {problem}")
+    if not accel:
+        raise PackError(f"{source}: no layer for the accelerator (3x3 stride-1 convolutions "
+                        "with pad 0 or 1)")
+    return rows, accel
 
 
 def prune_magnitude(layer: ModelLayer, mode: str, density: float, cfg: AccelConfig,
@@ -202,11 +219,11 @@ def prune_magnitude(layer: ModelLayer, mode: str, density: float, cfg: AccelConf
     if mode == "none":
         return layer.weight
     if not 0.0 < density <= 1.0:
-        raise PackError(f"{source}: layer {layer.name}: density {density} is not in (0, 1]")
+        raise PackError(f"{source}: layer {layer.name!r}: density {density} is not in (0, 1]")
     weight = layer.weight
     if mode == "spatial-winograd":
         if not layer.spatial:
-            raise PackError(f"{source}: layer {layer.name}: --prune spatial-winograd needs "
+            raise PackError(f"{source}: layer {layer.name!r}: --prune spatial-winograd needs "
                             "spatial [K, C, 3, 3] weights, got Winograd-domain weights")
         weight = weight * pruning.prune_spatial(weight, density, "weight", layer.name)
     U = quant.winograd_weights(weight, cfg.tile) if weight.ndim == 4 else weight
@@ -227,9 +244,12 @@ def _file_stem(name: str) -> str:
 
 
 def pack_layers(layers: list[ModelLayer], cfg: AccelConfig, *, prune: str = "none",
-                density: float = 1.0, relu: str = "winograd", source: str = "model",
+                density: float = 1.0, relu: str = "model", source: str = "model",
                 progress=None) -> list[PackedModelLayer]:
-    """Prune, quantise and pack every layer in memory (no file is touched)."""
+    """Prune, quantise and pack every layer in memory (no file is touched).
+
+    ``relu`` is one of :data:`RELU_MODES`: ``model`` keeps each layer's own ReLU flags.
+    """
     out = []
     for i, layer in enumerate(layers):
         if progress:
@@ -239,15 +259,17 @@ def pack_layers(layers: list[ModelLayer], cfg: AccelConfig, *, prune: str = "non
         try:
             q = quant.quantize_layer(weight, layer.bias, layer.in_scale, layer.out_scale, cfg,
                                      name=layer.name, pad=layer.pad,
-                                     winograd_relu=relu == "winograd",
-                                     spatial_relu=relu == "spatial")
+                                     winograd_relu=(layer.winograd_relu if relu == "model"
+                                                    else relu == "winograd"),
+                                     spatial_relu=(layer.spatial_relu if relu == "model"
+                                                   else relu == "spatial"))
         except ValueError as err:
-            raise PackError(f"{source}: layer {layer.name}: {_strip_layer(err, layer.name)}") \
+            raise PackError(f"{source}: layer {layer.name!r}: {_strip_layer(err, layer.name)}") \
                 from None
         try:
             packed = formats.pack_layer(q.U, cfg, name=layer.name)
         except formats.FormatError as err:
-            raise PackError(f"{source}: layer {layer.name}: {err}") from None
+            raise PackError(f"{source}: layer {layer.name!r}: {err}") from None
         out.append(PackedModelLayer(layer, q, packed))
     return out
 
@@ -297,9 +319,12 @@ def _write_outputs(tmp: Path, layers: list[PackedModelLayer], cfg: AccelConfig,
 
 
 def pack_model(model: str | Path, outdir: str | Path, cfg: AccelConfig, *,
-               prune: str = "none", density: float = 1.0, relu: str = "winograd",
+               prune: str = "none", density: float = 1.0, relu: str = "model",
                force: bool = False, progress=None) -> tuple[dict, list[PackedModelLayer]]:
-    """Pack ``model`` into ``outdir`` atomically; returns the manifest and the packed layers.
+    """Pack ``model`` (``.onnx``, ``.pt``/``.pth`` or ``.npz``) into ``outdir`` atomically.
+
+    Returns the manifest (its ``graph`` lists every layer's placement and reason) and the
+    packed accelerator layers.
 
     Raises
     ------
@@ -315,17 +340,19 @@ def pack_model(model: str | Path, outdir: str | Path, cfg: AccelConfig, *,
         raise PackError(f"{model}: --density {density} is not in (0, 1]")
     if outdir.exists() and not force and (not outdir.is_dir() or any(outdir.iterdir())):
         raise PackError(f"{outdir}: already exists and is not empty; pass --force to replace it")
-    model_layers = load_npz(model, cfg)
+    placed, model_layers = place_layers(_load(model), cfg, str(model))
     stems: dict[str, str] = {}
     for layer in model_layers:
         other = stems.setdefault(_file_stem(layer.name), layer.name)
         if other != layer.name:
-            raise PackError(f"{model}: layer {layer.name}: its file names would collide with "
-                            f"layer {other}'s ({_file_stem(layer.name)}.*); rename one of them")
+            raise PackError(f"{model}: layer {layer.name!r}: its file names would collide with "
+                            f"those of layer {other!r} ({_file_stem(layer.name)}.*); rename one "
+                            "of them")
     layers = pack_layers(model_layers, cfg, prune=prune, density=density, relu=relu,
                          source=str(model), progress=progress)
     meta = {"model": model.name, "prune": prune,
-            "density_target": density if prune != "none" else None, "relu": relu}
+            "density_target": density if prune != "none" else None, "relu": relu,
+            "graph": [row.to_json() for row in placed]}
     outdir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-", dir=outdir.parent))
     try:
@@ -343,8 +370,21 @@ def pack_model(model: str | Path, outdir: str | Path, cfg: AccelConfig, *,
     return manifest, layers
 
 
-def summary_table(layers: list[PackedModelLayer], cfg: AccelConfig):
-    """A rich table: one row per layer, then totals."""
+def summary_table(layers: list[PackedModelLayer], cfg: AccelConfig,
+                  graph: list[dict] | None = None):
+    """A rich table: one row per packed layer, then totals; with ``graph``, a second table.
+
+    Parameters
+    ----------
+    layers : list of PackedModelLayer
+        The packed accelerator layers.
+    cfg : AccelConfig
+        The configuration they were packed for.
+    graph : list of dict, optional
+        The manifest's ``graph`` (:meth:`PlacedLayer.to_json`): adds a table with every layer
+        of the model, in order, where it runs (accelerator, host, refused) and why.
+    """
+    from rich.console import Group
     from rich.table import Table
 
     table = Table(title=f"winnow packed weights, F({cfg.tile},3), lanes {cfg.lanes}, "
@@ -371,17 +411,35 @@ def summary_table(layers: list[PackedModelLayer], cfg: AccelConfig):
     table.add_row("total", "", "", f"{tot_nnz * cfg.wgt_bits / tot_dense:.3f}", "", f"{tot_nnz}",
                   "", f"{tot_pad / tot_slots:.1%}" if tot_slots else "-",
                   f"{tot_bits / tot_nnz:.1f}" if tot_nnz else "-", f"{tot_bits / tot_dense:.3f}")
+    if graph is None:
+        return table
+    return Group(table, placement_table(graph))
+
+
+def placement_table(graph: list[dict]):
+    """A rich table of the manifest's ``graph``: every layer, its op, where it runs and why."""
+    from rich.table import Table
+
+    table = Table(title="where each layer runs")
+    for col in ("layer", "op", "runs on", "why"):
+        table.add_column(col, overflow="fold")
+    for row in graph:
+        table.add_row(row["name"], row["op"], row["placement"], row["reason"])
     return table
 
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="sw/pack.py",
-        description="Pack a CNN's 3x3 layers (.npz, schema in docs/formats.md) into the winnow "
-                    "accelerator's on-chip weight format: $readmemh files per PE memory, a "
-                    "weight-load stream (weights.bin) and manifest.json.",
+        description="Pack a CNN (.onnx, PyTorch state dict .pt/.pth, or .npz as in "
+                    "docs/formats.md) for the winnow accelerator: every layer is placed on the "
+                    "accelerator (3x3 stride-1 convolutions, pad 0 or 1) or the host, or "
+                    "refused (docs/import.md); the accelerator's layers are written in its "
+                    "on-chip weight format: $readmemh files per PE memory, a weight-load stream "
+                    "(weights.bin) and manifest.json.",
         epilog="Bad input exits with status 2 and leaves OUTDIR untouched.")
-    ap.add_argument("model", metavar="MODEL", help="model .npz: <layer>.weight, <layer>.bias, ...")
+    ap.add_argument("model", metavar="MODEL",
+                    help="model .onnx, .pt/.pth (state dict) or .npz (<layer>.weight, ...)")
     ap.add_argument("-o", "--outdir", required=True, metavar="OUTDIR",
                     help="output directory (created atomically)")
     ap.add_argument("--hw", required=True, metavar="winnow.json",
@@ -390,9 +448,10 @@ def _parser() -> argparse.ArgumentParser:
                     help="magnitude pruning, one threshold per layer (default: none)")
     ap.add_argument("--density", type=float, default=None, metavar="D",
                     help="fraction of Winograd-domain weights kept, in (0, 1]; needed with --prune")
-    ap.add_argument("--relu", choices=RELU_MODES, default="winograd",
-                    help="ReLU in the Winograd domain (Liu et al.) or after requantisation "
-                         "(default: winograd)")
+    ap.add_argument("--relu", choices=RELU_MODES, default="model",
+                    help="each layer's ReLU as the model has it (default), or on every "
+                         "accelerator layer: in the Winograd domain (Liu et al.) or after "
+                         "requantisation")
     ap.add_argument("--force", action="store_true", help="replace a non-empty OUTDIR")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress or table")
     return ap
@@ -425,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pack: error: {perr}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if not args.quiet:
-        out.print(summary_table(layers, cfg))
+        out.print(summary_table(layers, cfg, manifest["graph"]))
         out.print(f"wrote {len(manifest['checksums'])} files and {MANIFEST_NAME} to {args.outdir}")
     return 0
 

@@ -73,20 +73,40 @@ def test_truncated_stream_names_the_source(model, tmp_path):
 
 
 def test_host_ops():
+    # One sample, no batch axis; ONNX semantics (a pool's strides default to 1, not the kernel).
     x = np.arange(2 * 4 * 4, dtype=np.float64).reshape(2, 4, 4)
-    pool = model_import.HostLayer("p", "maxpool", ("a",), "b", {"kernel_shape": [2, 2]})
+    pool = model_import.HostLayer("p", "maxpool", ("a",), "b",
+                                  {"kernel_shape": [2, 2], "strides": [2, 2]})
     np.testing.assert_array_equal(driver.host_op(pool, x), [[[5, 7], [13, 15]],
                                                              [[21, 23], [29, 31]]])
-    avg = model_import.HostLayer("p", "avgpool", ("a",), "b", {"kernel_shape": [2, 2]})
+    avg = model_import.HostLayer("p", "avgpool", ("a",), "b",
+                                 {"kernel_shape": [2, 2], "strides": [2, 2]})
     assert driver.host_op(avg, x)[0, 0, 0] == 2.5
+    stride1 = model_import.HostLayer("s", "maxpool", ("a",), "b", {"kernel_shape": [2, 2]})
+    assert driver.host_op(stride1, x).shape == (2, 3, 3)
     relu = model_import.HostLayer("r", "relu", ("a",), "b")
     assert driver.host_op(relu, x - 10).min() == 0
-    bad = model_import.HostLayer("s", "maxpool", ("a",), "b",
-                                 {"kernel_shape": [2, 2], "strides": [1, 1]})
-    with pytest.raises(ValueError, match="layer s: maxpool with stride 1 != kernel 2"):
+    flat = model_import.HostLayer("f", "flatten", ("a",), "b", {"axis": 1})
+    assert driver.host_op(flat, x).shape == (32,)
+    with pytest.raises(ValueError, match=r"layer q: host op 'sigmoid' is not supported"):
+        driver.host_op(model_import.HostLayer("q", "sigmoid", ("a",), "b"), x)
+    bad = model_import.HostLayer("r", "reshape", ("a",), "b", {}, {"shape": np.array([-1])})
+    with pytest.raises(ValueError, match=r"layer r \(reshape\): shape \[-1\] turns the batch"):
         driver.host_op(bad, x)
-    with pytest.raises(ValueError, match="layer q: host op 'softmax' is not supported"):
-        driver.host_op(model_import.HostLayer("q", "softmax", ("a",), "b"), x)
+
+
+def test_device_layers_needs_scales_and_a_chain(model):
+    bare = dataclasses.replace(model, layers=[dataclasses.replace(layer, in_scale=None)
+                                              if layer.kind == "accel" else layer
+                                              for layer in model.layers])
+    with pytest.raises(driver.DriverError, match=r"^layer conv1: no in_scale: the model carries "
+                       r"no calibration"):
+        driver.device_layers(bare, CFG)
+    fork = dataclasses.replace(model, layers=[
+        *model.layers[:-1], dataclasses.replace(model.layers[-1], inputs=("conv2",))])
+    with pytest.raises(driver.DriverError, match=r"^layer fc: reads 'conv2', not only the "
+                       r"previous layer's output 'flatten' \(a branch"):
+        driver.device_layers(fork, CFG)
 
 
 def test_quantize_input_rounds_and_clamps():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from sw.config import AccelConfig
-from sw import formats, golden, pack, quant
+from sw import formats, golden, model_import, pack, quant
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "sw" / "pack.py"
@@ -79,7 +79,10 @@ def test_end_to_end(tmp_path, hw_json):
 
     # Rebuild the expected layers with the same prune + quantise path, then compare the files.
     src = model_arrays()
-    layers = pack.load_npz(model, cfg)
+    placed, layers = pack.place_layers(model_import.load_model(model), cfg)
+    assert [(r.name, r.placement) for r in placed] == [("conv1", "accelerator"),
+                                                       ("block.conv2", "accelerator")]
+    assert man["graph"] == [r.to_json() for r in placed]
     records = formats.decode_stream((out / "weights.bin").read_bytes(), cfg)
     for li, (layer, entry) in enumerate(zip(layers, man["layers"])):
         w = pack.prune_magnitude(layer, "winograd", 0.25, cfg)
@@ -168,8 +171,11 @@ BAD_CASES = {
     "kernel 5x5": (_set("conv1.weight", np.zeros((24, 3, 5, 5))), [], "bad.npz", "conv1",
                    "kernel 5x5 is not supported"),
     "wrong shape": (_set("conv1.weight", np.zeros((24, 3, 9))), [], "bad.npz", "conv1",
-                    "neither spatial [K, C, 3, 3] nor Winograd-domain [16, K, C]"),
-    "F(4,3) weights": (_set("conv1.weight", np.zeros((36, 4, 3))), [], "bad.npz", "conv1",
+                    "neither spatial [K, C, 3, 3] nor Winograd-domain [n*n, K, C] with n*n in "
+                    "16, 36"),
+    "F(4,3) weights": (_bad(lambda a: a.update({"conv1.weight": np.zeros((36, 4, 3)),
+                                                "conv1.bias": np.zeros(4)})), [], "bad.npz",
+                       "conv1",
                        "Winograd-domain weights are for F(4,3) (36 coordinates) but the config "
                        "is F(2,3)"),
     "int dtype bool": (_set("conv1.weight", np.ones((24, 3, 3, 3), dtype=bool)), [], "bad.npz",
@@ -181,13 +187,14 @@ BAD_CASES = {
                  "bias holds 24 NaN/Inf value(s)"),
     "bias shape": (_set("conv1.bias", np.zeros(23)), [], "bad.npz", "conv1",
                    "bias has shape (23,), expected (24,)"),
-    "C > c_max": (_set("block.conv2.weight", np.zeros((16, 4, 65))), [], "bad.npz",
+    "C > c_max": (_bad(lambda a: a.update({"block.conv2.weight": np.zeros((16, 4, 65)),
+                                           "block.conv2.bias": np.zeros(4)})), [], "bad.npz",
                   "block.conv2", "C = 65 input channels exceeds c_max = 64"),
     "unknown field": (_set("conv1.gamma", np.zeros(3)), [], "bad.npz", None,
                       "array 'conv1.gamma' is not <layer>.<field>"),
     "file name clash": (_bad(lambda a: a.update({"x y.weight": np.ones((4, 3, 3, 3)),
                                                  "x_y.weight": np.ones((4, 3, 3, 3))})),
-                        [], "bad.npz", "x_y", "file names would collide with layer x y's"),
+                        [], "bad.npz", "x_y", "file names would collide with those of layer 'x y'"),
     "no weight": (_set("conv9.bias", np.zeros(3)), [], "bad.npz", "conv9", "no weight array"),
     "bad pad": (_set("conv1.pad", np.int64(2)), [], "bad.npz", "conv1", "pad = 2.0 is not"),
     "bad scale": (_set("conv1.in_scale", np.float64(-1)), [], "bad.npz", "conv1",
@@ -225,7 +232,7 @@ def test_bad_input(tmp_path, hw_json, capsys, case):
     assert len(error) == 1, res.stderr
     assert fname in error[0]
     if layer is not None:
-        assert f"layer {layer}:" in error[0]
+        assert f"layer {layer!r}:" in error[0]
     assert problem in error[0]
     assert not out.exists()
     assert not list(tmp_path.glob(".out*"))
@@ -253,5 +260,5 @@ def test_memory_too_small_is_reported(tmp_path):
     model = write_npz(tmp_path / "m.npz", {"big.weight": np.ones((16, 4, 8))})
     res = run_pack(model, "-o", tmp_path / "out", "--hw", cfg)
     assert res.returncode == 2
-    assert "m.npz: layer big: one output channel per pass needs 8 words" in res.stderr
+    assert "m.npz: layer 'big': one output channel per pass needs 8 words" in res.stderr
     assert not (tmp_path / "out").exists()
