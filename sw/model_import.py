@@ -2,8 +2,10 @@
 
 A :class:`Model` is a list of layers in execution order. :class:`AccelLayer` is a 3×3 stride-1
 convolution with padding 0 or 1 (what the accelerator runs); :class:`HostLayer` is everything the
-host runs in NumPy (pooling, ReLU, flatten/reshape, fully connected, add, other convolutions).
-Every error is a :class:`ModelError` naming the file, the node or layer, and the problem.
+host runs in NumPy with ONNX semantics (:mod:`sw.host_ops`: pooling, ReLU, LeakyReLU, PReLU,
+BatchNorm, flatten/reshape, Gemm, MatMul, Softmax, Add, Concat, other convolutions). Each layer
+carries ``reason``, why it runs where it runs. Every error is a :class:`ModelError` naming the
+file, the node or layer, and the problem; docs/import.md lists what is supported and refused.
 
 On disk (:func:`save_model` / :func:`load_npz`), a model ``NAME.npz`` is three files:
 
@@ -252,10 +254,10 @@ def load_onnx(path: str | Path, *, require_accel: bool = True) -> Model:
             return ModelError(f"{where}: attribute {key}={attrs[key]!r} is not supported "
                               f"({why})")
 
-        used_outputs = [o for o in node.output[1:] if o and uses.get(o)]
-        if used_outputs:
-            raise refuse(f"output {used_outputs[0]!r} (output {list(node.output).index(used_outputs[0])}"
-                         f") is used; only the first output of {op} is supported")
+        used = [(i, o) for i, o in enumerate(node.output) if i and o and uses.get(o)]
+        if used:
+            raise refuse(f"output {used[0][1]!r} (output {used[0][0]}) is used; only the first "
+                         f"output of {op} is supported")
         out = node.output[0]
         if op in CONSTANT_OPS:
             if "value" not in attrs:

@@ -166,7 +166,8 @@ def _two_heads(rng):
     nodes += [helper.make_node("Flatten", ["tr"], ["f"], name="flat"),
               helper.make_node("Gemm", ["f", "h1w"], ["y1"], name="head1", transB=1),
               helper.make_node("Gemm", ["f", "h2w", "h2b"], ["y2"], name="head2")]
-    inits += [_init("h1w", rng.standard_normal((3, 64))), _init("h2w", rng.standard_normal((64, 5))),
+    inits += [_init("h1w", rng.standard_normal((3, 64))),
+              _init("h2w", rng.standard_normal((64, 5))),
               _init("h2b", rng.standard_normal(5))]
     return nodes, inits, (1, 2, 4, 4), ("y1", "y2")
 

@@ -262,3 +262,93 @@ def test_memory_too_small_is_reported(tmp_path):
     assert res.returncode == 2
     assert "m.npz: layer 'big': one output channel per pass needs 8 words" in res.stderr
     assert not (tmp_path / "out").exists()
+
+
+def _onnx_cnn(path: Path, *, extra_node=None, branch=False) -> Path:
+    """A small CNN as an exporter writes it: Conv+BatchNorm+Relu, an unpadded 3x3 Conv, a 1x1
+    Conv, PRelu, MaxPool (ceil_mode), Flatten, Gemm, Softmax."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(SEED)
+
+    def init(name, shape, low=None):
+        arr = rng.uniform(low, 1.5, shape) if low is not None else rng.standard_normal(shape)
+        return numpy_helper.from_array(arr.astype(np.float32), name)
+
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1",
+                              kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c1", "s", "o", "m", "v"], ["n1"],
+                              name="bn1"),
+             helper.make_node("Relu", ["n1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], name="conv2", kernel_shape=[3, 3]),
+             helper.make_node("Conv", ["c2", "w3"], ["c3"], name="proj", kernel_shape=[1, 1]),
+             helper.make_node("PRelu", ["c3", "slope"], ["p3"], name="prelu"),
+             helper.make_node("MaxPool", ["p3"], ["q"], name="pool", kernel_shape=[2, 2],
+                              strides=[2, 2], ceil_mode=1),
+             helper.make_node("Flatten", ["q"], ["f"], name="flat"),
+             helper.make_node("Gemm", ["f", "fw", "fb"], ["g"], name="fc", transB=1),
+             helper.make_node("Softmax", ["g"], ["y"], name="softmax", axis=1)]
+    inits = [init("w1", (8, 1, 3, 3)), init("b1", (8,)), init("s", (8,), 0.5),
+             init("o", (8,)), init("m", (8,)), init("v", (8,), 0.5), init("w2", (6, 8, 3, 3)),
+             init("w3", (4, 6, 1, 1)), init("slope", (4, 1, 1), 0.0), init("fw", (10, 36)),
+             init("fb", (10,))]
+    outputs = ["y"]
+    if extra_node is not None:
+        nodes.insert(5, extra_node)
+        nodes[6].input[0] = extra_node.output[0]
+    if branch:
+        nodes.append(helper.make_node("Gemm", ["f", "fw", "fb"], ["aux"], name="aux_head",
+                                      transB=1))
+        outputs.append("aux")
+    graph = helper.make_graph(
+        nodes, "cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 12, 12])],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_onnx_end_to_end(tmp_path, hw_json):
+    model = _onnx_cnn(tmp_path / "cnn.onnx")
+    out = tmp_path / "out"
+    res = run_pack(model, "-o", out, "--hw", hw_json)
+    assert res.returncode == 0, res.stderr
+    assert "where each layer runs" in res.stdout
+    man = json.loads((out / "manifest.json").read_text())
+    assert [(g["name"], g["op"], g["placement"]) for g in man["graph"]] == [
+        ("conv1", "conv3x3", "accelerator"), ("conv2", "conv3x3", "accelerator"),
+        ("proj", "conv", "host"), ("prelu", "prelu", "host"), ("pool", "maxpool", "host"),
+        ("flat", "flatten", "host"), ("fc", "gemm", "host"), ("softmax", "softmax", "host")]
+    reasons = {g["name"]: g["reason"] for g in man["graph"]}
+    assert reasons["conv1"] == ("3x3 stride-1 convolution, pad 1; BatchNorm 'bn1' folded in; "
+                                "ReLU fused; no calibration: default scale 1/127")
+    assert reasons["conv2"].startswith("3x3 stride-1 convolution, pad 0;")
+    assert reasons["proj"].startswith("kernel 1x1: the accelerator runs only 3x3 stride-1")
+    assert [layer["name"] for layer in man["layers"]] == ["conv1", "conv2"]
+    # --relu model (the default): each layer's own ReLU, none where the graph has none.
+    assert man["relu"] == "model"
+    assert [(layer["quant"]["winograd_relu"], layer["quant"]["spatial_relu"], layer["quant"]["pad"])
+            for layer in man["layers"]] == [(False, True, 1), (False, False, 0)]
+
+
+@pytest.mark.parametrize("case, text", [
+    ("sigmoid", "node 'act' (Sigmoid): operator Sigmoid is not supported"),
+    ("flatten axis", "node 'act' (Flatten): attribute axis=2 is not supported (only 1: the "
+                     "batch axis is kept)"),
+    ("branch", "layer aux_head: reads 'f', not only the previous layer's output 'y' (a branch: "
+               "the driver runs a chain of layers, each reading the one before)"),
+])
+def test_onnx_refused(tmp_path, hw_json, capsys, case, text):
+    pytest.importorskip("onnx")
+    from onnx import helper
+    extra = {"sigmoid": helper.make_node("Sigmoid", ["c2"], ["a"], name="act"),
+             "flatten axis": helper.make_node("Flatten", ["c2"], ["a"], name="act", axis=2),
+             "branch": None}[case]
+    model = _onnx_cnn(tmp_path / "cnn.onnx", extra_node=extra, branch=case == "branch")
+    out = tmp_path / "out"
+    res = run_main(capsys, model, "-o", out, "--hw", hw_json)
+    assert res.returncode == 2
+    error = [line for line in res.stderr.splitlines() if line.startswith("pack: error: ")]
+    assert error == [f"pack: error: {model}: {text}"] or (
+        case == "sigmoid" and len(error) == 1 and error[0].startswith(f"pack: error: {model}: "
+                                                                      f"{text}"))
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
