@@ -271,3 +271,44 @@ def test_bus_error_is_a_driver_error():
     assert isinstance(err, driver.DriverError)
     assert (err.access, err.offset, err.resp) == ("read", 0xFFC, 2)
     assert str(err) == "register read at 0xffc answered SLVERR"
+
+
+def test_onnx_import_runs_after_calibration(tmp_path):
+    """An ONNX chain with host convolutions, pooling and a classifier: refused without scales,
+    then, calibrated, the golden int8 run tracks the float run of the same model."""
+    rng = np.random.default_rng(2024)
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    from sw import host_ops
+
+    def init(name, shape, scale=1.0):
+        return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32),
+                                       name)
+
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1",
+                              kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], name="conv2", kernel_shape=[3, 3]),
+             helper.make_node("LeakyRelu", ["c2"], ["a2"], name="leaky", alpha=0.1),
+             helper.make_node("Conv", ["a2", "w3"], ["c3"], name="down", kernel_shape=[3, 3],
+                              strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("AveragePool", ["c3"], ["p"], name="pool", kernel_shape=[2, 2],
+                              strides=[2, 2], ceil_mode=1),
+             helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+             helper.make_node("Gemm", ["f", "fw", "fb"], ["y"], name="fc", alpha=0.5)]
+    inits = [init("w1", (8, 1, 3, 3), 0.5), init("b1", (8,), 0.1), init("w2", (8, 8, 3, 3), 0.2),
+             init("w3", (4, 8, 3, 3), 0.2), init("fw", (16, 10)), init("fb", (10,))]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    model = model_import.load_model(path)
+    with pytest.raises(driver.DriverError, match=r"^layer conv1: no in_scale or out_scale: "):
+        driver.device_layers(model, CFG)
+    images = rng.random((6, 1, 8, 8))
+    host_ops.calibrate(model, images)
+    want = host_ops.run_float(model, images)
+    got = driver.golden_predict(model, images, CFG)
+    assert got.shape == want.shape == (6, 10)
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
