@@ -47,7 +47,10 @@ class LaneQueue(wiring.Component):
         The oldest entry, with its group's fields; ``last`` on the final entry of a group.
         ``valid`` does not depend on ``ready``.
     room : Out(1)
-        A group written in the next cycle fits, whatever is taken meanwhile.
+        A group written in the next cycle fits, whatever is taken meanwhile and whether or
+        not a group is written in this cycle. It depends only on the queue's own registers
+        (not on ``i_count``), so the writer's issue decision does not wait on the data it
+        writes.
     empty : Out(1)
         Nothing queued and no group half read.
 
@@ -117,9 +120,11 @@ class LaneQueue(wiring.Component):
                     m.d.sync += pos.eq(Mux(size == s + 1, 0, s + 1))
 
         # FIFO s holds at most one entry more than FIFO 0 (a group half read), so FIFO 0 with
-        # room for the group in flight and the next one leaves room in every FIFO.
+        # room for a group in flight (assumed, whatever i_count is) and the next one leaves room
+        # in every FIFO. Leaving i_count out costs one group of depth and takes the weight
+        # memory's read data off the walker's issue path (docs/fpga.md).
         m.d.comb += [
-            self.room.eq(fifos[0].level + (self.i_count != 0) <= self._depth - 2),
+            self.room.eq(fifos[0].level <= self._depth - 3),
             self.empty.eq(~fifos[0].r_rdy & (pos == 0)),
         ]
         return m

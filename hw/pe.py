@@ -13,7 +13,7 @@ Pipeline (one beat per cycle, every stage registered)::
 
     act -> ZeroFilter -> A: directory read -> B: column walker / weight read
         -> C: word -> L LaneQueues -> X: lane register -> D: multiply, accumulate
-        -> bank complete -> drain (drain_width channels per beat) -> out
+        -> bank complete -> drain (drain_width channels per beat) -> output FIFO -> out
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.lane_queue import LaneQueue
+from hw.stream_buffer import StreamBuffer
 from hw.layouts import directory_entry_layout, word_layout
 from hw.zero_filter import ZeroFilter, act_entry_layout, act_layout
 from hw.component import ConfiguredComponent
@@ -182,7 +183,9 @@ class SparsePE(ConfiguredComponent):
     Latency: with the PE idle, the first beat of a tile is valid :attr:`LATENCY` ``+ w - 1``
     cycles after the tile's final ``act`` beat is accepted, ``w`` being the word count of that
     beat's column (1 for an end marker): zero filter 1, directory 1, walker 1, word read 1,
-    lane queue 1, lane register 1, multiply-accumulate 1, output register 1.
+    lane queue 1, lane register 1, multiply-accumulate 1, output buffer 2 (a
+    :class:`hw.stream_buffer.StreamBuffer`, so the drain never waits on ``out.ready``
+    combinationally).
 
     Accumulators: per lane and bank a memory of ``ceil(k_max / L)`` rows of
     ``acc_internal_bits`` with an asynchronous read port, so a LUT RAM: the accumulate stage
@@ -194,7 +197,7 @@ class SparsePE(ConfiguredComponent):
     #: Default width of the perf counters.
     COUNTER_BITS = 32
     #: Cycles from the final ``act`` beat of a tile to its first ``out`` beat, one-word column.
-    LATENCY = 8
+    LATENCY = 9
 
     def __init__(self, cfg: AccelConfig, xi: int, *, weights=None, directory=None,
                  counter_bits: int = COUNTER_BITS):
@@ -389,11 +392,14 @@ class SparsePE(ConfiguredComponent):
         lane0 = Signal(range(lanes))         # lane of channel k0
         row0 = Signal(range(rows + 1))       # its row
         k0 = Signal(range(cfg.k_max + width_d + 1))
-        out_load, take = Signal(), Signal()
+        # The drain writes a small buffer whose i.ready is a register: `out.ready`, which
+        # comes from across the array, then only moves the buffer's read side and never
+        # reaches the drain, the banks or the walker (docs/fpga.md, timing).
+        out_buffer = m.submodules.out_buffer = StreamBuffer(out_layout(cfg))
+        take = Signal()
         last = Signal()
         m.d.comb += [
-            out_load.eq(~self.out.valid | self.out.ready),
-            take.eq(complete.bit_select(r_bank, 1) & out_load),
+            take.eq(complete.bit_select(r_bank, 1) & out_buffer.i.ready),
             last.eq(k0 + width_d >= self.k_count),
             drained.eq(take & last),
         ]
@@ -435,11 +441,12 @@ class SparsePE(ConfiguredComponent):
                 value = Mux(value < lo, lo, Mux(value > hi, hi, value))
             results.append(Mux(k0 + j < self.k_count, value, 0))
 
-        with m.If(out_load):
-            m.d.sync += self.out.valid.eq(take)
+        beat = out_buffer.i.payload
+        m.d.comb += [beat.m[j].eq(results[j]) for j in range(width_d)]
+        m.d.comb += [beat.k.eq(k0), beat.last.eq(last),
+                     out_buffer.i.valid.eq(complete.bit_select(r_bank, 1))]
+        wiring.connect(m, out_buffer.o, wiring.flipped(self.out))
         with m.If(take):
-            m.d.sync += [self.out.payload.m[j].eq(results[j]) for j in range(width_d)]
-            m.d.sync += [self.out.payload.k.eq(k0), self.out.payload.last.eq(last)]
             with m.If(last):
                 m.d.sync += [k0.eq(0), lane0.eq(0), row0.eq(0),
                              r_bank.eq(Mux(r_bank == banks - 1, 0, r_bank + 1))]
@@ -467,7 +474,7 @@ class SparsePE(ConfiguredComponent):
 
         m.d.comb += self.idle.eq((zf.level == 0) & ~a_valid & ~b_active & ~c_valid
                                  & _all(q.empty for q in queues) & ~x_any & ~d_any
-                                 & (sealed == 0) & ~self.out.valid)
+                                 & (sealed == 0) & ~out_buffer.busy)
         return m
 
 

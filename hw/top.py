@@ -5,9 +5,9 @@ One run computes one 3×3 stride-1 layer pass (``K ≤ k_max`` output channels) 
     s_axis_act → LineBuffer → InputTransform (+ Winograd ReLU)
                → ChannelGather (one channel per beat → act_width)
                → SparseArray (n² sparse PEs)
-               → ChannelSerialiser (drain_width channels per beat → one)
+               → ChannelSerialiser (drain_width channels per beat → one) → stream buffer
                → OutputTransform (+ bias, requantise, spatial ReLU, clamp; quant[k] from the CSRs)
-               → OutputReorder → m_axis_out
+               → stream buffer → OutputReorder → m_axis_out
     s_axis_wgt → WeightLoader → the PEs' weight and directory memories
     s_axi      → ControlRegisters (shape, ReLU modes, quantisation memory, start/busy/done, flags,
                  perf counters)
@@ -31,10 +31,12 @@ from hw.csr import ControlRegisters
 from hw.linebuf import LineBuffer
 from hw.loader import WeightLoader
 from hw.reorder import OutputReorder
+from hw.stream_buffer import StreamBuffer
 from hw.channels import ChannelGather, ChannelSerialiser
 from hw.transforms import InputTransform, OutputTransform
 
 __all__ = ["Accelerator"]
+
 
 
 class Accelerator(ConfiguredComponent):
@@ -191,9 +193,16 @@ class Accelerator(ConfiguredComponent):
         wiring.connect(m, loader.wr, array.wgt_wr)
 
         # -- M → output transform with this channel's quantisation ---------------------------
+        # Stream buffers with registered ready on both sides of the output transform: the
+        # reorder buffer's back-pressure then stops at the output transform, and the output
+        # transform's at the serialiser, instead of running combinationally into the PEs'
+        # drains (the critical path of docs/fpga.md).
         wiring.connect(m, array.out, channels.i)
         m.d.comb += channels.k_count.eq(csr.k_count)
-        head = channels.o.payload
+        channel_buffer = StreamBuffer(channels.o.payload.shape())
+        m.submodules.channel_buffer = channel_buffer
+        wiring.connect(m, channels.o, channel_buffer.i)
+        head = channel_buffer.o.payload
         m.d.comb += [
             csr.quant_k.eq(head.k),
             otf.i.payload.m.eq(head.m),
@@ -201,8 +210,8 @@ class Accelerator(ConfiguredComponent):
             otf.i.payload.multiplier.eq(csr.quant.multiplier),
             otf.i.payload.shift.eq(csr.quant.shift),
             otf.i.payload.relu.eq(csr.spatial_relu),
-            otf.i.valid.eq(channels.o.valid),
-            channels.o.ready.eq(otf.i.ready),
+            otf.i.valid.eq(channel_buffer.o.valid),
+            channel_buffer.o.ready.eq(otf.i.ready),
         ]
         overflow = Signal()
         if cfg.overflow == "saturate":
@@ -210,8 +219,10 @@ class Accelerator(ConfiguredComponent):
             at_limit = 0
             for xi in range(cfg.coords):
                 at_limit = at_limit | (head.m[xi] == lo) | (head.m[xi] == hi)
-            m.d.comb += overflow.eq(channels.o.valid & channels.o.ready & at_limit)
-        wiring.connect(m, otf.o, reorder.i)
+            m.d.comb += overflow.eq(otf.i.valid & otf.i.ready & at_limit)
+        tile_buffer = m.submodules.tile_buffer = StreamBuffer(otf.o.payload.shape())
+        wiring.connect(m, otf.o, tile_buffer.i)
+        wiring.connect(m, tile_buffer.o, reorder.i)
 
         # -- activations out -----------------------------------------------------------------
         m.d.comb += [

@@ -200,8 +200,9 @@ class AccelConfig:
     @property
     def lane_queue_depth(self) -> int:
         """Words' groups a lane queue takes before it refuses the next word: the FIFO depth
-        less the group in flight and the one about to be written."""
-        return self.lane_fifo_depth - 2
+        less the group in flight, the one about to be written, and one more because the
+        queue's ``room`` is decided from its level alone (:class:`hw.lane_queue.LaneQueue`)."""
+        return self.lane_fifo_depth - 3
 
     def accumulator_rows(self, xi: int) -> int:
         """Accumulator rows per lane and bank of PE ``xi``: ``ceil(k_max / L)``.
