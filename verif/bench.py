@@ -56,7 +56,8 @@ from hw.array import SparseArray
 from sw.config import AccelConfig
 from sw import formats, perf, prune
 
-__all__ = ["BENCH_CONFIG", "LAYERS", "W_DENSITIES", "A_DENSITIES", "make_case",
+__all__ = ["BENCH_CONFIG", "LAYERS", "W_DENSITIES", "A_DENSITIES", "PRUNINGS",
+           "make_weights", "make_case",
            "matched_config", "markdown", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,9 +94,15 @@ def matched_config(cfg: AccelConfig = None, w_density: float = 0.2) -> AccelConf
     return dataclasses.replace(cfg, lanes=lanes, drain_width=drain)
 
 
-def make_case(cfg: AccelConfig, channels: int, w_density: float, a_density: float,
-              pruning: str, tiles: int, rng: np.random.Generator):
-    """Quantised pruned ``U [n*n, K, C]`` and sparse ``V [n*n, C, T]`` for one bench point."""
+def make_weights(cfg: AccelConfig, channels: int, w_density: float, pruning: str,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Quantised pruned Winograd-domain weights ``U [n*n, K, C]`` (``K = C = channels``).
+
+    Seeded N(0, 1) spatial 3x3 kernels -> ``U = G g G^T`` -> the ``pruning`` mask
+    (``"balanced"``: :func:`sw.prune.prune_balanced`, else :func:`sw.prune.prune_winograd`) at
+    ``w_density`` -> int8 by the max-abs scale; a kept weight that rounds to 0 becomes +-1, so
+    the density is exact. Also the weights of :mod:`verif.bench_system`.
+    """
     g = rng.standard_normal((channels, channels, 3, 3))
     U = prune.to_winograd(g, cfg.tile)
     keep = (prune.prune_balanced if pruning == "balanced" else prune.prune_winograd)(
@@ -103,6 +110,13 @@ def make_case(cfg: AccelConfig, channels: int, w_density: float, a_density: floa
     q = np.rint(U / np.abs(U).max() * cfg.wgt_range[1]).astype(np.int64)
     q[keep & (q == 0)] = np.where(U[keep & (q == 0)] >= 0, 1, -1)
     q[~keep] = 0
+    return q
+
+
+def make_case(cfg: AccelConfig, channels: int, w_density: float, a_density: float,
+              pruning: str, tiles: int, rng: np.random.Generator):
+    """Quantised pruned ``U [n*n, K, C]`` and sparse ``V [n*n, C, T]`` for one bench point."""
+    q = make_weights(cfg, channels, w_density, pruning, rng)
     lo, hi = cfg.v_range
     V = rng.integers(lo, hi + 1, size=(cfg.coords, channels, tiles))
     V[rng.random(V.shape) >= a_density] = 0

@@ -1,0 +1,38 @@
+"""The system benchmark (:mod:`verif.bench_system`) on one tiny case of the whole accelerator.
+
+A small configuration (``k_max`` 4, so the 8-channel layer runs as two passes) keeps the
+Verilator build and the run short; the record must have every key, be bit-exact, and order
+its cycle counts as the hardware must: the run covers the array's busy time, which covers the
+ideal.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sw.config import AccelConfig
+from verif.bench_system import RECORD_KEYS, Spec, markdown, run_system_bench
+from verif.stalls import session_seed
+
+TINY = AccelConfig(tile=2, c_max=8, k_max=4, w_max=8, wmem_depth=32, fifo_depth=8, lanes=2,
+                   act_width=2, drain_width=2)
+
+
+@pytest.mark.cocotb
+def test_system_bench_tiny_case(tmp_path):
+    spec = Spec("tiny", 8, 6, "balanced", 0.5, 0.5)
+    (rec,) = run_system_bench(TINY, [spec], tmp_path, seed=session_seed(),
+                              sim_case="bench_system_tiny")
+    missing = [k for k in RECORD_KEYS if k not in rec]
+    assert not missing, f"record lacks {missing}"
+    json.dumps(rec)                                     # system.json can hold it
+    assert rec["bit_exact"] is True
+    assert rec["passes"] == 2 and len(rec["per_pass"]) == 2
+    assert rec["load_cycles"] > 0 and rec["ideal_cycles"] > 0
+    assert rec["run_cycles"] == rec["load_cycles"] + rec["compute_cycles"]
+    assert rec["run_cycles"] >= rec["array_busy_cycles"] >= rec["ideal_cycles"], rec
+    assert rec["dense_winograd_cycles"] >= rec["ideal_cycles"]
+    assert 0 < rec["w"] <= 1 and 0 < rec["a"] <= 1
+    assert "| tiny | balanced |" in markdown([rec])
