@@ -178,13 +178,17 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(args)
         files = generate(args.component, cfg)
     except ConfigError as err:
-        parser.error(str(err))
+        # One line naming the file or option and the problem (no usage: the options were fine).
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 2
     try:
         args.outdir.mkdir(parents=True, exist_ok=True)
         for file_name, text in files.items():
             (args.outdir / file_name).write_text(text)
     except OSError as err:
-        parser.error(f"{args.outdir}: cannot write ({err.strerror})")
+        print(f"{parser.prog}: error: {args.outdir}: cannot write ({err.strerror or err})",
+              file=sys.stderr)
+        return 2
     for file_name in files:
         print(args.outdir / file_name)
     return 0

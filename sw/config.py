@@ -128,7 +128,8 @@ class AccelConfig:
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
                 bad(name, f"an integer in [{lo}, {hi}]")
 
-        if self.tile not in SUPPORTED_TILES:
+        if isinstance(self.tile, bool) or not isinstance(self.tile, int) \
+                or self.tile not in SUPPORTED_TILES:
             bad("tile", f"one of {', '.join(map(str, SUPPORTED_TILES))}")
         check_int("act_bits", 2, 16)
         check_int("wgt_bits", 2, 16)
@@ -148,7 +149,7 @@ class AccelConfig:
         check_int("drain_width", 1, 16)
         if self.drain_width & (self.drain_width - 1):
             bad("drain_width", "a power of two")
-        if self.overflow not in OVERFLOW_MODES:
+        if not isinstance(self.overflow, str) or self.overflow not in OVERFLOW_MODES:
             bad("overflow", f"one of {', '.join(OVERFLOW_MODES)}")
         check_int("bias_bits", 2, 48)
         check_int("mult_bits", 2, 48)
@@ -316,20 +317,47 @@ class AccelConfig:
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "config") -> "AccelConfig":
-        """Build from :meth:`to_dict` output; unknown keys and a stale ``derived`` are errors."""
+        """Build from :meth:`to_dict` output, refusing anything it would not write.
+
+        Parameters
+        ----------
+        data : dict
+            ``schema`` (must be :data:`SCHEMA_VERSION`), every field of the class, and
+            optionally ``derived`` (checked against the fields, never read).
+        source : str
+            Names the file in error messages.
+
+        Raises
+        ------
+        ConfigError
+            ``data`` is not a dict; ``schema`` is missing or another version; a field is
+            missing (never filled in with its default: a configuration that does not say
+            everything may not describe the hardware it is meant for) or unknown; a value is
+            not allowed; ``derived`` does not match the fields.
+        """
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
         data = dict(data)
-        schema = data.pop("schema", SCHEMA_VERSION)
-        if schema != SCHEMA_VERSION:
+        if "schema" not in data:
+            raise ConfigError(f"{source}: no 'schema' field; not a winnow.json written by "
+                              f"python -m hw.gen (this winnow reads schema {SCHEMA_VERSION})")
+        schema = data.pop("schema")
+        if isinstance(schema, bool) or not isinstance(schema, int) or schema != SCHEMA_VERSION:
             raise ConfigError(f"{source}: schema {schema!r} is not supported "
-                              f"(this winnow reads schema {SCHEMA_VERSION})")
+                              f"(this winnow reads schema {SCHEMA_VERSION}); regenerate it "
+                              "with python -m hw.gen")
         derived = data.pop("derived", None)
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(names))
         if unknown:
-            raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}; "
+            shown = (name if name.isidentifier() else repr(name) for name in unknown)
+            raise ConfigError(f"{source}: unknown field(s) {', '.join(shown)}; "
                               f"known fields: {', '.join(sorted(names))}")
+        missing = [name for name in names if name not in data]
+        if missing:
+            raise ConfigError(f"{source}: missing field(s) {', '.join(missing)}; a winnow.json "
+                              "names every field (none is filled in with a default), "
+                              "regenerate it with python -m hw.gen")
         if isinstance(data.get("lanes"), list):
             data["lanes"] = tuple(data["lanes"])
         try:
@@ -343,20 +371,40 @@ class AccelConfig:
 
     @classmethod
     def from_json(cls, text: str, source: str = "config") -> "AccelConfig":
+        """Parse :meth:`to_json` output; see :meth:`from_dict` for what is refused.
+
+        Raises
+        ------
+        ConfigError
+            Not JSON (or nested too deeply to parse), or refused by :meth:`from_dict`.
+        """
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as err:
+        except ValueError as err:  # JSONDecodeError, or an integer of too many digits
             raise ConfigError(f"{source}: not valid JSON ({err})") from None
+        except RecursionError:
+            raise ConfigError(f"{source}: not valid JSON (nested too deeply)") from None
         return cls.from_dict(data, source)
 
     @classmethod
     def load(cls, path: str | Path) -> "AccelConfig":
-        """Read a ``winnow.json`` written by ``python -m hw.gen``."""
+        """Read a ``winnow.json`` written by ``python -m hw.gen``.
+
+        Raises
+        ------
+        ConfigError
+            Naming ``path``: it cannot be read, is not UTF-8 text, or is refused by
+            :meth:`from_json`.
+        """
         path = Path(path)
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except OSError as err:
-            raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
+            raise ConfigError(f"{path}: cannot read ({err.strerror or err})") from None
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not a winnow.json: not UTF-8 text (byte "
+                              f"{err.start} is {err.object[err.start:err.start + 1]!r})") \
+                from None
         return cls.from_json(text, str(path))
 
 

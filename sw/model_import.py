@@ -26,6 +26,7 @@ Without ``NAME.json`` every array of ``NAME.npz`` is an accelerator layer, in ar
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -216,7 +217,11 @@ def load_onnx(path: str | Path, *, require_accel: bool = True) -> Model:
         raise ModelError(f"{path}: the graph has no nodes (truncated or empty file?)")
     opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
                 default=1)
-    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    try:
+        consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    except (TypeError, ValueError, KeyError, AttributeError) as err:
+        raise ModelError(f"{path}: an initializer is malformed "
+                         f"({type(err).__name__}: {err})") from None
     inputs = [i for i in graph.input if i.name not in consts]
     if len(inputs) != 1:
         raise ModelError(f"{path}: the graph has {len(inputs)} non-constant inputs; expected 1")
@@ -231,232 +236,240 @@ def load_onnx(path: str | Path, *, require_accel: bool = True) -> Model:
     alias: dict[str, str] = {}
     layers: list = []
     produced = {inputs[0].name}
-    for index, node in enumerate(graph.node):
-        name = node.name or f"{node.op_type.lower()}{index}"
-        op = node.op_type
-        where = f"{path}: node {name!r} ({op})"
-        if node.domain not in ("", "ai.onnx"):
-            raise ModelError(f"{where}: operator domain {node.domain!r} is not supported "
-                             "(only the default ONNX domain)")
-        if op not in ONNX_ATTRS:
-            raise ModelError(f"{where}: operator {op} is not supported (accelerator: "
-                             f"Conv 3x3 stride 1 pad 0/1; host: {', '.join(HOST_OPS)}, "
-                             f"BatchNormalization folded into a Conv)")
-        attrs = _onnx_attrs(node)
-        for key in attrs:
-            if key not in ONNX_ATTRS[op]:
-                raise ModelError(f"{where}: attribute {key} is not supported")
+    where = str(path)
+    try:
+        for index, node in enumerate(graph.node):
+            name = node.name or f"{node.op_type.lower()}{index}"
+            op = node.op_type
+            where = f"{path}: node {name!r} ({op})"
+            if node.domain not in ("", "ai.onnx"):
+                raise ModelError(f"{where}: operator domain {node.domain!r} is not supported "
+                                 "(only the default ONNX domain)")
+            if op not in ONNX_ATTRS:
+                raise ModelError(f"{where}: operator {op} is not supported (accelerator: "
+                                 f"Conv 3x3 stride 1 pad 0/1; host: {', '.join(HOST_OPS)}, "
+                                 f"BatchNormalization folded into a Conv)")
+            attrs = _onnx_attrs(node)
+            for key in attrs:
+                if key not in ONNX_ATTRS[op]:
+                    raise ModelError(f"{where}: attribute {key} is not supported")
 
-        def refuse(what: str) -> ModelError:
-            return ModelError(f"{where}: {what}")
+            def refuse(what: str) -> ModelError:
+                return ModelError(f"{where}: {what}")
 
-        def refuse_attr(key: str, why: str) -> ModelError:
-            return ModelError(f"{where}: attribute {key}={attrs[key]!r} is not supported "
-                              f"({why})")
+            def refuse_attr(key: str, why: str) -> ModelError:
+                return ModelError(f"{where}: attribute {key}={attrs[key]!r} is not supported "
+                                  f"({why})")
 
-        used = [(i, o) for i, o in enumerate(node.output) if i and o and uses.get(o)]
-        if used:
-            raise refuse(f"output {used[0][1]!r} (output {used[0][0]}) is used; only the first "
-                         f"output of {op} is supported")
-        out = node.output[0]
-        if op in CONSTANT_OPS:
-            if "value" not in attrs:
-                raise refuse("a Constant without a tensor 'value' is not supported")
-            consts[out] = numpy_helper.to_array(attrs["value"])
-            continue
-        ins = tuple(alias.get(i, i) for i in node.input if i)
-        if op in PASS_THROUGH:
-            if ins[0] in consts:
-                consts[out] = consts[ins[0]]
-            alias[out] = ins[0]
-            continue
+            used = [(i, o) for i, o in enumerate(node.output) if i and o and uses.get(o)]
+            if used:
+                raise refuse(f"output {used[0][1]!r} (output {used[0][0]}) is used; only the first "
+                             f"output of {op} is supported")
+            out = node.output[0]
+            if op in CONSTANT_OPS:
+                if "value" not in attrs:
+                    raise refuse("a Constant without a tensor 'value' is not supported")
+                consts[out] = numpy_helper.to_array(attrs["value"])
+                continue
+            ins = tuple(alias.get(i, i) for i in node.input if i)
+            if op in PASS_THROUGH:
+                if ins[0] in consts:
+                    consts[out] = consts[ins[0]]
+                alias[out] = ins[0]
+                continue
 
-        def constant(slot: int, what: str) -> np.ndarray:
-            raw = node.input[slot] if slot < len(node.input) else ""
-            tensor = alias.get(raw, raw)
-            if tensor not in consts:
-                raise refuse(f"{what} {raw!r} is not an initializer "
-                             "(weights computed at run time are not supported)")
-            return _finite(consts[tensor], where, what)
+            def constant(slot: int, what: str) -> np.ndarray:
+                raw = node.input[slot] if slot < len(node.input) else ""
+                tensor = alias.get(raw, raw)
+                if tensor not in consts:
+                    raise refuse(f"{what} {raw!r} is not an initializer "
+                                 "(weights computed at run time are not supported)")
+                return _finite(consts[tensor], where, what)
 
-        def data(slots: tuple[int, ...]) -> tuple[str, ...]:
-            got = []
-            for slot in slots:
-                tensor = ins[slot]
-                if tensor in consts:
-                    raise refuse(f"input {slot} {tensor!r} is a constant; the host takes a "
-                                 "computed tensor there")
-                if tensor not in produced:
-                    raise refuse(f"input {tensor!r} is computed by no earlier node")
-                got.append(tensor)
-            return tuple(got)
+            def data(slots: tuple[int, ...]) -> tuple[str, ...]:
+                got = []
+                for slot in slots:
+                    tensor = ins[slot]
+                    if tensor in consts:
+                        raise refuse(f"input {slot} {tensor!r} is a constant; the host takes a "
+                                     "computed tensor there")
+                    if tensor not in produced:
+                        raise refuse(f"input {tensor!r} is computed by no earlier node")
+                    got.append(tensor)
+                return tuple(got)
 
-        def host(op_name: str, inputs: tuple[str, ...], host_attrs: dict,
-                 arrays: dict | None = None, reason: str = _HOST_WHY) -> None:
-            layers.append(HostLayer(name, op_name, inputs, out, host_attrs, arrays or {},
-                                    reason))
-            produced.add(out)
-
-        if op == "Conv":
-            w = constant(1, "weight")
-            if w.ndim != 4:
-                raise refuse(f"weight has shape {w.shape}; expected [K, C, kh, kw] (2-D "
-                             "convolutions only)")
-            b = constant(2, "bias") if len(node.input) > 2 and node.input[2] else \
-                np.zeros(w.shape[0])
-            if b.shape != (w.shape[0],):
-                raise refuse(f"bias has shape {b.shape}, expected ({w.shape[0]},)")
-            if "kernel_shape" in attrs and tuple(attrs["kernel_shape"]) != w.shape[2:]:
-                raise refuse_attr("kernel_shape", f"the weight is {w.shape[2]}x{w.shape[3]}")
-            auto = attrs.pop("auto_pad", "NOTSET")
-            if auto == "VALID":
-                attrs["pads"] = [0, 0, 0, 0]
-            elif auto != "NOTSET":
-                attrs["auto_pad"] = auto
-                raise refuse_attr("auto_pad", "give explicit pads")
-            for key, size in (("strides", 2), ("dilations", 2), ("pads", 4)):
-                if key in attrs and len(attrs[key]) != size:
-                    raise refuse_attr(key, "2-D convolutions only")
-            group = int(attrs.get("group", 1))
-            if w.shape[0] % group:
-                raise refuse_attr("group", f"{w.shape[0]} output channels")
-            accel, pad, why = _conv_is_accel(w, attrs)
-            (x,) = data((0,))
-            if accel:
-                layers.append(AccelLayer(name, w, b, pad, (x,), out,
-                                         reason=ACCEL_CONV.format(pad=pad)))
+            def host(op_name: str, inputs: tuple[str, ...], host_attrs: dict,
+                     arrays: dict | None = None, reason: str = _HOST_WHY) -> None:
+                layers.append(HostLayer(name, op_name, inputs, out, host_attrs, arrays or {},
+                                        reason))
                 produced.add(out)
-            else:
-                host("conv", (x,), attrs, {"weight": w, "bias": b},
-                     f"{why}: {_HOST_WHY}")
-            continue
-        if op == "BatchNormalization":
-            if int(attrs.get("training_mode", 0)):
-                raise refuse_attr("training_mode", "inference only")
-            if int(attrs.get("spatial", 1)) != 1:
-                raise refuse_attr("spatial", "per-channel statistics only")
-            scale, bias = constant(1, "scale"), constant(2, "B")
-            mean, var = constant(3, "input_mean"), constant(4, "input_var")
-            eps = float(attrs.get("epsilon", 1e-5))
-            if not (scale.ndim == bias.ndim == mean.ndim == var.ndim == 1):
-                raise refuse("scale, B, mean and var must be 1-D (one value per channel)")
-            prev = layers[-1] if layers else None
-            conv = (prev is not None and prev.output == ins[0] and uses.get(node.input[0]) == 1
-                    and (prev.kind == "accel" and not prev.spatial_relu
-                         and prev.weight.ndim == 4 or getattr(prev, "op", "") == "conv"))
-            if conv:
-                w = prev.weight if prev.kind == "accel" else prev.arrays["weight"]
-                b = prev.bias if prev.kind == "accel" else prev.arrays["bias"]
-                if scale.shape[0] != w.shape[0]:
-                    raise refuse(f"{scale.shape[0]} channels after a Conv of {w.shape[0]}")
-                inv = scale / np.sqrt(var + eps)
-                w, b = w * inv[:, None, None, None], (b - mean) * inv + bias
-                if prev.kind == "accel":
-                    prev.weight, prev.bias = w, b
+
+            if op == "Conv":
+                w = constant(1, "weight")
+                if w.ndim != 4:
+                    raise refuse(f"weight has shape {w.shape}; expected [K, C, kh, kw] (2-D "
+                                 "convolutions only)")
+                b = constant(2, "bias") if len(node.input) > 2 and node.input[2] else \
+                    np.zeros(w.shape[0])
+                if b.shape != (w.shape[0],):
+                    raise refuse(f"bias has shape {b.shape}, expected ({w.shape[0]},)")
+                if "kernel_shape" in attrs and tuple(attrs["kernel_shape"]) != w.shape[2:]:
+                    raise refuse_attr("kernel_shape", f"the weight is {w.shape[2]}x{w.shape[3]}")
+                auto = attrs.pop("auto_pad", "NOTSET")
+                if auto == "VALID":
+                    attrs["pads"] = [0, 0, 0, 0]
+                elif auto != "NOTSET":
+                    attrs["auto_pad"] = auto
+                    raise refuse_attr("auto_pad", "give explicit pads")
+                for key, size in (("strides", 2), ("dilations", 2), ("pads", 4)):
+                    if key in attrs and len(attrs[key]) != size:
+                        raise refuse_attr(key, "2-D convolutions only")
+                group = int(attrs.get("group", 1))
+                if w.shape[0] % group:
+                    raise refuse_attr("group", f"{w.shape[0]} output channels")
+                accel, pad, why = _conv_is_accel(w, attrs)
+                (x,) = data((0,))
+                if accel:
+                    layers.append(AccelLayer(name, w, b, pad, (x,), out,
+                                             reason=ACCEL_CONV.format(pad=pad)))
+                    produced.add(out)
                 else:
-                    prev.arrays = {"weight": w, "bias": b}
-                prev.output = out
-                prev.reason += f"; BatchNorm {name!r} folded in"
-                produced.add(out)
-            else:
-                host("batchnorm", data((0,)), {"epsilon": eps},
-                     {"scale": scale, "bias": bias, "mean": mean, "var": var},
-                     "BatchNorm not after a Conv whose only reader it is: runs on the host")
-            continue
-        if (op == "Relu" and layers and layers[-1].kind == "accel"
-                and layers[-1].output == ins[0] and uses.get(node.input[0], 0) == 1
-                and not layers[-1].spatial_relu):
-            layers[-1].spatial_relu = True
-            layers[-1].reason += "; ReLU fused"
-            alias[out] = ins[0]
-            continue
-        if op in ("MaxPool", "AveragePool"):
-            kernel = attrs.get("kernel_shape")
-            if kernel is None or len(kernel) != 2:
-                raise refuse(f"kernel_shape {kernel} is not supported (2-D pooling only)")
-            auto = attrs.pop("auto_pad", "NOTSET")
-            if auto == "VALID":
-                attrs["pads"] = [0, 0, 0, 0]
-            elif auto != "NOTSET":
-                attrs["auto_pad"] = auto
-                raise refuse_attr("auto_pad", "give explicit pads")
-            if any(int(d) != 1 for d in attrs.get("dilations", [1, 1])):
-                raise refuse_attr("dilations", "dilated pooling")
-            if len(attrs.get("strides", [1, 1])) != 2 or len(attrs.get("pads", [0] * 4)) != 4:
-                raise refuse("strides and pads must be 2-D")
-            pads = attrs.get("pads", [0, 0, 0, 0])
-            if pads[0] >= kernel[0] or pads[2] >= kernel[0] or pads[1] >= kernel[1] \
-                    or pads[3] >= kernel[1]:
-                raise refuse_attr("pads", f"a pad must be smaller than the kernel {kernel}")
-            if int(attrs.get("ceil_mode", 0)) not in (0, 1):
-                raise refuse_attr("ceil_mode", "0 or 1")
-            attrs.pop("storage_order", None)            # only orders the Indices output
-            host(HOST_OPS[op], data((0,)), attrs, reason="pooling runs on the host")
-            continue
-        if op == "PRelu":
-            slope = constant(1, "slope")
-            host("prelu", data((0,)), {}, {"slope": slope}, "activation runs on the host")
-            continue
-        if op == "Flatten":
-            if int(attrs.get("axis", 1)) != 1:
-                raise refuse_attr("axis", "only 1: the batch axis is kept")
-            host("flatten", data((0,)), {"axis": 1}, reason="reshaping runs on the host")
-            continue
-        if op == "Reshape":
-            shape = consts.get(ins[1]) if len(ins) > 1 else None
-            if shape is None:
-                raise refuse(f"shape {ins[1] if len(ins) > 1 else ''!r} is not a constant")
-            host("reshape", data((0,)), attrs, {"shape": np.asarray(shape, dtype=np.int64)},
-                 "reshaping runs on the host")
-            continue
-        if op == "Gemm":
-            if int(attrs.get("transA", 0)):
-                raise refuse_attr("transA", "A's rows are the batch")
-            B = constant(1, "B")
-            if B.ndim != 2:
-                raise refuse(f"B has shape {B.shape}; expected 2-D")
-            arrays = {"weight": B}
-            if len(node.input) > 2 and node.input[2]:
-                C = constant(2, "C")
-                M = B.shape[0] if int(attrs.get("transB", 0)) else B.shape[1]
-                if C.ndim > 2 or (C.ndim == 2 and C.shape[0] != 1) or \
-                        (C.ndim >= 1 and C.shape[-1] not in (1, M)):
-                    raise refuse(f"C of shape {list(C.shape)} is not supported (one value or "
-                                 f"one per output, [{M}] or [1, {M}])")
-                arrays["bias"] = C
-            host("gemm", data((0,)), attrs, arrays, "fully connected runs on the host")
-            continue
-        if op == "MatMul":
-            B = constant(1, "B")
-            if B.ndim not in (1, 2):
-                raise refuse(f"B has shape {list(B.shape)}; a constant 1-D or 2-D B only")
-            host("matmul", data((0,)), {}, {"weight": B}, "fully connected runs on the host")
-            continue
-        if op == "Softmax":
-            axis = int(attrs.get("axis", -1 if opset >= 13 else 1))
-            if axis == 0:
-                raise refuse_attr("axis", "axis 0 is the batch")
-            host("softmax", data((0,)), {"axis": axis, "opset": opset},
-                 "softmax runs on the host")
-            continue
-        if op in ("Add", "Concat"):
-            arrays = {}
-            data_ins = []
-            for slot, tensor in enumerate(ins):
-                if tensor in consts and op == "Add":
-                    arrays["ab"[slot]] = _finite(consts[tensor], where, f"input {slot}")
+                    host("conv", (x,), attrs, {"weight": w, "bias": b},
+                         f"{why}: {_HOST_WHY}")
+                continue
+            if op == "BatchNormalization":
+                if int(attrs.get("training_mode", 0)):
+                    raise refuse_attr("training_mode", "inference only")
+                if int(attrs.get("spatial", 1)) != 1:
+                    raise refuse_attr("spatial", "per-channel statistics only")
+                scale, bias = constant(1, "scale"), constant(2, "B")
+                mean, var = constant(3, "input_mean"), constant(4, "input_var")
+                eps = float(attrs.get("epsilon", 1e-5))
+                if not (scale.ndim == bias.ndim == mean.ndim == var.ndim == 1):
+                    raise refuse("scale, B, mean and var must be 1-D (one value per channel)")
+                prev = layers[-1] if layers else None
+                conv = (prev is not None and prev.output == ins[0] and uses.get(node.input[0]) == 1
+                        and (prev.kind == "accel" and not prev.spatial_relu
+                             and prev.weight.ndim == 4 or getattr(prev, "op", "") == "conv"))
+                if conv:
+                    w = prev.weight if prev.kind == "accel" else prev.arrays["weight"]
+                    b = prev.bias if prev.kind == "accel" else prev.arrays["bias"]
+                    if scale.shape[0] != w.shape[0]:
+                        raise refuse(f"{scale.shape[0]} channels after a Conv of {w.shape[0]}")
+                    inv = scale / np.sqrt(var + eps)
+                    w, b = w * inv[:, None, None, None], (b - mean) * inv + bias
+                    if prev.kind == "accel":
+                        prev.weight, prev.bias = w, b
+                    else:
+                        prev.arrays = {"weight": w, "bias": b}
+                    prev.output = out
+                    prev.reason += f"; BatchNorm {name!r} folded in"
+                    produced.add(out)
                 else:
-                    data_ins.append(slot)
-            if op == "Concat" and int(attrs.get("axis", 0)) == 0:
-                raise refuse_attr("axis", "axis 0 is the batch") if "axis" in attrs else \
-                    refuse("axis is required")
-            if not data_ins:
-                raise refuse("every input is a constant")
-            host(HOST_OPS[op], data(tuple(data_ins)), attrs, arrays,
-                 "elementwise ops run on the host")
-            continue
-        # GlobalAveragePool, GlobalMaxPool, Relu, LeakyRelu
-        host(HOST_OPS[op], data((0,)), attrs, reason="runs on the host")
+                    host("batchnorm", data((0,)), {"epsilon": eps},
+                         {"scale": scale, "bias": bias, "mean": mean, "var": var},
+                         "BatchNorm not after a Conv whose only reader it is: runs on the host")
+                continue
+            if (op == "Relu" and layers and layers[-1].kind == "accel"
+                    and layers[-1].output == ins[0] and uses.get(node.input[0], 0) == 1
+                    and not layers[-1].spatial_relu):
+                layers[-1].spatial_relu = True
+                layers[-1].reason += "; ReLU fused"
+                alias[out] = ins[0]
+                continue
+            if op in ("MaxPool", "AveragePool"):
+                kernel = attrs.get("kernel_shape")
+                if kernel is None or len(kernel) != 2:
+                    raise refuse(f"kernel_shape {kernel} is not supported (2-D pooling only)")
+                auto = attrs.pop("auto_pad", "NOTSET")
+                if auto == "VALID":
+                    attrs["pads"] = [0, 0, 0, 0]
+                elif auto != "NOTSET":
+                    attrs["auto_pad"] = auto
+                    raise refuse_attr("auto_pad", "give explicit pads")
+                if any(int(d) != 1 for d in attrs.get("dilations", [1, 1])):
+                    raise refuse_attr("dilations", "dilated pooling")
+                if len(attrs.get("strides", [1, 1])) != 2 or len(attrs.get("pads", [0] * 4)) != 4:
+                    raise refuse("strides and pads must be 2-D")
+                pads = attrs.get("pads", [0, 0, 0, 0])
+                if pads[0] >= kernel[0] or pads[2] >= kernel[0] or pads[1] >= kernel[1] \
+                        or pads[3] >= kernel[1]:
+                    raise refuse_attr("pads", f"a pad must be smaller than the kernel {kernel}")
+                if int(attrs.get("ceil_mode", 0)) not in (0, 1):
+                    raise refuse_attr("ceil_mode", "0 or 1")
+                attrs.pop("storage_order", None)            # only orders the Indices output
+                host(HOST_OPS[op], data((0,)), attrs, reason="pooling runs on the host")
+                continue
+            if op == "PRelu":
+                slope = constant(1, "slope")
+                host("prelu", data((0,)), {}, {"slope": slope}, "activation runs on the host")
+                continue
+            if op == "Flatten":
+                if int(attrs.get("axis", 1)) != 1:
+                    raise refuse_attr("axis", "only 1: the batch axis is kept")
+                host("flatten", data((0,)), {"axis": 1}, reason="reshaping runs on the host")
+                continue
+            if op == "Reshape":
+                shape = consts.get(ins[1]) if len(ins) > 1 else None
+                if shape is None:
+                    raise refuse(f"shape {ins[1] if len(ins) > 1 else ''!r} is not a constant")
+                host("reshape", data((0,)), attrs, {"shape": np.asarray(shape, dtype=np.int64)},
+                     "reshaping runs on the host")
+                continue
+            if op == "Gemm":
+                if int(attrs.get("transA", 0)):
+                    raise refuse_attr("transA", "A's rows are the batch")
+                B = constant(1, "B")
+                if B.ndim != 2:
+                    raise refuse(f"B has shape {B.shape}; expected 2-D")
+                arrays = {"weight": B}
+                if len(node.input) > 2 and node.input[2]:
+                    C = constant(2, "C")
+                    M = B.shape[0] if int(attrs.get("transB", 0)) else B.shape[1]
+                    if C.ndim > 2 or (C.ndim == 2 and C.shape[0] != 1) or \
+                            (C.ndim >= 1 and C.shape[-1] not in (1, M)):
+                        raise refuse(f"C of shape {list(C.shape)} is not supported (one value or "
+                                     f"one per output, [{M}] or [1, {M}])")
+                    arrays["bias"] = C
+                host("gemm", data((0,)), attrs, arrays, "fully connected runs on the host")
+                continue
+            if op == "MatMul":
+                B = constant(1, "B")
+                if B.ndim not in (1, 2):
+                    raise refuse(f"B has shape {list(B.shape)}; a constant 1-D or 2-D B only")
+                host("matmul", data((0,)), {}, {"weight": B}, "fully connected runs on the host")
+                continue
+            if op == "Softmax":
+                axis = int(attrs.get("axis", -1 if opset >= 13 else 1))
+                if axis == 0:
+                    raise refuse_attr("axis", "axis 0 is the batch")
+                host("softmax", data((0,)), {"axis": axis, "opset": opset},
+                     "softmax runs on the host")
+                continue
+            if op in ("Add", "Concat"):
+                arrays = {}
+                data_ins = []
+                for slot, tensor in enumerate(ins):
+                    if tensor in consts and op == "Add":
+                        arrays["ab"[slot]] = _finite(consts[tensor], where, f"input {slot}")
+                    else:
+                        data_ins.append(slot)
+                if op == "Concat" and int(attrs.get("axis", 0)) == 0:
+                    raise refuse_attr("axis", "axis 0 is the batch") if "axis" in attrs else \
+                        refuse("axis is required")
+                if not data_ins:
+                    raise refuse("every input is a constant")
+                host(HOST_OPS[op], data(tuple(data_ins)), attrs, arrays,
+                     "elementwise ops run on the host")
+                continue
+            # GlobalAveragePool, GlobalMaxPool, Relu, LeakyRelu
+            host(HOST_OPS[op], data((0,)), attrs, reason="runs on the host")
+    except ModelError:
+        raise
+    except (TypeError, ValueError, IndexError, KeyError, AttributeError,
+            UnicodeDecodeError) as err:
+        # A node or attribute of the wrong form or type (a corrupt or hand-made file).
+        raise ModelError(f"{where}: malformed ({type(err).__name__}: {err})") from None
     if require_accel and not any(layer.kind == "accel" for layer in layers):
         raise ModelError(f"{path}: no 3x3 stride-1 convolution for the accelerator")
     outputs = tuple(alias.get(o.name, o.name) for o in graph.output)
@@ -565,6 +578,56 @@ def _scalar(arr: np.ndarray, where: str, what: str) -> float:
     return float(_finite(arr.reshape(()), where, what))
 
 
+def _check_graph(graph, graph_file: Path) -> None:
+    """Refuse a ``NAME.json`` that is not a :data:`GRAPH_FORMAT` graph of the right types."""
+    def bad(what: str) -> ModelError:
+        return ModelError(f"{graph_file}: {what}")
+
+    def strings(value) -> bool:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+    if not isinstance(graph, dict):
+        raise bad(f"not a {GRAPH_FORMAT} graph (a JSON {type(graph).__name__}, not an object)")
+    if graph.get("format") != GRAPH_FORMAT or not isinstance(graph.get("layers"), list):
+        raise bad(f"not a {GRAPH_FORMAT} graph (format {graph.get('format')!r})")
+    inp = graph.get("input", {})
+    if not isinstance(inp, dict):
+        raise bad("'input' is not an object")
+    shape = inp.get("shape")
+    if shape is not None and not (isinstance(shape, list) and all(
+            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
+        raise bad(f"input shape {shape!r} is not a list of positive integers")
+    scale = inp.get("scale")
+    if scale is not None and not (isinstance(scale, (int, float)) and not isinstance(scale, bool)
+                                  and math.isfinite(scale) and scale > 0):
+        raise bad(f"input scale {scale!r} is not a positive number")
+    if not isinstance(inp.get("name", "input"), str):
+        raise bad("input name is not a string")
+    if not isinstance(graph.get("meta", {}), dict):
+        raise bad("'meta' is not an object")
+    if not strings(graph.get("outputs", [])):
+        raise bad("'outputs' is not a list of tensor names")
+    seen = set()
+    for index, spec in enumerate(graph["layers"]):
+        if not isinstance(spec, dict):
+            raise bad(f"layer {index} is a JSON {type(spec).__name__}, not an object")
+        name = spec.get("name")
+        if not isinstance(name, str) or not name:
+            raise bad(f"layer {index}: name {name!r} is not a non-empty string")
+        if name in seen:
+            raise bad(f"layer {name!r}: two layers have this name")
+        seen.add(name)
+        if "inputs" in spec and not strings(spec["inputs"]):
+            raise bad(f"layer {name!r}: inputs {spec['inputs']!r} is not a list of tensor names")
+        if not isinstance(spec.get("output", name), str):
+            raise bad(f"layer {name!r}: output {spec['output']!r} is not a tensor name")
+        if not isinstance(spec.get("attrs", {}), dict):
+            raise bad(f"layer {name!r}: attrs is not an object")
+        for key in ("winograd_relu", "spatial_relu"):
+            if not isinstance(spec.get(key, False), bool):
+                raise bad(f"layer {name!r}: {key} {spec[key]!r} is not true or false")
+
+
 def load_npz(path: str | Path) -> Model:
     """Read a model written by :func:`save_model` (or a bare packer ``.npz``).
 
@@ -593,18 +656,18 @@ def load_npz(path: str | Path) -> Model:
         graph = {"layers": specs}
     else:
         try:
-            graph = json.loads(graph_file.read_text())
-        except (OSError, ValueError) as err:
+            graph = json.loads(graph_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:   # ValueError: JSON or UTF-8 decoding
             raise ModelError(f"{graph_file}: not readable JSON ({err})") from None
-        if graph.get("format") != GRAPH_FORMAT or not isinstance(graph.get("layers"), list):
-            raise ModelError(f"{graph_file}: not a {GRAPH_FORMAT} graph (format "
-                             f"{graph.get('format')!r})")
+        except RecursionError:
+            raise ModelError(f"{graph_file}: not readable JSON (nested too deeply)") from None
+        _check_graph(graph, graph_file)
     host_file = _host_path(path)
     host_arrays = _read_npz(host_file) if host_file.is_file() else {}
     layers: list = []
     previous = "input"
     for spec in graph["layers"]:
-        name = spec.get("name")
+        name = spec["name"]
         ins = tuple(spec.get("inputs", (previous,)))
         out = spec.get("output", name)
         if spec.get("kind") == "accel":

@@ -3,7 +3,8 @@
 Usage::
 
     python sw/pack.py MODEL.onnx|MODEL.pt|MODEL.npz -o OUTDIR --hw winnow.json \\
-        [--prune none|winograd|spatial-winograd --density D] [--relu winograd|spatial]
+        [--prune none|winograd|spatial-winograd --density D] [--relu winograd|spatial] \\
+        [--overflow-check warn|refuse|off]
 
 Reads the model through :func:`sw.model_import.load_model` (the one loading path: ONNX,
 PyTorch state dict, or the ``.npz`` schema of docs/formats.md), places every layer (the
@@ -12,9 +13,12 @@ docs/import.md) and refuses what neither can run. It then optionally prunes, qua
 :func:`sw.quant.quantize_layer`, lays out with :func:`sw.formats.pack_layer`, and writes into
 OUTDIR: one ``$readmemh`` file per PE memory and pass (words and directory), ``weights.bin``
 for the weight-load port, and ``manifest.json`` (whose ``graph`` lists every layer, where it
-runs and why). Everything is written to a temporary directory next to OUTDIR and renamed into
-place at the end, so an error leaves no partial output. Bad input prints one line naming the
-file, the node or layer and the problem, and exits 2.
+runs and why). Before writing, each layer's worst-case accumulator sum
+(:func:`accumulator_bound`) is checked against the config's ``acc_bits``: a warning line per
+layer that can overflow, or a refusal with ``--overflow-check refuse``. Everything is written
+to a temporary directory next to OUTDIR and renamed into place at the end, so an error leaves
+no partial output. Bad input (model, ``--hw`` config, or an OUTDIR that cannot be written)
+prints one line naming the file, the node or layer and the problem, and exits 2.
 """
 
 from __future__ import annotations
@@ -35,17 +39,20 @@ if __package__ in (None, ""):  # run as a script: make ``sw`` and ``hw`` importa
 
 import numpy as np  # noqa: E402
 
-from sw.config import SUPPORTED_TILES, AccelConfig, ConfigError  # noqa: E402
+from sw.config import SUPPORTED_TILES, AccelConfig, ConfigError, signed_bits  # noqa: E402
 from sw import formats, host_ops, model_import, quant  # noqa: E402
 from sw import prune as pruning  # noqa: E402  (pack_layers has a parameter named prune)
 
 __all__ = ["PackError", "ModelLayer", "PlacedLayer", "place_layers", "prune_magnitude",
-           "pack_layers", "pack_model", "summary_table", "placement_table", "main"]
+           "pack_layers", "accumulator_bound", "check_overflow", "pack_model", "summary_table",
+           "placement_table", "main"]
 
 PRUNE_MODES = ("none", "winograd", "spatial-winograd")
 #: ``model``: each layer's own ReLU (a fused ONNX Relu is a spatial ReLU; a winnow .npz graph
 #: records both kinds); ``winograd`` / ``spatial``: that ReLU on every accelerator layer.
 RELU_MODES = ("model", "winograd", "spatial")
+#: ``--overflow-check``: what a layer whose worst-case accumulator sum exceeds ``acc_bits`` gets.
+OVERFLOW_CHECKS = ("warn", "refuse", "off")
 #: Exit status for bad input.
 EXIT_BAD_INPUT = 2
 BIN_NAME = "weights.bin"
@@ -226,8 +233,37 @@ def prune_magnitude(layer: ModelLayer, mode: str, density: float, cfg: AccelConf
             raise PackError(f"{source}: layer {layer.name!r}: --prune spatial-winograd needs "
                             "spatial [K, C, 3, 3] weights, got Winograd-domain weights")
         weight = weight * pruning.prune_spatial(weight, density, "weight", layer.name)
-    U = quant.winograd_weights(weight, cfg.tile) if weight.ndim == 4 else weight
+    U = _winograd_domain(weight, cfg, f"{source}: layer {layer.name!r}")
     return U * pruning.prune_winograd(U, density, layer.name)
+
+
+def _winograd_domain(weight: np.ndarray, cfg: AccelConfig, where: str) -> np.ndarray:
+    """``U = G g G^T`` of spatial weights (Winograd-domain weights unchanged), finite.
+
+    Raises
+    ------
+    PackError
+        The transform overflows float64 (weights near the largest float).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        U = quant.winograd_weights(weight, cfg.tile) if weight.ndim == 4 else weight
+    if not np.all(np.isfinite(U)):
+        raise PackError(f"{where}: weights too large: the Winograd transform G g G^T "
+                        f"overflows (largest |weight| {float(np.abs(weight).max()):.3g})")
+    return U
+
+
+def _check_scales(U: np.ndarray, in_scale: float, cfg: AccelConfig, where: str) -> None:
+    """Refuse weights whose quantisation steps would be 0 or not finite (NaN in the output)."""
+    peak = np.abs(U).max(axis=(0, 2)) if U.size else np.zeros(0)
+    with np.errstate(all="ignore"):
+        acc_scale = in_scale * (peak / cfg.wgt_range[1])
+    bad = np.flatnonzero((peak > 0) & ~((acc_scale > 0) & np.isfinite(acc_scale)))
+    if bad.size:
+        k = int(bad[0])
+        raise PackError(f"{where}: output channel {k}: weights (largest |U| "
+                        f"{float(peak[k]):.3g}) times in_scale {in_scale:.3g} give an "
+                        "accumulator step of 0 or infinity: out of floating-point range")
 
 
 @dataclass(frozen=True)
@@ -255,23 +291,129 @@ def pack_layers(layers: list[ModelLayer], cfg: AccelConfig, *, prune: str = "non
         if progress:
             progress(f"[{i + 1}/{len(layers)}] {layer.name}: K={layer.K} C={layer.C} "
                      f"({'spatial' if layer.spatial else 'winograd'})")
-        weight = prune_magnitude(layer, prune, density, cfg, source)
+        where = f"{source}: layer {layer.name!r}"
+        weight = _winograd_domain(prune_magnitude(layer, prune, density, cfg, source), cfg,
+                                  where)
+        _check_scales(weight, layer.in_scale, cfg, where)
         try:
-            q = quant.quantize_layer(weight, layer.bias, layer.in_scale, layer.out_scale, cfg,
-                                     name=layer.name, pad=layer.pad,
-                                     winograd_relu=(layer.winograd_relu if relu == "model"
-                                                    else relu == "winograd"),
-                                     spatial_relu=(layer.spatial_relu if relu == "model"
-                                                   else relu == "spatial"))
+            with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+                q = quant.quantize_layer(weight, layer.bias, layer.in_scale, layer.out_scale, cfg,
+                                         name=layer.name, pad=layer.pad,
+                                         winograd_relu=(layer.winograd_relu if relu == "model"
+                                                        else relu == "winograd"),
+                                         spatial_relu=(layer.spatial_relu if relu == "model"
+                                                       else relu == "spatial"))
+        except (FloatingPointError, OverflowError) as err:
+            raise PackError(f"{where}: weights, bias or scales out of floating-point range in "
+                            f"quantisation ({err})") from None
         except ValueError as err:
-            raise PackError(f"{source}: layer {layer.name!r}: {_strip_layer(err, layer.name)}") \
-                from None
+            raise PackError(f"{where}: {_strip_layer(err, layer.name)}") from None
         try:
             packed = formats.pack_layer(q.U, cfg, name=layer.name)
         except formats.FormatError as err:
             raise PackError(f"{source}: layer {layer.name!r}: {err}") from None
         out.append(PackedModelLayer(layer, q, packed))
     return out
+
+
+def accumulator_bound(U: np.ndarray, cfg: AccelConfig, winograd_relu: bool = False
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Worst-case accumulator sums of a quantised layer, per Winograd coordinate.
+
+    The accumulator of coordinate ``xi`` and output channel ``k`` sums
+    ``M = sum_c U[xi, k, c] * V[xi, c]`` over the layer's ``C`` input channels, where
+    ``V = B^T d B`` of int ``act_bits`` activations ``d``. Each channel's ``V[xi, c]`` can take
+    any value of its coordinate's range independently of the others, so the extremes of ``M``
+    are ``sum_c min(U*v_lo, U*v_hi)`` and ``sum_c max(U*v_lo, U*v_hi)``: exact, reachable
+    bounds, not estimates.
+
+    Parameters
+    ----------
+    U : numpy.ndarray
+        int ``[n*n, K, C]`` quantised Winograd-domain weights (:attr:`sw.quant.QuantLayer.U`).
+    cfg : AccelConfig
+        Gives ``B^T`` and the activation range; ``V``'s range is taken per coordinate (within
+        :attr:`AccelConfig.v_range`).
+    winograd_relu : bool
+        The layer applies ReLU to ``V`` before the products, so ``V >= 0``.
+
+    Returns
+    -------
+    lo, hi : numpy.ndarray
+        int64 ``[n*n]``: the smallest and largest sum any output channel of each coordinate
+        can reach. The layer needs ``signed_bits(lo.min(), hi.max())`` accumulator bits.
+    """
+    U = np.asarray(U, dtype=np.int64)
+    if U.ndim != 3 or U.shape[0] != cfg.coords:
+        raise ValueError(f"U has shape {U.shape}; expected [{cfg.coords}, K, C]")
+    a_lo, a_hi = cfg.act_range
+    coef = np.einsum("ik,jl->ijkl", cfg.BT, cfg.BT).reshape(cfg.coords, -1)
+    pos = np.where(coef > 0, coef, 0).sum(axis=1)
+    neg = np.where(coef < 0, coef, 0).sum(axis=1)
+    v_lo, v_hi = pos * a_lo + neg * a_hi, pos * a_hi + neg * a_lo     # [n*n]
+    if winograd_relu:
+        v_lo, v_hi = np.maximum(v_lo, 0), np.maximum(v_hi, 0)
+    at_lo, at_hi = U * v_lo[:, None, None], U * v_hi[:, None, None]
+    sum_lo = np.minimum(at_lo, at_hi).sum(axis=2)                     # [n*n, K]
+    sum_hi = np.maximum(at_lo, at_hi).sum(axis=2)
+    empty = np.zeros(cfg.coords, dtype=np.int64)
+    return (sum_lo.min(axis=1) if U.shape[1] else empty,
+            sum_hi.max(axis=1) if U.shape[1] else empty)
+
+
+def check_overflow(layers: list[PackedModelLayer], cfg: AccelConfig, mode: str = "warn",
+                   source: str = "model", warn=None) -> list[str]:
+    """Compare each layer's :func:`accumulator_bound` with ``cfg.acc_bits``.
+
+    Parameters
+    ----------
+    layers : list of PackedModelLayer
+        The packed layers (their quantised ``U`` and Winograd-ReLU flag are used).
+    cfg : AccelConfig
+        Gives ``acc_bits`` and what an overflow does (``overflow``: wrap or saturate).
+    mode : str
+        One of :data:`OVERFLOW_CHECKS`: ``warn`` calls ``warn`` once per layer that can
+        overflow, ``refuse`` raises on the first, ``off`` checks nothing.
+    source : str
+        The model file, named in the messages.
+    warn : callable, optional
+        Takes one message line; default: print ``pack: warning: ...`` to stderr.
+
+    Returns
+    -------
+    list of str
+        One line per layer whose worst-case sum does not fit ``acc_bits``.
+
+    Raises
+    ------
+    PackError
+        ``mode`` is ``refuse`` and a layer can overflow, or ``mode`` is not allowed.
+    """
+    if mode not in OVERFLOW_CHECKS:
+        raise PackError(f"{source}: --overflow-check {mode!r} is not one of "
+                        f"{', '.join(OVERFLOW_CHECKS)}")
+    if mode == "off":
+        return []
+    if warn is None:
+        def warn(line):
+            print(f"pack: warning: {one_line(line)}", file=sys.stderr)
+    lines = []
+    for pl in layers:
+        lo, hi = accumulator_bound(pl.qlayer.U, cfg, pl.qlayer.winograd_relu)
+        need = signed_bits(int(lo.min()), int(hi.max()))
+        if need <= cfg.acc_bits:
+            continue
+        xi = int(np.argmax(np.maximum(-lo, hi)))
+        effect = "wrap around" if cfg.overflow == "wrap" else "saturate"
+        line = (f"{source}: layer {pl.source.name!r}: worst-case accumulator sum "
+                f"[{int(lo.min())}, {int(hi.max())}] (coordinate {xi}, {pl.packed.C} input "
+                f"channels) needs {need} bits, more than acc_bits = {cfg.acc_bits}: the "
+                f"accumulators can {effect}")
+        if mode == "refuse":
+            raise PackError(line + " (--overflow-check refuse)")
+        warn(line)
+        lines.append(line)
+    return lines
 
 
 def _strip_layer(err: Exception, name: str) -> str:
@@ -320,16 +462,19 @@ def _write_outputs(tmp: Path, layers: list[PackedModelLayer], cfg: AccelConfig,
 
 def pack_model(model: str | Path, outdir: str | Path, cfg: AccelConfig, *,
                prune: str = "none", density: float = 1.0, relu: str = "model",
-               force: bool = False, progress=None) -> tuple[dict, list[PackedModelLayer]]:
+               force: bool = False, progress=None, overflow_check: str = "warn",
+               warn=None) -> tuple[dict, list[PackedModelLayer]]:
     """Pack ``model`` (``.onnx``, ``.pt``/``.pth`` or ``.npz``) into ``outdir`` atomically.
 
     Returns the manifest (its ``graph`` lists every layer's placement and reason) and the
-    packed accelerator layers.
+    packed accelerator layers. ``overflow_check`` and ``warn`` go to :func:`check_overflow`,
+    before anything is written.
 
     Raises
     ------
     PackError
-        Bad input; ``outdir`` is then left exactly as it was.
+        Bad input, a layer that can overflow the accumulators with ``overflow_check="refuse"``,
+        or an ``outdir`` that cannot be written; ``outdir`` is then left exactly as it was.
     """
     model, outdir = Path(model), Path(outdir)
     if prune not in PRUNE_MODES:
@@ -338,36 +483,96 @@ def pack_model(model: str | Path, outdir: str | Path, cfg: AccelConfig, *,
         raise PackError(f"{model}: --relu {relu!r} is not one of {', '.join(RELU_MODES)}")
     if prune != "none" and not (math.isfinite(density) and 0.0 < density <= 1.0):
         raise PackError(f"{model}: --density {density} is not in (0, 1]")
-    if outdir.exists() and not force and (not outdir.is_dir() or any(outdir.iterdir())):
-        raise PackError(f"{outdir}: already exists and is not empty; pass --force to replace it")
+    if overflow_check not in OVERFLOW_CHECKS:
+        raise PackError(f"{model}: --overflow-check {overflow_check!r} is not one of "
+                        f"{', '.join(OVERFLOW_CHECKS)}")
+    _check_outdir(outdir, force)
     placed, model_layers = place_layers(_load(model), cfg, str(model))
     stems: dict[str, str] = {}
     for layer in model_layers:
-        other = stems.setdefault(_file_stem(layer.name), layer.name)
-        if other != layer.name:
-            raise PackError(f"{model}: layer {layer.name!r}: its file names would collide with "
-                            f"those of layer {other!r} ({_file_stem(layer.name)}.*); rename one "
-                            "of them")
+        stem = _file_stem(layer.name)
+        if stem in stems:
+            other = stems[stem]
+            what = ("another layer has the same name" if other == layer.name else
+                    f"its file names would collide with those of layer {other!r} ({stem}.*)")
+            raise PackError(f"{model}: layer {layer.name!r}: {what}; rename one of them")
+        stems[stem] = layer.name
     layers = pack_layers(model_layers, cfg, prune=prune, density=density, relu=relu,
                          source=str(model), progress=progress)
+    check_overflow(layers, cfg, overflow_check, str(model), warn)
     meta = {"model": model.name, "prune": prune,
             "density_target": density if prune != "none" else None, "relu": relu,
             "graph": [row.to_json() for row in placed]}
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-", dir=outdir.parent))
     try:
-        manifest = _write_outputs(tmp, layers, cfg, meta)
+        manifest = _write_atomically(outdir, lambda tmp: _write_outputs(tmp, layers, cfg, meta))
+    except OSError as err:
+        raise PackError(f"{outdir}: cannot write the output ({_os_reason(err)})") from None
+    return manifest, layers
+
+
+def _os_reason(err: OSError) -> str:
+    reason = err.strerror or str(err)
+    if err.filename is not None:
+        reason += f": {err.filename}"
+    return reason
+
+
+def _check_outdir(outdir: Path, force: bool) -> None:
+    """Refuse, before any work, an OUTDIR that is not empty (without ``force``) or that cannot
+    be made: an ancestor that is a file, a parent that is not writable."""
+    try:
+        if outdir.exists() and not force and (not outdir.is_dir() or any(outdir.iterdir())):
+            raise PackError(f"{outdir}: already exists and is not empty; pass --force to "
+                            "replace it")
+        ancestor = outdir.parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+    except OSError as err:
+        raise PackError(f"{outdir}: cannot write the output ({_os_reason(err)})") from None
+    if not ancestor.is_dir():
+        raise PackError(f"{outdir}: cannot write the output ({ancestor} is not a directory)")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise PackError(f"{outdir}: cannot write the output (directory {ancestor} is not "
+                        "writable)")
+
+
+def _write_atomically(outdir: Path, write):
+    """``write(tmp)`` into a new directory next to ``outdir``, then rename it to ``outdir``.
+
+    On any error nothing is left behind: the temporary directory and any parent directories
+    made for it are removed, and an existing ``outdir`` is kept.
+    """
+    made = []
+    ancestor = outdir.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        made.append(ancestor)
+        ancestor = ancestor.parent
+    tmp = None
+    try:
+        outdir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name[:40]}.tmp-", dir=outdir.parent))
+        result = write(tmp)
         if outdir.exists():
-            old = outdir.with_name(f".{outdir.name}.old-{os.getpid()}")
+            old = outdir.with_name(f".{outdir.name[:40]}.old-{os.getpid()}")
             outdir.rename(old)
-            tmp.rename(outdir)
+            try:
+                tmp.rename(outdir)
+            except BaseException:
+                old.rename(outdir)
+                raise
             shutil.rmtree(old) if old.is_dir() else old.unlink()
         else:
             tmp.rename(outdir)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        for directory in made:                  # deepest first
+            try:
+                directory.rmdir()
+            except OSError:
+                pass
         raise
-    return manifest, layers
+    return result
 
 
 def summary_table(layers: list[PackedModelLayer], cfg: AccelConfig,
@@ -428,6 +633,15 @@ def placement_table(graph: list[dict]):
     return table
 
 
+def one_line(text: str) -> str:
+    """``text`` with every character that is not printable escaped (``\\n``, ``\\x1e``...).
+
+    Error messages quote names read from the user's files (layer names, archive members, JSON
+    keys); escaping keeps each message on the one line that scripts and people expect.
+    """
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="sw/pack.py",
@@ -452,6 +666,11 @@ def _parser() -> argparse.ArgumentParser:
                     help="each layer's ReLU as the model has it (default), or on every "
                          "accelerator layer: in the Winograd domain (Liu et al.) or after "
                          "requantisation")
+    ap.add_argument("--overflow-check", choices=OVERFLOW_CHECKS, default="warn",
+                    help="a layer whose worst-case accumulator sum (from its packed weights, "
+                         "the activation range and its input channels) needs more than the "
+                         "config's acc_bits: warn (default, one line per layer), refuse "
+                         "(exit 2, no output) or off")
     ap.add_argument("--force", action="store_true", help="replace a non-empty OUTDIR")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress or table")
     return ap
@@ -479,9 +698,10 @@ def main(argv: list[str] | None = None) -> int:
         manifest, layers = pack_model(
             args.model, args.outdir, cfg, prune=args.prune,
             density=args.density if args.density is not None else 1.0, relu=args.relu,
-            force=args.force, progress=None if args.quiet else err.print)
+            force=args.force, progress=None if args.quiet else err.print,
+            overflow_check=args.overflow_check)
     except PackError as perr:
-        print(f"pack: error: {perr}", file=sys.stderr)
+        print(f"pack: error: {one_line(str(perr))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if not args.quiet:
         out.print(summary_table(layers, cfg, manifest["graph"]))

@@ -239,10 +239,20 @@ def test_bad_input(tmp_path, hw_json, capsys, case):
     assert "Traceback" not in res.stderr
 
 
+def _hw_text(**change) -> str:
+    data = {**AccelConfig().to_dict(), **change}
+    return json.dumps({k: v for k, v in data.items() if v is not None})
+
+
 @pytest.mark.parametrize("text,problem", [
     ("{", "not valid JSON"),
-    ('{"tile": 3}', "AccelConfig.tile: 3 is not allowed"),
-    ('{"lanes": 4, "banana": 1}', "unknown field(s) banana"),
+    (_hw_text(tile=3, derived=None), "AccelConfig.tile: 3 is not allowed"),
+    (_hw_text(banana=1), "unknown field(s) banana"),
+    # A winnow.json that does not name every field is refused, not completed with defaults.
+    ('{"schema": 2, "tile": 2}', "missing field(s) act_bits, wgt_bits"),
+    (_hw_text(schema=None), "no 'schema' field"),
+    (_hw_text(schema=1), "schema 1 is not supported"),
+    ("[1, 2]", "expected a JSON object, got list"),
 ])
 def test_bad_config(tmp_path, capsys, text, problem):
     model = write_npz(tmp_path / "m.npz", model_arrays())
