@@ -142,3 +142,45 @@ def test_acc_internal_bits_by_overflow_mode():
     sat = AccelConfig(acc_bits=16, overflow="saturate")
     assert sat.acc_internal_bits == sat.exact_sum_bits > 16
     assert AccelConfig(acc_bits=48, overflow="saturate").acc_internal_bits == 48
+
+
+@pytest.mark.parametrize("text, problem", [
+    (b"\xff\xfe{}", "not a winnow.json: not UTF-8 text (byte 0 is b'\\xff')"),
+    (b"[" * 100000, "not valid JSON (nested too deeply)"),
+    (b'{"schema": 2, "tile": ' + b"9" * 5000 + b"}", "not valid JSON (Exceeds the limit"),
+    (b"[1, 2]", "expected a JSON object, got list"),
+])
+def test_load_refuses_malformed_files(tmp_path, text, problem):
+    """Found by tests/test_fuzz.py: these were tracebacks (UnicodeDecodeError, RecursionError,
+    ValueError)."""
+    path = tmp_path / "winnow.json"
+    path.write_bytes(text)
+    with pytest.raises(ConfigError) as info:
+        AccelConfig.load(path)
+    assert str(info.value).startswith(f"{path}: {problem}")
+
+
+def test_missing_field_or_schema_is_refused_not_defaulted():
+    good = AccelConfig(tile=4, acc_bits=24).to_dict()
+    for name in ("acc_bits", "lanes", "overflow"):
+        partial = {k: v for k, v in good.items() if k != name}
+        with pytest.raises(ConfigError, match=f"^hw.json: missing field\\(s\\) {name};"):
+            AccelConfig.from_dict(partial, "hw.json")
+    with pytest.raises(ConfigError, match="^hw.json: no 'schema' field"):
+        AccelConfig.from_dict({k: v for k, v in good.items() if k != "schema"}, "hw.json")
+    for schema in (1, 3, "2", 2.0, True, None):
+        with pytest.raises(ConfigError, match="is not supported"):
+            AccelConfig.from_dict({**good, "schema": schema}, "hw.json")
+    # 'derived' is checked when present, never required: it is recomputed from the fields.
+    assert AccelConfig.from_dict({k: v for k, v in good.items() if k != "derived"}) == \
+        AccelConfig(tile=4, acc_bits=24)
+
+
+def test_wrong_types_are_refused():
+    good = AccelConfig().to_dict()
+    for name, value in (("tile", 2.0), ("tile", True), ("overflow", ["wrap"]),
+                        ("lanes", 4.0), ("acc_bits", "32")):
+        with pytest.raises(ConfigError, match=f"AccelConfig.{name}: "):
+            AccelConfig.from_dict({**good, name: value, "derived": None})
+    with pytest.raises(ConfigError, match=r"unknown field\(s\) '\\x1e'"):
+        AccelConfig.from_dict({**good, "\x1e": 1})

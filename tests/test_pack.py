@@ -362,3 +362,76 @@ def test_onnx_refused(tmp_path, hw_json, capsys, case, text):
         case == "sigmoid" and len(error) == 1 and error[0].startswith(f"pack: error: {model}: "
                                                                       f"{text}"))
     assert not out.exists() and not list(tmp_path.glob(".out*"))
+
+
+# ------------------------------------------------------------------- accumulator overflow
+@pytest.mark.parametrize("act_bits, winograd_relu", [(2, False), (3, False), (2, True)])
+def test_accumulator_bound_brute_force(act_bits, winograd_relu):
+    """Every activation tile of two input channels, F(2,3): the bound is the exact extreme."""
+    import itertools
+    cfg = AccelConfig(tile=2, act_bits=act_bits, wgt_bits=4)
+    rng = np.random.default_rng(SEED)
+    U = rng.integers(*cfg.wgt_range, endpoint=True, size=(cfg.coords, 3, 2))
+    lo, hi = pack.accumulator_bound(U, cfg, winograd_relu)
+    a_lo, a_hi = cfg.act_range
+    for xi in range(cfg.coords):
+        i, j = divmod(xi, cfg.n)
+        coef = np.outer(cfg.BT[i], cfg.BT[j])           # V[xi] = sum coef * d
+        support = np.flatnonzero(coef)
+        values = set()
+        for d in itertools.product(range(a_lo, a_hi + 1), repeat=len(support)):
+            v = int(np.dot(coef.reshape(-1)[support], d))
+            values.add(max(v, 0) if winograd_relu else v)
+        sums = [int(U[xi, k] @ np.array(pair)) for k in range(U.shape[1])
+                for pair in itertools.product(values, repeat=U.shape[2])]
+        assert (lo[xi], hi[xi]) == (min(sums), max(sums))
+
+
+def _overflow_model(tmp_path):
+    model = write_npz(tmp_path / "m.npz", {"big.weight": np.ones((16, 8, 64)),
+                                            "small.weight": np.ones((16, 8, 1))})
+    hw = tmp_path / "hw.json"
+    hw.write_text(AccelConfig(lanes=4, c_max=64, acc_bits=18).to_json())
+    return model, hw
+
+
+def test_overflow_check_warn_refuse_off(tmp_path, capsys):
+    model, hw = _overflow_model(tmp_path)
+    # Every U is +127 (all ones, one scale per channel), 64 channels. F(2,3) int8: V of
+    # coordinate (1, 1) sums four activations, [-512, 508]; of (1, 2) two minus two, +-510.
+    lo, hi = -64 * 127 * 512, 64 * 127 * 510
+    res = run_main(capsys, model, "-o", tmp_path / "w", "--hw", hw, "-q")
+    assert res.returncode == 0
+    assert res.stderr.splitlines() == [
+        f"pack: warning: {model}: layer 'big': worst-case accumulator sum [{lo}, {hi}] "
+        "(coordinate 5, 64 input channels) needs 23 bits, more than acc_bits = 18: the "
+        "accumulators can wrap around"]
+    res = run_main(capsys, model, "-o", tmp_path / "r", "--hw", hw, "-q",
+                   "--overflow-check", "refuse")
+    assert res.returncode == 2 and not (tmp_path / "r").exists()
+    assert res.stderr.startswith(f"pack: error: {model}: layer 'big': worst-case")
+    assert res.stderr.rstrip().endswith("(--overflow-check refuse)")
+    assert res.stderr.count("\n") == 1
+    res = run_main(capsys, model, "-o", tmp_path / "o", "--hw", hw, "-q",
+                   "--overflow-check", "off")
+    assert res.returncode == 0 and res.stderr == ""
+
+
+def test_overflow_check_default_config_is_quiet(tmp_path, hw_json, capsys):
+    """The default 32-bit accumulators hold any layer of c_max = 64 int8 channels."""
+    model = write_npz(tmp_path / "m.npz", model_arrays())
+    res = run_main(capsys, model, "-o", tmp_path / "out", "--hw", hw_json, "-q")
+    assert res.returncode == 0 and res.stderr == ""
+
+
+def test_duplicate_layer_names_are_refused(tmp_path, hw_json, capsys):
+    """Found by tests/test_fuzz.py: two ONNX nodes of one name wrote the same files."""
+    onnx = pytest.importorskip("onnx")
+    path = _onnx_cnn(tmp_path / "cnn.onnx")
+    proto = onnx.load(str(path))
+    proto.graph.node[3].name = "conv1"
+    onnx.save(proto, str(path))
+    res = run_main(capsys, path, "-o", tmp_path / "out", "--hw", hw_json, "-q")
+    assert res.returncode == 2 and not (tmp_path / "out").exists()
+    assert res.stderr == (f"pack: error: {path}: layer 'conv1': another layer has the same "
+                          "name; rename one of them\n")
