@@ -3,7 +3,7 @@
 One run computes one 3×3 stride-1 layer pass (``K ≤ k_max`` output channels) of one image::
 
     s_axis_act → LineBuffer → InputTransform (+ Winograd ReLU)
-               → ChannelGather (one channel per beat → act_width)
+               → ChannelGather (one channel per beat → act_width) → stream buffer
                → SparseArray (n² sparse PEs)
                → ChannelSerialiser (drain_width channels per beat → one) → stream buffer
                → OutputTransform (+ bias, requantise, spatial ReLU, clamp; quant[k] from the CSRs)
@@ -181,7 +181,11 @@ class Accelerator(ConfiguredComponent):
             gather.i.valid.eq(itf.o.valid),
             itf.o.ready.eq(gather.i.ready),
         ]
-        wiring.connect(m, gather.o, array.act)
+        # The array takes a beat once all n² PEs have: a stream buffer keeps that wide AND
+        # out of the gather, the input transform and the line buffer.
+        act_buffer = m.submodules.act_buffer = StreamBuffer(gather.o.payload.shape())
+        wiring.connect(m, gather.o, act_buffer.i)
+        wiring.connect(m, act_buffer.o, array.act)
 
         # -- weights in ----------------------------------------------------------------------
         m.d.comb += [
