@@ -3,7 +3,7 @@
 Usage::
 
     python sw/pack.py MODEL.onnx|MODEL.pt|MODEL.npz -o OUTDIR --hw winnow.json \\
-        [--prune none|winograd|spatial-winograd --density D] [--relu winograd|spatial] \\
+        [--prune none|winograd|spatial-winograd --density D] [--relu model|winograd|spatial] \\
         [--overflow-check warn|refuse|off]
 
 Reads the model through :func:`sw.model_import.load_model` (the one loading path: ONNX,
