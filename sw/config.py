@@ -92,6 +92,10 @@ class AccelConfig:
         Output channels each PE drains per cycle, a power of two (1..16): a tile drains in
         ``ceil(K / drain_width)`` cycles, so tiles with little work are not bound by their
         ``K`` outputs.
+    stream_values : int
+        Activation values per beat of the AXI streams ``s_axis_act`` and ``m_axis_out``, a power
+        of two (1..16): a beat carries up to ``stream_values`` channels of one pixel, so
+        ``tdata`` is ``stream_values · 8 · ceil(act_bits / 8)`` bits (64 at the default 8).
     overflow : str
         ``"wrap"`` (two's complement modulo ``2**acc_bits``) or ``"saturate"`` (clamp the exact
         per-coordinate sum to ``acc_bits``). Both are independent of summation order.
@@ -113,6 +117,7 @@ class AccelConfig:
     act_width: int = 1
     slots_per_lane: int = 2
     drain_width: int = 1
+    stream_values: int = 8
     overflow: str = "wrap"
     bias_bits: int = 32
     mult_bits: int = 32
@@ -149,6 +154,9 @@ class AccelConfig:
         check_int("drain_width", 1, 16)
         if self.drain_width & (self.drain_width - 1):
             bad("drain_width", "a power of two")
+        check_int("stream_values", 1, 16)
+        if self.stream_values & (self.stream_values - 1):
+            bad("stream_values", "a power of two")
         if not isinstance(self.overflow, str) or self.overflow not in OVERFLOW_MODES:
             bad("overflow", f"one of {', '.join(OVERFLOW_MODES)}")
         check_int("bias_bits", 2, 48)
