@@ -54,6 +54,8 @@ __all__ = [
     "RecordItem", "record_items", "record_writes", "encode_record", "encode_stream",
     "decode_stream", "split_stream", "sha256_file",
     "layer_manifest", "build_manifest", "stream_bytes",
+    "LANE_ORDER", "ActivationFrame", "beat_bytes", "pixel_beats", "activation_beats",
+    "pack_activations", "unpack_activations",
 ]
 
 #: Bumped whenever any bit or byte below moves.
@@ -105,6 +107,114 @@ def stream_bytes(bits: int) -> int:
 
 class FormatError(ValueError):
     """A weight image, a file or a stream does not follow the packed format."""
+
+
+# -- activation streams (s_axis_act, m_axis_out) --------------------------------------------------
+
+#: Value lane 0 of an activation beat occupies the least significant bytes of ``tdata``.
+LANE_ORDER = "lane0_lsb"
+
+
+@dataclass(frozen=True)
+class ActivationFrame:
+    """One ``s_axis_act`` or ``m_axis_out`` frame as bytes, beat after beat.
+
+    Attributes
+    ----------
+    data : bytes
+        Every beat's ``tdata``, :func:`beat_bytes` bytes per beat, least significant byte first.
+    keep : bytes
+        One ``tkeep`` bit per byte of ``data`` (each byte 0 or 1), as cocotbext-axi's
+        ``AxiStreamFrame.tkeep`` lists them.
+    """
+
+    data: bytes
+    keep: bytes
+
+
+def beat_bytes(cfg: AccelConfig) -> int:
+    """Bytes of one activation beat: ``stream_values · stream_bytes(act_bits)``."""
+    return cfg.stream_values * stream_bytes(cfg.act_bits)
+
+
+def pixel_beats(channels: int, cfg: AccelConfig) -> int:
+    """Beats of one pixel of ``channels`` values: ``ceil(channels / stream_values)``."""
+    return -(-channels // cfg.stream_values)
+
+
+def activation_beats(height: int, width: int, channels: int, cfg: AccelConfig) -> int:
+    """Beats of an ``height × width × channels`` frame: ``height · width · pixel_beats``."""
+    return height * width * pixel_beats(channels, cfg)
+
+
+def _lane_keep(channels: int, cfg: AccelConfig) -> np.ndarray:
+    """``[pixel_beats · S]`` booleans: lane ``j`` of a pixel's beats holds a channel."""
+    return np.arange(pixel_beats(channels, cfg) * cfg.stream_values) < channels
+
+
+def pack_activations(x: np.ndarray, cfg: AccelConfig) -> ActivationFrame:
+    """An NHWC activation array as the beats of one ``s_axis_act`` (or ``m_axis_out``) frame.
+
+    Steps: the pixels of ``x`` (``[..., C]``, every axis but the last in raster order) one after
+    the other; per pixel, ``pixel_beats(C)`` beats, beat ``b`` carrying channels
+    ``b·S .. b·S + S - 1`` (``S = stream_values``), channel ``b·S + j`` in lane ``j``; lane ``j``
+    is bytes ``j·B .. j·B + B - 1`` of the beat (``B = stream_bytes(act_bits)``), the value
+    sign-extended to ``8·B`` bits, little-endian. The lanes past ``C`` of a pixel's last beat
+    (when ``S`` does not divide ``C``) are zero bytes with ``tkeep`` 0; every other byte has
+    ``tkeep`` 1. A pixel never shares a beat with the next one.
+
+    Raises
+    ------
+    FormatError
+        ``x`` is not an integer array with a channel axis, or holds a value outside
+        ``act_bits``.
+    """
+    x = np.asarray(x)
+    if x.ndim < 1 or x.shape[-1] < 1 or not np.issubdtype(x.dtype, np.integer):
+        raise FormatError(f"activations: expected an integer array [..., C] with C >= 1, got "
+                          f"{x.dtype} of shape {x.shape}")
+    lo, hi = cfg.act_range
+    if x.size and (x.min() < lo or x.max() > hi):
+        raise FormatError(f"activations: values {x.min()} .. {x.max()} do not fit act_bits = "
+                          f"{cfg.act_bits} ([{lo}, {hi}])")
+    C = x.shape[-1]
+    keep = _lane_keep(C, cfg)
+    lanes = np.zeros((x.size // C, keep.size), dtype=np.int64)
+    lanes[:, :C] = x.reshape(-1, C)
+    B = stream_bytes(cfg.act_bits)
+    data = (lanes[..., None] >> (8 * np.arange(B))) & 0xFF          # pixel, lane, byte
+    keep_bytes = np.broadcast_to(np.repeat(keep, B), (lanes.shape[0], keep.size * B))
+    return ActivationFrame(data.astype(np.uint8).tobytes(), keep_bytes.astype(np.uint8).tobytes())
+
+
+def unpack_activations(frame: ActivationFrame, channels: int, cfg: AccelConfig) -> np.ndarray:
+    """Inverse of :func:`pack_activations`: ``[pixels, channels]`` int64 values.
+
+    Raises
+    ------
+    FormatError
+        ``frame`` is not a whole number of pixels of ``channels`` values, or its ``tkeep`` does
+        not mark exactly the lanes that hold a channel.
+    """
+    B = stream_bytes(cfg.act_bits)
+    keep = np.repeat(_lane_keep(channels, cfg), B)
+    data = np.frombuffer(bytes(frame.data), dtype=np.uint8)
+    got_keep = np.frombuffer(bytes(frame.keep), dtype=np.uint8)
+    if data.size % keep.size or got_keep.size != data.size:
+        raise FormatError(f"activation frame: {data.size} data bytes and {got_keep.size} tkeep "
+                          f"bits are not whole pixels of {channels} channels ({keep.size} bytes "
+                          "each, one tkeep bit per byte)")
+    pixels = data.size // keep.size
+    bad = np.flatnonzero(got_keep.reshape(pixels, keep.size) != keep)
+    if bad.size:
+        p, byte = divmod(int(bad[0]), keep.size)
+        raise FormatError(f"activation frame: pixel {p} byte {byte} has tkeep "
+                          f"{got_keep[bad[0]]}, expected {int(keep[byte])} ({channels} channels "
+                          f"in beats of {cfg.stream_values})")
+    lanes = data.reshape(pixels, -1, B).astype(np.int64)
+    values = (lanes << (8 * np.arange(B))).sum(axis=-1)
+    values = np.where(values >= 1 << (8 * B - 1), values - (1 << (8 * B)), values)
+    return values[:, :channels]
 
 
 def k_bits(cfg: AccelConfig, xi: int) -> int:

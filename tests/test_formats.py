@@ -611,3 +611,46 @@ def test_record_writes_are_the_items_whose_bytes_arrived():
         assert writes == items[:len(writes)]
         assert all(it.end <= received for it in writes)
         assert len(writes) == len(items) or items[len(writes)].end > received
+
+
+# -- activation streams ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("act_bits", [8, 12, 3])
+@pytest.mark.parametrize("values", [1, 2, 8, 16])
+@pytest.mark.parametrize("C", [1, 3, 8, 13, 16])
+def test_activation_frame_round_trip(act_bits, values, C, rng):
+    """pack → unpack is the identity, with the extremes and zeros, every C against every S."""
+    cfg = AccelConfig(act_bits=act_bits, stream_values=values)
+    lo, hi = cfg.act_range
+    x = rng.integers(lo, hi + 1, size=(3, 2, C))
+    x.flat[0], x.flat[-1], x.flat[len(x.flat) // 2] = lo, hi, 0
+    frame = formats.pack_activations(x, cfg)
+    beats = formats.activation_beats(3, 2, C, cfg)
+    assert len(frame.data) == len(frame.keep) == beats * formats.beat_bytes(cfg)
+    np.testing.assert_array_equal(formats.unpack_activations(frame, C, cfg), x.reshape(-1, C))
+
+
+def test_activation_beats_by_hand():
+    """Two pixels of C = 3 in beats of S = 2 at 8 bits: channel j of a beat in byte j; the
+    second beat of each pixel carries one value, tkeep 0 on its padding byte."""
+    cfg = AccelConfig(stream_values=2)
+    frame = formats.pack_activations(np.array([[[1, -2, 3], [-128, 127, 0]]]), cfg)
+    assert frame.data == bytes([1, 0xFE, 3, 0, 0x80, 0x7F, 0, 0])
+    assert frame.keep == bytes([1, 1, 1, 0, 1, 1, 1, 0])
+    wide = AccelConfig(act_bits=12, stream_values=1)
+    assert formats.pack_activations(np.array([[-2]]), wide).data == bytes([0xFE, 0xFF])
+    assert formats.pixel_beats(13, AccelConfig()) == 2 and formats.beat_bytes(AccelConfig()) == 8
+
+
+def test_activation_frame_refusals():
+    cfg = AccelConfig(stream_values=2)
+    with pytest.raises(formats.FormatError, match=r"values -129 \.\. 0 do not fit act_bits"):
+        formats.pack_activations(np.array([[-129, 0]]), cfg)
+    with pytest.raises(formats.FormatError, match="expected an integer array"):
+        formats.pack_activations(np.array([0.5]), cfg)
+    frame = formats.pack_activations(np.array([[1, 2, 3]]), cfg)
+    with pytest.raises(formats.FormatError, match="not whole pixels of 3 channels"):
+        formats.unpack_activations(formats.ActivationFrame(frame.data[:-1], frame.keep[:-1]),
+                                   3, cfg)
+    with pytest.raises(formats.FormatError, match="pixel 0 byte 3 has tkeep 1, expected 0"):
+        formats.unpack_activations(formats.ActivationFrame(frame.data, b"\1" * 4), 3, cfg)
