@@ -18,7 +18,8 @@ help:
 	@echo "             DEMO_ARGS='--images 20' passes options to python -m verif.demo"
 	@echo "make test    every test CI runs (unit + cocotb + synthesis smoke)"
 	@echo "make verif   cocotb regression only   (SIM=icarus|verilator WAVES=1 SEED=n)"
-	@echo "make bench   cycle benchmarks -> build/bench/results.json"
+	@echo "make bench   cycle benchmarks -> build/bench/results.json (array), system.json (whole"
+	@echo "             accelerator); BENCH_ARGS / SYSTEM_BENCH_ARGS pass options to each"
 	@echo "make fpga    YoWASP synthesis, place and route, bitstream -> build/fpga/report.json"
 	@echo "make sweep   FPGA design-space sweep -> build/fpga/sweep.json, docs/img/fpga_pareto.png"
 	@echo "make clean   remove build/ (keeps .venv)"
@@ -52,8 +53,15 @@ verif: sim
 demo: sim
 	$(VPY) -m verif.demo $(DEMO_ARGS)
 
+# The default grids fit 20 minutes on 2 cores at today's simulation speed (about 500 cycles/s
+# for the whole accelerator): the array bench on conv64 (16 tiles, w 0.1/0.35, a 0.3/1.0, both
+# prunings) and the system bench on conv64 at w 0.2, a 0.5 (both prunings). Widen them with
+# BENCH_ARGS= (the array's full grid, over an hour) and SYSTEM_BENCH_ARGS=--full (a day).
+BENCH_ARGS ?= --quick --tiles 16 --matched --no-sim-speed
+SYSTEM_BENCH_ARGS ?=
 bench: sim
-	$(VPY) -m verif.bench
+	$(VPY) -m verif.bench $(BENCH_ARGS)
+	$(VPY) -m verif.bench_system $(SYSTEM_BENCH_ARGS)
 
 # FPGA_ARGS='--lanes 1 --c-max 16' etc.: python -m fpga.synth --help
 fpga: $(STAMP)

@@ -36,3 +36,19 @@ def test_system_bench_tiny_case(tmp_path):
     assert rec["dense_winograd_cycles"] >= rec["ideal_cycles"]
     assert 0 < rec["w"] <= 1 and 0 < rec["a"] <= 1
     assert "| tiny | balanced |" in markdown([rec])
+
+
+def test_cli_help_and_refusals(tmp_path, capsys):
+    from verif.bench_system import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    assert "--full" in capsys.readouterr().out
+    for args, message in ((["--w", "0"], "densities must be in (0, 1]"),
+                          (["--no-sim", "--out", str(tmp_path)], "does not exist"),
+                          (["--config", str(tmp_path / "nope.json")], "nope.json")):
+        with pytest.raises(SystemExit) as info:
+            main(args)
+        assert info.value.code == 2
+        assert message in capsys.readouterr().err
