@@ -27,16 +27,19 @@ class LineBuffer(ConfiguredComponent):
     Parameters
     ----------
     cfg : AccelConfig
-        Supplies the tile size ``m`` (``tile``, so ``n = m + 2``), ``act_bits``, ``w_max`` and
-        ``c_max``.
+        Supplies the tile size ``m`` (``tile``, so ``n = m + 2``), ``act_bits``, ``w_max``,
+        ``c_max`` and ``stream_values``.
 
     Members
     -------
-    i : In(stream.Signature(signed(act_bits)))
-        One activation per beat, a frame in NHWC raster order: for ``y`` in ``0 .. H-1``, for
-        ``x`` in ``0 .. W-1``, for ``c`` in ``0 .. C-1``. Frames follow each other back to back
-        (the beat after a frame's last one starts the next frame); the first rows of the next
-        frame may stream in while the last bands of the previous one are still being read.
+    i : In(stream.Signature(ArrayLayout(signed(act_bits), V)))
+        ``V = stream_values`` activations of one pixel per beat, a frame in NHWC raster order
+        cut as :func:`sw.formats.pack_activations` does: for ``y`` in ``0 .. H-1``, for ``x`` in
+        ``0 .. W-1``, ``ceil(C / V)`` beats, beat ``g`` holding channels ``g·V .. g·V + V - 1``
+        in its elements ``0 .. V-1``; the elements past ``C`` of a pixel's last beat are
+        ignored. Frames follow each other back to back (the beat after a frame's last one
+        starts the next frame); the first rows of the next frame may stream in while the last
+        bands of the previous one are still being read.
     o : Out(stream.Signature(StructLayout({"d": ArrayLayout(signed(act_bits), n*n), "c": ...,
                                           "last": unsigned(1)})))
         Patches in order: for ``ty`` in ``0 .. tiles_h-1``, for ``tx`` in ``0 .. tiles_w-1``,
@@ -70,23 +73,29 @@ class LineBuffer(ConfiguredComponent):
     so the other ``m`` take the next band's rows while it is read: the input is stalled only
     when all ``n + m`` slots are full because ``o`` holds the reader back.
 
-    Memory: :meth:`memory_bits` ``= (n + m) · n · G · c_max · act_bits``, ``G = w_max // n + 1``
-    column groups. Padded column ``q = x + pad`` (``0 .. w_max``) of slot ``k`` lives in bank
-    ``(k, q mod n)`` at address ``(q div n) · c_max + c``; the ``(n + m) · n`` banks are
-    ``G · c_max`` words deep, each with one write and one read port. The ``n`` columns of a
-    patch fall in ``n`` different banks and its ``n`` rows in ``n`` different slots, so a whole
-    patch is one read per bank. Zero padding is never stored: padding rows and columns, and rows
-    and columns beyond the image, are masked to zero on the way out. The default configuration
-    (m 2, w_max 64, c_max 256, 8 bits) needs 6 · 4 · 17 · 256 · 8 = 835,584 bits (102 KiB).
+    Memory: :meth:`memory_bits` ``= (n + m) · n · G · Cw · V · act_bits``, ``G = w_max // n + 1``
+    column groups, ``Cw = ceil(c_max / V)`` words per pixel. A word holds the ``V`` channels
+    of one input beat. Padded column ``q = x + pad`` (``0 .. w_max``) of slot ``k`` lives in
+    bank ``(k, q mod n)``, channel ``c`` in element ``c mod V`` of the word at address
+    ``(q div n) · Cw + c div V``; the ``(n + m) · n`` banks are ``G · Cw`` words of
+    ``V · act_bits`` bits, each with one write and one read port. A beat is one write; the
+    ``n`` columns of a patch fall in ``n`` different banks and its ``n`` rows in ``n`` different
+    slots, so a whole patch is one read per bank and a selection of element ``c mod V``. Zero
+    padding is never stored: padding rows and columns, and rows and columns beyond the image,
+    are masked to zero on the way out. The configuration m 2, w_max 64, c_max 256, 8 bits,
+    ``V = 8`` needs 6 · 4 · 17 · 32 · 64 = 835,584 bits (102 KiB).
 
     Latency: the first patch of a band is valid on ``o`` :attr:`LATENCY` cycles after the cycle
     in which the band's last needed input beat is transferred (row count, memory read, output
     register).
 
-    Throughput: one input beat per cycle and one patch per cycle. With ``o`` always ready and
-    no input gaps the input is never stalled: a band's ``tiles_w · C`` patches are read while the
-    ``m · W · C`` beats of the next band arrive, and the final bands of a frame leave right after
-    its last input beat, ``LATENCY`` cycles later and one per cycle.
+    Throughput: one input beat (``V`` channels) per cycle and one patch (one channel) per
+    cycle. A band's ``tiles_w · C`` patches are read while the ``m · W · ceil(C / V)`` beats of
+    the next band arrive. With ``o`` always ready and no input gaps, the slower side sets the
+    pace: when the reading is the faster (``C`` small against ``V``), the input is never
+    stalled and the final bands of a frame leave ``LATENCY`` cycles after its last input beat,
+    one per cycle; when the writing is the faster, the patches leave one per cycle without a
+    bubble from the frame's first to its last, and the input waits for row slots.
     """
 
     #: Cycles from a band's last needed input beat to its first patch on ``o``.
@@ -113,7 +122,7 @@ class LineBuffer(ConfiguredComponent):
             "c": unsigned(max(1, (cfg.c_max - 1).bit_length())),
             "last": unsigned(1),
         })
-        return signed(cfg.act_bits), o_layout
+        return data.ArrayLayout(signed(cfg.act_bits), cfg.stream_values), o_layout
 
     @staticmethod
     def slots(cfg: AccelConfig) -> int:
@@ -125,11 +134,16 @@ class LineBuffer(ConfiguredComponent):
         """Groups of ``n`` padded columns that hold columns ``0 .. w_max``: ``w_max // n + 1``."""
         return cfg.w_max // cfg.n + 1
 
+    @staticmethod
+    def pixel_words(cfg: AccelConfig) -> int:
+        """Memory words of one pixel: ``ceil(c_max / stream_values)``."""
+        return -(-cfg.c_max // cfg.stream_values)
+
     @classmethod
     def memory_bits(cls, cfg: AccelConfig) -> int:
-        """Bits of row memory: ``(n + m) · n · column_groups · c_max · act_bits``."""
-        return (cls.slots(cfg) * cfg.n * cls.column_groups(cfg) * cfg.c_max
-                * cfg.act_bits)
+        """Bits of row memory: ``(n + m) · n · column_groups · pixel_words · V · act_bits``."""
+        return (cls.slots(cfg) * cfg.n * cls.column_groups(cfg) * cls.pixel_words(cfg)
+                * cfg.stream_values * cfg.act_bits)
 
 
     def elaborate(self, platform):
@@ -138,10 +152,15 @@ class LineBuffer(ConfiguredComponent):
         mm, n = cfg.tile, cfg.n
         log_m = mm.bit_length() - 1
         S = self.slots(cfg)
+        V = cfg.stream_values
+        log_v = V.bit_length() - 1
         c_max = cfg.c_max
+        words = self.pixel_words(cfg)       # memory words (input beats) of one pixel
         groups = self.column_groups(cfg)
-        depth = groups * c_max
+        depth = groups * words
         H, W, C, pad = self.height, self.width, self.channels, self.pad
+        beats = Signal(range(words + 1))    # beats of one pixel: ceil(C / V)
+        m.d.comb += beats.eq((C + (V - 1)) >> log_v)
 
         out_h = Signal(17)
         out_w = Signal(range(cfg.w_max + 3))
@@ -159,15 +178,15 @@ class LineBuffer(ConfiguredComponent):
         used = Signal(range(S + 1))
         done_rows = Signal(range(S + 1))
 
-        # -- write side: one activation per cycle into the slot of the current row ----------
+        # -- write side: one beat (V channels of a pixel) per cycle into the current row's slot -
         wx = Signal(range(cfg.w_max))
-        wc = Signal(range(c_max))
+        wc = Signal(range(words))           # beat of the pixel: channels wc·V .. wc·V + V-1
         wslot = Signal(range(S))
         # Bank and group base of column x = wx (valid for wx > 0; column 0 is q = pad).
         wq_mod = Signal(range(n))
         wq_base = Signal(range(depth + 1))
         row_start = (wx == 0) & (wc == 0)
-        row_end = (wx == W - 1) & (wc == C - 1)
+        row_end = (wx == W - 1) & (wc == beats - 1)
         cur_mod = Signal(range(n))
         cur_base = Signal(range(depth + 1))
         accept = Signal()
@@ -180,10 +199,10 @@ class LineBuffer(ConfiguredComponent):
         w_addr = cur_base + wc
         with m.If(accept):
             m.d.sync += wc.eq(wc + 1)
-            with m.If(wc == C - 1):
+            with m.If(wc == beats - 1):
                 m.d.sync += [wc.eq(0), wx.eq(wx + 1)]
                 with m.If(cur_mod == n - 1):
-                    m.d.sync += [wq_mod.eq(0), wq_base.eq(cur_base + c_max)]
+                    m.d.sync += [wq_mod.eq(0), wq_base.eq(cur_base + words)]
                 with m.Else():
                     m.d.sync += [wq_mod.eq(cur_mod + 1), wq_base.eq(cur_base)]
                 with m.If(wx == W - 1):
@@ -197,7 +216,7 @@ class LineBuffer(ConfiguredComponent):
         freed = Signal(16)              # rows of the reader's frame released so far
         q0 = Signal(range(cfg.w_max + mm + 1))      # tx * m, first padded column of the patch
         col_mod = Signal(range(n))                  # q0 mod n
-        col_base = Signal(range(depth + 1))         # (q0 div n) * c_max
+        col_base = Signal(range(depth + 1))         # (q0 div n) * words
 
         first = ty == 0
         pf = Signal()                   # band 0 of a padded frame starts one row above the image
@@ -232,7 +251,7 @@ class LineBuffer(ConfiguredComponent):
             with m.If(last_c):
                 m.d.sync += [rc.eq(0), tx.eq(tx + 1), q0.eq(q0 + mm)]
                 with m.If(col_mod >= n - mm):
-                    m.d.sync += [col_mod.eq(col_mod - (n - mm)), col_base.eq(col_base + c_max)]
+                    m.d.sync += [col_mod.eq(col_mod - (n - mm)), col_base.eq(col_base + words)]
                 with m.Else():
                     m.d.sync += col_mod.eq(col_mod + mm)
                 with m.If(last_tx):
@@ -255,8 +274,9 @@ class LineBuffer(ConfiguredComponent):
         # Bank b holds the patch column q0 + ((b - col_mod) mod n); for b < col_mod that is in
         # the next column group. Past the last group the column is beyond w_max, so masked:
         # read group q0 div n instead to keep the address inside the memory.
-        at_end = col_base == (groups - 1) * c_max
-        rd_addr = [col_base + Mux((b < col_mod) & ~at_end, c_max, 0) + rc for b in range(n)]
+        at_end = col_base == (groups - 1) * words
+        rd_addr = [col_base + Mux((b < col_mod) & ~at_end, words, 0) + (rc >> log_v)
+                   for b in range(n)]
 
         s1_valid = Signal()
         s1_c = Signal.like(self.o.payload.c)
@@ -265,6 +285,7 @@ class LineBuffer(ConfiguredComponent):
         s1_cols = Signal(n)             # patch column s lies inside the image
         s1_base = Signal(range(S))      # slot of patch row 0
         s1_mod = Signal(range(n))       # bank of patch column 0
+        s1_lane = Signal(range(V))      # element c mod V of the words read
         with m.If(advance):
             m.d.sync += [
                 s1_valid.eq(issue),
@@ -272,6 +293,7 @@ class LineBuffer(ConfiguredComponent):
                 s1_last.eq(last_c),
                 s1_base.eq(Mux(pf & (head == 0), S - 1, head - pf)),
                 s1_mod.eq(col_mod),
+                s1_lane.eq(rc & (V - 1)),
             ]
             for r in range(n):
                 m.d.sync += s1_rows[r].eq((r >= pf) & (r < rows_left + pf))
@@ -283,7 +305,7 @@ class LineBuffer(ConfiguredComponent):
         for k in range(S):
             row = []
             for b in range(n):
-                mem = Memory(shape=signed(cfg.act_bits), depth=depth, init=[])
+                mem = Memory(shape=self.i.payload.shape(), depth=depth, init=[])
                 m.submodules[f"slot{k}_col{b}"] = mem
                 wp = mem.write_port()
                 rp = mem.read_port()
@@ -292,7 +314,11 @@ class LineBuffer(ConfiguredComponent):
                     wp.en.eq(accept & (wslot == k) & (cur_mod == b)),
                     rp.addr.eq(rd_addr[b]), rp.en.eq(issue),
                 ]
-                row.append(rp.data)
+                # Element c mod V of every bank before the rotations, which then move
+                # act_bits-wide values rather than whole words.
+                value = Signal(signed(cfg.act_bits), name=f"slot{k}_col{b}_value")
+                m.d.comb += value.eq(rp.data[s1_lane])
+                row.append(value)
             bank_data.append(row)
 
         # -- output register: rotate slots to patch rows and banks to patch columns ----------

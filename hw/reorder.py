@@ -9,7 +9,7 @@ two bands: one fills from the tile stream while the other drains as the raster.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -26,7 +26,8 @@ class OutputReorder(ConfiguredComponent):
     Parameters
     ----------
     cfg : AccelConfig
-        Supplies the tile size ``m`` (``tile``), ``act_bits``, ``w_max`` and ``k_max``.
+        Supplies the tile size ``m`` (``tile``), ``act_bits``, ``w_max``, ``k_max`` and
+        ``stream_values``.
 
     Members
     -------
@@ -36,10 +37,14 @@ class OutputReorder(ConfiguredComponent):
         ``ty`` in ``0 .. tiles_h-1``, for ``tx`` in ``0 .. tiles_w-1``, for ``k`` in
         ``0 .. K-1``, with ``tiles_h = ceil(out_h / m)`` and ``tiles_w = ceil(out_w / m)``.
         Accepted one per cycle while the band being filled has room.
-    o : Out(stream.Signature(StructLayout({"data": signed(act_bits), "last": unsigned(1)})))
-        The ``out_h × out_w × K`` output in NHWC raster order: for ``y`` in ``0 .. out_h-1``,
-        for ``x`` in ``0 .. out_w-1``, for ``k`` in ``0 .. K-1``; ``last`` on the frame's final
-        value. Elements of partial edge tiles with ``y >= out_h`` or ``x >= out_w`` are
+    o : Out(stream.Signature(StructLayout({"data": ArrayLayout(signed(act_bits), V),
+                                          "keep": unsigned(V), "last": unsigned(1)})))
+        The ``out_h × out_w × K`` output in NHWC raster order, ``V = stream_values`` channels
+        of one pixel per beat as :func:`sw.formats.activation_lanes` cuts it: for ``y`` in
+        ``0 .. out_h-1``, for ``x`` in ``0 .. out_w-1``, ``ceil(K / V)`` beats, beat ``g``
+        holding channels ``g·V .. g·V + V - 1`` in ``data[0 .. V-1]``; ``keep`` bit ``j`` set
+        when channel ``g·V + j < K`` (element ``j`` is zero otherwise); ``last`` on the frame's
+        final beat. Elements of partial edge tiles with ``y >= out_h`` or ``x >= out_w`` are
         dropped. The payload is a register.
     out_height : In(16)
         ``out_h >= 1``, output rows of the frame.
@@ -55,23 +60,31 @@ class OutputReorder(ConfiguredComponent):
 
     Notes
     -----
-    Memory: ``2 · m · W · k_max · act_bits`` bits, ``W = m · ceil(w_max / m)`` (two bands of
-    ``m`` rows of ``W`` columns of ``k_max`` channels; see :attr:`memory_bits`), in ``m²``
-    banks, bank ``(r, s)`` holding row ``r`` and the columns ``x ≡ s (mod m)`` of both bands,
-    ``2 · ceil(w_max / m) · k_max`` words deep. So a whole tile is written in one cycle, and a
-    band's words sit at ``tx · K + k`` in the order the tiles arrive. The default
-    configuration (m 2, w_max 64, k_max 256, 8 bits) needs 524,288 bits (64 KiB).
+    Memory: ``2 · m · W · Kw · V · act_bits`` bits, ``W = m · ceil(w_max / m)``,
+    ``Kw = ceil(k_max / V)`` words per pixel (two bands of ``m`` rows of ``W`` columns of
+    ``Kw`` words of ``V`` channels; see :attr:`memory_bits`), in ``m²`` banks, bank ``(r, s)``
+    holding row ``r`` and the columns ``x ≡ s (mod m)`` of both bands,
+    ``2 · ceil(w_max / m) · Kw`` words deep, each word written ``act_bits`` at a time (one
+    write enable per element). A tile of channel ``k`` is one write: element ``k mod V`` of the
+    word at ``tx · ceil(K / V) + k div V`` in each of the ``m²`` banks; an output beat is one
+    read of one bank. The configuration m 2, w_max 64, k_max 256, 8 bits, ``V = 8`` needs
+    524,288 bits (64 KiB).
 
     Latency: the first value of a band is valid on ``o`` :attr:`LATENCY` cycles after the
     band's final tile is accepted when the other band is drained (band complete flag, memory
     read, output register).
 
-    Throughput: one value per cycle on ``o`` while a band is complete and ``o`` is ready,
-    with no bubble between bands, nor between back-to-back frames: filling the next band
-    (``tiles_w · K`` beats) overlaps draining the current one (at least ``out_w · K``
-    values). So without gaps and back-pressure a frame takes
-    ``tiles_w · K + LATENCY - 1 + out_h · out_w · K`` cycles from its first input beat to its
-    last output, and each back-to-back frame of the same shape ``out_h · out_w · K`` more.
+    Throughput: one tile (``m²`` values of one channel) per cycle on ``i``, and one beat (up
+    to ``V`` channels of one pixel) per cycle on ``o`` while a band is complete and ``o`` is
+    ready. Filling the next band (``tiles_w · K`` beats) overlaps draining the current one
+    (``rows · out_w · ceil(K / V)`` beats), and without gaps and back-pressure the slower of
+    the two sets the pace. When the drain is the slower (few channels), ``o`` moves a beat
+    every cycle with no bubble between bands nor between back-to-back frames: a frame takes
+    ``tiles_w · K + LATENCY - 1 + out_h · out_w · ceil(K / V)`` cycles from its first input
+    beat to its last output, each back-to-back frame of the same shape
+    ``out_h · out_w · ceil(K / V)`` more. When the fill is the slower, ``i`` takes a tile
+    every cycle, and the final band leaves ``LATENCY`` cycles after the final tile, one beat
+    per cycle.
     """
 
     #: Cycles from a band's final input beat to its first output value (other band drained).
@@ -93,7 +106,9 @@ class OutputReorder(ConfiguredComponent):
     def layouts(cfg: AccelConfig) -> tuple[data.ArrayLayout, data.StructLayout]:
         """Payload layouts of ``i`` and ``o``, without building the component (for benches)."""
         i_layout = data.ArrayLayout(signed(cfg.act_bits), cfg.tile * cfg.tile)
-        o_layout = data.StructLayout({"data": signed(cfg.act_bits), "last": unsigned(1)})
+        V = cfg.stream_values
+        o_layout = data.StructLayout({"data": data.ArrayLayout(signed(cfg.act_bits), V),
+                                      "keep": unsigned(V), "last": unsigned(1)})
         return i_layout, o_layout
 
     @staticmethod
@@ -101,10 +116,16 @@ class OutputReorder(ConfiguredComponent):
         """Tile columns a band holds: ``ceil(w_max / m)``."""
         return -(-cfg.w_max // cfg.tile)
 
+    @staticmethod
+    def pixel_words(cfg: AccelConfig) -> int:
+        """Memory words of one pixel: ``ceil(k_max / stream_values)``."""
+        return -(-cfg.k_max // cfg.stream_values)
+
     @classmethod
     def memory_bits(cls, cfg: AccelConfig) -> int:
-        """Bits of band memory: ``2 · m · (m · ceil(w_max / m)) · k_max · act_bits``."""
-        return 2 * cfg.tile * cfg.tile * cls.band_tiles(cfg) * cfg.k_max * cfg.act_bits
+        """Bits of band memory: ``2 · m · (m · ceil(w_max / m)) · pixel_words · V · act_bits``."""
+        return (2 * cfg.tile * cfg.tile * cls.band_tiles(cfg) * cls.pixel_words(cfg)
+                * cfg.stream_values * cfg.act_bits)
 
 
     def elaborate(self, platform):
@@ -112,15 +133,20 @@ class OutputReorder(ConfiguredComponent):
         cfg = self._cfg
         mm = cfg.tile
         log_m = mm.bit_length() - 1
-        band_words = self.band_tiles(cfg) * cfg.k_max   # words of one band in one bank
+        V = cfg.stream_values
+        log_v = V.bit_length() - 1
+        words = self.pixel_words(cfg)
+        band_words = self.band_tiles(cfg) * words       # words of one band in one bank
         K = self.channels
         tiles_w = (self.out_width + (mm - 1)) >> log_m
+        beats = Signal(range(words + 1))                # beats (words) of one pixel
+        m.d.comb += beats.eq((K + (V - 1)) >> log_v)
 
         full = Signal(2)            # band b is complete and not yet fully read
 
         # -- write side: one tile per cycle into the band being filled ------------------------
         wband = Signal()
-        w_offset = Signal(range(band_words))    # tx * K + k of the next beat
+        w_offset = Signal(range(band_words))    # tx * beats, first word of the tile column
         w_tx = Signal(range(self.band_tiles(cfg)))
         w_k = Signal(range(cfg.k_max))
         accept = Signal()
@@ -130,27 +156,33 @@ class OutputReorder(ConfiguredComponent):
             accept.eq(self.i.valid & self.i.ready),
         ]
         with m.If(accept):
-            m.d.sync += [w_offset.eq(w_offset + 1), w_k.eq(w_k + 1)]
+            m.d.sync += w_k.eq(w_k + 1)
             with m.If(w_k == K - 1):
-                m.d.sync += [w_k.eq(0), w_tx.eq(w_tx + 1)]
+                m.d.sync += [w_k.eq(0), w_tx.eq(w_tx + 1), w_offset.eq(w_offset + beats)]
             with m.If(w_band_end):
                 m.d.sync += [w_offset.eq(0), w_tx.eq(0), wband.eq(~wband)]
-        w_addr = Mux(wband, band_words, 0) + w_offset
+        w_addr = Mux(wband, band_words, 0) + w_offset + (w_k >> log_v)
+        w_lane = Signal(range(V))
+        m.d.comb += w_lane.eq(w_k & (V - 1))
 
         # -- read side: walk the complete band in raster order ------------------------------
         rband = Signal()
         y0 = Signal(16)                         # first output row of the band being read
         r_row = Signal(range(mm))
         r_x = Signal(range(cfg.w_max))
-        r_k = Signal(range(cfg.k_max))
-        r_tx_base = Signal(range(band_words))   # (r_x // m) * K
+        r_k = Signal(range(words))              # beat of the pixel: channels r_k·V ..
+        r_tx_base = Signal(range(band_words))   # (r_x // m) * beats
         rows_left = Signal(16)
         last_band = Signal()
         m.d.comb += [
             rows_left.eq(self.out_height - y0),
             last_band.eq(rows_left <= mm),
         ]
-        k_last = r_k == K - 1
+        k_last = r_k == beats - 1
+        # keep of a pixel's last beat: the K - (beats-1)·V channels it holds
+        last_keep = Signal(V)
+        last_count = K - ((beats - 1) << log_v)
+        m.d.comb += [last_keep[j].eq(j < last_count) for j in range(V)]
         x_last = r_x == self.out_width - 1
         row_last = r_row == Mux(last_band, rows_left - 1, mm - 1)
         r_band_end = k_last & x_last & row_last
@@ -160,6 +192,7 @@ class OutputReorder(ConfiguredComponent):
         # enable is low) never needs a skid register.
         r_valid = Signal()
         r_bank = Signal(range(mm * mm))
+        r_keep = Signal(V)
         r_frame_last = Signal()
         out_load = Signal()
         r_advance = Signal()
@@ -174,13 +207,14 @@ class OutputReorder(ConfiguredComponent):
             m.d.sync += [
                 r_valid.eq(1),
                 r_bank.eq((r_row << log_m) | r_x[:log_m]),
+                r_keep.eq(Mux(k_last, last_keep, (1 << V) - 1)),
                 r_frame_last.eq(r_band_end & last_band),
                 r_k.eq(r_k + 1),
             ]
             with m.If(k_last):
                 m.d.sync += [r_k.eq(0), r_x.eq(r_x + 1)]
                 with m.If(r_x[:log_m] == mm - 1):
-                    m.d.sync += r_tx_base.eq(r_tx_base + K)
+                    m.d.sync += r_tx_base.eq(r_tx_base + beats)
                 with m.If(x_last):
                     m.d.sync += [r_x.eq(0), r_tx_base.eq(0), r_row.eq(r_row + 1)]
                     with m.If(row_last):
@@ -201,14 +235,17 @@ class OutputReorder(ConfiguredComponent):
         bank_data = []
         for r in range(mm):
             for s in range(mm):
-                mem = Memory(shape=signed(cfg.act_bits), depth=2 * band_words, init=[])
+                # One write enable per act_bits element (block-RAM byte enables): a tile
+                # writes element k mod V of a word and leaves the other channels as they are.
+                mem = Memory(shape=unsigned(V * cfg.act_bits), depth=2 * band_words, init=[])
                 m.submodules[f"bank_r{r}_s{s}"] = mem
-                wp = mem.write_port()
+                wp = mem.write_port(granularity=cfg.act_bits)
                 rp = mem.read_port()
                 here = (r_row == r) & (r_x[:log_m] == s)
+                value = self.i.payload[r * mm + s]
                 m.d.comb += [
-                    wp.addr.eq(w_addr), wp.data.eq(self.i.payload[r * mm + s]),
-                    wp.en.eq(accept),
+                    wp.addr.eq(w_addr), wp.data.eq(Cat(value for _ in range(V))),
+                    wp.en.eq(Mux(accept, 1 << w_lane, 0)),
                     rp.addr.eq(r_addr), rp.en.eq(issue & here),
                 ]
                 bank_data.append(rp.data)
@@ -217,10 +254,15 @@ class OutputReorder(ConfiguredComponent):
         with m.If(out_load):
             m.d.sync += self.o.valid.eq(r_valid)
         with m.If(r_advance):
+            word = Array(bank_data)[r_bank]
             m.d.sync += [
-                self.o.payload.data.eq(Array(bank_data)[r_bank]),
+                self.o.payload.data.eq(Cat(Mux(r_keep[j], word[j * cfg.act_bits:
+                                                               (j + 1) * cfg.act_bits], 0)
+                                           for j in range(V))),
+                self.o.payload.keep.eq(r_keep),
                 self.o.payload.last.eq(r_frame_last),
             ]
 
-        m.d.comb += self.idle.eq((full == 0) & (w_offset == 0) & ~r_valid & ~self.o.valid)
+        m.d.comb += self.idle.eq((full == 0) & (w_tx == 0) & (w_k == 0) & ~r_valid
+                                 & ~self.o.valid)
         return m

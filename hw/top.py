@@ -2,12 +2,14 @@
 
 One run computes one 3×3 stride-1 layer pass (``K ≤ k_max`` output channels) of one image::
 
-    s_axis_act → LineBuffer → InputTransform (+ Winograd ReLU)
+    s_axis_act (stream_values channels of a pixel per beat)
+               → LineBuffer (one channel's n×n patch per cycle) → InputTransform (+ Winograd ReLU)
                → ChannelGather (one channel per beat → act_width) → stream buffer
                → SparseArray (n² sparse PEs)
                → ChannelSerialiser (drain_width channels per beat → one) → stream buffer
                → OutputTransform (+ bias, requantise, spatial ReLU, clamp; quant[k] from the CSRs)
-               → stream buffer → OutputReorder → m_axis_out
+               → stream buffer → OutputReorder (one m×m tile in per cycle)
+               → m_axis_out (stream_values channels of a pixel per beat)
     s_axis_wgt → WeightLoader → the PEs' weight and directory memories
     s_axi      → ControlRegisters (shape, ReLU modes, quantisation memory, start/busy/done, flags,
                  perf counters)
@@ -19,7 +21,7 @@ directly. Clock ``clk``, synchronous active-high reset ``rst``.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -51,18 +53,22 @@ class Accelerator(ConfiguredComponent):
 
     Members
     -------
-    s_axis_act_tdata, s_axis_act_tvalid, s_axis_act_tready, s_axis_act_tlast
-        Activations in: one signed ``act_bits`` value per beat (sign-extended to whole bytes in
-        ``tdata``), the layer's input in NHWC raster order (``y``, then ``x``, then ``c``),
-        ``H·W·C`` beats per run with ``tlast`` on the final one. Ready only during a run and
-        only for the run's ``H·W·C`` beats.
+    s_axis_act_tdata, s_axis_act_tkeep, s_axis_act_tvalid, s_axis_act_tready, s_axis_act_tlast
+        Activations in: the layer's input in NHWC raster order (``y``, then ``x``, then ``c``),
+        ``V = stream_values`` signed ``act_bits`` values of one pixel per beat, each
+        sign-extended to whole bytes, ``tkeep`` one bit per byte: the beat format of
+        :func:`sw.formats.pack_activations` (a pixel's ``C`` channels in ``ceil(C / V)`` beats,
+        the last one partial when ``V`` does not divide ``C``). ``H·W·ceil(C / V)`` beats per
+        run with ``tlast`` on the final one. Ready only during a run and only for the run's
+        beats.
     s_axis_wgt_tdata, s_axis_wgt_tvalid, s_axis_wgt_tready, s_axis_wgt_tlast
         Packed weights in, one byte per beat: one record of the weight-load stream
         (:func:`sw.formats.encode_record`) per frame, ``tlast`` on its final byte. Ready only
         between runs.
-    m_axis_out_tdata, m_axis_out_tvalid, m_axis_out_tready, m_axis_out_tlast
-        Activations out: one signed ``act_bits`` value per beat (sign-extended), the pass's
-        ``out_h × out_w × K`` output in NHWC raster order, ``tlast`` on the final one.
+    m_axis_out_tdata, m_axis_out_tkeep, m_axis_out_tvalid, m_axis_out_tready, m_axis_out_tlast
+        Activations out: the pass's ``out_h × out_w × K`` output in NHWC raster order, in the
+        same beat format (``K`` in place of ``C``; bytes with ``tkeep`` 0 are zero), ``tlast``
+        on the final beat.
     s_axi_*
         AXI4-Lite slave of :class:`hw.csr.ControlRegisters` (register map in
         :mod:`sw.regmap`).
@@ -76,7 +82,8 @@ class Accelerator(ConfiguredComponent):
     parsed, so configuration writes are refused then too.
 
     Flags: ERROR is set by a rejected weight record and by an activation frame whose ``tlast``
-    is misplaced (the run goes on counting beats; the output is then meaningless). OVERFLOW is
+    is misplaced or whose ``tkeep`` marks other bytes than the channels' (the run goes on
+    counting beats; the output is then meaningless). OVERFLOW is
     set when an ``M`` value leaving the array sits at the limit of ``acc_bits`` in saturate
     mode (a saturated sum, or one exactly at the limit); wrap-around in wrap mode is not
     detected.
@@ -86,9 +93,11 @@ class Accelerator(ConfiguredComponent):
         require_config(cfg)
         self._counter_bits = counter_bits
         self._csr = ControlRegisters(cfg, counter_bits)
-        act_width = 8 * stream_bytes(cfg.act_bits)
+        lane_bytes = stream_bytes(cfg.act_bits)
+        act_width = 8 * lane_bytes * cfg.stream_values
         members = {
             "s_axis_act_tdata": In(act_width),
+            "s_axis_act_tkeep": In(lane_bytes * cfg.stream_values),
             "s_axis_act_tvalid": In(1),
             "s_axis_act_tready": Out(1),
             "s_axis_act_tlast": In(1),
@@ -97,6 +106,7 @@ class Accelerator(ConfiguredComponent):
             "s_axis_wgt_tready": Out(1),
             "s_axis_wgt_tlast": In(1),
             "m_axis_out_tdata": Out(act_width),
+            "m_axis_out_tkeep": Out(lane_bytes * cfg.stream_values),
             "m_axis_out_tvalid": Out(1),
             "m_axis_out_tready": In(1),
             "m_axis_out_tlast": Out(1),
@@ -138,9 +148,15 @@ class Accelerator(ConfiguredComponent):
         out_h = Signal(16)
         out_w = Signal(range(cfg.w_max + 3))
         m.d.comb += [out_h.eq(height + 2 * pad - 2), out_w.eq(width + 2 * pad - 2)]
+        V = cfg.stream_values
+        log_v = V.bit_length() - 1
+        lane_bytes = stream_bytes(cfg.act_bits)
+        lane_bits = 8 * lane_bytes
         in_left = Signal(32)        # activation beats still expected in this run
+        pixel_beats = Signal(range(-(-cfg.c_max // V) + 1))
+        m.d.comb += pixel_beats.eq((csr.channels + (V - 1)) >> log_v)
         with m.If(csr.start):
-            m.d.sync += [running.eq(1), in_left.eq(height * width * csr.channels)]
+            m.d.sync += [running.eq(1), in_left.eq(height * width * pixel_beats)]
         with m.Elif(done):
             m.d.sync += running.eq(0)
 
@@ -155,15 +171,29 @@ class Accelerator(ConfiguredComponent):
         # -- activations in -------------------------------------------------------------------
         take = Signal()
         m.d.comb += [
-            linebuf.i.payload.eq(self.s_axis_act_tdata[:cfg.act_bits].as_signed()),
             linebuf.i.valid.eq(self.s_axis_act_tvalid & running & (in_left != 0)),
             self.s_axis_act_tready.eq(linebuf.i.ready & running & (in_left != 0)),
             take.eq(self.s_axis_act_tvalid & self.s_axis_act_tready),
         ]
+        m.d.comb += [linebuf.i.payload[j].eq(
+            self.s_axis_act_tdata[j * lane_bits:j * lane_bits + cfg.act_bits].as_signed())
+            for j in range(V)]
+        # tkeep must mark the lanes that hold a channel: all of them but in a pixel's last
+        # beat, which holds C - (pixel_beats - 1)·V.
+        in_beat = Signal.like(pixel_beats)      # beat of the current pixel
+        last_lanes = csr.channels - ((pixel_beats - 1) << log_v)
+        want_keep = Signal.like(self.s_axis_act_tkeep)
+        m.d.comb += [want_keep[j].eq((in_beat != pixel_beats - 1)
+                                     | (j // lane_bytes < last_lanes))
+                     for j in range(len(want_keep))]
+        with m.If(csr.start):
+            m.d.sync += in_beat.eq(0)
         framing_error = Signal()
         with m.If(take):
-            m.d.sync += in_left.eq(in_left - 1)
-            m.d.comb += framing_error.eq(self.s_axis_act_tlast != (in_left == 1))
+            m.d.sync += [in_left.eq(in_left - 1),
+                         in_beat.eq(Mux(in_beat == pixel_beats - 1, 0, in_beat + 1))]
+            m.d.comb += framing_error.eq((self.s_axis_act_tlast != (in_left == 1))
+                                         | (self.s_axis_act_tkeep != want_keep))
 
         # -- patches → input transform; (c, last) ride through it as the beat's meta ---------
         m.d.comb += [
@@ -229,8 +259,11 @@ class Accelerator(ConfiguredComponent):
         wiring.connect(m, tile_buffer.o, reorder.i)
 
         # -- activations out -----------------------------------------------------------------
+        m.d.comb += [self.m_axis_out_tdata[j * lane_bits:(j + 1) * lane_bits].eq(
+            reorder.o.payload.data[j]) for j in range(V)]
+        m.d.comb += self.m_axis_out_tkeep.eq(
+            Cat(reorder.o.payload.keep[j].replicate(lane_bytes) for j in range(V)))
         m.d.comb += [
-            self.m_axis_out_tdata.eq(reorder.o.payload.data),
             self.m_axis_out_tlast.eq(reorder.o.payload.last),
             self.m_axis_out_tvalid.eq(reorder.o.valid),
             reorder.o.ready.eq(self.m_axis_out_tready),

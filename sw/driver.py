@@ -229,8 +229,11 @@ class Transport(Protocol):
     Registers are the 32-bit words of :mod:`sw.regmap` on ``s_axi``, at byte offsets; a register
     access the accelerator answers with an error response raises :class:`BusError`. Weight
     records go to ``s_axis_wgt``, activations to ``s_axis_act``, outputs come from
-    ``m_axis_out``; a frame is one AXI4-Stream packet (``tlast`` on its final beat), given as
-    its ``tdata`` bytes.
+    ``m_axis_out``; a frame is one AXI4-Stream packet (``tlast`` on its final beat). A weight
+    record is given as its ``tdata`` bytes; an activation frame as a
+    :class:`sw.formats.ActivationFrame`, every beat's ``tdata`` bytes with one ``tkeep`` bit per
+    byte (the beat format of :func:`sw.formats.pack_activations`: ``stream_values`` channels of
+    one pixel per beat, a pixel's last beat partial).
     """
 
     async def read(self, offset: int) -> int:
@@ -242,9 +245,10 @@ class Transport(Protocol):
     async def send_weights(self, record: bytes) -> None:
         """Send one weight record as an ``s_axis_wgt`` frame; return when it has all gone."""
 
-    async def stream(self, activations: bytes) -> bytes:
-        """Send ``activations`` as one ``s_axis_act`` frame and return the next ``m_axis_out``
-        frame, the run's outputs.
+    async def stream(self, activations: formats.ActivationFrame) -> formats.ActivationFrame:
+        """Send ``activations`` as one ``s_axis_act`` frame (``tdata`` and ``tkeep`` of every
+        beat) and return the next ``m_axis_out`` frame, the run's outputs, the same way (no
+        byte dropped, ``tkeep`` as the accelerator drove it).
 
         The outputs start before the input has all gone (the accelerator emits a row of tiles
         as soon as its line buffer holds the rows it needs), so the two transfers run at once.
@@ -283,7 +287,6 @@ class DeviceBackend:
                  progress: Callable[[str, int, int, int], None] | None = None):
         self.transport, self.cfg, self.progress = transport, cfg, progress
         self.stats: list[dict] = []
-        self._bytes = formats.stream_bytes(cfg.act_bits)
 
     # -- registers ------------------------------------------------------------------------------
     async def write(self, offset: int, value: int, what: str) -> None:
@@ -354,15 +357,17 @@ class DeviceBackend:
         grid = winograd.tile_grid(H, W, self.cfg.tile, layer.qlayer.pad)
         before = await self._counters()
         await self.write(regmap.CTRL.offset, regmap.CTRL_START, f"layer {layer.name} START")
-        raster = x.transpose(1, 2, 0).reshape(-1)        # NHWC: y, x, c
-        payload = b"".join(int(v).to_bytes(self._bytes, "little", signed=True) for v in raster)
-        data = await self.transport.stream(payload)
-        expected = grid.out_h * grid.out_w * k_count
-        if len(data) != expected * self._bytes:
-            raise DriverError(f"layer {layer.name} pass {p}: {len(data) // self._bytes} output "
-                              f"values, expected {expected}")
-        values = np.array([int.from_bytes(data[i:i + self._bytes], "little", signed=True)
-                           for i in range(0, len(data), self._bytes)], dtype=np.int64)
+        frame = await self.transport.stream(formats.pack_activations(x.transpose(1, 2, 0),
+                                                                     self.cfg))
+        beat = formats.beat_bytes(self.cfg)
+        expected = formats.activation_beats(grid.out_h, grid.out_w, k_count, self.cfg)
+        if len(frame.data) != expected * beat:
+            raise DriverError(f"layer {layer.name} pass {p}: {len(frame.data) / beat:g} output "
+                              f"beats, expected {expected}")
+        try:
+            values = formats.unpack_activations(frame, k_count, self.cfg)
+        except formats.FormatError as err:
+            raise DriverError(f"layer {layer.name} pass {p}: {err}") from None
         while True:
             status = await self.transport.read(regmap.STATUS.offset)
             if status & regmap.STATUS_DONE and not status & regmap.STATUS_BUSY:

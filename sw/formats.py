@@ -54,7 +54,7 @@ __all__ = [
     "RecordItem", "record_items", "record_writes", "encode_record", "encode_stream",
     "decode_stream", "split_stream", "sha256_file",
     "layer_manifest", "build_manifest", "stream_bytes",
-    "LANE_ORDER", "ActivationFrame", "beat_bytes", "pixel_beats", "activation_beats",
+    "LANE_ORDER", "ActivationFrame", "activation_lanes", "beat_bytes", "pixel_beats", "activation_beats",
     "pack_activations", "unpack_activations",
 ]
 
@@ -169,6 +169,22 @@ def pack_activations(x: np.ndarray, cfg: AccelConfig) -> ActivationFrame:
         ``x`` is not an integer array with a channel axis, or holds a value outside
         ``act_bits``.
     """
+    lanes, keep = activation_lanes(x, cfg)
+    B = stream_bytes(cfg.act_bits)
+    data = (lanes[..., None] >> (8 * np.arange(B))) & 0xFF          # beat, lane, byte
+    keep_bytes = np.repeat(keep, B, axis=-1)
+    return ActivationFrame(data.astype(np.uint8).tobytes(), keep_bytes.astype(np.uint8).tobytes())
+
+
+def activation_lanes(x: np.ndarray, cfg: AccelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The beats of :func:`pack_activations` as values: ``[beats, stream_values]`` int64 lanes
+    (zero where there is no channel) and the matching ``[beats, stream_values]`` keep flags.
+
+    Raises
+    ------
+    FormatError
+        As :func:`pack_activations`.
+    """
     x = np.asarray(x)
     if x.ndim < 1 or x.shape[-1] < 1 or not np.issubdtype(x.dtype, np.integer):
         raise FormatError(f"activations: expected an integer array [..., C] with C >= 1, got "
@@ -181,10 +197,8 @@ def pack_activations(x: np.ndarray, cfg: AccelConfig) -> ActivationFrame:
     keep = _lane_keep(C, cfg)
     lanes = np.zeros((x.size // C, keep.size), dtype=np.int64)
     lanes[:, :C] = x.reshape(-1, C)
-    B = stream_bytes(cfg.act_bits)
-    data = (lanes[..., None] >> (8 * np.arange(B))) & 0xFF          # pixel, lane, byte
-    keep_bytes = np.broadcast_to(np.repeat(keep, B), (lanes.shape[0], keep.size * B))
-    return ActivationFrame(data.astype(np.uint8).tobytes(), keep_bytes.astype(np.uint8).tobytes())
+    V = cfg.stream_values
+    return lanes.reshape(-1, V), np.broadcast_to(keep, lanes.shape).reshape(-1, V)
 
 
 def unpack_activations(frame: ActivationFrame, channels: int, cfg: AccelConfig) -> np.ndarray:

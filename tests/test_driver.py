@@ -145,8 +145,8 @@ class ModelTransport:
     quantisation entries the driver wrote, so a missing or wrong write changes the outputs.
     Every counter starts just below ``2**32`` and counts one per run, so the driver's deltas
     wrap. The tests set the faults: ``reject`` (the loader rejects records), ``refuse``
-    (offsets whose writes answer SLVERR), ``drop`` (output values missing from the frame) and
-    ``fail`` (STATUS.ERROR after a run).
+    (offsets whose writes answer SLVERR), ``drop`` (output beats missing from the frame),
+    ``keepless`` (every ``tkeep`` bit of the output 0) and ``fail`` (STATUS.ERROR after a run).
     """
 
     def __init__(self, cfg: AccelConfig, layers: dict[str, driver.DeviceLayer]):
@@ -159,7 +159,7 @@ class ModelTransport:
         self.counter = (1 << 32) - 2
         self.status = 0
         self.reject, self.refuse, self.drop, self.fail = False, set(), 0, False
-        self.width = formats.stream_bytes(cfg.act_bits)
+        self.keepless = False
 
     async def read(self, offset: int) -> int:
         where = regmap.decode(self.cfg, offset)
@@ -191,14 +191,13 @@ class ModelTransport:
             self.loaded = self.by_record[record]
             self.records += 1
 
-    async def stream(self, activations: bytes) -> bytes:
+    async def stream(self, activations: formats.ActivationFrame) -> formats.ActivationFrame:
         assert self.status & regmap.STATUS_BUSY, "input streamed without START"
         dev, p = self.loaded
         k_base = dev.packed.passes[p].k_base
         H, W, C, K, pad, relu = (self.regs[reg.offset] for reg in (
             regmap.HEIGHT, regmap.WIDTH, regmap.CHANNELS, regmap.KOUT, regmap.PAD, regmap.RELU))
-        x = np.array([int.from_bytes(activations[i:i + self.width], "little", signed=True)
-                      for i in range(0, len(activations), self.width)])
+        x = formats.unpack_activations(activations, C, self.cfg)
         entries = {field: np.array([_signed32(self.regs[regmap.quant_offset(k, field)])
                                     for k in range(K)]) for field in regmap.QUANT_FIELDS}
         ks = slice(k_base, k_base + K)
@@ -206,10 +205,12 @@ class ModelTransport:
                                 pad=pad, winograd_relu=bool(relu & regmap.RELU_WINOGRAD),
                                 spatial_relu=bool(relu & regmap.RELU_SPATIAL), **entries)
         y = golden.conv_layer(x.reshape(H, W, C).transpose(2, 0, 1), q, self.cfg)
-        values = y.transpose(1, 2, 0).reshape(-1)[:y.size - self.drop]
+        frame = formats.pack_activations(y.transpose(1, 2, 0), self.cfg)
+        end = len(frame.data) - self.drop * formats.beat_bytes(self.cfg)
         self.counter = (self.counter + 1) % (1 << 32)
         self.status = regmap.STATUS_DONE | (regmap.STATUS_ERROR if self.fail else 0)
-        return b"".join(int(v).to_bytes(self.width, "little", signed=True) for v in values)
+        keep = bytes(end) if self.keepless else frame.keep[:end]
+        return formats.ActivationFrame(frame.data[:end], keep)
 
 
 def test_device_backend_on_a_model_transport_equals_golden(model, rng):
@@ -248,7 +249,9 @@ def _conv1_fault(model, **fault):
      r"^layer conv1 KOUT: register write at 0x1c answered SLVERR \(STATUS 0x10\)$"),
     ({"refuse": {regmap.quant_offset(3, "shift")}},
      r"^layer conv1 quant\[3\]: register write at 0x1038 answered SLVERR \(STATUS 0x10\)$"),
-    ({"drop": 1}, r"^layer conv1 pass 0: 1023 output values, expected 1024$"),
+    ({"drop": 1}, r"^layer conv1 pass 0: 127 output beats, expected 128$"),
+    ({"keepless": True}, r"^layer conv1 pass 0: activation frame: pixel 0 byte 0 has tkeep 0, "
+                         r"expected 1 \(16 channels in beats of 8\)$"),
     ({"fail": True}, r"^layer conv1 pass 0: STATUS\.ERROR after the run \(STATUS 0x6\)$"),
 ])
 def test_device_backend_names_layer_and_step(model, fault, message):

@@ -10,10 +10,13 @@ from amaranth.sim import Simulator
 from sw.config import AccelConfig
 from hw.linebuf import LineBuffer
 from streams import payload_value, run_frame_groups, run_frames_free
-from sw import winograd
+from sw import formats, winograd
 
 #: Small configurations: neither w_max is a multiple of n, and c_max is not a power of two.
-CONFIGS = {2: AccelConfig(tile=2, w_max=10, c_max=3), 4: AccelConfig(tile=4, w_max=11, c_max=3)}
+#: Channel counts both multiples of stream_values and not (partial last beats of a pixel):
+#: 1 .. 13 in beats of 4 at m = 2, 1 .. 3 in beats of 8 (the default) at m = 4.
+CONFIGS = {2: AccelConfig(tile=2, w_max=10, c_max=13, stream_values=4),
+           4: AccelConfig(tile=4, w_max=11, c_max=3)}
 VALUE_KINDS = ("random", "random", "zeros", "min", "max")
 
 
@@ -31,8 +34,18 @@ def make_frame(cfg: AccelConfig, rng, H: int, W: int, C: int, pad: int, kind: st
     tiles = winograd.extract_tiles(x, grid)                 # C, tiles_h, tiles_w, n, n
     expected = [{"d": tiles[c, ty, tx].ravel().tolist(), "c": c, "last": int(c == C - 1)}
                 for ty in range(grid.tiles_h) for tx in range(grid.tiles_w) for c in range(C)]
-    return {"shape": (H, W, C, pad), "beats": x.transpose(1, 2, 0).ravel().tolist(),
+    return {"shape": (H, W, C, pad), "beats": wide_beats(cfg, rng, x.transpose(1, 2, 0)),
             "expected": expected, "grid": grid}
+
+
+def wide_beats(cfg: AccelConfig, rng, pixels: np.ndarray) -> list[list[int]]:
+    """The input beats of an ``[H, W, C]`` raster: :func:`formats.activation_lanes`
+    (channels ``g·V ..`` of one pixel per beat); the lanes past ``C`` (``tkeep`` 0 on the bus)
+    hold random values, which the line buffer must ignore."""
+    lanes, keep = formats.activation_lanes(pixels, cfg)
+    lo, hi = cfg.act_range
+    lanes = np.where(keep, lanes, rng.integers(lo, hi + 1, size=lanes.shape))
+    return lanes.tolist()
 
 
 def random_shape(cfg: AccelConfig, rng) -> tuple[int, int, int, int]:
@@ -101,17 +114,18 @@ def tail_patches(frame: dict) -> int:
 
 
 @pytest.mark.parametrize("m, shape", [
-    (2, (9, 10, 3, 1)), (2, (7, 3, 1, 0)), (2, (1, 1, 1, 1)), (2, (5, 1, 2, 1)),
+    (2, (9, 10, 3, 1)), (2, (7, 3, 1, 0)), (2, (1, 1, 1, 1)), (2, (5, 1, 1, 1)),
     (4, (9, 11, 3, 1)), (4, (10, 5, 2, 0)), (4, (5, 4, 1, 1)), (4, (3, 3, 3, 0)),
 ])
-def test_throughput_one_beat_per_cycle(m, shape, rng):
-    """With o always ready, input is taken every cycle, across frames, with no stall.
+def test_throughput_input_bound(m, shape, rng):
+    """With o always ready and few channels, the input is taken every cycle, across frames.
 
-    A run of ``N = H·W·C`` beats (first beat in cycle 0) takes exactly ``N + LATENCY - 1 +
-    tail`` cycles, ``tail`` the patches of the bands that need the last input row: they go
-    out one per cycle from ``LATENCY`` cycles after it. That holds for one frame and for three
-    back-to-back frames of one shape, whose rows stream in while the last bands of the frame
-    before are read.
+    A band's ``tiles_w · C`` patches take fewer cycles than the ``m · W · ceil(C/V)`` beats of
+    the next band, so the input sets the pace: a run of ``N = H·W·ceil(C/V)`` beats (first beat
+    in cycle 0) takes exactly ``N + LATENCY - 1 + tail`` cycles, ``tail`` the patches of the
+    bands that need the last input row: they go out one per cycle from ``LATENCY`` cycles after
+    it. That holds for one frame and for three back-to-back frames of one shape, whose rows
+    stream in while the last bands of the frame before are read.
     """
     cfg = CONFIGS[m]
     for count in (1, 3):
@@ -128,12 +142,35 @@ def test_throughput_one_beat_per_cycle(m, shape, rng):
         assert cycles[-1] + 1 == beats + LineBuffer.LATENCY - 1 + tail
 
 
+#: The default stream_values = 8 at m = 2: a beat brings 8 values, a patch takes 4 new ones.
+WIDE = AccelConfig(tile=2, w_max=10, c_max=16)
+
+
+@pytest.mark.parametrize("shape", [(9, 10, 8, 1), (7, 10, 13, 0), (6, 9, 16, 1), (5, 4, 9, 0)])
+def test_throughput_patch_bound(shape, rng):
+    """With o always ready and many channels, one patch leaves every cycle, no bubble.
+
+    A band's ``tiles_w · C`` patches take more cycles than the ``m · W · ceil(C/V)`` beats of
+    the next band, so the reader sets the pace: the first patch leaves ``LATENCY`` cycles after
+    the last beat of band 0's rows (beats in cycles 0, 1, ...), and every other patch in the
+    cycle after the one before, ``R = tiles_h · tiles_w · C`` patches in ``first + R`` cycles.
+    """
+    H, W, C, pad = shape
+    frame = make_frame(WIDE, rng, *shape, "random")
+    accepted, emitted = run_frames_free(LineBuffer(WIDE), [frame], set_shape)
+    assert [p for _, p in emitted] == frame["expected"]
+    band0 = min(H, WIDE.n - pad) * W * formats.pixel_beats(C, WIDE)
+    assert accepted[:band0] == list(range(band0))
+    first = band0 - 1 + LineBuffer.LATENCY
+    assert [c for c, _ in emitted] == list(range(first, first + len(frame["expected"])))
+
+
 def test_first_patch_latency(rng):
     """The first patch leaves LATENCY cycles after the last beat of the rows it needs."""
     cfg = CONFIGS[2]
     frame = make_frame(cfg, rng, 8, 6, 2, 0, "random")
     accepted, emitted = run_frames_free(LineBuffer(cfg), [frame], set_shape)
-    needed = cfg.n * 6 * 2          # band 0 of an unpadded frame needs rows 0 .. n-1
+    needed = cfg.n * 6 * 1          # band 0 of an unpadded frame needs rows 0 .. n-1 (C <= V)
     assert emitted[0][0] == accepted[needed - 1] + LineBuffer.LATENCY
 
 
@@ -145,17 +182,18 @@ def test_input_stalls_only_when_full(rng):
     cfg = CONFIGS[4]
     H, W, C = 12, 11, 3
     frame = make_frame(cfg, rng, H, W, C, 0, "random")
+    beats = formats.pixel_beats(C, cfg)
     dut = LineBuffer(cfg)
 
     async def bench(ctx):
         set_shape(ctx, dut, frame["shape"])
         ctx.set(dut.i.valid, 1)
         taken = 0
-        for _ in range(3 * H * W * C):
+        for _ in range(3 * H * W * beats):
             ctx.set(dut.i.payload, frame["beats"][taken])
             taken += ctx.get(dut.i.ready)
             await ctx.tick()
-        assert taken == LineBuffer.slots(cfg) * W * C
+        assert taken == LineBuffer.slots(cfg) * W * beats
         assert ctx.get(dut.o.valid) == 1 and ctx.get(dut.idle) == 0
         assert payload_value(ctx.get(dut.o.payload)) == frame["expected"][0]
 
@@ -167,9 +205,11 @@ def test_input_stalls_only_when_full(rng):
 
 def test_memory_bits():
     cfg = AccelConfig(tile=4, w_max=11, c_max=3, act_bits=8)
-    # (6 + 4) slots × 6 banks × 2 column groups (columns 0 .. 11) × 3 channels × 8 bits
-    assert LineBuffer.memory_bits(cfg) == 10 * 6 * 2 * 3 * 8
-    assert LineBuffer.memory_bits(AccelConfig(w_max=64, c_max=256)) == 6 * 4 * 17 * 256 * 8
+    # (6 + 4) slots × 6 banks × 2 column groups (columns 0 .. 11) × one word of 8 × 8 bits
+    assert LineBuffer.memory_bits(cfg) == 10 * 6 * 2 * 1 * 64
+    assert LineBuffer.memory_bits(AccelConfig(w_max=64, c_max=256)) == 6 * 4 * 17 * 32 * 64
+    assert LineBuffer.memory_bits(AccelConfig(c_max=13, stream_values=4)) == \
+        6 * 4 * (32 // 4 + 1) * 4 * 32
 
 
 def test_bad_config_is_a_type_error():

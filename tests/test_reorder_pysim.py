@@ -9,18 +9,31 @@ import pytest
 from sw.config import AccelConfig
 from hw.reorder import OutputReorder
 from streams import run_frame_groups, run_frames_free
-from sw import winograd
+from sw import formats, winograd
 
 #: Small configurations: w_max not a multiple of 4, so tile 4 has a padded band column.
-CONFIGS = {2: AccelConfig(tile=2, w_max=10, k_max=4), 4: AccelConfig(tile=4, w_max=10, k_max=4)}
+#: Channel counts both multiples of stream_values and not (partial last beats of a pixel):
+#: 1 .. 13 in beats of 4 at m = 2, 1 .. 4 in beats of 8 (the default) at m = 4.
+CONFIGS = {2: AccelConfig(tile=2, w_max=10, k_max=13, stream_values=4),
+           4: AccelConfig(tile=4, w_max=10, k_max=4)}
 VALUE_KINDS = ("random", "zeros", "min", "max")
 
 
-def golden_raster(Y: np.ndarray, out_h: int, out_w: int) -> list[int]:
-    """NHWC raster of the tiles ``Y[K, tiles_h, tiles_w, m, m]``, edge overhang dropped."""
+def golden_raster(Y: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """NHWC raster ``[out_h, out_w, K]`` of the tiles ``Y[K, tiles_h, tiles_w, m, m]``, edge
+    overhang dropped."""
     grid = winograd.tile_grid(out_h + 2, out_w + 2, Y.shape[-1], pad=0)
     assert (grid.tiles_h, grid.tiles_w) == Y.shape[1:3]
-    return winograd.assemble_tiles(Y, grid).transpose(1, 2, 0).ravel().tolist()
+    return winograd.assemble_tiles(Y, grid).transpose(1, 2, 0)
+
+
+def output_beats(cfg: AccelConfig, raster: np.ndarray) -> list[dict]:
+    """The ``o`` beats of an NHWC raster: :func:`formats.activation_lanes` (zeros where
+    ``keep`` is 0), ``last`` on the final one."""
+    lanes, keep = formats.activation_lanes(raster, cfg)
+    masks = (keep << np.arange(cfg.stream_values)).sum(axis=1)
+    return [{"data": lane.tolist(), "keep": int(mask), "last": int(j == len(lanes) - 1)}
+            for j, (lane, mask) in enumerate(zip(lanes, masks))]
 
 
 def make_frame(cfg: AccelConfig, rng, out_h: int, out_w: int, K: int, kind: str) -> dict:
@@ -39,8 +52,7 @@ def make_frame(cfg: AccelConfig, rng, out_h: int, out_w: int, K: int, kind: str)
         Y[edges > 0.9] = hi
     beats = [Y[k, ty, tx].ravel().tolist()
              for ty in range(shape[1]) for tx in range(shape[2]) for k in range(K)]
-    raster = golden_raster(Y, out_h, out_w)
-    expected = [{"data": v, "last": int(j == len(raster) - 1)} for j, v in enumerate(raster)]
+    expected = output_beats(cfg, golden_raster(Y, out_h, out_w))
     return {"shape": (out_h, out_w, K), "beats": beats, "expected": expected}
 
 
@@ -71,10 +83,7 @@ def set_shape(ctx, dut, shape):
 
 
 def mismatch(frame: dict, j: int, got, want) -> str:
-    out_h, out_w, K = frame["shape"]
-    y, x, k = j // (out_w * K), j // K % out_w, j % K
-    return (f"shape {frame['shape']}: value {j} (y {y}, x {x}, k {k}) is {got}, "
-            f"expected {want}")
+    return f"shape (out_h, out_w, K) {frame['shape']}: beat {j} is {got}, expected {want}"
 
 
 # Valid gaps stay short ("stall25"): an input pause longer than a band's drain lets ``idle`` rise
@@ -90,13 +99,15 @@ def test_random_frames_match_golden(m, gaps, backpressure, rng):
                      mismatch=mismatch)
 
 
-@pytest.mark.parametrize("m, shape", [(2, (9, 10, 4)), (2, (6, 7, 1)), (2, (3, 1, 2)),
-                                      (4, (9, 10, 3)), (4, (4, 2, 4)), (4, (1, 1, 1))])
-def test_throughput_band_overlap(m, shape, rng):
-    """Band ty+1 fills while band ty drains: one value per cycle from the first to the last.
+@pytest.mark.parametrize("m, shape", [(2, (9, 10, 1)), (2, (6, 7, 2)), (2, (3, 1, 1)),
+                                      (4, (9, 10, 1)), (4, (4, 2, 4)), (4, (1, 1, 1))])
+def test_throughput_drain_bound(m, shape, rng):
+    """Few channels: band ty+1 fills while band ty drains, one beat per cycle from the first
+    to the last, across bands and frames.
 
     Three back-to-back frames of one shape take exactly ``B + LATENCY - 1 + 3·N`` cycles,
-    ``B`` the input beats of the first band and ``N = out_h · out_w · K``.
+    ``B`` the input beats of the first band and ``N = out_h · out_w · ceil(K / V)`` the
+    output beats of a frame.
     """
     cfg = CONFIGS[m]
     out_h, out_w, K = shape
@@ -106,23 +117,52 @@ def test_throughput_band_overlap(m, shape, rng):
 
     tiles_w = -(-out_w // m)
     band_beats = tiles_w * K
-    values = out_h * out_w * K
-    band_values = m * out_w * K
+    pixel_beats = formats.pixel_beats(K, cfg)
+    beats = out_h * out_w * pixel_beats
+    band_out = m * out_w * pixel_beats
     cycles = [c for c, _ in emitted]
     assert cycles == list(range(cycles[0], cycles[0] + len(cycles))), "output bubble"
     assert accepted[:band_beats] == list(range(band_beats)), "first band not one per cycle"
     assert cycles[0] == band_beats - 1 + OutputReorder.LATENCY
-    assert cycles[-1] + 1 == band_beats + OutputReorder.LATENCY - 1 + 3 * values
+    assert cycles[-1] + 1 == band_beats + OutputReorder.LATENCY - 1 + 3 * beats
     # Band 1 is accepted completely before band 0 has finished draining.
     if out_h > m:
-        assert accepted[2 * band_beats - 1] < cycles[band_values - 1]
+        assert accepted[2 * band_beats - 1] < cycles[band_out - 1]
+
+
+#: The default stream_values = 8 at m = 2: a tile brings 4 values, a beat takes up to 8.
+WIDE = AccelConfig(tile=2, w_max=10, k_max=16)
+
+
+@pytest.mark.parametrize("shape", [(9, 10, 13), (6, 7, 8), (5, 4, 16), (4, 9, 9)])
+def test_throughput_fill_bound(shape, rng):
+    """Many channels at m = 2, V = 8: the input takes one tile every cycle across bands and
+    frames, and the final band leaves LATENCY cycles after the final tile, one beat per cycle.
+
+    Three back-to-back frames take exactly ``T + LATENCY - 1 + L`` cycles, ``T`` their input
+    beats and ``L`` the output beats of the final band.
+    """
+    cfg, m = WIDE, WIDE.tile
+    out_h, out_w, K = shape
+    frames = [make_frame(cfg, rng, *shape, "random") for _ in range(3)]
+    accepted, emitted = run_frames_free(OutputReorder(cfg), frames, set_shape)
+    assert [v for _, v in emitted] == [v for f in frames for v in f["expected"]]
+    tiles = sum(len(f["beats"]) for f in frames)
+    assert accepted == list(range(tiles)), "the input was stalled"
+    last_rows = out_h - (-(-out_h // m) - 1) * m
+    last_band = last_rows * out_w * formats.pixel_beats(K, cfg)
+    cycles = [c for c, _ in emitted]
+    end = tiles + OutputReorder.LATENCY - 1
+    assert cycles[-last_band:] == list(range(end, end + last_band))
 
 
 def test_memory_bits():
     cfg = AccelConfig(tile=4, w_max=10, k_max=4, act_bits=8)
-    # two bands × 4 rows × 12 columns (10 rounded up to the tile) × 4 channels × 8 bits
-    assert OutputReorder.memory_bits(cfg) == 2 * 4 * 12 * 4 * 8
-    assert OutputReorder.memory_bits(AccelConfig(w_max=64, k_max=256)) == 2 * 2 * 64 * 256 * 8
+    # two bands × 4 rows × 12 columns (10 rounded up to the tile) × one word of 8 × 8 bits
+    assert OutputReorder.memory_bits(cfg) == 2 * 4 * 12 * 1 * 64
+    assert OutputReorder.memory_bits(AccelConfig(w_max=64, k_max=256)) == 2 * 2 * 64 * 32 * 64
+    assert OutputReorder.memory_bits(AccelConfig(k_max=13, stream_values=4)) == \
+        2 * 2 * 32 * 4 * 32
 
 
 def test_bad_config_is_a_type_error():

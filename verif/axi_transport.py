@@ -12,10 +12,11 @@ from __future__ import annotations
 import random
 import warnings
 
-from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamSink,
-                           AxiStreamSource)
+from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFrame,
+                           AxiStreamSink, AxiStreamSource)
 
 from sw import regmap
+from sw.formats import ActivationFrame
 from sw.driver import BusError
 from verif.stalls import pattern
 
@@ -82,8 +83,9 @@ class AxiTransport:
         await self.wgt.send(record)
         await self.wgt.wait()
 
-    async def stream(self, activations: bytes) -> bytes:
-        """Queue ``activations`` on ``s_axis_act``; the next ``m_axis_out`` frame's bytes."""
-        await self.act.send(activations)
-        frame = await self.out.recv()
-        return bytes(frame.tdata)
+    async def stream(self, activations: ActivationFrame) -> ActivationFrame:
+        """Queue ``activations`` on ``s_axis_act`` (``tdata`` and ``tkeep``); the next
+        ``m_axis_out`` frame, every byte with its ``tkeep`` bit."""
+        await self.act.send(AxiStreamFrame(activations.data, tkeep=list(activations.keep)))
+        frame = await self.out.recv(compact=False)
+        return ActivationFrame(bytes(frame.tdata), bytes(frame.tkeep))

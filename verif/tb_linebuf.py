@@ -9,7 +9,10 @@ partial tiles both ways; one padded column), then random legal shapes follow. Fr
 :func:`~verif.streams.frame_values`: random ``act_bits`` integers with the extremes mixed in, or
 all zero, all minimum, all maximum.
 
-The NHWC raster goes in under the valid-gap pattern, the patches come out under the
+The NHWC raster goes in as wide beats (:func:`sw.formats.activation_lanes`: ``stream_values``
+channels of one pixel per beat, a pixel's last beat partial when ``stream_values`` does not
+divide ``C``, its lanes past ``C`` filled with random values the block must ignore) under the
+valid-gap pattern, the patches come out under the
 back-pressure pattern with the stream rules checked, and every patch, ``c`` and ``last`` is
 compared in order with :func:`sw.winograd.extract_tiles` of the raster sent. ``idle`` must be
 high before every group and right after its final patch.
@@ -26,17 +29,20 @@ import numpy as np
 
 from sw.config import AccelConfig
 from hw.linebuf import LineBuffer
-from sw import winograd
+from sw import formats, winograd
 from verif.stalls import PATTERNS
 from verif.streams import ShapeGroupBench, frame_values, sample_count
 
 DEFAULT_SHAPES = 6
 
 
-def patches(cfg: AccelConfig, shape: tuple[int, int, int, int], raster: list[int]) -> list[dict]:
-    """The patches of one NHWC ``raster`` of ``shape = (H, W, C, pad)``, in stream order."""
+def patches(cfg: AccelConfig, shape: tuple[int, int, int, int], beats: list[list[int]]) \
+        -> list[dict]:
+    """The patches of one frame of wide ``beats`` of ``shape = (H, W, C, pad)``, in stream
+    order."""
     H, W, C, pad = shape
-    x = np.array(raster, dtype=np.int64).reshape(H, W, C).transpose(2, 0, 1)
+    lanes = np.array(beats, dtype=np.int64).reshape(H * W, -1)[:, :C]
+    x = lanes.reshape(H, W, C).transpose(2, 0, 1)
     grid = winograd.tile_grid(H, W, cfg.tile, pad)
     tiles = winograd.extract_tiles(x, grid)
     return [{"d": [int(v) for v in tiles[c, ty, tx].ravel()], "c": c, "last": int(c == C - 1)}
@@ -57,9 +63,16 @@ def shapes(cfg: AccelConfig, rng: random.Random, count: int) -> list[tuple[int, 
 
 
 def frames(cfg: AccelConfig, rng: random.Random, shape: tuple[int, int, int, int]) -> list[list]:
-    """One or two NHWC rasters of ``shape``, back to back."""
+    """One or two frames of ``shape``, back to back, each a list of wide beats."""
     H, W, C, _ = shape
-    return [frame_values(rng, H * W * C, cfg.act_range) for _ in range(rng.randint(1, 2))]
+    lo, hi = cfg.act_range
+    out = []
+    for _ in range(rng.randint(1, 2)):
+        raster = np.array(frame_values(rng, H * W * C, cfg.act_range)).reshape(H, W, C)
+        lanes, keep = formats.activation_lanes(raster, cfg)
+        junk = [[rng.randint(lo, hi) for _ in row] for row in lanes]
+        out.append(np.where(keep, lanes, junk).tolist())
+    return out
 
 
 @cocotb.test()

@@ -9,9 +9,12 @@ Frame values are :func:`~verif.streams.frame_values`: random ``act_bits`` intege
 extremes mixed in, or all zero, all minimum, all maximum.
 
 The tiles go in in the order of the output transform (``ty``, ``tx``, ``k``) under the
-valid-gap pattern, the raster comes out under the back-pressure pattern with the stream rules
-checked, and every value and ``last`` is compared in order with
-:func:`sw.winograd.assemble_tiles` of the tiles sent, transposed to NHWC. ``idle`` must be high
+valid-gap pattern, the raster comes out as wide beats under the back-pressure pattern with the stream
+rules checked, and every beat (values, ``keep``, ``last``) is compared in order with
+:func:`sw.formats.activation_lanes` of :func:`sw.winograd.assemble_tiles` of the tiles sent,
+transposed to NHWC: ``stream_values`` channels of one pixel per beat, a pixel's last beat
+partial (``keep`` marking its channels, the other lanes zero) when ``stream_values`` does not
+divide ``K``. ``idle`` must be high
 before every group and right after its last value.
 
 ``$WINNOW_SAMPLES`` sets the number of groups per test (default 6).
@@ -26,7 +29,7 @@ import numpy as np
 
 from sw.config import AccelConfig
 from hw.reorder import OutputReorder
-from sw import winograd
+from sw import formats, winograd
 from verif.stalls import PATTERNS
 from verif.streams import ShapeGroupBench, frame_values, sample_count
 
@@ -40,13 +43,16 @@ def _grid(m: int, shape: tuple[int, int, int]) -> winograd.TileGrid:
 
 
 def raster(cfg: AccelConfig, shape: tuple[int, int, int], beats: list[list[int]]) -> list[dict]:
-    """The NHWC raster items of the tile ``beats`` (``ty``, ``tx``, ``k`` order) of ``shape``,
+    """The NHWC raster beats of the tile ``beats`` (``ty``, ``tx``, ``k`` order) of ``shape``,
     edge overhang dropped, ``last`` on the final one."""
     m = cfg.tile
     grid = _grid(m, shape)
     Y = np.array(beats, dtype=np.int64).reshape(grid.tiles_h, grid.tiles_w, shape[2], m, m)
-    values = winograd.assemble_tiles(Y.transpose(2, 0, 1, 3, 4), grid).transpose(1, 2, 0).ravel()
-    return [{"data": int(v), "last": int(j == len(values) - 1)} for j, v in enumerate(values)]
+    pixels = winograd.assemble_tiles(Y.transpose(2, 0, 1, 3, 4), grid).transpose(1, 2, 0)
+    lanes, keep = formats.activation_lanes(pixels, cfg)
+    masks = (keep << np.arange(cfg.stream_values)).sum(axis=1)
+    return [{"data": [int(v) for v in lane], "keep": int(mask), "last": int(j == len(lanes) - 1)}
+            for j, (lane, mask) in enumerate(zip(lanes, masks))]
 
 
 def shapes(cfg: AccelConfig, rng: random.Random, count: int) -> list[tuple[int, int, int]]:

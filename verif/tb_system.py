@@ -19,6 +19,7 @@ refused; an unmapped address answers SLVERR.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import cocotb
@@ -47,10 +48,12 @@ async def start(dut) -> AccelConfig:
     return cfg
 
 
-def random_layer(cfg: AccelConfig, rng: np.random.Generator, index: int) -> DeviceLayer:
-    """A random sparse layer within ``cfg``'s limits, packed for it."""
-    C = int(rng.integers(1, cfg.c_max + 1))
-    K = int(rng.integers(1, cfg.k_max + 1))
+def random_layer(cfg: AccelConfig, rng: np.random.Generator, index: int,
+                 C: int | None = None, K: int | None = None) -> DeviceLayer:
+    """A random sparse layer within ``cfg``'s limits (``C`` and ``K`` random unless given),
+    packed for it."""
+    C = int(rng.integers(1, cfg.c_max + 1)) if C is None else C
+    K = int(rng.integers(1, cfg.k_max + 1)) if K is None else K
     lo, hi = cfg.wgt_range
     U = rng.integers(lo, hi + 1, size=(cfg.coords, K, C))
     U[rng.random(U.shape) >= rng.uniform(0.1, 0.8)] = 0
@@ -106,6 +109,26 @@ async def test_random_layers_under_backpressure(dut):
                       layer.qlayer.K, layer.packed.num_passes)
     macs = sum(s["macs"] for s in rtl.stats)
     assert macs > 0
+
+
+@cocotb.test()
+async def test_full_rate_run_cycles(dut):
+    """One layer at c_max and k_max on a full-width input, no stalls: bit-exact, and the run
+    cycles (START to the last output) of every pass logged, the figure the stream widths move."""
+    cfg = await start(dut)
+    rng = np.random.default_rng(1)
+    layer = random_layer(cfg, rng, 0, cfg.c_max, cfg.k_max)
+    q = dataclasses.replace(layer.qlayer, pad=1)
+    layer = dataclasses.replace(layer, qlayer=q)
+    lo, hi = cfg.act_range
+    x = rng.integers(lo, hi + 1, size=(q.C, 8, cfg.w_max))
+    rtl = DeviceBackend(AxiTransport(dut), cfg)
+    (got,) = await rtl.conv(layer, [x])
+    (want,) = await GoldenBackend(cfg).conv(layer, [x])
+    np.testing.assert_array_equal(got, want)
+    for s in rtl.stats:
+        dut._log.info("full rate: C=%d K=%d %dx%d pass %d: %d run cycles, %d array cycles",
+                      q.C, q.K, 8, cfg.w_max, s["pass"], s["cycles"], s["array_cycles"])
 
 
 @cocotb.test()
