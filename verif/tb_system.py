@@ -10,6 +10,10 @@ small ``wmem_depth`` forces several passes), and runs a few images each through
 the ``stall25`` pattern of :mod:`verif.stalls` on all three streams (valid gaps and
 back-pressure). Every output value must equal :class:`sw.driver.GoldenBackend`'s.
 
+At full rate (no stalls), one layer at ``c_max`` and ``k_max`` on a full-width input logs its
+run cycles per pass. An input frame whose partial beats carry a wrong ``tkeep`` runs to the end
+and sets STATUS.ERROR.
+
 The register-level checks: a configuration write while busy answers SLVERR, sets
 STATUS.REFUSED, and the driver's write names the step and STATUS; a START with a bad shape is
 refused; an unmapped address answers SLVERR.
@@ -30,7 +34,7 @@ from cocotb.triggers import ClockCycles
 
 from sw import regmap
 from sw.config import AccelConfig
-from sw import formats, quant
+from sw import formats, quant, winograd
 from sw.driver import DeviceBackend, DeviceLayer, DriverError, GoldenBackend
 from verif.axi_transport import AxiTransport
 
@@ -129,6 +133,31 @@ async def test_full_rate_run_cycles(dut):
     for s in rtl.stats:
         dut._log.info("full rate: C=%d K=%d %dx%d pass %d: %d run cycles, %d array cycles",
                       q.C, q.K, 8, cfg.w_max, s["pass"], s["cycles"], s["array_cycles"])
+
+
+@cocotb.test()
+async def test_wrong_tkeep_is_a_framing_error(dut):
+    """An input frame whose partial beats say tkeep all ones (C not a multiple of
+    stream_values) runs to the end but sets STATUS.ERROR; the right tkeep does not."""
+    cfg = await start(dut)
+    rng = np.random.default_rng(2)
+    C = cfg.c_max if cfg.c_max % cfg.stream_values else cfg.c_max - 1
+    layer = random_layer(cfg, rng, 0, C, cfg.k_max)
+    x = random_input(cfg, rng, C, layer.qlayer.pad)
+    bus = AxiTransport(dut)
+    rtl = DeviceBackend(bus, cfg)
+    await rtl.conv(layer, [x])
+    assert not await bus.read(regmap.STATUS.offset) & regmap.STATUS_ERROR
+    await rtl.write(regmap.CTRL.offset, regmap.CTRL_START, "START")
+    frame = formats.pack_activations(x.transpose(1, 2, 0), cfg)
+    out = await bus.stream(formats.ActivationFrame(frame.data, b"\1" * len(frame.keep)))
+    grid = winograd.tile_grid(x.shape[1], x.shape[2], cfg.tile, layer.qlayer.pad)
+    k_count = layer.packed.passes[-1].k_count        # the pass conv left loaded
+    beats = formats.activation_beats(grid.out_h, grid.out_w, k_count, cfg)
+    assert len(out.data) == beats * formats.beat_bytes(cfg)
+    status = await bus.read(regmap.STATUS.offset)
+    assert status & regmap.STATUS_ERROR and status & regmap.STATUS_DONE, f"STATUS {status:#x}"
+    dut._log.info("wrong tkeep: STATUS %#x", status)
 
 
 @cocotb.test()
