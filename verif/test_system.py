@@ -22,13 +22,15 @@ from verif.runner import ROOT, run_bench
 from verif.stalls import session_seed
 from verif.simulator import fast_simulator
 
-#: Small enough for Icarus in tens of seconds; wmem_depth 24 forces several passes.
+#: Small enough for Icarus in tens of seconds; wmem_depth 24 forces several passes. The F(2,3)
+#: case streams the default 8 values per beat (every pixel one beat, partial below 8 channels);
+#: the F(4,3) case 2 values per beat, so a pixel of 3 channels is a full and a partial beat.
 CASES = {
     "system_f2": AccelConfig(tile=2, c_max=6, k_max=5, w_max=9, wmem_depth=24, fifo_depth=8,
                              lanes=2),
     "system_f4_sat": AccelConfig(tile=4, c_max=3, k_max=3, w_max=10, wmem_depth=16,
                                  fifo_depth=4, lanes=(2, 3) * 18, overflow="saturate",
-                                 act_width=2, drain_width=2),
+                                 act_width=2, drain_width=2, stream_values=2),
 }
 
 EXAMPLE = ROOT / "examples" / "digits"
