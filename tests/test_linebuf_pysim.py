@@ -105,6 +105,16 @@ def test_random_frames_match_golden(m, gaps, backpressure, rng):
                      mismatch=mismatch)
 
 
+@pytest.mark.parametrize("values", [1, 16])
+def test_narrowest_and_widest_beats(values, rng):
+    """stream_values 1 (one channel per beat) and 16 (17 channels: a full and a one-channel
+    beat per pixel), random and corner shapes, under gaps and back-pressure."""
+    cfg = AccelConfig(tile=2, w_max=7, c_max=17, stream_values=values)
+    shapes = [random_shape(cfg, rng) for _ in range(3)] + [(3, 7, 17, 1), (4, 4, 16, 0)]
+    run_frame_groups(LineBuffer(cfg), make_groups(cfg, rng, shapes, 2), set_shape, rng,
+                     "stall25", "stall25", slack=30, mismatch=mismatch)
+
+
 def tail_patches(frame: dict) -> int:
     """Patches of the bands that need the frame's last row: they can only leave after it."""
     H, _, C, pad = frame["shape"]

@@ -99,6 +99,15 @@ def test_random_frames_match_golden(m, gaps, backpressure, rng):
                      mismatch=mismatch)
 
 
+@pytest.mark.parametrize("values", [1, 16])
+def test_narrowest_and_widest_beats(values, rng):
+    """stream_values 1 (one channel per beat) and 16 (K up to 17: a full and a one-channel
+    beat per pixel), under gaps and back-pressure."""
+    cfg = AccelConfig(tile=2, w_max=7, k_max=17, stream_values=values)
+    run_frame_groups(OutputReorder(cfg), random_groups(cfg, rng, 6), set_shape, rng,
+                     "stall25", "bursts", slack=20, mismatch=mismatch)
+
+
 @pytest.mark.parametrize("m, shape", [(2, (9, 10, 1)), (2, (6, 7, 2)), (2, (3, 1, 1)),
                                       (4, (9, 10, 1)), (4, (4, 2, 4)), (4, (1, 1, 1))])
 def test_throughput_drain_bound(m, shape, rng):
