@@ -294,9 +294,9 @@ class SparsePE(ConfiguredComponent):
         drained = Signal()          # the last beat of bank r_bank leaves in this cycle
         r_bank = Signal(range(banks))
         m.d.comb += [
-            # a bank whose last beat leaves in this cycle is free already: the walker's first
-            # pair reaches the accumulators three cycles after the drain's final clear
-            bank_ok.eq(~sealed.bit_select(wbank, 1) | (drained & (r_bank == wbank))),
+            # a bank is free from the cycle after its last beat left (no bypass from the
+            # drain: that path crossed the whole PE, docs/fpga.md)
+            bank_ok.eq(~sealed.bit_select(wbank, 1)),
             issue.eq(b_active & bank_ok & q_room),
             b_free.eq(~b_active | (issue & (b_left == 1))),
             a_take.eq(a_valid & (a_skip | b_free)),
@@ -389,6 +389,14 @@ class SparsePE(ConfiguredComponent):
             m.d.sync += wbank.eq(Mux(wbank == banks - 1, 0, wbank + 1))
 
         # -- drain: beat r reads channels k0 .. k0 + D - 1, channel k from lane k mod L ------
+        # k_count arrives from the register file, far away: a local copy, and the k0 of the
+        # final beat precomputed from it, keep that wire and an adder off the drain's path.
+        # (k_count is written before START, so one cycle of delay is never seen.)
+        k_count = Signal.like(self.k_count, name="k_count_r")
+        shift_d = width_d.bit_length() - 1               # drain_width is a power of two
+        k_final = Signal(range(cfg.k_max + 1), name="k_final")
+        m.d.sync += [k_count.eq(self.k_count),
+                     k_final.eq(((self.k_count - 1) >> shift_d) << shift_d)]
         lane0 = Signal(range(lanes))         # lane of channel k0
         row0 = Signal(range(rows + 1))       # its row
         k0 = Signal(range(cfg.k_max + width_d + 1))
@@ -400,7 +408,7 @@ class SparsePE(ConfiguredComponent):
         last = Signal()
         m.d.comb += [
             take.eq(complete.bit_select(r_bank, 1) & out_buffer.i.ready),
-            last.eq(k0 + width_d >= self.k_count),
+            last.eq(k0 >= k_final),
             drained.eq(take & last),
         ]
         sel = []                              # lane of channel k0 + j
@@ -439,7 +447,7 @@ class SparsePE(ConfiguredComponent):
             else:
                 lo, hi = cfg.acc_range
                 value = Mux(value < lo, lo, Mux(value > hi, hi, value))
-            results.append(Mux(k0 + j < self.k_count, value, 0))
+            results.append(Mux(k0 + j < k_count, value, 0))
 
         beat = out_buffer.i.payload
         m.d.comb += [beat.m[j].eq(results[j]) for j in range(width_d)]
