@@ -11,7 +11,7 @@ fields from the layouts of :mod:`hw.layouts`, the entry and word sizes from
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, enum, stream
 from amaranth.lib.wiring import In, Out
 
@@ -22,10 +22,20 @@ from sw.config import AccelConfig, require_config
 from hw.pe import DIRECTORY, WMEM
 from sw import formats
 
-__all__ = ["WeightLoader", "BYTE_LAYOUT", "expected_writes"]
+__all__ = ["WeightLoader", "BYTE_LAYOUT", "beat_layout", "expected_writes"]
 
 #: Payload of the byte stream: one record byte, ``last`` on the record's final byte.
 BYTE_LAYOUT = data.StructLayout({"data": unsigned(8), "last": unsigned(1)})
+
+
+def beat_layout(beat_bytes: int) -> data.StructLayout:
+    """Payload of a stream of ``beat_bytes`` record bytes per beat: :data:`BYTE_LAYOUT` for 1;
+    else ``data`` (byte ``j`` in bits ``8j .. 8j+7``), ``keep`` (one bit per byte, a prefix:
+    only a frame's final beat may be partial) and ``last``."""
+    if beat_bytes == 1:
+        return BYTE_LAYOUT
+    return data.StructLayout({"data": unsigned(8 * beat_bytes), "keep": unsigned(beat_bytes),
+                              "last": unsigned(1)})
 
 
 def expected_writes(image: formats.PassImage, cfg: AccelConfig,
@@ -83,14 +93,20 @@ class WeightLoader(ConfiguredComponent):
     cfg : AccelConfig
         Supplies ``coords``, ``c_max``, ``k_max``, ``wmem_depth`` and, per PE, the directory
         entry and weight word byte counts of :mod:`sw.formats`.
+    beat_bytes : int
+        Record bytes per beat of ``i``: 1 (the default), or 2, 4 or 8.
 
     Members
     -------
-    i : In(stream.Signature(StructLayout({"data": unsigned(8), "last": unsigned(1)})))
-        The bytes of one record (:func:`sw.formats.encode_record`), ``last`` on its final byte.
-        One byte per cycle. ``ready`` is high except while a byte that completes an entry or
-        word (or the next byte after a good record) would find ``wr`` full, so it depends
-        combinationally on ``wr.ready``.
+    i : In(stream.Signature(beat_layout(beat_bytes)))
+        The bytes of one record (:func:`sw.formats.encode_record`), ``last`` on its final beat.
+        With ``beat_bytes`` 1, one byte per cycle; ``ready`` is high except while a byte that
+        completes an entry or word (or the next byte after a good record) would find ``wr``
+        full, so it depends combinationally on ``wr.ready``. With more, a beat carries
+        ``beat_bytes`` bytes (its lowest ``popcount(keep)`` bytes: ``keep`` is a prefix), into
+        a byte buffer from which the parser takes one whole field, entry or word per cycle;
+        ``ready`` is high while the buffer has room for a beat and holds no frame's final
+        byte.
     wr : Out(stream.Signature(SparseArray.layouts(cfg)[1]))
         Writes for the array's load port, in stream order: per PE ``xi``, directory entry
         ``c`` as ``{pe: xi, mem: DIRECTORY, addr: c, data: entry}``, then weight word ``j``
@@ -126,8 +142,13 @@ class WeightLoader(ConfiguredComponent):
     new pass: the host must reload the pass before running it. The header fields ``layer``
     and ``pass`` are not checked; they are for the host.
 
-    Throughput: one byte per cycle while ``wr`` is ready, so a record of ``N`` bytes takes
-    ``N`` cycles and the next record's first byte may follow its last one directly.
+    Throughput: with ``beat_bytes`` 1, one byte per cycle while ``wr`` is ready, so a record of
+    ``N`` bytes takes ``N`` cycles and the next record's first byte may follow its last one
+    directly. With more, one field, entry or word per cycle and ``beat_bytes`` bytes per
+    cycle in, whichever is slower: a record whose weight words are at least ``beat_bytes``
+    long takes about ``N / beat_bytes`` cycles; a beat after a frame's final beat waits until
+    the buffer has been parsed (a few cycles per record). A rejected record's remaining bytes
+    are dropped one per cycle.
 
     Latency (:attr:`LATENCY`): a write is valid on ``wr`` one cycle after the byte that
     completes its entry or word is accepted, and ``error`` strobes one cycle after the
@@ -138,8 +159,11 @@ class WeightLoader(ConfiguredComponent):
     #: Cycles from the byte completing an entry or word to its write on ``wr``.
     LATENCY = 1
 
-    def __init__(self, cfg: AccelConfig):
+    def __init__(self, cfg: AccelConfig, beat_bytes: int = 1):
         require_config(cfg)
+        if beat_bytes not in (1, 2, 4, 8):
+            raise ValueError(f"beat_bytes must be 1, 2, 4 or 8, not {beat_bytes!r}")
+        self._beat_bytes = beat_bytes
         if formats.BYTE_ORDER != "little":
             raise ValueError(f"sw.formats.BYTE_ORDER is {formats.BYTE_ORDER!r}; the loader "
                              "assembles little-endian fields")
@@ -149,7 +173,7 @@ class WeightLoader(ConfiguredComponent):
                              for xi in range(cfg.coords)]
         self._word_bytes = [formats.slot_layout(cfg, xi).word_bytes for xi in range(cfg.coords)]
         super().__init__(cfg, {
-            "i": In(stream.Signature(BYTE_LAYOUT)),
+            "i": In(stream.Signature(beat_layout(beat_bytes))),
             "wr": Out(stream.Signature(SparseArray.layouts(cfg)[1])),
             "channels": Out(range(cfg.c_max + 1)),
             "k_count": Out(range(cfg.k_max + 1)),
@@ -187,16 +211,24 @@ class WeightLoader(ConfiguredComponent):
                     Mux(phase == _Phase.ENTRY, _lookup(xi, [n - 1 for n in self._entry_bytes]),
                         Mux(phase == _Phase.WORD, _lookup(xi, [n - 1 for n in self._word_bytes]),
                             0)))))
-        value = Signal.like(acc)
-        m.d.comb += [value.eq(acc), value.word_select(pos, 8).eq(self.i.payload.data)]
-        unit_done = pos == last_pos
-        last = self.i.payload.last
-
-        # -- handshake: a completing entry or word byte needs room in wr ---------------------
         wr_free = ~self.wr.valid | self.wr.ready
         writes = (phase == _Phase.ENTRY) | (phase == _Phase.WORD)
-        m.d.comb += self.i.ready.eq(Mux(commit | (writes & unit_done), wr_free, 1))
-        take = self.i.valid & self.i.ready
+        value = Signal.like(acc)
+        if self._beat_bytes == 1:
+            m.d.comb += [value.eq(acc), value.word_select(pos, 8).eq(self.i.payload.data)]
+            unit_done = pos == last_pos
+            last = self.i.payload.last
+
+            # -- handshake: a completing entry or word byte needs room in wr -----------------
+            m.d.comb += self.i.ready.eq(Mux(commit | (writes & unit_done), wr_free, 1))
+            take = self.i.valid & self.i.ready
+            buffered = Const(0, 1)
+        else:
+            # -- byte buffer: beats in, one whole unit out per cycle -------------------------
+            # The unit is taken once all its bytes are buffered (pos stays 0), or cut short
+            # by the frame's final byte (then ``last`` ends the record as for one byte).
+            unit_done, last, take, buffered = self._unit_buffer(
+                m, unit_bytes, last_pos + 1, value, commit, writes, wr_free)
         with m.If(self.wr.ready):
             m.d.sync += self.wr.valid.eq(0)
 
@@ -211,10 +243,11 @@ class WeightLoader(ConfiguredComponent):
                 m.d.sync += [xi.eq(xi + 1), phase.eq(_Phase.PE), field.eq(0)]
 
         with m.If(take):
-            with m.If(unit_done):
-                m.d.sync += [pos.eq(0), acc.eq(0)]
-            with m.Else():
-                m.d.sync += [pos.eq(pos + 1), acc.eq(value)]
+            if self._beat_bytes == 1:
+                with m.If(unit_done):
+                    m.d.sync += [pos.eq(0), acc.eq(0)]
+                with m.Else():
+                    m.d.sync += [pos.eq(pos + 1), acc.eq(value)]
 
             with m.Switch(phase):
                 with m.Case(_Phase.RECORD):
@@ -295,5 +328,46 @@ class WeightLoader(ConfiguredComponent):
                 self.records.eq(self.records + 1),
             ]
         m.d.comb += self.idle.eq((phase == _Phase.RECORD) & (field == 0) & (pos == 0)
-                                 & ~self.wr.valid)
+                                 & ~self.wr.valid & ~buffered)
         return m
+
+    def _unit_buffer(self, m: Module, unit_bytes: int, unit_len, value, commit, writes,
+                     wr_free):
+        """The byte buffer of a wide ``i``: returns ``(unit_done, last, take, buffered)``
+        for the parser and drives ``value`` (the unit's bytes, zero above ``unit_len``)."""
+        B = self._beat_bytes
+        cap = unit_bytes + 2 * B - 1            # room for a beat while a whole unit waits
+        buf = Signal(8 * cap)                   # byte j at bits 8j; zero from `level` up
+        level = Signal(range(cap + 1))
+        buf_last = Signal()                     # the buffer's final byte ends the frame
+        complete = Signal()
+        m.d.comb += [
+            complete.eq(level >= unit_len),
+            value.eq(Cat(Mux(j < unit_len, buf[8 * j:8 * j + 8], 0) for j in range(unit_bytes))),
+        ]
+        taken = Signal(range(cap + 1))          # bytes of the unit (or of the frame's tail)
+        m.d.comb += taken.eq(Mux(complete, unit_len, level))
+        last = buf_last & (taken == level)
+        take = Signal()
+        m.d.comb += take.eq((complete | buf_last)
+                            & Mux(commit | (writes & complete), wr_free, 1))
+
+        payload = self.i.payload
+        count = Signal(range(B + 1))            # bytes of this beat: keep is a prefix
+        m.d.comb += count.eq(sum(payload.keep[j] for j in range(B)))
+        incoming = Cat(Mux(payload.keep[j], payload.data[8 * j:8 * j + 8], 0) for j in range(B))
+        m.d.comb += self.i.ready.eq(~buf_last & (level + B <= cap))
+        accept = self.i.valid & self.i.ready
+        used = Signal(range(cap + 1))
+        m.d.comb += used.eq(Mux(take, taken, 0))
+        rest = Signal(range(cap + 1))
+        m.d.comb += rest.eq(level - used)
+        m.d.sync += [
+            buf.eq((buf >> (used * 8)) | Mux(accept, incoming << (rest * 8), 0)),
+            level.eq(rest + Mux(accept, count, 0)),
+        ]
+        with m.If(accept & payload.last):
+            m.d.sync += buf_last.eq(1)
+        with m.Elif(take & last):
+            m.d.sync += buf_last.eq(0)
+        return complete, last, take, (level != 0) | buf_last

@@ -10,7 +10,7 @@ One run computes one 3×3 stride-1 layer pass (``K ≤ k_max`` output channels) 
                → OutputTransform (+ bias, requantise, spatial ReLU, clamp; quant[k] from the CSRs)
                → stream buffer → OutputReorder (one m×m tile in per cycle)
                → m_axis_out (stream_values channels of a pixel per beat)
-    s_axis_wgt → WeightLoader → the PEs' weight and directory memories
+    s_axis_wgt (4 bytes per beat) → WeightLoader → the PEs' weight and directory memories
     s_axi      → ControlRegisters (shape, ReLU modes, quantisation memory, start/busy/done, flags,
                  perf counters)
 
@@ -37,7 +37,12 @@ from hw.stream_buffer import StreamBuffer
 from hw.channels import ChannelGather, ChannelSerialiser
 from hw.transforms import InputTransform, OutputTransform
 
-__all__ = ["Accelerator"]
+__all__ = ["Accelerator", "WEIGHT_BEAT_BYTES"]
+
+#: Bytes per beat of ``s_axis_wgt`` (32-bit ``tdata``). The loader takes one field, entry or
+#: weight word of a record per cycle from a byte buffer, so a record of weight words at least
+#: this long loads at about this many bytes per cycle.
+WEIGHT_BEAT_BYTES = 4
 
 
 
@@ -61,10 +66,11 @@ class Accelerator(ConfiguredComponent):
         the last one partial when ``V`` does not divide ``C``). ``H·W·ceil(C / V)`` beats per
         run with ``tlast`` on the final one. Ready only during a run and only for the run's
         beats.
-    s_axis_wgt_tdata, s_axis_wgt_tvalid, s_axis_wgt_tready, s_axis_wgt_tlast
-        Packed weights in, one byte per beat: one record of the weight-load stream
-        (:func:`sw.formats.encode_record`) per frame, ``tlast`` on its final byte. Ready only
-        between runs.
+    s_axis_wgt_tdata, s_axis_wgt_tkeep, s_axis_wgt_tvalid, s_axis_wgt_tready, s_axis_wgt_tlast
+        Packed weights in, :data:`WEIGHT_BEAT_BYTES` bytes per beat (byte ``j`` in bits
+        ``8j .. 8j+7``, ``tkeep`` one bit per byte, a prefix: only a frame's final beat may be
+        partial): one record of the weight-load stream (:func:`sw.formats.encode_record`) per
+        frame, ``tlast`` on its final beat. Ready only between runs.
     m_axis_out_tdata, m_axis_out_tkeep, m_axis_out_tvalid, m_axis_out_tready, m_axis_out_tlast
         Activations out: the pass's ``out_h × out_w × K`` output in NHWC raster order, in the
         same beat format (``K`` in place of ``C``; bytes with ``tkeep`` 0 are zero), ``tlast``
@@ -101,7 +107,8 @@ class Accelerator(ConfiguredComponent):
             "s_axis_act_tvalid": In(1),
             "s_axis_act_tready": Out(1),
             "s_axis_act_tlast": In(1),
-            "s_axis_wgt_tdata": In(8),
+            "s_axis_wgt_tdata": In(8 * WEIGHT_BEAT_BYTES),
+            "s_axis_wgt_tkeep": In(WEIGHT_BEAT_BYTES),
             "s_axis_wgt_tvalid": In(1),
             "s_axis_wgt_tready": Out(1),
             "s_axis_wgt_tlast": In(1),
@@ -130,7 +137,7 @@ class Accelerator(ConfiguredComponent):
         channels = m.submodules.serialiser = ChannelSerialiser(cfg)
         otf = m.submodules.output_transform = OutputTransform(cfg)
         reorder = m.submodules.reorder = OutputReorder(cfg)
-        loader = m.submodules.loader = WeightLoader(cfg)
+        loader = m.submodules.loader = WeightLoader(cfg, WEIGHT_BEAT_BYTES)
 
         # -- AXI4-Lite straight through to the registers ------------------------------------
         for name, member in csr.signature.members.items():
@@ -220,6 +227,7 @@ class Accelerator(ConfiguredComponent):
         # -- weights in ----------------------------------------------------------------------
         m.d.comb += [
             loader.i.payload.data.eq(self.s_axis_wgt_tdata),
+            loader.i.payload.keep.eq(self.s_axis_wgt_tkeep),
             loader.i.payload.last.eq(self.s_axis_wgt_tlast),
             loader.i.valid.eq(self.s_axis_wgt_tvalid & ~running),
             self.s_axis_wgt_tready.eq(loader.i.ready & ~running),
