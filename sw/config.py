@@ -26,7 +26,7 @@ SUPPORTED_TILES = (2, 4)
 #: How accumulators and the requantiser treat values out of range.
 OVERFLOW_MODES = ("wrap", "saturate")
 #: Bumped whenever a field is added, removed or changes meaning.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class ConfigError(ValueError):

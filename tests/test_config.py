@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from sw.config import AccelConfig, ConfigError, signed_bits
+from sw.config import SCHEMA_VERSION, AccelConfig, ConfigError, signed_bits
 
 SEED = 7
 
@@ -147,7 +147,8 @@ def test_acc_internal_bits_by_overflow_mode():
 @pytest.mark.parametrize("text, problem", [
     (b"\xff\xfe{}", "not a winnow.json: not UTF-8 text (byte 0 is b'\\xff')"),
     (b"[" * 100000, "not valid JSON (nested too deeply)"),
-    (b'{"schema": 2, "tile": ' + b"9" * 5000 + b"}", "not valid JSON (Exceeds the limit"),
+    (b'{"schema": %d, "tile": ' % SCHEMA_VERSION + b"9" * 5000 + b"}",
+     "not valid JSON (Exceeds the limit"),
     (b"[1, 2]", "expected a JSON object, got list"),
 ])
 def test_load_refuses_malformed_files(tmp_path, text, problem):
@@ -168,7 +169,10 @@ def test_missing_field_or_schema_is_refused_not_defaulted():
             AccelConfig.from_dict(partial, "hw.json")
     with pytest.raises(ConfigError, match="^hw.json: no 'schema' field"):
         AccelConfig.from_dict({k: v for k, v in good.items() if k != "schema"}, "hw.json")
-    for schema in (1, 3, "2", 2.0, True, None):
+    # The previous version (schema 2 had no stream_values) and the next are refused, as are
+    # the right number in another JSON type.
+    for schema in (SCHEMA_VERSION - 1, SCHEMA_VERSION + 1, str(SCHEMA_VERSION),
+                   float(SCHEMA_VERSION), True, None):
         with pytest.raises(ConfigError, match="is not supported"):
             AccelConfig.from_dict({**good, "schema": schema}, "hw.json")
     # 'derived' is checked when present, never required: it is recomputed from the fields.

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sw.config import AccelConfig
+from sw.config import SCHEMA_VERSION, AccelConfig
 from sw import formats, golden, model_import, pack, quant
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -249,7 +249,7 @@ def _hw_text(**change) -> str:
     (_hw_text(tile=3, derived=None), "AccelConfig.tile: 3 is not allowed"),
     (_hw_text(banana=1), "unknown field(s) banana"),
     # A winnow.json that does not name every field is refused, not completed with defaults.
-    ('{"schema": 2, "tile": 2}', "missing field(s) act_bits, wgt_bits"),
+    (json.dumps({"schema": SCHEMA_VERSION, "tile": 2}), "missing field(s) act_bits, wgt_bits"),
     (_hw_text(schema=None), "no 'schema' field"),
     (_hw_text(schema=1), "schema 1 is not supported"),
     ("[1, 2]", "expected a JSON object, got list"),
