@@ -5,6 +5,10 @@ Records come from :func:`sw.formats.pack_layer` and :func:`sw.formats.encode_rec
 writes the loader makes must be, in order and count, every PE's
 :func:`sw.formats.directory_words` followed by its ``PassImage.words``. Rejected records are
 made from good ones by rewriting one header field, cutting the frame, or extending it.
+
+Every behaviour is checked with one byte per beat and with wide beats (``beat_bytes`` 2, 4 or 8,
+``keep`` a prefix, junk in the unused lanes of a frame's partial final beat); the top level
+streams :data:`hw.top.WEIGHT_BEAT_BYTES` (4) bytes per beat.
 """
 
 from __future__ import annotations
@@ -17,11 +21,17 @@ import pytest
 from sw.config import AccelConfig
 from hw.loader import WeightLoader, expected_writes
 from hw.pe import DIRECTORY
+from hw.top import WEIGHT_BEAT_BYTES
 from streams import Phase, run_streams
 from sw import formats
 
 #: Names of the record header fields, in stream order.
 RECORD_FIELDS = tuple(name for name, _ in formats.RECORD_HEADER_FIELDS)
+
+#: Bytes per beat of ``i``: the byte stream and every wide width the loader takes.
+BEATS = (1, 2, 4, 8)
+#: The wide widths.
+WIDE = BEATS[1:]
 
 #: Small configurations covering 1- to 5-byte words, 1- and 2-byte directory entries,
 #: per-coordinate lanes on both tile sizes, and memories small enough to force several passes.
@@ -41,6 +51,24 @@ class Frame:
     writes: list[dict]
     error_at: int | None = None           # index of the byte whose acceptance rejects it
     status: tuple[int, int, int] | None = None   # (C, k_count, k_base) of a good record
+
+
+def unit_bytes(frame: Frame, cfg: AccelConfig) -> list[int]:
+    """Bytes of each unit a good record is parsed in, in stream order: the record header's
+    fields, then per PE its header's fields, its directory entries and its weight words."""
+    units = [bits // 8 for _, bits in formats.RECORD_HEADER_FIELDS]
+    pe_fields = [bits // 8 for _, bits in formats.PE_HEADER_FIELDS]
+    pes = iter(range(cfg.coords))
+    xi = -1
+    for wr in frame.writes:
+        while xi < wr["pe"]:
+            xi = next(pes)
+            units += pe_fields
+        units.append(formats.directory_layout(cfg, xi).entry_bytes if wr["mem"] == DIRECTORY
+                     else formats.slot_layout(cfg, xi).word_bytes)
+    units += pe_fields * len(list(pes))
+    assert sum(units) == len(frame.data)
+    return units
 
 
 def pe_header_offset(image: formats.PassImage, cfg: AccelConfig, xi: int) -> int:
@@ -94,38 +122,59 @@ def random_records(cfg: AccelConfig, rng, layers: int,
     return out
 
 
+def frame_beats(data: bytes, beat_bytes: int, rng=None) -> list[dict]:
+    """The beats of ``i`` carrying one frame: a byte each for ``beat_bytes`` 1; else
+    ``beat_bytes`` bytes each (byte ``j`` in bits ``8j``), ``keep`` a prefix that is full on
+    all but a partial final beat, whose unused lanes hold random junk (zeros without ``rng``)."""
+    if beat_bytes == 1:
+        return [{"data": byte, "last": int(k == len(data) - 1)} for k, byte in enumerate(data)]
+    beats = []
+    for k in range(0, len(data), beat_bytes):
+        chunk = data[k:k + beat_bytes]
+        spare = beat_bytes - len(chunk)
+        junk = bytes(rng.integers(0, 256, spare).tolist()) if rng is not None else bytes(spare)
+        beats.append({"data": int.from_bytes(chunk + junk, "little"),
+                      "keep": (1 << len(chunk)) - 1, "last": int(k + beat_bytes >= len(data))})
+    return beats
+
+
 @dataclass
 class Observed:
     writes: list[dict]
     errors: list[int]                     # bytes accepted before each error strobe
+    error_writes: list[int]               # writes issued (taken or in wr) at each error strobe
     commits: list[tuple[int, ...]]        # (writes taken, records, C, k_count, k_base)
-    stalled_bytes: int                    # cycles a byte was offered and not taken
-    accept_cycles: list[int]              # the cycle each byte was accepted in
+    stalled_bytes: int                    # cycles a beat of i was offered and not taken
+    accept_cycles: list[int]              # the cycle each beat of i was accepted in
     write_cycles: list[int]               # the cycle each write was taken in
 
 
 def load(cfg: AccelConfig, frames: list[Frame], rng=None, gaps: str = "none",
-         backpressure: str = "none") -> Observed:
-    """Feed ``frames`` back to back and collect what the loader does, checking every cycle.
+         backpressure: str = "none", beat_bytes: int = 1) -> Observed:
+    """Feed ``frames`` back to back, ``beat_bytes`` bytes per beat, and collect what the
+    loader does, checking every cycle.
 
-    ``idle`` is high exactly when the accepted bytes end a frame and no write is pending;
+    With one byte per beat, ``idle`` is high exactly when the accepted bytes end a frame and
+    no write is pending; with wide beats, only then (bytes still buffered keep it low).
     ``channels``, ``k_count`` and ``k_base`` change only together with ``records``; the
     runner checks the stream rules of ``wr`` and that no write beyond the expected ones comes.
     """
-    dut = WeightLoader(cfg)
-    beats = [{"data": byte, "last": int(k == len(f.data) - 1)}
-             for f in frames for k, byte in enumerate(f.data)]
+    dut = WeightLoader(cfg, beat_bytes)
+    beats = [beat for f in frames for beat in frame_beats(f.data, beat_bytes, rng)]
     status = ("records", "channels", "k_count", "k_base")
     probes = {"i_valid": dut.i.valid, "i_ready": dut.i.ready, "wr_valid": dut.wr.valid,
               "error": dut.error, "idle": dut.idle, **{n: getattr(dut, n) for n in status}}
     run = run_streams(dut, Phase({"i": beats}, {"wr": sum(len(f.writes) for f in frames)}),
                       gaps=gaps, backpressure=backpressure, rng=rng, probes=probes)
     trace = {name: np.array(values, dtype=np.int64) for name, values in run.trace.items()}
-    accepted, taken = run.before("i"), run.before("wr")
+    taken = run.before("wr")
+    sizes = [bin(beat.get("keep", 1)).count("1") for beat in beats]
+    accepted = np.cumsum([0] + sizes)[run.before("i")]       # bytes, not beats
 
     boundaries = np.cumsum([0] + [len(f.data) for f in frames])
     idle = np.isin(accepted, boundaries) & (trace["wr_valid"] == 0)
-    wrong = np.flatnonzero(trace["idle"] != idle)
+    wrong = np.flatnonzero((trace["idle"] != idle) if beat_bytes == 1
+                           else (trace["idle"] != 0) & ~idle)
     assert not wrong.size, (f"idle = {trace['idle'][wrong[0]]} after {accepted[wrong[0]]} bytes "
                             f"with wr.valid = {trace['wr_valid'][wrong[0]]}")
     assert trace["idle"][-1], "not idle after the last frame"
@@ -136,42 +185,58 @@ def load(cfg: AccelConfig, frames: list[Frame], rng=None, gaps: str = "none",
     for cycle in changes:
         assert now[cycle, 0] != before[cycle, 0], \
             f"status changed without a record: {tuple(now[cycle].tolist())}"
-    return Observed(run.received["wr"], accepted[trace["error"] != 0].tolist(),
+    error = trace["error"] != 0
+    return Observed(run.received["wr"], accepted[error].tolist(),
+                    (taken + trace["wr_valid"])[error].tolist(),
                     [(int(taken[c]), *now[c].tolist()) for c in changes],
                     int(((trace["i_valid"] != 0) & (trace["i_ready"] == 0)).sum()),
                     run.beat_cycles["i"], run.beat_cycles["wr"])
 
 
-def check(seen: Observed, frames: list[Frame]) -> None:
-    """Writes in order and count, one strobe per rejected frame, status per good frame."""
+def check(seen: Observed, frames: list[Frame], beat_bytes: int = 1) -> None:
+    """Writes in order and count, one strobe per rejected frame, status per good frame.
+
+    A strobe comes once the rejected frame's writes (and no later ones) have been issued:
+    with one byte per beat, in the cycle after the rejecting byte; with wide beats, once the
+    beat holding that byte has arrived and before any byte of the next frame."""
     want = [wr for f in frames for wr in f.writes]
     for n, (got, exp) in enumerate(zip(seen.writes, want)):
         assert got == exp, f"write {n}: got {got}, expected {exp}"
     assert len(seen.writes) == len(want)
-    errors, commits = [], []
+    errors, error_writes, commits = [], [], []
     offset = writes = 0
     for f in frames:
         writes += len(f.writes)
         if f.error_at is not None:
-            errors.append(offset + f.error_at + 1)
+            errors.append((offset + f.error_at + 1, offset + len(f.data)))
+            error_writes.append(writes)
         else:
             commits.append((writes, len(commits) + 1, *f.status))
         offset += len(f.data)
-    assert seen.errors == errors
+    if beat_bytes == 1:
+        assert seen.errors == [rejecting for rejecting, _ in errors]
+    else:
+        assert len(seen.errors) == len(errors), f"{len(seen.errors)} error strobes, " \
+                                                f"expected {len(errors)}"
+        for got, (rejecting, end) in zip(seen.errors, errors):
+            assert rejecting <= got <= end, f"error strobe after {got} bytes, expected " \
+                                            f"{rejecting} to {end}"
+    assert seen.error_writes == error_writes
     assert seen.commits == commits
 
 
 # -- good records ----------------------------------------------------------------------------
 
+@pytest.mark.parametrize("beat_bytes", BEATS)
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 @pytest.mark.parametrize("gaps, backpressure", [("stall25", "none"), ("none", "stall75"),
                                                  ("bursts", "bursts")])
-def test_random_records(name, gaps, backpressure, rng):
+def test_random_records(name, gaps, backpressure, beat_bytes, rng):
     """Every pass of random packed layers, back to back, under valid gaps and back-pressure."""
     cfg = CONFIGS[name]
     frames = [good_frame(li, im, cfg) for li, im in random_records(cfg, rng, 2)]
-    seen = load(cfg, frames, rng, gaps, backpressure)
-    check(seen, frames)
+    seen = load(cfg, frames, rng, gaps, backpressure, beat_bytes)
+    check(seen, frames, beat_bytes)
     assert seen.commits[-1][1:] == (len(frames), *frames[-1].status)
 
 
@@ -196,8 +261,9 @@ def test_one_byte_per_cycle(name, rng):
                                  for b in completing]
 
 
+@pytest.mark.parametrize("beat_bytes", BEATS)
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_edge_records(name, rng):
+def test_edge_records(name, beat_bytes, rng):
     """Full-density extreme weights, an all-zero layer (no words), all-max, a wide k_base."""
     cfg = CONFIGS[name]
     lo, hi = cfg.wgt_range
@@ -216,20 +282,72 @@ def test_edge_records(name, rng):
     wide = formats.PassImage(im.index, (1 << 16) + 5, im.k_count, im.words, im.directory)
     frames.append(good_frame(9, wide, cfg))
     assert frames[-1].status[2] == 5
-    check(load(cfg, frames, rng, "stall25", "stall25"), frames)
+    check(load(cfg, frames, rng, "stall25", "stall25", beat_bytes), frames, beat_bytes)
+
+
+@pytest.mark.parametrize("beat_bytes", WIDE)
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_wide_beat_rate(name, beat_bytes, rng):
+    """With wide beats and ``wr`` always ready, one unit (header field, entry or word) per
+    cycle and ``beat_bytes`` bytes per cycle in, whichever is slower: a record of ``N`` bytes
+    in ``U`` units takes, from its first beat to its final write, at least
+    ``max(ceil(N / beat_bytes), U) + LATENCY`` cycles and at most one cycle per unit or per
+    beat's worth of its bytes, whichever is more, plus ``LATENCY + 1``. The next record's
+    first beat follows its final write within a cycle; no write comes before its bytes."""
+    cfg = CONFIGS[name]
+    records = random_records(cfg, rng, 2)
+    frames = [good_frame(li, im, cfg) for li, im in records]
+    seen = load(cfg, frames, beat_bytes=beat_bytes)
+    check(seen, frames, beat_bytes)
+    beats = np.cumsum([0] + [len(frame_beats(f.data, beat_bytes)) for f in frames])
+    writes = np.cumsum([0] + [len(f.writes) for f in frames])
+    latency = WeightLoader.LATENCY
+    for r, f in enumerate(frames):
+        units = unit_bytes(f, cfg)
+        start = seen.accept_cycles[beats[r]]
+        span = seen.write_cycles[writes[r + 1] - 1] - start + 1
+        fewest = max(-(-len(f.data) // beat_bytes), len(units)) + latency
+        most = sum(max(1, -(-n // beat_bytes)) for n in units) + latency + 1
+        assert fewest <= span <= most, f"record {r}: {span} cycles, expected {fewest} to {most}"
+        if r + 1 < len(frames):
+            assert seen.accept_cycles[beats[r + 1]] - seen.write_cycles[writes[r + 1] - 1] <= 1
+    # No write leaves before LATENCY cycles after the beat holding its final byte.
+    for r, (li, im) in enumerate(records):
+        for w, (end, _) in enumerate(expected_writes(im, cfg)):
+            beat = beats[r] + (end - 1) // beat_bytes
+            assert seen.write_cycles[writes[r] + w] >= seen.accept_cycles[beat] + latency
+
+
+def test_wide_rate_of_a_full_layer():
+    """The figure of docs/loader.md: the 38,775-byte record of a 64->64 layer at weight
+    density 0.2 (seed 0) loads at the top level's width in about a quarter of its bytes'
+    cycles (9,913 cycles at 4 bytes per beat; 38,776 at one)."""
+    cfg = AccelConfig(c_max=256, k_max=64, w_max=64, wmem_depth=4096)
+    gen = np.random.default_rng(0)
+    U = gen.integers(-127, 128, size=(cfg.coords, 64, 64))
+    U[gen.random(U.shape) >= 0.2] = 0
+    (image,) = formats.pack_layer(U, cfg).passes
+    frame = good_frame(0, image, cfg)
+    assert len(frame.data) == 38775
+    seen = load(cfg, [frame], beat_bytes=WEIGHT_BEAT_BYTES)
+    check(seen, [frame], WEIGHT_BEAT_BYTES)
+    span = seen.write_cycles[-1] - seen.accept_cycles[0] + 1
+    beats = -(-len(frame.data) // WEIGHT_BEAT_BYTES)
+    assert beats + WeightLoader.LATENCY <= span <= 1.03 * beats, span
 
 
 # -- rejected records --------------------------------------------------------------------------
 
-def reject_then_good(cfg: AccelConfig, rng, make_bad) -> None:
+def reject_then_good(cfg: AccelConfig, rng, make_bad, beat_bytes: int = 1) -> None:
     """A good record, the rejected one ``make_bad(layer, image)`` gives, and a good one."""
     records = random_records(cfg, rng, 1, c_max=2)
     first, (li, im), last = records[0], records[1], records[-1]
     bad = make_bad(li, im)
     assert bad.error_at is not None and len(bad.data) > 0
     frames = [good_frame(*first, cfg), bad, good_frame(*last, cfg)]
-    seen = load(cfg, frames, rng, "stall25", "stall25")
-    check(seen, frames)
+    seen = load(cfg, frames, rng, "stall25", "stall25", beat_bytes)
+    check(seen, frames, beat_bytes)
+    assert len(seen.errors) == 1
     assert seen.commits[-1][1:] == (2, *frames[-1].status)
 
 
@@ -257,14 +375,15 @@ def header_reject(cfg: AccelConfig, field: str, value) -> callable:
     ("k_count", "t2_bytes", "zero"), ("k_count", "t2_lanes", "above_max"),
     ("k_count", "t2_lanes", "high_bytes"),
 ])
-def test_reject_header_count(field, name, kind, rng):
+@pytest.mark.parametrize("beat_bytes", (1, 4))
+def test_reject_header_count(field, name, kind, beat_bytes, rng):
     """C or k_count == 0, or above c_max or k_max (also when only the high bytes are wrong), is
     rejected at that field."""
     cfg = CONFIGS[name]
     most, high = {"channels": (cfg.c_max, 1 << 24), "k_count": (cfg.k_max, 1 << 16)}[field]
     value = {"zero": lambda n: 0, "above_max": lambda n: most + 1,
              "high_bytes": lambda n: n | high}[kind]
-    reject_then_good(cfg, rng, header_reject(cfg, field, value))
+    reject_then_good(cfg, rng, header_reject(cfg, field, value), beat_bytes)
 
 
 def pe_reject(cfg: AccelConfig, field: int, value, xi: int) -> callable:
@@ -277,28 +396,31 @@ def pe_reject(cfg: AccelConfig, field: int, value, xi: int) -> callable:
     return make
 
 
+@pytest.mark.parametrize("beat_bytes", (1, 4))
 @pytest.mark.parametrize("kind", ["more", "fewer", "high_bytes"])
-def test_reject_entries(kind, rng):
+def test_reject_entries(kind, beat_bytes, rng):
     """A PE block whose entry count is not C; the PEs before it have been written."""
     cfg = CONFIGS["t2_lanes"]
     value = {"more": lambda n: n + 1, "fewer": lambda n: n - 1,
              "high_bytes": lambda n: n | 1 << 16}[kind]
-    reject_then_good(cfg, rng, pe_reject(cfg, 0, value, 5))
+    reject_then_good(cfg, rng, pe_reject(cfg, 0, value, 5), beat_bytes)
 
 
 @pytest.mark.parametrize("name, kind", [("t2_lanes", "above_depth"), ("t2_bytes", "above_depth"),
                                         ("t2_lanes", "high_bytes")])
-def test_reject_words(name, kind, rng):
+@pytest.mark.parametrize("beat_bytes", (1, 4))
+def test_reject_words(name, kind, beat_bytes, rng):
     """A PE block with more words than wmem_depth; the PEs before it have been written."""
     cfg = CONFIGS[name]
     value = {"above_depth": lambda n: cfg.wmem_depth + 1, "high_bytes": lambda n: n | 1 << 24}
-    reject_then_good(cfg, rng, pe_reject(cfg, 1, value[kind], cfg.coords - 1))
+    reject_then_good(cfg, rng, pe_reject(cfg, 1, value[kind], cfg.coords - 1), beat_bytes)
 
 
 @pytest.mark.parametrize("name", ["t2_lanes", "t2_bytes"])
 @pytest.mark.parametrize("cut", ["first_byte", "in_header", "end_of_header", "in_pe",
                                  "end_of_item", "before_final"])
-def test_reject_truncated(name, cut, rng):
+@pytest.mark.parametrize("beat_bytes", (1, 4))
+def test_reject_truncated(name, cut, beat_bytes, rng):
     """``last`` before the record's end: rejected at that byte, nothing to drop."""
     cfg = CONFIGS[name]
 
@@ -310,11 +432,12 @@ def test_reject_truncated(name, cut, rng):
              "in_pe": int(rng.integers(formats._RECORD_HEADER.size + 1, len(data) - 1)),
              "end_of_item": ends[len(ends) // 2], "before_final": len(data) - 1}[cut]
         return bad_frame(data[:n], im, cfg, n - 1)
-    reject_then_good(cfg, rng, make)
+    reject_then_good(cfg, rng, make, beat_bytes)
 
 
 @pytest.mark.parametrize("name, extra", [("t2_lanes", 1), ("t2_bytes", 5)])
-def test_reject_too_long(name, extra, rng):
+@pytest.mark.parametrize("beat_bytes", (1, 4))
+def test_reject_too_long(name, extra, beat_bytes, rng):
     """The record's final byte without ``last``: every write issued, the extra bytes dropped."""
     cfg = CONFIGS[name]
 
@@ -324,10 +447,38 @@ def test_reject_too_long(name, extra, rng):
                           len(data) - 1)
         assert len(frame.writes) == len(expected_writes(im, cfg))
         return frame
-    reject_then_good(cfg, rng, make)
+    reject_then_good(cfg, rng, make, beat_bytes)
 
 
-def test_reject_on_a_last_byte_and_in_a_row(rng):
+@pytest.mark.parametrize("beat_bytes", WIDE)
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("end", ["cut_on_beat", "cut_in_beat", "cut_on_item", "long_in_beat",
+                                 "long_by_beats"])
+def test_wide_frame_ends(name, end, beat_bytes, rng):
+    """Wide beats: a frame cut short or too long, ending on a beat boundary (a full final
+    beat) or inside a beat (a partial final beat, junk in its unused lanes), is rejected at
+    its final byte or at the record's final byte; the good record after it loads."""
+    cfg = CONFIGS[name]
+
+    def make(li, im):
+        data = formats.encode_record(li, im, cfg)
+        if end.startswith("cut"):
+            ends = [e for e, _ in expected_writes(im, cfg) if e < len(data)]
+            cuts = {"cut_on_beat": range(beat_bytes, len(data), beat_bytes),
+                    "cut_in_beat": [n for n in range(1, len(data)) if n % beat_bytes],
+                    "cut_on_item": ends}[end]
+            n = int(rng.choice(cuts))
+            return bad_frame(data[:n], im, cfg, n - 1)
+        extra = {"long_in_beat": 1 if (len(data) + 1) % beat_bytes else 2,
+                 "long_by_beats": 2 * beat_bytes + -len(data) % beat_bytes}[end]
+        longer = data + bytes(rng.integers(0, 256, extra).tolist())
+        assert (len(longer) % beat_bytes == 0) == (end == "long_by_beats")
+        return bad_frame(longer, im, cfg, len(data) - 1)
+    reject_then_good(cfg, rng, make, beat_bytes)
+
+
+@pytest.mark.parametrize("beat_bytes", BEATS)
+def test_reject_on_a_last_byte_and_in_a_row(beat_bytes, rng):
     """A bad C on a byte that also ends the frame, then two bad records back to back."""
     cfg = CONFIGS["t2_lanes"]
     li, im = random_records(cfg, rng, 1, c_max=2)[0]
@@ -338,11 +489,18 @@ def test_reject_on_a_last_byte_and_in_a_row(rng):
               header_reject(cfg, "k_count", lambda K: 0)(li, im),
               bad_frame(data[:-1], im, cfg, len(data) - 2),
               good_frame(li, im, cfg)]
-    seen = load(cfg, frames, rng, "stall25", "stall25")
-    check(seen, frames)
+    seen = load(cfg, frames, rng, "stall25", "stall25", beat_bytes)
+    check(seen, frames, beat_bytes)
     assert len(seen.errors) == 3
 
 
 def test_rejects_a_bad_config():
     with pytest.raises(TypeError, match="cfg must be an AccelConfig, not dict"):
         WeightLoader({"tile": 2})
+
+
+@pytest.mark.parametrize("beat_bytes", [0, 3, 16, "4"])
+def test_rejects_a_bad_beat_width(beat_bytes):
+    with pytest.raises(ValueError, match=f"^beat_bytes must be 1, 2, 4 or 8, not "
+                                         f"{beat_bytes!r}$"):
+        WeightLoader(CONFIGS["t2_lanes"], beat_bytes)
