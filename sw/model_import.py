@@ -261,6 +261,15 @@ def load_onnx(path: str | Path, *, require_accel: bool = True) -> Model:
                 return ModelError(f"{where}: attribute {key}={attrs[key]!r} is not supported "
                                   f"({why})")
 
+            def explicit_pads() -> None:
+                # auto_pad VALID is pads 0; SAME_* would depend on the input size
+                auto = attrs.pop("auto_pad", "NOTSET")
+                if auto == "VALID":
+                    attrs["pads"] = [0, 0, 0, 0]
+                elif auto != "NOTSET":
+                    attrs["auto_pad"] = auto
+                    raise refuse_attr("auto_pad", "give explicit pads")
+
             used = [(i, o) for i, o in enumerate(node.output) if i and o and uses.get(o)]
             if used:
                 raise refuse(f"output {used[0][1]!r} (output {used[0][0]}) is used; only the first "
@@ -315,12 +324,7 @@ def load_onnx(path: str | Path, *, require_accel: bool = True) -> Model:
                     raise refuse(f"bias has shape {b.shape}, expected ({w.shape[0]},)")
                 if "kernel_shape" in attrs and tuple(attrs["kernel_shape"]) != w.shape[2:]:
                     raise refuse_attr("kernel_shape", f"the weight is {w.shape[2]}x{w.shape[3]}")
-                auto = attrs.pop("auto_pad", "NOTSET")
-                if auto == "VALID":
-                    attrs["pads"] = [0, 0, 0, 0]
-                elif auto != "NOTSET":
-                    attrs["auto_pad"] = auto
-                    raise refuse_attr("auto_pad", "give explicit pads")
+                explicit_pads()
                 for key, size in (("strides", 2), ("dilations", 2), ("pads", 4)):
                     if key in attrs and len(attrs[key]) != size:
                         raise refuse_attr(key, "2-D convolutions only")
@@ -381,12 +385,7 @@ def load_onnx(path: str | Path, *, require_accel: bool = True) -> Model:
                 kernel = attrs.get("kernel_shape")
                 if kernel is None or len(kernel) != 2:
                     raise refuse(f"kernel_shape {kernel} is not supported (2-D pooling only)")
-                auto = attrs.pop("auto_pad", "NOTSET")
-                if auto == "VALID":
-                    attrs["pads"] = [0, 0, 0, 0]
-                elif auto != "NOTSET":
-                    attrs["auto_pad"] = auto
-                    raise refuse_attr("auto_pad", "give explicit pads")
+                explicit_pads()
                 if any(int(d) != 1 for d in attrs.get("dilations", [1, 1])):
                     raise refuse_attr("dilations", "dilated pooling")
                 if len(attrs.get("strides", [1, 1])) != 2 or len(attrs.get("pads", [0] * 4)) != 4:
