@@ -239,6 +239,15 @@ def load_onnx(path: str | Path, *, require_accel: bool = True) -> Model:
     where = str(path)
     try:
         for index, node in enumerate(graph.node):
+            # protobuf hands back bytes for a string field that is not valid UTF-8
+            for field in ("name", "op_type", "domain"):
+                if not isinstance(getattr(node, field), str):
+                    raise ModelError(f"{path}: node {index}: its {field} is not UTF-8 text "
+                                     "(a corrupted file?)")
+            for tensor in list(node.input) + list(node.output):
+                if not isinstance(tensor, str):
+                    raise ModelError(f"{path}: node {index} ({node.op_type}): a tensor name "
+                                     "is not UTF-8 text (a corrupted file?)")
             name = node.name or f"{node.op_type.lower()}{index}"
             op = node.op_type
             where = f"{path}: node {name!r} ({op})"

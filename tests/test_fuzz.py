@@ -368,6 +368,20 @@ def test_corrupted_onnx(data):
             assert f"pack: error: {path}: " in error
 
 
+def test_onnx_name_not_utf8():
+    """Regression: a node name that is not UTF-8 (protobuf then gives bytes) crashed the
+    packer's file naming with a TypeError."""
+    data = onnx_model().SerializeToString()
+    name = onnx_model().graph.node[0].name.encode()
+    assert name and name in data
+    with workdir() as work:
+        path = work / "m.onnx"
+        path.write_bytes(data.replace(name, bytes([name[0] ^ 0x80]) + name[1:], 1))
+        code, error = pack_case(work, path)
+        assert code == 2
+        assert "is not UTF-8 text" in error
+
+
 @fuzz(60)
 @given(kernel=st.sampled_from([(3, 3), (1, 1), (5, 5), (3, 1), (2, 2)]),
        strides=st.sampled_from([None, (1, 1), (2, 2), (1, 2), (3, 3), (1,)]),
