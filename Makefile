@@ -53,11 +53,13 @@ verif: sim
 demo: sim
 	$(VPY) -m verif.demo $(DEMO_ARGS)
 
-# The default grids fit 20 minutes on 2 cores at today's simulation speed (about 500 cycles/s
-# for the whole accelerator): the array bench on conv64 (16 tiles, w 0.1/0.35, a 0.3/1.0, both
-# prunings) and the system bench on conv64 at w 0.2, a 0.5 (both prunings). Widen them with
-# BENCH_ARGS= (the array's full grid, over an hour) and SYSTEM_BENCH_ARGS=--full (a day).
-BENCH_ARGS ?= --quick --tiles 16 --matched --no-sim-speed
+# The default grids fit 20 minutes on 2 cores: the array bench on conv64 (16 tiles, w 0.1/0.35,
+# a 0.3/1.0, both prunings), its sim-speed run (the whole accelerator on 20 digits, Icarus and
+# Verilator -> build/bench/sim_speed.json: build seconds and cycles/s), and the system bench on
+# conv64 at w 0.2, a 0.5 (both prunings). Widen them with BENCH_ARGS= (the array's full grid,
+# over an hour) and SYSTEM_BENCH_ARGS=--full (a day); --no-sim-speed in BENCH_ARGS skips the
+# sim-speed run. Verilator's options: docs/verification.md, "Simulation speed".
+BENCH_ARGS ?= --quick --tiles 16 --matched
 SYSTEM_BENCH_ARGS ?=
 bench: sim
 	$(VPY) -m verif.bench $(BENCH_ARGS)

@@ -36,9 +36,10 @@ in ``rtl_cycles``), so over an hour; the grid of docs/results.md (``--layers con
 
 Simulation speed: unless ``--no-sim-speed``, the whole accelerator (:class:`hw.top.Accelerator`)
 runs the example digits network on ``--speed-images`` real digits once per available simulator
-(Icarus, Verilator), and ``<out>/sim_speed.json`` records the build-and-startup time, simulated
-cycles, wall time and cycles/s of each (the cocotb bench, AXI drivers and golden checks
-included).
+(Icarus, Verilator), and ``<out>/sim_speed.json`` records the build time (``build_seconds``),
+the build-and-startup time, simulated cycles, wall time and cycles/s of each (the cocotb bench,
+AXI drivers and golden checks included), and Verilator's options (``flags``:
+:data:`verif.runner.VERILATOR`; ``python -m verif.sim_speed`` compares the alternatives).
 """
 
 from __future__ import annotations
@@ -145,10 +146,9 @@ def _simulate(cfg: AccelConfig, cases: dict, work: Path, verilog_file: Path | No
     simulated and only those results come back.
     """
     from cocotb_tools.check_results import get_results
-    from cocotb_tools.runner import get_runner
 
     from hw.gen import verilog_text
-    from verif.runner import VERILATOR_ARGS
+    from verif.runner import get_sim_runner, sim_build_args
     from verif.simulator import fast_simulator
 
     # the grid is millions of cycles of a large design: Icarus runs it at tens of cycles/s
@@ -178,10 +178,10 @@ def _simulate(cfg: AccelConfig, cases: dict, work: Path, verilog_file: Path | No
     config = work / "winnow.json"
     config.write_text(cfg.to_json())
     build = work / sim
-    runner = get_runner(sim)
+    runner = get_sim_runner(sim)
     t0 = time.monotonic()
     runner.build(sources=[source], hdl_toplevel="sparse_array", build_dir=build,
-                 build_args=list(VERILATOR_ARGS) if sim == "verilator" else [],
+                 build_args=sim_build_args(sim),
                  timescale=("1ns", "1ps"), log_file=build / "build.log")
     print(f"bench: {sim} build {time.monotonic() - t0:.0f} s; simulating {len(todo)} cases "
           f"({len(cases) - len(todo)} reused)",
@@ -311,7 +311,7 @@ def main(argv=None) -> int:
     parser.add_argument("--plots", type=Path, help="write bench_<layer>.png plots here")
     parser.add_argument("--sim-speed", action=argparse.BooleanOptionalAction, default=True,
                         help="measure Icarus and Verilator on the whole accelerator (default)")
-    parser.add_argument("--speed-images", type=int, default=5,
+    parser.add_argument("--speed-images", type=int, default=20,
                         help="digits per simulator for --sim-speed (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.tiles is not None and args.tiles < 1:
@@ -409,7 +409,7 @@ def main(argv=None) -> int:
         speeds = sim_speed(args.out, args.speed_images)
         (args.out / "sim_speed.json").write_text(json.dumps(speeds, indent=1) + "\n")
         for rec in speeds:
-            print(f"bench: {rec['simulator']}: build+startup "
+            print(f"bench: {rec['simulator']}: build {rec['build_seconds']:.0f} s, build+startup "
                   f"{rec['build_and_startup_seconds']:.0f} s, "
                   f"{rec['sim_cycles']:.0f} cycles in {rec['wall_seconds']:.1f} s = "
                   f"{rec['cycles_per_second']:.0f} cycles/s")
@@ -422,9 +422,12 @@ def sim_speed(out: Path, images: int) -> list[dict]:
 
     Runs the example digits network (packed for the default :class:`AccelConfig`) on
     ``images`` real test digits; the run checks every layer against the golden model.
+    ``build_seconds`` is the simulator build of this run (close to 0 when an unchanged build
+    was reused); ``verif.sim_speed`` compares Verilator's options.
     """
     from sw import pack, train
     from verif.network import run_network_job
+    from verif.runner import BUILD_SECONDS, VERILATOR
     from verif.simulator import find_simulator, fast_simulator
 
     cfg = AccelConfig()
@@ -441,6 +444,8 @@ def sim_speed(out: Path, images: int) -> list[dict]:
         total = time.perf_counter() - t0
         records.append({"simulator": sim, "design": "accelerator", "config":
                         json.loads(cfg.to_json()), "images": images,
+                        "flags": VERILATOR.describe() if sim == "verilator" else "",
+                        "build_seconds": BUILD_SECONDS[f"speed_{sim}"],
                         "sim_cycles": res["sim_cycles"], "wall_seconds": res["wall_seconds"],
                         "cycles_per_second": res["cycles_per_second"],
                         "build_and_startup_seconds": total - res["wall_seconds"]})

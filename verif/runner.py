@@ -10,16 +10,22 @@ and per simulator ``<sim>/`` the build, logs, ``results.xml`` and waveforms), so
                    it as ``SEED`` (and cocotb's ``RANDOM_SEED`` is set from it).
 ``WAVES=1``        write waveforms (Icarus: FST, Verilator: FST) into the case directory.
 ``WINNOW_SAMPLES`` random items per test (each bench documents its default).
+
+Verilator builds take their options from :data:`VERILATOR` (see :class:`VerilatorOptions`;
+``python -m verif.sim_speed`` measures the alternatives on the whole accelerator).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import time
 from pathlib import Path
 from typing import Callable
 
 import pytest
 from cocotb_tools.check_results import get_results
+from cocotb_tools import runner as cocotb_runner
 from cocotb_tools.runner import get_runner
 
 from sw.config import AccelConfig
@@ -27,27 +33,109 @@ from hw.gen import CONFIG_FILE, verilog_text
 from verif.simulator import find_simulator
 from verif.stalls import session_seed
 
-__all__ = ["ROOT", "SIM_DIR", "run_bench", "bench_test"]
+__all__ = ["ROOT", "SIM_DIR", "VerilatorOptions", "VERILATOR", "BUILD_SECONDS",
+           "get_sim_runner", "sim_build_args", "run_bench", "bench_test"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SIM_DIR = ROOT / "build" / "sim"
 
-#: Verilator flags: Amaranth's Verilog trips width lint on purpose, so warnings are not fatal.
-#: ``--output-split 0`` keeps one C++ unit: the PyPI wheel's verilated.mk has an empty
-#: precompiled-header flag, so split (parallel) builds of larger designs fail to compile.
-#: ``-CFLAGS -O0`` (it follows verilated.mk's ``-Os``, so it wins): that one unit is 10-30 MB of
-#: C++ for the whole accelerator, and at ``-O0`` it compiles in about 80 s instead of many
-#: minutes; the simulation is bound by the cocotb drivers in Python, not by the model.
-VERILATOR_ARGS = ("-Wno-fatal", "-Wno-WIDTH", "--output-split", "0", "-CFLAGS", "-O0")
+@dataclasses.dataclass(frozen=True)
+class VerilatorOptions:
+    """How Verilator builds a design (the measurements: docs/verification.md, "Simulation speed").
+
+    ``opt``     the C++ optimisation of the model (``OPT_FAST`` and ``OPT_GLOBAL`` of
+                ``verilated.mk``; constructors and initial code, ``OPT_SLOW``, stay at ``-O0``).
+    ``split``   ``--output-split``: statements per C++ file, ``0`` for one file. Split files
+                compile in parallel; the PyPI wheel's ``verilated.mk`` leaves the
+                precompiled-header flag empty (``CFG_CXXFLAGS_PCH_I``), so split builds failed
+                with ``Vtop__pch.h.fast: linker input file not found`` until the make command
+                set it to ``-include``, as it does here.
+    ``jobs``    ``make -j`` of the C++ build (cocotb's own default is every core).
+    ``x_fast``  ``--x-assign fast --x-initial fast`` (X is whatever is cheapest, not the
+                ``unique`` randomised value of Verilator's default).
+    ``public``  ``"all"``: every signal readable and writable over VPI (``--public-flat-rw``,
+                what cocotb's runner passes); ``"top"``: only the top module's signals
+                (``--public-depth 1``), which is all the benches touch (its ports).
+    """
+
+    opt: str = "-O2"
+    split: int = 20000
+    jobs: int = 2
+    x_fast: bool = True
+    public: str = "top"
+
+    def verilator_args(self) -> list[str]:
+        """Options of the ``verilator`` command (besides cocotb's own)."""
+        # Amaranth's Verilog trips width lint on purpose, so warnings are not fatal.
+        args = ["-Wno-fatal", "-Wno-WIDTH", "--output-split", str(self.split)]
+        if self.x_fast:
+            args += ["--x-assign", "fast", "--x-initial", "fast"]
+        if self.public == "top":
+            args += ["--public-depth", "1"]
+        elif self.public != "all":
+            raise ValueError(f"public={self.public!r}: expected 'all' or 'top'")
+        return args
+
+    def make_args(self) -> list[str]:
+        """Variables of the C++ build's ``make`` command."""
+        return [f"OPT_FAST={self.opt}", f"OPT_GLOBAL={self.opt}", "OPT_SLOW=-O0",
+                "CFG_CXXFLAGS_PCH_I=-include"]
+
+    def describe(self) -> str:
+        """The options as a short line, for logs and result files."""
+        return (f"{self.opt} --output-split {self.split} make -j{self.jobs}"
+                f"{' --x-assign/--x-initial fast' if self.x_fast else ''} public={self.public}")
+
+
+#: The options every cocotb Verilator build uses (``python -m verif.sim_speed`` for the choice):
+#: ``-O2`` of split C++ compiled two files at a time, fast X, only the top's signals public.
+#: On the whole accelerator about 19x the cycles/s of the former ``-O0``, one C++ file, every
+#: signal public, for about 1.5x its build time.
+VERILATOR = VerilatorOptions()
+
+#: ``case -> seconds`` of the last simulator build :func:`run_bench` ran for each case
+#: (Verilator: verilating and the C++ compile; close to 0 when nothing changed).
+BUILD_SECONDS: dict[str, float] = {}
+
+
+class _Verilator(cocotb_runner.Verilator):
+    """cocotb's Verilator runner with :class:`VerilatorOptions` applied to its two commands."""
+
+    def __init__(self, options: VerilatorOptions) -> None:
+        super().__init__()
+        self.options = options
+
+    def _build_command(self):
+        verilate, make = super()._build_command()
+        if self.options.public != "all":
+            verilate = [arg for arg in verilate if arg != "--public-flat-rw"]
+        jobs = make.index("-j")
+        make = make[:jobs + 1] + [str(self.options.jobs)] + make[jobs + 2:]
+        return [verilate, make + self.options.make_args()]
+
+
+def get_sim_runner(sim: str, verilator: VerilatorOptions | None = None):
+    """cocotb's runner for ``sim``; for Verilator one that applies ``verilator`` (default
+    :data:`VERILATOR`). Pass ``sim_build_args(sim, ...)`` as the build's ``build_args``."""
+    if sim == "verilator":
+        return _Verilator(verilator or VERILATOR)
+    return get_runner(sim)
+
+
+def sim_build_args(sim: str, verilator: VerilatorOptions | None = None) -> list[str]:
+    """The ``build_args`` of a build for ``sim`` (Verilator: :data:`VERILATOR`'s options)."""
+    return (verilator or VERILATOR).verilator_args() if sim == "verilator" else []
 
 
 def run_bench(component: str, cfg: AccelConfig, test_module: str, case: str,
               extra_env: dict[str, str] | None = None, *, sim: str | None = None,
-              console: bool = False) -> Path:
+              console: bool = False, verilator: VerilatorOptions | None = None) -> Path:
     """Generate ``component`` for ``cfg``, build it and run every test in ``test_module``.
 
     ``sim`` overrides the simulator choice; ``console`` sends the simulation's output to the
-    terminal (for progress lines) instead of ``sim.log``.
+    terminal (for progress lines) instead of ``sim.log``; ``verilator`` overrides
+    :data:`VERILATOR` (give each set of options its own ``case``: the build is reused).
+    The build's duration goes to ``BUILD_SECONDS[case]``.
 
     The bench reads the configuration from ``$WINNOW_CONFIG`` (the case's ``winnow.json``) and
     the component name from ``$WINNOW_COMPONENT``.
@@ -68,16 +156,18 @@ def run_bench(component: str, cfg: AccelConfig, test_module: str, case: str,
     sim_dir = case_dir / (f"{sim}-waves" if waves else sim)
     print(f"winnow verif: case {case} sim={sim} SEED={seed} waves={int(waves)} dir={case_dir}")
 
-    runner = get_runner(sim)
+    runner = get_sim_runner(sim, verilator)
+    t0 = time.perf_counter()
     runner.build(
         sources=[source],
         hdl_toplevel=component,
         build_dir=sim_dir,
-        build_args=list(VERILATOR_ARGS) if sim == "verilator" else [],
+        build_args=sim_build_args(sim, verilator),
         timescale=("1ns", "1ps"),
         waves=waves,
         log_file=sim_dir / "build.log",
     )
+    BUILD_SECONDS[case] = time.perf_counter() - t0
     results_xml = sim_dir / "results.xml"
     results_xml.unlink(missing_ok=True)
     try:
