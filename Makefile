@@ -54,7 +54,7 @@ demo: sim
 	$(VPY) -m verif.demo $(DEMO_ARGS)
 
 # The default grids fit 20 minutes on 2 cores: the array bench on conv64 (16 tiles, w 0.1/0.35,
-# a 0.3/1.0, both prunings), its sim-speed run (the whole accelerator on 20 digits, Icarus and
+# a 0.3/1.0, both prunings), its sim-speed run (the whole accelerator on 20 digits on
 # Verilator -> build/bench/sim_speed.json: build seconds and cycles/s), and the system bench on
 # conv64 at w 0.2, a 0.5 (both prunings). Widen them with BENCH_ARGS= (the array's full grid,
 # over an hour) and SYSTEM_BENCH_ARGS=--full (a day); --no-sim-speed in BENCH_ARGS skips the
