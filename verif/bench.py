@@ -28,8 +28,9 @@ drains 2 channels per cycle, and ``--set lanes=...`` needs a ``--set drain_width
 Writes ``<out>/results.json`` and ``<out>/results.md`` (one record or row per case), prints a
 table, and with ``--plots DIR`` writes ``DIR/bench_<layer>.png``.
 
-Run time: the simulation reaches about 600 cycles/s (Verilator at ``-O0``, cocotb driving every
-beat) and each array's Verilator build takes 3 to 5 minutes on a loaded 2-core machine. The
+Run time: measured at the former Verilator flags (``-O0``: about 600 cycles/s, cocotb driving
+every beat; each array's Verilator build 3 to 5 minutes on a loaded 2-core machine; the
+current flags are in docs/verification.md, "Simulation speed"). The
 full grid is about 2.4 million simulated cycles, two thirds of them weight loads (not counted
 in ``rtl_cycles``), so over an hour; the grid of docs/results.md (``--layers conv64 --tiles 32
 --w 0.1 0.35 --a 0.3 1.0 --no-sim-speed``, 12 cases) takes about 14 minutes.

@@ -52,12 +52,11 @@ case, register traffic included), ``seed``, wall time, and the ratios ``ideal_ov
 The streams are whatever the transport and the driver make of ``cfg``; the bench holds no
 stream width of its own.
 
-Run time: the whole accelerator simulates at about 500 cycles/s today (Verilator with the
-flags of :data:`verif.runner.VERILATOR_ARGS`, cocotb driving every beat), and its Verilator
-build takes about 2 minutes. A case is its weight loads plus one image streamed per pass, one
-value or weight byte per beat: conv64 at w = 0.2, a = 0.5 is about 113,000 cycles (4 minutes),
-conv128 about twice that, conv256 about 700,000 (its 4 weight records of 256 input channels
-dominate). So the default is :data:`DEFAULT_GRID` (conv64, both prunings, w = 0.2, a = 0.5:
+Run time: the simulation speed depends on the Verilator options of :data:`verif.runner.VERILATOR`
+(docs/verification.md, "Simulation speed"); at the former ``-O0`` flags the whole accelerator
+ran at about 500 cycles/s, and the eight conv64/conv128 cases of docs/results.md (wide streams,
+8 values and 4 weight bytes per beat: conv64 at w = 0.2, a = 0.5 is about 41,000 cycles) took
+about 24 minutes on a loaded machine. So the default is :data:`DEFAULT_GRID` (conv64, both prunings, w = 0.2, a = 0.5:
 about 10 minutes with the build); ``--layers conv64 conv128 conv256`` adds the other layers
 at that point, and ``--full`` runs every layer, pruning and density of :mod:`verif.bench`
 (54 cases, about 15 million cycles: a day at today's speed). The bench holds no speed
