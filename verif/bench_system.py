@@ -56,10 +56,10 @@ Run time: the simulation speed depends on the Verilator options of :data:`verif.
 (docs/verification.md, "Simulation speed"); at the former ``-O0`` flags the whole accelerator
 ran at about 500 cycles/s, and the eight conv64/conv128 cases of docs/results.md (wide streams,
 8 values and 4 weight bytes per beat: conv64 at w = 0.2, a = 0.5 is about 41,000 cycles) took
-about 24 minutes on a loaded machine. So the default is :data:`DEFAULT_GRID` (conv64, both prunings, w = 0.2, a = 0.5:
-about 10 minutes with the build); ``--layers conv64 conv128 conv256`` adds the other layers
+about 24 minutes on a loaded machine. So the default is :data:`DEFAULT_GRID` (conv64, both
+prunings, w = 0.2, a = 0.5); ``--layers conv64 conv128 conv256`` adds the other layers
 at that point, and ``--full`` runs every layer, pruning and density of :mod:`verif.bench`
-(54 cases, about 15 million cycles: a day at today's speed). The bench holds no speed
+(54 cases, about 15 million cycles: hours). The bench holds no speed
 assumption: a faster simulator or wider streams only make it finish sooner.
 """
 
