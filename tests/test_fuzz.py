@@ -271,15 +271,20 @@ def test_npz_models(model):
             assert f"pack: error: {path}: " in error
 
 
-@fuzz(60)
-@given(data=corrupted(good_npz_bytes()))
-def test_corrupted_npz(data):
+def pack_corrupted(data: bytes, name: str) -> None:
+    """Pack ``data`` saved as ``name``: it packs, or it is refused naming the file."""
     with workdir() as work:
-        path = work / "m.npz"
+        path = work / name
         path.write_bytes(data)
         code, error = pack_case(work, path)
         if code:
             assert f"pack: error: {path}: " in error
+
+
+@fuzz(60)
+@given(data=corrupted(good_npz_bytes()))
+def test_corrupted_npz(data):
+    pack_corrupted(data, "m.npz")
 
 
 GRAPH = {"format": model_import.GRAPH_FORMAT,
@@ -360,12 +365,7 @@ def onnx_model(conv: dict | None = None, w_shape=(6, 8, 3, 3), dtype=np.float32)
 @given(data=st.builds(lambda: None).flatmap(
     lambda _: corrupted(onnx_model().SerializeToString())))
 def test_corrupted_onnx(data):
-    with workdir() as work:
-        path = work / "m.onnx"
-        path.write_bytes(data)
-        code, error = pack_case(work, path)
-        if code:
-            assert f"pack: error: {path}: " in error
+    pack_corrupted(data, "m.onnx")
 
 
 def test_onnx_name_not_utf8():
