@@ -90,9 +90,10 @@ class ControlRegisters(ConfiguredComponent):
     -----
     AXI4-Lite: AW and W are accepted in either order or together, one write and one read
     outstanding; ``awready``/``wready``/``arready`` never depend on the valids. A write
-    completes (B valid) 2 cycles after the later of its AW and W handshakes; a read answers (R
-    valid) 2 cycles after its AR handshake. B and R are held until ``bready``/``rready``. Write
-    throughput: one per 3 cycles; reads the same, independent of writes.
+    completes (B valid) 3 cycles after the later of its AW and W handshakes (merge and check,
+    then commit, then B); a read answers (R valid) 2 cycles after its AR handshake. B and R are
+    held until ``bready``/``rready``. Throughput: one write per 4 cycles, one read per 3 cycles,
+    independent of each other.
 
     Write rules, in the order they are checked (each refusal answers SLVERR and changes nothing
     else):
@@ -273,22 +274,37 @@ class ControlRegisters(ConfiguredComponent):
             targets.append((quant_hit(aw_word, index), q_merge[name].data,
                             lambda v, s=field.shape: _fits(v, s), True, name))
 
+        # A write takes two cycles: the first merges the byte strobes into the old value and
+        # range-checks it, the second commits. That keeps the quantisation memory's merge read
+        # and its write enable on different clock edges (it was the design's critical path).
         mask = Cat(w_strb[i].replicate(8) for i in range(DATA_BITS // 8))
         old = Signal(DATA_BITS)
-        merged = Signal(DATA_BITS)
-        writable, fits, is_config = Signal(), Signal(), Signal()
+        merged_now = Signal(DATA_BITS)
         for hit, current, _, _, _ in targets:
             with m.If(hit):
                 m.d.comb += old.eq(current)
-        m.d.comb += [
-            merged.eq((old & ~mask) | (w_data & mask)),
-            writable.eq(Cat(t[0] for t in targets).any()),
-            fits.eq(Cat(t[0] & t[2](merged) for t in targets).any()),
-            is_config.eq(Cat(t[0] & t[3] for t in targets).any()),
-        ]
+        m.d.comb += merged_now.eq((old & ~mask) | (w_data & mask))
 
-        execute = aw_full & w_full
-        wants_start = ctrl_hit & merged[0]
+        decoded = Signal()                       # the stage registers below hold this write
+        merged = Signal(DATA_BITS)
+        hits = Signal(len(targets))
+        writable, fits, is_config = Signal(), Signal(), Signal()
+        execute = Signal()
+        m.d.comb += execute.eq(decoded & aw_full & w_full)
+        with m.If(aw_full & w_full & ~decoded):
+            m.d.sync += [
+                decoded.eq(1),
+                merged.eq(merged_now),
+                hits.eq(Cat(t[0] for t in targets)),
+                writable.eq(Cat(t[0] for t in targets).any()),
+                fits.eq(Cat(t[0] & t[2](merged_now) for t in targets).any()),
+                is_config.eq(Cat(t[0] & t[3] for t in targets).any()),
+            ]
+        with m.If(execute):
+            m.d.sync += decoded.eq(0)
+
+        ctrl_index = next(i for i, t in enumerate(targets) if t[4] is None)
+        wants_start = hits[ctrl_index] & merged[0]
         refuse = Signal()
         start_ok, clear, bad_config = Signal(), Signal(), Signal()
         resp = Signal(2)
@@ -300,14 +316,14 @@ class ControlRegisters(ConfiguredComponent):
             m.d.comb += resp.eq(regmap.RESP_SLVERR)
         with m.Elif(execute):
             m.d.comb += resp.eq(regmap.RESP_OKAY)
-            m.d.comb += [start_ok.eq(wants_start), clear.eq(ctrl_hit & merged[1])]
-            for hit, _, _, _, target in targets:
+            m.d.comb += [start_ok.eq(wants_start), clear.eq(hits[ctrl_index] & merged[1])]
+            for index, (_, _, _, _, target) in enumerate(targets):
                 if isinstance(target, str):
                     port = q_write[target]
                     m.d.comb += [port.addr.eq(aw_word[2:] - quant_word // entry_words),
-                                 port.data.eq(merged), port.en.eq(hit)]
+                                 port.data.eq(merged), port.en.eq(hits[index])]
                 elif target is not None:
-                    with m.If(hit):
+                    with m.If(hits[index]):
                         m.d.sync += target.eq(merged)
         with m.If(execute):
             m.d.sync += [aw_full.eq(0), w_full.eq(0), b_valid.eq(1),

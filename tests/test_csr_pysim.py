@@ -512,8 +512,8 @@ def test_sticky_flags_and_clear(rng):
 
 
 def test_latency_and_flag_race(rng):
-    """The documented timing, cycle by cycle: B, R and ``start`` two cycles after the
-    handshake, no new AW/W/AR while a response is held, and an ``error`` pulse in the very
+    """The documented timing, cycle by cycle: B and ``start`` three cycles after the
+    AW/W handshake, R two cycles after AR, no new AW/W/AR while a response is held, and an ``error`` pulse in the very
     cycle a CLEAR takes effect is not lost."""
     cfg = SMALL
 
@@ -528,6 +528,8 @@ def test_latency_and_flag_race(rng):
             await ctx.tick()                                   # AW and W handshakes
             ctx.set(dut.s_axi_awvalid, 0)
             ctx.set(dut.s_axi_wvalid, 0)
+            assert not ctx.get(dut.s_axi_bvalid) and not ctx.get(dut.start)
+            await ctx.tick()                                   # merged and range-checked
             if during_execute is not None:
                 ctx.set(during_execute, 1)
             if read_at_execute is not None:
@@ -538,7 +540,7 @@ def test_latency_and_flag_race(rng):
             if during_execute is not None:
                 ctx.set(during_execute, 0)
             ctx.set(dut.s_axi_arvalid, 0)
-            assert ctx.get(dut.s_axi_bvalid), "B must be valid 2 cycles after AW/W"
+            assert ctx.get(dut.s_axi_bvalid), "B must be valid 3 cycles after AW/W"
             start = ctx.get(dut.start)
             for _ in range(2):                                 # held, nothing else accepted
                 assert not ctx.get(dut.s_axi_awready) and not ctx.get(dut.s_axi_wready)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import time
 from pathlib import Path
 from typing import Callable
@@ -148,7 +149,8 @@ def run_bench(component: str, cfg: AccelConfig, test_module: str, case: str,
     case_dir = SIM_DIR / case
     case_dir.mkdir(parents=True, exist_ok=True)
     source = case_dir / f"{component}.v"
-    _write_if_changed(source, verilog_text(component, cfg))
+    text = verilog_text(component, cfg)
+    _write_if_changed(source, icarus_time_zero_trigger(text) if sim == "icarus" else text)
     config = case_dir / CONFIG_FILE
     _write_if_changed(config, cfg.to_json())
     # Builds for different simulators, or with and without wave tracing, never share a
@@ -209,6 +211,22 @@ def bench_test(component: str, test_module: str,
         run_bench(component, cases[case], test_module, case)
 
     return test
+
+
+_TRIGGER = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+) += 0;$",
+                      re.MULTILINE)
+
+
+def icarus_time_zero_trigger(verilog: str) -> str:
+    """Make each ``always @*`` block of Yosys's Verilog run once at time 0 under Icarus.
+
+    Yosys puts a dummy register, initialised to 0, in every combinational block's sensitivity so
+    that the block is evaluated at time 0. Icarus applies a declaration's initial value before
+    the blocks wait on it, so no event reaches them: a block whose inputs never change keeps its
+    outputs at X (the time-0 race of amaranth-lang/amaranth#594). A ``#0`` write of the dummy
+    lands after every block waits, and triggers each one once.
+    """
+    return _TRIGGER.sub(lambda m: f"{m[0]}\n{m[1]}initial #0 {m[2]} = 1;", verilog)
 
 
 def _write_if_changed(path: Path, text: str) -> None:
