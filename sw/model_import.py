@@ -452,7 +452,7 @@ def load_onnx(path: str | Path, *, require_accel: bool = True) -> Model:
                 if axis == 0:
                     raise refuse_attr("axis", "axis 0 is the batch")
                 host("softmax", data((0,)), {"axis": axis, "opset": opset},
-                     "softmax runs on the host")
+                     reason="softmax runs on the host")
                 continue
             if op in ("Add", "Concat"):
                 arrays = {}
