@@ -8,6 +8,11 @@ Number formats (see docs/golden.md for the equations):
   hardware multiplies in the Winograd domain and ``G`` has fractional entries;
 - the accumulator scale is ``in_scale * w_scale[k]``; the int32 bias lives at that scale;
 - the requantiser maps the accumulator scale to ``out_scale`` with ``multiplier / 2**shift``.
+
+Spatial weights need more Winograd-domain bits under F(4,3) than under F(2,3): ``G`` scales
+coordinates by factors from 1 down to 1/24 and ``A^T`` (entries up to 8) amplifies the small
+ones' rounding, so one int8 scale per output channel loses a trained network
+(:data:`RECOMMENDED_WGT_BITS`, :func:`precision_problem`; measured in docs/golden.md).
 """
 
 from __future__ import annotations
@@ -19,8 +24,15 @@ import numpy as np
 from sw.config import AccelConfig
 from sw import winograd
 
-__all__ = ["QuantLayer", "choose_scale", "quantize_multiplier", "quantize_layer",
-           "winograd_weights"]
+__all__ = ["QuantLayer", "RECOMMENDED_WGT_BITS", "choose_scale", "precision_problem",
+           "quantize_multiplier", "quantize_layer", "winograd_weights"]
+
+#: Narrowest ``wgt_bits`` per tile at which spatial weights of a trained network keep their
+#: accuracy: every layer's output correlates >= 0.99 with onnxruntime and top-1 stays within a
+#: point (``python -m sw.accuracy measure tests/data/mnist_cnn.onnx ...``, docs/golden.md
+#: "Accuracy on a real network"; tests/test_accuracy.py holds it). At 12 bits a tile-4 weight
+#: times its 15-bit ``V`` still fits one 18×18 hardware multiplier.
+RECOMMENDED_WGT_BITS = {2: 8, 4: 12}
 
 
 @dataclass(frozen=True, eq=False)  # arrays have no single truth value, so no __eq__
@@ -131,6 +143,24 @@ def quantize_multiplier(real, cfg: AccelConfig) -> tuple[np.ndarray, np.ndarray]
                              f"{cfg.mult_bits}-bit multiplier with shift >= 1")
         mults[idx], shifts[idx] = mult, shift if mult else 1
     return mults, shifts
+
+
+def precision_problem(weights: np.ndarray, cfg: AccelConfig, name: str = "conv") -> str | None:
+    """Why quantising ``weights`` for ``cfg`` would lose the layer's answer, or None.
+
+    Spatial weights ``[K, C, 3, 3]`` need ``cfg.wgt_bits >= RECOMMENDED_WGT_BITS[cfg.tile]``.
+    Weights already in the Winograd domain ``[n*n, K, C]`` (trained there) are not judged:
+    training spreads them over the coordinates, and F(4,3) keeps its accuracy at 8 bits on the
+    Winograd-trained example model (docs/golden.md).
+    """
+    need = RECOMMENDED_WGT_BITS[cfg.tile]
+    if np.ndim(weights) != 4 or cfg.wgt_bits >= need:
+        return None
+    return (f"layer {name}: spatial weights at F({cfg.tile},3) with {cfg.wgt_bits}-bit "
+            f"Winograd-domain weights lose accuracy (G scales coordinates down to 1/24 and one "
+            f"scale per output channel leaves the small ones a few levels); generate the "
+            f"accelerator with wgt_bits >= {need} (python -m hw.gen --tile {cfg.tile} "
+            f"--wgt-bits {need})")
 
 
 def winograd_weights(weights: np.ndarray, m: int) -> np.ndarray:
