@@ -296,7 +296,8 @@ def find_mismatch(text: str) -> dict | None:
         ``layer``, ``image``, ``index`` (list), ``rtl``, ``golden``, ``values``; ``None`` when
         ``text`` reports none.
     """
-    match = _BENCH_MISMATCH.search(text)
+    # NumPy 2 writes the index's scalars as np.int64(3).
+    match = _BENCH_MISMATCH.search(re.sub(r"np\.\w+\(([^()]*)\)", r"\1", text))
     if match is None:
         return None
     index = [int(v) for v in re.findall(r"-?\d+", match["index"])]
