@@ -12,7 +12,7 @@ layer's output is compared with the same tensor in onnxruntime, in output steps 
 Usage (the figures of docs/golden.md, "Accuracy on a real network")::
 
     python -m sw.accuracy measure tests/data/mnist_cnn.onnx \\
-        --images tests/data/mnist_cnn_images.npz --tile 2 4 --wgt-bits 8 10 12 14
+        --images tests/data/mnist_cnn_images.npz --tile 2 4 --wgt-bits 8 10 12 14 16
 
 ``python -m sw.accuracy make-fixture tests/data`` trains that model again (torch, about 20 s
 of one core) and writes the ONNX file and the images.
