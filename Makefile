@@ -11,7 +11,7 @@ WAVES  ?= 0
 PYTEST_WORKERS ?= auto
 export SIM SEED WAVES
 
-.PHONY: help setup sim test unit verif demo bench fpga sweep clean
+.PHONY: help setup sim test unit verif demo bench fpga sweep soak clean
 
 help:
 	@echo "make demo    generate, pack and run the example model on the RTL (the main job)"
@@ -20,6 +20,8 @@ help:
 	@echo "make verif   cocotb regression only   (SIM=icarus|verilator WAVES=1 SEED=n)"
 	@echo "make bench   cycle benchmarks -> build/bench/results.json (array), system.json (whole"
 	@echo "             accelerator); BENCH_ARGS / SYSTEM_BENCH_ARGS pass options to each"
+	@echo "make soak    1,000,000 checked transfers through the accelerator -> build/soak/soak.json"
+	@echo "             SOAK_ARGS='--transfers 50000 --seed 7' passes options to python -m verif.soak"
 	@echo "make fpga    YoWASP synthesis, place and route, bitstream -> build/fpga/report.json"
 	@echo "make sweep   FPGA design-space sweep -> build/fpga/sweep.json, docs/img/fpga_pareto.png"
 	@echo "make clean   remove build/ (keeps .venv)"
@@ -64,6 +66,12 @@ SYSTEM_BENCH_ARGS ?=
 bench: sim
 	$(VPY) -m verif.bench $(BENCH_ARGS)
 	$(VPY) -m verif.bench_system $(SYSTEM_BENCH_ARGS)
+
+# Random short layers under random stalls on every port, every beat against the golden model;
+# about 10 minutes plus the Verilator build (docs/verification.md, "Soak").
+SOAK_ARGS ?=
+soak: sim
+	$(VPY) -m verif.soak $(SOAK_ARGS)
 
 # FPGA_ARGS='--lanes 1 --c-max 16' etc.: python -m fpga.synth --help
 fpga: $(STAMP)
