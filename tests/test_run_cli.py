@@ -351,4 +351,5 @@ def test_rtl_mismatch_names_layer_and_index(tmp_path, capsys, monkeypatch):
     mismatch = report["rtl"]["mismatch"]
     assert (mismatch["layer"], mismatch["image"], mismatch["index"]) == ("conv2", 0, [0, 0, 0])
     assert report["rtl"]["matches_golden"] is False
+    assert [set(row) for row in report["layers"]] == [ROW_KEYS, ROW_KEYS]     # golden's
     assert not (out / run.OUTPUTS_NAME).exists()

@@ -519,8 +519,8 @@ def run(args: argparse.Namespace, workdir: Path, console, progress
 
 def _rtl(args, cfg, model_file, stream, images, layers, inputs, golden_rows, golden_out,
          progress):
-    """The RTL run: its report entry, cycle rows (the golden rows' ``model_cycles`` added),
-    outputs and exit status."""
+    """The RTL run: its report entry, cycle rows (the golden rows' ``model_cycles`` added; the
+    golden rows themselves when the run failed), outputs and exit status."""
     try:
         sim = args.sim or fast_simulator()
     except SimulatorMissing as err:
@@ -543,8 +543,8 @@ def _rtl(args, cfg, model_file, stream, images, layers, inputs, golden_rows, gol
         results = rtl_run(cfg, model_file, stream, images, layers, sim=sim, stalls=args.stalls,
                           seed=args.seed, on_built=built, on_progress=advanced)
     except RtlMismatch as err:
-        return {**entry, "matches_golden": False, "mismatch": err.detail}, [], golden_out, \
-            EXIT_MISMATCH
+        return {**entry, "matches_golden": False, "mismatch": err.detail}, golden_rows, \
+            golden_out, EXIT_MISMATCH
     if progress:
         progress.update(task, completed=runs)
     entry.update({key: results[key] for key in ("sim_cycles", "wall_seconds",
@@ -554,8 +554,8 @@ def _rtl(args, cfg, model_file, stream, images, layers, inputs, golden_rows, gol
     except AssertionError as err:           # the PE counters disagree with the golden count
         layer = re.match(r"layer (.+?): ", str(err))
         return {**entry, "matches_golden": False,
-                "mismatch": {"message": str(err), "layer": layer[1] if layer else None}}, [], \
-            golden_out, EXIT_MISMATCH
+                "mismatch": {"message": str(err), "layer": layer[1] if layer else None}}, \
+            golden_rows, golden_out, EXIT_MISMATCH
     modelled = {r["layer"]: r["model_cycles"] for r in golden_rows}
     rows = [{**r, "model_cycles": modelled[r["layer"]]} for r in rows]
     outputs = np.array(results["outputs"], dtype=np.float64).reshape(golden_out.shape)
@@ -634,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as oerr:
         print(f"run: error: {outdir}: cannot write the output ({oerr})", file=sys.stderr)
         return pack.EXIT_BAD_INPUT
-    if not args.quiet and report["layers"]:
+    if not args.quiet and not status:
         out.print(_cycle_table(report["layers"], report["images"], cfg,
                                args.backend == "rtl"))
     if status:
