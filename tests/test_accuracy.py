@@ -113,3 +113,5 @@ def test_make_fixture_writes_an_importable_model(tmp_path):
     data = accuracy.load_images(images_file)
     assert data["test"].shape == (8, 1, 28, 28) and data["test_labels"].shape == (8,)
     assert 0.0 <= data["test"].min() and data["test"].max() <= 1.0
+    # Training flushes subnormals to zero process-wide; the tests after this one need them.
+    assert np.finfo(np.float64).smallest_subnormal * np.float64(1.0) > 0
