@@ -10,7 +10,8 @@ input frames it queued, the outputs of :func:`sw.golden.conv_layer`): values bit
 none lost, duplicated or reordered (:class:`FrameScoreboard`).
 
 The layers (:func:`random_soak_layer`) draw ``C`` and ``K`` (mostly up to 16, sometimes up to
-``c_max``/``k_max``, so several passes over output channels occur), the weight density, the
+``c_max``/``k_max``; a configuration whose ``wmem_depth`` cannot hold a layer runs it in several
+passes, the default's 512 words hold every 64×64 layer in one), the weight density, the
 padding and both ReLU modes, the requantisation, and per image ``H`` and ``W`` (partial edge
 tiles); each layer picks a stall pattern of :mod:`verif.stalls` for each port: valid gaps on
 ``s_axis_wgt``, ``s_axis_act`` and the AXI4-Lite AW, W and AR channels, back-pressure on
@@ -391,12 +392,19 @@ def main(argv: list[str] | None = None) -> int:
                   TextColumn("{task.fields[detail]}"), TimeElapsedColumn()) as bar:
         task = bar.add_task("build + soak", total=args.transfers, detail="")
 
+        printed = [0.0]
+
         def progress(state: dict) -> None:
             rate = state["cycles"] / state["seconds"] if state.get("seconds") else 0
+            detail = (f"{state['layers']} layers, {state['runs']} runs, "
+                      f"{state['cycles']:,} cycles, {rate:,.0f} cycles/s")
             bar.update(task, completed=min(state["transfers"], args.transfers),
-                       description="soak",
-                       detail=f"{state['layers']} layers, {state['runs']} runs, "
-                              f"{state['cycles']:,} cycles, {rate:,.0f} cycles/s")
+                       description="soak", detail=detail)
+            # Without a terminal (a CI log) the bar is not drawn: a line every 30 s instead.
+            if not bar.console.is_terminal and time.monotonic() - printed[0] >= 30:
+                printed[0] = time.monotonic()
+                print(f"soak: {state['transfers']:,}/{args.transfers:,} transfers, {detail}",
+                      flush=True)
 
         try:
             report = run_soak(args.transfers, seed, args.out, sim=args.sim, progress=progress)
