@@ -11,13 +11,15 @@ WAVES  ?= 0
 PYTEST_WORKERS ?= auto
 export SIM SEED WAVES
 
-.PHONY: help setup sim test unit verif demo bench fpga sweep soak clean
+.PHONY: help setup sim test unit verif formal demo bench fpga sweep soak clean
 
 help:
 	@echo "make demo    generate, pack and run the example model on the RTL (the main job)"
 	@echo "             DEMO_ARGS='--images 20' passes options to python -m verif.demo"
 	@echo "make test    every test CI runs (unit + cocotb + synthesis smoke)"
 	@echo "make verif   cocotb regression only   (SIM=icarus|verilator WAVES=1 SEED=n)"
+	@echo "make formal  formal proofs of the stream rules and transforms -> build/formal/"
+	@echo "             FORMAL_ARGS='lane_queue' runs some (python -m verif.formal --list)"
 	@echo "make bench   cycle benchmarks -> build/bench/results.json (array), system.json (whole"
 	@echo "             accelerator); BENCH_ARGS / SYSTEM_BENCH_ARGS pass options to each"
 	@echo "make soak    1,000,000 checked transfers through the accelerator -> build/soak/soak.json"
@@ -51,6 +53,10 @@ unit: $(STAMP)
 verif: sim
 	@mkdir -p build/verif
 	$(VPY) -m pytest -n $(PYTEST_WORKERS) -q verif --junitxml=build/verif/junit.xml
+
+# FORMAL_ARGS='--list', or proof names: python -m verif.formal --help
+formal: $(STAMP)
+	$(VPY) -m verif.formal $(FORMAL_ARGS)
 
 demo: sim
 	$(VPY) -m verif.demo $(DEMO_ARGS)

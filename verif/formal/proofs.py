@@ -1,0 +1,425 @@
+"""The formal proofs: one harness per block with a stream port, and the table that lists them.
+
+Each harness instantiates one block in a small configuration, drives every input from free
+variables under the stream rules, lets every output stall at will, and asserts
+
+* the stream rules on every output (``valid`` held until ``ready``, payload stable while
+  stalled), :func:`verif.formal.rules.assert_stream`;
+* that no item is dropped, duplicated, reordered or corrupted: an
+  :class:`~verif.formal.rules.ItemTracker` follows one item of the solver's choice, whose
+  expected value comes from the block's specification (for the transform units, from the
+  Winograd matrices of :mod:`sw.winograd` through :class:`~sw.config.AccelConfig`, so this is a
+  bounded equivalence check against a reference written without the units' adder trees);
+* where the block reports it (``busy``, ``level``, ``empty``), that it is empty only when every
+  item has left, and otherwise that everything leaves within a few cycles of a ready sink.
+
+The proofs are bounded model checks from reset (:attr:`Proof.depth` cycles), except where
+:attr:`Proof.mode` is ``"prove"`` (k-induction: the properties hold in every reachable state).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable
+
+from amaranth.asserts import AnyConst, AnySeq, Initial
+from amaranth.hdl import Assert, Assume, Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth.lib import data
+
+from hw.channels import ChannelGather, ChannelSerialiser
+from hw.lane_queue import LaneQueue
+from hw.linebuf import LineBuffer
+from hw.loader import WeightLoader
+from hw.reorder import OutputReorder
+from hw.stream_buffer import StreamBuffer
+from hw.transforms import InputTransform, OutputTransform
+from hw.zero_filter import ZeroFilter
+from sw.config import AccelConfig
+from verif.formal.rules import ItemTracker, assert_stream, assume_stream, past
+
+__all__ = ["Proof", "PROOFS"]
+
+
+@dataclass(frozen=True)
+class Proof:
+    """One formal proof: a harness, how it is checked and how deep.
+
+    Attributes
+    ----------
+    name : str
+        Its name on the command line and its directory under ``build/formal/``.
+    block : str
+        The component it is about.
+    summary : str
+        What it proves, in a line.
+    build : callable
+        ``build(m)`` adds the block and its properties to the harness module ``m``.
+    depth : int
+        Cycles from reset the bounded check covers (for ``prove``, the induction length).
+    mode : str
+        ``"bmc"`` (bounded model check) or ``"prove"`` (k-induction).
+    """
+
+    name: str
+    block: str
+    summary: str
+    build: Callable[[Module], None]
+    depth: int
+    mode: str = "bmc"
+
+
+def source(m: Module, port, name: str) -> None:
+    """Drive input stream ``port`` with any beats that keep the stream rules."""
+    m.d.comb += [port.valid.eq(AnySeq(1)),
+                 Value.cast(port.payload).eq(AnySeq(Value.cast(port.payload).shape().width))]
+    assume_stream(m, port, name)
+
+
+def sink(m: Module, port, name: str) -> None:
+    """Take output stream ``port`` whenever the solver likes, and prove the stream rules on it."""
+    m.d.comb += port.ready.eq(AnySeq(1))
+    assert_stream(m, port, name)
+
+
+def taken(port):
+    """A beat moves on ``port`` this cycle."""
+    return port.valid & port.ready
+
+
+def assume_constant(m: Module, value, lo: int, hi: int) -> None:
+    """Tie ``value`` to one solver-chosen constant in ``lo .. hi`` (a frame or pass setting)."""
+    m.d.comb += value.eq(AnyConst(Value.cast(value).shape()))
+    m.d.comb += Assume((value >= lo) & (value <= hi))
+
+
+# -- StreamBuffer ---------------------------------------------------------------------------
+
+def stream_buffer(m: Module) -> None:
+    dut = m.submodules.dut = StreamBuffer(8)
+    source(m, dut.i, "i")
+    sink(m, dut.o, "o")
+    items = ItemTracker(m, 8, "beat", capacity=3)
+    items.enter([(taken(dut.i), dut.i.payload)])
+    items.leave([(taken(dut.o), dut.o.payload)])
+    items.assert_empty_when(~dut.busy, "busy low")
+
+
+def stream_buffer_rules(m: Module) -> None:
+    dut = m.submodules.dut = StreamBuffer(8)
+    source(m, dut.i, "i")
+    sink(m, dut.o, "o")
+
+
+# -- LaneQueue ------------------------------------------------------------------------------
+
+def lane_queue(m: Module) -> None:
+    # One bit per field is enough to tell items apart; wider fields only slow the solver.
+    group = data.StructLayout({"v": 1, "end": 1})
+    slot = data.StructLayout({"w": 1})
+    dut = m.submodules.dut = LaneQueue(group, slot, slots=2, depth=4)
+    m.d.comb += [dut.i_count.eq(AnySeq(dut.i_count.shape())),
+                 Value.cast(dut.i_group).eq(AnySeq(group.size)),
+                 Value.cast(dut.i_slot).eq(AnySeq(dut.i_slot.shape().size))]
+    # The writer's contract: a group only when room was high in the previous cycle.
+    m.d.comb += Assume((dut.i_count <= 2)
+                       & ((dut.i_count == 0) | past(m, dut.room, "room_before")))
+    sink(m, dut.o, "o")
+    items = ItemTracker(m, dut.o.payload.shape(), "entry", capacity=8)
+    items.enter([(dut.i_count > s, Cat(Value.cast(dut.i_group), Value.cast(dut.i_slot[s]),
+                                       dut.i_count == s + 1))
+                 for s in range(2)])
+    items.leave([(taken(dut.o), dut.o.payload)])
+    items.assert_empty_when(dut.empty, "empty high")
+
+
+# -- ZeroFilter -----------------------------------------------------------------------------
+
+def _zero_filter(m: Module, cfg: AccelConfig) -> None:
+    dut = m.submodules.dut = ZeroFilter(cfg)
+    source(m, dut.i, "i")
+    sink(m, dut.o, "o")
+    beat, width = dut.i.payload, cfg.act_width
+    m.d.comb += Assume(~dut.i.valid | ((beat.n >= 1) & (beat.n <= width)))
+    items = ItemTracker(m, dut.o.payload.shape(), "activation",
+                         capacity=cfg.fifo_depth)
+    # The specification: the non-zero channels of a beat in order, the tile's end on the last
+    # of them; a tile-final beat without one becomes a bare marker (v = 0) of its first channel.
+    real = [(i < beat.n) & (beat.v[i] != 0) for i in range(width)]
+    entries = []
+    for i in range(width):
+        later = Cat(*real[i + 1:]).any() if i + 1 < width else 0
+        entries.append((taken(dut.i) & real[i],
+                        Cat((beat.c + i)[:len(beat.c)], beat.v[i], beat.last & ~later)))
+    marker = Cat(beat.c, Const(0, signed(cfg.v_bits)), Const(1, 1))
+    entries.append((taken(dut.i) & beat.last & ~Cat(*real).any(), marker))
+    items.enter(entries)
+    items.leave([(taken(dut.o), dut.o.payload)])
+    items.assert_empty_when(dut.level == 0, "level 0")
+
+
+def zero_filter_w1(m: Module) -> None:
+    _zero_filter(m, AccelConfig(act_bits=2, c_max=4, act_width=1, fifo_depth=4))
+
+
+def zero_filter_w2(m: Module) -> None:
+    _zero_filter(m, AccelConfig(act_bits=2, c_max=4, act_width=2, fifo_depth=4))
+
+
+# -- ChannelGather / ChannelSerialiser ------------------------------------------------------
+
+#: Two channels per beat on both sides of the sparse array, one bit per activation (the values
+#: only need to tell channels apart).
+CHANNELS_CFG = AccelConfig(act_bits=2, c_max=4, k_max=4, lanes=2, act_width=2, drain_width=2,
+                           fifo_depth=4, acc_bits=8)
+
+
+def channel_gather(m: Module) -> None:
+    cfg, width = CHANNELS_CFG, CHANNELS_CFG.act_width
+    dut = m.submodules.dut = ChannelGather(cfg)
+    source(m, dut.i, "i")
+    sink(m, dut.o, "o")
+    channel, beat = dut.i.payload, dut.o.payload
+    # The environment's order: channels 0, 1, ... of a tile, last on the final one.
+    tile_open = Signal(init=0)
+    next_c = Signal.like(channel.c)
+    with m.If(taken(dut.i)):
+        m.d.sync += [next_c.eq(Mux(channel.last, 0, channel.c + 1)), tile_open.eq(~channel.last)]
+    m.d.comb += Assume(~dut.i.valid | ((channel.c == next_c)
+                                       & ((channel.c != cfg.c_max - 1) | channel.last)))
+    # A beat holds A channels, or fewer at a tile's end, from c up, zero past n.
+    m.d.comb += Assert(~dut.o.valid | ((beat.n >= 1) & (beat.n <= width)
+                                       & ((beat.n == width) | beat.last)),
+                       "o: A channels per beat, fewer only at a tile's end")
+    for j in range(1, width):
+        m.d.comb += Assert(~dut.o.valid | (j < beat.n) | (Value.cast(beat.v[j]) == 0),
+                           f"o: channel slot {j} is zero past n")
+    items = ItemTracker(m, Cat(Value.cast(channel.v), channel.c, channel.last).shape(),
+                        "channel", capacity=2 * width)
+    items.enter([(taken(dut.i), Cat(Value.cast(channel.v), channel.c, channel.last))])
+    items.leave([(taken(dut.o) & (j < beat.n),
+                  Cat(Value.cast(beat.v[j]), (beat.c + j)[:len(channel.c)],
+                      beat.last & (beat.n == j + 1)))
+                 for j in range(width)])
+    items.assert_drains(~taken(dut.i) & ~tile_open & dut.o.ready, 2)
+
+
+def channel_serialiser(m: Module) -> None:
+    cfg, width = CHANNELS_CFG, CHANNELS_CFG.drain_width
+    dut = m.submodules.dut = ChannelSerialiser(cfg)
+    source(m, dut.i, "i")
+    sink(m, dut.o, "o")
+    assume_constant(m, dut.k_count, 1, cfg.k_max)
+    beat = dut.i.payload
+    # Beats start at a multiple of D below k_count (the array's drain order).
+    m.d.comb += Assume(~dut.i.valid | ((beat.k % width == 0) & (beat.k < dut.k_count)))
+    entry = dut.o.payload
+    items = ItemTracker(m, Value.cast(entry).shape(), "channel", capacity=2 * width)
+    entries = []
+    for j in range(width):
+        final = (j == width - 1) | (beat.k + j == dut.k_count - 1)
+        entries.append((taken(dut.i) & (beat.k + j < dut.k_count),
+                        Cat(Value.cast(beat.m[j]), (beat.k + j)[:len(entry.k)],
+                            beat.last & final)))
+    items.enter(entries)
+    items.leave([(taken(dut.o), entry)])
+    items.assert_drains(~taken(dut.i) & dut.o.ready, width + 1)
+
+
+# -- InputTransform / OutputTransform: bounded equivalence ----------------------------------
+
+def _scaled(coef: int, value):
+    """``coef * value``, a negation or the value itself for ±1 (no multiplier cell)."""
+    return value if coef == 1 else -value if coef == -1 else value * coef
+
+
+def _matrix_product(mat, x, n):
+    """``mat @ X @ mat.T`` for the row-major ``n×n`` operand ``x``, rows first as the matrices
+    are written: plain sums of constant multiples, none of the units' signed-digit adder trees
+    or register widths. Amaranth widens every sum, so the reference is exact."""
+    rows = len(mat)
+
+    def dot(coefs, operands):
+        return sum(_scaled(int(c), v) for c, v in zip(coefs, operands) if int(c) != 0)
+
+    t = [[dot([mat[i][k] for k in range(n)], [x[k * n + l].as_signed() for k in range(n)])
+          for l in range(n)] for i in range(rows)]
+    return [[dot(mat[j], t[i]) for j in range(rows)] for i in range(rows)]
+
+
+def one_tile(m: Module, dut) -> None:
+    """Restrict the environment to one beat, offered in the first cycle, and a ready sink.
+
+    The equivalence proofs compare one tile: the transform's arithmetic is the same in every
+    cycle, and the pipeline's handling of many beats under stalls is proven separately with
+    the values left out (comparing each of many symbolic tiles is beyond the solver's reach
+    in the time the proofs have).
+    """
+    m.d.comb += Assume(dut.i.valid == Initial())
+    m.d.comb += Assume(dut.o.ready)
+
+
+def _input_transform(m: Module, *, cfg: AccelConfig, equivalence: bool) -> None:
+    meta = 2
+    dut = m.submodules.dut = InputTransform(cfg, meta=meta)
+    source(m, dut.i, "i")
+    sink(m, dut.o, "o")
+    p = dut.i.payload
+    if not equivalence:
+        items = ItemTracker(m, meta, "tile", capacity=InputTransform.LATENCY)
+        items.enter([(taken(dut.i), p.meta)])
+        items.leave([(taken(dut.o), dut.o.payload.meta)])
+        items.assert_drains(~taken(dut.i) & dut.o.ready, InputTransform.LATENCY)
+        return
+    one_tile(m, dut)
+    n = cfg.n
+    wide = signed(cfg.v_bits + 2)   # wider than V, so a truncated output cannot match
+    v = _matrix_product(cfg.BT, p.d, n)
+    expected, actual = [], []
+    for index in range(n * n):
+        i, j = divmod(index, n)
+        reference = Signal(wide, name=f"reference_{i}_{j}")
+        m.d.comb += reference.eq(Mux(p.relu & (v[i][j] < 0), 0, v[i][j]))
+        out = Signal(wide, name=f"out_{i}_{j}")
+        m.d.comb += out.eq(dut.o.payload.v[index])
+        expected.append(reference)
+        actual.append(out)
+    items = ItemTracker(m, n * n * wide.width + meta, "tile", capacity=InputTransform.LATENCY)
+    items.enter([(taken(dut.i), Cat(*expected, p.meta))])
+    items.leave([(taken(dut.o), Cat(*actual, dut.o.payload.meta))])
+
+
+#: The transform proofs' configurations: the smallest accumulators and requantisation
+#: parameters, so the solver's multiplier is small. The equivalence runs on F(2,3) only: on
+#: F(4,3)'s 6×6 tile it does not finish in minutes, even at 2-bit activations.
+TRANSFORM_CFGS = {
+    2: AccelConfig(tile=2, act_bits=4, acc_bits=8, bias_bits=4, mult_bits=4, shift_bits=3),
+    4: AccelConfig(tile=4, act_bits=2, acc_bits=8, bias_bits=4, mult_bits=4, shift_bits=3),
+}
+
+
+def _output_transform(m: Module, *, cfg: AccelConfig, equivalence: bool) -> None:
+    dut = m.submodules.dut = OutputTransform(cfg)
+    source(m, dut.i, "i")
+    sink(m, dut.o, "o")
+    p, tile = dut.i.payload, cfg.tile
+    if not equivalence:
+        # The unit has no side band to carry an item's identity, so the tracker only counts
+        # tiles (zero-width values): none leaves an empty unit, at most LATENCY are inside,
+        # and all have left after LATENCY cycles of a ready sink.
+        items = ItemTracker(m, 0, "tile", capacity=OutputTransform.LATENCY)
+        items.enter([(taken(dut.i), Const(0, 0))])
+        items.leave([(taken(dut.o), Const(0, 0))])
+        items.assert_drains(~taken(dut.i) & dut.o.ready, OutputTransform.LATENCY)
+        return
+    one_tile(m, dut)
+    # sw.golden.requantize's domain: shift >= 1.
+    m.d.comb += Assume(~dut.i.valid | (p.shift >= 1))
+    y = _matrix_product(cfg.AT, p.m, cfg.n)
+    act_lo, act_hi = cfg.act_range
+    expected, actual = [], []
+    for index in range(tile * tile):
+        i, j = divmod(index, tile)
+        # sw.golden.requantize: ((y + bias) * multiplier + 2**(shift-1)) >> shift, ReLU as
+        # max(., 0), then the clamp to the activation range.
+        scaled = ((y[i][j] + p.bias) * p.multiplier + ((Const(1, 2) << p.shift) >> 1)) \
+            >> p.shift
+        rectified = Mux(p.relu & (scaled < 0), 0, scaled)
+        reference = Signal(signed(cfg.act_bits), name=f"reference_{i}_{j}")
+        m.d.comb += reference.eq(Mux(rectified < act_lo, act_lo,
+                                     Mux(rectified > act_hi, act_hi, rectified)))
+        expected.append(reference)
+        actual.append(dut.o.payload[index])
+    items = ItemTracker(m, tile * tile * cfg.act_bits, "tile", capacity=OutputTransform.LATENCY)
+    items.enter([(taken(dut.i), Cat(*expected))])
+    items.leave([(taken(dut.o), Cat(*actual))])
+
+
+def _transform_proofs(name: str, unit: str, build, latency: int, reference: str) -> tuple:
+    """The stream proofs of one transform unit (F(2,3), F(4,3)) and its equivalence (F(2,3))."""
+    proofs = [Proof(f"{name}_m{tile}", f"{unit} F({tile},3)",
+                    "stream rules on o under stalls; tiles out once each, in order; drained "
+                    f"after {latency} ready cycles",
+                    partial(build, cfg=cfg, equivalence=False), depth=12)
+              for tile, cfg in TRANSFORM_CFGS.items()]
+    proofs.append(Proof(f"{name}_m2_equivalence", f"{unit} F(2,3)",
+                        f"one tile of any value equals {reference}",
+                        partial(build, cfg=TRANSFORM_CFGS[2], equivalence=True),
+                        depth=latency + 2))
+    return tuple(proofs)
+
+
+# -- LineBuffer, OutputReorder, WeightLoader: the stream rules ------------------------------
+
+#: The smallest frame memories: F(2, 3), four columns, two channels, one value per beat.
+FRAME_CFG = AccelConfig(tile=2, act_bits=2, w_max=4, c_max=2, k_max=2, stream_values=1)
+
+
+def line_buffer(m: Module) -> None:
+    cfg = FRAME_CFG
+    dut = m.submodules.dut = LineBuffer(cfg)
+    source(m, dut.i, "i")
+    sink(m, dut.o, "o")
+    # One frame shape for the whole trace (they may change only while idle), out_h, out_w >= 1.
+    assume_constant(m, dut.height, 1, 4)
+    assume_constant(m, dut.width, 1, cfg.w_max)
+    assume_constant(m, dut.channels, 1, cfg.c_max)
+    m.d.comb += dut.pad.eq(AnyConst(1))
+    m.d.comb += Assume((dut.height + 2 * dut.pad >= 3) & (dut.width + 2 * dut.pad >= 3))
+
+
+def output_reorder(m: Module) -> None:
+    cfg = FRAME_CFG
+    dut = m.submodules.dut = OutputReorder(cfg)
+    source(m, dut.i, "i")
+    sink(m, dut.o, "o")
+    assume_constant(m, dut.out_height, 1, 4)
+    assume_constant(m, dut.out_width, 1, cfg.w_max)
+    assume_constant(m, dut.channels, 1, cfg.k_max)
+
+
+def weight_loader(m: Module) -> None:
+    dut = m.submodules.dut = WeightLoader(FRAME_CFG, beat_bytes=1)
+    source(m, dut.i, "i")
+    sink(m, dut.wr, "wr")
+
+
+PROOFS: tuple[Proof, ...] = (
+    Proof("stream_buffer", "StreamBuffer(8)",
+          "stream rules on o; every beat out once, in order, unchanged; busy low only when empty",
+          stream_buffer, depth=20),
+    Proof("stream_buffer_induction", "StreamBuffer(8)",
+          "stream rules on o in every reachable state (k-induction)",
+          stream_buffer_rules, depth=8, mode="prove"),
+    Proof("lane_queue", "LaneQueue(slots=2, depth=4)",
+          "stream rules on o; every slot of every group out once, in order, with its group's "
+          "fields and last on the group's final slot; empty only when drained",
+          lane_queue, depth=10),
+    Proof("zero_filter_w1", "ZeroFilter(act_width=1, fifo_depth=4)",
+          "stream rules on o; the non-zero activations and tile-end markers, each once, in "
+          "order; level 0 only when drained",
+          zero_filter_w1, depth=10),
+    Proof("zero_filter_w2", "ZeroFilter(act_width=2, fifo_depth=4) with CompactingQueue",
+          "as zero_filter_w1, two channels per beat (any subset of them zero)",
+          zero_filter_w2, depth=10),
+    Proof("channel_gather", "ChannelGather(act_width=2)",
+          "stream rules on o; every channel once, in order, in the slot its number says, A per "
+          "beat but at a tile's end, last only on the tile's final channel",
+          channel_gather, depth=12),
+    Proof("channel_serialiser", "ChannelSerialiser(drain_width=2)",
+          "stream rules on o; every channel below k_count once, in order, with its number, "
+          "last on the tile's final one; the padding channels dropped",
+          channel_serialiser, depth=10),
+    *_transform_proofs("input_transform", "InputTransform", _input_transform,
+                       InputTransform.LATENCY, "Bᵀ d B (ReLU'd when asked) computed from sw.winograd's matrices, "
+                       "with its meta"),
+    *_transform_proofs("output_transform", "OutputTransform", _output_transform,
+                       OutputTransform.LATENCY, "sw.golden.requantize of Aᵀ M A (bias, multiplier, shift >= 1, ReLU, "
+                       "clamp) from sw.winograd's matrices"),
+    Proof("line_buffer", "LineBuffer(m=2, w_max=4, c_max=2)",
+          "stream rules on o for any frame shape and pad", line_buffer, depth=16),
+    Proof("output_reorder", "OutputReorder(m=2, w_max=4, k_max=2)",
+          "stream rules on o for any frame shape", output_reorder, depth=16),
+    Proof("weight_loader", "WeightLoader(beat_bytes=1)",
+          "stream rules on wr for any byte stream", weight_loader, depth=16),
+)
