@@ -326,9 +326,17 @@ def _case(cfg: AccelConfig) -> str:
     return "run_" + hashlib.sha1(cfg.to_json().encode()).hexdigest()[:10]
 
 
+_MTIME_SLACK_S = 0.5
+
+
 def _sim_logs(case: str, since: float) -> list[Path]:
-    """The bench logs of ``case`` written since ``since`` (one per simulator build)."""
-    return [log for log in (SIM_DIR / case).glob("*/sim.log") if log.stat().st_mtime >= since]
+    """The bench logs of ``case`` written since ``since`` (one per simulator build).
+
+    File times come from the kernel's coarse clock, which may lag :func:`time.time` by a
+    tick, so a log written right after ``since`` can carry an earlier time: allow for it.
+    """
+    return [log for log in (SIM_DIR / case).glob("*/sim.log")
+            if log.stat().st_mtime >= since - _MTIME_SLACK_S]
 
 
 def rtl_run(cfg: AccelConfig, model_file: Path, stream_file: Path, images: np.ndarray,
