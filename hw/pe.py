@@ -183,7 +183,7 @@ class SparsePE(ConfiguredComponent):
     Latency: with the PE idle, the first beat of a tile is valid :attr:`LATENCY` ``+ w - 1``
     cycles after the tile's final ``act`` beat is accepted, ``w`` being the word count of that
     beat's column (1 for an end marker): zero filter 1, directory 1, walker 1, word read 1,
-    lane queue 1, lane register 1, multiply-accumulate 1, output buffer 2 (a
+    lane queue 1, lane register 1, multiply-accumulate 1, output buffer 1 (a
     :class:`hw.stream_buffer.StreamBuffer`, so the drain never waits on ``out.ready``
     combinationally).
 
@@ -197,7 +197,7 @@ class SparsePE(ConfiguredComponent):
     #: Default width of the perf counters.
     COUNTER_BITS = 32
     #: Cycles from the final ``act`` beat of a tile to its first ``out`` beat, one-word column.
-    LATENCY = 9
+    LATENCY = 8
 
     def __init__(self, cfg: AccelConfig, xi: int, *, weights=None, directory=None,
                  counter_bits: int = COUNTER_BITS):

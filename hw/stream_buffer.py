@@ -10,16 +10,15 @@ cycle.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Shape
+from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["StreamBuffer"]
 
 
 class StreamBuffer(wiring.Component):
-    """Two beats of storage between two streams of the same payload.
+    """Two beats of storage between two streams of the same payload (a skid buffer).
 
     Parameters
     ----------
@@ -29,7 +28,7 @@ class StreamBuffer(wiring.Component):
     Members
     -------
     i : In(stream.Signature(layout))
-        Beats in. ``ready`` is a register: it is low only while three beats are held.
+        Beats in. ``ready`` is a register: it is low only while two beats are held.
     o : Out(stream.Signature(layout))
         The same beats, in order. ``valid`` and ``payload`` are registers.
     busy : Out(1)
@@ -37,16 +36,15 @@ class StreamBuffer(wiring.Component):
 
     Notes
     -----
-    Latency 2 (a beat accepted in cycle ``t`` is offered from cycle ``t + 2``); throughput one
-    beat per cycle while ``o`` takes one per cycle. It is an Amaranth
-    :class:`~amaranth.lib.fifo.SyncFIFOBuffered` of depth 3: a two-entry queue (its read is
-    registered, so it maps to LUT RAM or flip-flops) and the output register. Two entries are
-    the fewest that keep one beat per cycle, because the queue's ``w_rdy`` does not count a
-    read in the same cycle.
+    Latency 1 (a beat accepted in cycle ``t`` is offered from cycle ``t + 1``); throughput one
+    beat per cycle while ``o`` takes one per cycle. Two registers and no memory: the output
+    register, and a skid register that catches the beat accepted in the cycle ``o`` stalls
+    (``i.ready`` was computed the cycle before, so it cannot have seen that stall). Flip-flops
+    only, so a wide payload costs no LUT RAM and no LUTs for memory write data.
     """
 
     #: Cycles from a beat accepted on ``i`` to that beat offered on ``o``, when ``o`` is empty.
-    LATENCY = 2
+    LATENCY = 1
 
     def __init__(self, layout):
         self._layout = layout
@@ -56,13 +54,16 @@ class StreamBuffer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        fifo = SyncFIFOBuffered(width=Shape.cast(self._layout).width, depth=3)
-        m.submodules.fifo = fifo
-        m.d.comb += [
-            fifo.w_data.eq(self.i.payload), fifo.w_en.eq(self.i.valid),
-            self.i.ready.eq(fifo.w_rdy),
-            self.o.payload.eq(fifo.r_data), self.o.valid.eq(fifo.r_rdy),
-            fifo.r_en.eq(self.o.ready),
-            self.busy.eq(fifo.level != 0),
-        ]
+        skid = Signal.like(self.i.payload)
+        skid_valid = Signal()
+        m.d.comb += [self.i.ready.eq(~skid_valid),
+                     self.busy.eq(self.o.valid | skid_valid)]
+        with m.If(~self.o.valid | self.o.ready):
+            # the output register is free this cycle: refill it, oldest beat first
+            with m.If(skid_valid):
+                m.d.sync += [self.o.payload.eq(skid), skid_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
+        with m.Elif(self.i.valid & self.i.ready):
+            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
         return m

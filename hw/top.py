@@ -10,7 +10,7 @@ One run computes one 3×3 stride-1 layer pass (``K ≤ k_max`` output channels) 
                → OutputTransform (+ bias, requantise, spatial ReLU, clamp; quant[k] from the CSRs)
                → stream buffer → OutputReorder (one m×m tile in per cycle)
                → m_axis_out (stream_values channels of a pixel per beat)
-    s_axis_wgt (4 bytes per beat) → WeightLoader → the PEs' weight and directory memories
+    s_axis_wgt (8 bytes per beat) → WeightLoader → the PEs' weight and directory memories
     s_axi      → ControlRegisters (shape, ReLU modes, quantisation memory, start/busy/done, flags,
                  perf counters)
 
@@ -28,7 +28,7 @@ from amaranth.lib.wiring import In, Out
 from hw.array import SparseArray
 from hw.component import ConfiguredComponent
 from sw.config import AccelConfig, require_config
-from sw.formats import stream_bytes
+from sw.formats import WEIGHT_BEAT_BYTES, stream_bytes
 from hw.csr import ControlRegisters
 from hw.linebuf import LineBuffer
 from hw.loader import WeightLoader
@@ -38,12 +38,6 @@ from hw.channels import ChannelGather, ChannelSerialiser
 from hw.transforms import InputTransform, OutputTransform
 
 __all__ = ["Accelerator", "WEIGHT_BEAT_BYTES"]
-
-#: Bytes per beat of ``s_axis_wgt`` (32-bit ``tdata``). The loader takes one field, entry or
-#: weight word of a record per cycle from a byte buffer, so a record of weight words at least
-#: this long loads at about this many bytes per cycle.
-WEIGHT_BEAT_BYTES = 4
-
 
 
 class Accelerator(ConfiguredComponent):
