@@ -106,7 +106,9 @@ class ControlRegisters(ConfiguredComponent):
        unsigned fields (the shape registers, PAD, RELU, CTRL, shift) need the bits above them
        clear, signed fields (bias, multiplier) take the word as two's complement and need it
        in range. Nothing is silently truncated;
-    4. CTRL with START and a shape that :func:`sw.regmap.shape_problem` rejects: SLVERR and
+    4. CTRL with START and a shape that :func:`sw.regmap.shape_problem` rejects, or weights
+       that :func:`sw.regmap.weights_problem` rejects (WGT_CHANNELS must equal CHANNELS and
+       WGT_KCOUNT equal KOUT; both are 0 until a good record is loaded): SLVERR and
        STATUS.BAD_CONFIG, no START (and no CLEAR).
 
     ``wstrb`` is honoured: unselected bytes keep their current value (CTRL merges into 0).
@@ -197,6 +199,10 @@ class ControlRegisters(ConfiguredComponent):
                 & (self.k_count >= 1) & (self.k_count <= cfg.k_max)
                 & (self.width <= cfg.w_max)
                 & (self.width + padded >= 3) & (self.height + padded >= 3))
+
+    def _weights_ok(self):
+        """The START weight check of :func:`sw.regmap.weights_problem`, on the registers."""
+        return (self.wgt_channels == self.channels) & (self.wgt_k_count == self.k_count)
 
     def elaborate(self, platform):
         m = Module()
@@ -310,7 +316,8 @@ class ControlRegisters(ConfiguredComponent):
         resp = Signal(2)
         m.d.comb += [
             refuse.eq(execute & writable & (is_config | wants_start) & busy_now),
-            bad_config.eq(execute & writable & ~refuse & fits & wants_start & ~self._shape_ok()),
+            bad_config.eq(execute & writable & ~refuse & fits & wants_start
+                          & ~(self._shape_ok() & self._weights_ok())),
         ]
         with m.If(~writable | refuse | ~fits | bad_config):
             m.d.comb += resp.eq(regmap.RESP_SLVERR)

@@ -113,14 +113,17 @@ class WeightLoader(ConfiguredComponent):
         as ``{pe: xi, mem: WMEM, addr: j, data: word}``. The payload is a register; a write
         leaves the cycle after its final byte was accepted.
     channels : Out(range(c_max + 1))
-        ``C`` of the last record loaded without error (0 after reset).
+        ``C`` of the last record loaded without error; 0 after reset and after a rejected
+        record (its writes may have overwritten part of the memories, so no good record is
+        held).
     k_count : Out(range(k_max + 1))
-        ``k_count`` of that record (0 after reset).
+        ``k_count`` of that record (0 when ``channels`` is).
     k_base : Out(16)
-        ``k_base`` of that record, its low 16 bits.
+        ``k_base`` of that record, its low 16 bits (0 when ``channels`` is).
     records : Out(16)
         Records loaded without error (wraps). It and the three fields above change together,
-        in the cycle after the record's final write left ``wr``.
+        in the cycle after the record's final write left ``wr``; a rejected record zeroes the
+        three fields in the cycle ``error`` strobes, and leaves ``records`` alone.
     error : Out(1)
         One-cycle strobe, in the cycle after the byte that rejected a record was accepted.
     idle : Out(1)
@@ -304,6 +307,7 @@ class WeightLoader(ConfiguredComponent):
             ]
 
         # -- end of a record: accept, reject, or drop to the frame's end ---------------------
+        rejected = Signal()
         m.d.sync += self.error.eq(0)
         with m.If(take):
             with m.If(phase == _Phase.DROP):
@@ -311,6 +315,7 @@ class WeightLoader(ConfiguredComponent):
                     m.d.sync += [phase.eq(_Phase.RECORD), pos.eq(0), acc.eq(0)]
             with m.Else():
                 with m.If(bad | (last & ~final) | (final & ~last)):
+                    m.d.comb += rejected.eq(1)
                     m.d.sync += self.error.eq(1)
                 with m.If(bad | final | last):
                     m.d.sync += [phase.eq(Mux(last, _Phase.RECORD, _Phase.DROP)), field.eq(0),
@@ -327,6 +332,8 @@ class WeightLoader(ConfiguredComponent):
                 self.k_base.eq(k_base),
                 self.records.eq(self.records + 1),
             ]
+        with m.If(rejected):            # after the commit above: the rejected record is newer
+            m.d.sync += [self.channels.eq(0), self.k_count.eq(0), self.k_base.eq(0)]
         m.d.comb += self.idle.eq((phase == _Phase.RECORD) & (field == 0) & (pos == 0)
                                  & ~self.wr.valid & ~buffered)
         return m

@@ -327,6 +327,8 @@ class DeviceBackend:
         outs = [None] * len(xs)
         for p, image in enumerate(layer.packed.passes):
             await self.load(layer, p)
+            loaded = (await self.transport.read(regmap.WGT_CHANNELS.offset),
+                      await self.transport.read(regmap.WGT_KCOUNT.offset))
             ks = range(image.k_base, image.k_base + image.k_count)
             for k_local, k in enumerate(ks):
                 for field, values in (("bias", q.bias), ("multiplier", q.multiplier),
@@ -335,7 +337,8 @@ class DeviceBackend:
                                      f"layer {layer.name} quant[{k}]")
             for idx, x in enumerate(xs):
                 C, H, W = x.shape
-                problem = regmap.shape_problem(cfg, H, W, C, image.k_count, q.pad)
+                problem = (regmap.shape_problem(cfg, H, W, C, image.k_count, q.pad)
+                           or regmap.weights_problem(C, image.k_count, *loaded))
                 if problem:
                     raise DriverError(f"layer {layer.name}: {problem}")
                 for reg, value in ((regmap.HEIGHT, H), (regmap.WIDTH, W), (regmap.CHANNELS, C),

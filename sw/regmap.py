@@ -29,7 +29,7 @@ __all__ = [
     "RELU_WINOGRAD", "RELU_SPATIAL", "PE_BASE", "PE_STRIDE", "PE_COUNTERS", "QUANT_BASE",
     "QUANT_STRIDE", "QUANT_FIELDS", "UNMAPPED_EXAMPLE", "RESP_OKAY", "RESP_SLVERR",
     "pe_counter_offset", "quant_offset", "addr_bits", "decode", "config_bits", "quant_bits",
-    "shape_problem", "c_defines", 
+    "shape_problem", "weights_problem", "c_defines", 
 ]
 
 #: Access kinds. ``RW`` registers are configuration: writes to them are refused while busy.
@@ -228,6 +228,25 @@ def shape_problem(cfg, h: int, w: int, c: int, k: int, pad: int) -> str | None:
     if w + 2 * pad < 3 or h + 2 * pad < 3:
         return (f"input {h}x{w} with pad {pad} is smaller than the 3x3 kernel "
                 f"(H + 2*pad and W + 2*pad must be at least 3)")
+    return None
+
+
+def weights_problem(c: int, k: int, wgt_channels: int, wgt_k_count: int) -> str | None:
+    """Why START would be refused for the loaded weights (BAD_CONFIG), or ``None``.
+
+    START needs a weight record for this pass: WGT_CHANNELS must equal CHANNELS and WGT_KCOUNT
+    must equal KOUT. Both read 0 after a reset and after a rejected record, so a START with no
+    good record loaded since then is refused too.
+    """
+    if wgt_channels == 0:
+        return ("no weight record is loaded (WGT_CHANNELS=0: none since reset, or the last "
+                "one was rejected)")
+    if wgt_channels != c:
+        return (f"CHANNELS={c} but the loaded weight record is for {wgt_channels} input "
+                f"channels (WGT_CHANNELS)")
+    if wgt_k_count != k:
+        return (f"KOUT={k} but the loaded weight record holds {wgt_k_count} output channels "
+                f"(WGT_KCOUNT)")
     return None
 
 

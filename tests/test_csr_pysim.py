@@ -171,10 +171,15 @@ def _all_ones(bits: int) -> int:
     return (1 << bits) - 1
 
 
-async def _set_shape(axi, h, w, c, k, pad) -> None:
+async def _set_shape(axi, h, w, c, k, pad, loaded: bool = True) -> None:
+    """Write the shape registers; with ``loaded``, the loader reports a matching record
+    (``wgt_channels = c``, ``wgt_k_count = k``, clipped to their ports' width)."""
     for reg, value in ((regmap.HEIGHT, h), (regmap.WIDTH, w), (regmap.CHANNELS, c),
                        (regmap.KOUT, k), (regmap.PAD, pad)):
         assert await axi.write(reg.offset, value) == OKAY, f"{reg.name}={value}"
+    if loaded:
+        for port, value in ((axi.dut.wgt_channels, c), (axi.dut.wgt_k_count, k)):
+            axi.ctx.set(port, min(value, (1 << len(port)) - 1))
 
 
 # -- register map --------------------------------------------------------------------------
@@ -474,6 +479,35 @@ def test_start_shape_check_matches_regmap(rng):
     assert len(starts) == sum(accepted) and 0 < sum(accepted) < len(shapes)
 
 
+def test_start_weight_check_matches_regmap(rng):
+    """START is refused (BAD_CONFIG) exactly when :func:`sw.regmap.weights_problem` objects:
+    no record loaded, or WGT_CHANNELS/WGT_KCOUNT not CHANNELS/KOUT; the shape is valid."""
+    cfg = SMALL
+    c, k = 4, 3
+    cases = [(0, 0), (c, k), (c - 1, k), (c + 1, k), (c, k - 1), (c, k + 1), (cfg.c_max, k),
+             (c, cfg.k_max), (c, 0), (0, k)]
+    cases += [(int(rng.integers(0, cfg.c_max + 1)), int(rng.integers(0, cfg.k_max + 1)))
+              for _ in range(10)]
+    accepted = []
+
+    async def bench(axi, dut):
+        await _set_shape(axi, 5, 6, c, k, 1, loaded=False)
+        for wgt_c, wgt_k in cases:
+            axi.ctx.set(dut.wgt_channels, wgt_c)
+            axi.ctx.set(dut.wgt_k_count, wgt_k)
+            ok = regmap.weights_problem(c, k, wgt_c, wgt_k) is None
+            assert ok == ((wgt_c, wgt_k) == (c, k))
+            resp = await axi.write(regmap.CTRL.offset, regmap.CTRL_START)
+            assert resp == (OKAY if ok else SLVERR), f"START with WGT_* = {wgt_c}, {wgt_k}"
+            await axi.expect(regmap.STATUS.offset, 0 if ok else regmap.STATUS_BAD_CONFIG,
+                             f"STATUS after START with WGT_* = {wgt_c}, {wgt_k}")
+            assert await axi.write(regmap.CTRL.offset, regmap.CTRL_CLEAR) == OKAY
+            accepted.append(ok)
+
+    starts = simulate(cfg, 20, rng, bench)
+    assert len(starts) == sum(accepted) and 0 < sum(accepted) < len(cases)
+
+
 def test_sticky_flags_and_clear(rng):
     """ERROR/OVERFLOW/REFUSED/BAD_CONFIG stay until CLEAR; a pulse during CLEAR wins."""
     cfg = SMALL
@@ -722,6 +756,13 @@ def test_random_against_model(case, rng):
                          int(rng.integers(0, 2)))
                 for reg, value in zip(regmap.CONFIG_REGISTERS, shape):
                     assert await axi.write(reg.offset, value) == model.write(reg.offset, value)
+                # the loader's status: usually the matching record, sometimes none or another
+                wgt = {0: (0, 0), 1: (shape[2], max(1, shape[3] - 1))}.get(
+                    int(rng.integers(0, 5)), shape[2:4])
+                for reg, name, value in ((regmap.WGT_CHANNELS, "wgt_channels", wgt[0]),
+                                         (regmap.WGT_KCOUNT, "wgt_k_count", wgt[1])):
+                    ctx.set(getattr(dut, name), value)
+                    model.inputs[reg] = value
             kind, offset, value, strb = _random_access(cfg, rng)
             what = f"step {step}: {kind} {offset:#x} value {value:#x} strb {strb:#x}"
             if kind == "write":

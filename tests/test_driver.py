@@ -167,6 +167,8 @@ class ModelTransport:
             return self.status
         if where.register is regmap.WGT_RECORDS:
             return self.records
+        if where.register in (regmap.WGT_CHANNELS, regmap.WGT_KCOUNT):
+            return self.loaded_shape()[where.register is regmap.WGT_KCOUNT]
         if where.register is regmap.CYCLES:
             return RUN_CYCLES
         if where.register is regmap.ARRAY_CYCLES or where.field in regmap.PE_COUNTERS:
@@ -180,12 +182,24 @@ class ModelTransport:
             raise driver.BusError("write", offset, regmap.RESP_SLVERR)
         if offset == regmap.CTRL.offset:
             assert value == regmap.CTRL_START
+            c, k = (self.regs[reg.offset] for reg in (regmap.CHANNELS, regmap.KOUT))
+            if regmap.weights_problem(c, k, *self.loaded_shape()) is not None:
+                self.status |= regmap.STATUS_BAD_CONFIG
+                raise driver.BusError("write", offset, regmap.RESP_SLVERR)
             self.status = regmap.STATUS_BUSY
         else:
             self.regs[offset] = value
 
+    def loaded_shape(self) -> tuple[int, int]:
+        """WGT_CHANNELS and WGT_KCOUNT: the loaded record's C and k_count (0, 0: none)."""
+        if self.loaded is None:
+            return 0, 0
+        dev, p = self.loaded
+        return dev.qlayer.C, dev.packed.passes[p].k_count
+
     async def send_weights(self, record: bytes) -> None:
         if self.reject:
+            self.loaded = None
             self.status |= regmap.STATUS_ERROR
         else:
             self.loaded = self.by_record[record]
@@ -266,6 +280,22 @@ def test_device_backend_refuses_a_shape_before_start(model):
     with pytest.raises(driver.DriverError, match=r"^layer conv1: WIDTH=9 is out of range; "
                                                  r"this accelerator takes 1\.\.8$"):
         asyncio.run(backend.conv(layers["conv1"], [np.zeros((1, 8, 9), dtype=np.int64)]))
+    assert not transport.status & regmap.STATUS_BUSY, "START was written"
+
+
+def test_device_backend_refuses_weights_of_another_shape(model):
+    """The loader reports a record that is not the pass's (here: another input-channel count):
+    a DriverError naming the layer and the WGT_* problem, and no START written."""
+    layers = driver.device_layers(model, CFG)
+    transport = ModelTransport(CFG, layers)
+    layer = layers["conv1"]
+    c = layer.qlayer.C
+    transport.loaded_shape = lambda: (c + 1, layer.packed.passes[0].k_count)
+    backend = driver.DeviceBackend(transport, CFG)
+    with pytest.raises(driver.DriverError, match=(
+            rf"^layer conv1: CHANNELS={c} but the loaded weight record is for {c + 1} input "
+            r"channels \(WGT_CHANNELS\)$")):
+        asyncio.run(backend.conv(layer, [np.zeros((c, 6, 6), dtype=np.int64)]))
     assert not transport.status & regmap.STATUS_BUSY, "START was written"
 
 

@@ -144,6 +144,7 @@ class Observed:
     errors: list[int]                     # bytes accepted before each error strobe
     error_writes: list[int]               # writes issued (taken or in wr) at each error strobe
     commits: list[tuple[int, ...]]        # (writes taken, records, C, k_count, k_base)
+    zeroed: list[int]                     # indices into commits that a rejection overrode
     stalled_bytes: int                    # cycles a beat of i was offered and not taken
     accept_cycles: list[int]              # the cycle each beat of i was accepted in
     write_cycles: list[int]               # the cycle each write was taken in
@@ -156,7 +157,8 @@ def load(cfg: AccelConfig, frames: list[Frame], rng=None, gaps: str = "none",
 
     With one byte per beat, ``idle`` is high exactly when the accepted bytes end a frame and
     no write is pending; with wide beats, only then (bytes still buffered keep it low).
-    ``channels``, ``k_count`` and ``k_base`` change only together with ``records``; the
+    ``channels``, ``k_count`` and ``k_base`` change only together with ``records``, or to 0
+    with the ``error`` strobe of a rejected record; the
     runner checks the stream rules of ``wr`` and that no write beyond the expected ones comes.
     """
     dut = WeightLoader(cfg, beat_bytes)
@@ -182,13 +184,17 @@ def load(cfg: AccelConfig, frames: list[Frame], rng=None, gaps: str = "none",
     now = np.stack([trace[n] for n in status], axis=1)
     before = np.vstack([np.zeros((1, len(status)), np.int64), now[:-1]])
     changes = np.flatnonzero((now != before).any(axis=1))
-    for cycle in changes:
-        assert now[cycle, 0] != before[cycle, 0], \
-            f"status changed without a record: {tuple(now[cycle].tolist())}"
     error = trace["error"] != 0
+    for cycle in changes:
+        if now[cycle, 0] == before[cycle, 0]:       # only a rejected record, and it zeroes
+            assert error[cycle] and not now[cycle, 1:].any(), \
+                f"status changed without a record: {tuple(now[cycle].tolist())}"
+    assert not now[error, 1:].any(), "a rejected record left WGT_CHANNELS/KCOUNT/KBASE set"
+    changes = changes[now[changes, 0] != before[changes, 0]]
     return Observed(run.received["wr"], accepted[error].tolist(),
                     (taken + trace["wr_valid"])[error].tolist(),
                     [(int(taken[c]), *now[c].tolist()) for c in changes],
+                    [n for n, c in enumerate(changes) if error[c]],
                     int(((trace["i_valid"] != 0) & (trace["i_ready"] == 0)).sum()),
                     run.beat_cycles["i"], run.beat_cycles["wr"])
 
@@ -222,6 +228,13 @@ def check(seen: Observed, frames: list[Frame], beat_bytes: int = 1) -> None:
             assert rejecting <= got <= end, f"error strobe after {got} bytes, expected " \
                                             f"{rejecting} to {end}"
     assert seen.error_writes == error_writes
+    # a record whose commit falls in the cycle the next record is rejected shows zeros: that
+    # may happen only when the next frame is the rejected one
+    for n in seen.zeroed:
+        index = [i for i, f in enumerate(frames) if f.error_at is None][n]
+        assert index + 1 < len(frames) and frames[index + 1].error_at is not None, \
+            f"record {n + 1} was zeroed without a rejected record after it"
+        commits[n] = (*commits[n][:2], 0, 0, 0)
     assert seen.commits == commits
 
 

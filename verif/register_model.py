@@ -9,7 +9,7 @@ from sw.regmap import (ARRAY_CYCLES, CHANNELS, CONFIG_REGISTERS, CTRL, CTRL_CLEA
                        RESP_SLVERR, RO, RW, STATUS, STATUS_BAD_CONFIG, STATUS_BUSY, STATUS_DONE,
                        STATUS_ERROR, STATUS_OVERFLOW, STATUS_REFUSED, STICKY_FLAGS, VERSION,
                        VERSION_VALUE, WGT_CHANNELS, WGT_KCOUNT, WGT_RECORDS, WIDTH, config_bits,
-                       decode, quant_bits, shape_problem)
+                       decode, quant_bits, shape_problem, weights_problem)
 
 __all__ = ["RegisterModel"]
 
@@ -103,7 +103,11 @@ class RegisterModel:
         elif loc.register != CTRL:
             self.config[loc.register] = word
         else:
-            if word & CTRL_START and shape_problem(self.cfg, *self.shape()) is not None:
+            h, w, c, k, pad = self.shape()
+            if word & CTRL_START and (
+                    shape_problem(self.cfg, h, w, c, k, pad) is not None
+                    or weights_problem(c, k, self.inputs[WGT_CHANNELS],
+                                       self.inputs[WGT_KCOUNT]) is not None):
                 self.flags |= STATUS_BAD_CONFIG
                 return RESP_SLVERR
             if word & CTRL_CLEAR:

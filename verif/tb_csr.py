@@ -179,6 +179,18 @@ class Bench(StreamBench):
                  rng.randint(1, cfg.k_max), rng.randint(0, 1))
         for reg, value in zip(regmap.CONFIG_REGISTERS, shape):
             await self.write(reg.offset, value)
+        # the loader's status: usually the matching record, sometimes none or another one
+        choice = rng.randrange(5)
+        await self.set_loaded(*{0: (0, 0), 1: (shape[2], max(1, shape[3] - 1))}.get(
+            choice, shape[2:4]))
+
+    async def set_loaded(self, channels: int, k_count: int) -> None:
+        """The loader reports a record of ``channels`` and ``k_count`` (0, 0: none)."""
+        await FallingEdge(self.dut.clk)
+        for reg, name, value in ((regmap.WGT_CHANNELS, "wgt_channels", channels),
+                                 (regmap.WGT_KCOUNT, "wgt_k_count", k_count)):
+            getattr(self.dut, name).value = value
+            self.model.inputs[reg] = value
 
 
 @cocotb.test()
@@ -248,6 +260,11 @@ async def test_readback_refusal_and_slverr(dut):
     # START with a valid shape (the largest), then a busy phase
     for reg, value in zip(regmap.CONFIG_REGISTERS, (3, cfg.w_max, cfg.c_max, cfg.k_max, 0)):
         assert await bench.write(reg.offset, value) == OKAY, reg.name
+    await bench.set_loaded(cfg.c_max, cfg.k_max - 1)          # another pass's record
+    assert await bench.write(regmap.CTRL.offset, regmap.CTRL_START) == SLVERR
+    assert (await bench.read(regmap.STATUS.offset))[1] == regmap.STATUS_BAD_CONFIG
+    assert await bench.write(regmap.CTRL.offset, regmap.CTRL_CLEAR) == OKAY
+    await bench.set_loaded(cfg.c_max, cfg.k_max)
     assert await bench.write(regmap.CTRL.offset, regmap.CTRL_START) == OKAY
     await bench.set_busy(True)
     assert (await bench.read(regmap.STATUS.offset))[1] == regmap.STATUS_BUSY

@@ -9,15 +9,15 @@ streams, so each test can show that it really interrupted what it meant to. Ever
 a normal layer" is a random layer through the driver, compared value by value with
 :func:`sw.golden.conv_layer`.
 
-- ``test_start_without_weights`` (the simulation's first test, while the weight memories still
-  hold their power-up zeros): START is not refused, the run ends with DONE and no flag, and
-  every output is the requantised bias (the golden model with all-zero weights).
+- ``test_start_without_weights``: START before any weight record, and START with a KOUT the
+  loaded record does not hold, answer SLVERR and set exactly BAD_CONFIG; no run starts and no
+  stream moves. With the record loaded the same START runs bit-exact.
 - ``test_reset_mid_layer`` (during a weight record, while the input streams, while the outputs
   drain): afterwards every register, flag and counter reads its reset value, no stream offers
   a beat, and a new layer runs bit-exact.
-- ``test_reset_keeps_weight_and_quant_memories``: WGT_* read 0 after ``rst``, yet a START with
-  the same shape runs the last loaded record with the quantisation entries written before the
-  reset, bit-exact.
+- ``test_reset_forgets_weights_keeps_quant``: WGT_* read 0 after ``rst`` and a START is
+  refused with BAD_CONFIG; with only the weight record reloaded (no quantisation writes) the
+  pass runs bit-exact, so the quantisation memory survived the reset.
 - ``test_config_write_while_busy`` (a run, and a weight record being parsed): every
   configuration write and START answers SLVERR and sets REFUSED, the registers keep their
   values, CLEAR is accepted, and the run (or the record) completes bit-exact.
@@ -32,7 +32,6 @@ import os
 import cocotb
 import numpy as np
 from cocotb.triggers import ClockCycles
-from cocotb.utils import get_sim_time
 from cocotbext.axi import AxiStreamFrame
 
 from sw import formats, golden, quant, regmap, winograd
@@ -109,6 +108,20 @@ class Misuse:
         for reg, value in zip(SHAPE_REGISTERS, (H, W, C, k_count, q.pad, relu)):
             await self.rtl.write(reg.offset, value, reg.name)
 
+    async def refused_start(self, what: str) -> None:
+        """A START that must be refused: SLVERR, STATUS exactly BAD_CONFIG (then cleared), no
+        run (not BUSY, no stream moves for 50 cycles)."""
+        beats = self.beats
+        resp = await self.bus.axil.write(regmap.CTRL.offset,
+                                         regmap.CTRL_START.to_bytes(4, "little"))
+        assert int(resp.resp) == regmap.RESP_SLVERR, f"START {what}: not refused"
+        assert await self.status() == regmap.STATUS_BAD_CONFIG, f"START {what}: STATUS"
+        await ClockCycles(self.dut.clk, 50)
+        assert await self.status() == regmap.STATUS_BAD_CONFIG, f"START {what}: a run began"
+        assert self.beats == beats, f"START {what}: a stream moved"
+        await self.rtl.write(regmap.CTRL.offset, regmap.CTRL_CLEAR, "CLEAR")
+        assert await self.status() == 0
+
     def queue_input(self, x: np.ndarray) -> int:
         """Queue ``x`` on ``s_axis_act`` (held by ``pause`` until released); its beat count."""
         frame = formats.pack_activations(x.transpose(1, 2, 0), self.cfg)
@@ -172,27 +185,35 @@ def _golden_pass(layer: DeviceLayer, x: np.ndarray, cfg: AccelConfig) -> np.ndar
 
 @cocotb.test()
 async def test_start_without_weights(dut):
-    """START before any weight record: accepted, DONE, no flag, outputs the requantised bias."""
-    assert get_sim_time("ns") == 0, ("must be the simulation's first test: the weight "
-                                     "memories hold their power-up zeros only until a record "
-                                     "is loaded")
+    """START with no weight record loaded, or with a KOUT the record does not hold: SLVERR,
+    exactly BAD_CONFIG, no run, no stream moves; with the record loaded it runs bit-exact."""
     cfg = await start(dut)
     t = Misuse(dut, cfg, "start_without_weights")
     for reg in (regmap.WGT_RECORDS, regmap.WGT_CHANNELS, regmap.WGT_KCOUNT):
         assert await t.bus.read(reg.offset) == 0, reg.name
     layer = t.layer(0, passes=1)
-    q = layer.qlayer
+    while layer.packed.passes[0].k_count < 2:       # so a smaller KOUT is still a valid shape
+        layer = t.layer(0, passes=1)
+    q, image = layer.qlayer, layer.packed.passes[0]
     x = random_input(cfg, t.rng, q.C, q.pad)
+    await t.write_shape(x.shape, image.k_count, q)
+    assert regmap.weights_problem(q.C, image.k_count, 0, 0).startswith("no weight record")
+    await t.refused_start("no record loaded")
+
+    await t.rtl.load(layer, 0)
+    assert await t.bus.read(regmap.WGT_CHANNELS.offset) == q.C
+    assert await t.bus.read(regmap.WGT_KCOUNT.offset) == image.k_count
+    await t.write_shape(x.shape, image.k_count - 1, q)
+    assert regmap.weights_problem(q.C, image.k_count - 1, q.C, image.k_count) is not None
+    await t.refused_start("KOUT one less than the record's")
+
     k_count = await t.begin(layer, x, load=False)
-    assert await t.status() & regmap.STATUS_BUSY
     t.queue_input(x)
-    got = await t.outputs(k_count, x.shape, q.pad)
-    zero = quant.QuantLayer(**{**vars(q), "U": np.zeros_like(q.U)})
-    np.testing.assert_array_equal(got, golden.conv_layer(x, zero, cfg)[:k_count])
+    np.testing.assert_array_equal(await t.outputs(k_count, x.shape, q.pad),
+                                  _golden_pass(layer, x, cfg))
     assert await t.status() == regmap.STATUS_DONE
-    assert t.beats["s_axis_wgt"] == 0
-    dut._log.info("START without weights: DONE, %d outputs equal to the requantised bias",
-                  got.size)
+    dut._log.info("START without weights and with the wrong KOUT: BAD_CONFIG, no run; then "
+                  "bit-exact")
 
 
 @cocotb.test()
@@ -258,11 +279,12 @@ async def test_reset_mid_layer(dut, phase):
 
 
 @cocotb.test()
-async def test_reset_keeps_weight_and_quant_memories(dut):
-    """After ``rst`` WGT_* read 0, but the weight and quantisation memories still hold the last
-    pass: a START with the same shape, nothing reloaded, reproduces it bit-exact."""
+async def test_reset_forgets_weights_keeps_quant(dut):
+    """After ``rst`` WGT_* read 0 and START is refused (the memories may hold a part of an
+    interrupted record); reloading the weight record alone, with no quantisation writes,
+    reproduces the pass bit-exact: the quantisation memory survived the reset."""
     cfg = await start(dut)
-    t = Misuse(dut, cfg, "reset_keeps_memories")
+    t = Misuse(dut, cfg, "reset_forgets_weights")
     layer = t.layer(0, passes=1)
     q = layer.qlayer
     x = random_input(cfg, t.rng, q.C, q.pad)
@@ -274,6 +296,8 @@ async def test_reset_keeps_weight_and_quant_memories(dut):
     for reg in (regmap.WGT_RECORDS, regmap.WGT_CHANNELS, regmap.WGT_KCOUNT):
         assert await t.bus.read(reg.offset) == 0, reg.name
     await t.write_shape(x.shape, k_count, q)
+    await t.refused_start("after rst")
+    await t.rtl.load(layer, 0)
     await t.rtl.write(regmap.CTRL.offset, regmap.CTRL_START, "START")
     t.queue_input(x)
     np.testing.assert_array_equal(await t.outputs(k_count, x.shape, q.pad), want)
