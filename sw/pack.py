@@ -15,7 +15,9 @@ OUTDIR: one ``$readmemh`` file per PE memory and pass (words and directory), ``w
 for the weight-load port, and ``manifest.json`` (whose ``graph`` lists every layer, where it
 runs and why). Before writing, each layer's worst-case accumulator sum
 (:func:`accumulator_bound`) is checked against the config's ``acc_bits``: a warning line per
-layer that can overflow, or a refusal with ``--overflow-check refuse``. Everything is written
+layer that can overflow, or a refusal with ``--overflow-check refuse``; and a layer of spatial
+weights too coarse for the tile (F(4,3) below 12-bit Winograd-domain weights,
+:func:`check_precision`) gets a warning line. Everything is written
 to a temporary directory next to OUTDIR and renamed into place at the end, so an error leaves
 no partial output. Bad input (model, ``--hw`` config, or an OUTDIR that cannot be written)
 prints one line naming the file, the node or layer and the problem, and exits 2.
@@ -44,8 +46,8 @@ from sw import formats, host_ops, model_import, quant  # noqa: E402
 from sw import prune as pruning  # noqa: E402  (pack_layers has a parameter named prune)
 
 __all__ = ["PackError", "ModelLayer", "PlacedLayer", "place_layers", "prune_magnitude",
-           "pack_layers", "accumulator_bound", "check_overflow", "pack_model", "summary_table",
-           "placement_table", "main"]
+           "pack_layers", "accumulator_bound", "check_overflow", "check_precision", "pack_model",
+           "check_outdir", "write_atomically", "summary_table", "placement_table", "main"]
 
 PRUNE_MODES = ("none", "winograd", "spatial-winograd")
 #: ``model``: each layer's own ReLU (a fused ONNX Relu is a spatial ReLU; a winnow .npz graph
@@ -460,6 +462,28 @@ def _write_outputs(tmp: Path, layers: list[PackedModelLayer], cfg: AccelConfig,
     return manifest
 
 
+def check_precision(layers: list[ModelLayer], cfg: AccelConfig, source: str = "model",
+                    warn=None) -> list[str]:
+    """Warn of each layer whose weights are too coarse at ``cfg.wgt_bits`` for its tile.
+
+    Spatially trained weights at F(4,3) need the wider Winograd-domain weights of
+    :data:`sw.quant.RECOMMENDED_WGT_BITS` (:func:`sw.quant.precision_problem`; docs/golden.md,
+    "Accuracy on a real network"). The packed file is still exact for the hardware: this is a
+    warning about accuracy, never a refusal. Returns the lines given to ``warn`` (default:
+    ``pack: warning: ...`` on stderr).
+    """
+    if warn is None:
+        def warn(line):
+            print(f"pack: warning: {one_line(line)}", file=sys.stderr)
+    lines = []
+    for layer in layers:
+        problem = quant.precision_problem(layer.weight, cfg, repr(layer.name))
+        if problem:
+            lines.append(f"{source}: {problem}")
+            warn(lines[-1])
+    return lines
+
+
 def pack_model(model: str | Path, outdir: str | Path, cfg: AccelConfig, *,
                prune: str = "none", density: float = 1.0, relu: str = "model",
                force: bool = False, progress=None, overflow_check: str = "warn",
@@ -486,7 +510,7 @@ def pack_model(model: str | Path, outdir: str | Path, cfg: AccelConfig, *,
     if overflow_check not in OVERFLOW_CHECKS:
         raise PackError(f"{model}: --overflow-check {overflow_check!r} is not one of "
                         f"{', '.join(OVERFLOW_CHECKS)}")
-    _check_outdir(outdir, force)
+    check_outdir(outdir, force)
     placed, model_layers = place_layers(_load(model), cfg, str(model))
     stems: dict[str, str] = {}
     for layer in model_layers:
@@ -500,11 +524,12 @@ def pack_model(model: str | Path, outdir: str | Path, cfg: AccelConfig, *,
     layers = pack_layers(model_layers, cfg, prune=prune, density=density, relu=relu,
                          source=str(model), progress=progress)
     check_overflow(layers, cfg, overflow_check, str(model), warn)
+    check_precision(model_layers, cfg, str(model), warn)
     meta = {"model": model.name, "prune": prune,
             "density_target": density if prune != "none" else None, "relu": relu,
             "graph": [row.to_json() for row in placed]}
     try:
-        manifest = _write_atomically(outdir, lambda tmp: _write_outputs(tmp, layers, cfg, meta))
+        manifest = write_atomically(outdir, lambda tmp: _write_outputs(tmp, layers, cfg, meta))
     except OSError as err:
         raise PackError(f"{outdir}: cannot write the output ({_os_reason(err)})") from None
     return manifest, layers
@@ -517,7 +542,7 @@ def _os_reason(err: OSError) -> str:
     return reason
 
 
-def _check_outdir(outdir: Path, force: bool) -> None:
+def check_outdir(outdir: Path, force: bool) -> None:
     """Refuse, before any work, an OUTDIR that is not empty (without ``force``) or that cannot
     be made: an ancestor that is a file, a parent that is not writable."""
     try:
@@ -536,7 +561,7 @@ def _check_outdir(outdir: Path, force: bool) -> None:
                         "writable)")
 
 
-def _write_atomically(outdir: Path, write):
+def write_atomically(outdir: Path, write):
     """``write(tmp)`` into a new directory next to ``outdir``, then rename it to ``outdir``.
 
     On any error nothing is left behind: the temporary directory and any parent directories

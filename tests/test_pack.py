@@ -424,6 +424,30 @@ def test_overflow_check_default_config_is_quiet(tmp_path, hw_json, capsys):
     assert res.returncode == 0 and res.stderr == ""
 
 
+@pytest.mark.parametrize("tile, wgt_bits, warned", [(4, 8, True), (4, 11, True), (4, 12, False),
+                                                    (2, 8, False)])
+def test_precision_warning_for_spatial_weights_at_f4(tmp_path, capsys, tile, wgt_bits, warned):
+    """Spatial weights at F(4,3) below quant.RECOMMENDED_WGT_BITS: one warning line naming the
+    file, the layer and the fix; the output is still written (exit 0). F(2,3) and 12 bits are
+    quiet."""
+    rng = np.random.default_rng(SEED)
+    model = write_npz(tmp_path / "m.npz", {"conv1.weight": rng.normal(size=(8, 3, 3, 3)),
+                                            "conv1.bias": np.zeros(8)})
+    hw = tmp_path / "hw.json"
+    hw.write_text(AccelConfig(tile=tile, wgt_bits=wgt_bits).to_json())
+    res = run_main(capsys, model, "-o", tmp_path / "out", "--hw", hw, "-q")
+    assert res.returncode == 0 and (tmp_path / "out" / pack.BIN_NAME).exists()
+    if not warned:
+        assert res.stderr == ""
+        return
+    need = quant.RECOMMENDED_WGT_BITS[tile]
+    assert res.stderr.splitlines() == [
+        f"pack: warning: {model}: layer 'conv1': spatial weights at F(4,3) with {wgt_bits}-bit "
+        "Winograd-domain weights lose accuracy (G scales coordinates down to 1/24 and one scale "
+        "per output channel leaves the small ones a few levels); generate the accelerator with "
+        f"wgt_bits >= {need} (python -m hw.gen --tile 4 --wgt-bits {need})"]
+
+
 def test_duplicate_layer_names_are_refused(tmp_path, hw_json, capsys):
     """Found by tests/test_fuzz.py: two ONNX nodes of one name wrote the same files."""
     onnx = pytest.importorskip("onnx")

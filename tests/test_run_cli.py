@@ -30,7 +30,7 @@ NETWORK_TOLERANCE = 0.05
 #: Keys every report has (docs/run.md); ``rtl`` only with ``--backend rtl``, ``outputs`` only
 #: when the run completed.
 REPORT_KEYS = {"model", "hw", "input", "backend", "config", "images", "input_shape",
-               "calibration", "graph", "overflow_warnings", "float", "layers", "status",
+               "calibration", "graph", "pack_warnings", "float", "layers", "status",
                "outputs", "seconds"}
 ROW_KEYS = {"layer", "C", "K", "passes", "macs", "ideal_cycles", "model_cycles",
             "dense_winograd_cycles", "dense_direct_cycles"}

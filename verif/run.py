@@ -506,7 +506,7 @@ def run(args: argparse.Namespace, workdir: Path, console, progress
         "model": str(args.model), "hw": str(args.hw), "input": str(args.input),
         "backend": args.backend, "config": json.loads(cfg.to_json()),
         "images": len(images), "input_shape": list(images.shape[1:]),
-        "calibration": cal, "graph": graph, "overflow_warnings": warnings,
+        "calibration": cal, "graph": graph, "pack_warnings": warnings,
         "float": _float_agreement(model, images, outputs, cfg),
     }
     status = 0
@@ -625,13 +625,13 @@ def main(argv: list[str] | None = None) -> int:
         TimeElapsedColumn(), console=out)
     try:
         try:
-            pack._check_outdir(outdir, args.force)
+            pack.check_outdir(outdir, args.force)
         except pack.PackError as perr:
             raise RunError(str(perr)) from None
         if progress:
             progress.start()
         try:
-            report, status, cfg = pack._write_atomically(
+            report, status, cfg = pack.write_atomically(
                 outdir, lambda tmp: run(args, tmp, None if args.quiet else out, progress))
         finally:
             if progress:
