@@ -33,8 +33,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.list:
         for proof in PROOFS + MUTANTS:
+            slow = " [slow: make formal only, not in verif/test_formal.py]" if proof.slow else ""
             print(f"{proof.name:32} {proof.mode:5} depth {proof.depth:3}  {proof.block}: "
-                  f"{proof.summary}")
+                  f"{proof.summary}{slow}")
         return 0
     unknown = [name for name in args.names if name not in known]
     if unknown:

@@ -10,8 +10,9 @@ variables under the stream rules, lets every output stall at will, and asserts
   expected value comes from the block's specification (for the transform units, from the
   Winograd matrices of :mod:`sw.winograd` through :class:`~sw.config.AccelConfig`, so this is a
   bounded equivalence check against a reference written without the units' adder trees);
-* where the block reports it (``busy``, ``level``, ``empty``), that it is empty only when every
-  item has left, and otherwise that everything leaves within a few cycles of a ready sink.
+* where the block reports it (``busy``, ``level``, ``empty``, ``idle``), that it is empty only
+  when every item has left, and otherwise that everything leaves within a few cycles of a ready
+  sink (not for ``SparsePE`` and ``SparseArray``: their drain takes longer than the depth).
 
 The proofs are bounded model checks from reset (:attr:`Proof.depth` cycles), except where
 :attr:`Proof.mode` is ``"prove"`` (k-induction: the properties hold in every reachable state).
@@ -24,13 +25,15 @@ from functools import partial
 from typing import Callable
 
 from amaranth.asserts import AnyConst, AnySeq, Initial
-from amaranth.hdl import Assert, Assume, Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Assert, Assume, Cat, Const, Cover, Module, Mux, Signal, Value, signed
 from amaranth.lib import data
 
+from hw.array import SparseArray
 from hw.channels import ChannelGather, ChannelSerialiser
 from hw.lane_queue import LaneQueue
 from hw.linebuf import LineBuffer
 from hw.loader import WeightLoader
+from hw.pe import SparsePE
 from hw.reorder import OutputReorder
 from hw.stream_buffer import StreamBuffer
 from hw.transforms import InputTransform, OutputTransform
@@ -59,6 +62,8 @@ class Proof:
         Cycles from reset the bounded check covers (for ``prove``, the induction length).
     mode : str
         ``"bmc"`` (bounded model check) or ``"prove"`` (k-induction).
+    slow : bool
+        Takes minutes: ``make formal`` runs it, ``verif/test_formal.py`` leaves it out.
     """
 
     name: str
@@ -67,6 +72,7 @@ class Proof:
     build: Callable[[Module], None]
     depth: int
     mode: str = "bmc"
+    slow: bool = False
 
 
 def source(m: Module, port, name: str) -> None:
@@ -384,6 +390,92 @@ def weight_loader(m: Module) -> None:
     sink(m, dut.wr, "wr")
 
 
+# -- SparsePE, SparseArray: the stream rules and the drain beats of every tile --------------
+
+#: The smallest PE that elaborates: F(2,3), one lane, one slot per word, two input and two
+#: output channels (two accumulator rows), a two-word weight memory, a two-entry activation
+#: queue, 2-bit activations and weights, 8-bit accumulators, two banks.
+PE_CFG = AccelConfig(tile=2, act_bits=2, wgt_bits=2, acc_bits=8, lanes=1, c_max=2, k_max=2,
+                     w_max=3, wmem_depth=2, fifo_depth=2, act_width=1, slots_per_lane=1,
+                     drain_width=1, stream_values=1, bias_bits=4, mult_bits=4, shift_bits=3)
+#: Two lanes, four output channels (two rows a lane), two channels drained per beat.
+PE2_CFG = AccelConfig(tile=2, act_bits=2, wgt_bits=2, acc_bits=8, lanes=2, c_max=2, k_max=4,
+                      w_max=3, wmem_depth=2, fifo_depth=2, act_width=1, slots_per_lane=1,
+                      drain_width=2, stream_values=1, bias_bits=4, mult_bits=4, shift_bits=3)
+
+
+def _sparse_ports(m: Module, dut, cfg: AccelConfig) -> None:
+    """The environment of a PE or the array, and the stream rules on ``out``.
+
+    ``act`` keeps the stream rules (1 <= n <= act_width); ``wgt_wr`` (always ready) writes
+    anything to either memory in any cycle, also while the block is busy, which the loader
+    never does, so the weights and directory are whatever the solver likes and may change
+    mid-tile; ``k_count`` is one constant in 1 .. k_max; ``out`` stalls at will. A ``Cover``
+    of a tile's final beat leaving keeps the proof from passing on an environment that never
+    moves one through.
+    """
+    source(m, dut.act, "act")
+    source(m, dut.wgt_wr, "wgt_wr")
+    sink(m, dut.out, "out")
+    assume_constant(m, dut.k_count, 1, cfg.k_max)
+    beat = dut.act.payload
+    m.d.comb += Assume(~dut.act.valid | ((beat.n >= 1) & (beat.n <= cfg.act_width)))
+    m.d.comb += Cover(taken(dut.out) & dut.out.payload.last)
+
+
+def _drain_beats(m: Module, dut, cfg: AccelConfig, depth: int, tiles_out: int) -> None:
+    """Every tile accepted on ``act`` owes exactly its drain beats on ``out``, in order.
+
+    A tile is accepted with its ``last`` beat; it then owes ``ceil(k_count / D)`` beats,
+    beat ``r`` with ``k = r · D`` and ``last`` on the final one. An :class:`ItemTracker`
+    follows one owed beat of the solver's choice, so a missing, extra or reordered beat, a
+    wrong ``k`` or a misplaced ``last`` fails for some choice; ``idle`` must mean none is
+    owed. At most one tile enters per cycle, so ``depth`` tiles bound the count inside (the
+    capacity check is no claim). A ``Cover`` requires ``tiles_out`` tiles to have left, so the
+    depth reaches the reuse of an accumulator bank (``tiles_in_flight`` = 2).
+    """
+    width = cfg.drain_width
+    owed = Signal(range(cfg.drain_rows + 1), name="beats_per_tile")
+    m.d.comb += owed.eq((dut.k_count + width - 1) // width)
+    k_bits = len(dut.out.payload.k)
+    items = ItemTracker(m, k_bits + 1, "beat", capacity=cfg.drain_rows * depth)
+    tile_end = taken(dut.act) & dut.act.payload.last
+    items.enter([(tile_end & (r < owed), Cat(Const(r * width, k_bits), owed == r + 1))
+                 for r in range(cfg.drain_rows)])
+    items.leave([(taken(dut.out), Cat(dut.out.payload.k, dut.out.payload.last))])
+    items.assert_empty_when(dut.idle, "idle high")
+    done = Signal(range(tiles_out + 1), name="tiles_out")
+    with m.If(taken(dut.out) & dut.out.payload.last & (done != tiles_out)):
+        m.d.sync += done.eq(done + 1)
+    m.d.comb += Cover(done == tiles_out)
+
+
+def sparse_pe_rules(m: Module) -> None:
+    dut = m.submodules.dut = SparsePE(PE_CFG, 0, counter_bits=1)
+    _sparse_ports(m, dut, PE_CFG)
+
+
+def _sparse_pe(m: Module, *, cfg: AccelConfig, depth: int) -> None:
+    dut = m.submodules.dut = SparsePE(cfg, 0, counter_bits=1)
+    _sparse_ports(m, dut, cfg)
+    _drain_beats(m, dut, cfg, depth, tiles_out=3)
+
+
+def sparse_array_rules(m: Module) -> None:
+    dut = m.submodules.dut = SparseArray(PE_CFG, counter_bits=1)
+    _sparse_ports(m, dut, PE_CFG)
+
+
+def _sparse_array(m: Module, *, depth: int, tiles_out: int) -> None:
+    dut = m.submodules.dut = SparseArray(PE_CFG, counter_bits=1)
+    _sparse_ports(m, dut, PE_CFG)
+    # Writes reach PE 0 only: the other 15 keep all-zero memories (every column empty, each
+    # tile one end marker), so PE 0 runs at its own pace behind them and the fan-out and the
+    # gather see the skew. Free weights in all 16 PEs quadruple the time (117 s at depth 14).
+    m.d.comb += Assume(~dut.wgt_wr.valid | (dut.wgt_wr.payload.pe == 0))
+    _drain_beats(m, dut, PE_CFG, depth, tiles_out)
+
+
 PROOFS: tuple[Proof, ...] = (
     Proof("stream_buffer", "StreamBuffer(8)",
           "stream rules on o; every beat out once, in order, unchanged; busy low only when empty",
@@ -422,4 +514,24 @@ PROOFS: tuple[Proof, ...] = (
           "stream rules on o for any frame shape", output_reorder, depth=16),
     Proof("weight_loader", "WeightLoader(beat_bytes=1)",
           "stream rules on wr for any byte stream", weight_loader, depth=16),
+    Proof("sparse_pe_induction", "SparsePE(lanes=1, k_max=2, c_max=2, wmem_depth=2)",
+          "stream rules on out in every reachable state (k-induction), any weights and writes",
+          sparse_pe_rules, depth=10, mode="prove"),
+    Proof("sparse_pe", "SparsePE(lanes=1, k_max=2, c_max=2, wmem_depth=2)",
+          "stream rules on out; every tile's ceil(k_count/D) drain beats once, in k order, last "
+          "on the final one; idle only when none is owed",
+          partial(_sparse_pe, cfg=PE_CFG, depth=18), depth=18),
+    Proof("sparse_pe_l2", "SparsePE(lanes=2, drain_width=2, k_max=4)",
+          "as sparse_pe, two lanes, two channels per drain beat",
+          partial(_sparse_pe, cfg=PE2_CFG, depth=18), depth=18),
+    Proof("sparse_array_induction", "SparseArray(16 PEs as sparse_pe)",
+          "stream rules on out in every reachable state (k-induction), any weights and writes",
+          sparse_array_rules, depth=11, mode="prove"),
+    Proof("sparse_array", "SparseArray(16 PEs as sparse_pe)",
+          "stream rules on out; every tile's drain beats once, in order; idle only when none "
+          "is owed (weights written to PE 0 only)",
+          partial(_sparse_array, depth=14, tiles_out=1), depth=14),
+    Proof("sparse_array_deep", "SparseArray(16 PEs as sparse_pe)",
+          "as sparse_array, deep enough for two tiles to leave (both accumulator banks)",
+          partial(_sparse_array, depth=16, tiles_out=2), depth=16, slow=True),
 )
