@@ -13,7 +13,8 @@
    entries and words whose bytes all arrived), with an in-order scoreboard under the
    back-pressure pattern (the harness is a :class:`~verif.streams.StreamBench`);
 4. checks each ``error`` strobe comes right after the rejecting byte, and that ``records``,
-   ``channels``, ``k_count`` and ``k_base`` step through the good records in order.
+   ``channels``, ``k_count`` and ``k_base`` step through the good records in order, the last
+   three dropping to 0 at each rejected record.
 
 ``$WINNOW_SAMPLES`` sets the number of random layers per test (default 2).
 """
@@ -103,15 +104,19 @@ async def _run(dut, bench: StreamBench, frames: list[dict]):
 
     cocotb.start_soon(watch())
     expect_errors, expect_status = [], []
-    offset = 0
+    offset = good = 0
     for f in frames:
         bench.send({"i": [{"data": byte, "last": int(k == len(f["data"]) - 1)}
                           for k, byte in enumerate(f["data"])]},
                    {"wr": f["writes"]})
         if f["error_at"] is None:
-            expect_status.append(((len(expect_status) + 1) & 0xFFFF, *f["status"]))
+            good += 1
+            expect_status.append((good & 0xFFFF, *f["status"]))
         else:
             expect_errors.append(offset + f["error_at"] + 1)
+            # a rejected record zeroes channels, k_count and k_base (records stays)
+            if expect_status and any(expect_status[-1][1:]):
+                expect_status.append((good & 0xFFFF, 0, 0, 0))
         offset += len(f["data"])
 
     cycles = await bench.drain(40 * offset + 200, idle=True)
