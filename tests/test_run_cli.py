@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sw import driver, golden, model_import
+from sw import driver, golden, model_import, quant
 from sw.config import AccelConfig
 from verif import run
 from verif.tiny_cnn import save_tiny_cnn
@@ -176,8 +176,11 @@ def test_fresh_onnx_first_layer_within_error_bound(tmp_path, tile):
                                                                    - bound).max())
 
 
-def test_fresh_torch_export_agrees_with_onnxruntime(tmp_path):
-    """The same kind of network written in PyTorch and exported to ONNX, as a user would."""
+@pytest.mark.parametrize("tile, wgt_bits", [(2, 8), (4, 12)])
+def test_fresh_torch_export_agrees_with_onnxruntime(tmp_path, capsys, tile, wgt_bits):
+    """The same kind of network written in PyTorch and exported to ONNX, as a user would; for
+    F(2,3) and for F(4,3) at the weight width quant.RECOMMENDED_WGT_BITS gives it (no warning)."""
+    assert quant.RECOMMENDED_WGT_BITS[tile] == wgt_bits
     torch = pytest.importorskip("torch", reason="torch (train extra) not installed")
     torch.manual_seed(SEED)
     net = torch.nn.Sequential(
@@ -190,9 +193,10 @@ def test_fresh_torch_export_agrees_with_onnxruntime(tmp_path):
         torch.onnx.export(net, torch.zeros(1, 1, 12, 12), str(model), dynamo=False,
                           input_names=["x"])
     x = images(tmp_path / "x.npy", (6, 1, 12, 12))
-    assert run_cli(model, "--hw", hw(tmp_path / "winnow.json"), "--input", x, "--out",
-                   tmp_path / "out", "-q") == 0
+    winnow = hw(tmp_path / "winnow.json", tile=tile, wgt_bits=wgt_bits)
+    assert run_cli(model, "--hw", winnow, "--input", x, "--out", tmp_path / "out", "-q") == 0
     report = json.loads((tmp_path / "out" / run.REPORT_NAME).read_text())
+    assert report["pack_warnings"] == [] and "warning" not in capsys.readouterr().err
     assert [g["op"] for g in report["graph"]] == ["conv3x3", "prelu", "conv3x3", "leakyrelu",
                                                    "maxpool", "flatten", "gemm", "softmax"]
     got = np.load(tmp_path / "out" / run.OUTPUTS_NAME)
