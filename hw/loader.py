@@ -235,6 +235,10 @@ class WeightLoader(ConfiguredComponent):
         with m.If(self.wr.ready):
             m.d.sync += self.wr.valid.eq(0)
 
+        # A header field is at most this wide, and ``value`` is zero above the current unit's
+        # bytes: its checks need not look at the width of a weight word (a 100-bit compare is
+        # a 50-cell carry chain, the netlist's longest logic path before this).
+        field_value = value[:8 * max(rec_sizes + pe_sizes)]
         bad = Signal()      # this byte completes a header field holding a value not allowed
         final = Signal()    # this byte is the record's final byte
         issue = Signal()    # this byte completes an entry or a word
@@ -258,13 +262,13 @@ class WeightLoader(ConfiguredComponent):
                         m.d.sync += field.eq(field + 1)
                         with m.Switch(field):
                             with m.Case(rec_names.index("channels")):
-                                m.d.comb += bad.eq((value == 0) | (value > cfg.c_max))
-                                m.d.sync += channels.eq(value)
+                                m.d.comb += bad.eq((field_value == 0) | (field_value > cfg.c_max))
+                                m.d.sync += channels.eq(field_value)
                             with m.Case(rec_names.index("k_base")):
-                                m.d.sync += k_base.eq(value)
+                                m.d.sync += k_base.eq(field_value)
                             with m.Case(rec_names.index("k_count")):
-                                m.d.comb += bad.eq((value == 0) | (value > cfg.k_max))
-                                m.d.sync += k_count.eq(value)
+                                m.d.comb += bad.eq((field_value == 0) | (field_value > cfg.k_max))
+                                m.d.sync += k_count.eq(field_value)
                         with m.If(field == len(rec_sizes) - 1):
                             m.d.sync += [phase.eq(_Phase.PE), field.eq(0), xi.eq(0)]
                 with m.Case(_Phase.PE):
@@ -272,10 +276,10 @@ class WeightLoader(ConfiguredComponent):
                         m.d.sync += field.eq(field + 1)
                         with m.Switch(field):
                             with m.Case(pe_names.index("entries")):
-                                m.d.comb += bad.eq(value != channels)
+                                m.d.comb += bad.eq(field_value != channels)
                             with m.Case(pe_names.index("words")):
-                                m.d.comb += bad.eq(value > cfg.wmem_depth)
-                                m.d.sync += words.eq(value)
+                                m.d.comb += bad.eq(field_value > cfg.wmem_depth)
+                                m.d.sync += words.eq(field_value)
                         with m.If(field == len(pe_sizes) - 1):
                             m.d.sync += [phase.eq(_Phase.ENTRY), field.eq(0), item.eq(0)]
                 with m.Case(_Phase.ENTRY):
