@@ -37,7 +37,7 @@ from hw.stream_buffer import StreamBuffer
 from hw.channels import ChannelGather, ChannelSerialiser
 from hw.transforms import InputTransform, OutputTransform
 
-__all__ = ["Accelerator", "WEIGHT_BEAT_BYTES"]
+__all__ = ["Accelerator"]
 
 
 class Accelerator(ConfiguredComponent):
@@ -61,9 +61,9 @@ class Accelerator(ConfiguredComponent):
         run with ``tlast`` on the final one. Ready only during a run and only for the run's
         beats.
     s_axis_wgt_tdata, s_axis_wgt_tkeep, s_axis_wgt_tvalid, s_axis_wgt_tready, s_axis_wgt_tlast
-        Packed weights in, :data:`WEIGHT_BEAT_BYTES` bytes per beat (byte ``j`` in bits
-        ``8j .. 8j+7``, ``tkeep`` one bit per byte, a prefix: only a frame's final beat may be
-        partial): one record of the weight-load stream (:func:`sw.formats.encode_record`) per
+        Packed weights in, :data:`sw.formats.WEIGHT_BEAT_BYTES` bytes per beat (byte ``j`` in
+        bits ``8j .. 8j+7``, ``tkeep`` one bit per byte, a prefix: only a frame's final beat may
+        be partial): one record of the weight-load stream (:func:`sw.formats.encode_record`) per
         frame, ``tlast`` on its final beat. Ready only between runs.
     m_axis_out_tdata, m_axis_out_tkeep, m_axis_out_tvalid, m_axis_out_tready, m_axis_out_tlast
         Activations out: the pass's ``out_h × out_w × K`` output in NHWC raster order, in the

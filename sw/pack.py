@@ -363,6 +363,11 @@ def accumulator_bound(U: np.ndarray, cfg: AccelConfig, winograd_relu: bool = Fal
             sum_hi.max(axis=1) if U.shape[1] else empty)
 
 
+def _print_warning(line: str) -> None:
+    """The packer's default warning: one ``pack: warning: ...`` line on stderr."""
+    print(f"pack: warning: {one_line(line)}", file=sys.stderr)
+
+
 def check_overflow(layers: list[PackedModelLayer], cfg: AccelConfig, mode: str = "warn",
                    source: str = "model", warn=None) -> list[str]:
     """Compare each layer's :func:`accumulator_bound` with ``cfg.acc_bits``.
@@ -396,9 +401,7 @@ def check_overflow(layers: list[PackedModelLayer], cfg: AccelConfig, mode: str =
                         f"{', '.join(OVERFLOW_CHECKS)}")
     if mode == "off":
         return []
-    if warn is None:
-        def warn(line):
-            print(f"pack: warning: {one_line(line)}", file=sys.stderr)
+    warn = warn or _print_warning
     lines = []
     for pl in layers:
         lo, hi = accumulator_bound(pl.qlayer.U, cfg, pl.qlayer.winograd_relu)
@@ -472,9 +475,7 @@ def check_precision(layers: list[ModelLayer], cfg: AccelConfig, source: str = "m
     warning about accuracy, never a refusal. Returns the lines given to ``warn`` (default:
     ``pack: warning: ...`` on stderr).
     """
-    if warn is None:
-        def warn(line):
-            print(f"pack: warning: {one_line(line)}", file=sys.stderr)
+    warn = warn or _print_warning
     lines = []
     for layer in layers:
         problem = quant.precision_problem(layer.weight, cfg, repr(layer.name))

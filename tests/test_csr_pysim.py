@@ -451,6 +451,16 @@ def test_start_busy_done(rng):
     assert len(starts) == 4
 
 
+async def _start_then_clear(axi, ok: bool, what: str) -> None:
+    """A CTRL write with START: OKAY and STATUS 0 if ``ok``, else SLVERR and exactly
+    BAD_CONFIG; then a CLEAR, which must be accepted."""
+    resp = await axi.write(regmap.CTRL.offset, regmap.CTRL_START)
+    assert resp == (OKAY if ok else SLVERR), f"START {what}"
+    await axi.expect(regmap.STATUS.offset, 0 if ok else regmap.STATUS_BAD_CONFIG,
+                     f"STATUS after START {what}")
+    assert await axi.write(regmap.CTRL.offset, regmap.CTRL_CLEAR) == OKAY
+
+
 def test_start_shape_check_matches_regmap(rng):
     """START is accepted exactly for the shapes :func:`sw.regmap.shape_problem` accepts."""
     cfg = SMALL
@@ -468,11 +478,7 @@ def test_start_shape_check_matches_regmap(rng):
         for shape in shapes:
             await _set_shape(axi, *shape)
             ok = regmap.shape_problem(cfg, *shape) is None
-            resp = await axi.write(regmap.CTRL.offset, regmap.CTRL_START)
-            assert resp == (OKAY if ok else SLVERR), f"START with {shape}"
-            await axi.expect(regmap.STATUS.offset, 0 if ok else regmap.STATUS_BAD_CONFIG,
-                             f"STATUS after START with {shape}")
-            assert await axi.write(regmap.CTRL.offset, regmap.CTRL_CLEAR) == OKAY
+            await _start_then_clear(axi, ok, f"with {shape}")
             accepted.append(ok)
 
     starts = simulate(cfg, 20, rng, bench)
@@ -497,11 +503,7 @@ def test_start_weight_check_matches_regmap(rng):
             axi.ctx.set(dut.wgt_k_count, wgt_k)
             ok = regmap.weights_problem(c, k, wgt_c, wgt_k) is None
             assert ok == ((wgt_c, wgt_k) == (c, k))
-            resp = await axi.write(regmap.CTRL.offset, regmap.CTRL_START)
-            assert resp == (OKAY if ok else SLVERR), f"START with WGT_* = {wgt_c}, {wgt_k}"
-            await axi.expect(regmap.STATUS.offset, 0 if ok else regmap.STATUS_BAD_CONFIG,
-                             f"STATUS after START with WGT_* = {wgt_c}, {wgt_k}")
-            assert await axi.write(regmap.CTRL.offset, regmap.CTRL_CLEAR) == OKAY
+            await _start_then_clear(axi, ok, f"with WGT_* = {wgt_c}, {wgt_k}")
             accepted.append(ok)
 
     starts = simulate(cfg, 20, rng, bench)
@@ -546,9 +548,9 @@ def test_sticky_flags_and_clear(rng):
 
 
 def test_latency_and_flag_race(rng):
-    """The documented timing, cycle by cycle: B and ``start`` three cycles after the
-    AW/W handshake, R two cycles after AR, no new AW/W/AR while a response is held, and an ``error`` pulse in the very
-    cycle a CLEAR takes effect is not lost."""
+    """The documented timing, cycle by cycle: B and ``start`` three cycles after the AW/W
+    handshake, R two cycles after AR, no new AW/W/AR while a response is held, and an
+    ``error`` pulse in the very cycle a CLEAR takes effect is not lost."""
     cfg = SMALL
 
     async def bench(axi, dut):

@@ -310,7 +310,7 @@ def run_soak(transfers: int, seed: int, out: Path, *, case: str = CASE,
                 try:
                     progress(json.loads(progress_file.read_text()))
                 except (ValueError, OSError):
-                    pass           # caught mid-write; the next poll reads it whole
+                    continue       # caught mid-write; the next poll reads it whole
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
