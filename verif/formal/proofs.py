@@ -27,9 +27,11 @@ from typing import Callable
 from amaranth.asserts import AnyConst, AnySeq, Initial
 from amaranth.hdl import Assert, Assume, Cat, Const, Cover, Module, Mux, Signal, Value, signed
 from amaranth.lib import data
+from amaranth.lib.wiring import In
 
 from hw.array import SparseArray
 from hw.channels import ChannelGather, ChannelSerialiser
+from hw.csr import ControlRegisters
 from hw.lane_queue import LaneQueue
 from hw.linebuf import LineBuffer
 from hw.loader import WeightLoader
@@ -39,6 +41,7 @@ from hw.stream_buffer import StreamBuffer
 from hw.transforms import InputTransform, OutputTransform
 from hw.zero_filter import ZeroFilter
 from sw.config import AccelConfig
+from verif.formal.axi_lite import axi_lite_responses, axi_lite_slave
 from verif.formal.rules import ItemTracker, assert_stream, assume_stream, past
 
 __all__ = ["Proof", "PROOFS"]
@@ -476,6 +479,32 @@ def _sparse_array(m: Module, *, depth: int, tiles_out: int) -> None:
     _drain_beats(m, dut, PE_CFG, depth, tiles_out)
 
 
+# -- ControlRegisters: the AXI4-Lite handshakes --------------------------------------------
+
+#: ``ControlRegisters``' Notes: B is valid 3 cycles after the later of a write's AW and W
+#: handshakes, R 2 cycles after its AR handshake.
+CSR_WRITE_LATENCY, CSR_READ_LATENCY = 3, 2
+
+
+def free_inputs(m: Module, dut, skip: str) -> None:
+    """Drive every input of ``dut`` but those named ``skip...`` with any value in any cycle."""
+    for name, member in dut.signature.members.items():
+        if member.flow == In and not name.startswith(skip):
+            value = Value.cast(getattr(dut, name))
+            m.d.comb += value.eq(AnySeq(len(value)))
+
+
+def _csr(m: Module, *, responses: bool) -> None:
+    dut = m.submodules.dut = ControlRegisters(PE_CFG, counter_bits=1)
+    # The datapath's side (busy, done, flags, counters, the quantisation read address) does
+    # anything; the host keeps the AXI rules.
+    free_inputs(m, dut, "s_axi_")
+    bus = axi_lite_slave(m, dut, "s_axi_")
+    if responses:
+        axi_lite_responses(m, bus, write_latency=CSR_WRITE_LATENCY,
+                           read_latency=CSR_READ_LATENCY)
+
+
 PROOFS: tuple[Proof, ...] = (
     Proof("stream_buffer", "StreamBuffer(8)",
           "stream rules on o; every beat out once, in order, unchanged; busy low only when empty",
@@ -534,4 +563,12 @@ PROOFS: tuple[Proof, ...] = (
     Proof("sparse_array_deep", "SparseArray(16 PEs as sparse_pe)",
           "as sparse_array, deep enough for two tiles to leave (both accumulator banks)",
           partial(_sparse_array, depth=16, tiles_out=2), depth=16, slow=True),
+    Proof("csr_axi_lite_induction", "ControlRegisters(k_max=2, counter_bits=1)",
+          "stream rules on s_axi's B and R in every reachable state (k-induction), any host "
+          "keeping the AXI rules, any datapath inputs",
+          partial(_csr, responses=False), depth=8, mode="prove"),
+    Proof("csr_axi_lite", "ControlRegisters(k_max=2, counter_bits=1)",
+          "stream rules on B and R; one response per accepted write (AW and W) and read, none "
+          "extra, within the documented latency; AW/W/AR ready exactly when none outstanding",
+          partial(_csr, responses=True), depth=40),
 )
