@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from amaranth.asserts import AnySeq
-from amaranth.hdl import Assert, Cat, Const, Module, Signal, Value
+from amaranth.hdl import Assert, Cat, Const, Cover, Module, Signal, Value
 
 from verif.formal.rules import ItemTracker, assert_stream, assume_stream
 
@@ -73,7 +73,8 @@ def axi_lite_slave(m: Module, port, prefix: str) -> AxiLite:
 
     The host keeps the stream rules on AW, W and AR (an assumption) and takes B and R at
     will; B (``bresp``) and R (``rdata``, ``rresp``) must keep them: valid held until ready,
-    payload stable while stalled.
+    payload stable while stalled. A ``Cover`` of each response keeps a proof from passing on
+    an environment that never completes one.
     """
     def named(*parts):
         return channel(port, prefix + parts[0], *parts[1:])
@@ -87,6 +88,7 @@ def axi_lite_slave(m: Module, port, prefix: str) -> AxiLite:
         ch = getattr(bus, name)
         m.d.comb += ch.ready.eq(AnySeq(1))
         assert_stream(m, ch, name)
+        m.d.comb += Cover(_taken(ch))
     return bus
 
 

@@ -38,10 +38,11 @@ from hw.loader import WeightLoader
 from hw.pe import SparsePE
 from hw.reorder import OutputReorder
 from hw.stream_buffer import StreamBuffer
+from hw.top import Accelerator
 from hw.transforms import InputTransform, OutputTransform
 from hw.zero_filter import ZeroFilter
 from sw.config import AccelConfig
-from verif.formal.axi_lite import axi_lite_responses, axi_lite_slave
+from verif.formal.axi_lite import axi_lite_responses, axi_lite_slave, channel
 from verif.formal.rules import ItemTracker, assert_stream, assume_stream, past
 
 __all__ = ["Proof", "PROOFS"]
@@ -505,6 +506,16 @@ def _csr(m: Module, *, responses: bool) -> None:
                            read_latency=CSR_READ_LATENCY)
 
 
+# -- Accelerator: the stream rules on its AXI ports -----------------------------------------
+
+def accelerator(m: Module) -> None:
+    dut = m.submodules.dut = Accelerator(PE_CFG, counter_bits=1)
+    source(m, channel(dut, "s_axis_act_t", "data", "keep", "last"), "act")
+    source(m, channel(dut, "s_axis_wgt_t", "data", "keep", "last"), "wgt")
+    sink(m, channel(dut, "m_axis_out_t", "data", "keep", "last"), "out")
+    axi_lite_slave(m, dut, "s_axi_")
+
+
 PROOFS: tuple[Proof, ...] = (
     Proof("stream_buffer", "StreamBuffer(8)",
           "stream rules on o; every beat out once, in order, unchanged; busy low only when empty",
@@ -571,4 +582,8 @@ PROOFS: tuple[Proof, ...] = (
           "stream rules on B and R; one response per accepted write (AW and W) and read, none "
           "extra, within the documented latency; AW/W/AR ready exactly when none outstanding",
           partial(_csr, responses=True), depth=40),
+    Proof("accelerator_induction", "Accelerator(as sparse_array, counter_bits=1)",
+          "stream rules on m_axis_out and on s_axi's B and R in every reachable state "
+          "(k-induction), any AXI-Stream input and host keeping the rules",
+          accelerator, depth=4, mode="prove"),
 )
