@@ -14,6 +14,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.component import ConfiguredComponent
 from sw.config import AccelConfig, require_config, require_count
+from hw.reduce import all_of, any_of
 from hw.pe import SparsePE, act_layout, check_images, perf_layout, wgt_wr_layout
 from hw.pe import out_layout as pe_out_layout
 
@@ -67,6 +68,9 @@ class SparseArray(ConfiguredComponent):
         ``nonzero pairs / (multipliers · cycles)`` is measured against.
     idle : Out(1)
         Every PE idle and ``out`` empty.
+    overflow : Out(1)
+        A one-cycle pulse two cycles after a PE drained a channel whose exact sum lies outside
+        ``acc_range`` (the OR of the PEs' ``overflow``, registered).
 
     Notes
     -----
@@ -105,6 +109,7 @@ class SparseArray(ConfiguredComponent):
             "perf": Out(data.ArrayLayout(perf_layout(counter_bits), coords)),
             "cycles": Out(counter_bits),
             "idle": Out(1),
+            "overflow": Out(1),
         })
 
     @staticmethod
@@ -149,7 +154,7 @@ class SparseArray(ConfiguredComponent):
         # -- fan-out: each PE takes its element once; the beat completes when all have ------
         taken = Signal(coords)
         all_taken = Signal()
-        m.d.comb += all_taken.eq(_all(taken[xi] | pe.act.ready
+        m.d.comb += all_taken.eq(all_of(taken[xi] | pe.act.ready
                                       for xi, pe in enumerate(pes)))
         m.d.comb += self.act.ready.eq(all_taken)
         for xi, pe in enumerate(pes):
@@ -180,7 +185,7 @@ class SparseArray(ConfiguredComponent):
         # PEs drain the same (tile, k) sequence, so their heads always hold the same (t, k).
         gather = Signal()
         m.d.comb += gather.eq((~self.out.valid | self.out.ready)
-                              & _all(pe.out.valid for pe in pes))
+                              & all_of(pe.out.valid for pe in pes))
         with m.If(~self.out.valid | self.out.ready):
             m.d.sync += self.out.valid.eq(gather)
         head = pes[0].out.payload
@@ -191,17 +196,10 @@ class SparseArray(ConfiguredComponent):
         for pe in pes:
             m.d.comb += pe.out.ready.eq(gather)
 
+        m.d.sync += self.overflow.eq(any_of(pe.overflow for pe in pes))
+
         # -- run time -----------------------------------------------------------------------
-        m.d.comb += self.idle.eq(_all(pe.idle for pe in pes) & ~self.out.valid)
+        m.d.comb += self.idle.eq(all_of(pe.idle for pe in pes) & ~self.out.valid)
         with m.If(~self.idle):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         return m
-
-
-def _all(bits):
-    """AND of single-bit values."""
-    bits = list(bits)
-    result = bits[0]
-    for bit in bits[1:]:
-        result = result & bit
-    return result

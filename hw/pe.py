@@ -24,6 +24,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.lane_queue import LaneQueue
+from hw.reduce import all_of, any_of
 from hw.stream_buffer import StreamBuffer
 from hw.layouts import directory_entry_layout, word_layout
 from hw.zero_filter import ZeroFilter, act_entry_layout, act_layout
@@ -170,6 +171,10 @@ class SparsePE(ConfiguredComponent):
         ``zeros_skipped``: zero activations dropped or turned into end-of-tile markers.
     idle : Out(1)
         No activation buffered, no column or pair in flight, every bank drained, ``out`` empty.
+    overflow : Out(1)
+        High for one cycle, one cycle after a drain beat left the accumulators with a channel
+        below ``k_count`` whose exact sum lies outside ``acc_range`` (``wrap`` or ``saturate``
+        changed it); :func:`sw.golden.accumulator_overflow` is the same test on a whole run.
 
     Notes
     -----
@@ -217,6 +222,7 @@ class SparsePE(ConfiguredComponent):
             "k_count": In(range(1, cfg.k_max + 1)),
             "perf": Out(perf_layout(self._counter_bits)),
             "idle": Out(1),
+            "overflow": Out(1),
         })
 
 
@@ -345,7 +351,7 @@ class SparsePE(ConfiguredComponent):
             ]
             for s, slot in enumerate(group):
                 m.d.comb += [q.i_slot[s].w.eq(slot.value), q.i_slot[s].row.eq(slot.k_row)]
-        m.d.comb += q_room.eq(_all(q.room for q in queues))
+        m.d.comb += q_room.eq(all_of(q.room for q in queues))
 
         # -- stage X: one entry per lane; stage D: multiply and accumulate ------------------
         x_valid = [Signal(name=f"x_valid{l}") for l in range(lanes)]
@@ -367,15 +373,15 @@ class SparsePE(ConfiguredComponent):
                          d_bank[l].eq(x.group.bank), d_row[l].eq(x.slot.row),
                          d_prod[l].eq(x.slot.w * x.group.v)]
         x_any = Signal()
-        m.d.comb += x_any.eq(_any(x_valid))
+        m.d.comb += x_any.eq(any_of(x_valid))
         d_any = Signal()
-        m.d.comb += d_any.eq(_any(d_hit + d_end))
+        m.d.comb += d_any.eq(any_of(d_hit + d_end))
 
         # -- bank bookkeeping: a bank is complete once every lane accumulated its end -------
         lane_end = [Signal(banks, name=f"lane_end{l}") for l in range(lanes)]
         complete = Signal(banks)
         for b in range(banks):
-            m.d.comb += complete[b].eq(_all([lane_end[l][b] for l in range(lanes)]))
+            m.d.comb += complete[b].eq(all_of([lane_end[l][b] for l in range(lanes)]))
             with m.If(tile_end_issue & (wbank == b)):
                 m.d.sync += sealed[b].eq(1)
             with m.Elif(drained & (r_bank == b)):
@@ -419,7 +425,7 @@ class SparsePE(ConfiguredComponent):
 
         lane_read = []
         for l in range(lanes):
-            involved = _any([sel[j] == l for j in range(width_d)])
+            involved = any_of([sel[j] == l for j in range(width_d)])
             row_l = Signal(range(rows + 1), name=f"drain_row{l}")
             m.d.comb += row_l.eq(row0 + (l < lane0))
             per_bank = []
@@ -439,15 +445,20 @@ class SparsePE(ConfiguredComponent):
                 per_bank.append(rp.data)
             lane_read.append(Array(per_bank)[r_bank])
 
-        results = []
+        results, outside = [], []
+        lo, hi = cfg.acc_range
         for j in range(width_d):
-            value = Array(lane_read)[sel[j]]
+            exact = Array(lane_read)[sel[j]]
             if cfg.overflow == "wrap":
-                value = value[:cfg.acc_bits].as_signed()
+                value = exact[:cfg.acc_bits].as_signed()
             else:
-                lo, hi = cfg.acc_range
-                value = Mux(value < lo, lo, Mux(value > hi, hi, value))
+                value = Mux(exact < lo, lo, Mux(exact > hi, hi, exact))
             results.append(Mux(k0 + j < k_count, value, 0))
+            if cfg.acc_internal_bits > cfg.acc_bits:
+                outside.append((k0 + j < k_count) & ((exact < lo) | (exact > hi)))
+        # Registered, so the flag adds no logic to the drain's path; constant 0 when the
+        # exact sum always fits acc_bits (the default configuration).
+        m.d.sync += self.overflow.eq(take & any_of(outside))
 
         beat = out_buffer.i.payload
         m.d.comb += [beat.m[j].eq(results[j]) for j in range(width_d)]
@@ -481,22 +492,6 @@ class SparsePE(ConfiguredComponent):
             m.d.sync += perf.zeros_skipped.eq(perf.zeros_skipped + zf.zeros)
 
         m.d.comb += self.idle.eq((zf.level == 0) & ~a_valid & ~b_active & ~c_valid
-                                 & _all(q.empty for q in queues) & ~x_any & ~d_any
+                                 & all_of(q.empty for q in queues) & ~x_any & ~d_any
                                  & (sealed == 0) & ~out_buffer.busy)
         return m
-
-
-def _any(terms) -> object:
-    """OR of one-bit terms."""
-    out = 0
-    for term in terms:
-        out = out | term
-    return out
-
-
-def _all(terms) -> object:
-    """AND of one-bit terms."""
-    out = 1
-    for term in terms:
-        out = out & term
-    return out

@@ -84,9 +84,9 @@ class Accelerator(ConfiguredComponent):
     Flags: ERROR is set by a rejected weight record and by an activation frame whose ``tlast``
     is misplaced or whose ``tkeep`` marks other bytes than the channels' (the run goes on
     counting beats; the output is then meaningless). OVERFLOW is
-    set when an ``M`` value leaving the array sits at the limit of ``acc_bits`` in saturate
-    mode (a saturated sum, or one exactly at the limit); wrap-around in wrap mode is not
-    detected.
+    set when a PE drains an output channel whose exact Winograd-domain sum lies outside
+    ``acc_bits`` (``wrap`` or ``saturate`` changed it), in both modes: exactly
+    :func:`sw.golden.accumulator_overflow` of the run.
     """
 
     def __init__(self, cfg: AccelConfig, counter_bits: int = 32):
@@ -249,13 +249,6 @@ class Accelerator(ConfiguredComponent):
             otf.i.valid.eq(channel_buffer.o.valid),
             channel_buffer.o.ready.eq(otf.i.ready),
         ]
-        overflow = Signal()
-        if cfg.overflow == "saturate":
-            lo, hi = -(1 << (cfg.acc_bits - 1)), (1 << (cfg.acc_bits - 1)) - 1
-            at_limit = 0
-            for xi in range(cfg.coords):
-                at_limit = at_limit | (head.m[xi] == lo) | (head.m[xi] == hi)
-            m.d.comb += overflow.eq(otf.i.valid & otf.i.ready & at_limit)
         tile_buffer = m.submodules.tile_buffer = StreamBuffer(otf.o.payload.shape())
         wiring.connect(m, otf.o, tile_buffer.i)
         wiring.connect(m, tile_buffer.o, reorder.i)
@@ -282,7 +275,7 @@ class Accelerator(ConfiguredComponent):
             csr.busy.eq(running | ~loader.idle),
             csr.done.eq(done),
             csr.error.eq(loader.error | framing_error),
-            csr.overflow.eq(overflow),
+            csr.overflow.eq(array.overflow),
             csr.cycles.eq(cycles),
             csr.array_cycles.eq(array.cycles),
             csr.perf.eq(array.perf),

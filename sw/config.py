@@ -284,13 +284,15 @@ class AccelConfig:
 
     @property
     def acc_internal_bits(self) -> int:
-        """Accumulator register width in hardware.
+        """Accumulator register width in hardware: wide enough for the exact sum, in both
+        modes.
 
-        ``wrap`` needs only ``acc_bits`` (modular sums are order-free); ``saturate`` keeps the
-        exact sum and clamps it to ``acc_bits`` at the drain.
+        The drain then reduces the exact sum to ``acc_bits`` (``wrap``: modulo; ``saturate``:
+        clamp), and knows whether that changed it: the sticky STATUS.OVERFLOW flag, which is
+        exact in both modes (:func:`sw.golden.accumulator_overflow`). With the default
+        ``acc_bits`` (32) it is ``acc_bits`` itself: the exact sum fits and nothing can
+        overflow.
         """
-        if self.overflow == "wrap":
-            return self.acc_bits
         return max(self.acc_bits, self.exact_sum_bits)
 
     @cached_property

@@ -262,7 +262,8 @@ class DeviceBackend:
     counts it; write the pass's quantisation entries. Per image: write HEIGHT, WIDTH,
     CHANNELS, KOUT, PAD and RELU, then CTRL.START; stream the input in raster order (``y``,
     ``x``, ``c``) and take the outputs; wait for STATUS.DONE; read the counters. Every refusal
-    and error raises :class:`DriverError` naming the layer and the step.
+    and error raises :class:`DriverError` naming the layer and the step. The sticky flags are
+    cleared (CTRL.CLEAR) before each START.
 
     Parameters
     ----------
@@ -278,7 +279,9 @@ class DeviceBackend:
     stats : list of dict
         One record per (layer, pass, image): ``layer``, ``pass``, ``image``, ``cycles`` (run
         cycles from START to the final output), ``array_cycles``, and the summed PE counters
-        ``macs``, ``busy``, ``empty_slots``, ``stalls``, ``zeros_skipped`` (deltas over the run).
+        ``macs``, ``busy``, ``empty_slots``, ``stalls``, ``zeros_skipped`` (deltas over the run),
+        and ``overflow``: STATUS.OVERFLOW after the run (some accumulator sum of the pass lay
+        outside ``acc_bits``; :func:`sw.golden.accumulator_overflow`).
     """
 
     name = "device"
@@ -359,6 +362,8 @@ class DeviceBackend:
         C, H, W = x.shape
         grid = winograd.tile_grid(H, W, self.cfg.tile, layer.qlayer.pad)
         before = await self._counters()
+        # the sticky flags then speak of this run alone
+        await self.write(regmap.CTRL.offset, regmap.CTRL_CLEAR, f"layer {layer.name} CLEAR")
         await self.write(regmap.CTRL.offset, regmap.CTRL_START, f"layer {layer.name} START")
         frame = await self.transport.stream(formats.pack_activations(x.transpose(1, 2, 0),
                                                                      self.cfg))
@@ -379,7 +384,8 @@ class DeviceBackend:
             raise DriverError(f"layer {layer.name} pass {p}: STATUS.ERROR after the run "
                               f"(STATUS {status:#x})")
         after = await self._counters()
-        record = {"layer": layer.name, "pass": p, "image": idx}
+        record = {"layer": layer.name, "pass": p, "image": idx,
+                  "overflow": bool(status & regmap.STATUS_OVERFLOW)}
         for key, value in after.items():
             record[key] = (value - before[key]) % (1 << 32) if key != "cycles" else value
         self.stats.append(record)

@@ -25,7 +25,8 @@ from sw.quant import QuantLayer
 
 __all__ = [
     "act_beats", "drain_beats",
-    "LayerTrace", "transform_input", "winograd_relu", "accumulate", "transform_output",
+    "LayerTrace", "transform_input", "winograd_relu", "accumulate", "accumulator_overflow",
+    "transform_output",
     "requantize", "conv_layer", "conv_layer_trace", "coord_density", "mult_counts",
     "direct_conv2d", "float_winograd_conv", "error_bound",
 ]
@@ -54,6 +55,40 @@ def _wrap(x: np.ndarray, bits: int) -> np.ndarray:
     return (x + half) % (1 << bits) - half
 
 
+def _exact_sums(U: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """``U [n*n, K, C] @ V [n*n, C, T]`` exactly (Python integers past int64's safe range)."""
+    U = np.asarray(U, dtype=np.int64)
+    V = np.asarray(V, dtype=np.int64)
+    bound = (int(np.abs(U).max(initial=0)) * int(np.abs(V).max(initial=0))
+             * max(1, U.shape[-1]))
+    if bound < _INT64_SAFE:
+        return np.matmul(U, V)
+    return np.matmul(U.astype(object), V.astype(object))
+
+
+def accumulator_overflow(U: np.ndarray, V: np.ndarray, cfg: AccelConfig) -> bool:
+    """Whether any exact sum of :func:`accumulate` lies outside ``cfg.acc_range``.
+
+    This is the hardware's sticky STATUS.OVERFLOW flag for one run, in both overflow modes:
+    the accumulators hold the exact sum (``cfg.acc_internal_bits``) and the drain flags a
+    channel whose sum ``wrap`` or ``saturate`` changes.
+    """
+    return _outside(_exact_sums(U, V), cfg)
+
+
+def _outside(exact: np.ndarray, cfg: AccelConfig) -> bool:
+    lo, hi = cfg.acc_range
+    return bool(exact.size) and bool(exact.min() < lo or exact.max() > hi)
+
+
+def _reduce(exact: np.ndarray, cfg: AccelConfig) -> np.ndarray:
+    """Exact sums reduced to ``cfg.acc_bits`` by the overflow mode."""
+    if cfg.overflow == "wrap":
+        return _wrap(exact, cfg.acc_bits).astype(np.int64)
+    lo, hi = cfg.acc_range
+    return np.clip(exact, lo, hi).astype(np.int64)
+
+
 def accumulate(U: np.ndarray, V: np.ndarray, cfg: AccelConfig) -> np.ndarray:
     """Per-coordinate accumulation ``M[xi, k, t] = sum_c U[xi, k, c] * V[xi, c, t]``.
 
@@ -72,20 +107,7 @@ def accumulate(U: np.ndarray, V: np.ndarray, cfg: AccelConfig) -> np.ndarray:
     numpy.ndarray
         int64 ``[n*n, K, T]``.
     """
-    U = np.asarray(U, dtype=np.int64)
-    V = np.asarray(V, dtype=np.int64)
-    bound = (int(np.abs(U).max(initial=0)) * int(np.abs(V).max(initial=0))
-             * max(1, U.shape[-1]))
-    if bound < _INT64_SAFE:
-        exact = np.matmul(U, V)
-    else:
-        exact = np.matmul(U.astype(object), V.astype(object))
-    if cfg.overflow == "wrap":
-        out = _wrap(exact, cfg.acc_bits)
-    else:
-        lo, hi = cfg.acc_range
-        out = np.clip(exact, lo, hi)
-    return out.astype(np.int64)
+    return _reduce(_exact_sums(U, V), cfg)
 
 
 def _channel_groups(x: np.ndarray, width: int) -> tuple[np.ndarray, int]:
@@ -204,6 +226,9 @@ class LayerTrace:
         ``[K, T, m, m]`` output transform, before bias.
     out : numpy.ndarray
         ``[K, out_h, out_w]`` requantised output.
+    overflow : bool
+        Some exact accumulator sum lay outside ``acc_range`` (what STATUS.OVERFLOW reports,
+        :func:`accumulator_overflow`).
     """
 
     grid: winograd.TileGrid
@@ -212,6 +237,7 @@ class LayerTrace:
     M: np.ndarray
     Y: np.ndarray
     out: np.ndarray
+    overflow: bool
 
 
 def _check(x: np.ndarray, layer: QuantLayer, cfg: AccelConfig) -> np.ndarray:
@@ -248,11 +274,12 @@ def conv_layer_trace(x: np.ndarray, layer: QuantLayer, cfg: AccelConfig) -> Laye
     if layer.winograd_relu:
         Vt = winograd_relu(Vt)
     V = Vt.transpose(2, 3, 0, 1).reshape(n * n, C, T)
-    M = accumulate(layer.U, V, cfg)
+    exact = _exact_sums(layer.U, V)
+    M = _reduce(exact, cfg)
     Y = transform_output(M.reshape(n, n, K, T).transpose(2, 3, 0, 1), cfg)     # K, T, m, m
     y = winograd.assemble_tiles(Y.reshape(K, grid.tiles_h, grid.tiles_w, m, m), grid)
     out = requantize(y, layer.bias, layer.multiplier, layer.shift, layer.spatial_relu, cfg)
-    return LayerTrace(grid=grid, d=d, V=V, M=M, Y=Y, out=out)
+    return LayerTrace(grid=grid, d=d, V=V, M=M, Y=Y, out=out, overflow=_outside(exact, cfg))
 
 
 def conv_layer(x: np.ndarray, layer: QuantLayer, cfg: AccelConfig) -> np.ndarray:

@@ -57,13 +57,26 @@ def check_outputs(out: list[dict], M: np.ndarray, K: int, T: int, drain_width: i
         assert got == want, f"output {i} (tile {i // rows}, k {want['k']})"
 
 
+def overflow_beats(U: np.ndarray, V: np.ndarray, cfg, K: int, T: int) -> int:
+    """Drain beats of one coordinate (``U [K, C]``, ``V [C, T]``) that hold a channel below
+    ``K`` whose exact sum lies outside ``cfg.acc_range``: the pulses a PE's ``overflow`` gives."""
+    exact = np.asarray(U, np.int64)[:K] @ np.asarray(V, np.int64)[:, :T]
+    lo, hi = cfg.acc_range
+    outside = (exact < lo) | (exact > hi)                   # [K, T]
+    rows = -(-K // cfg.drain_width)
+    padded = np.zeros((rows * cfg.drain_width, T), dtype=bool)
+    padded[:K] = outside
+    return int(padded.reshape(rows, cfg.drain_width, T).any(axis=1).sum())
+
+
 def run_sparse(dut, acts: list[dict], K: int, count: int, *, writes=(), counters=("perf",),
                **stalls) -> Streams:
     """Load ``writes`` through ``wgt_wr``, then stream ``acts`` and take ``count`` outputs.
 
     ``k_count`` is ``K`` from the start; ``stalls`` (``gaps``, ``backpressure``, ``rng``) go to
     :func:`streams.run_streams` for both phases. :attr:`~streams.Streams.final` holds the value
-    of each output port named in ``counters``, read once the block is idle after the run.
+    of each output port named in ``counters``, read once the block is idle after the run;
+    ``trace["overflow"]`` the ``overflow`` output in every cycle.
     """
     def setup(ctx):
         ctx.set(dut.k_count, K)
@@ -73,4 +86,5 @@ def run_sparse(dut, acts: list[dict], K: int, count: int, *, writes=(), counters
         return {name: payload_value(ctx.get(getattr(dut, name))) for name in counters}
 
     return run_streams(dut, Phase({"wgt_wr": list(writes)}, setup=setup),
-                       Phase({"act": acts}, {"out": count}), finish=read_counters, **stalls)
+                       Phase({"act": acts}, {"out": count}), finish=read_counters,
+                       probes={"overflow": dut.overflow}, **stalls)

@@ -15,7 +15,8 @@ import pytest
 from hw.array import SparseArray
 from sw.config import AccelConfig
 from hw.pe import WMEM, DIRECTORY
-from sparse_bench import check_outputs, out_beats, random_U, random_V, run_sparse, shuffled_acts
+from sparse_bench import (check_outputs, out_beats, overflow_beats, random_U, random_V, run_sparse,
+                          shuffled_acts)
 from sw import formats, golden
 
 
@@ -54,6 +55,12 @@ def test_array_matches_golden(overflow, acc_bits, drain_width, gaps, backpressur
                      gaps=gaps, backpressure=backpressure, rng=rng)
     check_outputs(run.received["out"], golden.accumulate(U, V, cfg), K, T, drain_width)
     check_perf(cfg, U, V, run.final["perf"])
+    # one pulse per PE drain beat with a channel outside acc_range; pulses of different PEs
+    # in one cycle merge, so the count lies between the most of one PE and the sum
+    per_pe = [overflow_beats(U[xi], V[xi], cfg, K, T) for xi in range(cfg.coords)]
+    pulses = sum(run.trace["overflow"])
+    assert max(per_pe) <= pulses <= sum(per_pe)
+    assert (pulses > 0) == golden.accumulator_overflow(U, V, cfg)
 
 
 def test_array_weight_load_port_routes_by_pe(rng):

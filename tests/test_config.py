@@ -137,11 +137,11 @@ def test_product_and_sum_bits_brute_force(tile, wgt_bits):
     assert AccelConfig(tile=tile, wgt_bits=wgt_bits, c_max=1).exact_sum_bits == cfg.product_bits
 
 
-def test_acc_internal_bits_by_overflow_mode():
-    assert AccelConfig(acc_bits=16, overflow="wrap").acc_internal_bits == 16
-    sat = AccelConfig(acc_bits=16, overflow="saturate")
-    assert sat.acc_internal_bits == sat.exact_sum_bits > 16
-    assert AccelConfig(acc_bits=48, overflow="saturate").acc_internal_bits == 48
+@pytest.mark.parametrize("overflow", ["wrap", "saturate"])
+def test_acc_internal_bits_hold_the_exact_sum(overflow):
+    narrow = AccelConfig(acc_bits=16, overflow=overflow)
+    assert narrow.acc_internal_bits == narrow.exact_sum_bits > 16
+    assert AccelConfig(acc_bits=48, overflow=overflow).acc_internal_bits == 48
 
 
 @pytest.mark.parametrize("text, problem", [

@@ -160,6 +160,7 @@ class ModelTransport:
         self.status = 0
         self.reject, self.refuse, self.drop, self.fail = False, set(), 0, False
         self.keepless = False
+        self.clears = 0
 
     async def read(self, offset: int) -> int:
         where = regmap.decode(self.cfg, offset)
@@ -180,13 +181,16 @@ class ModelTransport:
         if offset in self.refuse:
             self.status |= regmap.STATUS_REFUSED
             raise driver.BusError("write", offset, regmap.RESP_SLVERR)
-        if offset == regmap.CTRL.offset:
+        if offset == regmap.CTRL.offset and value == regmap.CTRL_CLEAR:
+            self.status &= ~regmap.STICKY_FLAGS
+            self.clears += 1
+        elif offset == regmap.CTRL.offset:
             assert value == regmap.CTRL_START
             c, k = (self.regs[reg.offset] for reg in (regmap.CHANNELS, regmap.KOUT))
             if regmap.weights_problem(c, k, *self.loaded_shape()) is not None:
                 self.status |= regmap.STATUS_BAD_CONFIG
                 raise driver.BusError("write", offset, regmap.RESP_SLVERR)
-            self.status = regmap.STATUS_BUSY
+            self.status = regmap.STATUS_BUSY | (self.status & regmap.STICKY_FLAGS)
         else:
             self.regs[offset] = value
 
@@ -218,11 +222,14 @@ class ModelTransport:
         q = dataclasses.replace(dev.qlayer, U=dev.qlayer.U[:, ks], w_scale=dev.qlayer.w_scale[ks],
                                 pad=pad, winograd_relu=bool(relu & regmap.RELU_WINOGRAD),
                                 spatial_relu=bool(relu & regmap.RELU_SPATIAL), **entries)
-        y = golden.conv_layer(x.reshape(H, W, C).transpose(2, 0, 1), q, self.cfg)
+        trace = golden.conv_layer_trace(x.reshape(H, W, C).transpose(2, 0, 1), q, self.cfg)
+        y = trace.out
         frame = formats.pack_activations(y.transpose(1, 2, 0), self.cfg)
         end = len(frame.data) - self.drop * formats.beat_bytes(self.cfg)
         self.counter = (self.counter + 1) % (1 << 32)
-        self.status = regmap.STATUS_DONE | (regmap.STATUS_ERROR if self.fail else 0)
+        self.status = (regmap.STATUS_DONE | (self.status & regmap.STICKY_FLAGS)
+                       | (regmap.STATUS_ERROR if self.fail else 0)
+                       | (regmap.STATUS_OVERFLOW if trace.overflow else 0))
         keep = bytes(end) if self.keepless else frame.keep[:end]
         return formats.ActivationFrame(frame.data[:end], keep)
 
@@ -244,6 +251,34 @@ def test_device_backend_on_a_model_transport_equals_golden(model, rng):
     for s in backend.stats:     # counter deltas across the 32-bit wrap
         assert s["cycles"] == RUN_CYCLES and s["array_cycles"] == 1
         assert all(s[field] == MULTIPASS.coords for field in regmap.PE_COUNTERS)
+        assert s["overflow"] is False
+    assert transport.clears == len(runs)
+
+
+def test_overflow_is_reported_per_run_after_a_clear(model, rng):
+    """Each run's STATUS.OVERFLOW, read after that run alone (the driver clears the sticky
+    flags first), is the golden flag: acc_bits 15 wraps the digits model's largest sums (about
+    2**15.5), 18 holds them."""
+    images = rng.random((2, 1, 8, 8))
+    seen = set()
+    for acc_bits in (15, 18):
+        cfg = dataclasses.replace(CFG, acc_bits=acc_bits)
+        layers = driver.device_layers(model, cfg)
+        transport = ModelTransport(cfg, layers)
+        transport.status = regmap.STATUS_OVERFLOW | regmap.STATUS_ERROR   # an earlier run's
+        backend = driver.DeviceBackend(transport, cfg)
+        asyncio.run(driver.run_network(model, layers, images, backend))
+        want = []
+        for i, image in enumerate(images):
+            x = driver.quantize_input(image, layers["conv1"].qlayer.in_scale, cfg)
+            for name in ("conv1", "conv2"):
+                trace = golden.conv_layer_trace(x, layers[name].qlayer, cfg)
+                want.append((name, i, trace.overflow))
+                x = trace.out
+        assert sorted((s["layer"], s["image"], s["overflow"]) for s in backend.stats) \
+            == sorted(want)
+        seen |= {flag for _, _, flag in want}
+    assert seen == {False, True}
 
 
 def _conv1_fault(model, **fault):

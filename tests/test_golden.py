@@ -190,6 +190,32 @@ def test_wrap_and_saturate_exact_values():
     assert golden.accumulate([[[-64, -64]]], [[[1], [1]]], sat).tolist() == [[[-128]]]
 
 
+@pytest.mark.parametrize("overflow", ["wrap", "saturate"])
+def test_overflow_flag_is_an_exact_sum_outside_acc_range(overflow):
+    cfg = AccelConfig(acc_bits=8, overflow=overflow)
+    V = np.array([[[1], [1]]])                   # [xi=1, C=2, T=1]
+    # the limits themselves are not an overflow; one past either is
+    assert not golden.accumulator_overflow([[[64, 63]]], V, cfg)        # 127
+    assert not golden.accumulator_overflow([[[-64, -64]]], V, cfg)      # -128
+    assert golden.accumulator_overflow([[[64, 64]]], V, cfg)            # 128
+    assert golden.accumulator_overflow([[[-64, -65]]], V, cfg)          # -129
+    # a running sum past the limit is not an overflow when the total is back inside
+    assert not golden.accumulator_overflow([[[100, 100, -150]]], [[[1], [1], [1]]], cfg)
+    assert not golden.accumulator_overflow(np.zeros((1, 0, 2)), np.zeros((1, 2, 3)), cfg)
+
+
+def test_trace_reports_the_overflow_of_its_accumulators():
+    rng = np.random.default_rng(5)
+    cfg = AccelConfig(acc_bits=12, overflow="wrap", c_max=8, k_max=4)
+    x = rng.integers(-128, 128, size=(8, 6, 6))
+    quiet = golden.conv_layer_trace(x, make_layer(np.zeros((16, 4, 8), dtype=np.int64)), cfg)
+    assert not quiet.overflow
+    loud = golden.conv_layer_trace(x, make_layer(np.full((16, 4, 8), 127)), cfg)
+    assert loud.overflow
+    V = loud.V
+    assert loud.overflow == golden.accumulator_overflow(np.full((16, 4, 8), 127), V, cfg)
+
+
 def test_accumulate_beyond_int64_uses_exact_integers():
     cfg = AccelConfig(acc_bits=48, overflow="wrap")
     big = 1 << 40

@@ -20,7 +20,8 @@ from amaranth.sim import Simulator
 
 from sw.config import AccelConfig
 from hw.pe import DIRECTORY, WMEM, SparsePE
-from sparse_bench import check_outputs, out_beats, random_U, random_V, run_sparse, shuffled_acts
+from sparse_bench import (check_outputs, out_beats, overflow_beats, random_U, random_V, run_sparse,
+                          shuffled_acts)
 from streams import stream_get, stream_put
 from sw import formats, golden
 
@@ -48,6 +49,7 @@ def run_random(cfg, rng, K: int, C: int, T: int, xi: int, densities, **stalls):
     run = run_sparse(dut, shuffled_acts(V[xi], cfg.act_width, rng), K, out_beats(cfg, K, T),
                      rng=rng, **stalls)
     check_outputs(run.received["out"], golden.accumulate(U, V, cfg)[xi], K, T, cfg.drain_width)
+    assert sum(run.trace["overflow"]) == overflow_beats(U[xi], V[xi], cfg, K, T)
     return U, V, run
 
 
@@ -65,6 +67,8 @@ def test_pe_matches_golden(overflow, acc_bits, slots_per_lane, drain_width, act_
                            backpressure=backpressure)
     nz_pairs = int(((U[xi] != 0).astype(int) @ (V[xi] != 0).astype(int)).sum())
     assert run.final["perf"]["macs"] == nz_pairs
+    if acc_bits == 8:       # the flag is seen to rise (its count is checked in run_random)
+        assert sum(run.trace["overflow"]) > 0
     assert run.final["perf"]["zeros_skipped"] == int((V[xi] == 0).sum())
 
 

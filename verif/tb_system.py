@@ -10,6 +10,9 @@ small ``wmem_depth`` forces several passes), and runs a few images each through
 the ``stall25`` pattern of :mod:`verif.stalls` on all three streams (valid gaps and
 back-pressure). Every output value must equal :class:`sw.driver.GoldenBackend`'s.
 
+STATUS.OVERFLOW after every run is the golden model's flag (any exact Winograd-domain sum
+outside ``acc_bits``), on the random layers and on a quiet and a loud layer.
+
 At full rate (no stalls), one layer at ``c_max`` and ``k_max`` on a full-width input logs its
 run cycles per pass. An input frame whose partial beats carry a wrong ``tkeep`` runs to the end
 and sets STATUS.ERROR.
@@ -34,7 +37,7 @@ from cocotb.triggers import ClockCycles
 
 from sw import regmap
 from sw.config import AccelConfig
-from sw import formats, quant, winograd
+from sw import formats, golden, quant, winograd
 from sw.driver import DeviceBackend, DeviceLayer, DriverError, GoldenBackend
 from verif.axi_transport import AxiTransport
 
@@ -70,9 +73,7 @@ def random_layer(cfg: AccelConfig, rng: np.random.Generator, index: int,
         shift=shift, pad=int(rng.integers(0, 2)),
         winograd_relu=bool(rng.integers(0, 2)), spatial_relu=bool(rng.integers(0, 2)),
         in_scale=1.0, w_scale=np.ones(K), out_scale=1.0)
-    packed = formats.pack_layer(U, cfg, name=q.name)
-    records = tuple(formats.encode_record(index, im, cfg) for im in packed.passes)
-    return DeviceLayer(index, q, packed, records)
+    return repack(cfg, DeviceLayer(index, q, None, ()), U)
 
 
 def random_input(cfg: AccelConfig, rng: np.random.Generator, C: int, pad: int) -> np.ndarray:
@@ -109,10 +110,60 @@ async def test_random_layers_under_backpressure(dut):
                                    f"passes={layer.packed.num_passes}) image {i}: "
                                    f"{len(bad)} values differ, first at {tuple(bad[0])}: "
                                    f"RTL {g[tuple(bad[0])]} golden {w[tuple(bad[0])]}")
+        check_overflow_flags(cfg, layer, xs, rtl.stats)
         dut._log.info("layer %d C=%d K=%d passes=%d: bit-exact", index, layer.qlayer.C,
                       layer.qlayer.K, layer.packed.num_passes)
     macs = sum(s["macs"] for s in rtl.stats)
     assert macs > 0
+
+
+def check_overflow_flags(cfg: AccelConfig, layer: DeviceLayer, xs: list[np.ndarray],
+                         stats: list[dict]) -> list[bool]:
+    """Per image, STATUS.OVERFLOW of any of the layer's passes (the driver clears the flags
+    before each START) must be :attr:`sw.golden.LayerTrace.overflow`; returns the flags."""
+    flags = []
+    for i, x in enumerate(xs):
+        want = golden.conv_layer_trace(x, layer.qlayer, cfg).overflow
+        runs = [s for s in stats if s["layer"] == layer.qlayer.name and s["image"] == i]
+        assert len(runs) == layer.packed.num_passes
+        got = any(s["overflow"] for s in runs)
+        assert got == want, (f"layer {layer.qlayer.name} image {i}: STATUS.OVERFLOW {got}, "
+                             f"golden {want} (acc_bits {cfg.acc_bits}, {cfg.overflow})")
+        flags.append(got)
+    return flags
+
+
+@cocotb.test()
+async def test_overflow_flag_matches_golden(dut):
+    """STATUS.OVERFLOW after a quiet layer (weights in -1..1, small inputs) and a loud one
+    (extreme weights and inputs) is the golden model's, bit-exact outputs in both; where
+    ``acc_bits`` is below the exact-sum width the loud layer must overflow."""
+    cfg = await start(dut)
+    rng = np.random.default_rng(cocotb.RANDOM_SEED)
+    rtl = DeviceBackend(AxiTransport(dut), cfg)
+    lo, hi = cfg.wgt_range
+    a_lo, a_hi = cfg.act_range
+    quiet = random_layer(cfg, rng, 0, cfg.c_max, cfg.k_max)
+    quiet = repack(cfg, quiet, np.clip(quiet.qlayer.U, -1, 1))
+    loud = random_layer(cfg, rng, 1, cfg.c_max, cfg.k_max)
+    loud = repack(cfg, loud, rng.choice([lo, hi], size=loud.qlayer.U.shape))
+    for layer, x_range, expect in ((quiet, (-2, 2), False),
+                                   (loud, (a_lo, a_hi), cfg.acc_bits < cfg.exact_sum_bits)):
+        q = layer.qlayer
+        x = rng.choice(x_range, size=(q.C, 6, cfg.w_max))
+        (got,) = await rtl.conv(layer, [x])
+        (want,) = await GoldenBackend(cfg).conv(layer, [x])
+        np.testing.assert_array_equal(got, want)
+        assert check_overflow_flags(cfg, layer, [x], rtl.stats) == [expect]
+        dut._log.info("layer %s: STATUS.OVERFLOW %s as golden", q.name, expect)
+
+
+def repack(cfg: AccelConfig, layer: DeviceLayer, U: np.ndarray) -> DeviceLayer:
+    """``layer`` with Winograd weights ``U``, packed again."""
+    q = dataclasses.replace(layer.qlayer, U=U)
+    packed = formats.pack_layer(U, cfg, name=q.name)
+    records = tuple(formats.encode_record(layer.index, im, cfg) for im in packed.passes)
+    return DeviceLayer(layer.index, q, packed, records)
 
 
 @cocotb.test()
