@@ -243,18 +243,28 @@ def _scaled(coef: int, value):
     return value if coef == 1 else -value if coef == -1 else value * coef
 
 
+def _dot(coefs, operands):
+    """``sum(coefs[k] * operands[k])``, the zero coefficients left out."""
+    return sum(_scaled(int(c), v) for c, v in zip(coefs, operands) if int(c) != 0)
+
+
+def _column_pass(mat, x, n):
+    """``mat @ X`` for the row-major ``n×n`` operand ``x``: the first half of the transform."""
+    return [[_dot([mat[i][k] for k in range(n)], [x[k * n + l].as_signed() for k in range(n)])
+             for l in range(n)] for i in range(len(mat))]
+
+
+def _row_pass(mat, t):
+    """``T @ mat.T`` for the rows ``t``: the second half of the transform."""
+    return [[_dot(mat[j], [v.as_signed() if isinstance(v, Value) else v for v in t[i]])
+             for j in range(len(mat))] for i in range(len(t))]
+
+
 def _matrix_product(mat, x, n):
     """``mat @ X @ mat.T`` for the row-major ``n×n`` operand ``x``, rows first as the matrices
     are written: plain sums of constant multiples, none of the units' signed-digit adder trees
     or register widths. Amaranth widens every sum, so the reference is exact."""
-    rows = len(mat)
-
-    def dot(coefs, operands):
-        return sum(_scaled(int(c), v) for c, v in zip(coefs, operands) if int(c) != 0)
-
-    t = [[dot([mat[i][k] for k in range(n)], [x[k * n + l].as_signed() for k in range(n)])
-          for l in range(n)] for i in range(rows)]
-    return [[dot(mat[j], t[i]) for j in range(rows)] for i in range(rows)]
+    return _row_pass(mat, _column_pass(mat, x, n))
 
 
 def one_tile(m: Module, dut) -> None:
