@@ -294,7 +294,6 @@ class OutputTransform(_TransformUnit):
         bias_lo, bias_hi = -(1 << (cfg.bias_bits - 1)), (1 << (cfg.bias_bits - 1)) - 1
         mult_lo, mult_hi = -(1 << (cfg.mult_bits - 1)), (1 << (cfg.mult_bits - 1)) - 1
 
-        act_lo, act_hi = cfg.act_range
         for i in range(mm):
             for j in range(mm):
                 y_lo, y_hi = tf.y_range[i][j]
@@ -309,13 +308,36 @@ class OutputTransform(_TransformUnit):
                 with m.If(ctrl.enable[2]):
                     m.d.sync += prod.eq(z * mult[2])
 
-                # floor((p + 2**(s-1)) / 2**s) == floor((floor(2p / 2**s) + 1) / 2): the
-                # rounding bit is added after the barrel shift, so no 2**63-wide constant adder,
-                # and s == 0 gives p exactly.
-                halves = (prod << 1) >> shift[3]
-                scaled = (halves + 1) >> 1
-                lo = Mux(relu[3], 0, act_lo)
                 with m.If(ctrl.enable[3]):
                     m.d.sync += self.o.payload[i * mm + j].eq(
-                        Mux(scaled > act_hi, act_hi, Mux(scaled < lo, lo, scaled)))
+                        _round_clamp(m, cfg, prod, shift[3], relu[3], f"{i}_{j}"))
         return m
+
+
+def _round_clamp(m: Module, cfg: AccelConfig, prod, shift, relu, name: str):
+    """``clamp((prod + 2**(shift-1)) >> shift)`` to ``[relu ? 0 : act_lo, act_hi]``, shallow.
+
+    ``floor((p + 2**(s-1)) / 2**s) == floor((h + 1) / 2)`` with ``h = floor(2p / 2**s)`` (the
+    rounding bit added after the barrel shift; ``s == 0`` gives ``p``), and
+    ``lo <= floor((h + 1) / 2) <= hi`` iff ``2·lo − 1 <= h <= 2·hi``. Both bounds fit a signed
+    ``act_bits + 2``-bit window, so ``h`` is compared on that window when its upper bits are
+    all equal (a LUT tree, not a carry chain over the product's width), and is out of range on
+    the side of its sign otherwise; only the window's low bits are rounded.
+    """
+    act_bits = cfg.act_bits
+    act_lo, act_hi = cfg.act_range
+    halves = Signal(signed(len(prod) + 1), name=f"halves{name}")
+    m.d.comb += halves.eq((prod << 1) >> shift)
+    window = act_bits + 2
+    if len(halves) > window:
+        upper = halves[window - 1:]
+        fits = upper.all() | ~upper.any()
+    else:
+        fits = 1
+    low = Signal(signed(window), name=f"window{name}")
+    m.d.comb += low.eq(halves)
+    negative = halves[-1]
+    over = Mux(fits, low > 2 * act_hi, ~negative)
+    under = Mux(fits, low < Mux(relu, -1, 2 * act_lo - 1), negative)
+    rounded = ((low + 1) >> 1)[:act_bits].as_signed()
+    return Mux(over, act_hi, Mux(under, Mux(relu, 0, act_lo), rounded))
