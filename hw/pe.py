@@ -449,7 +449,9 @@ class SparsePE(ConfiguredComponent):
         lo, hi = cfg.acc_range
         for j in range(width_d):
             exact = Array(lane_read)[sel[j]]
-            if cfg.overflow == "wrap":
+            if cfg.acc_internal_bits <= cfg.acc_bits:
+                value = exact               # the sum always fits: sign-extended, both modes
+            elif cfg.overflow == "wrap":
                 value = exact[:cfg.acc_bits].as_signed()
             else:
                 value = Mux(exact < lo, lo, Mux(exact > hi, hi, exact))

@@ -284,16 +284,16 @@ class AccelConfig:
 
     @property
     def acc_internal_bits(self) -> int:
-        """Accumulator register width in hardware: wide enough for the exact sum, in both
-        modes.
+        """Accumulator register width in hardware: the exact sum's, :attr:`exact_sum_bits`, in
+        both modes and whatever ``acc_bits`` is.
 
-        The drain then reduces the exact sum to ``acc_bits`` (``wrap``: modulo; ``saturate``:
-        clamp), and knows whether that changed it: the sticky STATUS.OVERFLOW flag, which is
-        exact in both modes (:func:`sw.golden.accumulator_overflow`). With the default
-        ``acc_bits`` (32) it is ``acc_bits`` itself: the exact sum fits and nothing can
-        overflow.
+        The drain reduces the exact sum to ``acc_bits`` (``wrap``: modulo; ``saturate``:
+        clamp; a narrower sum is sign-extended, which both modes leave unchanged) and knows
+        whether that changed it: the sticky STATUS.OVERFLOW flag, exact in both modes
+        (:func:`sw.golden.accumulator_overflow`). With the defaults (``acc_bits`` 32, the exact
+        sum 24 bits) nothing can overflow and the accumulators are 24 bits, not 32.
         """
-        return max(self.acc_bits, self.exact_sum_bits)
+        return self.exact_sum_bits
 
     @cached_property
     def y_range(self) -> tuple[int, int]:

@@ -141,7 +141,8 @@ def test_product_and_sum_bits_brute_force(tile, wgt_bits):
 def test_acc_internal_bits_hold_the_exact_sum(overflow):
     narrow = AccelConfig(acc_bits=16, overflow=overflow)
     assert narrow.acc_internal_bits == narrow.exact_sum_bits > 16
-    assert AccelConfig(acc_bits=48, overflow=overflow).acc_internal_bits == 48
+    wide = AccelConfig(acc_bits=48, overflow=overflow)
+    assert wide.acc_internal_bits == wide.exact_sum_bits == 24
 
 
 @pytest.mark.parametrize("text, problem", [
