@@ -130,7 +130,7 @@ class SparseArray(ConfiguredComponent):
             "data": max(lay["data"].shape.width for lay in wr_layouts),
         })
         out = data.StructLayout({
-            "m": data.ArrayLayout(data.ArrayLayout(signed(cfg.acc_bits), coords),
+            "m": data.ArrayLayout(data.ArrayLayout(signed(cfg.m_bits), coords),
                                   cfg.drain_width),
             "k": pe_out_layout(cfg)["k"].shape,
             "last": unsigned(1),

@@ -87,7 +87,7 @@ class ChannelSerialiser(ConfiguredComponent):
     Parameters
     ----------
     cfg : AccelConfig
-        Supplies ``drain_width`` (D), ``coords``, ``acc_bits`` and ``k_max``.
+        Supplies ``drain_width`` (D), ``coords``, ``m_bits`` and ``k_max``.
 
     Members
     -------

@@ -92,7 +92,7 @@ def lane_slot_layout(cfg: AccelConfig, xi: int) -> data.StructLayout:
 def out_layout(cfg: AccelConfig) -> data.StructLayout:
     """One drain beat of a PE: ``drain_width`` accumulators from channel ``k`` up, end flag."""
     return data.StructLayout({
-        "m": data.ArrayLayout(signed(cfg.acc_bits), cfg.drain_width),
+        "m": data.ArrayLayout(signed(cfg.m_bits), cfg.drain_width),
         "k": unsigned(_bits_for(cfg.k_max)),
         "last": unsigned(1),
     })
@@ -160,7 +160,7 @@ class SparsePE(ConfiguredComponent):
         Per tile, ``ceil(k_count / drain_width)`` beats in order: beat ``r`` has ``k = r · D``
         and ``m[j] = M[k + j]`` for ``j < D`` (``D = drain_width``; channels at or past
         ``k_count`` read 0), ``last`` on the final beat. ``m`` is the ``acc_bits`` result
-        after wrap or saturation.
+        after wrap or saturation, on ``m_bits`` wires (``min(acc_bits, exact_sum_bits)``).
     k_count : In(range(1, k_max + 1))
         Output channels of the current pass (``K``, 1..k_max). Hold it stable during a pass.
     perf : Out(perf_layout(counter_bits))

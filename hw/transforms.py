@@ -236,12 +236,12 @@ class OutputTransform(_TransformUnit):
     Parameters
     ----------
     cfg : AccelConfig
-        Supplies ``Aᵀ``, ``acc_bits``, ``bias_bits``, ``mult_bits``, ``shift_bits``, ``act_bits``.
+        Supplies ``Aᵀ``, ``m_bits``, ``bias_bits``, ``mult_bits``, ``shift_bits``, ``act_bits``.
 
     Members
     -------
     i : In(stream.Signature(StructLayout))
-        ``m``: ``n*n`` signed ``acc_bits`` accumulator values, row-major; ``bias`` (signed
+        ``m``: ``n*n`` signed ``m_bits`` accumulator values, row-major; ``bias`` (signed
         ``bias_bits``), ``multiplier`` (signed ``mult_bits``), ``shift`` (unsigned
         ``shift_bits``) and ``relu`` (1 bit) of this tile's output channel. Requantisation
         parameters travel per beat, so one unit serves every output channel.
@@ -258,7 +258,7 @@ class OutputTransform(_TransformUnit):
     def layouts(cfg: AccelConfig) -> tuple[data.StructLayout, data.ArrayLayout]:
         """Payload layouts of ``i`` and ``o``, without building the component (for benches)."""
         i_layout = data.StructLayout({
-            "m": data.ArrayLayout(signed(cfg.acc_bits), cfg.n * cfg.n),
+            "m": data.ArrayLayout(signed(cfg.m_bits), cfg.n * cfg.n),
             "bias": signed(cfg.bias_bits),
             "multiplier": signed(cfg.mult_bits),
             "shift": unsigned(cfg.shift_bits),
@@ -288,7 +288,7 @@ class OutputTransform(_TransformUnit):
         shift = carry(p.shift, 3, "shift")
         relu = carry(p.relu, 3, "relu")
 
-        tf = _Transform2D(m, cfg.AT, p.m, cfg.acc_range, ctrl.enable[0], "at")
+        tf = _Transform2D(m, cfg.AT, p.m, cfg.m_range, ctrl.enable[0], "at")
         assert max(signed_bits(*r) for row in tf.y_range for r in row) == cfg.y_bits, \
             "AccelConfig.y_bits disagrees with the generated transform"
         bias_lo, bias_hi = -(1 << (cfg.bias_bits - 1)), (1 << (cfg.bias_bits - 1)) - 1

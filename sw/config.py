@@ -295,10 +295,26 @@ class AccelConfig:
         """
         return self.exact_sum_bits
 
+    @property
+    def m_bits(self) -> int:
+        """Width of a drained accumulator ``M`` on the wires after the array:
+        ``min(acc_bits, exact_sum_bits)``.
+
+        ``M`` is the exact sum reduced to ``acc_bits``, and the exact sum never needs more than
+        :attr:`exact_sum_bits`, so the narrower of the two holds every ``M`` (24 bits in the
+        default configuration, whose ``acc_bits`` is 32).
+        """
+        return min(self.acc_bits, self.exact_sum_bits)
+
+    @property
+    def m_range(self) -> tuple[int, int]:
+        """Range of a drained accumulator ``M``, ``m_bits`` signed."""
+        return _signed_range(self.m_bits)
+
     @cached_property
     def y_range(self) -> tuple[int, int]:
-        """Exact range of the output transform ``Y = A^T M A`` for ``acc_bits`` inputs."""
-        return _transform_range(self.AT, *self.acc_range)
+        """Exact range of the output transform ``Y = A^T M A`` for ``M`` in :attr:`m_range`."""
+        return _transform_range(self.AT, *self.m_range)
 
     @property
     def y_bits(self) -> int:
@@ -317,7 +333,8 @@ class AccelConfig:
             "derived": {
                 "n": self.n, "coords": self.coords, "multipliers": self.multipliers,
                 "v_bits": self.v_bits, "product_bits": self.product_bits,
-                "acc_internal_bits": self.acc_internal_bits, "y_bits": self.y_bits,
+                "acc_internal_bits": self.acc_internal_bits, "m_bits": self.m_bits,
+                "y_bits": self.y_bits,
                 "BT": self.BT.tolist(), "AT": self.AT.tolist(),
             },
         }

@@ -118,11 +118,18 @@ def test_v_range_brute_force(tile, act_bits):
         assert cfg.v_range == (-512, 510) and cfg.v_bits == 10
 
 
-@pytest.mark.parametrize("tile, acc_bits", [(2, 32), (4, 24)])
+@pytest.mark.parametrize("tile, acc_bits", [(2, 32), (4, 24), (2, 16)])
 def test_y_range_brute_force(tile, acc_bits):
     cfg = AccelConfig(tile=tile, acc_bits=acc_bits)
-    assert cfg.y_range == _corner_range(cfg.AT, *cfg.acc_range, exhaustive=False)
+    assert cfg.y_range == _corner_range(cfg.AT, *cfg.m_range, exhaustive=False)
     assert cfg.y_bits == signed_bits(*cfg.y_range)
+
+
+@pytest.mark.parametrize("acc_bits, m_bits", [(32, 24), (24, 24), (16, 16), (8, 8)])
+def test_drained_accumulators_are_the_narrower_of_acc_bits_and_the_exact_sum(acc_bits, m_bits):
+    cfg = AccelConfig(acc_bits=acc_bits)          # int8, c_max 64: the exact sum needs 24 bits
+    assert cfg.exact_sum_bits == 24
+    assert cfg.m_bits == m_bits and cfg.m_range == (-(1 << (m_bits - 1)), (1 << (m_bits - 1)) - 1)
 
 
 @pytest.mark.parametrize("tile, wgt_bits", [(2, 8), (4, 6)])

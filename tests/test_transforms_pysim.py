@@ -40,7 +40,7 @@ def expected_input(cfg, beat):
 def output_beats(cfg, rng, count):
     """Matrices all zero, at both ends of the accumulator and of the activation range, then
     ``count`` random ones; random bias, multiplier, shift and ReLU."""
-    lo, hi = cfg.acc_range
+    lo, hi = cfg.m_range
     n = cfg.n
     mats = [np.zeros((n, n), np.int64), np.full((n, n), lo), np.full((n, n), hi),
             np.full((n, n), cfg.act_range[0]), np.full((n, n), cfg.act_range[1])]

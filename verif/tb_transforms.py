@@ -94,7 +94,7 @@ class OutputTransformModel:
 
     def edge_tiles(self) -> list[np.ndarray]:
         n = self.cfg.n
-        (alo, ahi), (lo, hi) = self.cfg.acc_range, self.cfg.act_range
+        (alo, ahi), (lo, hi) = self.cfg.m_range, self.cfg.act_range
         return [np.zeros((n, n), np.int64), np.full((n, n), lo), np.full((n, n), hi),
                 np.full((n, n), alo), np.full((n, n), ahi)]
 
@@ -119,11 +119,11 @@ class OutputTransformModel:
         return {"m": [int(v) for v in np.ravel(tile)], **params}
 
     def random_beats(self, rng: random.Random, count: int) -> list[dict]:
-        n, (alo, ahi) = self.cfg.n, self.cfg.acc_range
+        n, (alo, ahi) = self.cfg.n, self.cfg.m_range
         edges = self.edge_tiles()
         beats = []
         for _ in range(count):
-            k = rng.randint(0, self.cfg.acc_bits - 1)
+            k = rng.randint(0, self.cfg.m_bits - 1)
             if rng.random() < EDGE_FRACTION:
                 tile = rng.choice(edges)
             else:
@@ -133,7 +133,7 @@ class OutputTransformModel:
 
     def directed_beats(self) -> list[dict]:
         cfg = self.cfg
-        tiles = self.edge_tiles() + _extreme_tiles(cfg.AT, *cfg.acc_range)
+        tiles = self.edge_tiles() + _extreme_tiles(cfg.AT, *cfg.m_range)
         max_shift = (1 << cfg.shift_bits) - 1
         params = [
             {"bias": 0, "multiplier": 1, "shift": 1, "relu": 0},
