@@ -420,6 +420,117 @@ def _output_transform(m: Module, *, cfg: AccelConfig, equivalence: bool) -> None
     items.leave([(taken(dut.o), Cat(*actual))])
 
 
+def _row_pass_range(mat, t_range):
+    """The range of each element of ``T @ mat.T`` over every ``T`` with its element ``(i, j)``
+    in ``t_range[i][j]``."""
+    return [[(sum(int(c) * (lo if c > 0 else hi) for c, (lo, hi) in zip(mat[j], row)),
+              sum(int(c) * (hi if c > 0 else lo) for c, (lo, hi) in zip(mat[j], row)))
+             for j in range(len(mat))] for row in t_range]
+
+
+def _requantize(value, shift, relu, cfg: AccelConfig):
+    """``sw.golden.requantize``'s rounding, ReLU and clamp of ``value = (y + bias) ·
+    multiplier``: ``(value + 2**(shift-1)) >> shift``, ``max(., 0)`` when ``relu``, clamped to
+    the activation range. For ``shift == 0``, which the golden model rejects, it is ``value``
+    (the unit's documented behaviour)."""
+    act_lo, act_hi = cfg.act_range
+    scaled = (value + ((Const(1, 2) << shift) >> 1)) >> shift
+    rectified = Mux(relu & (scaled < 0), 0, scaled)
+    return Mux(rectified < act_lo, act_lo, Mux(rectified > act_hi, act_hi, rectified))
+
+
+#: What each stage of the output transform loads, for :func:`_output_transform_stages`.
+OUTPUT_STAGES = {1: "T = Aᵀ M of the beat on i", 2: "Z = T A + bias of stage 1's registers",
+                 3: "P = Z · multiplier of stage 2's",
+                 4: "sw.golden.requantize's rounding, ReLU and clamp of P"}
+
+
+def _output_transform_stages(m: Module, *, cfg: AccelConfig, stages, rows, cols=None) -> None:
+    """``requantize(Aᵀ M A)`` one stage at a time, by 1-induction, for output ``rows``.
+
+    Whenever stage ``s`` loads (its ``stage<s-1>_enable`` in the previous cycle), its registers
+    become the reference function of what it loaded from: stage 1 ``T = Aᵀ M`` of the beat on
+    ``i``, stage 2 ``Z = T A + bias`` of the first stage's registers, stage 3
+    ``P = Z · multiplier``, stage 4 the output, ``sw.golden.requantize``'s rounding, ReLU and
+    clamp of ``P``; the requantisation parameters ride along with the stage that loads them.
+    Output row ``i`` needs row ``i`` of ``T`` only, so every stage is compared for ``rows``
+    (stage 2 for the output columns ``cols`` too, all by default). Only the stages in
+    ``stages`` are compared; the range invariants
+    the comparisons need (``T`` within the range of ``Aᵀ M`` over ``m_range``, ``Z`` within
+    that of ``T A + bias``) are asserted in every proof that needs them. From any state, so
+    for any stalls; chained through the stages (the tile order is ``output_transform_m4``'s)
+    they are the tile's equivalence."""
+    tile, n = cfg.tile, cfg.n
+    cols = range(tile) if cols is None else cols
+    dut = OutputTransform(cfg)
+    carried = [f"{name}_s{s}" for name, last in (("bias", 1), ("mult", 2), ("shift", 3),
+                                                 ("relu", 3)) for s in range(1, last + 1)]
+    z_names = [f"z{i}_{j}" for i in range(tile) for j in range(tile)]
+    prod_names = [f"prod{i}_{j}" for i in range(tile) for j in range(tile)]
+    t, loaded, found = _stage_internals(m, dut, "at", tile, n, carried + z_names + prod_names)
+    source(m, dut.i, "i")
+    sink(m, dut.o, "o")
+    p, o = dut.i.payload, dut.o.payload
+
+    def before(name):
+        return past(m, found[name], f"{name}_before")
+
+    # The requantisation parameters ride along: stage s loads stage s-1's copy.
+    inputs = {"bias": p.bias, "mult": p.multiplier, "shift": p.shift, "relu": p.relu}
+    for name in carried:
+        field, s = name.rsplit("_s", 1)
+        s = int(s)
+        if s not in stages:
+            continue
+        source_value = past(m, inputs[field], f"{field}_in_before") if s == 1 \
+            else before(f"{field}_s{s - 1}")
+        m.d.comb += Assert(~loaded[s - 1] | (found[name] == source_value),
+                           f"stage {s}: {field} rides along")
+
+    t_range = _column_pass_range(cfg.AT, cfg.m_range, n)
+    if 1 in stages:
+        expected_t = _column_pass(cfg.AT, [past(m, p.m[k], f"m{k}_before")
+                                           for k in range(n * n)], n)
+        for i in rows:
+            for j in range(n):
+                m.d.comb += Assert(~loaded[0] | (t[i][j] == expected_t[i][j]),
+                                   f"stage 1: T[{i}][{j}] = (Aᵀ M)[{i}][{j}]")
+    if 2 in stages or 3 in stages:
+        for i, row in enumerate(t_range):
+            for j, (lo, hi) in enumerate(row):
+                m.d.comb += Assert((t[i][j] >= lo) & (t[i][j] <= hi),
+                                   f"stage 1: T[{i}][{j}] within the range of Aᵀ M")
+    if 2 in stages:
+        y = _row_pass(cfg.AT, [[past(m, t[i][j], f"t{i}_{j}_before") for j in range(n)]
+                               for i in range(tile)])
+        bias_before = before("bias_s1")
+        for i in rows:
+            for j in cols:
+                m.d.comb += Assert(~loaded[1] | (found[f"z{i}_{j}"] == y[i][j] + bias_before),
+                                   f"stage 2: Z[{i}][{j}] = (T A)[{i}][{j}] + bias")
+    if 3 in stages:
+        bias_lo, bias_hi = -(1 << (cfg.bias_bits - 1)), (1 << (cfg.bias_bits - 1)) - 1
+        y_range = _row_pass_range(cfg.AT, t_range)
+        mult_before = before("mult_s2")
+        for i in rows:
+            for j in range(tile):
+                z = found[f"z{i}_{j}"]
+                lo, hi = y_range[i][j]
+                m.d.comb += Assert((z >= lo + bias_lo) & (z <= hi + bias_hi),
+                                   f"stage 2: Z[{i}][{j}] within the range of T A + bias")
+                m.d.comb += Assert(~loaded[2] | (found[f"prod{i}_{j}"]
+                                                 == before(f"z{i}_{j}") * mult_before),
+                                   f"stage 3: P[{i}][{j}] = Z[{i}][{j}] · multiplier")
+    if 4 in stages:
+        shift_before, relu_before = before("shift_s3"), before("relu_s3")
+        for i in rows:
+            for j in range(tile):
+                reference = _requantize(before(f"prod{i}_{j}"), shift_before, relu_before, cfg)
+                m.d.comb += Assert(~loaded[3] | (o[i * tile + j] == reference),
+                                   f"stage 4: out[{i}][{j}] = requantize(P[{i}][{j}])")
+    m.d.comb += Cover(taken(dut.i))   # the environment offers tiles (one step deep)
+
+
 def _transform_proofs(name: str, unit: str, build, latency: int, reference: str) -> tuple:
     """The stream proofs of one transform unit (F(2,3), F(4,3)) and its equivalence (F(2,3))."""
     proofs = [Proof(f"{name}_m{tile}", f"{unit} F({tile},3)",
@@ -669,4 +780,16 @@ PROOFS: tuple[Proof, ...] = (
             partial(_input_transform_stages, cfg=TRANSFORM_CFGS[4], rows=rows), depth=1,
             mode="prove", slow=slow)
       for rows, slow in (((0, 1), True), ((2, 3), True), ((4, 5), False))),
+    *(Proof(f"output_transform_m4_equivalence_{suffix}",
+            "OutputTransform F(4,3), 8-bit M, 4-bit bias and multiplier",
+            "sw.golden.requantize of Aᵀ M A from sw.winograd's matrices one stage at a time, "
+            f"by 1-induction: stage {stage} loads {OUTPUT_STAGES[stage]}, output "
+            + (f"rows {rows[0]}-{rows[-1]}" if len(rows) > 1 else f"row {rows[0]}")
+            + "; the parameters ride along",
+            partial(_output_transform_stages, cfg=TRANSFORM_CFGS[4], stages=(stage,),
+                    rows=rows), depth=1, mode="prove", slow=slow)
+      for suffix, stage, rows, slow in (("stage1_rows012", 1, (0, 1, 2), False),
+                                        ("stage1_row3", 1, (3,), True),
+                                        ("stage3", 3, (0, 1, 2, 3), False),
+                                        ("stage4", 4, (0, 1, 2, 3), False))),
 )
