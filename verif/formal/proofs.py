@@ -792,4 +792,11 @@ PROOFS: tuple[Proof, ...] = (
                                         ("stage1_row3", 1, (3,), True),
                                         ("stage3", 3, (0, 1, 2, 3), False),
                                         ("stage4", 4, (0, 1, 2, 3), False))),
+    *(Proof(f"output_transform_m4_equivalence_stage2_row{row}_cols012",
+            "OutputTransform F(4,3), 8-bit M, 4-bit bias and multiplier",
+            f"as _stage1_rows012: stage 2 loads {OUTPUT_STAGES[2]}, output row {row}, "
+            "columns 0-2; bias rides along",
+            partial(_output_transform_stages, cfg=TRANSFORM_CFGS[4], stages=(2,), rows=(row,),
+                    cols=(0, 1, 2)), depth=1, mode="prove", slow=slow)
+      for row, slow in ((0, False), (1, False), (2, False), (3, True))),
 )
