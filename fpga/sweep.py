@@ -142,7 +142,6 @@ def _reusable(point: Point) -> dict | None:
             and rep.get("shell", {}).get("pins") == flow["pins"]
             and rep.get("seed") == flow["seed"]
             and rep.get("router") == flow["router"]
-            and rep.get("placer_density", 0.9) == flow["placer_density"]
             and rep.get("device", "").split()[-1:] == [flow["package"]]
             and want <= set(rep.get("steps", {})))
     return rep if same else None
@@ -330,8 +329,7 @@ def _points(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[P
         parser.error("--set: each field may be given once")
     flow = dict(device=args.device, package=args.package, freq_mhz=args.freq, pins=args.pins,
                 steps=steps, jobs=1, seed=args.seed, router=args.router,
-                placer_density=args.placer_density, timeout_s=args.timeout,
-                reuse=not args.fresh)
+                timeout_s=args.timeout, reuse=not args.fresh)
     points = []
     for combo in product(*(values for _, values in swept)):
         fields = dict(zip(names, combo))

@@ -90,16 +90,6 @@ def _positive(kind):
     return parse
 
 
-def _density(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.5 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not in 0.5..1.0")
-    return value
-
-
 def _steps(text: str) -> tuple[str, ...]:
     steps = tuple(s.strip() for s in text.split(",") if s.strip())
     unknown = [s for s in steps if s not in STEPS]
@@ -126,10 +116,6 @@ def add_flow_arguments(parser: argparse.ArgumentParser) -> None:
     flow.add_argument("--router", default="router2", choices=("router1", "router2"),
                       help="nextpnr router (default: %(default)s; router1 is timing-driven but "
                            "took hours on the congested default accelerator)")
-    flow.add_argument("--placer-density", type=_density, default=FlowOptions.placer_density,
-                      metavar="D", help="nextpnr HeAP placer's maximum placement density, "
-                                        "0.5..1.0 (default: %(default)s; lower spreads the "
-                                        "cells and eases routing congestion)")
     flow.add_argument("--timeout", type=_positive(float), default=3600.0, metavar="S",
                       help="limit per tool run in seconds (default: %(default)s)")
     flow.add_argument("--fresh", action="store_true",
@@ -141,8 +127,7 @@ def flow_options(args: argparse.Namespace, steps: tuple[str, ...], jobs: int) ->
     """:class:`FlowOptions` from :func:`add_flow_arguments`' options."""
     return FlowOptions(device=args.device, package=args.package, freq_mhz=args.freq,
                        pins=args.pins, steps=steps, jobs=jobs, seed=args.seed,
-                       router=args.router, placer_density=args.placer_density,
-                       timeout_s=args.timeout, reuse=not args.fresh)
+                       router=args.router, timeout_s=args.timeout, reuse=not args.fresh)
 
 
 def build_parser() -> argparse.ArgumentParser:
