@@ -1,7 +1,7 @@
 """Every formal proof of :mod:`verif.formal` passes, and every deliberately broken stream fails.
 
 Each proof runs SymbiYosys (yowasp-sby, smtbmc, Boolector) in ``build/formal/<name>/``; the
-file takes about four minutes on one core (docs/verification.md, "Formal proofs"). Proofs marked
+file takes about eight minutes on one core (docs/verification.md, "Formal proofs"). Proofs marked
 ``slow`` (minutes each) run in ``make formal`` only.
 """
 
