@@ -312,26 +312,36 @@ class ControlRegisters(ConfiguredComponent):
         ctrl_index = next(i for i, t in enumerate(targets) if t[4] is None)
         wants_start = hits[ctrl_index] & merged[0]
         refuse = Signal()
+        accept = Signal()                        # the write takes effect (but a bad START)
         start_ok, clear, bad_config = Signal(), Signal(), Signal()
         resp = Signal(2)
+        # The shape check's carry chains, registered: the shape registers change only by a
+        # write, and the next write executes no sooner than four cycles later (B, then AW/W,
+        # then the merge stage), so the registered value is always current for a START. The
+        # weight check stays combinational: the loader's WGT_* change when it goes idle.
+        shape_ok = Signal()
+        m.d.sync += shape_ok.eq(self._shape_ok())
         m.d.comb += [
             refuse.eq(execute & writable & (is_config | wants_start) & busy_now),
-            bad_config.eq(execute & writable & ~refuse & fits & wants_start
-                          & ~(self._shape_ok() & self._weights_ok())),
+            accept.eq(execute & writable & ~refuse & fits),
+            bad_config.eq(accept & wants_start & ~(shape_ok & self._weights_ok())),
         ]
         with m.If(~writable | refuse | ~fits | bad_config):
             m.d.comb += resp.eq(regmap.RESP_SLVERR)
         with m.Elif(execute):
             m.d.comb += resp.eq(regmap.RESP_OKAY)
-            m.d.comb += [start_ok.eq(wants_start), clear.eq(hits[ctrl_index] & merged[1])]
-            for index, (_, _, _, _, target) in enumerate(targets):
-                if isinstance(target, str):
-                    port = q_write[target]
-                    m.d.comb += [port.addr.eq(aw_word[2:] - quant_word // entry_words),
-                                 port.data.eq(merged), port.en.eq(hits[index])]
-                elif target is not None:
-                    with m.If(hits[index]):
-                        m.d.sync += target.eq(merged)
+        # Only a CTRL write can be a bad START, so the other writes' enables leave the shape
+        # and weight checks out (they were on the quantisation memories' write path).
+        m.d.comb += [start_ok.eq(accept & wants_start & ~bad_config),
+                     clear.eq(accept & hits[ctrl_index] & merged[1] & ~bad_config)]
+        for index, (_, _, _, _, target) in enumerate(targets):
+            if isinstance(target, str):
+                port = q_write[target]
+                m.d.comb += [port.addr.eq(aw_word[2:] - quant_word // entry_words),
+                             port.data.eq(merged), port.en.eq(accept & hits[index])]
+            elif target is not None:
+                with m.If(accept & hits[index]):
+                    m.d.sync += target.eq(merged)
         with m.If(execute):
             m.d.sync += [aw_full.eq(0), w_full.eq(0), b_valid.eq(1),
                          self.s_axi_bresp.eq(resp)]
