@@ -49,3 +49,21 @@ def test_runner_refuses_unknown_name(capsys):
         main(["no_such_proof"])
     assert exit_info.value.code == 2
     assert "unknown proof no_such_proof" in capsys.readouterr().err
+
+
+def test_timeout_leaves_no_solver_running(tmp_path):
+    """A proof stopped by the timeout ends sby's engines too (each in a process group of its
+    own): no process is left working in the proof's directory."""
+    import os
+    from pathlib import Path
+    slow = next(p for p in PROOFS if p.name == "sparse_array_deep")
+    result = run_proof(slow, tmp_path / slow.name, timeout=8)
+    assert result.status == "ERROR" and result.failures == ["timed out after 8 s"]
+    left = []
+    for cwd in Path("/proc").glob("[0-9]*/cwd"):
+        try:
+            if Path(os.readlink(cwd)).is_relative_to(tmp_path):
+                left.append(cwd.parent.name)
+        except OSError:
+            continue                        # ended, or not ours to read
+    assert left == [], f"processes still running in {tmp_path}: {left}"

@@ -13,6 +13,7 @@ pre-release only, hence its explicit pin in ``pyproject.toml``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -170,21 +171,60 @@ def _task_messages(log: Path, pattern: re.Pattern, messages: dict[str, str]) -> 
     return found
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, from ``/proc`` (empty where there is no ``/proc``)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue                        # the process ended while we looked
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _kill_tree(process: subprocess.Popen) -> None:
+    """End sby and everything it started. sby puts each engine (smtbmc and its solver) in a
+    process group of its own, so killing sby's group alone leaves the solver running: every
+    process below sby is stopped first (so none starts another or is orphaned), then killed,
+    and waited for."""
+    stopped: set[int] = set()
+    while True:
+        found = {process.pid, *_descendants(process.pid)} - stopped
+        if not found:
+            break
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):       # already gone
+                os.kill(pid, signal.SIGSTOP)
+        stopped |= found
+    for pid in stopped:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in stopped):
+        time.sleep(0.05)
+
+
 def run_proof(proof: Proof, directory: Path | None = None, timeout: float = 600) -> Result:
     """Write and run one proof, both tasks; return its :class:`Result`."""
     env = check_tools()
     directory = directory or FORMAL_DIR / proof.name
     sby = write_proof(proof, directory)
     start = time.monotonic()
-    # Its own process group, so a timeout ends smtbmc and the solver too, not only sby.
+    # Its own process group; a timeout ends sby, smtbmc and the solver (_kill_tree).
     process = subprocess.Popen(["yowasp-sby", "-f", sby.name], cwd=directory, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                                start_new_session=True)
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        _kill_tree(process)
         return Result(proof.name, "ERROR", proof.depth, time.monotonic() - start,
                       [f"timed out after {timeout:.0f} s"], directory)
     seconds = time.monotonic() - start
