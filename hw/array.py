@@ -14,7 +14,6 @@ from amaranth.lib.wiring import In, Out
 
 from hw.component import ConfiguredComponent
 from sw.config import AccelConfig, require_config, require_count
-from hw.reduce import all_of, any_of
 from hw.pe import SparsePE, act_layout, check_images, perf_layout, wgt_wr_layout
 from hw.pe import out_layout as pe_out_layout
 
@@ -154,8 +153,8 @@ class SparseArray(ConfiguredComponent):
         # -- fan-out: each PE takes its element once; the beat completes when all have ------
         taken = Signal(coords)
         all_taken = Signal()
-        m.d.comb += all_taken.eq(all_of(taken[xi] | pe.act.ready
-                                      for xi, pe in enumerate(pes)))
+        m.d.comb += all_taken.eq(Cat(taken[xi] | pe.act.ready
+                                      for xi, pe in enumerate(pes)).all())
         m.d.comb += self.act.ready.eq(all_taken)
         for xi, pe in enumerate(pes):
             m.d.comb += [
@@ -185,7 +184,7 @@ class SparseArray(ConfiguredComponent):
         # PEs drain the same (tile, k) sequence, so their heads always hold the same (t, k).
         gather = Signal()
         m.d.comb += gather.eq((~self.out.valid | self.out.ready)
-                              & all_of(pe.out.valid for pe in pes))
+                              & Cat(pe.out.valid for pe in pes).all())
         with m.If(~self.out.valid | self.out.ready):
             m.d.sync += self.out.valid.eq(gather)
         head = pes[0].out.payload
@@ -196,10 +195,10 @@ class SparseArray(ConfiguredComponent):
         for pe in pes:
             m.d.comb += pe.out.ready.eq(gather)
 
-        m.d.sync += self.overflow.eq(any_of(pe.overflow for pe in pes))
+        m.d.sync += self.overflow.eq(Cat(pe.overflow for pe in pes).any())
 
         # -- run time -----------------------------------------------------------------------
-        m.d.comb += self.idle.eq(all_of(pe.idle for pe in pes) & ~self.out.valid)
+        m.d.comb += self.idle.eq(Cat(pe.idle for pe in pes).all() & ~self.out.valid)
         with m.If(~self.idle):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         return m

@@ -18,13 +18,12 @@ Pipeline (one beat per cycle, every stage registered)::
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.lane_queue import LaneQueue
-from hw.reduce import all_of, any_of
 from hw.stream_buffer import StreamBuffer
 from hw.layouts import directory_entry_layout, word_layout
 from hw.zero_filter import ZeroFilter, act_entry_layout, act_layout
@@ -351,7 +350,7 @@ class SparsePE(ConfiguredComponent):
             ]
             for s, slot in enumerate(group):
                 m.d.comb += [q.i_slot[s].w.eq(slot.value), q.i_slot[s].row.eq(slot.k_row)]
-        m.d.comb += q_room.eq(all_of(q.room for q in queues))
+        m.d.comb += q_room.eq(Cat(q.room for q in queues).all())
 
         # -- stage X: one entry per lane; stage D: multiply and accumulate ------------------
         x_valid = [Signal(name=f"x_valid{l}") for l in range(lanes)]
@@ -373,15 +372,15 @@ class SparsePE(ConfiguredComponent):
                          d_bank[l].eq(x.group.bank), d_row[l].eq(x.slot.row),
                          d_prod[l].eq(x.slot.w * x.group.v)]
         x_any = Signal()
-        m.d.comb += x_any.eq(any_of(x_valid))
+        m.d.comb += x_any.eq(Cat(x_valid).any())
         d_any = Signal()
-        m.d.comb += d_any.eq(any_of(d_hit + d_end))
+        m.d.comb += d_any.eq(Cat(d_hit + d_end).any())
 
         # -- bank bookkeeping: a bank is complete once every lane accumulated its end -------
         lane_end = [Signal(banks, name=f"lane_end{l}") for l in range(lanes)]
         complete = Signal(banks)
         for b in range(banks):
-            m.d.comb += complete[b].eq(all_of([lane_end[l][b] for l in range(lanes)]))
+            m.d.comb += complete[b].eq(Cat([lane_end[l][b] for l in range(lanes)]).all())
             with m.If(tile_end_issue & (wbank == b)):
                 m.d.sync += sealed[b].eq(1)
             with m.Elif(drained & (r_bank == b)):
@@ -425,7 +424,7 @@ class SparsePE(ConfiguredComponent):
 
         lane_read = []
         for l in range(lanes):
-            involved = any_of([sel[j] == l for j in range(width_d)])
+            involved = Cat([sel[j] == l for j in range(width_d)]).any()
             row_l = Signal(range(rows + 1), name=f"drain_row{l}")
             m.d.comb += row_l.eq(row0 + (l < lane0))
             per_bank = []
@@ -460,7 +459,7 @@ class SparsePE(ConfiguredComponent):
                 outside.append((k0 + j < k_count) & ((exact < lo) | (exact > hi)))
         # Registered, so the flag adds no logic to the drain's path; constant 0 when the
         # exact sum always fits acc_bits (the default configuration).
-        m.d.sync += self.overflow.eq(take & any_of(outside))
+        m.d.sync += self.overflow.eq(take & Cat(outside).any())
 
         beat = out_buffer.i.payload
         m.d.comb += [beat.m[j].eq(results[j]) for j in range(width_d)]
@@ -494,6 +493,6 @@ class SparsePE(ConfiguredComponent):
             m.d.sync += perf.zeros_skipped.eq(perf.zeros_skipped + zf.zeros)
 
         m.d.comb += self.idle.eq((zf.level == 0) & ~a_valid & ~b_active & ~c_valid
-                                 & all_of(q.empty for q in queues) & ~x_any & ~d_any
+                                 & Cat(q.empty for q in queues).all() & ~x_any & ~d_any
                                  & (sealed == 0) & ~out_buffer.busy)
         return m
