@@ -2,17 +2,17 @@
 
 A weight word holds ``slots_per_lane`` slots for each lane (:mod:`sw.formats`), and the valid
 ones of a lane's group are a prefix. Everything but the slot itself (the activation ``v``, the
-bank, the end-of-tile flag) is the same for the whole group. So a group enters as one *head*
-entry (the group's fields, slot 0 and the group's size) in FIFO 0 and up to
-``slots_per_lane - 1`` *tail* entries (slot ``s`` only) in FIFO ``s``, all first-word-fall-
-through FIFOs in LUT RAM. The lane reads FIFO 0, then FIFOs ``1 .. size - 1``, and keeps the
-group's fields from the head meanwhile. No entry ever moves between FIFOs, so there is no write
-multiplexer at all, and the tails store only the slot.
+bank, the end-of-tile flag) is the same for the whole group. So a group enters as one entry of
+a single first-word-fall-through FIFO in LUT RAM: the group's fields, its size and all
+``slots_per_lane`` slots. The lane reads slots ``0 .. size - 1`` of the head entry and pops it
+with the last one. There is no write multiplexer, and one FIFO's pointers and level per lane
+(an earlier version kept the head and each tail slot in FIFOs of their own, with the same
+storage and ``slots_per_lane`` times the pointer logic).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, Value
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -77,54 +77,42 @@ class LaneQueue(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n = self._slots
-        head_layout = data.StructLayout({"group": self._group, "slot": self._slot,
-                                         "size": range(1, n + 1)})
-        fifos = [SyncFIFO(width=(head_layout if s == 0 else self._slot).size,
-                          depth=self._depth) for s in range(n)]
-        for s, fifo in enumerate(fifos):
-            m.submodules[f"fifo{s}"] = fifo
-            m.d.comb += fifo.w_en.eq(self.i_count > s)
-        head_in = head_layout(fifos[0].w_data)
-        m.d.comb += [head_in.group.eq(self.i_group), head_in.slot.eq(self.i_slot[0]),
-                     head_in.size.eq(self.i_count)]
-        for s in range(1, n):
-            m.d.comb += fifos[s].w_data.eq(Value.cast(self.i_slot[s]))
-
-        # -- read side: the head, then the tails of its group ------------------------------
-        head = head_layout(fifos[0].r_data)
-        pos = Signal(range(n))                       # next entry of the group to read
-        kept = Signal(self._group)                   # the group's fields while its tails go
-        size = Signal(range(1, n + 1), init=1)
-        take = Signal()
-        m.d.comb += take.eq(self.o.valid & self.o.ready)
-        with m.If(pos == 0):
-            m.d.comb += [
-                self.o.valid.eq(fifos[0].r_rdy),
-                self.o.payload.group.eq(head.group),
-                self.o.payload.slot.eq(head.slot),
-                self.o.payload.last.eq(head.size == 1),
-                fifos[0].r_en.eq(take),
-            ]
-            with m.If(take & (head.size != 1)):
-                m.d.sync += [pos.eq(1), kept.eq(head.group), size.eq(head.size)]
-        for s in range(1, n):
-            with m.Elif(pos == s):
-                m.d.comb += [
-                    self.o.valid.eq(fifos[s].r_rdy),
-                    self.o.payload.group.eq(kept),
-                    Value.cast(self.o.payload.slot).eq(fifos[s].r_data),
-                    self.o.payload.last.eq(size == s + 1),
-                    fifos[s].r_en.eq(take),
-                ]
-                with m.If(take):
-                    m.d.sync += pos.eq(Mux(size == s + 1, 0, s + 1))
-
-        # FIFO s holds at most one entry more than FIFO 0 (a group half read), so FIFO 0 with
-        # room for a group in flight (assumed, whatever i_count is) and the next one leaves room
-        # in every FIFO. Leaving i_count out costs one group of depth and takes the weight
-        # memory's read data off the walker's issue path (docs/fpga.md).
+        entry_layout = data.StructLayout({"group": self._group,
+                                          "slots": data.ArrayLayout(self._slot, n),
+                                          "size": range(1, n + 1)})
+        fifo = m.submodules.fifo = SyncFIFO(width=entry_layout.size, depth=self._depth)
+        entry_in = entry_layout(fifo.w_data)
         m.d.comb += [
-            self.room.eq(fifos[0].level <= self._depth - 3),
-            self.empty.eq(~fifos[0].r_rdy & (pos == 0)),
+            fifo.w_en.eq(self.i_count != 0),
+            entry_in.group.eq(self.i_group),
+            entry_in.slots.eq(self.i_slot),
+            entry_in.size.eq(self.i_count),
+        ]
+
+        # -- read side: slots 0 .. size - 1 of the head entry, popped with the last ----------
+        head = entry_layout(fifo.r_data)
+        pos = Signal(range(n))                       # next slot of the head entry to read
+        take = Signal()
+        last = Signal()
+        m.d.comb += [
+            last.eq(pos == head.size - 1),
+            take.eq(self.o.valid & self.o.ready),
+            self.o.valid.eq(fifo.r_rdy),
+            self.o.payload.group.eq(head.group),
+            self.o.payload.slot.eq(head.slots[pos]),
+            self.o.payload.last.eq(last),
+            fifo.r_en.eq(take & last),
+        ]
+        with m.If(take):
+            m.d.sync += pos.eq(Mux(last, 0, pos + 1))
+
+        # A group written in the next cycle fits if at most depth - 2 entries are held now
+        # (one more may be written in this cycle). The bound below is one entry lower unless
+        # the head is half read, which is exactly the room of the earlier head/tail queue, so
+        # every PE keeps its cycle counts; leaving i_count out takes the weight memory's read
+        # data off the walker's issue path (docs/fpga.md).
+        m.d.comb += [
+            self.room.eq(fifo.level <= self._depth - 3 + (pos != 0)),
+            self.empty.eq(~fifo.r_rdy),
         ]
         return m
