@@ -91,9 +91,10 @@ class ControlRegisters(ConfiguredComponent):
     AXI4-Lite: AW and W are accepted in either order or together, one write and one read
     outstanding; ``awready``/``wready``/``arready`` never depend on the valids. A write
     completes (B valid) 3 cycles after the later of its AW and W handshakes (merge and check,
-    then commit, then B); a read answers (R valid) 2 cycles after its AR handshake. B and R are
-    held until ``bready``/``rready``. Throughput: one write per 4 cycles, one read per 3 cycles,
-    independent of each other.
+    then commit, then B), 4 when a read was accepted in the cycle of that handshake (the merge
+    waits a cycle for the quantisation memory's host port); a read answers (R valid) 2 cycles
+    after its AR handshake. B and R are held until ``bready``/``rready``. Throughput: one write
+    per 4 cycles (5 with a read in the way), one read per 3 cycles.
 
     Write rules, in the order they are checked (each refusal answers SLVERR and changes nothing
     else):
@@ -235,20 +236,23 @@ class ControlRegisters(ConfiguredComponent):
             raise AssertionError(f"sw.regmap registers without hardware: "
                                  f"{', '.join(sorted(r.name for r in missing))}")
 
-        # -- quantisation memory: one memory per field, three asynchronous read ports ---------
+        # -- quantisation memory: one memory per field, two asynchronous read ports --------
+        # The output transform's port, and the host's, shared by an AXI read (in its one
+        # ar_full cycle) and the byte-strobe merge of a write (which waits for that cycle):
+        # a third port would be a third copy of the LUT RAM and of its read-out multiplexers.
         aw_word = Signal(word_bits)
         ar_word = Signal(word_bits)
-        q_write, q_merge, q_read = {}, {}, {}
+        ar_full = Signal()
+        q_write, q_host = {}, {}
         for name, field in quant_layout(cfg):
             mem = Memory(shape=field.shape, depth=cfg.k_max, init=[])
             m.submodules[f"quant_{name}"] = mem
             q_write[name] = mem.write_port()
             port = mem.read_port(domain="comb")
             m.d.comb += [port.addr.eq(self.quant_k), self.quant[name].eq(port.data)]
-            q_merge[name] = mem.read_port(domain="comb")      # old value for wstrb merging
-            q_read[name] = mem.read_port(domain="comb")       # AXI reads
-            m.d.comb += [q_merge[name].addr.eq(aw_word[2:] - quant_word // entry_words),
-                         q_read[name].addr.eq(ar_word[2:] - quant_word // entry_words)]
+            q_host[name] = mem.read_port(domain="comb")
+            m.d.comb += q_host[name].addr.eq(Mux(ar_full, ar_word[2:], aw_word[2:])
+                                              - quant_word // entry_words)
 
         def quant_hit(word, field_index):
             return ((word >= quant_word) & (word < quant_end)
@@ -277,7 +281,7 @@ class ControlRegisters(ConfiguredComponent):
         targets.append((ctrl_hit, Const(0, DATA_BITS),
                         lambda v: _fits(v, unsigned(2)), False, None))
         for index, (name, field) in enumerate(quant_layout(cfg)):
-            targets.append((quant_hit(aw_word, index), q_merge[name].data,
+            targets.append((quant_hit(aw_word, index), q_host[name].data,
                             lambda v, s=field.shape: _fits(v, s), True, name))
 
         # A write takes two cycles: the first merges the byte strobes into the old value and
@@ -297,7 +301,7 @@ class ControlRegisters(ConfiguredComponent):
         writable, fits, is_config = Signal(), Signal(), Signal()
         execute = Signal()
         m.d.comb += execute.eq(decoded & aw_full & w_full)
-        with m.If(aw_full & w_full & ~decoded):
+        with m.If(aw_full & w_full & ~decoded & ~ar_full):
             m.d.sync += [
                 decoded.eq(1),
                 merged.eq(merged_now),
@@ -364,7 +368,6 @@ class ControlRegisters(ConfiguredComponent):
             m.d.sync += bad_config_f.eq(1)
 
         # -- read channel -------------------------------------------------------------------
-        ar_full = Signal()
         r_valid = self.s_axi_rvalid
         m.d.comb += self.s_axi_arready.eq(~ar_full & ~r_valid)
         with m.If(self.s_axi_arvalid & self.s_axi_arready):
@@ -386,7 +389,7 @@ class ControlRegisters(ConfiguredComponent):
             with m.Default():
                 for index, (name, _) in enumerate(quant_layout(cfg)):
                     with m.If(quant_hit(ar_word, index)):
-                        m.d.comb += [rdata.eq(q_read[name].data), r_hit.eq(1)]
+                        m.d.comb += [rdata.eq(q_host[name].data), r_hit.eq(1)]
         with m.If(ar_full):
             m.d.sync += [
                 ar_full.eq(0), r_valid.eq(1),

@@ -620,6 +620,41 @@ def test_latency_and_flag_race(rng):
     assert len(simulate(cfg, 20, rng, bench)) == 1
 
 
+def test_quant_read_and_merging_write_share_the_host_port(rng):
+    """A quantisation read accepted in the cycle of a byte-strobe write's AW/W handshake: the
+    read answers with its own entry, the write merges into its own entry's old value (the two
+    share one read port of the memory), and B comes one cycle later than alone (4 cycles)."""
+    cfg = SMALL
+
+    async def bench(axi, dut):
+        ctx = axi.ctx
+        read_at, write_at = regmap.quant_offset(1, "bias"), regmap.quant_offset(3, "bias")
+        assert await axi.write(read_at, -77) == OKAY
+        assert await axi.write(write_at, -2048) == OKAY               # 0xFFFF_F800 (12 bits)
+        for name, v in (("awaddr", write_at), ("awvalid", 1), ("wdata", 0x0000_0005),
+                        ("wstrb", 0b0001), ("wvalid", 1), ("araddr", read_at), ("arvalid", 1)):
+            ctx.set(getattr(dut, f"s_axi_{name}"), v)
+        await ctx.tick()                                  # AW, W and AR handshakes together
+        for name in ("awvalid", "wvalid", "arvalid"):
+            ctx.set(getattr(dut, f"s_axi_{name}"), 0)
+        ctx.set(dut.s_axi_rready, 1)
+        for cycle in (1, 2, 3):
+            assert not ctx.get(dut.s_axi_bvalid), f"B after {cycle} cycles, expected 4"
+            if cycle == 2:
+                assert ctx.get(dut.s_axi_rvalid), "R must be valid 2 cycles after AR"
+                assert ctx.get(dut.s_axi_rdata) == -77 & 0xFFFF_FFFF, "the read's own entry"
+            await ctx.tick()
+        ctx.set(dut.s_axi_rready, 0)
+        assert ctx.get(dut.s_axi_bvalid) and ctx.get(dut.s_axi_bresp) == OKAY
+        ctx.set(dut.s_axi_bready, 1)
+        await ctx.tick()
+        ctx.set(dut.s_axi_bready, 0)
+        await axi.expect(write_at, 0xFFFF_F805, "merged into QUANT3.bias, not QUANT1.bias")
+        await axi.expect(read_at, -77 & 0xFFFF_FFFF, "QUANT1.bias unchanged")
+
+    simulate(cfg, 20, rng, bench)
+
+
 def _quant_values(cfg, rng, k_count: int) -> list[dict]:
     """Per entry: edge values first (most negative, most positive, max shift), then random."""
     lo_b, hi_b = -(1 << (cfg.bias_bits - 1)), (1 << (cfg.bias_bits - 1)) - 1

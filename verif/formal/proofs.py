@@ -669,8 +669,8 @@ def _sparse_array(m: Module, *, depth: int, tiles_out: int) -> None:
 # -- ControlRegisters: the AXI4-Lite handshakes --------------------------------------------
 
 #: ``ControlRegisters``' Notes: B is valid 3 cycles after the later of a write's AW and W
-#: handshakes, R 2 cycles after its AR handshake.
-CSR_WRITE_LATENCY, CSR_READ_LATENCY = 3, 2
+#: handshakes (4 when a read was accepted in that cycle), R 2 cycles after its AR handshake.
+CSR_WRITE_LATENCY, CSR_READ_LATENCY = 4, 2
 
 
 def free_inputs(m: Module, dut, skip: str) -> None:
