@@ -192,10 +192,11 @@ class SparsePE(ConfiguredComponent):
     combinationally).
 
     Accumulators: per lane and bank a memory of ``ceil(k_max / L)`` rows of
-    ``acc_internal_bits`` with an asynchronous read port, so a LUT RAM: the accumulate stage
-    reads and writes a row in one cycle, which makes back-to-back updates of one row
-    hazard-free. A bank belongs to the drain from the cycle every lane has accumulated its
-    tile's final pair until its last beat leaves; the drain reads a row and writes 0 back.
+    ``acc_internal_bits`` and a *fresh* bit, with an asynchronous read port, so a LUT RAM: the
+    accumulate stage reads and writes a row in one cycle, which makes back-to-back updates of
+    one row hazard-free. A bank belongs to the drain from the cycle every lane has accumulated
+    its tile's final pair until its last beat leaves; the drain reads a row and marks it fresh,
+    and a fresh row counts as 0 (one adder per lane for all banks, no clearing write data).
     """
 
     #: Default width of the perf counters.
@@ -246,8 +247,13 @@ class SparsePE(ConfiguredComponent):
         head = zf.o.payload
 
         # -- memories and the load port ----------------------------------------------------
+        # A word is never read in the cycle it is written (the loader writes only while the
+        # PE is idle, and a word read then is not used), so Yosys may leave the block RAM's
+        # read-during-write behaviour undefined instead of emulating read-first with a
+        # delayed write and a bypass multiplexer per data bit (no_rw_check).
         m.submodules.wmem = wmem = Memory(shape=unsigned(slots.word_bits),
-                                          depth=cfg.wmem_depth, init=self._weights)
+                                          depth=cfg.wmem_depth, init=self._weights,
+                                          attrs={"no_rw_check": 1})
         m.submodules.dmem = dmem = Memory(shape=unsigned(dirl.entry_bits),
                                           depth=cfg.c_max, init=self._directory)
         w_wr, d_wr = wmem.write_port(), dmem.write_port()
@@ -305,7 +311,9 @@ class SparsePE(ConfiguredComponent):
             issue.eq(b_active & bank_ok & q_room),
             b_free.eq(~b_active | (issue & (b_left == 1))),
             a_take.eq(a_valid & (a_skip | b_free)),
-            w_rd.en.eq(issue),
+            # The read port stays enabled: the word is used only in the cycle after its issue
+            # (stage C never waits), so it needs no hold, and Yosys needs no flip-flop and
+            # multiplexer per data bit to emulate a read enable on the block RAM.
             w_rd.addr.eq(b_addr),
         ]
         with m.If(issue):
@@ -422,14 +430,21 @@ class SparsePE(ConfiguredComponent):
             m.d.comb += lane_j.eq(Mux(lane0 + j >= lanes, lane0 + j - lanes, lane0 + j))
             sel.append(lane_j)
 
+        # Per lane and bank one LUT RAM of acc_internal_bits + 1: the sum and a `fresh` bit.
+        # The drain does not write zeros back; it sets `fresh`, and a fresh row reads as 0 on
+        # both sides (the accumulate and the drain). So the lane has one adder for all its
+        # banks (the bank select and the fresh mask fold into one LUT per bit in front of it)
+        # and no clearing multiplexer after it: the write data is the same for every bank.
+        acc_layout = data.StructLayout({"sum": signed(cfg.acc_internal_bits), "fresh": 1})
         lane_read = []
         for l in range(lanes):
             involved = Cat([sel[j] == l for j in range(width_d)]).any()
             row_l = Signal(range(rows + 1), name=f"drain_row{l}")
             m.d.comb += row_l.eq(row0 + (l < lane0))
-            per_bank = []
+            rows_read = []
+            ports = []
             for b in range(banks):
-                acc = Memory(shape=signed(cfg.acc_internal_bits), depth=rows, init=[])
+                acc = Memory(shape=acc_layout, depth=rows, init=[])
                 m.submodules[f"acc_l{l}_b{b}"] = acc
                 wp = acc.write_port()
                 rp = acc.read_port(domain="comb")
@@ -437,12 +452,20 @@ class SparsePE(ConfiguredComponent):
                 m.d.comb += [
                     rp.addr.eq(Mux(mine, row_l, d_row[l])),
                     wp.addr.eq(Mux(mine, row_l, d_row[l])),
-                    wp.data.eq(Mux(mine, 0, rp.data + d_prod[l])),
                     wp.en.eq(Mux(mine, take & (r_bank == b) & involved,
                                  d_hit[l] & (d_bank[l] == b))),
                 ]
-                per_bank.append(rp.data)
-            lane_read.append(Array(per_bank)[r_bank])
+                ports.append(wp)
+                rows_read.append(rp.data)
+            # A row as the lane's accumulate stage sees it (bank d_bank), and as the drain
+            # does (bank r_bank): 0 when fresh.
+            acc_row = acc_layout(Array(rows_read)[d_bank[l]])
+            drain_row = acc_layout(Array(rows_read)[r_bank])
+            total = Signal(signed(cfg.acc_internal_bits), name=f"acc_total{l}")
+            m.d.comb += total.eq(Mux(acc_row.fresh, 0, acc_row.sum) + d_prod[l])
+            for b, wp in enumerate(ports):
+                m.d.comb += [wp.data.sum.eq(total), wp.data.fresh.eq(complete[b])]
+            lane_read.append(Mux(drain_row.fresh, 0, drain_row.sum))
 
         results, outside = [], []
         lo, hi = cfg.acc_range
