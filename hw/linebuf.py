@@ -305,7 +305,11 @@ class LineBuffer(ConfiguredComponent):
         for k in range(S):
             row = []
             for b in range(n):
-                mem = Memory(shape=self.i.payload.shape(), depth=depth, init=[])
+                # A bank is never read and written in one cycle: the writer's slot is never
+                # one of the band being read (the ring above), so the block RAM's
+                # read-during-write behaviour need not be emulated (no_rw_check).
+                mem = Memory(shape=self.i.payload.shape(), depth=depth, init=[],
+                             attrs={"no_rw_check": 1})
                 m.submodules[f"slot{k}_col{b}"] = mem
                 wp = mem.write_port()
                 rp = mem.read_port()

@@ -237,7 +237,11 @@ class OutputReorder(ConfiguredComponent):
             for s in range(mm):
                 # One write enable per act_bits element (block-RAM byte enables): a tile
                 # writes element k mod V of a word and leaves the other channels as they are.
-                mem = Memory(shape=unsigned(V * cfg.act_bits), depth=2 * band_words, init=[])
+                # The writer fills only a band that is not full and the reader reads only a
+                # full one, so no address is read and written in one cycle: Yosys need not
+                # emulate the block RAM's read-during-write behaviour (no_rw_check).
+                mem = Memory(shape=unsigned(V * cfg.act_bits), depth=2 * band_words, init=[],
+                             attrs={"no_rw_check": 1})
                 m.submodules[f"bank_r{r}_s{s}"] = mem
                 wp = mem.write_port(granularity=cfg.act_bits)
                 rp = mem.read_port()
