@@ -11,7 +11,7 @@ fields from the layouts of :mod:`hw.layouts`, the entry and word sizes from
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, stream
 from amaranth.lib.wiring import In, Out
 
@@ -148,9 +148,11 @@ class WeightLoader(ConfiguredComponent):
     Throughput: with ``beat_bytes`` 1, one byte per cycle while ``wr`` is ready, so a record of
     ``N`` bytes takes ``N`` cycles and the next record's first byte may follow its last one
     directly. With more, one field, entry or word per cycle and ``beat_bytes`` bytes per
-    cycle in, whichever is slower: a record whose weight words are at least ``beat_bytes``
-    long takes about ``N / beat_bytes`` cycles; a beat after a frame's final beat waits until
-    the buffer has been parsed (a few cycles per record). A rejected record's remaining bytes
+    cycle in, whichever is slower, and one cycle more for a unit that starts a new parser
+    state (a header field, a PE's first entry or first word) while its bytes are waiting: a
+    record whose weight words are at least ``beat_bytes`` long takes about
+    ``N / beat_bytes`` cycles; a beat after a frame's final beat waits until the buffer has
+    been parsed (a few cycles per record). A rejected record's remaining bytes
     are dropped one per cycle.
 
     Latency (:attr:`LATENCY`): a write is valid on ``wr`` one cycle after the byte that
@@ -230,8 +232,17 @@ class WeightLoader(ConfiguredComponent):
             # -- byte buffer: beats in, one whole unit out per cycle -------------------------
             # The unit is taken once all its bytes are buffered (pos stays 0), or cut short
             # by the frame's final byte (then ``last`` ends the record as for one byte).
+            # Its length is a register, computed from the parser state of the cycle before:
+            # that takes the length lookup off the buffer's shift path (the routed critical
+            # path, docs/fpga.md). A unit whose state changed in the previous cycle (a new
+            # field, the entries after the header, the next PE) waits that one cycle.
+            state = Cat(phase, field, xi)
+            state_before = Signal.like(state)
+            unit_len = Signal(range(unit_bytes + 1), init=rec_sizes[0])
+            m.d.sync += [state_before.eq(state), unit_len.eq(last_pos + 1)]
             unit_done, last, take, buffered = self._unit_buffer(
-                m, unit_bytes, last_pos + 1, value, commit, writes, wr_free)
+                m, unit_bytes, unit_len, state == state_before, value, commit, writes,
+                wr_free)
         with m.If(self.wr.ready):
             m.d.sync += self.wr.valid.eq(0)
 
@@ -342,25 +353,29 @@ class WeightLoader(ConfiguredComponent):
                                  & ~self.wr.valid & ~buffered)
         return m
 
-    def _unit_buffer(self, m: Module, unit_bytes: int, unit_len, value, commit, writes,
-                     wr_free):
+    def _unit_buffer(self, m: Module, unit_bytes: int, unit_len, settled, value, commit,
+                     writes, wr_free):
         """The byte buffer of a wide ``i``: returns ``(unit_done, last, take, buffered)``
-        for the parser and drives ``value`` (the unit's bytes, zero above ``unit_len``)."""
+        for the parser and drives ``value`` (the unit's bytes, zero above ``unit_len``).
+        No unit is taken unless ``settled`` (``unit_len`` is that of the current unit)."""
         B = self._beat_bytes
         cap = unit_bytes + 2 * B - 1            # room for a beat while a whole unit waits
         buf = Signal(8 * cap)                   # byte j at bits 8j; zero from `level` up
         level = Signal(range(cap + 1))
         buf_last = Signal()                     # the buffer's final byte ends the frame
+        # One carry chain for both the completeness test and the bytes left after the unit.
+        after = Signal(signed(len(level) + 1))
         complete = Signal()
         m.d.comb += [
-            complete.eq(level >= unit_len),
+            after.eq(level - unit_len),
+            complete.eq(after >= 0),
             value.eq(Cat(Mux(j < unit_len, buf[8 * j:8 * j + 8], 0) for j in range(unit_bytes))),
         ]
         taken = Signal(range(cap + 1))          # bytes of the unit (or of the frame's tail)
         m.d.comb += taken.eq(Mux(complete, unit_len, level))
-        last = buf_last & (taken == level)
+        last = buf_last & ~(complete & (after != 0))
         take = Signal()
-        m.d.comb += take.eq((complete | buf_last)
+        m.d.comb += take.eq(settled & (complete | buf_last)
                             & Mux(commit | (writes & complete), wr_free, 1))
 
         payload = self.i.payload
@@ -372,7 +387,7 @@ class WeightLoader(ConfiguredComponent):
         used = Signal(range(cap + 1))
         m.d.comb += used.eq(Mux(take, taken, 0))
         rest = Signal(range(cap + 1))
-        m.d.comb += rest.eq(level - used)
+        m.d.comb += rest.eq(Mux(take, Mux(complete, after[:len(rest)], 0), level))
         m.d.sync += [
             buf.eq((buf >> (used * 8)) | Mux(accept, incoming << (rest * 8), 0)),
             level.eq(rest + Mux(accept, count, 0)),
