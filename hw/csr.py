@@ -370,8 +370,20 @@ class ControlRegisters(ConfiguredComponent):
         # -- read channel -------------------------------------------------------------------
         r_valid = self.s_axi_rvalid
         m.d.comb += self.s_axi_arready.eq(~ar_full & ~r_valid)
+        # Each PE's counter block is narrowed to the addressed counter at the AR handshake,
+        # next to that PE: the read multiplexer then picks one of coords words, not one of
+        # 5 · coords, and no path runs from every PE's counters through the address decode
+        # in one cycle (docs/fpga.md). A counter is read as it was at the handshake.
+        field_bits = (regmap.PE_STRIDE // 4 - 1).bit_length()
+        ar_field = self.s_axi_araddr[2:2 + field_bits]
+        picked = [Signal(self._counter_bits, name=f"perf_pick{xi}") for xi in range(cfg.coords)]
         with m.If(self.s_axi_arvalid & self.s_axi_arready):
             m.d.sync += [ar_full.eq(1), ar_word.eq(self.s_axi_araddr[2:])]
+            for xi, counters in enumerate(self.perf):
+                with m.Switch(ar_field):
+                    for index, name in enumerate(regmap.PE_COUNTERS):
+                        with m.Case(index):
+                            m.d.sync += picked[xi].eq(counters[name])
         with m.If(r_valid & self.s_axi_rready):
             m.d.sync += r_valid.eq(0)
 
@@ -385,7 +397,7 @@ class ControlRegisters(ConfiguredComponent):
             for xi in range(cfg.coords):
                 for name in regmap.PE_COUNTERS:
                     with m.Case(regmap.pe_counter_offset(xi, name, cfg) // 4):
-                        m.d.comb += [rdata.eq(self.perf[xi][name]), r_hit.eq(1)]
+                        m.d.comb += [rdata.eq(picked[xi]), r_hit.eq(1)]
             with m.Default():
                 for index, (name, _) in enumerate(quant_layout(cfg)):
                     with m.If(quant_hit(ar_word, index)):

@@ -655,6 +655,30 @@ def test_quant_read_and_merging_write_share_the_host_port(rng):
     simulate(cfg, 20, rng, bench)
 
 
+def test_counter_read_is_sampled_at_the_handshake(rng):
+    """A PE counter is read as it was in the cycle of the AR handshake (each PE's block is
+    narrowed to the addressed counter there): a change in the next cycle is not seen."""
+    cfg = SMALL
+
+    async def bench(axi, dut):
+        ctx = axi.ctx
+        xi = cfg.coords - 1
+        ctx.set(dut.perf[xi].stalls, 1234)
+        ctx.set(dut.s_axi_araddr, regmap.pe_counter_offset(xi, "stalls"))
+        ctx.set(dut.s_axi_arvalid, 1)
+        await ctx.tick()                                   # AR handshake, 1234 sampled
+        ctx.set(dut.s_axi_arvalid, 0)
+        ctx.set(dut.perf[xi].stalls, 99)
+        ctx.set(dut.s_axi_rready, 1)
+        await ctx.tick().until(dut.s_axi_rvalid)
+        assert ctx.get(dut.s_axi_rdata) == 1234
+        await ctx.tick()
+        ctx.set(dut.s_axi_rready, 0)
+        await axi.expect(regmap.pe_counter_offset(xi, "stalls"), 99, "the next read")
+
+    simulate(cfg, 20, rng, bench)
+
+
 def _quant_values(cfg, rng, k_count: int) -> list[dict]:
     """Per entry: edge values first (most negative, most positive, max shift), then random."""
     lo_b, hi_b = -(1 << (cfg.bias_bits - 1)), (1 << (cfg.bias_bits - 1)) - 1
