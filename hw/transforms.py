@@ -118,24 +118,26 @@ class _Transform2D:
 
 
 class _StageControl:
-    """Valid bits and enables of a pipeline whose stages move independently.
+    """Valid bits and enables of a pipeline whose stages move together.
 
-    Stage ``s`` loads when it is empty or when stage ``s + 1`` loads; the last stage loads
-    when it is empty or the sink takes its beat. ``enable[s]`` is that condition.
+    Every stage loads when the last stage is empty or the sink takes its beat: one enable,
+    made from the last valid bit and the sink's ``ready`` alone. A stall holds the bubbles
+    too, but no ``ready`` ripples back through the stages into the source's ``ready`` (that
+    chain, on to the channel buffer's payload enables, was the routed critical path,
+    docs/fpga.md). ``enable[s]`` is that one enable for every stage.
     """
 
     def __init__(self, m: Module, stages: int, i_stream, o_stream):
         self.valid = [Signal(name=f"stage{s}_valid") for s in range(stages)]
-        self.enable = [Signal(name=f"stage{s}_enable") for s in range(stages)]
-        m.d.comb += self.enable[-1].eq(~self.valid[-1] | o_stream.ready)
-        for s in range(stages - 1):
-            m.d.comb += self.enable[s].eq(~self.valid[s] | self.enable[s + 1])
+        enable = Signal(name="stages_enable")
+        self.enable = [enable] * stages
+        m.d.comb += enable.eq(~self.valid[-1] | o_stream.ready)
         for s in range(stages):
             upstream = i_stream.valid if s == 0 else self.valid[s - 1]
-            with m.If(self.enable[s]):
+            with m.If(enable):
                 m.d.sync += self.valid[s].eq(upstream)
         m.d.comb += [
-            i_stream.ready.eq(self.enable[0]),
+            i_stream.ready.eq(enable),
             o_stream.valid.eq(self.valid[-1]),
         ]
 

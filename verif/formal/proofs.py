@@ -320,13 +320,13 @@ def _column_pass_range(mat, x_range, n):
 
 def _stage_internals(m: Module, dut, prefix: str, rows: int, cols: int, names=()):
     """Elaborate a transform unit; return its first stage's ``rows × cols`` registers
-    (``_Transform2D`` names them ``<prefix>_t<i>_<j>``), its stage enables
-    (``_StageControl``'s ``stage<s>_enable``) and its signals ``names``."""
+    (``_Transform2D`` names them ``<prefix>_t<i>_<j>``), per stage whether it loaded in the
+    previous cycle (``_StageControl``'s one ``stages_enable``, the same for every stage) and
+    its signals ``names``."""
     cells = [f"{prefix}_t{i}_{j}" for i in range(rows) for j in range(cols)]
-    enables = [f"stage{s}_enable" for s in range(dut.LATENCY)]
-    found = elaborate_with_internals(m, dut, cells + enables + list(names))
+    found = elaborate_with_internals(m, dut, cells + ["stages_enable"] + list(names))
     t = [[found[f"{prefix}_t{i}_{j}"] for j in range(cols)] for i in range(rows)]
-    loaded = [past(m, found[name], f"{name}_before") for name in enables]
+    loaded = [past(m, found["stages_enable"], "stages_enable_before")] * dut.LATENCY
     return t, loaded, found
 
 
@@ -448,7 +448,7 @@ OUTPUT_STAGES = {1: "T = Aᵀ M of the beat on i", 2: "Z = T A + bias of stage 1
 def _output_transform_stages(m: Module, *, cfg: AccelConfig, stages, rows, cols=None) -> None:
     """``requantize(Aᵀ M A)`` one stage at a time, by 1-induction, for output ``rows``.
 
-    Whenever stage ``s`` loads (its ``stage<s-1>_enable`` in the previous cycle), its registers
+    Whenever stage ``s`` loads (``stages_enable`` in the previous cycle), its registers
     become the reference function of what it loaded from: stage 1 ``T = Aᵀ M`` of the beat on
     ``i``, stage 2 ``Z = T A + bias`` of the first stage's registers, stage 3
     ``P = Z · multiplier``, stage 4 the output, ``sw.golden.requantize``'s rounding, ReLU and
