@@ -188,9 +188,11 @@ class SparseArray(ConfiguredComponent):
         with m.If(~self.out.valid | self.out.ready):
             m.d.sync += self.out.valid.eq(gather)
         head = pes[0].out.payload
+        out = Signal.like(self.out.payload, reset_less=True)      # no reset on the payload
+        m.d.comb += self.out.payload.eq(out)
         with m.If(gather):
-            m.d.sync += [self.out.payload.k.eq(head.k), self.out.payload.last.eq(head.last)]
-            m.d.sync += [self.out.payload.m[j][xi].eq(pe.out.payload.m[j])
+            m.d.sync += [out.k.eq(head.k), out.last.eq(head.last)]
+            m.d.sync += [out.m[j][xi].eq(pe.out.payload.m[j])
                          for xi, pe in enumerate(pes) for j in range(self._cfg.drain_width)]
         for pe in pes:
             m.d.comb += pe.out.ready.eq(gather)

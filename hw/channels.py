@@ -64,18 +64,19 @@ class ChannelGather(ConfiguredComponent):
         m = Module()
         width = self._cfg.act_width
         filled = Signal(range(width))         # channels in the beat being built
-        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        beat = Signal.like(self.o.payload, reset_less=True)     # no reset on the payload
+        m.d.comb += [self.i.ready.eq(~self.o.valid | self.o.ready), self.o.payload.eq(beat)]
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         with m.If(self.i.valid & self.i.ready):
             start = filled == 0
             slot = filled
-            m.d.sync += self.o.payload.v[slot].eq(self.i.payload.v)
+            m.d.sync += beat.v[slot].eq(self.i.payload.v)
             with m.If(start):
-                m.d.sync += self.o.payload.c.eq(self.i.payload.c)
-                m.d.sync += [self.o.payload.v[i].eq(0) for i in range(1, width)]
-            m.d.sync += [self.o.payload.last.eq(self.i.payload.last),
-                         self.o.payload.n.eq(slot + 1), filled.eq(slot + 1)]
+                m.d.sync += beat.c.eq(self.i.payload.c)
+                m.d.sync += [beat.v[i].eq(0) for i in range(1, width)]
+            m.d.sync += [beat.last.eq(self.i.payload.last),
+                         beat.n.eq(slot + 1), filled.eq(slot + 1)]
             with m.If(self.i.payload.last | (slot == width - 1)):
                 m.d.sync += [self.o.valid.eq(1), filled.eq(0)]
         return m
@@ -124,7 +125,7 @@ class ChannelSerialiser(ConfiguredComponent):
     def elaborate(self, platform):
         m = Module()
         width = self._cfg.drain_width
-        held = Signal.like(self.i.payload)
+        held = Signal.like(self.i.payload, reset_less=True)
         j = Signal(range(width))
         k = Signal(self.o.payload.k.shape())
         final = Signal()

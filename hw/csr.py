@@ -376,7 +376,8 @@ class ControlRegisters(ConfiguredComponent):
         # in one cycle (docs/fpga.md). A counter is read as it was at the handshake.
         field_bits = (regmap.PE_STRIDE // 4 - 1).bit_length()
         ar_field = self.s_axi_araddr[2:2 + field_bits]
-        picked = [Signal(self._counter_bits, name=f"perf_pick{xi}") for xi in range(cfg.coords)]
+        picked = [Signal(self._counter_bits, name=f"perf_pick{xi}", reset_less=True)
+                  for xi in range(cfg.coords)]
         with m.If(self.s_axi_arvalid & self.s_axi_arready):
             m.d.sync += [ar_full.eq(1), ar_word.eq(self.s_axi_araddr[2:])]
             for xi, counters in enumerate(self.perf):

@@ -335,8 +335,8 @@ class LineBuffer(ConfiguredComponent):
         s2_rows, s2_cols = Signal(n), Signal(n)
         s2_base = Signal(range(S))
         s2_mod = Signal(range(n))
-        s2_data = [[Signal(signed(cfg.act_bits), name=f"s2_slot{k}_col{b}") for b in range(n)]
-                   for k in range(S)]
+        s2_data = [[Signal(signed(cfg.act_bits), name=f"s2_slot{k}_col{b}", reset_less=True)
+                    for b in range(n)] for k in range(S)]
         with m.If(advance):
             m.d.sync += [
                 s2_valid.eq(s1_valid), s2_c.eq(s1_c), s2_last.eq(s1_last),

@@ -268,7 +268,7 @@ class SparsePE(ConfiguredComponent):
 
         # -- stage A: directory lookup of the queue head ----------------------------------
         a_valid = Signal()
-        a_v = Signal(signed(cfg.v_bits))
+        a_v = Signal(signed(cfg.v_bits), reset_less=True)
         a_last = Signal()
         a_take = Signal()
         a_load = Signal()
@@ -293,7 +293,7 @@ class SparsePE(ConfiguredComponent):
         b_active = Signal()
         b_addr = Signal(dirl.addr_bits)
         b_left = Signal(dirl.count_bits)
-        b_v = Signal(signed(cfg.v_bits))
+        b_v = Signal(signed(cfg.v_bits), reset_less=True)
         b_last = Signal()
         b_null = Signal()
         wbank = Signal(range(banks))
@@ -331,7 +331,7 @@ class SparsePE(ConfiguredComponent):
 
         # -- stage C: each lane's slots of the word enter its queue -------------------------
         c_valid, c_null, c_end = Signal(), Signal(), Signal()
-        c_v = Signal(signed(cfg.v_bits))
+        c_v = Signal(signed(cfg.v_bits), reset_less=True)
         c_bank = Signal(range(banks))
         m.d.sync += c_valid.eq(issue)
         with m.If(issue):
@@ -362,13 +362,16 @@ class SparsePE(ConfiguredComponent):
 
         # -- stage X: one entry per lane; stage D: multiply and accumulate ------------------
         x_valid = [Signal(name=f"x_valid{l}") for l in range(lanes)]
-        x_entry = [Signal(queues[0].o.payload.shape(), name=f"x_entry{l}")
+        # Datapath registers without reset (their valid bits have one): fewer loads on the
+        # reset net, which reached every register of the design (docs/fpga.md).
+        x_entry = [Signal(queues[0].o.payload.shape(), name=f"x_entry{l}", reset_less=True)
                    for l in range(lanes)]
         d_hit = [Signal(name=f"d_hit{l}") for l in range(lanes)]
         d_end = [Signal(name=f"d_end{l}") for l in range(lanes)]
         d_bank = [Signal(range(banks), name=f"d_bank{l}") for l in range(lanes)]
-        d_row = [Signal(slots.k_bits, name=f"d_row{l}") for l in range(lanes)]
-        d_prod = [Signal(signed(cfg.product_bits), name=f"d_prod{l}") for l in range(lanes)]
+        d_row = [Signal(slots.k_bits, name=f"d_row{l}", reset_less=True) for l in range(lanes)]
+        d_prod = [Signal(signed(cfg.product_bits), name=f"d_prod{l}", reset_less=True)
+                  for l in range(lanes)]
         hits = []
         for l, q in enumerate(queues):
             m.d.comb += q.o.ready.eq(1)
@@ -510,7 +513,11 @@ class SparsePE(ConfiguredComponent):
                 perf.macs.eq(perf.macs + n_hits),
                 perf.empty_slots.eq(perf.empty_slots + (lanes - n_hits)),
             ]
-        with m.If((b_active & ~issue) | (self.out.valid & ~self.out.ready)):
+        # Counted a cycle late: out.ready is the array's gather of every PE, far away, and
+        # must not also reach this counter's 32 enables in the same cycle (docs/fpga.md).
+        stalled = Signal()
+        m.d.sync += stalled.eq((b_active & ~issue) | (self.out.valid & ~self.out.ready))
+        with m.If(stalled):
             m.d.sync += perf.stalls.eq(perf.stalls + 1)
         with m.If(self.act.valid & self.act.ready):
             m.d.sync += perf.zeros_skipped.eq(perf.zeros_skipped + zf.zeros)

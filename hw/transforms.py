@@ -102,7 +102,8 @@ class _Transform2D:
         for i in range(rows):
             for j in range(cols):
                 t_range[i][j] = _dot_range(mat[i], [x_range] * cols)
-                reg = Signal(signed(signed_bits(*t_range[i][j])), name=f"{name}_t{i}_{j}")
+                reg = Signal(signed(signed_bits(*t_range[i][j])), name=f"{name}_t{i}_{j}",
+                             reset_less=True)
                 # The adder tree's comb wires are built outside the enable: inside it they would
                 # become `always @*` blocks that Icarus never runs when their inputs do not
                 # change after time 0 (they then stay x), instead of continuous assignments.
@@ -203,25 +204,29 @@ class InputTransform(_TransformUnit):
         ctrl = _StageControl(m, self.LATENCY, self.i, self.o)
 
         tf = _Transform2D(m, cfg.BT, self.i.payload.d, cfg.act_range, ctrl.enable[0], "bt")
-        relu = Signal(name="relu_s1")
+        relu = Signal(name="relu_s1", reset_less=True)
         with m.If(ctrl.enable[0]):
             m.d.sync += relu.eq(self.i.payload.relu)
 
         widest = max(signed_bits(*r) for row in tf.y_range for r in row)
         assert widest == cfg.v_bits, "AccelConfig.v_bits disagrees with the generated transform"
         n = cfg.n
-        out = self.o.payload if self._meta is None else self.o.payload.v
+        # Datapath registers carry no reset (the stages' valid bits do): fewer loads on the
+        # reset net, which reached every register of the design (docs/fpga.md).
+        o_reg = Signal.like(self.o.payload, reset_less=True)
+        m.d.comb += self.o.payload.eq(o_reg)
+        out = o_reg if self._meta is None else o_reg.v
         with m.If(ctrl.enable[1]):
             for i in range(n):
                 for j in range(n):
                     v = tf.y[i][j]
                     m.d.sync += out[i * n + j].eq(Mux(relu & (v < 0), 0, v))
         if self._meta is not None:
-            meta = Signal(self._meta, name="meta_s1")
+            meta = Signal(self._meta, name="meta_s1", reset_less=True)
             with m.If(ctrl.enable[0]):
                 m.d.sync += meta.eq(self.i.payload.meta)
             with m.If(ctrl.enable[1]):
-                m.d.sync += self.o.payload.meta.eq(meta)
+                m.d.sync += o_reg.meta.eq(meta)
         return m
 
 
@@ -279,7 +284,7 @@ class OutputTransform(_TransformUnit):
         def carry(value, stages, name):
             regs = [value]
             for s in range(stages):
-                reg = Signal.like(regs[-1], name=f"{name}_s{s + 1}")
+                reg = Signal.like(regs[-1], name=f"{name}_s{s + 1}", reset_less=True)
                 with m.If(ctrl.enable[s]):
                     m.d.sync += reg.eq(regs[-1])
                 regs.append(reg)
@@ -300,13 +305,13 @@ class OutputTransform(_TransformUnit):
             for j in range(mm):
                 y_lo, y_hi = tf.y_range[i][j]
                 z_range = (y_lo + bias_lo, y_hi + bias_hi)
-                z = Signal(signed(signed_bits(*z_range)), name=f"z{i}_{j}")
+                z = Signal(signed(signed_bits(*z_range)), name=f"z{i}_{j}", reset_less=True)
                 with m.If(ctrl.enable[1]):
                     m.d.sync += z.eq(tf.y[i][j] + bias[1])
 
                 corners = [a * b for a in z_range for b in (mult_lo, mult_hi)]
                 prod = Signal(signed(signed_bits(min(corners), max(corners))),
-                              name=f"prod{i}_{j}")
+                              name=f"prod{i}_{j}", reset_less=True)
                 with m.If(ctrl.enable[2]):
                     m.d.sync += prod.eq(z * mult[2])
 

@@ -56,7 +56,9 @@ class _Adder(wiring.Component):
 def test_input_transform_synthesises_for_ecp5(tmp_path):
     report = synthesize("input_transform", AccelConfig(tile=2), tmp_path)
     assert json.loads((tmp_path / "input_transform" / "report.json").read_text()) == report
-    assert report["lut"] > 50 and report["ff"] > 50
+    # nothing optimised away: the adders map to carry cells (its datapath registers have no
+    # reset, so few LUT4s remain besides them)
+    assert report["carry"] > 50 and report["ff"] > 50, report
     assert report["dsp"] == 0  # shifts and adds only
 
 
