@@ -8,7 +8,7 @@ made from good ones by rewriting one header field, cutting the frame, or extendi
 
 Every behaviour is checked with one byte per beat and with wide beats (``beat_bytes`` 2, 4 or 8,
 ``keep`` a prefix, junk in the unused lanes of a frame's partial final beat); the top level
-streams :data:`sw.formats.WEIGHT_BEAT_BYTES` (4) bytes per beat.
+streams :data:`sw.formats.WEIGHT_BEAT_BYTES` (8) bytes per beat.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import pytest
 from sw.config import AccelConfig
 from hw.loader import WeightLoader, expected_writes
 from hw.pe import DIRECTORY
-from sw.formats import WEIGHT_BEAT_BYTES
 from streams import Phase, run_streams
 from sw import formats
 
@@ -341,10 +340,12 @@ def test_wide_beat_rate(name, beat_bytes, rng):
             assert seen.write_cycles[writes[r] + w] >= seen.accept_cycles[beat] + latency
 
 
-def test_wide_rate_of_a_full_layer():
-    """The figure of docs/loader.md: the 38,775-byte record of a 64->64 layer at weight
-    density 0.2 (seed 0) loads at the top level's width in about a quarter of its bytes'
-    cycles (9,981 cycles at 4 bytes per beat; 5,565 at 8; 38,776 at one)."""
+@pytest.mark.parametrize("beat_bytes,slack", [(4, 1.03), (8, 1.16)])
+def test_wide_rate_of_a_full_layer(beat_bytes, slack):
+    """The figures of docs/loader.md: the 38,775-byte record of a 64->64 layer at weight
+    density 0.2 (seed 0) loads within a few percent of its beat count at 4 bytes per beat
+    (9,981 cycles) and within 16 % at 8, the top level's width (5,565 cycles: the short
+    directory entries go one per cycle); 38,776 at one byte per beat."""
     cfg = AccelConfig(c_max=256, k_max=64, w_max=64, wmem_depth=4096)
     gen = np.random.default_rng(0)
     U = gen.integers(-127, 128, size=(cfg.coords, 64, 64))
@@ -352,11 +353,11 @@ def test_wide_rate_of_a_full_layer():
     (image,) = formats.pack_layer(U, cfg).passes
     frame = good_frame(0, image, cfg)
     assert len(frame.data) == 38775
-    seen = load(cfg, [frame], beat_bytes=WEIGHT_BEAT_BYTES)
-    check(seen, [frame], WEIGHT_BEAT_BYTES)
+    seen = load(cfg, [frame], beat_bytes=beat_bytes)
+    check(seen, [frame], beat_bytes)
     span = seen.write_cycles[-1] - seen.accept_cycles[0] + 1
-    beats = -(-len(frame.data) // WEIGHT_BEAT_BYTES)
-    assert beats + WeightLoader.LATENCY <= span <= 1.03 * beats, span
+    beats = -(-len(frame.data) // beat_bytes)
+    assert beats + WeightLoader.LATENCY <= span <= slack * beats, span
 
 
 # -- rejected records --------------------------------------------------------------------------
