@@ -202,8 +202,8 @@ class AccelConfig:
         """Weight slots per memory word of PE ``xi``: ``slots_per_lane · lanes_per_coord[xi]``."""
         return self.slots_per_lane * self.lanes_per_coord[xi]
 
-    #: Depth of each of a lane queue's ``slots_per_lane`` FIFOs: one LUT RAM's depth (16 on
-    #: ECP5 distributed RAM), so a shallower queue would save nothing.
+    #: Depth of a lane queue's FIFO (one entry per word's group of slots): one LUT RAM's depth
+    #: (16 on ECP5 distributed RAM), so a shallower queue would save nothing.
     lane_fifo_depth = 16
 
     @property
