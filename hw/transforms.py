@@ -125,13 +125,12 @@ class _StageControl:
     made from the last valid bit and the sink's ``ready`` alone. A stall holds the bubbles
     too, but no ``ready`` ripples back through the stages into the source's ``ready`` (that
     chain, on to the channel buffer's payload enables, was the routed critical path,
-    docs/fpga.md). ``enable[s]`` is that one enable for every stage.
+    docs/fpga.md). :attr:`enable` is that one enable.
     """
 
     def __init__(self, m: Module, stages: int, i_stream, o_stream):
         self.valid = [Signal(name=f"stage{s}_valid") for s in range(stages)]
-        enable = Signal(name="stages_enable")
-        self.enable = [enable] * stages
+        self.enable = enable = Signal(name="stages_enable")
         m.d.comb += enable.eq(~self.valid[-1] | o_stream.ready)
         for s in range(stages):
             upstream = i_stream.valid if s == 0 else self.valid[s - 1]
@@ -203,9 +202,9 @@ class InputTransform(_TransformUnit):
         cfg = self._cfg
         ctrl = _StageControl(m, self.LATENCY, self.i, self.o)
 
-        tf = _Transform2D(m, cfg.BT, self.i.payload.d, cfg.act_range, ctrl.enable[0], "bt")
+        tf = _Transform2D(m, cfg.BT, self.i.payload.d, cfg.act_range, ctrl.enable, "bt")
         relu = Signal(name="relu_s1", reset_less=True)
-        with m.If(ctrl.enable[0]):
+        with m.If(ctrl.enable):
             m.d.sync += relu.eq(self.i.payload.relu)
 
         widest = max(signed_bits(*r) for row in tf.y_range for r in row)
@@ -216,16 +215,16 @@ class InputTransform(_TransformUnit):
         o_reg = Signal.like(self.o.payload, reset_less=True)
         m.d.comb += self.o.payload.eq(o_reg)
         out = o_reg if self._meta is None else o_reg.v
-        with m.If(ctrl.enable[1]):
+        with m.If(ctrl.enable):
             for i in range(n):
                 for j in range(n):
                     v = tf.y[i][j]
                     m.d.sync += out[i * n + j].eq(Mux(relu & (v < 0), 0, v))
         if self._meta is not None:
             meta = Signal(self._meta, name="meta_s1", reset_less=True)
-            with m.If(ctrl.enable[0]):
+            with m.If(ctrl.enable):
                 m.d.sync += meta.eq(self.i.payload.meta)
-            with m.If(ctrl.enable[1]):
+            with m.If(ctrl.enable):
                 m.d.sync += o_reg.meta.eq(meta)
         return m
 
@@ -285,7 +284,7 @@ class OutputTransform(_TransformUnit):
             regs = [value]
             for s in range(stages):
                 reg = Signal.like(regs[-1], name=f"{name}_s{s + 1}", reset_less=True)
-                with m.If(ctrl.enable[s]):
+                with m.If(ctrl.enable):
                     m.d.sync += reg.eq(regs[-1])
                 regs.append(reg)
             return regs
@@ -295,7 +294,7 @@ class OutputTransform(_TransformUnit):
         shift = carry(p.shift, 3, "shift")
         relu = carry(p.relu, 3, "relu")
 
-        tf = _Transform2D(m, cfg.AT, p.m, cfg.m_range, ctrl.enable[0], "at")
+        tf = _Transform2D(m, cfg.AT, p.m, cfg.m_range, ctrl.enable, "at")
         assert max(signed_bits(*r) for row in tf.y_range for r in row) == cfg.y_bits, \
             "AccelConfig.y_bits disagrees with the generated transform"
         bias_lo, bias_hi = -(1 << (cfg.bias_bits - 1)), (1 << (cfg.bias_bits - 1)) - 1
@@ -306,16 +305,16 @@ class OutputTransform(_TransformUnit):
                 y_lo, y_hi = tf.y_range[i][j]
                 z_range = (y_lo + bias_lo, y_hi + bias_hi)
                 z = Signal(signed(signed_bits(*z_range)), name=f"z{i}_{j}", reset_less=True)
-                with m.If(ctrl.enable[1]):
+                with m.If(ctrl.enable):
                     m.d.sync += z.eq(tf.y[i][j] + bias[1])
 
                 corners = [a * b for a in z_range for b in (mult_lo, mult_hi)]
                 prod = Signal(signed(signed_bits(min(corners), max(corners))),
                               name=f"prod{i}_{j}", reset_less=True)
-                with m.If(ctrl.enable[2]):
+                with m.If(ctrl.enable):
                     m.d.sync += prod.eq(z * mult[2])
 
-                with m.If(ctrl.enable[3]):
+                with m.If(ctrl.enable):
                     m.d.sync += self.o.payload[i * mm + j].eq(
                         _round_clamp(m, cfg, prod, shift[3], relu[3], f"{i}_{j}"))
         return m
