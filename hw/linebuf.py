@@ -162,15 +162,22 @@ class LineBuffer(ConfiguredComponent):
         beats = Signal(range(words + 1))    # beats of one pixel: ceil(C / V)
         m.d.comb += beats.eq((C + (V - 1)) >> log_v)
 
+        # The frame's last band, last patch column and last channel, as registers one cycle
+        # behind the shape inputs (which hold still while a frame is in progress), so that no
+        # arithmetic on them lies on the reader's issue path.
         out_h = Signal(17)
         out_w = Signal(range(cfg.w_max + 3))
-        tiles_h = Signal(16)
-        tiles_w = Signal(range(cfg.w_max + 1))
         m.d.comb += [
             out_h.eq(H + 2 * pad - 2),
             out_w.eq(W + 2 * pad - 2),
-            tiles_h.eq((out_h + (mm - 1)) >> log_m),
-            tiles_w.eq((out_w + (mm - 1)) >> log_m),
+        ]
+        last_ty_index = Signal(16)                      # tiles_h - 1
+        last_tx_index = Signal(range(cfg.w_max + 1))    # tiles_w - 1
+        last_c_index = Signal(range(c_max + 1))         # C - 1
+        m.d.sync += [
+            last_ty_index.eq(((out_h + (mm - 1)) >> log_m) - 1),
+            last_tx_index.eq(((out_w + (mm - 1)) >> log_m) - 1),
+            last_c_index.eq(C - 1),
         ]
 
         # Row FIFO bookkeeping shared by both sides. A slot is used from the first beat of its
@@ -179,34 +186,43 @@ class LineBuffer(ConfiguredComponent):
         done_rows = Signal(range(S + 1))
 
         # -- write side: one beat (V channels of a pixel) per cycle into the current row's slot -
+        # The write address and the column's bank are registers holding the current beat's,
+        # advanced on each accepted beat, so the block RAMs' address bus comes straight from a
+        # register (the routed critical path of the block alone ran through `cur_base + wc`).
+        last_wx_index = W - 1
+        last_wc_index = beats - 1
         wx = Signal(range(cfg.w_max))
         wc = Signal(range(words))           # beat of the pixel: channels wc·V .. wc·V + V-1
         wslot = Signal(range(S))
-        # Bank and group base of column x = wx (valid for wx > 0; column 0 is q = pad).
-        wq_mod = Signal(range(n))
-        wq_base = Signal(range(depth + 1))
-        row_start = (wx == 0) & (wc == 0)
-        row_end = (wx == W - 1) & (wc == beats - 1)
+        w_col0 = Signal(init=1)             # wx == 0: column q = pad, group 0
+        w_mod = Signal(range(n))            # bank of column x = wx, for wx > 0
+        w_base = Signal(range(depth + 1))   # group base of column x = wx, for wx > 0
+        w_addr = Signal(range(depth + 1))   # address of the current beat: base + wc
+        pixel_end = wc == last_wc_index
+        row_start = w_col0 & (wc == 0)
+        row_end = (wx == last_wx_index) & pixel_end
         cur_mod = Signal(range(n))
         cur_base = Signal(range(depth + 1))
         accept = Signal()
         m.d.comb += [
-            cur_mod.eq(Mux(wx == 0, pad, wq_mod)),
-            cur_base.eq(Mux(wx == 0, 0, wq_base)),
+            cur_mod.eq(Mux(w_col0, pad, w_mod)),
+            cur_base.eq(Mux(w_col0, 0, w_base)),
             self.i.ready.eq(~row_start | (used < S)),
             accept.eq(self.i.valid & self.i.ready),
         ]
-        w_addr = cur_base + wc
         with m.If(accept):
-            m.d.sync += wc.eq(wc + 1)
-            with m.If(wc == beats - 1):
-                m.d.sync += [wc.eq(0), wx.eq(wx + 1)]
+            m.d.sync += [wc.eq(wc + 1), w_addr.eq(w_addr + 1)]
+            with m.If(pixel_end):
+                m.d.sync += [wc.eq(0), wx.eq(wx + 1), w_col0.eq(0)]
                 with m.If(cur_mod == n - 1):
-                    m.d.sync += [wq_mod.eq(0), wq_base.eq(cur_base + words)]
+                    m.d.sync += [w_mod.eq(0), w_base.eq(cur_base + words),
+                                 w_addr.eq(cur_base + words)]
                 with m.Else():
-                    m.d.sync += [wq_mod.eq(cur_mod + 1), wq_base.eq(cur_base)]
-                with m.If(wx == W - 1):
-                    m.d.sync += [wx.eq(0), wslot.eq(Mux(wslot == S - 1, 0, wslot + 1))]
+                    m.d.sync += [w_mod.eq(cur_mod + 1), w_base.eq(cur_base),
+                                 w_addr.eq(cur_base)]
+                with m.If(row_end):
+                    m.d.sync += [wx.eq(0), w_col0.eq(1), w_addr.eq(0),
+                                 wslot.eq(Mux(wslot == S - 1, 0, wslot + 1))]
 
         # -- read side: walk the bands of the reader's frame -------------------------------
         ty = Signal(16)
@@ -220,18 +236,27 @@ class LineBuffer(ConfiguredComponent):
 
         first = ty == 0
         pf = Signal()                   # band 0 of a padded frame starts one row above the image
-        rows_left = Signal(16)          # rows of the frame from `head` on
+        m.d.comb += pf.eq(pad & first)
+        last_c = rc == last_c_index
+        last_tx = tx == last_tx_index
+        last_ty = ty == last_ty_index
+        # `rows_left` (rows of the frame from `head` on, H - freed) and `band_rows` (rows the
+        # current band needs, min(rows_left, n - pf)) are registers, loaded every cycle with
+        # their value for the next cycle: after a band's end they are computed from the next
+        # band's `freed` and `pf`, otherwise from the current ones (which follow H while no
+        # frame is in progress). Their carry chains then lie between registers, not on `issue`.
+        rows_left = Signal(16)
         band_rows = Signal(range(n + 1))
         free = Signal(range(n + 1))
-        m.d.comb += [
-            pf.eq(pad & first),
-            rows_left.eq(H - freed),
-            band_rows.eq(Mux(rows_left < n - pf, rows_left, n - pf)),
-        ]
-        last_c = rc == C - 1
-        last_tx = tx == tiles_w - 1
-        last_ty = ty == tiles_h - 1
         m.d.comb += free.eq(Mux(last_ty, rows_left, mm - pf))
+        rows_stay = Signal(16)
+        rows_next = Signal(16)
+        pf_next = Signal()
+        m.d.comb += [
+            rows_stay.eq(H - freed),
+            rows_next.eq(Mux(last_ty, H, rows_left - (mm - pf))),     # rows_left = rows_stay
+            pf_next.eq(pad & last_ty),
+        ]
 
         # Pipeline: issue (addresses) -> read ports -> stage 2 -> output register. Every stage moves
         # together when the output register can take a patch; while it cannot, the read ports
@@ -265,11 +290,25 @@ class LineBuffer(ConfiguredComponent):
                     with m.Else():
                         m.d.sync += [ty.eq(ty + 1), freed.eq(freed + free)]
 
-        released = Mux(band_end, free, 0)
-        m.d.sync += [
-            used.eq(used + (accept & row_start) - released),
-            done_rows.eq(done_rows + (accept & row_end) - released),
-        ]
+        with m.If(band_end):
+            m.d.sync += [
+                rows_left.eq(rows_next),
+                band_rows.eq(Mux(rows_next < n - pf_next, rows_next, n - pf_next)),
+            ]
+        with m.Else():
+            m.d.sync += [
+                rows_left.eq(rows_stay),
+                band_rows.eq(Mux(rows_stay < n - pf, rows_stay, n - pf)),
+            ]
+
+        # Both outcomes computed from registers, `band_end` (late: it comes from `issue`)
+        # only picks one.
+        used_in = used + (accept & row_start)
+        done_in = done_rows + (accept & row_end)
+        with m.If(band_end):
+            m.d.sync += [used.eq(used_in - free), done_rows.eq(done_in - free)]
+        with m.Else():
+            m.d.sync += [used.eq(used_in), done_rows.eq(done_in)]
 
         # Bank b holds the patch column q0 + ((b - col_mod) mod n); for b < col_mod that is in
         # the next column group. Past the last group the column is beyond w_max, so masked:
