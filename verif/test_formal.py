@@ -1,7 +1,8 @@
 """Every formal proof of :mod:`verif.formal` passes, and every deliberately broken stream fails.
 
-Each proof runs SymbiYosys (yowasp-sby, smtbmc, Boolector) in ``build/formal/<name>/``; the
-file takes about eight minutes on one core (docs/verification.md, "Formal proofs"). Proofs marked
+Each proof runs SymbiYosys (yowasp-sby, smtbmc, Boolector or the Yices its Proof names) in
+``build/formal/<name>/``; the file takes about eight minutes on one core
+(docs/verification.md, "Formal proofs"). Proofs marked
 ``slow`` (minutes each) run in ``make formal`` only.
 """
 
@@ -42,6 +43,17 @@ def test_runner_reports_failure(capsys):
     assert main([MUTANTS[0].name]) == 1
     out = capsys.readouterr().out
     assert f"{MUTANTS[0].name}" in out and "FAIL" in out and "0 of 1 passed" in out
+
+
+def test_proof_runs_on_its_solver(tmp_path):
+    """A proof that names Yices gets ``smtbmc yices`` in its .sby file, the others Boolector."""
+    from verif.formal.runner import write_proof
+    for name, solver in (("output_transform_m4_equivalence_stage2_row2_col3", "yices"),
+                         ("stream_buffer", "boolector")):
+        proof = next(p for p in PROOFS if p.name == name)
+        assert proof.solver == solver
+        sby = write_proof(proof, tmp_path / name).read_text()
+        assert f"[engines]\nsmtbmc {solver}\n" in sby, sby
 
 
 def test_runner_refuses_unknown_name(capsys):

