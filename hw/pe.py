@@ -388,19 +388,26 @@ class SparsePE(ConfiguredComponent):
         m.d.comb += d_any.eq(Cat(d_hit + d_end).any())
 
         # -- bank bookkeeping: a bank is complete once every lane accumulated its end -------
+        # `complete` is a register, loaded with the AND of the lanes' next `lane_end` bits: the
+        # same value the AND of the registers would give, but it selects every accumulator
+        # port's address and write enable without a gate in front (the drain's read path was
+        # the array's routed critical path, docs/fpga.md).
         lane_end = [Signal(banks, name=f"lane_end{l}") for l in range(lanes)]
+        lane_end_next = [Signal(banks, name=f"lane_end_next{l}") for l in range(lanes)]
         complete = Signal(banks)
         for b in range(banks):
-            m.d.comb += complete[b].eq(Cat([lane_end[l][b] for l in range(lanes)]).all())
             with m.If(tile_end_issue & (wbank == b)):
                 m.d.sync += sealed[b].eq(1)
             with m.Elif(drained & (r_bank == b)):
                 m.d.sync += sealed[b].eq(0)
             for l in range(lanes):
+                m.d.comb += lane_end_next[l][b].eq(lane_end[l][b])
                 with m.If(d_end[l] & (d_bank[l] == b)):
-                    m.d.sync += lane_end[l][b].eq(1)
+                    m.d.comb += lane_end_next[l][b].eq(1)
                 with m.Elif(drained & (r_bank == b)):
-                    m.d.sync += lane_end[l][b].eq(0)
+                    m.d.comb += lane_end_next[l][b].eq(0)
+            m.d.sync += complete[b].eq(Cat([lane_end_next[l][b] for l in range(lanes)]).all())
+        m.d.sync += [lane_end[l].eq(lane_end_next[l]) for l in range(lanes)]
         with m.If(tile_end_issue):
             m.d.sync += wbank.eq(Mux(wbank == banks - 1, 0, wbank + 1))
 
@@ -439,11 +446,13 @@ class SparsePE(ConfiguredComponent):
         # banks (the bank select and the fresh mask fold into one LUT per bit in front of it)
         # and no clearing multiplexer after it: the write data is the same for every bank.
         acc_layout = data.StructLayout({"sum": signed(cfg.acc_internal_bits), "fresh": 1})
+        # The row the drain reads in lane l, row0 + (l < lane0), a register per lane loaded
+        # with the next beat's row, so no adder lies in front of the accumulators' address.
+        drain_rows = [Signal(range(rows + 1), name=f"drain_row{l}") for l in range(lanes)]
         lane_read = []
         for l in range(lanes):
             involved = Cat([sel[j] == l for j in range(width_d)]).any()
-            row_l = Signal(range(rows + 1), name=f"drain_row{l}")
-            m.d.comb += row_l.eq(row0 + (l < lane0))
+            row_l = drain_rows[l]
             rows_read = []
             ports = []
             for b in range(banks):
@@ -496,13 +505,18 @@ class SparsePE(ConfiguredComponent):
             with m.If(last):
                 m.d.sync += [k0.eq(0), lane0.eq(0), row0.eq(0),
                              r_bank.eq(Mux(r_bank == banks - 1, 0, r_bank + 1))]
+                m.d.sync += [drain_rows[l].eq(0) for l in range(lanes)]
             with m.Else():
                 wrap = lane0 + width_d >= lanes
-                m.d.sync += [
-                    k0.eq(k0 + width_d),
-                    lane0.eq(Mux(wrap, lane0 + width_d - lanes, lane0 + width_d)),
-                    row0.eq(row0 + wrap),
+                lane0_next = Signal.like(lane0, name="lane0_next")
+                row0_next = Signal.like(row0, name="row0_next")
+                m.d.comb += [
+                    lane0_next.eq(Mux(wrap, lane0 + width_d - lanes, lane0 + width_d)),
+                    row0_next.eq(row0 + wrap),
                 ]
+                m.d.sync += [k0.eq(k0 + width_d), lane0.eq(lane0_next), row0.eq(row0_next)]
+                m.d.sync += [drain_rows[l].eq(row0_next + (l < lane0_next))
+                             for l in range(lanes)]
 
         # -- perf counters ------------------------------------------------------------------
         perf = self.perf
