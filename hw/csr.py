@@ -90,11 +90,12 @@ class ControlRegisters(ConfiguredComponent):
     -----
     AXI4-Lite: AW and W are accepted in either order or together, one write and one read
     outstanding; ``awready``/``wready``/``arready`` never depend on the valids. A write
-    completes (B valid) 3 cycles after the later of its AW and W handshakes (merge and check,
-    then commit, then B), 4 when a read was accepted in the cycle of that handshake (the merge
-    waits a cycle for the quantisation memory's host port); a read answers (R valid) 2 cycles
-    after its AR handshake. B and R are held until ``bready``/``rready``. Throughput: one write
-    per 4 cycles (5 with a read in the way), one read per 3 cycles.
+    completes (B valid) 4 cycles after the later of its AW and W handshakes (read the old
+    value, merge and check, commit, B), 5 when a read was accepted in the cycle of that
+    handshake (the old value's read waits a cycle for the quantisation memory's host port); a
+    read answers (R valid) 2 cycles after its AR handshake. B and R are held until
+    ``bready``/``rready``. Throughput: one write per 5 cycles (6 with a read in the way), one
+    read per 3 cycles.
 
     Write rules, in the order they are checked (each refusal answers SLVERR and changes nothing
     else):
@@ -284,34 +285,45 @@ class ControlRegisters(ConfiguredComponent):
             targets.append((quant_hit(aw_word, index), q_host[name].data,
                             lambda v, s=field.shape: _fits(v, s), True, name))
 
-        # A write takes two cycles: the first merges the byte strobes into the old value and
-        # range-checks it, the second commits. That keeps the quantisation memory's merge read
-        # and its write enable on different clock edges (it was the design's critical path).
+        # A write takes three cycles: the first reads the old value of the addressed location
+        # (the quantisation memory's host port, or a register), the second merges the byte
+        # strobes into it and range-checks the result, the third commits. The LUT-RAM read,
+        # the merge and the range check in one cycle were the register file's routed critical
+        # path (docs/fpga.md); so, before, were the merge read and the write enable.
         mask = Cat(w_strb[i].replicate(8) for i in range(DATA_BITS // 8))
-        old = Signal(DATA_BITS)
-        merged_now = Signal(DATA_BITS)
+        old_now = Signal(DATA_BITS)
         for hit, current, _, _, _ in targets:
             with m.If(hit):
-                m.d.comb += old.eq(current)
-        m.d.comb += merged_now.eq((old & ~mask) | (w_data & mask))
+                m.d.comb += old_now.eq(current)
 
-        decoded = Signal()                       # the stage registers below hold this write
-        merged = Signal(DATA_BITS)
+        selected = Signal()                      # `old` and `hits` hold this write's
+        old = Signal(DATA_BITS)
         hits = Signal(len(targets))
-        writable, fits, is_config = Signal(), Signal(), Signal()
+        writable, is_config = Signal(), Signal()
+        with m.If(aw_full & w_full & ~selected & ~ar_full):
+            m.d.sync += [
+                selected.eq(1),
+                old.eq(old_now),
+                hits.eq(Cat(t[0] for t in targets)),
+                writable.eq(Cat(t[0] for t in targets).any()),
+                is_config.eq(Cat(t[0] & t[3] for t in targets).any()),
+            ]
+
+        decoded = Signal()                       # `merged` and `fits` hold this write's
+        merged = Signal(DATA_BITS)
+        merged_now = Signal(DATA_BITS)
+        fits = Signal()
         execute = Signal()
-        m.d.comb += execute.eq(decoded & aw_full & w_full)
-        with m.If(aw_full & w_full & ~decoded & ~ar_full):
+        m.d.comb += [merged_now.eq((old & ~mask) | (w_data & mask)),
+                     execute.eq(decoded & aw_full & w_full)]
+        with m.If(selected & ~decoded):
             m.d.sync += [
                 decoded.eq(1),
                 merged.eq(merged_now),
-                hits.eq(Cat(t[0] for t in targets)),
-                writable.eq(Cat(t[0] for t in targets).any()),
-                fits.eq(Cat(t[0] & t[2](merged_now) for t in targets).any()),
-                is_config.eq(Cat(t[0] & t[3] for t in targets).any()),
+                fits.eq(Cat(hits[i] & t[2](merged_now) for i, t in enumerate(targets)).any()),
             ]
         with m.If(execute):
-            m.d.sync += decoded.eq(0)
+            m.d.sync += [selected.eq(0), decoded.eq(0)]
 
         ctrl_index = next(i for i, t in enumerate(targets) if t[4] is None)
         wants_start = hits[ctrl_index] & merged[0]

@@ -672,9 +672,9 @@ def _sparse_array(m: Module, *, depth: int, tiles_out: int) -> None:
 
 # -- ControlRegisters: the AXI4-Lite handshakes --------------------------------------------
 
-#: ``ControlRegisters``' Notes: B is valid 3 cycles after the later of a write's AW and W
-#: handshakes (4 when a read was accepted in that cycle), R 2 cycles after its AR handshake.
-CSR_WRITE_LATENCY, CSR_READ_LATENCY = 4, 2
+#: ``ControlRegisters``' Notes: B is valid 4 cycles after the later of a write's AW and W
+#: handshakes (5 when a read was accepted in that cycle), R 2 cycles after its AR handshake.
+CSR_WRITE_LATENCY, CSR_READ_LATENCY = 5, 2
 
 
 def free_inputs(m: Module, dut, skip: str) -> None:
@@ -775,7 +775,7 @@ PROOFS: tuple[Proof, ...] = (
     Proof("accelerator_induction", "Accelerator(as sparse_array, counter_bits=1)",
           "stream rules on m_axis_out and on s_axi's B and R in every reachable state "
           "(k-induction), any AXI-Stream input and host keeping the rules",
-          accelerator, depth=4, mode="prove"),
+          accelerator, depth=5, mode="prove"),
     *(Proof(f"input_transform_m4_equivalence_rows{rows[0]}{rows[1]}",
             "InputTransform F(4,3), 2-bit activations",
             "Bᵀ d B (ReLU'd when asked) from sw.winograd's matrices one pass at a time, by "
