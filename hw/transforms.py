@@ -13,7 +13,7 @@ moves, so bubbles are squeezed out and a full pipeline accepts one tile per cycl
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream
 from amaranth.lib.wiring import In, Out
 
@@ -254,11 +254,12 @@ class OutputTransform(_TransformUnit):
     o : Out(stream.Signature(ArrayLayout(signed(act_bits), m*m)))
         The requantised ``m×m`` output tile, row-major.
 
-    Latency is 4 cycles (``Aᵀ M``; ``· A + bias``; ``× multiplier``; round, shift, clamp);
-    throughput is one tile per cycle.
+    Latency is 7 cycles (``Aᵀ M``; ``· A + bias``; ``× multiplier`` as 18 × 18 partial
+    products; their sum; the shift by a multiple of 8; the rest of the shift; round and
+    clamp); throughput is one tile per cycle.
     """
 
-    LATENCY = 4
+    LATENCY = 7
 
     @staticmethod
     def layouts(cfg: AccelConfig) -> tuple[data.StructLayout, data.ArrayLayout]:
@@ -291,8 +292,8 @@ class OutputTransform(_TransformUnit):
 
         bias = carry(p.bias, 1, "bias")
         mult = carry(p.multiplier, 2, "mult")
-        shift = carry(p.shift, 3, "shift")
-        relu = carry(p.relu, 3, "relu")
+        shift = carry(p.shift, 4, "shift")
+        relu = carry(p.relu, 6, "relu")
 
         tf = _Transform2D(m, cfg.AT, p.m, cfg.m_range, ctrl.enable, "at")
         assert max(signed_bits(*r) for row in tf.y_range for r in row) == cfg.y_bits, \
@@ -311,38 +312,116 @@ class OutputTransform(_TransformUnit):
                 corners = [a * b for a in z_range for b in (mult_lo, mult_hi)]
                 prod = Signal(signed(signed_bits(min(corners), max(corners))),
                               name=f"prod{i}_{j}", reset_less=True)
+                partials = _partial_products(m, z, mult[2], ctrl.enable, f"{i}_{j}",
+                                             prod.shape())
                 with m.If(ctrl.enable):
-                    m.d.sync += prod.eq(z * mult[2])
+                    m.d.sync += prod.eq(sum(pp << at for pp, at in partials))
 
+                window = _shifted_window(m, cfg, prod, shift[4], ctrl.enable, f"{i}_{j}")
                 with m.If(ctrl.enable):
                     m.d.sync += self.o.payload[i * mm + j].eq(
-                        _round_clamp(m, cfg, prod, shift[3], relu[3], f"{i}_{j}"))
+                        _round_clamp(cfg, window, relu[6]))
         return m
 
 
-def _round_clamp(m: Module, cfg: AccelConfig, prod, shift, relu, name: str):
-    """``clamp((prod + 2**(shift-1)) >> shift)`` to ``[relu ? 0 : act_lo, act_hi]``, shallow.
+#: Width of the low chunks of a split multiplication operand: an unsigned 17-bit chunk is an
+#: 18-bit signed input of an 18 × 18 multiplier (ECP5's MULT18X18D, xc7's DSP48E1 A port).
+_CHUNK_BITS = 17
 
-    ``floor((p + 2**(s-1)) / 2**s) == floor((h + 1) / 2)`` with ``h = floor(2p / 2**s)`` (the
-    rounding bit added after the barrel shift; ``s == 0`` gives ``p``), and
-    ``lo <= floor((h + 1) / 2) <= hi`` iff ``2·lo − 1 <= h <= 2·hi``. Both bounds fit a signed
-    ``act_bits + 2``-bit window, so ``h`` is compared on that window when its upper bits are
-    all equal (a LUT tree, not a carry chain over the product's width), and is out of range on
-    the side of its sign otherwise; only the window's low bits are rounded.
+
+def _chunks(value) -> list[tuple[object, int]]:
+    """``value`` (signed) as ``[(chunk, bit offset), ...]`` with ``value == Σ chunk << offset``.
+
+    The low chunks are unsigned ``_CHUNK_BITS`` bits, the top one signed; a value of at most
+    ``_CHUNK_BITS + 1`` bits is one chunk, itself.
     """
-    act_bits = cfg.act_bits
-    act_lo, act_hi = cfg.act_range
+    width = len(value)
+    if width <= _CHUNK_BITS + 1:
+        return [(value, 0)]
+    chunks = []
+    at = 0
+    while width - at > _CHUNK_BITS + 1:
+        chunks.append((value[at:at + _CHUNK_BITS], at))
+        at += _CHUNK_BITS
+    chunks.append((value[at:].as_signed(), at))
+    return chunks
+
+
+def _partial_products(m: Module, a, b, enable, name: str, shape) -> list[tuple[Signal, int]]:
+    """Registers ``a_i · b_j`` of every pair of 18-bit chunks, loaded on ``enable``.
+
+    Returns ``[(register, bit offset), ...]`` whose shifted sum is ``a · b`` exactly. Each
+    product fits one hard 18 × 18 multiplier and its register is the multiplier's output
+    register; the sum is the next stage, so the carry chains that join the partial products
+    are not in series with the multipliers (the output transform's routed critical path when
+    the whole product was one stage). ``shape`` holds ``a · b`` over the values ``a`` takes:
+    a single product (both operands one chunk) is registered at that shape.
+    """
+    a_chunks, b_chunks = _chunks(a), _chunks(b)
+    partials = []
+    for ai, (a_chunk, a_at) in enumerate(a_chunks):
+        for bi, (b_chunk, b_at) in enumerate(b_chunks):
+            product = a_chunk * b_chunk
+            single = len(a_chunks) == len(b_chunks) == 1
+            reg = Signal(shape if single else product.shape(), name=f"pp{name}_{ai}{bi}",
+                         reset_less=True)
+            with m.If(enable):
+                m.d.sync += reg.eq(product)
+            partials.append((reg, a_at + b_at))
+    return partials
+
+
+class _Window:
+    """The registered result of :func:`_shifted_window` (``low``, ``fits``, ``negative``)."""
+
+    def __init__(self, low: Signal, fits: Signal, negative: Signal):
+        self.low, self.fits, self.negative = low, fits, negative
+
+
+def _shifted_window(m: Module, cfg: AccelConfig, prod, shift, enable, name: str) -> _Window:
+    """Registers ``h = floor(2·prod / 2**shift)`` on an ``act_bits + 2``-bit window, in two stages.
+
+    ``floor((p + 2**(s-1)) / 2**s) == floor((h + 1) / 2)`` (the rounding bit added after the
+    barrel shift; ``s == 0`` gives ``p``), and ``lo <= floor((h + 1) / 2) <= hi`` iff
+    ``2·lo − 1 <= h <= 2·hi``. Both bounds fit a signed ``act_bits + 2``-bit window, so only
+    the window's bits of ``h`` are kept, with ``fits`` (its upper bits all equal: a LUT tree,
+    not a carry chain over the product's width) and ``h``'s sign; :func:`_round_clamp` then
+    compares, rounds and clamps the window in the next stage.
+    """
+    # Two stages: the shift by the multiple of 8 in `shift`, then by the rest (each half the
+    # multiplexer levels; the whole shift and the window test in one were the unit's critical
+    # path, its shift amount fanned out to every bit of every product).
+    coarse = Signal(signed(len(prod) + 1), name=f"coarse{name}", reset_less=True)
+    fine = Signal(3, name=f"fine{name}", reset_less=True)
+    with m.If(enable):
+        m.d.sync += [coarse.eq((prod << 1) >> Cat(Const(0, 3), shift[3:])), fine.eq(shift[:3])]
     halves = Signal(signed(len(prod) + 1), name=f"halves{name}")
-    m.d.comb += halves.eq((prod << 1) >> shift)
-    window = act_bits + 2
-    if len(halves) > window:
-        upper = halves[window - 1:]
+    m.d.comb += halves.eq(coarse >> fine)
+    width = cfg.act_bits + 2
+    window = _Window(Signal(signed(width), name=f"window{name}", reset_less=True),
+                     Signal(name=f"fits{name}", reset_less=True),
+                     Signal(name=f"negative{name}", reset_less=True))
+    if len(halves) > width:
+        upper = halves[width - 1:]
         fits = upper.all() | ~upper.any()
     else:
         fits = 1
-    low = Signal(signed(window), name=f"window{name}")
-    m.d.comb += low.eq(halves)
-    negative = halves[-1]
+    with m.If(enable):
+        m.d.sync += [window.low.eq(halves), window.fits.eq(fits),
+                     window.negative.eq(halves[-1])]
+    return window
+
+
+def _round_clamp(cfg: AccelConfig, window: _Window, relu):
+    """``clamp((h + 1) >> 1)`` to ``[relu ? 0 : act_lo, act_hi]`` from :func:`_shifted_window`.
+
+    Out of range on the side of ``h``'s sign when the window does not hold ``h``; otherwise
+    the window is compared with ``2·act_hi`` and ``2·act_lo − 1`` (``-1`` under ReLU) and its
+    low bits rounded.
+    """
+    act_bits = cfg.act_bits
+    act_lo, act_hi = cfg.act_range
+    low, fits, negative = window.low, window.fits, window.negative
     over = Mux(fits, low > 2 * act_hi, ~negative)
     under = Mux(fits, low < Mux(relu, -1, 2 * act_lo - 1), negative)
     rounded = ((low + 1) >> 1)[:act_bits].as_signed()

@@ -445,8 +445,9 @@ def _requantize(value, shift, relu, cfg: AccelConfig):
 
 #: What each stage of the output transform loads, for :func:`_output_transform_stages`.
 OUTPUT_STAGES = {1: "T = Aᵀ M of the beat on i", 2: "Z = T A + bias of stage 1's registers",
-                 3: "P = Z · multiplier of stage 2's",
-                 4: "sw.golden.requantize's rounding, ReLU and clamp of P"}
+                 3: "the partial products of Z · multiplier of stage 2's",
+                 4: "P = Z · multiplier, their sum",
+                 5: "sw.golden.requantize's rounding, ReLU and clamp of P, over stages 5-7"}
 
 
 def _output_transform_stages(m: Module, *, cfg: AccelConfig, stages, rows, cols=None) -> None:
@@ -454,9 +455,14 @@ def _output_transform_stages(m: Module, *, cfg: AccelConfig, stages, rows, cols=
 
     Whenever stage ``s`` loads (``stages_enable`` in the previous cycle), its registers
     become the reference function of what it loaded from: stage 1 ``T = Aᵀ M`` of the beat on
-    ``i``, stage 2 ``Z = T A + bias`` of the first stage's registers, stage 3
-    ``P = Z · multiplier``, stage 4 the output, ``sw.golden.requantize``'s rounding, ReLU and
-    clamp of ``P``; the requantisation parameters ride along with the stage that loads them.
+    ``i``, stage 2 ``Z = T A + bias`` of the first stage's registers, stage 3 the partial
+    product of ``Z · multiplier`` (one 18 × 18 product at these widths), stage 4
+    ``P = Z · multiplier`` (their sum); stages 5-7 (the coarse shift, the fine shift and the
+    window, the round and clamp) are compared as one: whenever stage 7 loads, the output is
+    ``sw.golden.requantize``'s rounding, ReLU and clamp of the ``P`` and shift stage 5 loaded
+    from two loads before, with the lemmas that carry them (stage 5's two shifts are the
+    whole shift of that ``P``, stage 6's window, ``fits`` and sign are those of its value);
+    the requantisation parameters ride along with the stage that loads them.
     Output row ``i`` needs row ``i`` of ``T`` only, so every stage is compared for ``rows``
     (stage 2 for the output columns ``cols`` too, all by default). Only the stages in
     ``stages`` are compared; the range invariants
@@ -467,11 +473,17 @@ def _output_transform_stages(m: Module, *, cfg: AccelConfig, stages, rows, cols=
     tile, n = cfg.tile, cfg.n
     cols = range(tile) if cols is None else cols
     dut = OutputTransform(cfg)
-    carried = [f"{name}_s{s}" for name, last in (("bias", 1), ("mult", 2), ("shift", 3),
-                                                 ("relu", 3)) for s in range(1, last + 1)]
-    z_names = [f"z{i}_{j}" for i in range(tile) for j in range(tile)]
-    prod_names = [f"prod{i}_{j}" for i in range(tile) for j in range(tile)]
-    t, loaded, found = _stage_internals(m, dut, "at", tile, n, carried + z_names + prod_names)
+    carried = [f"{name}_s{s}" for name, last in (("bias", 1), ("mult", 2), ("shift", 4),
+                                                 ("relu", 6)) for s in range(1, last + 1)]
+    cells = [(i, j) for i in range(tile) for j in range(tile)]
+    per_cell = ["z", "pp", "prod", "coarse", "fine", "window", "fits", "negative"]
+    # At these widths Z and the multiplier are one 18-bit chunk each: one partial product.
+    names = [f"{kind}{i}_{j}" + ("_00" if kind == "pp" else "")
+             for kind in per_cell for i, j in cells]
+    t, loaded, found = _stage_internals(m, dut, "at", tile, n, carried + names)
+    for i, j in cells:
+        assert len(found[f"z{i}_{j}"]) <= 18 and cfg.mult_bits <= 18, \
+            "the stage proofs expect one partial product per output (18-bit operands)"
     source(m, dut.i, "i")
     sink(m, dut.o, "o")
     p, o = dut.i.payload, dut.o.payload
@@ -479,12 +491,14 @@ def _output_transform_stages(m: Module, *, cfg: AccelConfig, stages, rows, cols=
     def before(name):
         return past(m, found[name], f"{name}_before")
 
-    # The requantisation parameters ride along: stage s loads stage s-1's copy.
+    # The requantisation parameters ride along: stage s loads stage s-1's copy. Stage 5
+    # stands for stages 5-7, compared as one.
     inputs = {"bias": p.bias, "mult": p.multiplier, "shift": p.shift, "relu": p.relu}
+    compared = set(stages) | ({6, 7} if 5 in stages else set())
     for name in carried:
         field, s = name.rsplit("_s", 1)
         s = int(s)
-        if s not in stages:
+        if s not in compared:
             continue
         source_value = past(m, inputs[field], f"{field}_in_before") if s == 1 \
             else before(f"{field}_s{s - 1}")
@@ -520,18 +534,52 @@ def _output_transform_stages(m: Module, *, cfg: AccelConfig, stages, rows, cols=
             for j in range(tile):
                 z = found[f"z{i}_{j}"]
                 lo, hi = y_range[i][j]
-                m.d.comb += Assert((z >= lo + bias_lo) & (z <= hi + bias_hi),
+                z_lo, z_hi = lo + bias_lo, hi + bias_hi
+                m.d.comb += Assert((z >= z_lo) & (z <= z_hi),
                                    f"stage 2: Z[{i}][{j}] within the range of T A + bias")
-                m.d.comb += Assert(~loaded[2] | (found[f"prod{i}_{j}"]
+                m.d.comb += Assert(~loaded[2] | (found[f"pp{i}_{j}_00"]
                                                  == before(f"z{i}_{j}") * mult_before),
                                    f"stage 3: P[{i}][{j}] = Z[{i}][{j}] · multiplier")
     if 4 in stages:
-        shift_before, relu_before = before("shift_s3"), before("relu_s3")
         for i in rows:
             for j in range(tile):
-                reference = _requantize(before(f"prod{i}_{j}"), shift_before, relu_before, cfg)
-                m.d.comb += Assert(~loaded[3] | (o[i * tile + j] == reference),
-                                   f"stage 4: out[{i}][{j}] = requantize(P[{i}][{j}])")
+                m.d.comb += Assert(~loaded[3] | (found[f"prod{i}_{j}"]
+                                                 == before(f"pp{i}_{j}_00")),
+                                   f"stage 4: P[{i}][{j}] = the sum of its partial products")
+    if 5 in stages:
+        # What stage 5 loaded from (P, shift) and since when, carried to stage 6 with it.
+        width = cfg.act_bits + 2
+        shift5 = Signal.like(found["shift_s4"], name="shift_at_stage5")
+        shift6 = Signal.like(found["shift_s4"], name="shift_at_stage6")
+        had5, had6 = Signal(name="stage5_loaded"), Signal(name="stage6_loaded")
+        enable = found["stages_enable"]
+        with m.If(enable):
+            m.d.sync += [shift5.eq(found["shift_s4"]), shift6.eq(shift5),
+                         had5.eq(1), had6.eq(had5)]
+        for i in rows:
+            for j in range(tile):
+                prod = found[f"prod{i}_{j}"]
+                p5 = Signal.like(prod, name=f"p{i}_{j}_at_stage5")
+                p6 = Signal.like(prod, name=f"p{i}_{j}_at_stage6")
+                with m.If(enable):
+                    m.d.sync += [p5.eq(prod), p6.eq(p5)]
+                shifted = found[f"coarse{i}_{j}"] >> found[f"fine{i}_{j}"]
+                m.d.comb += Assert(~had5 | (shifted == (p5 << 1) >> shift5),
+                                   f"stage 5: coarse >> fine = 2·P[{i}][{j}] >> shift")
+                h6 = Signal(signed(len(prod) + 1), name=f"h{i}_{j}_at_stage6")
+                m.d.comb += h6.eq((p6 << 1) >> shift6)
+                inside = (h6 >= -(1 << (width - 1))) & (h6 < (1 << (width - 1)))
+                window, fits = found[f"window{i}_{j}"], found[f"fits{i}_{j}"]
+                m.d.comb += Assert(~had6 | ((fits == inside)
+                                            & (found[f"negative{i}_{j}"] == (h6 < 0))
+                                            & (~inside | (window == h6))),
+                                   f"stage 6: window, fits and sign of 2·P[{i}][{j}] >> shift")
+                reference = _requantize(past(m, p6, f"p{i}_{j}_before"),
+                                        past(m, shift6, f"shift_{i}_{j}_before"),
+                                        before("relu_s6"), cfg)
+                m.d.comb += Assert(~(loaded[6] & past(m, had6, f"had6_{i}_{j}_before"))
+                                   | (o[i * tile + j] == reference),
+                                   f"stage 7: out[{i}][{j}] = requantize(P[{i}][{j}])")
     m.d.comb += Cover(taken(dut.i))   # the environment offers tiles (one step deep)
 
 
@@ -795,7 +843,8 @@ PROOFS: tuple[Proof, ...] = (
       for suffix, stage, rows, slow in (("stage1_rows012", 1, (0, 1, 2), False),
                                         ("stage1_row3", 1, (3,), True),
                                         ("stage3", 3, (0, 1, 2, 3), False),
-                                        ("stage4", 4, (0, 1, 2, 3), False))),
+                                        ("stage4", 4, (0, 1, 2, 3), False),
+                                        ("stages567", 5, (0, 1, 2, 3), False))),
     *(Proof(f"output_transform_m4_equivalence_stage2_row{row}_{suffix}",
             "OutputTransform F(4,3), 8-bit M, 4-bit bias and multiplier",
             f"as _stage1_rows012: stage 2 loads {OUTPUT_STAGES[2]}, output row {row}, " +
