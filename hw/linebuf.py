@@ -344,9 +344,11 @@ class LineBuffer(ConfiguredComponent):
         for k in range(S):
             row = []
             for b in range(n):
-                # A bank is never read and written in one cycle: the writer's slot is never
-                # one of the band being read (the ring above), so the block RAM's
-                # read-during-write behaviour need not be emulated (no_rw_check).
+                # Every bank is read at each issue, but a bank written in that cycle belongs
+                # to a slot none of whose rows the patch uses (the ring above), so its read
+                # word, which may collide with the write, is dropped: the block RAM's
+                # read-during-write behaviour need not be emulated (no_rw_check). The
+                # line_buffer proof (verif/formal/proofs.py) checks exactly that.
                 mem = Memory(shape=self.i.payload.shape(), depth=depth, init=[],
                              attrs={"no_rw_check": 1})
                 m.submodules[f"slot{k}_col{b}"] = mem

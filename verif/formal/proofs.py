@@ -604,8 +604,15 @@ FRAME_CFG = AccelConfig(tile=2, act_bits=2, w_max=4, c_max=2, k_max=2, stream_va
 
 
 def line_buffer(m: Module) -> None:
+    """The stream rules on ``o`` for any frame shape and pad, and the row memory's
+    ``no_rw_check``: in a cycle where a patch is issued (every bank's read port enabled) and
+    a beat is written, the written row slot is none of the slots whose rows the patch uses
+    (a read of that bank may collide with the write on the block RAM, and its word is
+    dropped)."""
     cfg = FRAME_CFG
-    dut = m.submodules.dut = LineBuffer(cfg)
+    dut = LineBuffer(cfg)
+    found = elaborate_with_internals(m, dut, ["issue", "accept", "wslot", "head", "pf",
+                                              "rows_left"])
     source(m, dut.i, "i")
     sink(m, dut.o, "o")
     # One frame shape for the whole trace (they may change only while idle), out_h, out_w >= 1.
@@ -614,6 +621,17 @@ def line_buffer(m: Module) -> None:
     assume_constant(m, dut.channels, 1, cfg.c_max)
     m.d.comb += dut.pad.eq(AnyConst(1))
     m.d.comb += Assume((dut.height + 2 * dut.pad >= 3) & (dut.width + 2 * dut.pad >= 3))
+    slots = LineBuffer.slots(cfg)
+    issue, accept, wslot = found["issue"], found["accept"], found["wslot"]
+    head, pf, rows_left = found["head"], found["pf"], found["rows_left"]
+    for r in range(cfg.n):
+        used = (r >= pf) & (r < rows_left + pf)          # patch row r lies in the image
+        ahead = head + (slots + r) - pf                  # its ring slot, plus one lap
+        slot = Mux(ahead >= 2 * slots, ahead - 2 * slots,
+                   Mux(ahead >= slots, ahead - slots, ahead))
+        m.d.comb += Assert(~(issue & accept & used & (slot == wslot)),
+                           f"no_rw_check: patch row {r}'s slot is written while read")
+    m.d.comb += Cover(issue & accept)
 
 
 def output_reorder(m: Module) -> None:
