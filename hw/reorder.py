@@ -239,7 +239,8 @@ class OutputReorder(ConfiguredComponent):
                 # writes element k mod V of a word and leaves the other channels as they are.
                 # The writer fills only a band that is not full and the reader reads only a
                 # full one, so no address is read and written in one cycle: Yosys need not
-                # emulate the block RAM's read-during-write behaviour (no_rw_check).
+                # emulate the block RAM's read-during-write behaviour (no_rw_check; the
+                # output_reorder proof checks the bands differ).
                 mem = Memory(shape=unsigned(V * cfg.act_bits), depth=2 * band_words, init=[],
                              attrs={"no_rw_check": 1})
                 m.submodules[f"bank_r{r}_s{s}"] = mem
