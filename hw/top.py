@@ -159,8 +159,15 @@ class Accelerator(ConfiguredComponent):
         # in_left != 0 as a register of its own: a 32-bit zero test in front of every input
         # beat's valid was on the routed critical path (docs/fpga.md).
         in_open = Signal()
+        # The frame's beat count in two registered multiplies (the two MULT18X18D in series
+        # into in_left at START were the routed critical path, docs/fpga.md). The shape
+        # registers change only by a register write, which commits at least five cycles
+        # before a START does (each write takes four), so both products are current by then.
+        frame_pixels = Signal(32)
+        frame_beats = Signal(32)
+        m.d.sync += [frame_pixels.eq(height * width), frame_beats.eq(frame_pixels * pixel_beats)]
         with m.If(csr.start):
-            m.d.sync += [running.eq(1), in_left.eq(height * width * pixel_beats),
+            m.d.sync += [running.eq(1), in_left.eq(frame_beats),
                          in_open.eq((height != 0) & (width != 0) & (pixel_beats != 0))]
         with m.Elif(done):
             m.d.sync += running.eq(0)
