@@ -236,12 +236,17 @@ class Accelerator(ConfiguredComponent):
         wiring.connect(m, act_buffer.o, array.act)
 
         # -- weights in ----------------------------------------------------------------------
+        # Through a skid buffer, so the loader's parser and byte buffer start from a register
+        # next to them rather than from the port's valid and the run check (83d3ba9's routed
+        # critical path). A beat it holds counts as busy, so no START overtakes it.
+        wgt_in = m.submodules.wgt_in = StreamBuffer(loader.i.payload.shape())
+        wiring.connect(m, wgt_in.o, loader.i)
         m.d.comb += [
-            loader.i.payload.data.eq(self.s_axis_wgt_tdata),
-            loader.i.payload.keep.eq(self.s_axis_wgt_tkeep),
-            loader.i.payload.last.eq(self.s_axis_wgt_tlast),
-            loader.i.valid.eq(self.s_axis_wgt_tvalid & ~running),
-            self.s_axis_wgt_tready.eq(loader.i.ready & ~running),
+            wgt_in.i.payload.data.eq(self.s_axis_wgt_tdata),
+            wgt_in.i.payload.keep.eq(self.s_axis_wgt_tkeep),
+            wgt_in.i.payload.last.eq(self.s_axis_wgt_tlast),
+            wgt_in.i.valid.eq(self.s_axis_wgt_tvalid & ~running),
+            self.s_axis_wgt_tready.eq(wgt_in.i.ready & ~running),
         ]
         wiring.connect(m, loader.wr, array.wgt_wr)
 
@@ -289,7 +294,7 @@ class Accelerator(ConfiguredComponent):
         with m.Elif(running):
             m.d.sync += cycles.eq(cycles + 1)
         m.d.comb += [
-            csr.busy.eq(running | ~loader.idle),
+            csr.busy.eq(running | ~loader.idle | wgt_in.busy),
             csr.done.eq(done),
             csr.error.eq(loader.error | framing_error),
             csr.overflow.eq(array.overflow),
