@@ -2,7 +2,7 @@
 
 One run computes one 3×3 stride-1 layer pass (``K ≤ k_max`` output channels) of one image::
 
-    s_axis_act (stream_values channels of a pixel per beat)
+    s_axis_act (stream_values channels of a pixel per beat) → stream buffer
                → LineBuffer (one channel's n×n patch per cycle) → InputTransform (+ Winograd ReLU)
                → ChannelGather (one channel per beat → act_width) → stream buffer
                → SparseArray (n² sparse PEs)
@@ -10,7 +10,8 @@ One run computes one 3×3 stride-1 layer pass (``K ≤ k_max`` output channels) 
                → OutputTransform (+ bias, requantise, spatial ReLU, clamp; quant[k] from the CSRs)
                → stream buffer → OutputReorder (one m×m tile in per cycle)
                → m_axis_out (stream_values channels of a pixel per beat)
-    s_axis_wgt (8 bytes per beat) → WeightLoader → the PEs' weight and directory memories
+    s_axis_wgt (8 bytes per beat) → stream buffer → WeightLoader → the PEs' weight and
+               directory memories
     s_axi      → ControlRegisters (shape, ReLU modes, quantisation memory, start/busy/done, flags,
                  perf counters)
 
@@ -237,8 +238,8 @@ class Accelerator(ConfiguredComponent):
 
         # -- weights in ----------------------------------------------------------------------
         # Through a skid buffer, so the loader's parser and byte buffer start from a register
-        # next to them rather than from the port's valid and the run check (83d3ba9's routed
-        # critical path). A beat it holds counts as busy, so no START overtakes it.
+        # next to them rather than from the port's valid and the run check (a routed
+        # critical path, docs/fpga.md). A beat it holds counts as busy, so no START overtakes it.
         wgt_in = m.submodules.wgt_in = StreamBuffer(loader.i.payload.shape())
         wiring.connect(m, wgt_in.o, loader.i)
         m.d.comb += [
