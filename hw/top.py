@@ -3,7 +3,8 @@
 One run computes one 3×3 stride-1 layer pass (``K ≤ k_max`` output channels) of one image::
 
     s_axis_act (stream_values channels of a pixel per beat)
-               → stream buffer → LineBuffer (one channel's n×n patch per cycle) → InputTransform (+ Winograd ReLU)
+               → stream buffer → LineBuffer (one channel's n×n patch per cycle)
+               → InputTransform (+ Winograd ReLU)
                → ChannelGather (one channel per beat → act_width) → stream buffer
                → SparseArray (n² sparse PEs)
                → ChannelSerialiser (drain_width channels per beat → one) → stream buffer
