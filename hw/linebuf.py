@@ -189,8 +189,6 @@ class LineBuffer(ConfiguredComponent):
         # The write address and the column's bank are registers holding the current beat's,
         # advanced on each accepted beat, so the block RAMs' address bus comes straight from a
         # register (the routed critical path of the block alone ran through `cur_base + wc`).
-        last_wx_index = W - 1
-        last_wc_index = beats - 1
         wx = Signal(range(cfg.w_max))
         wc = Signal(range(words))           # beat of the pixel: channels wc·V .. wc·V + V-1
         wslot = Signal(range(S))
@@ -198,9 +196,9 @@ class LineBuffer(ConfiguredComponent):
         w_mod = Signal(range(n))            # bank of column x = wx, for wx > 0
         w_base = Signal(range(depth + 1))   # group base of column x = wx, for wx > 0
         w_addr = Signal(range(depth + 1))   # address of the current beat: base + wc
-        pixel_end = wc == last_wc_index
+        pixel_end = wc == beats - 1
         row_start = w_col0 & (wc == 0)
-        row_end = (wx == last_wx_index) & pixel_end
+        row_end = (wx == W - 1) & pixel_end
         cur_mod = Signal(range(n))
         cur_base = Signal(range(depth + 1))
         accept = Signal()
@@ -254,9 +252,14 @@ class LineBuffer(ConfiguredComponent):
         pf_next = Signal()
         m.d.comb += [
             rows_stay.eq(H - freed),
-            rows_next.eq(Mux(last_ty, H, rows_left - (mm - pf))),     # rows_left = rows_stay
+            # after a band that is not the last, freed grows by m - pf; rows_left (a register)
+            # holds H - freed already, so only the small constant is subtracted
+            rows_next.eq(Mux(last_ty, H, rows_left - (mm - pf))),
             pf_next.eq(pad & last_ty),
         ]
+
+        def band_rows_of(rows, pf):
+            return Mux(rows < n - pf, rows, n - pf)
 
         # Pipeline: issue (addresses) -> read ports -> stage 2 -> output register. Every stage moves
         # together when the output register can take a patch; while it cannot, the read ports
@@ -291,15 +294,9 @@ class LineBuffer(ConfiguredComponent):
                         m.d.sync += [ty.eq(ty + 1), freed.eq(freed + free)]
 
         with m.If(band_end):
-            m.d.sync += [
-                rows_left.eq(rows_next),
-                band_rows.eq(Mux(rows_next < n - pf_next, rows_next, n - pf_next)),
-            ]
+            m.d.sync += [rows_left.eq(rows_next), band_rows.eq(band_rows_of(rows_next, pf_next))]
         with m.Else():
-            m.d.sync += [
-                rows_left.eq(rows_stay),
-                band_rows.eq(Mux(rows_stay < n - pf, rows_stay, n - pf)),
-            ]
+            m.d.sync += [rows_left.eq(rows_stay), band_rows.eq(band_rows_of(rows_stay, pf))]
 
         # Both outcomes computed from registers, `band_end` (late: it comes from `issue`)
         # only picks one.

@@ -13,6 +13,8 @@ moves, so bubbles are squeezed out and a full pipeline accepts one tile per cycl
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream
 from amaranth.lib.wiring import In, Out
@@ -358,11 +360,11 @@ def _partial_products(m: Module, a, b, enable, name: str, shape) -> list[tuple[S
     a single product (both operands one chunk) is registered at that shape.
     """
     a_chunks, b_chunks = _chunks(a), _chunks(b)
+    single = len(a_chunks) == len(b_chunks) == 1
     partials = []
     for ai, (a_chunk, a_at) in enumerate(a_chunks):
         for bi, (b_chunk, b_at) in enumerate(b_chunks):
             product = a_chunk * b_chunk
-            single = len(a_chunks) == len(b_chunks) == 1
             reg = Signal(shape if single else product.shape(), name=f"pp{name}_{ai}{bi}",
                          reset_less=True)
             with m.If(enable):
@@ -371,11 +373,12 @@ def _partial_products(m: Module, a, b, enable, name: str, shape) -> list[tuple[S
     return partials
 
 
-class _Window:
-    """The registered result of :func:`_shifted_window` (``low``, ``fits``, ``negative``)."""
+class _Window(NamedTuple):
+    """The registered result of :func:`_shifted_window`."""
 
-    def __init__(self, low: Signal, fits: Signal, negative: Signal):
-        self.low, self.fits, self.negative = low, fits, negative
+    low: Signal         # h on its act_bits + 2-bit window
+    fits: Signal        # h lies in that window
+    negative: Signal    # h < 0
 
 
 def _shifted_window(m: Module, cfg: AccelConfig, prod, shift, enable, name: str) -> _Window:
