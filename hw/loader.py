@@ -250,6 +250,16 @@ class WeightLoader(ConfiguredComponent):
         # bytes: its checks need not look at the width of a weight word (a 100-bit compare is
         # a 50-cell carry chain, the netlist's longest logic path before this).
         field_value = value[:8 * max(rec_sizes + pe_sizes)]
+        sizes = {**self._record_bytes, **self._pe_bytes}
+        if self._beat_bytes == 1:
+            checks = self._byte_checks(m, pos, take, channels, sizes)
+        else:
+            checks = {
+                "channels": (field_value == 0) | (field_value > cfg.c_max),
+                "k_count": (field_value == 0) | (field_value > cfg.k_max),
+                "entries": field_value != channels,
+                "words": field_value > cfg.wmem_depth,
+            }
         bad = Signal()      # this byte completes a header field holding a value not allowed
         final = Signal()    # this byte is the record's final byte
         issue = Signal()    # this byte completes an entry or a word
@@ -273,12 +283,12 @@ class WeightLoader(ConfiguredComponent):
                         m.d.sync += field.eq(field + 1)
                         with m.Switch(field):
                             with m.Case(rec_names.index("channels")):
-                                m.d.comb += bad.eq((field_value == 0) | (field_value > cfg.c_max))
+                                m.d.comb += bad.eq(checks["channels"])
                                 m.d.sync += channels.eq(field_value)
                             with m.Case(rec_names.index("k_base")):
                                 m.d.sync += k_base.eq(field_value)
                             with m.Case(rec_names.index("k_count")):
-                                m.d.comb += bad.eq((field_value == 0) | (field_value > cfg.k_max))
+                                m.d.comb += bad.eq(checks["k_count"])
                                 m.d.sync += k_count.eq(field_value)
                         with m.If(field == len(rec_sizes) - 1):
                             m.d.sync += [phase.eq(_Phase.PE), field.eq(0), xi.eq(0)]
@@ -287,9 +297,9 @@ class WeightLoader(ConfiguredComponent):
                         m.d.sync += field.eq(field + 1)
                         with m.Switch(field):
                             with m.Case(pe_names.index("entries")):
-                                m.d.comb += bad.eq(field_value != channels)
+                                m.d.comb += bad.eq(checks["entries"])
                             with m.Case(pe_names.index("words")):
-                                m.d.comb += bad.eq(field_value > cfg.wmem_depth)
+                                m.d.comb += bad.eq(checks["words"])
                                 m.d.sync += words.eq(field_value)
                         with m.If(field == len(pe_sizes) - 1):
                             m.d.sync += [phase.eq(_Phase.ENTRY), field.eq(0), item.eq(0)]
@@ -352,6 +362,64 @@ class WeightLoader(ConfiguredComponent):
         m.d.comb += self.idle.eq((phase == _Phase.RECORD) & (field == 0) & (pos == 0)
                                  & ~self.wr.valid & ~buffered)
         return m
+
+    def _byte_checks(self, m: Module, pos, take, channels, sizes: dict[str, int]) -> dict:
+        """The header checks of the byte stream, one byte at a time: for each checked field,
+        whether the field completed by this byte (at ``pos``) holds a value not allowed.
+
+        Little-endian bytes arrive least significant first, so a compare is carried from byte
+        to byte in a one-bit register, each byte against the matching byte of the bound (a
+        constant, or the record's ``C`` for ``entries``): the field is above the bound when
+        its byte is above the bound's, or equal and the bytes below were above. The registers
+        are updated at every byte and restart at a unit's first byte (``pos`` 0), so they need
+        no field or phase of their own. That replaces a compare of the whole assembled field
+        (the byte at ``pos`` muxed into it, then a carry chain) with an 8-bit one on the
+        incoming byte: it was the standalone loader's routed critical path."""
+        cfg = self._cfg
+        byte = self.i.payload.data
+        first = pos == 0
+
+        def at_pos(exprs):
+            """``exprs[pos]``; the last one beyond them (``pos`` is then in another unit)."""
+            result = exprs[-1]
+            for p in reversed(range(len(exprs) - 1)):
+                result = Mux(pos == p, exprs[p], result)
+            return result
+
+        def running(name, now):
+            """``now(before)`` with ``before`` this field's flag over its earlier bytes."""
+            flag = Signal(name=f"{name}_so_far")
+            before = flag & ~first
+            value = Signal(name=f"{name}_now")
+            m.d.comb += value.eq(now(before))
+            with m.If(take):
+                m.d.sync += flag.eq(value)
+            return value
+
+        def above(name, bound):
+            n = sizes[name]
+            if bound >> (8 * n):
+                return Const(0, 1)
+            parts = [(bound >> (8 * p)) & 0xFF for p in range(n)]
+            gt = at_pos([byte > k for k in parts])
+            eq = at_pos([byte == k for k in parts])
+            return running(f"{name}_above", lambda before: gt | (eq & before))
+
+        def nonzero(name):
+            return running(f"{name}_nonzero", lambda before: before | (byte != 0))
+
+        n = sizes["entries"]
+        c_bytes = Cat(channels, Const(0, max(0, 8 * n - len(channels))))
+        differs = running("entries_differ", lambda before: before | (
+            byte != at_pos([c_bytes[8 * p:8 * p + 8] for p in range(n)])))
+        # The unit's bytes so far are nonzero: one register serves both ``C`` and ``k_count``.
+        nz = nonzero("field")
+        return {
+            "channels": ~nz | above("channels", cfg.c_max),
+            "k_count": ~nz | above("k_count", cfg.k_max),
+            "entries": differs,
+            "words": above("words", cfg.wmem_depth),
+        }
 
     def _unit_buffer(self, m: Module, unit_bytes: int, unit_len, settled, value, commit,
                      writes, wr_free):
