@@ -207,25 +207,48 @@ class WeightLoader(ConfiguredComponent):
         k_base = Signal.like(self.k_base)
         words = Signal(range(cfg.wmem_depth + 1))
         commit = Signal()                        # a good record's final write is in wr
+        # With one byte per beat, a bad header field's ``error`` strobe and status follow the
+        # rejecting byte as always, but the parser drops to the frame's end one cycle later:
+        # in that cycle (``late``) the next byte, if any, is dropped as in DROP (it could not
+        # have made a write there either). That takes the checks off the parser's resets.
+        late = Signal()
+        # The parser state of the next cycle: these four registers are assigned through it.
+        phase_n, field_n, xi_n, pos_n = (Signal.like(s, name=f"{name}_next") for name, s in
+                                         [("phase", phase), ("field", field), ("xi", xi),
+                                          ("pos", pos)])
+        m.d.comb += [phase_n.eq(phase), field_n.eq(field), xi_n.eq(xi), pos_n.eq(pos)]
+        m.d.sync += [phase.eq(phase_n), field.eq(field_n), xi.eq(xi_n), pos.eq(pos_n)]
 
         # -- the current unit: its final byte index and its value with this byte -------------
-        last_pos = Signal.like(pos)
-        m.d.comb += last_pos.eq(
-            Mux(phase == _Phase.RECORD, _lookup(field, [n - 1 for n in rec_sizes]),
+        def final_pos(phase, field, xi):
+            return Mux(phase == _Phase.RECORD, _lookup(field, [n - 1 for n in rec_sizes]),
                 Mux(phase == _Phase.PE, _lookup(field, [n - 1 for n in pe_sizes]),
                     Mux(phase == _Phase.ENTRY, _lookup(xi, [n - 1 for n in self._entry_bytes]),
                         Mux(phase == _Phase.WORD, _lookup(xi, [n - 1 for n in self._word_bytes]),
-                            0)))))
+                            0))))
+
+        last_pos = Signal.like(pos)
+        m.d.comb += last_pos.eq(final_pos(phase, field, xi))
         wr_free = ~self.wr.valid | self.wr.ready
         writes = (phase == _Phase.ENTRY) | (phase == _Phase.WORD)
         value = Signal.like(acc)
         if self._beat_bytes == 1:
-            m.d.comb += [value.eq(acc), value.word_select(pos, 8).eq(self.i.payload.data)]
-            unit_done = pos == last_pos
+            # ``acc`` keeps the unit's bytes below ``pos``; those from ``pos`` up are stale
+            # and read as zero, so it needs no clearing between units and is loaded every
+            # cycle (a byte at ``pos`` not taken is loaded again with the next one).
+            m.d.comb += value.eq(Cat(Mux(pos == j, self.i.payload.data,
+                                         Mux(pos > j, acc[8 * j:8 * j + 8], 0))
+                                     for j in range(unit_bytes)))
+            m.d.sync += acc.eq(value)
+            # Whether this byte completes its unit is a register, computed from the next
+            # state in the cycle before: the compare of ``pos`` with the unit's length looked
+            # up from the state was on the path to every register the parser enables.
+            unit_done = Signal(init=rec_sizes[0] == 1)
+            m.d.sync += unit_done.eq(pos_n == final_pos(phase_n, field_n, xi_n))
             last = self.i.payload.last
 
             # -- handshake: a completing entry or word byte needs room in wr -----------------
-            m.d.comb += self.i.ready.eq(Mux(commit | (writes & unit_done), wr_free, 1))
+            m.d.comb += self.i.ready.eq(Mux(commit | (writes & unit_done & ~late), wr_free, 1))
             take = self.i.valid & self.i.ready
             buffered = Const(0, 1)
         else:
@@ -268,19 +291,19 @@ class WeightLoader(ConfiguredComponent):
             with m.If(xi == cfg.coords - 1):
                 m.d.comb += final.eq(1)
             with m.Else():
-                m.d.sync += [xi.eq(xi + 1), phase.eq(_Phase.PE), field.eq(0)]
+                m.d.comb += [xi_n.eq(xi + 1), phase_n.eq(_Phase.PE), field_n.eq(0)]
 
-        with m.If(take):
+        with m.If(take & ~late):
             if self._beat_bytes == 1:
                 with m.If(unit_done):
-                    m.d.sync += [pos.eq(0), acc.eq(0)]
+                    m.d.comb += pos_n.eq(0)
                 with m.Else():
-                    m.d.sync += [pos.eq(pos + 1), acc.eq(value)]
+                    m.d.comb += pos_n.eq(pos + 1)
 
             with m.Switch(phase):
                 with m.Case(_Phase.RECORD):
                     with m.If(unit_done):
-                        m.d.sync += field.eq(field + 1)
+                        m.d.comb += field_n.eq(field + 1)
                         with m.Switch(field):
                             with m.Case(rec_names.index("channels")):
                                 m.d.comb += bad.eq(checks["channels"])
@@ -291,10 +314,10 @@ class WeightLoader(ConfiguredComponent):
                                 m.d.comb += bad.eq(checks["k_count"])
                                 m.d.sync += k_count.eq(field_value)
                         with m.If(field == len(rec_sizes) - 1):
-                            m.d.sync += [phase.eq(_Phase.PE), field.eq(0), xi.eq(0)]
+                            m.d.comb += [phase_n.eq(_Phase.PE), field_n.eq(0), xi_n.eq(0)]
                 with m.Case(_Phase.PE):
                     with m.If(unit_done):
-                        m.d.sync += field.eq(field + 1)
+                        m.d.comb += field_n.eq(field + 1)
                         with m.Switch(field):
                             with m.Case(pe_names.index("entries")):
                                 m.d.comb += bad.eq(checks["entries"])
@@ -302,7 +325,8 @@ class WeightLoader(ConfiguredComponent):
                                 m.d.comb += bad.eq(checks["words"])
                                 m.d.sync += words.eq(field_value)
                         with m.If(field == len(pe_sizes) - 1):
-                            m.d.sync += [phase.eq(_Phase.ENTRY), field.eq(0), item.eq(0)]
+                            m.d.comb += [phase_n.eq(_Phase.ENTRY), field_n.eq(0)]
+                            m.d.sync += item.eq(0)
                 with m.Case(_Phase.ENTRY):
                     with m.If(unit_done):
                         m.d.comb += issue.eq(1)
@@ -312,7 +336,7 @@ class WeightLoader(ConfiguredComponent):
                             with m.If(words == 0):
                                 next_pe()
                             with m.Else():
-                                m.d.sync += phase.eq(_Phase.WORD)
+                                m.d.comb += phase_n.eq(_Phase.WORD)
                 with m.Case(_Phase.WORD):
                     with m.If(unit_done):
                         m.d.comb += issue.eq(1)
@@ -334,17 +358,27 @@ class WeightLoader(ConfiguredComponent):
         # -- end of a record: accept, reject, or drop to the frame's end ---------------------
         rejected = Signal()
         m.d.sync += self.error.eq(0)
-        with m.If(take):
+        ends = final | last
+        if self._beat_bytes == 1:
+            m.d.sync += late.eq(bad & ~last)   # with ``last``, the byte ends the frame anyway
+            with m.If(late):
+                m.d.comb += [phase_n.eq(Mux(take & last, _Phase.RECORD, _Phase.DROP)),
+                             field_n.eq(0), pos_n.eq(0), xi_n.eq(0)]
+                m.d.sync += item.eq(0)
+        else:
+            ends = ends | bad
+        with m.If(take & ~late):
             with m.If(phase == _Phase.DROP):
                 with m.If(last):
-                    m.d.sync += [phase.eq(_Phase.RECORD), pos.eq(0), acc.eq(0)]
+                    m.d.comb += [phase_n.eq(_Phase.RECORD), pos_n.eq(0)]
             with m.Else():
                 with m.If(bad | (last & ~final) | (final & ~last)):
                     m.d.comb += rejected.eq(1)
                     m.d.sync += self.error.eq(1)
-                with m.If(bad | final | last):
-                    m.d.sync += [phase.eq(Mux(last, _Phase.RECORD, _Phase.DROP)), field.eq(0),
-                                 pos.eq(0), acc.eq(0), item.eq(0), xi.eq(0)]
+                with m.If(ends):
+                    m.d.comb += [phase_n.eq(Mux(last, _Phase.RECORD, _Phase.DROP)),
+                                 field_n.eq(0), pos_n.eq(0), xi_n.eq(0)]
+                    m.d.sync += item.eq(0)
                 with m.If(final & last):
                     m.d.sync += commit.eq(1)
 
