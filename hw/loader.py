@@ -206,6 +206,10 @@ class WeightLoader(ConfiguredComponent):
         k_count = Signal.like(self.k_count)
         k_base = Signal.like(self.k_base)
         words = Signal(range(cfg.wmem_depth + 1))
+        # ``item`` is the PE's last entry or word: a register, set from ``item + 2`` against
+        # the count as ``item`` steps (the compare of ``item`` with ``C - 1`` or
+        # ``words - 1`` led to the record's end and its status).
+        item_end = Signal()
         commit = Signal()                        # a good record's final write is in wr
         # With one byte per beat, a bad header field's ``error`` strobe and status follow the
         # rejecting byte as always, but the parser drops to the frame's end one cycle later:
@@ -326,13 +330,13 @@ class WeightLoader(ConfiguredComponent):
                                 m.d.sync += words.eq(field_value)
                         with m.If(field == len(pe_sizes) - 1):
                             m.d.comb += [phase_n.eq(_Phase.ENTRY), field_n.eq(0)]
-                            m.d.sync += item.eq(0)
+                            m.d.sync += [item.eq(0), item_end.eq(channels == 1)]
                 with m.Case(_Phase.ENTRY):
                     with m.If(unit_done):
                         m.d.comb += issue.eq(1)
-                        m.d.sync += item.eq(item + 1)
-                        with m.If(item == channels - 1):
-                            m.d.sync += item.eq(0)
+                        m.d.sync += [item.eq(item + 1), item_end.eq(item + 2 == channels)]
+                        with m.If(item_end):
+                            m.d.sync += [item.eq(0), item_end.eq(words == 1)]
                             with m.If(words == 0):
                                 next_pe()
                             with m.Else():
@@ -340,8 +344,8 @@ class WeightLoader(ConfiguredComponent):
                 with m.Case(_Phase.WORD):
                     with m.If(unit_done):
                         m.d.comb += issue.eq(1)
-                        m.d.sync += item.eq(item + 1)
-                        with m.If(item == words - 1):
+                        m.d.sync += [item.eq(item + 1), item_end.eq(item + 2 == words)]
+                        with m.If(item_end):
                             m.d.sync += item.eq(0)
                             next_pe()
 
@@ -383,16 +387,28 @@ class WeightLoader(ConfiguredComponent):
                     m.d.sync += commit.eq(1)
 
         # -- status: a good record counts once its final write has left -----------------------
+        shown = [self.channels, self.k_count, self.k_base]
+        if self._beat_bytes == 1:
+            # The three fields read 0 while ``error`` strobes and are cleared in the cycle
+            # after: the rejection (a check on the incoming byte) reaches one register, not
+            # thirty. No record commits in that cycle: a byte after a good record is taken
+            # only as its final write leaves.
+            held = [Signal.like(s, name=f"{n}_held")
+                    for n, s in zip(("channels", "k_count", "k_base"), shown)]
+            m.d.comb += [s.eq(Mux(self.error, 0, h)) for s, h in zip(shown, held)]
+            zero = self.error
+        else:
+            held, zero = shown, rejected
         with m.If(commit & self.wr.ready):
             m.d.sync += [
                 commit.eq(0),
-                self.channels.eq(channels),
-                self.k_count.eq(k_count),
-                self.k_base.eq(k_base),
+                held[0].eq(channels),
+                held[1].eq(k_count),
+                held[2].eq(k_base),
                 self.records.eq(self.records + 1),
             ]
-        with m.If(rejected):            # after the commit above: the rejected record is newer
-            m.d.sync += [self.channels.eq(0), self.k_count.eq(0), self.k_base.eq(0)]
+        with m.If(zero):                # after the commit above: the rejected record is newer
+            m.d.sync += [h.eq(0) for h in held]
         m.d.comb += self.idle.eq((phase == _Phase.RECORD) & (field == 0) & (pos == 0)
                                  & ~self.wr.valid & ~buffered)
         return m
