@@ -210,6 +210,7 @@ class WeightLoader(ConfiguredComponent):
         # the count as ``item`` steps (the compare of ``item`` with ``C - 1`` or
         # ``words - 1`` led to the record's end and its status).
         item_end = Signal()
+        no_words = Signal()                      # words is 0 (loaded with it)
         commit = Signal()                        # a good record's final write is in wr
         # With one byte per beat, a bad header field's ``error`` strobe and status follow the
         # rejecting byte as always, but the parser drops to the frame's end one cycle later:
@@ -279,13 +280,14 @@ class WeightLoader(ConfiguredComponent):
         field_value = value[:8 * max(rec_sizes + pe_sizes)]
         sizes = {**self._record_bytes, **self._pe_bytes}
         if self._beat_bytes == 1:
-            checks = self._byte_checks(m, pos, take, channels, sizes)
+            checks = self._byte_checks(m, pos_n, take, channels, sizes)
         else:
             checks = {
                 "channels": (field_value == 0) | (field_value > cfg.c_max),
                 "k_count": (field_value == 0) | (field_value > cfg.k_max),
                 "entries": field_value != channels,
                 "words": field_value > cfg.wmem_depth,
+                "zero": field_value == 0,
             }
         bad = Signal()      # this byte completes a header field holding a value not allowed
         final = Signal()    # this byte is the record's final byte
@@ -327,7 +329,7 @@ class WeightLoader(ConfiguredComponent):
                                 m.d.comb += bad.eq(checks["entries"])
                             with m.Case(pe_names.index("words")):
                                 m.d.comb += bad.eq(checks["words"])
-                                m.d.sync += words.eq(field_value)
+                                m.d.sync += [words.eq(field_value), no_words.eq(checks["zero"])]
                         with m.If(field == len(pe_sizes) - 1):
                             m.d.comb += [phase_n.eq(_Phase.ENTRY), field_n.eq(0)]
                             m.d.sync += [item.eq(0), item_end.eq(channels == 1)]
@@ -337,7 +339,7 @@ class WeightLoader(ConfiguredComponent):
                         m.d.sync += [item.eq(item + 1), item_end.eq(item + 2 == channels)]
                         with m.If(item_end):
                             m.d.sync += [item.eq(0), item_end.eq(words == 1)]
-                            with m.If(words == 0):
+                            with m.If(no_words):
                                 next_pe()
                             with m.Else():
                                 m.d.comb += phase_n.eq(_Phase.WORD)
@@ -413,7 +415,7 @@ class WeightLoader(ConfiguredComponent):
                                  & ~self.wr.valid & ~buffered)
         return m
 
-    def _byte_checks(self, m: Module, pos, take, channels, sizes: dict[str, int]) -> dict:
+    def _byte_checks(self, m: Module, pos_n, take, channels, sizes: dict[str, int]) -> dict:
         """The header checks of the byte stream, one byte at a time: for each checked field,
         whether the field completed by this byte (at ``pos``) holds a value not allowed.
 
@@ -427,13 +429,19 @@ class WeightLoader(ConfiguredComponent):
         incoming byte: it was the standalone loader's routed critical path."""
         cfg = self._cfg
         byte = self.i.payload.data
-        first = pos == 0
+        # ``pos`` one-hot over a header field's bytes, registered from the next state: a copy
+        # of ``pos`` of its own, next to these few gates (``pos`` itself also selects every
+        # byte of ``acc``).
+        n = max(sizes.values())
+        at = Signal(n, init=1, name="check_pos")
+        m.d.sync += at.eq(Cat(pos_n == p for p in range(n)))
+        first = at[0]
 
         def at_pos(exprs):
-            """``exprs[pos]``; the last one beyond them (``pos`` is then in another unit)."""
-            result = exprs[-1]
-            for p in reversed(range(len(exprs) - 1)):
-                result = Mux(pos == p, exprs[p], result)
+            """``exprs[pos]`` (0 when ``pos`` is beyond them, in another unit)."""
+            result = 0
+            for p, expr in enumerate(exprs):
+                result = result | Mux(at[p], expr, 0)
             return result
 
         def running(name, now):
@@ -469,6 +477,7 @@ class WeightLoader(ConfiguredComponent):
             "k_count": ~nz | above("k_count", cfg.k_max),
             "entries": differs,
             "words": above("words", cfg.wmem_depth),
+            "zero": ~nz,
         }
 
     def _unit_buffer(self, m: Module, unit_bytes: int, unit_len, settled, value, commit,
