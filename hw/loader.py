@@ -207,8 +207,8 @@ class WeightLoader(ConfiguredComponent):
         k_base = Signal.like(self.k_base)
         words = Signal(range(cfg.wmem_depth + 1))
         # ``item`` is the PE's last entry or word: a register, set from ``item + 2`` against
-        # the count as ``item`` steps (the compare of ``item`` with ``C - 1`` or
-        # ``words - 1`` led to the record's end and its status).
+        # the count as ``item`` steps (``item`` compared with ``C - 1`` or ``words - 1``, two
+        # carry chains, led to the record's end and its status).
         item_end = Signal()
         no_words = Signal()                      # words is 0 (loaded with it)
         commit = Signal()                        # a good record's final write is in wr
