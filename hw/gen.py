@@ -24,9 +24,9 @@ from sw.config import AccelConfig, ConfigError
 __all__ = ["COMPONENTS", "build_component", "verilog_text", "c_header", "generate",
            "add_config_arguments", "config_from_args", "main"]
 
-#: Component name (also the Verilog module name) -> ``"module:Class"`` of a constructor taking
-#: an ``AccelConfig``. Imported only when built, so ``--help`` stays fast. The first entry is
-#: the default of ``--component``.
+#: Component name (also the Verilog module name) -> ``"module:name"`` of a class or factory
+#: taking an ``AccelConfig``. Imported only when built, so ``--help`` stays fast. The first
+#: entry is the default of ``--component``.
 COMPONENTS = {
     "accelerator": "hw.top:Accelerator",
     "input_transform": "hw.transforms:InputTransform",
@@ -34,7 +34,7 @@ COMPONENTS = {
     "sparse_array": "hw.array:SparseArray",
     "line_buffer": "hw.linebuf:LineBuffer",
     "output_reorder": "hw.reorder:OutputReorder",
-    "weight_loader": "hw.loader:WeightLoader",
+    "weight_loader": "hw.loader:accelerator_loader",
     "control_registers": "hw.csr:ControlRegisters",
 }
 

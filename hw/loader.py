@@ -22,7 +22,7 @@ from sw.config import AccelConfig, require_config
 from hw.pe import DIRECTORY, WMEM
 from sw import formats
 
-__all__ = ["WeightLoader", "BYTE_LAYOUT", "beat_layout", "expected_writes"]
+__all__ = ["WeightLoader", "accelerator_loader", "BYTE_LAYOUT", "beat_layout", "expected_writes"]
 
 #: Payload of the byte stream: one record byte, ``last`` on the record's final byte.
 BYTE_LAYOUT = data.StructLayout({"data": unsigned(8), "last": unsigned(1)})
@@ -524,3 +524,10 @@ class WeightLoader(ConfiguredComponent):
         with m.Elif(take & last):
             m.d.sync += buf_last.eq(0)
         return complete, last, take, (level != 0) | buf_last
+
+
+def accelerator_loader(cfg: AccelConfig) -> WeightLoader:
+    """The loader as the accelerator uses it: :data:`sw.formats.WEIGHT_BEAT_BYTES` bytes per
+    beat. The ``weight_loader`` component of :mod:`hw.gen` (and so of ``fpga.synth``) is this
+    one, so a block-alone measurement is of the loader the accelerator holds."""
+    return WeightLoader(cfg, formats.WEIGHT_BEAT_BYTES)

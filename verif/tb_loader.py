@@ -4,7 +4,10 @@
 
 1. packs random sparse layers (extreme weights mixed in, several passes) with
    :func:`sw.formats.pack_layer` and makes one frame per record with
-   :func:`sw.formats.encode_record`, ``last`` on its final byte;
+   :func:`sw.formats.encode_record`, in beats of :data:`sw.formats.WEIGHT_BEAT_BYTES` bytes
+   as the accelerator's ``s_axis_wgt`` carries them (``keep`` a prefix, junk in the unused
+   lanes of a partial final beat, ``last`` on the final beat): the generated component is
+   :func:`hw.loader.accelerator_loader`;
 2. in ``random_records`` sends them back to back; in ``rejected_records`` it puts between
    good records one with ``C = c_max + 1``, one truncated inside a PE header, and one with
    extra bytes after its end;
@@ -12,7 +15,9 @@
    :func:`sw.formats.directory_words` and ``PassImage.words`` (for a rejected record, the
    entries and words whose bytes all arrived), with an in-order scoreboard under the
    back-pressure pattern (the harness is a :class:`~verif.streams.StreamBench`);
-4. checks each ``error`` strobe comes right after the rejecting byte, and that ``records``,
+4. checks each ``error`` strobe comes after the beat holding the rejecting byte and no later
+   than the rejected frame's final beat (the loader parses from a byte buffer, so the strobe
+   follows the unit holding that byte, before any beat of the next frame), and that ``records``,
    ``channels``, ``k_count`` and ``k_base`` step through the good records in order, the last
    three dropping to 0 at each rejected record.
 
@@ -29,11 +34,13 @@ from cocotb.triggers import ReadOnly, RisingEdge
 
 from hw.array import SparseArray
 from sw.config import AccelConfig
-from hw.loader import BYTE_LAYOUT, expected_writes
+from hw.loader import beat_layout, expected_writes
 from sw import formats
 from verif.streams import StreamBench, case_config, sample_count
 
 DEFAULT_LAYERS = 2
+#: Record bytes per beat of ``i``: the accelerator's.
+BEAT_BYTES = formats.WEIGHT_BEAT_BYTES
 #: Names of the record header fields, in stream order.
 RECORD_FIELDS = tuple(name for name, _ in formats.RECORD_HEADER_FIELDS)
 
@@ -81,6 +88,17 @@ def _rejects(li: int, image: formats.PassImage, cfg: AccelConfig, rng: random.Ra
                  len(data) - 1)]
 
 
+def _beats(data: bytes, rng: random.Random) -> list[dict]:
+    """The beats of one frame: :data:`BEAT_BYTES` bytes each, byte ``j`` in bits ``8j``."""
+    beats = []
+    for k in range(0, len(data), BEAT_BYTES):
+        chunk = data[k:k + BEAT_BYTES]
+        junk = bytes(rng.randrange(256) for _ in range(BEAT_BYTES - len(chunk)))
+        beats.append({"data": int.from_bytes(chunk + junk, "little"),
+                      "keep": (1 << len(chunk)) - 1, "last": int(k + BEAT_BYTES >= len(data))})
+    return beats
+
+
 async def _run(dut, bench: StreamBench, frames: list[dict]):
     await bench.start()
     assert int(dut.idle.value) == 1, "not idle after reset"
@@ -88,8 +106,9 @@ async def _run(dut, bench: StreamBench, frames: list[dict]):
     errors, statuses = [], []
 
     async def watch():
-        # Registers are read after the edge: a strobe here follows the byte the driver
-        # counted before this edge, so ``driver.sent`` names the rejecting byte.
+        # Registers are read after the edge: ``driver.sent`` counts the beats taken up to
+        # this edge, so a strobe here follows the beat holding the rejecting byte when it is
+        # past that beat.
         status = (0, 0, 0, 0)
         while True:
             await RisingEdge(dut.clk)
@@ -106,32 +125,33 @@ async def _run(dut, bench: StreamBench, frames: list[dict]):
     expect_errors, expect_status = [], []
     offset = good = 0
     for f in frames:
-        bench.send({"i": [{"data": byte, "last": int(k == len(f["data"]) - 1)}
-                          for k, byte in enumerate(f["data"])]},
-                   {"wr": f["writes"]})
+        beats = _beats(f["data"], bench.rng)
+        bench.send({"i": beats}, {"wr": f["writes"]})
         if f["error_at"] is None:
             good += 1
             expect_status.append((good & 0xFFFF, *f["status"]))
         else:
-            expect_errors.append(offset + f["error_at"] + 1)
+            expect_errors.append((offset + f["error_at"] // BEAT_BYTES + 1,
+                                  offset + len(beats)))
             # a rejected record zeroes channels, k_count and k_base (records stays)
             if expect_status and any(expect_status[-1][1:]):
                 expect_status.append((good & 0xFFFF, 0, 0, 0))
-        offset += len(f["data"])
+        offset += len(beats)
 
-    cycles = await bench.drain(40 * offset + 200, idle=True)
+    cycles = await bench.drain(40 * BEAT_BYTES * offset + 200, idle=True)
     await bench.finish()
     assert int(dut.idle.value) == 1, "not idle after the last frame"
-    assert errors == expect_errors, f"error strobes after bytes {errors}, expected " \
-                                    f"{expect_errors}"
+    assert len(errors) == len(expect_errors) and all(
+        lo <= got <= hi for got, (lo, hi) in zip(errors, expect_errors)), \
+        f"error strobes after beats {errors}, expected in {expect_errors}"
     assert statuses == expect_status, f"status sequence {statuses}, expected {expect_status}"
-    dut._log.info(f"{bench.name}: {len(frames)} frames, {offset} bytes, {len(errors)} "
+    dut._log.info(f"{bench.name}: {len(frames)} frames, {offset} beats, {len(errors)} "
                   f"rejected, {cycles} cycles")
 
 
 def _setup(dut, name: str, gaps: str, backpressure: str):
     cfg = case_config()
-    bench = StreamBench(dut, name, inputs={"i": BYTE_LAYOUT},
+    bench = StreamBench(dut, name, inputs={"i": beat_layout(BEAT_BYTES)},
                         outputs={"wr": SparseArray.layouts(cfg)[1]}, gaps=gaps,
                         backpressure=backpressure)
     records = _records(cfg, np.random.default_rng(bench.rng.randrange(1 << 32)),
