@@ -48,6 +48,14 @@ def _fits(value, shape) -> object:
     return value[shape.width:] == 0
 
 
+def _or_all(values):
+    """The bitwise OR of ``values``."""
+    result = values[0]
+    for value in values[1:]:
+        result = result | value
+    return result
+
+
 class ControlRegisters(ConfiguredComponent):
     """AXI4-Lite register block with the configuration, status, perf and quantisation registers.
 
@@ -95,7 +103,9 @@ class ControlRegisters(ConfiguredComponent):
     handshake (the old value's read waits a cycle for the quantisation memory's host port); a
     read answers (R valid) 2 cycles after its AR handshake. B and R are held until
     ``bready``/``rready``. Throughput: one write per 5 cycles (6 with a read in the way), one
-    read per 3 cycles.
+    read per 3 cycles. ``rdata`` is the OR of three registers loaded in the cycle before R
+    becomes valid (the fixed registers' part, a PE counter's, the quantisation memory's), so
+    it is held with R like a register.
 
     Write rules, in the order they are checked (each refusal answers SLVERR and changes nothing
     else):
@@ -237,27 +247,50 @@ class ControlRegisters(ConfiguredComponent):
             raise AssertionError(f"sw.regmap registers without hardware: "
                                  f"{', '.join(sorted(r.name for r in missing))}")
 
+        def quant_hit(word, field_index):
+            return ((word >= quant_word) & (word < quant_end)
+                    & (word[:2] == field_index))
+
         # -- quantisation memory: one memory per field, two asynchronous read ports --------
         # The output transform's port, and the host's, shared by an AXI read (in its one
         # ar_full cycle) and the byte-strobe merge of a write (which waits for that cycle):
         # a third port would be a third copy of the LUT RAM and of its read-out multiplexers.
+        # The host port's address and its field selects are registers loaded with their next
+        # values (the read's address in the cycle of the AR handshake, else the write's), so
+        # nothing but a register drives the address lines of the LUT RAM, and the port's
+        # output is one word: the selected field, sign- or zero-extended, or 0 (no field).
         aw_word = Signal(word_bits)
-        ar_word = Signal(word_bits)
         ar_full = Signal()
+        ar_take = Signal()
+        aw_take = Signal()
+        host_word = Signal(word_bits)
+        m.d.comb += host_word.eq(Mux(ar_take, self.s_axi_araddr[2:],
+                                     Mux(aw_take, self.s_axi_awaddr[2:], aw_word)))
         q_write, q_host = {}, {}
-        for name, field in quant_layout(cfg):
+        host_out = Signal(DATA_BITS)
+        host_terms, host_sels = [], []
+        for index, (name, field) in enumerate(quant_layout(cfg)):
             mem = Memory(shape=field.shape, depth=cfg.k_max, init=[])
             m.submodules[f"quant_{name}"] = mem
             q_write[name] = mem.write_port()
             port = mem.read_port(domain="comb")
             m.d.comb += [port.addr.eq(self.quant_k), self.quant[name].eq(port.data)]
             q_host[name] = mem.read_port(domain="comb")
-            m.d.comb += q_host[name].addr.eq(Mux(ar_full, ar_word[2:], aw_word[2:])
-                                              - quant_word // entry_words)
-
-        def quant_hit(word, field_index):
-            return ((word >= quant_word) & (word < quant_end)
-                    & (word[:2] == field_index))
+            # One copy per field, each driving the read address of fewer LUT-RAM cells. Yosys
+            # merges identical flip-flops, so the copies are built differently: with a reset,
+            # without, and without but loaded only when the value can change (a handshake, or
+            # the read's ar_full cycle, after which the port returns to the write's address).
+            host_addr = Signal.like(q_host[name].addr, name=f"host_addr_{name}",
+                                    reset_less=index > 0)
+            host_sel = Signal(name=f"host_sel_{name}")
+            with m.If(Const(index < 2) | ar_take | aw_take | ar_full):
+                m.d.sync += host_addr.eq(host_word[2:] - quant_word // entry_words)
+            m.d.sync += host_sel.eq(quant_hit(host_word, index))
+            wide = Signal(DATA_BITS, name=f"host_{name}")
+            m.d.comb += [q_host[name].addr.eq(host_addr), wide.eq(q_host[name].data)]
+            host_terms.append(wide & host_sel.replicate(DATA_BITS))
+            host_sels.append(host_sel)
+        m.d.comb += host_out.eq(_or_all(host_terms))
 
         # -- write channel ------------------------------------------------------------------
         aw_full, w_full = Signal(), Signal()
@@ -266,7 +299,8 @@ class ControlRegisters(ConfiguredComponent):
         b_valid = self.s_axi_bvalid
         m.d.comb += [self.s_axi_awready.eq(~aw_full & ~b_valid),
                      self.s_axi_wready.eq(~w_full & ~b_valid)]
-        with m.If(self.s_axi_awvalid & self.s_axi_awready):
+        m.d.comb += aw_take.eq(self.s_axi_awvalid & self.s_axi_awready)
+        with m.If(aw_take):
             m.d.sync += [aw_full.eq(1), aw_word.eq(self.s_axi_awaddr[2:])]
         with m.If(self.s_axi_wvalid & self.s_axi_wready):
             m.d.sync += [w_full.eq(1), w_data.eq(self.s_axi_wdata), w_strb.eq(self.s_axi_wstrb)]
@@ -282,7 +316,7 @@ class ControlRegisters(ConfiguredComponent):
         targets.append((ctrl_hit, Const(0, DATA_BITS),
                         lambda v: _fits(v, unsigned(2)), False, None))
         for index, (name, field) in enumerate(quant_layout(cfg)):
-            targets.append((quant_hit(aw_word, index), q_host[name].data,
+            targets.append((quant_hit(aw_word, index), None,
                             lambda v, s=field.shape: _fits(v, s), True, name))
 
         # A write takes three cycles: the first reads the old value of the addressed location
@@ -291,19 +325,23 @@ class ControlRegisters(ConfiguredComponent):
         # the merge and the range check in one cycle were the register file's routed critical
         # path (docs/fpga.md); so, before, were the merge read and the write enable.
         mask = Cat(w_strb[i].replicate(8) for i in range(DATA_BITS // 8))
-        old_now = Signal(DATA_BITS)
+        old_now = Signal(DATA_BITS)              # a register's value (0 for the rest)
         for hit, current, _, _, _ in targets:
-            with m.If(hit):
-                m.d.comb += old_now.eq(current)
+            if current is not None:
+                with m.If(hit):
+                    m.d.comb += old_now.eq(current)
 
         selected = Signal()                      # `old` and `hits` hold this write's
         old = Signal(DATA_BITS)
+        old_reg = Signal(DATA_BITS)              # the old value, a register's part
+        old_host = Signal(DATA_BITS)             # and the quantisation memory's part
         hits = Signal(len(targets))
         writable, is_config = Signal(), Signal()
         with m.If(aw_full & w_full & ~selected & ~ar_full):
             m.d.sync += [
                 selected.eq(1),
-                old.eq(old_now),
+                old_reg.eq(old_now),
+                old_host.eq(host_out),
                 hits.eq(Cat(t[0] for t in targets)),
                 writable.eq(Cat(t[0] for t in targets).any()),
                 is_config.eq(Cat(t[0] & t[3] for t in targets).any()),
@@ -314,7 +352,8 @@ class ControlRegisters(ConfiguredComponent):
         merged_now = Signal(DATA_BITS)
         fits = Signal()
         execute = Signal()
-        m.d.comb += [merged_now.eq((old & ~mask) | (w_data & mask)),
+        m.d.comb += [old.eq(old_reg | old_host),
+                     merged_now.eq((old & ~mask) | (w_data & mask)),
                      execute.eq(decoded & aw_full & w_full)]
         with m.If(selected & ~decoded):
             m.d.sync += [
@@ -390,35 +429,70 @@ class ControlRegisters(ConfiguredComponent):
         ar_field = self.s_axi_araddr[2:2 + field_bits]
         picked = [Signal(self._counter_bits, name=f"perf_pick{xi}", reset_less=True)
                   for xi in range(cfg.coords)]
-        with m.If(self.s_axi_arvalid & self.s_axi_arready):
-            m.d.sync += [ar_full.eq(1), ar_word.eq(self.s_axi_araddr[2:])]
-            for xi, counters in enumerate(self.perf):
-                with m.Switch(ar_field):
-                    for index, name in enumerate(regmap.PE_COUNTERS):
-                        with m.Case(index):
-                            m.d.sync += picked[xi].eq(counters[name])
+        # The address is decoded at the AR handshake too, into registered selects: a one-hot
+        # choice of the fixed registers, the PE whose counter is read, and whether the offset
+        # is mapped. The cycle after (ar_full) then only picks among the selected values,
+        # which are sampled there (STATUS, the WGT_* and cycle inputs as they are then).
+        fixed = {**config, **read_only, regmap.CTRL: Const(0, DATA_BITS)}
+        fixed_sel = Signal(len(fixed))
+        pe_sel = Signal()
+        pe_index = Signal(range(cfg.coords))
+        r_hit = Signal()
+        # These registers (and the PE counters' narrowing) are loaded in every cycle, from
+        # whatever is on araddr: only the values loaded in the cycle of the handshake are
+        # used, in the ar_full cycle that follows it (no clock enable to fan out).
+        m.d.comb += ar_take.eq(self.s_axi_arvalid & self.s_axi_arready)
+        with m.If(ar_take):
+            m.d.sync += ar_full.eq(1)
+        m.d.sync += [fixed_sel.eq(0), pe_sel.eq(0), r_hit.eq(1)]
+        with m.Switch(self.s_axi_araddr[2:]):
+            for index, reg in enumerate(fixed):
+                with m.Case(reg.offset // 4):
+                    m.d.sync += fixed_sel.eq(1 << index)
+            for xi in range(cfg.coords):
+                with m.Case(*(regmap.pe_counter_offset(xi, name, cfg) // 4
+                              for name in regmap.PE_COUNTERS)):
+                    m.d.sync += [pe_sel.eq(1), pe_index.eq(xi)]
+            with m.Default():
+                m.d.sync += r_hit.eq(Cat(quant_hit(self.s_axi_araddr[2:], i)
+                                         for i in range(len(host_sels))).any())
+        # (a tree of 2:1 multiplexers on the raw address bits: an unmapped field number picks
+        # some counter, which nothing reads)
+        def tree(words, bit):
+            if len(words) == 1:
+                return words[0]
+            half = 1 << bit
+            low, high = words[:half], words[half:]
+            if not high:
+                return tree(low, bit - 1)
+            return Mux(ar_field[bit], tree(high, bit - 1), tree(low, bit - 1))
+
+        for xi, counters in enumerate(self.perf):
+            m.d.sync += picked[xi].eq(tree([counters[name] for name in regmap.PE_COUNTERS],
+                                           field_bits - 1))
         with m.If(r_valid & self.s_axi_rready):
             m.d.sync += r_valid.eq(0)
 
-        rdata = Signal(DATA_BITS)
-        r_hit = Signal()
-        with m.Switch(ar_word):
-            fixed = {**config, **read_only, regmap.CTRL: Const(0, DATA_BITS)}
-            for reg, value in fixed.items():
-                with m.Case(reg.offset // 4):
-                    m.d.comb += [rdata.eq(value), r_hit.eq(1)]
+        r_fixed = Signal(DATA_BITS)              # R's data: the registers' part,
+        r_pe = Signal(DATA_BITS)                 # a PE counter's part
+        r_host = Signal(DATA_BITS)               # and the quantisation memory's part
+        m.d.comb += self.s_axi_rdata.eq(r_fixed | r_pe | r_host)
+        fixed_terms = []
+        for index, value in enumerate(fixed.values()):
+            wide = Signal(DATA_BITS, name=f"rd_fixed{index}")
+            m.d.comb += wide.eq(value)
+            fixed_terms.append(wide & fixed_sel[index].replicate(DATA_BITS))
+        pe_word = Signal(DATA_BITS)
+        with m.Switch(pe_index):
             for xi in range(cfg.coords):
-                for name in regmap.PE_COUNTERS:
-                    with m.Case(regmap.pe_counter_offset(xi, name, cfg) // 4):
-                        m.d.comb += [rdata.eq(picked[xi]), r_hit.eq(1)]
-            with m.Default():
-                for index, (name, _) in enumerate(quant_layout(cfg)):
-                    with m.If(quant_hit(ar_word, index)):
-                        m.d.comb += [rdata.eq(q_host[name].data), r_hit.eq(1)]
+                with m.Case(xi):
+                    m.d.comb += pe_word.eq(picked[xi])
         with m.If(ar_full):
             m.d.sync += [
                 ar_full.eq(0), r_valid.eq(1),
-                self.s_axi_rdata.eq(rdata),
+                r_fixed.eq(_or_all(fixed_terms)),
+                r_pe.eq(Mux(pe_sel, pe_word, 0)),
+                r_host.eq(host_out),
                 self.s_axi_rresp.eq(Mux(r_hit, regmap.RESP_OKAY, regmap.RESP_SLVERR)),
             ]
         return m
