@@ -351,6 +351,7 @@ class ControlRegisters(ConfiguredComponent):
         merged = Signal(DATA_BITS)
         merged_now = Signal(DATA_BITS)
         fits = Signal()
+        fit_hits = Signal(len(targets))          # per target: addressed, and the value fits
         execute = Signal()
         m.d.comb += [old.eq(old_reg | old_host),
                      merged_now.eq((old & ~mask) | (w_data & mask)),
@@ -360,6 +361,7 @@ class ControlRegisters(ConfiguredComponent):
                 decoded.eq(1),
                 merged.eq(merged_now),
                 fits.eq(Cat(hits[i] & t[2](merged_now) for i, t in enumerate(targets)).any()),
+                fit_hits.eq(Cat(hits[i] & t[2](merged_now) for i, t in enumerate(targets))),
             ]
         with m.If(execute):
             m.d.sync += [selected.eq(0), decoded.eq(0)]
@@ -386,16 +388,20 @@ class ControlRegisters(ConfiguredComponent):
         with m.Elif(execute):
             m.d.comb += resp.eq(regmap.RESP_OKAY)
         # Only a CTRL write can be a bad START, so the other writes' enables leave the shape
-        # and weight checks out (they were on the quantisation memories' write path).
+        # and weight checks out (they were on the quantisation memories' write path). A
+        # configuration target's enable is `accept & hits[index]` written with the merge
+        # stage's registered per-target check: execute, that target hit and its value fits,
+        # and not busy (the refusal of a configuration write).
         m.d.comb += [start_ok.eq(accept & wants_start & ~bad_config),
                      clear.eq(accept & hits[ctrl_index] & merged[1] & ~bad_config)]
         for index, (_, _, _, _, target) in enumerate(targets):
+            enable = execute & fit_hits[index] & ~busy_now
             if isinstance(target, str):
                 port = q_write[target]
                 m.d.comb += [port.addr.eq(aw_word[2:] - quant_word // entry_words),
-                             port.data.eq(merged), port.en.eq(accept & hits[index])]
+                             port.data.eq(merged), port.en.eq(enable)]
             elif target is not None:
-                with m.If(accept & hits[index]):
+                with m.If(enable):
                     m.d.sync += target.eq(merged)
         with m.If(execute):
             m.d.sync += [aw_full.eq(0), w_full.eq(0), b_valid.eq(1),
