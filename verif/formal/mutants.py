@@ -2,30 +2,56 @@
 
 They show that the properties of :mod:`verif.formal.rules` can fail: a harness identical to
 the ``stream_buffer`` proof is wrapped around a :class:`~hw.stream_buffer.StreamBuffer` with
-one fault on its output side. ``python -m verif.formal mutant_valid_drop`` runs one; the
-default run leaves them out, and ``verif/test_formal.py`` checks that each is reported FAIL
-with the assertion it breaks.
+one fault on its output side. Likewise the order proofs of the frame buffers
+(``line_buffer_order_stalls``, ``output_reorder_order_stalls``) are run on a
+:class:`~hw.linebuf.LineBuffer` or :class:`~hw.reorder.OutputReorder` wrapped with one fault
+(two values swapped, a beat dropped, a beat sent twice). ``python -m verif.formal
+mutant_valid_drop`` runs one; the default run leaves them out, and ``verif/test_formal.py``
+checks that each is reported FAIL with the assertion it breaks.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.linebuf import LineBuffer
+from hw.reorder import OutputReorder
 from hw.stream_buffer import StreamBuffer
-from verif.formal.proofs import Proof, sink, source, taken
+from verif.formal.proofs import (Proof, _line_buffer_order, _output_reorder_order, sink,
+                                 source, taken)
 from verif.formal.rules import ItemTracker
 
-__all__ = ["FAULTS", "MUTANTS", "BrokenStreamBuffer"]
+__all__ = ["FAULTS", "STREAM_FAULTS", "FRAME_FAULTS", "MUTANTS", "BrokenStreamBuffer",
+           "BrokenFrameBlock"]
 
 #: fault -> the assertion message (prefix) its proof must report.
-FAULTS = {
+STREAM_FAULTS = {
     "valid_drop": "o: valid held until ready",
     "payload_change": "o: payload stable while stalled",
     "drop": "beat: at most 3 items inside",
     "duplicate": "beat: no item leaves before it entered",
 }
+#: block_fault -> the assertion messages (prefixes) of which its proof must report one.
+FRAME_FAULTS = {
+    "output_reorder_swap": ("o: the followed value leaves at its raster position",),
+    "output_reorder_drop": ("o: the followed value leaves at its raster position",
+                            "o: last exactly on a frame's final beat"),
+    "output_reorder_duplicate": ("o: the followed value leaves at its raster position",
+                                 "o: last exactly on a frame's final beat"),
+    "line_buffer_swap": ("o: patch element (1, 1) over the followed pixel",
+                         "o: patch element (1, 2) over the followed pixel",
+                         "o: patch element (1, 1) outside the image is zero",
+                         "o: patch element (1, 2) outside the image is zero"),
+    "line_buffer_drop": ("o: c and last are the patch's", "over the followed pixel carries",
+                         "idle only when"),
+    "line_buffer_duplicate": ("o: c and last are the patch's",
+                              "over the followed pixel carries", "idle only when"),
+}
+FAULTS = {**STREAM_FAULTS, **FRAME_FAULTS}
 
 
 class BrokenStreamBuffer(wiring.Component):
@@ -41,8 +67,8 @@ class BrokenStreamBuffer(wiring.Component):
     """
 
     def __init__(self, fault: str):
-        if fault not in FAULTS:
-            raise ValueError(f"fault {fault!r} is not one of {', '.join(FAULTS)}")
+        if fault not in STREAM_FAULTS:
+            raise ValueError(f"fault {fault!r} is not one of {', '.join(STREAM_FAULTS)}")
         self._fault = fault
         super().__init__({"i": In(stream.Signature(8)), "o": Out(stream.Signature(8)),
                           "busy": Out(1)})
@@ -78,7 +104,75 @@ def _broken(fault: str):
     return build
 
 
+class BrokenFrameBlock(wiring.Component):
+    """A :class:`~hw.linebuf.LineBuffer` or :class:`~hw.reorder.OutputReorder` with one fault
+    at its ports, the block itself unchanged.
+
+    Parameters
+    ----------
+    block : type
+        ``LineBuffer`` or ``OutputReorder``.
+    cfg : AccelConfig
+    fault : str
+        ``swap``: two values trade places (``OutputReorder``: elements ``(0, 0)`` and
+        ``(0, 1)`` of every tile on the way in; ``LineBuffer``: elements ``(1, 1)`` and
+        ``(1, 2)`` of every patch on the way out); ``drop``: the block's second output beat
+        is taken from it but not passed on; ``duplicate``: its first output beat is passed on
+        twice.
+    """
+
+    def __init__(self, block, cfg, fault: str):
+        if fault not in ("swap", "drop", "duplicate"):
+            raise ValueError(f"fault {fault!r} is not one of swap, drop, duplicate")
+        self._inner, self._fault, self._n = block(cfg), fault, cfg.n
+        super().__init__(self._inner.signature)
+
+    def elaborate(self, platform):
+        m = Module()
+        inner = m.submodules.inner = self._inner
+        fault = self._fault
+        for name, member in self.signature.members.items():
+            if name not in ("i", "o"):
+                outer_port, inner_port = getattr(self, name), getattr(inner, name)
+                m.d.comb += (inner_port.eq(outer_port) if member.flow == In
+                             else outer_port.eq(inner_port))
+        inner_taken = Signal(range(3))      # beats taken from the block, up to 2
+        outer_taken = Signal()              # a beat has been passed on
+        with m.If(taken(inner.o) & (inner_taken != 2)):
+            m.d.sync += inner_taken.eq(inner_taken + 1)
+        with m.If(taken(self.o)):
+            m.d.sync += outer_taken.eq(1)
+        drop = (inner_taken == 1) if fault == "drop" else 0
+        hold = ~outer_taken if fault == "duplicate" else 0
+        m.d.comb += [
+            inner.i.valid.eq(self.i.valid), inner.i.payload.eq(self.i.payload),
+            self.i.ready.eq(inner.i.ready),
+            self.o.valid.eq(inner.o.valid & ~drop), self.o.payload.eq(inner.o.payload),
+            inner.o.ready.eq((self.o.ready | drop) & ~hold),
+        ]
+        if fault == "swap" and isinstance(inner, OutputReorder):
+            m.d.comb += [inner.i.payload[0].eq(self.i.payload[1]),
+                         inner.i.payload[1].eq(self.i.payload[0])]
+        elif fault == "swap":
+            a, b = self._n + 1, self._n + 2      # elements (1, 1) and (1, 2)
+            m.d.comb += [self.o.payload.d[a].eq(inner.o.payload.d[b]),
+                         self.o.payload.d[b].eq(inner.o.payload.d[a])]
+        return m
+
+
+def _frame_mutant(name: str, block, harness, fault: str) -> Proof:
+    return Proof(f"mutant_{name}_{fault}", f"BrokenFrameBlock({block.__name__}, {fault!r})",
+                 f"must fail: {FRAME_FAULTS[f'{name}_{fault}'][0]}",
+                 partial(harness, stalls=True, block=partial(BrokenFrameBlock, block,
+                                                             fault=fault)),
+                 depth=12, memory_map=True)
+
+
 MUTANTS: tuple[Proof, ...] = tuple(
     Proof(f"mutant_{fault}", f"BrokenStreamBuffer({fault!r})", f"must fail: {message}",
           _broken(fault), depth=12)
-    for fault, message in FAULTS.items())
+    for fault, message in STREAM_FAULTS.items()) + tuple(
+    _frame_mutant(name, block, harness, fault)
+    for name, block, harness in (("output_reorder", OutputReorder, _output_reorder_order),
+                                 ("line_buffer", LineBuffer, _line_buffer_order))
+    for fault in ("swap", "drop", "duplicate"))

@@ -25,7 +25,8 @@ from functools import partial
 from typing import Callable
 
 from amaranth.asserts import AnyConst, AnySeq, Initial
-from amaranth.hdl import Assert, Assume, Cat, Const, Cover, Module, Mux, Signal, Value, signed
+from amaranth.hdl import (Array, Assert, Assume, Cat, Const, Cover, Module, Mux, Signal, Value,
+                          signed)
 from amaranth.lib import data
 from amaranth.lib.wiring import In
 
@@ -72,6 +73,10 @@ class Proof:
     solver : str
         The SMT solver yosys-smtbmc drives (``verif.formal.runner.SOLVERS``): Boolector, or
         Yices where it was measured much faster (the output transform's ``Z[i][3]``).
+    memory_map : bool
+        Turn the block's memories into registers (Yosys ``memory_map``) instead of handing
+        them to the solver as arrays: faster where the proof follows values through a small
+        memory (the frame buffers' order proofs).
     """
 
     name: str
@@ -82,6 +87,7 @@ class Proof:
     mode: str = "bmc"
     slow: bool = False
     solver: str = "boolector"
+    memory_map: bool = False
 
 
 def source(m: Module, port, name: str) -> None:
@@ -601,6 +607,9 @@ def _transform_proofs(name: str, unit: str, build, latency: int, reference: str)
 
 #: The smallest frame memories: F(2, 3), four columns, two channels, one value per beat.
 FRAME_CFG = AccelConfig(tile=2, act_bits=2, w_max=4, c_max=2, k_max=2, stream_values=1)
+#: Cycles from reset within which the largest FRAME_CFG frame has left each block when the
+#: input is offered and the output ready in every cycle (the order proofs' depth).
+LINE_BUFFER_FRAME_DEPTH, REORDER_FRAME_DEPTH = 44, 44
 
 
 def line_buffer(m: Module) -> None:
@@ -649,6 +658,187 @@ def output_reorder(m: Module) -> None:
     m.d.comb += Assert(~(found["accept"] & found["issue"] & (found["wband"] == found["rband"])),
                        "no_rw_check: a band is written and read in one cycle")
     m.d.comb += Cover(found["accept"] & found["issue"])
+
+
+# -- LineBuffer, OutputReorder: every value at its place in the reshaped order --------------
+
+def _nested_count(m: Module, step, loops, name: str):
+    """The indices of a nested loop, outermost first, advanced once in each cycle ``step`` is
+    high: ``loops`` is a list of ``(label, count, most)``, the loop running ``0 .. count-1``
+    (``count`` a signal, at most ``most``). Returns the indices, the frame number (how often
+    the whole nest has wrapped, saturating at 3) and whether the current position is the
+    nest's last one."""
+    indices = [Signal(range(most), name=f"{name}_{label}") for label, _, most in loops]
+    at_end = [index == count - 1 for index, (_, count, _) in zip(indices, loops)]
+    frame = Signal(2, name=f"{name}_frame")
+    with m.If(step):
+        for position, index in enumerate(indices):
+            inner_end = Cat(*at_end[position + 1:]).all() if position + 1 < len(indices) else 1
+            with m.If(inner_end):
+                m.d.sync += index.eq(Mux(at_end[position], 0, index + 1))
+        with m.If(Cat(*at_end).all() & (frame != 3)):
+            m.d.sync += frame.eq(frame + 1)
+    return indices, frame, Cat(*at_end).all()
+
+
+def _followed(m: Module, bound, name: str):
+    """A solver-chosen constant in ``0 .. bound-1`` (``bound`` a signal of at most 8)."""
+    value = Signal(range(8), name=name)
+    m.d.comb += value.eq(AnyConst(value.shape()))
+    m.d.comb += Assume(value < bound)
+    return value
+
+
+def _frame_ports(m: Module, dut, stalls: bool) -> None:
+    """``i`` offers any beats and ``o`` stalls at will (``stalls``), or ``i`` offers a beat
+    and ``o`` is ready in every cycle (the block's own ``i.ready`` still holds the input
+    back), which leaves the solver no timing to choose: deep enough for whole frames."""
+    source(m, dut.i, "i")
+    sink(m, dut.o, "o")
+    if not stalls:
+        m.d.comb += Assume(dut.i.valid & dut.o.ready)
+
+
+def _first_frame_within(m: Module, out_frame, cycles: int) -> None:
+    """The first frame has left within ``cycles`` cycles of reset (so a check of that depth
+    saw every item of it leave)."""
+    cycle = Signal(range(cycles + 1), name="cycle")
+    with m.If(cycle != cycles):
+        m.d.sync += cycle.eq(cycle + 1)
+    m.d.comb += Assert((cycle != cycles) | (out_frame != 0),
+                       f"the first frame has left within {cycles} cycles")
+
+
+def _line_buffer_order(m: Module, *, stalls: bool, frame_cycles: int = 0, block=LineBuffer) -> None:
+    """Every patch of :func:`sw.winograd.extract_tiles`, in its order, with the values of the
+    pixels it covers and zero elsewhere.
+
+    The solver picks one input value, by frame (the first or the second), row ``Y``, column
+    ``X`` and channel ``c`` of a frame of any shape and pad, and the value is recorded when its
+    beat is accepted (the input is indexed in NHWC raster order by nested counters). The
+    patches are indexed the same way (``ty``, ``tx``, ``c``); element ``(r, s)`` of a patch
+    lies at padded row ``ty·m + r`` and column ``tx·m + s``. Every element of every patch of
+    channel ``c`` at ``(Y + pad, X + pad)`` must carry the recorded value (and the beat must
+    have been accepted), every element outside the image must be zero, ``c`` and ``last``
+    must be the patch's. So a missing, extra or misplaced patch, a wrong value or a wrong
+    padding fails for some choice. ``idle`` must mean that every patch of every frame begun
+    has left (the input and patch indices are both at a frame's start, in the same frame).
+    """
+    cfg = FRAME_CFG
+    mm, n = cfg.tile, cfg.n
+    dut = m.submodules.dut = block(cfg)
+    _frame_ports(m, dut, stalls)
+    assume_constant(m, dut.height, 1, 4)
+    assume_constant(m, dut.width, 1, cfg.w_max)
+    assume_constant(m, dut.channels, 1, cfg.c_max)
+    m.d.comb += dut.pad.eq(AnyConst(1))
+    m.d.comb += Assume((dut.height + 2 * dut.pad >= 3) & (dut.width + 2 * dut.pad >= 3))
+    H, W, C, pad = dut.height, dut.width, dut.channels, dut.pad
+    tiles_h, tiles_w = Signal(range(4), name="tiles_h"), Signal(range(4), name="tiles_w")
+    m.d.comb += [tiles_h.eq((H + 2 * pad - 2 + (mm - 1)) // mm),
+                 tiles_w.eq((W + 2 * pad - 2 + (mm - 1)) // mm)]
+    assert cfg.stream_values == 1, "one channel per input beat"
+    (y, x, c), in_frame, _ = _nested_count(
+        m, taken(dut.i), [("y", H, 4), ("x", W, cfg.w_max), ("c", C, cfg.c_max)], "in")
+    (ty, tx, pc), out_frame, _ = _nested_count(
+        m, taken(dut.o), [("ty", tiles_h, 2), ("tx", tiles_w, 2), ("c", C, cfg.c_max)], "out")
+    frame = Signal(name="followed_frame")
+    m.d.comb += frame.eq(AnyConst(1))
+    fy, fx, fc = _followed(m, H, "followed_y"), _followed(m, W, "followed_x"), \
+        _followed(m, C, "followed_c")
+    value = Signal(signed(cfg.act_bits), name="followed_value")
+    entered = Signal(name="followed_entered")
+    with m.If(taken(dut.i) & (in_frame == frame) & (y == fy) & (x == fx) & (c == fc)):
+        m.d.sync += [value.eq(dut.i.payload[0]), entered.eq(1)]
+    patch = dut.o.payload
+    out = taken(dut.o)
+    m.d.comb += Assert(~out | ((patch.c == pc) & (patch.last == (pc == C - 1))),
+                       "o: c and last are the patch's")
+    hits = []
+    for r in range(n):
+        for s in range(n):
+            row, col = ty * mm + r, tx * mm + s         # padded coordinates
+            inside = (row >= pad) & (row < H + pad) & (col >= pad) & (col < W + pad)
+            element = patch.d[r * n + s]
+            m.d.comb += Assert(~out | inside | (element == 0),
+                               f"o: patch element ({r}, {s}) outside the image is zero")
+            hit = Signal(name=f"followed_at_{r}_{s}")
+            m.d.comb += hit.eq(out & (out_frame == frame) & (pc == fc) & (row == fy + pad)
+                               & (col == fx + pad))
+            m.d.comb += Assert(~hit | (entered & (element == value)),
+                               f"o: patch element ({r}, {s}) over the followed pixel carries "
+                               "its value")
+            hits.append(hit)
+    m.d.comb += Cover(Cat(*hits).any())
+    m.d.comb += Assert(~dut.idle | ((y == 0) & (x == 0) & (c == 0) & (ty == 0) & (tx == 0)
+                                    & (pc == 0) & (in_frame == out_frame)),
+                       "idle only when every patch of every frame begun has left")
+    if not stalls:
+        _first_frame_within(m, out_frame, frame_cycles)
+
+
+def _output_reorder_order(m: Module, *, stalls: bool, frame_cycles: int = 0, block=OutputReorder) -> None:
+    """The NHWC raster of :func:`sw.winograd.assemble_tiles`, every value once, at its place.
+
+    The solver picks one output value, by frame (the first or the second), row ``y < out_h``,
+    column ``x < out_w`` and channel ``k`` of a frame of any shape; the input tiles are
+    indexed in their order (``ty``, ``tx``, ``k``) by nested counters, and the value is
+    recorded from element ``(y mod m, x mod m)`` of tile ``(y div m, x div m, k)`` when that
+    beat is accepted. The output beats are indexed in raster order (``y``, ``x``, beat ``g``
+    of the pixel), and beat ``k div V`` of pixel ``(y, x)`` must carry the recorded value in
+    element ``k mod V`` (and the tile must have been accepted). Every beat's ``keep`` is the
+    spec's (zero data where it is clear), and ``last`` is high exactly on a frame's final
+    beat, so the count of beats per frame is exact. ``idle`` (nothing buffered, which may come
+    between two bands) must mean that every value of every tile accepted has left.
+    """
+    cfg = FRAME_CFG
+    mm, V = cfg.tile, cfg.stream_values
+    log_m = mm.bit_length() - 1
+    dut = m.submodules.dut = block(cfg)
+    _frame_ports(m, dut, stalls)
+    assume_constant(m, dut.out_height, 1, 4)
+    assume_constant(m, dut.out_width, 1, cfg.w_max)
+    assume_constant(m, dut.channels, 1, cfg.k_max)
+    out_h, out_w, K = dut.out_height, dut.out_width, dut.channels
+    words = OutputReorder.pixel_words(cfg)
+    tiles_h, tiles_w = Signal(range(4), name="tiles_h"), Signal(range(4), name="tiles_w")
+    beats = Signal(range(words + 1), name="beats")
+    m.d.comb += [tiles_h.eq((out_h + (mm - 1)) >> log_m),
+                 tiles_w.eq((out_w + (mm - 1)) >> log_m), beats.eq((K + (V - 1)) // V)]
+    (ty, tx, k), in_frame, _ = _nested_count(
+        m, taken(dut.i), [("ty", tiles_h, 2), ("tx", tiles_w, 2), ("k", K, cfg.k_max)], "in")
+    (y, x, g), out_frame, frame_end = _nested_count(
+        m, taken(dut.o), [("y", out_h, 4), ("x", out_w, cfg.w_max), ("g", beats, words)], "out")
+    frame = Signal(name="followed_frame")
+    m.d.comb += frame.eq(AnyConst(1))
+    fy, fx, fk = _followed(m, out_h, "followed_y"), _followed(m, out_w, "followed_x"), \
+        _followed(m, K, "followed_k")
+    value = Signal(signed(cfg.act_bits), name="followed_value")
+    entered = Signal(name="followed_entered")
+    element = Array(dut.i.payload[j] for j in range(mm * mm))[
+        ((fy & (mm - 1)) << log_m) | (fx & (mm - 1))]
+    with m.If(taken(dut.i) & (in_frame == frame) & (ty == fy >> log_m) & (tx == fx >> log_m)
+              & (k == fk)):
+        m.d.sync += [value.eq(element), entered.eq(1)]
+    beat = dut.o.payload
+    out = taken(dut.o)
+    hit = Signal(name="followed_leaves")
+    m.d.comb += hit.eq(out & (out_frame == frame) & (y == fy) & (x == fx) & (g == fk // V))
+    m.d.comb += Assert(~hit | (entered & (Array(beat.data[j] for j in range(V))[fk % V]
+                                          == value)),
+                       "o: the followed value leaves at its raster position")
+    m.d.comb += Cover(hit)
+    for j in range(V):
+        kept = g * V + j < K
+        m.d.comb += Assert(~out | ((beat.keep[j] == kept) & (kept | (beat.data[j] == 0))),
+                           f"o: keep bit {j} is the spec's, data zero where clear")
+    m.d.comb += Assert(~out | (beat.last == frame_end), "o: last exactly on a frame's final beat")
+    # idle (nothing buffered) may also come between two bands of a frame.
+    m.d.comb += Assert(~dut.idle | ((tx == 0) & (k == 0) & (y == ty << log_m) & (x == 0)
+                                    & (g == 0) & (in_frame == out_frame)),
+                       "idle only when every value accepted has left")
+    if not stalls:
+        _first_frame_within(m, out_frame, frame_cycles)
 
 
 def weight_loader(m: Module) -> None:
@@ -815,6 +1005,26 @@ PROOFS: tuple[Proof, ...] = (
           "stream rules on o for any frame shape and pad", line_buffer, depth=16),
     Proof("output_reorder", "OutputReorder(m=2, w_max=4, k_max=2)",
           "stream rules on o for any frame shape", output_reorder, depth=16),
+    Proof("line_buffer_order", "LineBuffer(m=2, w_max=4, c_max=2)",
+          "every patch of extract_tiles in order: a followed pixel's value wherever a patch "
+          "covers it, zero outside the image, c and last; idle only when all have left; "
+          "input offered and o ready every cycle, whole frames of every shape",
+          partial(_line_buffer_order, stalls=False,
+                  frame_cycles=LINE_BUFFER_FRAME_DEPTH - 1), depth=LINE_BUFFER_FRAME_DEPTH,
+          memory_map=True, slow=True),
+    Proof("line_buffer_order_stalls", "LineBuffer(m=2, w_max=4, c_max=2)",
+          "as line_buffer_order, any input gaps and stalls on o (bounded: the smallest frames)",
+          partial(_line_buffer_order, stalls=True), depth=12, memory_map=True),
+    Proof("output_reorder_order", "OutputReorder(m=2, w_max=4, k_max=2)",
+          "the NHWC raster of assemble_tiles: a followed value once, at its raster position; "
+          "keep, last on a frame's final beat; idle only when all accepted have left; input "
+          "offered and o ready every cycle, whole frames of every shape",
+          partial(_output_reorder_order, stalls=False,
+                  frame_cycles=REORDER_FRAME_DEPTH - 1), depth=REORDER_FRAME_DEPTH,
+          memory_map=True),
+    Proof("output_reorder_order_stalls", "OutputReorder(m=2, w_max=4, k_max=2)",
+          "as output_reorder_order, any input gaps and stalls on o (bounded: the smallest "
+          "frames)", partial(_output_reorder_order, stalls=True), depth=12, memory_map=True),
     Proof("weight_loader", "WeightLoader(beat_bytes=1)",
           "stream rules on wr for any byte stream", weight_loader, depth=16),
     Proof("sparse_pe_induction", "SparsePE(lanes=1, k_max=2, c_max=2, wmem_depth=2)",

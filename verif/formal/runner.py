@@ -154,7 +154,8 @@ def write_proof(proof: Proof, directory: Path) -> Path:
         "[options]",
         f"check: mode {proof.mode}", "cover: mode cover", f"depth {proof.depth}", "",
         "[engines]", f"smtbmc {proof.solver}", "",
-        "[script]", f"read_rtlil {il.name}", "prep -top top", "",
+        "[script]", f"read_rtlil {il.name}", "prep -top top",
+        *(["memory_map", "opt -fast"] if proof.memory_map else []), "",
         "[files]", il.name, "",
     ]))
     return sby
