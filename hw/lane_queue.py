@@ -12,7 +12,7 @@ storage and ``slots_per_lane`` times the pointer logic).
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Array, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -111,8 +111,13 @@ class LaneQueue(wiring.Component):
         # the head is half read, which is exactly the room of the earlier head/tail queue, so
         # every PE keeps its cycle counts; leaving i_count out takes the weight memory's read
         # data off the walker's issue path (docs/fpga.md).
+        # Both bounds are tables over the level, not a compare: Yosys maps a compare to a
+        # carry chain, and this one sat on the PE's issue path (docs/fpga.md).
+        def at_most(bound):
+            return Array(Const(int(level <= bound)) for level in range(self._depth + 1))[
+                fifo.level]
         m.d.comb += [
-            self.room.eq(fifo.level <= self._depth - 3 + (pos != 0)),
+            self.room.eq(Mux(pos != 0, at_most(self._depth - 2), at_most(self._depth - 3))),
             self.empty.eq(~fifo.r_rdy),
         ]
         return m

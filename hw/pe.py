@@ -186,10 +186,12 @@ class SparsePE(ConfiguredComponent):
 
     Latency: with the PE idle, the first beat of a tile is valid :attr:`LATENCY` ``+ w - 1``
     cycles after the tile's final ``act`` beat is accepted, ``w`` being the word count of that
-    beat's column (1 for an end marker): zero filter 1, directory 1, walker 1, word read 1,
-    lane queue 1, lane register 1, multiply-accumulate 1, output buffer 1 (a
-    :class:`hw.stream_buffer.StreamBuffer`, so the drain never waits on ``out.ready``
-    combinationally).
+    beat's column (1 for an end marker): zero filter 1, its skid buffer 1, directory 1, the
+    column's skid buffer 1, walker 1, word read 1, lane queue 1, lane register 1,
+    multiply-accumulate 1, output buffer 1 (the three buffers are
+    :class:`hw.stream_buffer.StreamBuffer`: none of their ``ready`` inputs reaches their input
+    side in the same cycle, so the drain never waits on ``out.ready`` combinationally, nor
+    the lookup on the walker, nor the zero filter on the lookup).
 
     Accumulators: per lane and bank a memory of ``ceil(k_max / L)`` rows of
     ``acc_internal_bits`` and a *fresh* bit, with an asynchronous read port, so a LUT RAM: the
@@ -202,7 +204,7 @@ class SparsePE(ConfiguredComponent):
     #: Default width of the perf counters.
     COUNTER_BITS = 32
     #: Cycles from the final ``act`` beat of a tile to its first ``out`` beat, one-word column.
-    LATENCY = 8
+    LATENCY = 10
 
     def __init__(self, cfg: AccelConfig, xi: int, *, weights=None, directory=None,
                  counter_bits: int = COUNTER_BITS):
@@ -244,7 +246,13 @@ class SparsePE(ConfiguredComponent):
         # -- zero filter ---------------------------------------------------------------------
         zf = m.submodules.zero_filter = ZeroFilter(cfg)
         wiring.connect(m, wiring.flipped(self.act), zf.i)
-        head = zf.o.payload
+        # A skid buffer between the zero filter and the directory lookup: its `i.ready` is a
+        # register, so the walker's issue decision (stage B) no longer reaches the zero
+        # filter's queue pointers and level in the same cycle (the whole design's routed
+        # critical path ran from the walker's bank check into them, docs/fpga.md).
+        entries = m.submodules.entries = StreamBuffer(act_entry_layout(cfg))
+        wiring.connect(m, zf.o, entries.i)
+        head = entries.o.payload
 
         # -- memories and the load port ----------------------------------------------------
         # A word is never read in the cycle it is written (the loader writes only while the
@@ -269,65 +277,84 @@ class SparsePE(ConfiguredComponent):
         # -- stage A: directory lookup of the queue head ----------------------------------
         a_valid = Signal()
         a_v = Signal(signed(cfg.v_bits), reset_less=True)
+        a_zero = Signal()           # a_v == 0 (an end marker), registered with it
         a_last = Signal()
         a_take = Signal()
         a_load = Signal()
         entry = directory_entry_layout(cfg, self._xi)(d_rd.data)
         m.d.comb += [
-            a_load.eq(zf.o.valid & (~a_valid | a_take)),
-            zf.o.ready.eq(a_load),
+            a_load.eq(entries.o.valid & (~a_valid | a_take)),
+            entries.o.ready.eq(a_load),
             d_rd.en.eq(a_load),
             d_rd.addr.eq(head.c),
         ]
         with m.If(a_load):
-            m.d.sync += [a_v.eq(head.v), a_last.eq(head.last)]
+            m.d.sync += [a_v.eq(head.v), a_zero.eq(head.v == 0), a_last.eq(head.last)]
         with m.If(a_load | a_take):
             m.d.sync += a_valid.eq(a_load)
 
         # An entry with no word to walk and no tile end to carry is consumed without a cycle
         # of the walker: a non-zero activation meeting an all-zero column.
-        a_marker = (a_v == 0) | (entry.count == 0)
-        a_skip = a_marker & ~a_last
+        a_marker = a_zero | (entry.count == 0)
+
+        # A skid buffer between the lookup and the walker: the walker's issue decision then
+        # moves only this buffer's output side, not the directory's read enable, the lookup
+        # stage and the buffer before it (the sparse array's routed critical path ran from
+        # the lane queues' room through the issue into them, docs/fpga.md). The column's word
+        # count and whether it is a single word are computed on this side of it.
+        columns = m.submodules.columns = StreamBuffer(data.StructLayout({
+            "v": signed(cfg.v_bits), "last": 1, "null": 1, "skip": 1,
+            "start": unsigned(len(entry.start)), "words": unsigned(len(entry.count)),
+            "one": 1}))
+        col = columns.o.payload
+        m.d.comb += [
+            columns.i.valid.eq(a_valid),
+            a_take.eq(a_valid & columns.i.ready),
+            columns.i.payload.v.eq(a_v),
+            columns.i.payload.last.eq(a_last),
+            columns.i.payload.null.eq(a_marker),
+            columns.i.payload.skip.eq(a_marker & ~a_last),
+            columns.i.payload.start.eq(entry.start),
+            columns.i.payload.words.eq(Mux(a_marker, 1, entry.count)),
+            columns.i.payload.one.eq(a_marker | (entry.count == 1)),
+        ]
 
         # -- stage B: column walker, one weight word per cycle -----------------------------
         b_active = Signal()
         b_addr = Signal(dirl.addr_bits)
         b_left = Signal(dirl.count_bits)
+        b_one = Signal()            # b_left == 1, a register: the column's final word
         b_v = Signal(signed(cfg.v_bits), reset_less=True)
         b_last = Signal()
         b_null = Signal()
         wbank = Signal(range(banks))
         sealed = Signal(banks)      # bank b holds a walked tile not yet drained
         issue = Signal()
-        bank_ok = Signal()
+        bank_ok = Signal(init=1)    # ~sealed[wbank], a register (below)
         q_room = Signal()
         b_free = Signal()
         drained = Signal()          # the last beat of bank r_bank leaves in this cycle
         r_bank = Signal(range(banks))
         m.d.comb += [
-            # a bank is free from the cycle after its last beat left (no bypass from the
-            # drain: that path crossed the whole PE, docs/fpga.md)
-            bank_ok.eq(~sealed.bit_select(wbank, 1)),
             issue.eq(b_active & bank_ok & q_room),
-            b_free.eq(~b_active | (issue & (b_left == 1))),
-            a_take.eq(a_valid & (a_skip | b_free)),
+            b_free.eq(~b_active | (issue & b_one)),
+            columns.o.ready.eq(col.skip | b_free),
             # The read port stays enabled: the word is used only in the cycle after its issue
             # (stage C never waits), so it needs no hold, and Yosys needs no flip-flop and
             # multiplexer per data bit to emulate a read enable on the block RAM.
             w_rd.addr.eq(b_addr),
         ]
         with m.If(issue):
-            m.d.sync += [b_addr.eq(b_addr + 1), b_left.eq(b_left - 1)]
-            with m.If(b_left == 1):
+            m.d.sync += [b_addr.eq(b_addr + 1), b_left.eq(b_left - 1), b_one.eq(b_left == 2)]
+            with m.If(b_one):
                 m.d.sync += b_active.eq(0)
-        with m.If(a_valid & ~a_skip & b_free):
+        with m.If(columns.o.valid & ~col.skip & b_free):
             m.d.sync += [
                 b_active.eq(1),
-                b_addr.eq(entry.start),
-                b_left.eq(Mux(a_marker, 1, entry.count)),
-                b_v.eq(a_v), b_last.eq(a_last), b_null.eq(a_marker),
+                b_addr.eq(col.start), b_left.eq(col.words), b_one.eq(col.one),
+                b_v.eq(col.v), b_last.eq(col.last), b_null.eq(col.null),
             ]
-        tile_end_issue = issue & (b_left == 1) & b_last
+        tile_end_issue = issue & b_one & b_last
 
         # -- stage C: each lane's slots of the word enter its queue -------------------------
         c_valid, c_null, c_end = Signal(), Signal(), Signal()
@@ -369,7 +396,6 @@ class SparsePE(ConfiguredComponent):
         d_hit = [Signal(name=f"d_hit{l}") for l in range(lanes)]
         d_end = [Signal(name=f"d_end{l}") for l in range(lanes)]
         d_bank = [Signal(range(banks), name=f"d_bank{l}") for l in range(lanes)]
-        d_row = [Signal(slots.k_bits, name=f"d_row{l}", reset_less=True) for l in range(lanes)]
         d_prod = [Signal(signed(cfg.product_bits), name=f"d_prod{l}", reset_less=True)
                   for l in range(lanes)]
         hits = []
@@ -380,7 +406,7 @@ class SparsePE(ConfiguredComponent):
             hit = x_valid[l] & x.group.mac
             hits.append(hit)
             m.d.sync += [d_hit[l].eq(hit), d_end[l].eq(x_valid[l] & x.group.end & x.last),
-                         d_bank[l].eq(x.group.bank), d_row[l].eq(x.slot.row),
+                         d_bank[l].eq(x.group.bank),
                          d_prod[l].eq(x.slot.w * x.group.v)]
         x_any = Signal()
         m.d.comb += x_any.eq(Cat(x_valid).any())
@@ -395,21 +421,32 @@ class SparsePE(ConfiguredComponent):
         lane_end = [Signal(banks, name=f"lane_end{l}") for l in range(lanes)]
         lane_end_next = [Signal(banks, name=f"lane_end_next{l}") for l in range(lanes)]
         complete = Signal(banks)
+        complete_next = Signal(banks)
+        # `bank_ok` (the walker's bank is not sealed) is a register too, loaded with the next
+        # cycle's `~sealed[wbank]`: a bank is free from the cycle after its last beat left, as
+        # before, but the walker's issue no longer waits on the bank select.
+        sealed_next = Signal(banks)
+        wbank_next = Signal.like(wbank, name="wbank_next")
+        m.d.comb += [sealed_next.eq(sealed), wbank_next.eq(wbank)]
+        with m.If(tile_end_issue):
+            m.d.comb += wbank_next.eq(Mux(wbank == banks - 1, 0, wbank + 1))
+        m.d.sync += [sealed.eq(sealed_next), wbank.eq(wbank_next),
+                     bank_ok.eq(~sealed_next.bit_select(wbank_next, 1))]
         for b in range(banks):
             with m.If(tile_end_issue & (wbank == b)):
-                m.d.sync += sealed[b].eq(1)
+                m.d.comb += sealed_next[b].eq(1)
             with m.Elif(drained & (r_bank == b)):
-                m.d.sync += sealed[b].eq(0)
+                m.d.comb += sealed_next[b].eq(0)
             for l in range(lanes):
                 m.d.comb += lane_end_next[l][b].eq(lane_end[l][b])
                 with m.If(d_end[l] & (d_bank[l] == b)):
                     m.d.comb += lane_end_next[l][b].eq(1)
                 with m.Elif(drained & (r_bank == b)):
                     m.d.comb += lane_end_next[l][b].eq(0)
-            m.d.sync += complete[b].eq(Cat([lane_end_next[l][b] for l in range(lanes)]).all())
+            m.d.comb += complete_next[b].eq(
+                Cat([lane_end_next[l][b] for l in range(lanes)]).all())
         m.d.sync += [lane_end[l].eq(lane_end_next[l]) for l in range(lanes)]
-        with m.If(tile_end_issue):
-            m.d.sync += wbank.eq(Mux(wbank == banks - 1, 0, wbank + 1))
+        m.d.sync += complete.eq(complete_next)
 
         # -- drain: beat r reads channels k0 .. k0 + D - 1, channel k from lane k mod L ------
         # k_count arrives from the register file, far away: a local copy, and the k0 of the
@@ -428,12 +465,18 @@ class SparsePE(ConfiguredComponent):
         # reaches the drain, the banks or the walker (docs/fpga.md, timing).
         out_buffer = m.submodules.out_buffer = StreamBuffer(out_layout(cfg))
         take = Signal()
-        last = Signal()
+        # `k0 >= k_final`, a register loaded with the next k0's compare: the drain's step
+        # (the rows the accumulators are addressed with next) then waits on `take` alone.
+        # k_final lags k_count by a cycle and `last` by another; k_count is written before
+        # START, long before a tile completes.
+        last = Signal(init=1)
+        k0_next = Signal.like(k0, name="k0_next")
         m.d.comb += [
             take.eq(complete.bit_select(r_bank, 1) & out_buffer.i.ready),
-            last.eq(k0 >= k_final),
             drained.eq(take & last),
+            k0_next.eq(Mux(take, Mux(last, 0, k0 + width_d), k0)),
         ]
+        m.d.sync += [k0.eq(k0_next), last.eq(k0_next >= k_final)]
         sel = []                              # lane of channel k0 + j
         for j in range(width_d):
             lane_j = Signal(range(lanes), name=f"drain_lane{j}")
@@ -449,10 +492,13 @@ class SparsePE(ConfiguredComponent):
         # The row the drain reads in lane l, row0 + (l < lane0), a register per lane loaded
         # with the next beat's row, so no adder lies in front of the accumulators' address.
         drain_rows = [Signal(range(rows + 1), name=f"drain_row{l}") for l in range(lanes)]
+        drain_rows_next = [Signal.like(drain_rows[l], name=f"drain_row_next{l}")
+                           for l in range(lanes)]
+        m.d.comb += [drain_rows_next[l].eq(drain_rows[l]) for l in range(lanes)]
+        m.d.sync += [drain_rows[l].eq(drain_rows_next[l]) for l in range(lanes)]
         lane_read = []
         for l in range(lanes):
             involved = Cat([sel[j] == l for j in range(width_d)]).any()
-            row_l = drain_rows[l]
             rows_read = []
             ports = []
             for b in range(banks):
@@ -461,9 +507,16 @@ class SparsePE(ConfiguredComponent):
                 wp = acc.write_port()
                 rp = acc.read_port(domain="comb")
                 mine = complete[b]
+                # The row this bank's port addresses: the drain's while the bank is complete,
+                # else the accumulate stage's. A register per bank, loaded with the next
+                # cycle's choice, so no multiplexer lies between a flip-flop and the LUT RAMs'
+                # address pins (the sparse array's own critical path, docs/fpga.md).
+                addr = Signal(range(rows), name=f"acc_addr_l{l}_b{b}", reset_less=True)
+                m.d.sync += addr.eq(Mux(complete_next[b], drain_rows_next[l],
+                                        x_entry[l].slot.row))
                 m.d.comb += [
-                    rp.addr.eq(Mux(mine, row_l, d_row[l])),
-                    wp.addr.eq(Mux(mine, row_l, d_row[l])),
+                    rp.addr.eq(addr),
+                    wp.addr.eq(addr),
                     wp.en.eq(Mux(mine, take & (r_bank == b) & involved,
                                  d_hit[l] & (d_bank[l] == b))),
                 ]
@@ -501,21 +554,22 @@ class SparsePE(ConfiguredComponent):
         m.d.comb += [beat.k.eq(k0), beat.last.eq(last),
                      out_buffer.i.valid.eq(complete.bit_select(r_bank, 1))]
         wiring.connect(m, out_buffer.o, wiring.flipped(self.out))
+        # The next beat's lane and rows, from the registers alone (not from `take`).
+        wrap = lane0 + width_d >= lanes
+        lane0_next = Signal.like(lane0, name="lane0_next")
+        row0_next = Signal.like(row0, name="row0_next")
+        m.d.comb += [
+            lane0_next.eq(Mux(wrap, lane0 + width_d - lanes, lane0 + width_d)),
+            row0_next.eq(row0 + wrap),
+        ]
         with m.If(take):
             with m.If(last):
-                m.d.sync += [k0.eq(0), lane0.eq(0), row0.eq(0),
+                m.d.sync += [lane0.eq(0), row0.eq(0),
                              r_bank.eq(Mux(r_bank == banks - 1, 0, r_bank + 1))]
-                m.d.sync += [drain_rows[l].eq(0) for l in range(lanes)]
+                m.d.comb += [drain_rows_next[l].eq(0) for l in range(lanes)]
             with m.Else():
-                wrap = lane0 + width_d >= lanes
-                lane0_next = Signal.like(lane0, name="lane0_next")
-                row0_next = Signal.like(row0, name="row0_next")
-                m.d.comb += [
-                    lane0_next.eq(Mux(wrap, lane0 + width_d - lanes, lane0 + width_d)),
-                    row0_next.eq(row0 + wrap),
-                ]
-                m.d.sync += [k0.eq(k0 + width_d), lane0.eq(lane0_next), row0.eq(row0_next)]
-                m.d.sync += [drain_rows[l].eq(row0_next + (l < lane0_next))
+                m.d.sync += [lane0.eq(lane0_next), row0.eq(row0_next)]
+                m.d.comb += [drain_rows_next[l].eq(row0_next + (l < lane0_next))
                              for l in range(lanes)]
 
         # -- perf counters ------------------------------------------------------------------
@@ -536,7 +590,8 @@ class SparsePE(ConfiguredComponent):
         with m.If(self.act.valid & self.act.ready):
             m.d.sync += perf.zeros_skipped.eq(perf.zeros_skipped + zf.zeros)
 
-        m.d.comb += self.idle.eq((zf.level == 0) & ~a_valid & ~b_active & ~c_valid
-                                 & Cat(q.empty for q in queues).all() & ~x_any & ~d_any
+        m.d.comb += self.idle.eq((zf.level == 0) & ~entries.busy & ~a_valid & ~columns.busy
+                                 & ~b_active & ~c_valid & Cat(q.empty for q in queues).all()
+                                 & ~x_any & ~d_any
                                  & (sealed == 0) & ~out_buffer.busy)
         return m
