@@ -711,7 +711,8 @@ def _first_frame_within(m: Module, out_frame, cycles: int) -> None:
                        f"the first frame has left within {cycles} cycles")
 
 
-def _line_buffer_order(m: Module, *, stalls: bool, frame_cycles: int = 0, block=LineBuffer) -> None:
+def _line_buffer_order(m: Module, *, stalls: bool, frame_cycles: int = 0,
+                       block=LineBuffer) -> None:
     """Every patch of :func:`sw.winograd.extract_tiles`, in its order, with the values of the
     pixels it covers and zero elsewhere.
 
@@ -725,6 +726,9 @@ def _line_buffer_order(m: Module, *, stalls: bool, frame_cycles: int = 0, block=
     must be the patch's. So a missing, extra or misplaced patch, a wrong value or a wrong
     padding fails for some choice. ``idle`` must mean that every patch of every frame begun
     has left (the input and patch indices are both at a frame's start, in the same frame).
+    Timing as :func:`_frame_ports` says for ``stalls``; without stalls the first frame must
+    have left within ``frame_cycles`` (:func:`_first_frame_within`). ``block`` makes the block
+    from the configuration (a broken one for the mutants).
     """
     cfg = FRAME_CFG
     mm, n = cfg.tile, cfg.n
@@ -779,7 +783,8 @@ def _line_buffer_order(m: Module, *, stalls: bool, frame_cycles: int = 0, block=
         _first_frame_within(m, out_frame, frame_cycles)
 
 
-def _output_reorder_order(m: Module, *, stalls: bool, frame_cycles: int = 0, block=OutputReorder) -> None:
+def _output_reorder_order(m: Module, *, stalls: bool, frame_cycles: int = 0,
+                          block=OutputReorder) -> None:
     """The NHWC raster of :func:`sw.winograd.assemble_tiles`, every value once, at its place.
 
     The solver picks one output value, by frame (the first or the second), row ``y < out_h``,
@@ -791,7 +796,8 @@ def _output_reorder_order(m: Module, *, stalls: bool, frame_cycles: int = 0, blo
     element ``k mod V`` (and the tile must have been accepted). Every beat's ``keep`` is the
     spec's (zero data where it is clear), and ``last`` is high exactly on a frame's final
     beat, so the count of beats per frame is exact. ``idle`` (nothing buffered, which may come
-    between two bands) must mean that every value of every tile accepted has left.
+    between two bands) must mean that every value of every tile accepted has left. ``stalls``,
+    ``frame_cycles`` and ``block`` as for :func:`_line_buffer_order`.
     """
     cfg = FRAME_CFG
     mm, V = cfg.tile, cfg.stream_values
