@@ -153,7 +153,7 @@ class WeightLoader(ConfiguredComponent):
     record whose weight words are at least ``beat_bytes`` long takes about
     ``N / beat_bytes`` cycles; a beat after a frame's final beat waits until the buffer has
     been parsed (a few cycles per record). A rejected record's remaining bytes
-    are dropped one per cycle.
+    are dropped one per cycle (after a bad header field, from the cycle after ``error``).
 
     Latency (:attr:`LATENCY`): a write is valid on ``wr`` one cycle after the byte that
     completes its entry or word is accepted, and ``error`` strobes one cycle after the
@@ -212,10 +212,12 @@ class WeightLoader(ConfiguredComponent):
         item_end = Signal()
         no_words = Signal()                      # words is 0 (loaded with it)
         commit = Signal()                        # a good record's final write is in wr
-        # With one byte per beat, a bad header field's ``error`` strobe and status follow the
-        # rejecting byte as always, but the parser drops to the frame's end one cycle later:
-        # in that cycle (``late``) the next byte, if any, is dropped as in DROP (it could not
-        # have made a write there either). That takes the checks off the parser's resets.
+        # A bad header field's ``error`` strobe and status follow the rejecting byte (or unit)
+        # as always, but the parser drops to the frame's end one cycle later. In that cycle
+        # (``late``) the next byte, with one byte per beat, is dropped as in DROP (it could not
+        # have made a write there either); with wide beats no unit is taken in it (the field's
+        # parser state has just changed, so the next unit waits for its length). That takes
+        # the checks off the parser's resets.
         late = Signal()
         # The parser state of the next cycle: these four registers are assigned through it.
         phase_n, field_n, xi_n, pos_n = (Signal.like(s, name=f"{name}_next") for name, s in
@@ -264,13 +266,17 @@ class WeightLoader(ConfiguredComponent):
             # that takes the length lookup off the buffer's shift path (the routed critical
             # path, docs/fpga.md). A unit whose state changed in the previous cycle (a new
             # field, the entries after the header, the next PE) waits that one cycle.
-            state = Cat(phase, field, xi)
-            state_before = Signal.like(state)
-            unit_len = Signal(range(unit_bytes + 1), init=rec_sizes[0])
-            m.d.sync += [state_before.eq(state), unit_len.eq(last_pos + 1)]
-            unit_done, last, take, buffered = self._unit_buffer(
-                m, unit_bytes, unit_len, state == state_before, value, commit, writes,
-                wr_free)
+            # ``settled`` (the state did not change) and ``writes`` are registers, set from
+            # the next state, so that ``take`` is two LUTs from registers.
+            settled = Signal(init=1)
+            writes = Signal()
+            m.d.sync += [settled.eq(Cat(phase_n, field_n, xi_n) == Cat(phase, field, xi)),
+                         writes.eq((phase_n == _Phase.ENTRY) | (phase_n == _Phase.WORD))]
+            # Every length a unit can have (a DROP unit is one byte).
+            lengths = sorted({1, *rec_sizes, *pe_sizes, *self._entry_bytes, *self._word_bytes})
+            unit_done, last, take, buffered, head = self._unit_buffer(
+                m, unit_bytes, lengths, rec_sizes[0], last_pos + 1, settled, value,
+                commit, writes, wr_free)
         with m.If(self.wr.ready):
             m.d.sync += self.wr.valid.eq(0)
 
@@ -282,12 +288,26 @@ class WeightLoader(ConfiguredComponent):
         if self._beat_bytes == 1:
             checks = self._byte_checks(m, pos_n, take, channels, sizes)
         else:
+            # A header field has at least ``min(sizes)`` bytes: those are the buffer's own,
+            # with no mask by the unit's length in front of the checks.
+            shortest = min(sizes.values())
+            field_value = Cat((head if j < shortest else value)[8 * j:8 * j + 8]
+                              for j in range(max(sizes.values())))
+
+            def above(v, bound):
+                """``v > bound`` as a nonzero test of the bits above the bound's and a compare
+                of the bound's width (not a carry chain across the whole field)."""
+                n = bound.bit_length()
+                return (v[n:] != 0) | (v[:n] > bound) if n < len(v) else v > bound
+
+            n = len(channels)
+            zero = field_value == 0
             checks = {
-                "channels": (field_value == 0) | (field_value > cfg.c_max),
-                "k_count": (field_value == 0) | (field_value > cfg.k_max),
-                "entries": field_value != channels,
-                "words": field_value > cfg.wmem_depth,
-                "zero": field_value == 0,
+                "channels": zero | above(field_value, cfg.c_max),
+                "k_count": zero | above(field_value, cfg.k_max),
+                "entries": (field_value[n:] != 0) | (field_value[:n] != channels),
+                "words": above(field_value, cfg.wmem_depth),
+                "zero": zero,
             }
         bad = Signal()      # this byte completes a header field holding a value not allowed
         final = Signal()    # this byte is the record's final byte
@@ -353,8 +373,11 @@ class WeightLoader(ConfiguredComponent):
 
         # -- writes ------------------------------------------------------------------------
         with m.If(issue):
+            m.d.sync += self.wr.valid.eq(1)
+        # With wide beats the payload is loaded whenever ``wr`` is free (an issue needs it
+        # free; in the other cycles ``valid`` is low): ``take`` does not reach its enables.
+        with m.If(issue if self._beat_bytes == 1 else wr_free):
             m.d.sync += [
-                self.wr.valid.eq(1),
                 self.wr.payload.pe.eq(xi),
                 self.wr.payload.mem.eq(Mux(phase == _Phase.ENTRY, DIRECTORY, WMEM)),
                 self.wr.payload.addr.eq(item),
@@ -362,24 +385,19 @@ class WeightLoader(ConfiguredComponent):
             ]
 
         # -- end of a record: accept, reject, or drop to the frame's end ---------------------
-        rejected = Signal()
         m.d.sync += self.error.eq(0)
         ends = final | last
-        if self._beat_bytes == 1:
-            m.d.sync += late.eq(bad & ~last)   # with ``last``, the byte ends the frame anyway
-            with m.If(late):
-                m.d.comb += [phase_n.eq(Mux(take & last, _Phase.RECORD, _Phase.DROP)),
-                             field_n.eq(0), pos_n.eq(0), xi_n.eq(0)]
-                m.d.sync += item.eq(0)
-        else:
-            ends = ends | bad
+        m.d.sync += late.eq(bad & ~last)   # with ``last``, the unit ends the frame anyway
+        with m.If(late):
+            m.d.comb += [phase_n.eq(Mux(take & last, _Phase.RECORD, _Phase.DROP)),
+                         field_n.eq(0), pos_n.eq(0), xi_n.eq(0)]
+            m.d.sync += item.eq(0)
         with m.If(take & ~late):
             with m.If(phase == _Phase.DROP):
                 with m.If(last):
                     m.d.comb += [phase_n.eq(_Phase.RECORD), pos_n.eq(0)]
             with m.Else():
                 with m.If(bad | (last & ~final) | (final & ~last)):
-                    m.d.comb += rejected.eq(1)
                     m.d.sync += self.error.eq(1)
                 with m.If(ends):
                     m.d.comb += [phase_n.eq(Mux(last, _Phase.RECORD, _Phase.DROP)),
@@ -389,18 +407,14 @@ class WeightLoader(ConfiguredComponent):
                     m.d.sync += commit.eq(1)
 
         # -- status: a good record counts once its final write has left -----------------------
+        # The three fields read 0 while ``error`` strobes and are cleared in the cycle after:
+        # the rejection (a check on the incoming byte or unit) reaches one register, not
+        # thirty. No record commits in that cycle: a byte or unit after a good record is
+        # taken only as its final write leaves.
         shown = [self.channels, self.k_count, self.k_base]
-        if self._beat_bytes == 1:
-            # The three fields read 0 while ``error`` strobes and are cleared in the cycle
-            # after: the rejection (a check on the incoming byte) reaches one register, not
-            # thirty. No record commits in that cycle: a byte after a good record is taken
-            # only as its final write leaves.
-            held = [Signal.like(s, name=f"{n}_held")
-                    for n, s in zip(("channels", "k_count", "k_base"), shown)]
-            m.d.comb += [s.eq(Mux(self.error, 0, h)) for s, h in zip(shown, held)]
-            zero = self.error
-        else:
-            held, zero = shown, rejected
+        held = [Signal.like(s, name=f"{n}_held")
+                for n, s in zip(("channels", "k_count", "k_base"), shown)]
+        m.d.comb += [s.eq(Mux(self.error, 0, h)) for s, h in zip(shown, held)]
         with m.If(commit & self.wr.ready):
             m.d.sync += [
                 commit.eq(0),
@@ -409,7 +423,7 @@ class WeightLoader(ConfiguredComponent):
                 held[2].eq(k_base),
                 self.records.eq(self.records + 1),
             ]
-        with m.If(zero):                # after the commit above: the rejected record is newer
+        with m.If(self.error):          # after the commit above: the rejected record is newer
             m.d.sync += [h.eq(0) for h in held]
         m.d.comb += self.idle.eq((phase == _Phase.RECORD) & (field == 0) & (pos == 0)
                                  & ~self.wr.valid & ~buffered)
@@ -480,27 +494,44 @@ class WeightLoader(ConfiguredComponent):
             "zero": ~nz,
         }
 
-    def _unit_buffer(self, m: Module, unit_bytes: int, unit_len, settled, value, commit,
-                     writes, wr_free):
-        """The byte buffer of a wide ``i``: returns ``(unit_done, last, take, buffered)``
-        for the parser and drives ``value`` (the unit's bytes, zero above ``unit_len``).
-        No unit is taken unless ``settled`` (``unit_len`` is that of the current unit)."""
+    def _unit_buffer(self, m: Module, unit_bytes: int, lengths: list[int], first_len: int,
+                     next_len, settled, value, commit, writes, wr_free):
+        """The byte buffer of a wide ``i``: returns ``(unit_done, last, take, buffered,
+        head)`` for the parser (``head``: the buffer's first ``unit_bytes`` bytes, unmasked)
+        and drives ``value`` (the unit's bytes, zero above its length).
+
+        The unit's length is a register loaded with ``next_len`` (the length of the current
+        parser state's unit; one of ``lengths``; ``first_len`` after reset), so it is that of
+        the current unit one cycle after the state changed: no unit is taken unless
+        ``settled``.
+
+        Everything the buffer's next contents depend on, except whether a unit is taken, is
+        worked out from registers: the beat is placed at ``level`` (register) into the bytes
+        held, the result is shifted down by the unit's length (a one-hot register over
+        ``lengths``), and ``take`` only chooses between the two (or empties the buffer after a
+        frame's tail). The beat is placed whether it is accepted or not: the bytes from
+        ``level`` up are not read, so they need not be zero, and ``accept`` only reaches
+        ``level``. Whether the bytes held complete the unit, whether they are exactly the
+        unit, and whether there is room for a beat (``i.ready``) are registers worked out with
+        the next level. That takes the length compare and the shift amounts off the path from
+        ``take`` (through the shifters) to the buffer."""
         B = self._beat_bytes
         cap = unit_bytes + 2 * B - 1            # room for a beat while a whole unit waits
-        buf = Signal(8 * cap)                   # byte j at bits 8j; zero from `level` up
+        buf = Signal(8 * cap)                   # byte j at bits 8j; any value from `level` up
         level = Signal(range(cap + 1))
         buf_last = Signal()                     # the buffer's final byte ends the frame
-        # One carry chain for both the completeness test and the bytes left after the unit.
-        after = Signal(signed(len(level) + 1))
-        complete = Signal()
-        m.d.comb += [
-            after.eq(level - unit_len),
-            complete.eq(after >= 0),
-            value.eq(Cat(Mux(j < unit_len, buf[8 * j:8 * j + 8], 0) for j in range(unit_bytes))),
-        ]
-        taken = Signal(range(cap + 1))          # bytes of the unit (or of the frame's tail)
-        m.d.comb += taken.eq(Mux(complete, unit_len, level))
-        last = buf_last & ~(complete & (after != 0))
+        unit_len = Signal(range(unit_bytes + 1), init=first_len)
+        # ``unit_len`` one-hot over ``lengths``, for the shift.
+        len_is = Signal(len(lengths), init=1 << lengths.index(first_len))
+        complete = Signal()                     # level >= unit_len
+        exact = Signal()                        # level == unit_len
+        m.d.sync += [unit_len.eq(next_len),
+                     len_is.eq(Cat(next_len == n for n in lengths))]
+        m.d.comb += value.eq(Cat(Mux(j < unit_len, buf[8 * j:8 * j + 8], 0)
+                                 for j in range(unit_bytes)))
+        # The unit ends the frame: the frame's last byte is buffered, and the unit is cut
+        # short by it or ends on it.
+        last = buf_last & (~complete | exact)
         take = Signal()
         m.d.comb += take.eq(settled & (complete | buf_last)
                             & Mux(commit | (writes & complete), wr_free, 1))
@@ -508,22 +539,65 @@ class WeightLoader(ConfiguredComponent):
         payload = self.i.payload
         count = Signal(range(B + 1))            # bytes of this beat: keep is a prefix
         m.d.comb += count.eq(sum(payload.keep[j] for j in range(B)))
-        incoming = Cat(Mux(payload.keep[j], payload.data[8 * j:8 * j + 8], 0) for j in range(B))
-        m.d.comb += self.i.ready.eq(~buf_last & (level + B <= cap))
+        incoming = payload.data                 # the bytes above ``count`` are never read
+        room = Signal(init=1)                   # level + B <= cap
+        m.d.comb += self.i.ready.eq(~buf_last & room)
         accept = self.i.valid & self.i.ready
-        used = Signal(range(cap + 1))
-        m.d.comb += used.eq(Mux(take, taken, 0))
-        rest = Signal(range(cap + 1))
-        m.d.comb += rest.eq(Mux(take, Mux(complete, after[:len(rest)], 0), level))
-        m.d.sync += [
-            buf.eq((buf >> (used * 8)) | Mux(accept, incoming << (rest * 8), 0)),
-            level.eq(rest + Mux(accept, count, 0)),
-        ]
+
+        def byte(v, j):
+            return v[8 * j:8 * j + 8]
+
+        # The bytes held with the beat placed at ``level`` (``level + B <= cap`` when a beat
+        # is accepted): byte j takes the beat's byte ``j - level`` when that is one of its
+        # bytes, selected by the low bits of ``level``.
+        merged, heres = [], []
+        for j in range(cap):
+            lo, hi = max(0, j - B + 1), min(j, cap - B)       # levels that place a byte at j
+            if lo > hi:
+                merged.append(byte(buf, j))
+                continue
+            here = Signal(name=f"beat_at_{j}", init=lo == 0)     # lo <= level <= hi
+            heres.append((here, lo, hi))
+            index = Signal(range(B), name=f"beat_byte_{j}")
+            m.d.comb += index.eq(j - level)                 # modulo B
+            merged.append(Mux(here, incoming.word_select(index, 8), byte(buf, j)))
+        # ... shifted down by the unit's length.
+        shifted = [Const(0, 8)] * cap
+        for n, length in enumerate(lengths):
+            for j in range(cap - length):
+                shifted[j] = shifted[j] | Mux(len_is[n], merged[j + length], 0)
+        nxt = Signal(8 * cap)
+        # (A unit taken cut short is the frame's tail: it takes every byte held, the level
+        # drops to 0 and no beat comes with it, so what the buffer holds then is not read.)
+        m.d.comb += nxt.eq(Mux(take, Cat(shifted), Cat(merged)))
+        # The next level and its flags, for each of take or not and accept or not, from
+        # registers (and the beat's ``count``); ``take`` and ``accept`` only choose.
+        after = Signal(signed(len(level) + 1))
+        m.d.comb += after.eq(level - unit_len)
+        kept = Signal.like(level)               # the bytes left if a unit is taken
+        m.d.comb += kept.eq(Mux(complete, after[:len(level)], 0))
+        options = []
+        for base in (level, kept):
+            for add in (0, count):
+                lv = Signal.like(level, name=f"level_{len(options)}")
+                flags = Signal(3 + len(heres), name=f"flags_{len(options)}")
+                # where the next beat goes: decoded, not compared (no carry chain)
+                at = [0] * (cap - B + 1)
+                for p in range(cap - B + 1):
+                    at[p] = lv == p
+                m.d.comb += [lv.eq(base + add),
+                             flags.eq(Cat(lv <= cap - B, lv >= next_len, lv == next_len,
+                                          *(Cat(at[lo:hi + 1]).any() for _, lo, hi in heres)))]
+                options.append(Cat(lv, flags))
+        chosen = Mux(take, Mux(accept, options[3], options[2]),
+                     Mux(accept, options[1], options[0]))
+        m.d.sync += [buf.eq(nxt),
+                     Cat(level, room, complete, exact, *(h for h, _, _ in heres)).eq(chosen)]
         with m.If(accept & payload.last):
             m.d.sync += buf_last.eq(1)
         with m.Elif(take & last):
             m.d.sync += buf_last.eq(0)
-        return complete, last, take, (level != 0) | buf_last
+        return complete, last, take, (level != 0) | buf_last, buf[:8 * unit_bytes]
 
 
 def accelerator_loader(cfg: AccelConfig) -> WeightLoader:

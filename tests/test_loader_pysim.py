@@ -399,7 +399,7 @@ def header_reject(cfg: AccelConfig, field: str, value) -> callable:
     ("k_count", "t2_bytes", "zero"), ("k_count", "t2_lanes", "above_max"),
     ("k_count", "t2_lanes", "high_bytes"),
 ])
-@pytest.mark.parametrize("beat_bytes", (1, 4))
+@pytest.mark.parametrize("beat_bytes", (1, 4, 8))
 def test_reject_header_count(field, name, kind, beat_bytes, rng):
     """C or k_count == 0, or above c_max or k_max (also when only the high bytes are wrong), is
     rejected at that field."""
@@ -420,7 +420,7 @@ def pe_reject(cfg: AccelConfig, field: int, value, xi: int) -> callable:
     return make
 
 
-@pytest.mark.parametrize("beat_bytes", (1, 4))
+@pytest.mark.parametrize("beat_bytes", (1, 4, 8))
 @pytest.mark.parametrize("kind", ["more", "fewer", "high_bytes"])
 def test_reject_entries(kind, beat_bytes, rng):
     """A PE block whose entry count is not C; the PEs before it have been written."""
@@ -432,7 +432,7 @@ def test_reject_entries(kind, beat_bytes, rng):
 
 @pytest.mark.parametrize("name, kind", [("t2_lanes", "above_depth"), ("t2_bytes", "above_depth"),
                                         ("t2_lanes", "high_bytes")])
-@pytest.mark.parametrize("beat_bytes", (1, 4))
+@pytest.mark.parametrize("beat_bytes", (1, 4, 8))
 def test_reject_words(name, kind, beat_bytes, rng):
     """A PE block with more words than wmem_depth; the PEs before it have been written."""
     cfg = CONFIGS[name]
@@ -443,7 +443,7 @@ def test_reject_words(name, kind, beat_bytes, rng):
 @pytest.mark.parametrize("name", ["t2_lanes", "t2_bytes"])
 @pytest.mark.parametrize("cut", ["first_byte", "in_header", "end_of_header", "in_pe",
                                  "end_of_item", "before_final"])
-@pytest.mark.parametrize("beat_bytes", (1, 4))
+@pytest.mark.parametrize("beat_bytes", (1, 4, 8))
 def test_reject_truncated(name, cut, beat_bytes, rng):
     """``last`` before the record's end: rejected at that byte, nothing to drop."""
     cfg = CONFIGS[name]
@@ -460,7 +460,7 @@ def test_reject_truncated(name, cut, beat_bytes, rng):
 
 
 @pytest.mark.parametrize("name, extra", [("t2_lanes", 1), ("t2_bytes", 5)])
-@pytest.mark.parametrize("beat_bytes", (1, 4))
+@pytest.mark.parametrize("beat_bytes", (1, 4, 8))
 def test_reject_too_long(name, extra, beat_bytes, rng):
     """The record's final byte without ``last``: every write issued, the extra bytes dropped."""
     cfg = CONFIGS[name]
