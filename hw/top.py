@@ -33,7 +33,7 @@ from sw.config import AccelConfig, require_config
 from sw.formats import WEIGHT_BEAT_BYTES, stream_bytes
 from hw.csr import ControlRegisters
 from hw.linebuf import LineBuffer
-from hw.loader import WeightLoader
+from hw.loader import accelerator_loader
 from hw.reorder import OutputReorder
 from hw.stream_buffer import StreamBuffer
 from hw.channels import ChannelGather, ChannelSerialiser
@@ -133,7 +133,7 @@ class Accelerator(ConfiguredComponent):
         channels = m.submodules.serialiser = ChannelSerialiser(cfg)
         otf = m.submodules.output_transform = OutputTransform(cfg)
         reorder = m.submodules.reorder = OutputReorder(cfg)
-        loader = m.submodules.loader = WeightLoader(cfg, WEIGHT_BEAT_BYTES)
+        loader = m.submodules.loader = accelerator_loader(cfg)
 
         # -- AXI4-Lite straight through to the registers ------------------------------------
         for name, member in csr.signature.members.items():
