@@ -32,8 +32,8 @@ def test_proof_passes(proof):
 
 @pytest.mark.parametrize("proof", MUTANTS, ids=[proof.name for proof in MUTANTS])
 def test_broken_block_fails(proof):
-    """Each broken StreamBuffer, LineBuffer and OutputReorder fails its proof, on (one of)
-    the properties its fault breaks."""
+    """Each broken StreamBuffer, LineBuffer, OutputReorder and WeightLoader fails its proof,
+    on (one of) the properties its fault breaks."""
     result = run_proof(proof)
     expected = FAULTS[proof.name.removeprefix("mutant_")]
     expected = (expected,) if isinstance(expected, str) else expected

@@ -5,7 +5,9 @@ the ``stream_buffer`` proof is wrapped around a :class:`~hw.stream_buffer.Stream
 one fault on its output side. Likewise the order proofs of the frame buffers
 (``line_buffer_order_stalls``, ``output_reorder_order_stalls``) are run on a
 :class:`~hw.linebuf.LineBuffer` or :class:`~hw.reorder.OutputReorder` wrapped with one fault
-(two values swapped, a beat dropped, a beat sent twice). ``python -m verif.formal
+(two values swapped, a beat dropped, a beat sent twice), and the ``weight_loader_b8`` proof
+on the accelerator's :class:`~hw.loader.WeightLoader` (``WEIGHT_BEAT_BYTES`` per beat) with one
+fault in its handshake with ``wr``. ``python -m verif.formal
 mutant_valid_drop`` runs one; the default run leaves them out, and ``verif/test_formal.py``
 checks that each is reported FAIL with the assertion it breaks.
 """
@@ -14,19 +16,21 @@ from __future__ import annotations
 
 from functools import partial
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Const, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.linebuf import LineBuffer
+from hw.loader import WeightLoader
 from hw.reorder import OutputReorder
 from hw.stream_buffer import StreamBuffer
-from verif.formal.proofs import (Proof, _line_buffer_order, _output_reorder_order, sink,
-                                 source, taken)
+from sw.formats import WEIGHT_BEAT_BYTES
+from verif.formal.proofs import (FRAME_CFG, Proof, _line_buffer_order, _output_reorder_order,
+                                 sink, source, taken, weight_loader, wide_source)
 from verif.formal.rules import ItemTracker
 
-__all__ = ["FAULTS", "STREAM_FAULTS", "FRAME_FAULTS", "MUTANTS", "BrokenStreamBuffer",
-           "BrokenFrameBlock"]
+__all__ = ["FAULTS", "STREAM_FAULTS", "FRAME_FAULTS", "LOADER_FAULTS", "MUTANTS",
+           "BrokenStreamBuffer", "BrokenFrameBlock", "TakeIgnoresWr", "ReadyIgnored"]
 
 #: fault -> the assertion message (prefix) its proof must report.
 STREAM_FAULTS = {
@@ -51,7 +55,14 @@ FRAME_FAULTS = {
     "line_buffer_duplicate": ("o: c and last are the patch's",
                               "over the followed pixel carries", "idle only when"),
 }
-FAULTS = {**STREAM_FAULTS, **FRAME_FAULTS}
+#: loader fault -> the assertion messages (prefixes) of which its proof must report one.
+LOADER_FAULTS = {
+    f"weight_loader_b{WEIGHT_BEAT_BYTES}_take_ignores_wr":
+        ("wr: a write issued only while wr is empty or taken",),
+    f"weight_loader_b{WEIGHT_BEAT_BYTES}_ready_ignored":
+        ("wr: valid held until ready", "wr: payload stable while stalled"),
+}
+FAULTS = {**STREAM_FAULTS, **FRAME_FAULTS, **LOADER_FAULTS}
 
 
 class BrokenStreamBuffer(wiring.Component):
@@ -168,6 +179,58 @@ def _frame_mutant(name: str, block, harness, fault: str) -> Proof:
                  depth=12, memory_map=True)
 
 
+class TakeIgnoresWr(WeightLoader):
+    """The accelerator's loader (``WEIGHT_BEAT_BYTES`` per beat, ``FRAME_CFG``) whose parser
+    takes a unit from its byte buffer without waiting for ``wr`` to be free: the write an
+    entry or word makes may land on one still stalled on ``wr``. Its own logic otherwise:
+    only the ``wr_free`` it hands its byte buffer is a constant 1."""
+
+    def __init__(self):
+        super().__init__(FRAME_CFG, WEIGHT_BEAT_BYTES)
+
+    def _unit_buffer(self, m, unit_bytes, lengths, first_len, next_len, settled, value,
+                     commit, writes, wr_free):
+        return super()._unit_buffer(m, unit_bytes, lengths, first_len, next_len, settled,
+                                    value, commit, writes, Const(1))
+
+
+class ReadyIgnored(wiring.Component):
+    """The accelerator's loader (as :class:`TakeIgnoresWr`, unchanged) that sees ``wr.ready``
+    always high: it takes every write as gone the cycle it is offered, also while the sink
+    stalls it."""
+
+    def __init__(self):
+        self._inner = WeightLoader(FRAME_CFG, WEIGHT_BEAT_BYTES)
+        super().__init__(self._inner.signature)
+
+    def elaborate(self, platform):
+        m = Module()
+        inner = m.submodules.inner = self._inner
+        wiring.connect(m, wiring.flipped(self.i), inner.i)
+        m.d.comb += [self.wr.valid.eq(inner.wr.valid), self.wr.payload.eq(inner.wr.payload),
+                     inner.wr.ready.eq(1)]
+        for name in ("channels", "k_count", "k_base", "records", "error", "idle"):
+            m.d.comb += getattr(self, name).eq(getattr(inner, name))
+        return m
+
+
+def _ready_ignored(m: Module) -> None:
+    dut = m.submodules.dut = ReadyIgnored()
+    wide_source(m, dut.i, "i")
+    sink(m, dut.wr, "wr")
+
+
+_LOADER_NAMES = list(LOADER_FAULTS)
+LOADER_MUTANTS = (
+    Proof(f"mutant_{_LOADER_NAMES[0]}", "TakeIgnoresWr()",
+          f"must fail: {LOADER_FAULTS[_LOADER_NAMES[0]][0]}",
+          partial(weight_loader, loader=TakeIgnoresWr), depth=24),
+    Proof(f"mutant_{_LOADER_NAMES[1]}", "ReadyIgnored()",
+          f"must fail: {' or '.join(LOADER_FAULTS[_LOADER_NAMES[1]])}", _ready_ignored,
+          depth=24),
+)
+
+
 MUTANTS: tuple[Proof, ...] = tuple(
     Proof(f"mutant_{fault}", f"BrokenStreamBuffer({fault!r})", f"must fail: {message}",
           _broken(fault), depth=12)
@@ -175,4 +238,4 @@ MUTANTS: tuple[Proof, ...] = tuple(
     _frame_mutant(name, block, harness, fault)
     for name, block, harness in (("output_reorder", OutputReorder, _output_reorder_order),
                                  ("line_buffer", LineBuffer, _line_buffer_order))
-    for fault in ("swap", "drop", "duplicate"))
+    for fault in ("swap", "drop", "duplicate")) + LOADER_MUTANTS

@@ -35,7 +35,7 @@ from hw.channels import ChannelGather, ChannelSerialiser
 from hw.csr import ControlRegisters
 from hw.lane_queue import LaneQueue
 from hw.linebuf import LineBuffer
-from hw.loader import WeightLoader
+from hw.loader import WeightLoader, accelerator_loader
 from hw.pe import SparsePE
 from hw.reorder import OutputReorder
 from hw.stream_buffer import StreamBuffer
@@ -43,6 +43,7 @@ from hw.top import Accelerator
 from hw.transforms import InputTransform, OutputTransform
 from hw.zero_filter import ZeroFilter
 from sw.config import AccelConfig
+from sw.formats import WEIGHT_BEAT_BYTES
 from verif.formal.axi_lite import axi_lite_responses, axi_lite_slave, channel
 from verif.formal.internals import elaborate_with_internals
 from verif.formal.rules import ItemTracker, assert_stream, assume_stream, past
@@ -849,10 +850,40 @@ def _output_reorder_order(m: Module, *, stalls: bool, frame_cycles: int = 0,
         _first_frame_within(m, out_frame, frame_cycles)
 
 
-def weight_loader(m: Module) -> None:
-    dut = m.submodules.dut = WeightLoader(FRAME_CFG, beat_bytes=1)
-    source(m, dut.i, "i")
+def wide_source(m: Module, port, name: str) -> None:
+    """Drive a wide weight stream (:func:`hw.loader.beat_layout`) with any beats that keep the
+    stream rules and the format's ``keep``: all bytes of a beat without ``last``, a non-empty
+    prefix (``0b0..01..1``) of them on a frame's final beat."""
+    source(m, port, name)
+    keep, last = port.payload.keep, port.payload.last
+    prefix = 0
+    for n in range(1, len(keep) + 1):
+        prefix = prefix | (keep == (1 << n) - 1)
+    m.d.comb += Assume(~port.valid | Mux(last, prefix, keep == (1 << len(keep)) - 1))
+
+
+def weight_loader(m: Module, *, loader: Callable[[], WeightLoader] = partial(
+                      WeightLoader, FRAME_CFG, beat_bytes=1), covers: bool = False) -> None:
+    """The stream rules on ``wr`` for any input under the stream rules (wide beats: and
+    ``keep``'s) and any stalls on ``wr``, and that no write is overwritten: the parser
+    completes an entry or word (``issue``, which loads ``wr``) only while ``wr`` is empty or
+    taken. ``covers`` (bounded checks deep enough for a write): a write stalled and then
+    taken, a unit that makes no write taken while a write waits (a header field or a dropped
+    byte: with one byte per beat, any byte), a write issued as the one before leaves, and a
+    rejected record."""
+    dut = loader()
+    wide = hasattr(dut.i.payload, "keep")
+    found = elaborate_with_internals(m, dut, ["issue", "take"] if covers and wide else ["issue"])
+    issue = found["issue"]
+    (wide_source if wide else source)(m, dut.i, "i")
     sink(m, dut.wr, "wr")
+    stalled = dut.wr.valid & ~dut.wr.ready
+    m.d.comb += Assert(~issue | ~stalled, "wr: a write issued only while wr is empty or taken")
+    if covers:
+        was_stalled = past(m, stalled, "wr_was_stalled")
+        take = found["take"] if wide else taken(dut.i)
+        m.d.comb += [Cover(was_stalled & taken(dut.wr)), Cover(stalled & take & ~issue),
+                     Cover(issue & taken(dut.wr)), Cover(dut.error)]
 
 
 # -- SparsePE, SparseArray: the stream rules and the drain beats of every tile --------------
@@ -1034,7 +1065,26 @@ PROOFS: tuple[Proof, ...] = (
           "as output_reorder_order, any input gaps and stalls on o (bounded: the smallest "
           "frames)", partial(_output_reorder_order, stalls=True), depth=12, memory_map=True),
     Proof("weight_loader", "WeightLoader(beat_bytes=1)",
-          "stream rules on wr for any byte stream", weight_loader, depth=16),
+          "stream rules on wr for any byte stream, no write overwritten; covers: a stalled "
+          "write taken, a byte taken while a write waits, writes back to back, a rejected "
+          "record", partial(weight_loader, covers=True), depth=34),
+    Proof("weight_loader_induction", "WeightLoader(beat_bytes=1)",
+          "as weight_loader in every reachable state (k-induction)", weight_loader,
+          depth=1, mode="prove"),
+    *(proof for beat_bytes, loader in (
+        (WEIGHT_BEAT_BYTES, partial(accelerator_loader, FRAME_CFG)),
+        (4, partial(WeightLoader, FRAME_CFG, beat_bytes=4)))
+      for proof in (
+        Proof(f"weight_loader_b{beat_bytes}",
+              f"WeightLoader(beat_bytes={beat_bytes})"
+              + (": accelerator_loader" if beat_bytes == WEIGHT_BEAT_BYTES else ""),
+              "stream rules on wr for any beats (keep a prefix on a frame's final beat), no "
+              "write overwritten; covers: a stalled write taken, a unit making no write taken "
+              "while one waits, writes back to back, a rejected record",
+              partial(weight_loader, loader=loader, covers=True), depth=32),
+        Proof(f"weight_loader_b{beat_bytes}_induction", f"WeightLoader(beat_bytes={beat_bytes})",
+              f"as weight_loader_b{beat_bytes} in every reachable state (k-induction)",
+              partial(weight_loader, loader=loader), depth=1, mode="prove"))),
     Proof("sparse_pe_induction", "SparsePE(lanes=1, k_max=2, c_max=2, wmem_depth=2)",
           "stream rules on out in every reachable state (k-induction), any weights and writes",
           sparse_pe_rules, depth=12, mode="prove"),
