@@ -4,7 +4,7 @@ One run computes one 3×3 stride-1 layer pass (``K ≤ k_max`` output channels) 
 
     s_axis_act (stream_values channels of a pixel per beat)
                → stream buffer → LineBuffer (one channel's n×n patch per cycle)
-               → InputTransform (+ Winograd ReLU)
+               → stream buffer → InputTransform (+ Winograd ReLU)
                → ChannelGather (one channel per beat → act_width) → stream buffer
                → SparseArray (n² sparse PEs)
                → ChannelSerialiser (drain_width channels per beat → one) → stream buffer
@@ -216,13 +216,20 @@ class Accelerator(ConfiguredComponent):
                                          | (self.s_axis_act_tkeep != want_keep))
 
         # -- patches → input transform; (c, last) ride through it as the beat's meta ---------
+        # A stream buffer between them: the line buffer's issue (the read enable of its 48
+        # block RAMs, a net across the die) then waits on a register of its own, not on the
+        # input transform's and the gather's enables (the routed critical path at 42a0169,
+        # docs/fpga.md).
+        patches = m.submodules.patches = StreamBuffer(linebuf.o.payload.shape())
+        wiring.connect(m, linebuf.o, patches.i)
+        patch = patches.o.payload
         m.d.comb += [
             itf.i.payload.d.eq(patch.d),
             itf.i.payload.relu.eq(csr.winograd_relu),
             itf.i.payload.meta.c.eq(patch.c),
             itf.i.payload.meta.last.eq(patch.last),
-            itf.i.valid.eq(linebuf.o.valid),
-            linebuf.o.ready.eq(itf.i.ready),
+            itf.i.valid.eq(patches.o.valid),
+            patches.o.ready.eq(itf.i.ready),
         ]
         m.d.comb += [
             gather.i.payload.v.eq(itf.o.payload.v),
