@@ -83,3 +83,15 @@ def test_stale_derived_section_is_refused(tmp_path):
 def test_every_component_is_generated_from_config():
     for name in gen.COMPONENTS:
         assert f"module {name}" in gen.verilog_text(name, AccelConfig())
+
+
+def test_weight_loader_component_is_the_accelerators_loader():
+    """``--component weight_loader`` (and so a block-alone ``fpga.synth`` run) builds the loader
+    with the accelerator's beat, ``sw.formats.WEIGHT_BEAT_BYTES`` bytes, not the byte mode."""
+    from hw.loader import beat_layout
+    from hw.top import Accelerator
+    from sw.formats import WEIGHT_BEAT_BYTES
+    cfg = AccelConfig()
+    alone = gen.build_component("weight_loader", cfg)
+    assert alone.i.payload.shape() == beat_layout(WEIGHT_BEAT_BYTES)
+    assert len(Accelerator(cfg).s_axis_wgt_tdata) == 8 * WEIGHT_BEAT_BYTES
