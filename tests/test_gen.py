@@ -87,11 +87,14 @@ def test_every_component_is_generated_from_config():
 
 def test_weight_loader_component_is_the_accelerators_loader():
     """``--component weight_loader`` (and so a block-alone ``fpga.synth`` run) builds the loader
-    with the accelerator's beat, ``sw.formats.WEIGHT_BEAT_BYTES`` bytes, not the byte mode."""
-    from hw.loader import beat_layout
-    from hw.top import Accelerator
+    with the accelerator's beat, ``sw.formats.WEIGHT_BEAT_BYTES`` bytes, not the byte mode;
+    ``hw.top`` builds its loader with the same factory."""
+    import hw.top
+    from hw.loader import accelerator_loader, beat_layout
     from sw.formats import WEIGHT_BEAT_BYTES
-    cfg = AccelConfig()
-    alone = gen.build_component("weight_loader", cfg)
-    assert alone.i.payload.shape() == beat_layout(WEIGHT_BEAT_BYTES)
-    assert len(Accelerator(cfg).s_axis_wgt_tdata) == 8 * WEIGHT_BEAT_BYTES
+    assert gen.COMPONENTS["weight_loader"] == "hw.loader:accelerator_loader"
+    assert hw.top.accelerator_loader is accelerator_loader
+    width = beat_layout(WEIGHT_BEAT_BYTES).size          # data, keep, last
+    assert width > beat_layout(1).size
+    text = gen.verilog_text("weight_loader", AccelConfig())
+    assert f"input [{width - 1}:0] i__payload;" in text
