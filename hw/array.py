@@ -60,6 +60,8 @@ class SparseArray(ConfiguredComponent):
         :func:`sw.golden.drain_beats` gives the same order from the golden model.
     k_count : In(range(1, k_max + 1))
         Output channels of the current pass.
+    bank : In(1)
+        The directory bank every PE reads (:class:`hw.weight_ring.WeightRing`).
     perf : Out(ArrayLayout(perf_layout(counter_bits), n²))
         Every PE's counters (see :class:`hw.pe.SparsePE`).
     cycles : Out(counter_bits)
@@ -105,6 +107,7 @@ class SparseArray(ConfiguredComponent):
             "wgt_wr": In(stream.Signature(wgt_wr, always_ready=True)),
             "out": Out(stream.Signature(out)),
             "k_count": In(range(1, cfg.k_max + 1)),
+            "bank": In(1),
             "perf": Out(data.ArrayLayout(perf_layout(counter_bits), coords)),
             "cycles": Out(counter_bits),
             "idle": Out(1),
@@ -144,7 +147,7 @@ class SparseArray(ConfiguredComponent):
                for xi, (w, d) in enumerate(self._images)]
         for xi, pe in enumerate(pes):
             m.submodules[f"pe{xi}"] = pe
-            m.d.comb += pe.k_count.eq(self.k_count)
+            m.d.comb += [pe.k_count.eq(self.k_count), pe.bank.eq(self.bank)]
         # One assignment of the whole vector, not one per PE: Verilog then drives `perf` with a
         # single concatenation instead of per-PE part assignments, which Icarus resolves bit by
         # bit for every reader of the vector whenever any counter moves.

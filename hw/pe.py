@@ -34,7 +34,7 @@ from sw.regmap import PE_COUNTERS
 
 __all__ = ["SparsePE", "check_images", "act_layout", "act_entry_layout", "perf_layout",
            "wgt_wr_layout", "lane_group_layout", "lane_slot_layout", "out_layout", "WMEM",
-           "DIRECTORY"]
+           "DIRECTORY", "directory_bank_bit"]
 
 #: ``wgt_wr.payload.mem`` value selecting the weight-word memory.
 WMEM = 0
@@ -52,15 +52,23 @@ def perf_layout(counter_bits: int) -> data.StructLayout:
     return data.StructLayout({name: unsigned(counter_bits) for name in PE_COUNTERS})
 
 
+def directory_bank_bit(cfg: AccelConfig) -> int:
+    """The directory address bit that selects its bank: entry ``c`` of bank ``b`` is at
+    ``c + b * 2**directory_bank_bit(cfg)`` (two banks, so a pass's record can load into one
+    while the PEs read the other; :class:`hw.weight_ring.WeightRing`)."""
+    return _bits_for(cfg.c_max)
+
+
 def wgt_wr_layout(cfg: AccelConfig, xi: int) -> data.StructLayout:
     """One write of PE ``xi``'s load port: target memory, address, data (LSB-aligned).
 
     ``data`` is as wide as the wider of a weight word and a directory entry of
-    :mod:`sw.formats`; the unused high bits are ignored.
+    :mod:`sw.formats`; the unused high bits are ignored. A directory address carries the
+    bank in bit :func:`directory_bank_bit`.
     """
     return data.StructLayout({
         "mem": unsigned(1),
-        "addr": unsigned(max(_bits_for(cfg.wmem_depth), _bits_for(cfg.c_max))),
+        "addr": unsigned(max(_bits_for(cfg.wmem_depth), directory_bank_bit(cfg) + 1)),
         "data": unsigned(max(formats.slot_layout(cfg, xi).word_bits,
                              formats.directory_layout(cfg, xi).entry_bits)),
     })
@@ -141,7 +149,7 @@ class SparsePE(ConfiguredComponent):
         :func:`sw.formats.pack_layer`), at most ``wmem_depth``; the rest start at zero.
     directory : sequence of int, optional
         Initial directory entries of that pass (:func:`sw.formats.directory_words`), entry
-        ``c`` for input channel ``c``, at most ``c_max``.
+        ``c`` for input channel ``c``, at most ``c_max``: directory bank 0.
     counter_bits : int
         Width of each performance counter (they wrap).
 
@@ -154,7 +162,10 @@ class SparsePE(ConfiguredComponent):
         :class:`hw.zero_filter.ZeroFilter`.
     wgt_wr : In(stream.Signature(wgt_wr_layout(cfg, xi), always_ready=True))
         Memory writes for the weight loader: ``mem`` (:data:`WMEM` or :data:`DIRECTORY`),
-        ``addr``, ``data``; one write per cycle. Write only while the PE is idle.
+        ``addr``, ``data``; one write per cycle. A directory address carries its bank in
+        bit :func:`directory_bank_bit`. While a pass runs, write only the other directory
+        bank and weight words the pass does not read (:class:`hw.weight_ring.WeightRing`
+        sees to both).
     out : Out(stream.Signature(out_layout(cfg)))
         Per tile, ``ceil(k_count / drain_width)`` beats in order: beat ``r`` has ``k = r · D``
         and ``m[j] = M[k + j]`` for ``j < D`` (``D = drain_width``; channels at or past
@@ -162,6 +173,8 @@ class SparsePE(ConfiguredComponent):
         after wrap or saturation, on ``m_bits`` wires (``min(acc_bits, exact_sum_bits)``).
     k_count : In(range(1, k_max + 1))
         Output channels of the current pass (``K``, 1..k_max). Hold it stable during a pass.
+    bank : In(1)
+        The directory bank the pass reads. Hold it stable during a pass.
     perf : Out(perf_layout(counter_bits))
         ``busy``: cycles at least one lane takes a pair; ``macs``: multiplications;
         ``empty_slots``: lanes without a multiplication in busy cycles; ``stalls``: cycles
@@ -222,6 +235,7 @@ class SparsePE(ConfiguredComponent):
             "wgt_wr": In(stream.Signature(wgt_wr_layout(cfg, xi), always_ready=True)),
             "out": Out(stream.Signature(out_layout(cfg))),
             "k_count": In(range(1, cfg.k_max + 1)),
+            "bank": In(1),
             "perf": Out(perf_layout(self._counter_bits)),
             "idle": Out(1),
             "overflow": Out(1),
@@ -255,15 +269,18 @@ class SparsePE(ConfiguredComponent):
         head = entries.o.payload
 
         # -- memories and the load port ----------------------------------------------------
-        # A word is never read in the cycle it is written (the loader writes only while the
-        # PE is idle, and a word read then is not used), so Yosys may leave the block RAM's
-        # read-during-write behaviour undefined instead of emulating read-first with a
-        # delayed write and a bypass multiplexer per data bit (no_rw_check).
+        # A word is never read in the cycle it is written (the loader writes only words the
+        # running pass does not read, hw.weight_ring, and a word read while the PE is idle is
+        # not used), so Yosys may leave the block RAM's read-during-write behaviour undefined
+        # instead of emulating read-first with a delayed write and a bypass multiplexer per
+        # data bit (no_rw_check). The directory has two banks: the running pass reads one,
+        # the next pass's record writes the other.
         m.submodules.wmem = wmem = Memory(shape=unsigned(slots.word_bits),
                                           depth=cfg.wmem_depth, init=self._weights,
                                           attrs={"no_rw_check": 1})
         m.submodules.dmem = dmem = Memory(shape=unsigned(dirl.entry_bits),
-                                          depth=cfg.c_max, init=self._directory)
+                                          depth=2 << directory_bank_bit(cfg),
+                                          init=self._directory)
         w_wr, d_wr = wmem.write_port(), dmem.write_port()
         w_rd, d_rd = wmem.read_port(), dmem.read_port()
         wr = self.wgt_wr.payload
@@ -286,7 +303,7 @@ class SparsePE(ConfiguredComponent):
             a_load.eq(entries.o.valid & (~a_valid | a_take)),
             entries.o.ready.eq(a_load),
             d_rd.en.eq(a_load),
-            d_rd.addr.eq(head.c),
+            d_rd.addr.eq(head.c | (self.bank << directory_bank_bit(cfg))),
         ]
         with m.If(a_load):
             m.d.sync += [a_v.eq(head.v), a_zero.eq(head.v == 0), a_last.eq(head.last)]
@@ -345,7 +362,14 @@ class SparsePE(ConfiguredComponent):
             w_rd.addr.eq(b_addr),
         ]
         with m.If(issue):
-            m.d.sync += [b_addr.eq(b_addr + 1), b_left.eq(b_left - 1), b_one.eq(b_left == 2)]
+            # The weight memory is a ring (hw.weight_ring): a column may wrap past its end,
+            # for free when wmem_depth is a power of two (the read address drops b_addr's top
+            # bit).
+            if cfg.wmem_depth & (cfg.wmem_depth - 1):
+                b_next = Mux(b_addr == cfg.wmem_depth - 1, 0, b_addr + 1)
+            else:
+                b_next = b_addr + 1
+            m.d.sync += [b_addr.eq(b_next), b_left.eq(b_left - 1), b_one.eq(b_left == 2)]
             with m.If(b_one):
                 m.d.sync += b_active.eq(0)
         with m.If(columns.o.valid & ~col.skip & b_free):

@@ -11,8 +11,9 @@ One run computes one 3×3 stride-1 layer pass (``K ≤ k_max`` output channels) 
                → OutputTransform (+ bias, requantise, spatial ReLU, clamp; quant[k] from the CSRs)
                → stream buffer → OutputReorder (one m×m tile in per cycle)
                → m_axis_out (stream_values channels of a pixel per beat)
-    s_axis_wgt (8 bytes per beat) → stream buffer → WeightLoader → the PEs' weight and
-               directory memories
+    s_axis_wgt (8 bytes per beat) → stream buffer → WeightLoader → WeightRing → the PEs'
+               weight and directory memories (the next pass's record loads beside the
+               running pass)
     s_axi      → ControlRegisters (shape, ReLU modes, quantisation memory, start/busy/done, flags,
                  perf counters)
 
@@ -38,6 +39,7 @@ from hw.reorder import OutputReorder
 from hw.stream_buffer import StreamBuffer
 from hw.channels import ChannelGather, ChannelSerialiser
 from hw.transforms import InputTransform, OutputTransform
+from hw.weight_ring import WeightRing
 
 __all__ = ["Accelerator"]
 
@@ -66,7 +68,11 @@ class Accelerator(ConfiguredComponent):
         Packed weights in, :data:`sw.formats.WEIGHT_BEAT_BYTES` bytes per beat (byte ``j`` in
         bits ``8j .. 8j+7``, ``tkeep`` one bit per byte, a prefix: only a frame's final beat may
         be partial): one record of the weight-load stream (:func:`sw.formats.encode_record`) per
-        frame, ``tlast`` on its final beat. Ready only between runs.
+        frame, ``tlast`` on its final beat. Taken between runs and during them: a record
+        sent during a run is the next pass's, loaded beside the running one
+        (:class:`hw.weight_ring.WeightRing`); its writes that would land on the running pass
+        wait for the run's end, so it loads at full speed when the two passes' words fit the
+        weight memory together.
     m_axis_out_tdata, m_axis_out_tkeep, m_axis_out_tvalid, m_axis_out_tready, m_axis_out_tlast
         Activations out: the pass's ``out_h × out_w × K`` output in NHWC raster order, in the
         same beat format (``K`` in place of ``C``; bytes with ``tkeep`` 0 are zero), ``tlast``
@@ -81,7 +87,9 @@ class Accelerator(ConfiguredComponent):
     PAD, RELU and the quantisation entries ``0 .. K-1``; write CTRL.START; stream the input on
     ``s_axis_act`` while taking the output from ``m_axis_out``; STATUS.DONE is set when the
     final output beat has been taken. STATUS.BUSY is also set while a weight record is being
-    parsed, so configuration writes are refused then too.
+    parsed, so configuration writes are refused then too. The next pass's record may be sent
+    as soon as START is accepted; its quantisation entries are written after DONE (they are
+    configuration), then START runs it.
 
     Flags: ERROR is set by a rejected weight record and by an activation frame whose ``tlast``
     is misplaced or whose ``tkeep`` marks other bytes than the channels' (the run goes on
@@ -134,6 +142,7 @@ class Accelerator(ConfiguredComponent):
         otf = m.submodules.output_transform = OutputTransform(cfg)
         reorder = m.submodules.reorder = OutputReorder(cfg)
         loader = m.submodules.loader = accelerator_loader(cfg)
+        ring = m.submodules.weight_ring = WeightRing(cfg)
 
         # -- AXI4-Lite straight through to the registers ------------------------------------
         for name, member in csr.signature.members.items():
@@ -254,10 +263,22 @@ class Accelerator(ConfiguredComponent):
             wgt_in.i.payload.data.eq(self.s_axis_wgt_tdata),
             wgt_in.i.payload.keep.eq(self.s_axis_wgt_tkeep),
             wgt_in.i.payload.last.eq(self.s_axis_wgt_tlast),
-            wgt_in.i.valid.eq(self.s_axis_wgt_tvalid & ~running),
-            self.s_axis_wgt_tready.eq(wgt_in.i.ready & ~running),
+            wgt_in.i.valid.eq(self.s_axis_wgt_tvalid),
+            self.s_axis_wgt_tready.eq(wgt_in.i.ready),
         ]
-        wiring.connect(m, loader.wr, array.wgt_wr)
+        # The ring places each record beside the running pass (or holds its writes until the
+        # run ends), so records are taken during runs too.
+        wiring.connect(m, loader.wr, ring.i)
+        wiring.connect(m, ring.o, array.wgt_wr)
+        records_lsb = Signal()          # the loader's count moves by one per good record
+        m.d.sync += records_lsb.eq(loader.records[0])
+        m.d.comb += [
+            ring.committed.eq(loader.records[0] != records_lsb),
+            ring.rejected.eq(loader.error),
+            ring.start.eq(csr.start),
+            ring.running.eq(running),
+            array.bank.eq(ring.bank),
+        ]
 
         # -- M → output transform with this channel's quantisation ---------------------------
         # Stream buffers with registered ready on both sides of the output transform: the
@@ -303,7 +324,7 @@ class Accelerator(ConfiguredComponent):
         with m.Elif(running):
             m.d.sync += cycles.eq(cycles + 1)
         m.d.comb += [
-            csr.busy.eq(running | ~loader.idle | wgt_in.busy),
+            csr.busy.eq(running | ~loader.idle | wgt_in.busy | ring.busy),
             csr.done.eq(done),
             csr.error.eq(loader.error | framing_error),
             csr.overflow.eq(array.overflow),

@@ -11,10 +11,11 @@ Two backends share one interface, ``await backend.conv(layer, xs) -> ys``:
 - :class:`GoldenBackend`, the bit-exact NumPy model (:func:`sw.golden.conv_layer`);
 - :class:`DeviceBackend`, the accelerator itself: the register sequence of a run (load a pass's
   weight record, write the quantisation entries and the shape, START, stream, wait for DONE,
-  read the counters), written against a :class:`Transport`, four calls that reach the
-  accelerator's AXI4-Lite registers and its AXI4-Stream ports. The cocotb transport on the
+  read the counters; the next pass's record loads while the current pass's last image runs),
+  written against a :class:`Transport`, five calls that reach the accelerator's AXI4-Lite
+  registers and its AXI4-Stream ports and run two of them at once. The cocotb transport on the
   generated Verilog is :class:`verif.axi_transport.AxiTransport`; a board would implement the
-  same four calls with ``mmap`` on the register window and DMA on the streams.
+  same calls with ``mmap`` on the register window and DMA on the streams.
 
 The interface is ``async`` so a transport can await a simulator or a DMA completion;
 :func:`run_sync` runs a network on the golden backend without an event loop.
@@ -224,7 +225,7 @@ class GoldenBackend:
 
 
 class Transport(Protocol):
-    """How :class:`DeviceBackend` reaches the accelerator: four awaitable calls.
+    """How :class:`DeviceBackend` reaches the accelerator: five awaitable calls.
 
     Registers are the 32-bit words of :mod:`sw.regmap` on ``s_axi``, at byte offsets; a register
     access the accelerator answers with an error response raises :class:`BusError`. Weight
@@ -254,6 +255,10 @@ class Transport(Protocol):
         as soon as its line buffer holds the rows it needs), so the two transfers run at once.
         """
 
+    async def concurrently(self, *calls) -> list:
+        """Await the coroutines ``calls`` at once (a run's stream and the next pass's weight
+        load) and return their results in order; the first exception raised is raised."""
+
 
 class DeviceBackend:
     """The accelerator behind a :class:`Transport`: the register sequence of every run.
@@ -261,9 +266,12 @@ class DeviceBackend:
     Per pass over output channels: send the pass's weight record and wait until WGT_RECORDS
     counts it; write the pass's quantisation entries. Per image: write HEIGHT, WIDTH,
     CHANNELS, KOUT, PAD and RELU, then CTRL.START; stream the input in raster order (``y``,
-    ``x``, ``c``) and take the outputs; wait for STATUS.DONE; read the counters. Every refusal
-    and error raises :class:`DriverError` naming the layer and the step. The sticky flags are
-    cleared (CTRL.CLEAR) before each START.
+    ``x``, ``c``) and take the outputs; wait for STATUS.DONE; read the counters. The next
+    pass's record is sent while the pass's last image runs (:meth:`Transport.concurrently`):
+    the accelerator loads it beside the running pass (:class:`hw.weight_ring.WeightRing`), so
+    its load is hidden when the two passes' weight words fit the memory together, and
+    otherwise ends after the run. Every refusal and error raises :class:`DriverError` naming
+    the layer and the step. The sticky flags are cleared (CTRL.CLEAR) before each START.
 
     Parameters
     ----------
@@ -328,8 +336,10 @@ class DeviceBackend:
         """``[C, H, W]`` integer inputs → ``[K, out_h, out_w]`` integer outputs, on the device."""
         q, cfg = layer.qlayer, self.cfg
         outs = [None] * len(xs)
-        for p, image in enumerate(layer.packed.passes):
-            await self.load(layer, p)
+        passes = layer.packed.passes
+        for p, image in enumerate(passes):
+            if p == 0:
+                await self.load(layer, p)     # later passes loaded during the previous run
             loaded = (await self.transport.read(regmap.WGT_CHANNELS.offset),
                       await self.transport.read(regmap.WGT_KCOUNT.offset))
             ks = range(image.k_base, image.k_base + image.k_count)
@@ -349,7 +359,8 @@ class DeviceBackend:
                                    (regmap.RELU, int(q.winograd_relu)
                                     | int(q.spatial_relu) << 1)):
                     await self.write(reg.offset, value, f"layer {layer.name} {reg.name}")
-                y = await self._run(layer, p, idx, x, image.k_count)
+                preload = p + 1 < len(passes) and idx == len(xs) - 1
+                y = await self._run(layer, p, idx, x, image.k_count, preload)
                 if outs[idx] is None:
                     outs[idx] = np.zeros((q.K, *y.shape[1:]), dtype=np.int64)
                 outs[idx][image.k_base:image.k_base + image.k_count] = y
@@ -358,15 +369,21 @@ class DeviceBackend:
         return outs
 
     async def _run(self, layer: DeviceLayer, p: int, idx: int, x: np.ndarray,
-                   k_count: int) -> np.ndarray:
+                   k_count: int, preload: bool = False) -> np.ndarray:
+        """One image of pass ``p``; with ``preload``, pass ``p + 1``'s record is sent (and its
+        acceptance checked) while this run streams."""
         C, H, W = x.shape
         grid = winograd.tile_grid(H, W, self.cfg.tile, layer.qlayer.pad)
         before = await self._counters()
         # the sticky flags then speak of this run alone
         await self.write(regmap.CTRL.offset, regmap.CTRL_CLEAR, f"layer {layer.name} CLEAR")
         await self.write(regmap.CTRL.offset, regmap.CTRL_START, f"layer {layer.name} START")
-        frame = await self.transport.stream(formats.pack_activations(x.transpose(1, 2, 0),
-                                                                     self.cfg))
+        streamed = self.transport.stream(formats.pack_activations(x.transpose(1, 2, 0),
+                                                                  self.cfg))
+        if preload:
+            frame, _ = await self.transport.concurrently(streamed, self.load(layer, p + 1))
+        else:
+            frame = await streamed
         beat = formats.beat_bytes(self.cfg)
         expected = formats.activation_beats(grid.out_h, grid.out_w, k_count, self.cfg)
         if len(frame.data) != expected * beat:

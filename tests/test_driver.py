@@ -161,6 +161,10 @@ class ModelTransport:
         self.reject, self.refuse, self.drop, self.fail = False, set(), 0, False
         self.keepless = False
         self.clears = 0
+        self.running: tuple[driver.DeviceLayer, int] | None = None
+        self.starts: list[int] = []     # WGT_RECORDS at each START
+        self.overlapped = 0             # records sent while a run was streaming
+        self.streaming = False
 
     async def read(self, offset: int) -> int:
         where = regmap.decode(self.cfg, offset)
@@ -191,6 +195,8 @@ class ModelTransport:
                 self.status |= regmap.STATUS_BAD_CONFIG
                 raise driver.BusError("write", offset, regmap.RESP_SLVERR)
             self.status = regmap.STATUS_BUSY | (self.status & regmap.STICKY_FLAGS)
+            self.running = self.loaded      # the run reads the record loaded before START
+            self.starts.append(self.records)
         else:
             self.regs[offset] = value
 
@@ -202,6 +208,7 @@ class ModelTransport:
         return dev.qlayer.C, dev.packed.passes[p].k_count
 
     async def send_weights(self, record: bytes) -> None:
+        self.overlapped += self.streaming
         if self.reject:
             self.loaded = None
             self.status |= regmap.STATUS_ERROR
@@ -211,7 +218,7 @@ class ModelTransport:
 
     async def stream(self, activations: formats.ActivationFrame) -> formats.ActivationFrame:
         assert self.status & regmap.STATUS_BUSY, "input streamed without START"
-        dev, p = self.loaded
+        dev, p = self.running
         k_base = dev.packed.passes[p].k_base
         H, W, C, K, pad, relu = (self.regs[reg.offset] for reg in (
             regmap.HEIGHT, regmap.WIDTH, regmap.CHANNELS, regmap.KOUT, regmap.PAD, regmap.RELU))
@@ -233,6 +240,15 @@ class ModelTransport:
         keep = bytes(end) if self.keepless else frame.keep[:end]
         return formats.ActivationFrame(frame.data[:end], keep)
 
+    async def concurrently(self, *calls) -> list:
+        """The stream first (its outputs come from the record loaded before START), then the
+        rest, counted as sent during the run."""
+        self.streaming = True
+        try:
+            return [await call for call in calls]
+        finally:
+            self.streaming = False
+
 
 def test_device_backend_on_a_model_transport_equals_golden(model, rng):
     images = rng.random((2, 1, 8, 8))
@@ -244,6 +260,8 @@ def test_device_backend_on_a_model_transport_equals_golden(model, rng):
     got = asyncio.run(driver.run_network(model, layers, images, backend))
     np.testing.assert_array_equal(got, driver.golden_predict(model, images, MULTIPASS, layers))
     assert transport.records == 1 + 4
+    # every pass but a layer's first is sent while the previous pass's last image streams
+    assert transport.overlapped == sum(dev.packed.num_passes - 1 for dev in layers.values())
     runs = [(name, p, i) for name, dev in layers.items() for p in range(dev.packed.num_passes)
             for i in range(len(images))]
     assert [(s["layer"], s["pass"], s["image"]) for s in backend.stats] == runs

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import warnings
 
+import cocotb
 from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFrame,
                            AxiStreamSink, AxiStreamSource)
 
@@ -89,3 +90,8 @@ class AxiTransport:
         await self.act.send(AxiStreamFrame(activations.data, tkeep=list(activations.keep)))
         frame = await self.out.recv(compact=False)
         return ActivationFrame(bytes(frame.tdata), bytes(frame.tkeep))
+
+    async def concurrently(self, *calls) -> list:
+        """Run the coroutines ``calls`` as cocotb tasks at once; their results in order."""
+        tasks = [cocotb.start_soon(call) for call in calls]
+        return [await task for task in tasks]

@@ -10,7 +10,8 @@ by pass (:func:`verif.bench_system.golden_conv`).
 
 It writes ``<name>.rtl.json``: per pass the driver's counters (``cycles``: the ``CYCLES``
 register, START to the run's end; ``array_cycles``; the summed PE counters) and
-``load_cycles`` (the ``s_axis_wgt`` frame's clock cycles, timed by :class:`TimedTransport`),
+``load_cycles`` (the ``s_axis_wgt`` frame's clock cycles, timed by :class:`TimedTransport`)
+and ``hidden_load_cycles`` (the part of them during the previous pass's run),
 ``bit_exact`` and the mismatches, ``host_cycles`` (the case's whole simulated time) and the
 wall time. A case that is not bit-exact fails the test after its file is written.
 """
@@ -26,7 +27,7 @@ import cocotb
 import numpy as np
 from cocotb.utils import get_sim_time
 
-from sw import formats
+from sw import formats, regmap
 from sw.driver import DeviceBackend, DeviceLayer
 from verif.axi_transport import AxiTransport
 from verif.bench_system import case_layer, golden_conv
@@ -42,7 +43,8 @@ def _now() -> int:
 
 
 class TimedTransport:
-    """A :class:`sw.driver.Transport` that passes every call on and times the weight loads.
+    """A :class:`sw.driver.Transport` that passes every call on and times the weight loads
+    and the runs.
 
     Parameters
     ----------
@@ -51,27 +53,51 @@ class TimedTransport:
 
     Attributes
     ----------
-    loads : list of int
-        Clock cycles of each :meth:`send_weights` call, from the call to the frame's last beat.
+    loads : list of (int, int)
+        Per :meth:`send_weights` call, the clock cycles of the call and of the frame's last
+        beat.
+    runs : list of (int, int)
+        Per run, the clock cycles when its CTRL.START write completed and when its output
+        frame's last beat arrived.
     """
 
     def __init__(self, inner):
         self.inner = inner
-        self.loads: list[int] = []
+        self.loads: list[tuple[int, int]] = []
+        self.runs: list[tuple[int, int]] = []
 
     async def read(self, offset: int) -> int:
         return await self.inner.read(offset)
 
     async def write(self, offset: int, value: int) -> None:
         await self.inner.write(offset, value)
+        if offset == regmap.CTRL.offset and value & regmap.CTRL_START:
+            self.runs.append((_now(), None))
 
     async def send_weights(self, record: bytes) -> None:
         t0 = _now()
         await self.inner.send_weights(record)
-        self.loads.append(_now() - t0)
+        self.loads.append((t0, _now()))
 
     async def stream(self, activations: bytes) -> bytes:
-        return await self.inner.stream(activations)
+        frame = await self.inner.stream(activations)
+        self.runs[-1] = (self.runs[-1][0], _now())
+        return frame
+
+    async def concurrently(self, *calls) -> list:
+        return await self.inner.concurrently(*calls)
+
+    def load_cycles(self) -> list[dict]:
+        """Per load, its cycles and the part of them hidden behind the run before it (the
+        load of pass ``p + 1`` overlaps pass ``p``'s run)."""
+        out = []
+        for i, (a, b) in enumerate(self.loads):
+            hidden = 0
+            if i > 0 and i - 1 < len(self.runs):
+                s, e = self.runs[i - 1]
+                hidden = max(0, min(b, e) - max(a, s))
+            out.append({"load_cycles": b - a, "hidden_load_cycles": hidden})
+        return out
 
 
 @cocotb.test()
@@ -98,12 +124,13 @@ async def system_cases(dut):
                   f"({_now() - c0} cycles, {time.perf_counter() - t0:.0f} s)", flush=True)
 
         transport.loads.clear()
+        transport.runs.clear()
         rtl = DeviceBackend(transport, cfg, progress=progress)
         (got,) = await rtl.conv(layer, [x])
         want = golden_conv(x, layer_q, packed, cfg)
         bad = np.argwhere(got != want) if got.shape == want.shape else np.zeros((1, 3), int)
-        passes = [{**{k: v for k, v in s.items() if k not in ("layer", "image")},
-                   "load_cycles": load} for s, load in zip(rtl.stats, transport.loads)]
+        passes = [{**{k: v for k, v in s.items() if k not in ("layer", "image")}, **load}
+                  for s, load in zip(rtl.stats, transport.load_cycles())]
         wall = time.perf_counter() - t0
         result = {"passes": passes, "bit_exact": bool(bad.size == 0),
                   "mismatches": int(len(bad)), "host_cycles": _now() - c0,

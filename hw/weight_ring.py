@@ -1,0 +1,162 @@
+"""``WeightRing``: places each weight record in the PEs' memories beside the pass that runs.
+
+The loader writes a record as if it owned the memories: weight words from address 0, directory
+entries at their channel. This block, between the loader and the array, makes the weight memory
+a ring and the directory two banks, so the next pass's record can load while the current pass
+runs (issue 13: the loads were half of a two-pass layer's time):
+
+- a record's weight words go to ``base + j`` (modulo ``wmem_depth``), where ``base`` is where
+  the previous good record ended; its directory entries' ``start`` fields move by the same
+  ``base``, so the PEs read absolute addresses and need no adder;
+- its directory entries go to the bank the running pass does not read; each good record flips
+  the bank, and a START makes the PEs read the bank of the last good record;
+- while a pass runs, a write that would land on it waits (back-pressure to the loader) until
+  the run ends: a weight word whose offset in its record is at or beyond ``wmem_depth`` minus
+  the running pass's words, or a directory entry of the running pass's bank (a second record
+  loaded during one run). Writes leave in order, so a record held at its first entry holds
+  all its words too.
+
+So the host may send the next pass's record as soon as the current pass has started. It loads
+at full speed when the two passes' words fit the memory together (the larger of the two
+records' per-PE word counts, summed, at most ``wmem_depth``), and otherwise finishes after the
+run, as it would have without the ring.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.array import SparseArray
+from hw.component import ConfiguredComponent
+from hw.pe import WMEM, directory_bank_bit
+from hw.stream_buffer import StreamBuffer
+from sw import formats
+from sw.config import AccelConfig, require_config
+
+__all__ = ["WeightRing"]
+
+
+class WeightRing(ConfiguredComponent):
+    """Relocates the loader's writes into a ring of weight words and two directory banks.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+        Supplies ``wmem_depth`` (the ring's size), ``c_max`` (the directory bank bit, from
+        :func:`hw.pe.directory_bank_bit`) and the directory entry layout of :mod:`sw.formats`
+        (its ``start`` field, the low ``addr_bits`` of ``data``).
+
+    Members
+    -------
+    i : In(stream.Signature(SparseArray.layouts(cfg)[1]))
+        The loader's writes (:attr:`hw.loader.WeightLoader.wr`): addresses as in the record
+        (directory entry ``c`` at ``c``, weight word ``j`` at ``j``). ``ready`` is a register.
+    o : Out(stream.Signature(SparseArray.layouts(cfg)[1], always_ready=True))
+        The same writes, placed: a weight word at ``(base + j) mod wmem_depth``, a directory
+        entry at ``c + bank · 2**directory_bank_bit(cfg)`` with ``start`` moved to
+        ``(start + base) mod wmem_depth``. ``valid`` and the payload are registers.
+    committed : In(1)
+        One-cycle strobe: the loader accepted a record (its final write has entered ``i``).
+        The ring then advances ``base`` past the record's words and flips the load bank.
+    rejected : In(1)
+        One-cycle strobe: the loader rejected a record. The next record starts at the same
+        ``base`` and bank (the rejected one's writes are overwritten; the loader reports no
+        good record, so no START can use them).
+    start : In(1)
+        One-cycle strobe: a run starts (with the last committed record).
+    running : In(1)
+        A run is in progress: writes onto its words or its directory bank wait.
+    bank : Out(1)
+        The directory bank the PEs read: that of the last record committed before the last
+        START (0 after reset).
+    busy : Out(1)
+        A write is held.
+
+    Notes
+    -----
+    ``committed`` must come in a cycle after the one in which the record's final write entered
+    ``i``, and before the next record's first write does (the loader's status changes one
+    cycle after the final write left it, and a new record's first write follows a header of
+    several cycles). Latency: a write leaves on ``o`` two cycles after it was taken on ``i``
+    unless it waits.
+    """
+
+    #: Cycles from a write taken on ``i`` to it on ``o`` (when it does not wait).
+    LATENCY = 2
+
+    def __init__(self, cfg: AccelConfig):
+        require_config(cfg)
+        wr = SparseArray.layouts(cfg)[1]
+        super().__init__(cfg, {
+            "i": In(stream.Signature(wr)),
+            "o": Out(stream.Signature(wr, always_ready=True)),
+            "committed": In(1),
+            "rejected": In(1),
+            "start": In(1),
+            "running": In(1),
+            "bank": Out(1),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        depth = cfg.wmem_depth
+        wr = self.i.payload
+        start_bits = formats.directory_layout(cfg, 0).addr_bits
+        bank_bit = directory_bank_bit(cfg)
+
+        def ring(total):
+            """``total mod depth`` for ``total < 2 · depth``."""
+            if depth & (depth - 1) == 0:
+                return total[:max(1, (depth - 1).bit_length())]
+            return Mux(total >= depth, total - depth, total)
+
+        base = Signal(range(depth))          # where the record being loaded starts
+        span = Signal(range(depth + 1))      # its words so far (its highest word + 1)
+        last_span = Signal(range(depth + 1))  # the words of the last committed record
+        load_bank = Signal()                 # the directory bank the loader writes
+        room = Signal(range(depth + 1))      # running: word offsets below this are free
+
+        # -- in: relocate, and remember how far the record reaches -------------------------
+        layout = SparseArray.layouts(cfg)[1]
+        held = StreamBuffer(data.StructLayout({"wr": layout, "offset": unsigned(len(wr.addr))}))
+        m.submodules.held = held
+        placed = held.i.payload.wr
+        is_word = wr.mem == WMEM
+        m.d.comb += [
+            held.i.valid.eq(self.i.valid),
+            self.i.ready.eq(held.i.ready),
+            held.i.payload.offset.eq(wr.addr),
+            placed.pe.eq(wr.pe),
+            placed.mem.eq(wr.mem),
+            placed.data.eq(wr.data),
+            placed.addr.eq(Mux(is_word, ring(wr.addr + base), wr.addr | (load_bank << bank_bit))),
+        ]
+        with m.If(~is_word):
+            m.d.comb += placed.data[:start_bits].eq(ring(wr.data[:start_bits] + base))
+        with m.If(self.i.valid & self.i.ready & is_word & (wr.addr >= span)):
+            m.d.sync += span.eq(wr.addr + 1)
+        with m.If(self.committed):
+            m.d.sync += [base.eq(ring(base + span)), last_span.eq(span), span.eq(0),
+                         load_bank.eq(~load_bank)]
+        with m.If(self.rejected):
+            m.d.sync += span.eq(0)
+        with m.If(self.start):
+            m.d.sync += [self.bank.eq(~load_bank), room.eq(depth - last_span)]
+
+        # -- out: wait while the write would land on the running pass ------------------------
+        head = held.o.payload
+        on_run = Signal()
+        m.d.comb += [
+            on_run.eq(self.running & Mux(head.wr.mem == WMEM, head.offset >= room,
+                                         head.wr.addr[bank_bit] == self.bank)),
+            held.o.ready.eq(~on_run),
+        ]
+        m.d.sync += self.o.valid.eq(held.o.valid & ~on_run)
+        with m.If(held.o.valid & ~on_run):
+            m.d.sync += self.o.payload.eq(head.wr)
+        m.d.comb += self.busy.eq(held.busy | self.o.valid)
+        return m
