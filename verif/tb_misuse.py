@@ -21,6 +21,10 @@ a normal layer" is a random layer through the driver, compared value by value wi
 - ``test_config_write_while_busy`` (a run, and a weight record being parsed): every
   configuration write and START answers SLVERR and sets REFUSED, the registers keep their
   values, CLEAR is accepted, and the run (or the record) completes bit-exact.
+- ``test_weight_records_during_a_run``: a record sent while a run is held half way loads
+  beside it (WGT_RECORDS counts it during the run); a second record in the same run waits
+  (its directory bank is the running pass's) until the run ends; the run is bit-exact, and so
+  is the second record's pass run afterwards.
 - ``test_bad_addresses``: every unmapped word of the address space answers SLVERR to a read
   (data 0) and a write, every read-only register to a write; no register and no flag changes.
 """
@@ -364,6 +368,63 @@ async def test_config_write_while_busy(dut, busy_with):
     await t.check_layer(1)
     dut._log.info("%d refused writes while busy with a %s; it completed bit-exact",
                   len(writes), busy_with)
+
+
+def _span(layer: DeviceLayer) -> int:
+    """The weight words pass 0 of ``layer`` takes in the ring: its most over the PEs."""
+    return max(len(words) for words in layer.packed.passes[0].words)
+
+
+@cocotb.test()
+async def test_weight_records_during_a_run(dut):
+    """Records sent during a run (hw.weight_ring): the first loads beside the running pass,
+    the second waits for the run's end; every output bit-exact."""
+    cfg = await start(dut)
+    t = Misuse(dut, cfg, "weight_records_during_a_run")
+    running = t.layer(0, passes=1)
+    beside = t.layer(1, passes=1)
+    while _span(running) + _span(beside) > cfg.wmem_depth:
+        beside = t.layer(1, passes=1)
+    after = t.layer(2, passes=1)
+    q = running.qlayer
+    x = random_input(cfg, t.rng, q.C, q.pad)
+    k_count = await t.begin(running, x)
+    records = await t.bus.read(regmap.WGT_RECORDS.offset)
+    t.bus.act.pause = True
+    total = t.queue_input(x)
+    await t.release_for(t.bus.act, total // 2)
+    assert 0 < t.beats["s_axis_act"] < total
+
+    await t.bus.send_weights(beside.records[0])
+    for _ in range(100):
+        if await t.bus.read(regmap.WGT_RECORDS.offset) == records + 1:
+            break
+    assert await t.bus.read(regmap.WGT_RECORDS.offset) == records + 1, (
+        "a record that fits beside the running pass was not loaded during the run")
+    t.bus.wgt.send_nowait(after.records[0])
+    await ClockCycles(dut.clk, 300)
+    assert await t.bus.read(regmap.WGT_RECORDS.offset) == records + 1, (
+        "a second record loaded during one run: it would overwrite the running directory")
+    assert await t.status() == regmap.STATUS_BUSY
+    assert t.beats["s_axis_act"] < total, "the run went on while paused"
+
+    t.bus.act.pause = False
+    np.testing.assert_array_equal(await t.outputs(k_count, x.shape, q.pad),
+                                  _golden_pass(running, x, cfg))
+    await t.bus.wgt.wait()
+    while await t.status() & regmap.STATUS_BUSY:
+        pass
+    assert await t.bus.read(regmap.WGT_RECORDS.offset) == records + 2
+    assert await t.status() == regmap.STATUS_DONE
+    q2 = after.qlayer
+    x2 = random_input(cfg, t.rng, q2.C, q2.pad)
+    k2 = await t.begin(after, x2, load=False)
+    t.queue_input(x2)
+    np.testing.assert_array_equal(await t.outputs(k2, x2.shape, q2.pad),
+                                  _golden_pass(after, x2, cfg))
+    dut._log.info("a record loaded beside a run (spans %d + %d of %d), a second one held to "
+                  "the run's end; both passes bit-exact", _span(running), _span(beside),
+                  cfg.wmem_depth)
 
 
 @cocotb.test()
