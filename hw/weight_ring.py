@@ -79,7 +79,11 @@ class WeightRing(ConfiguredComponent):
     ``committed`` must come in a cycle after the one in which the record's final write entered
     ``i``, and before the next record's first write does (the loader's status changes one
     cycle after the final write left it, and a new record's first write follows a header of
-    several cycles). Latency: a write leaves on ``o`` two cycles after it was taken on ``i``
+    several cycles). A record is at least one directory entry per PE, more writes than the
+    ring holds (two), so a second record sent during one run, held at its first entry, cannot
+    commit (and flip the load bank back) before the run ends. A write of a rejected record
+    still waiting in the loader when ``rejected`` strobes counts in the next record's span:
+    ring words are then left unused, nothing is misplaced. Latency: a write leaves on ``o`` two cycles after it was taken on ``i``
     unless it waits.
     """
 

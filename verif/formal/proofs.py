@@ -36,14 +36,15 @@ from hw.csr import ControlRegisters
 from hw.lane_queue import LaneQueue
 from hw.linebuf import LineBuffer
 from hw.loader import WeightLoader, accelerator_loader
-from hw.pe import SparsePE
+from hw.pe import DIRECTORY, WMEM, SparsePE, directory_bank_bit
 from hw.reorder import OutputReorder
 from hw.stream_buffer import StreamBuffer
 from hw.top import Accelerator
 from hw.transforms import InputTransform, OutputTransform
+from hw.weight_ring import WeightRing
 from hw.zero_filter import ZeroFilter
 from sw.config import AccelConfig
-from sw.formats import WEIGHT_BEAT_BYTES
+from sw.formats import WEIGHT_BEAT_BYTES, directory_layout
 from verif.formal.axi_lite import axi_lite_responses, axi_lite_slave, channel
 from verif.formal.internals import elaborate_with_internals
 from verif.formal.rules import ItemTracker, assert_stream, assume_stream, past
@@ -972,6 +973,140 @@ def _sparse_array(m: Module, *, depth: int, tiles_out: int) -> None:
     _drain_beats(m, dut, PE_CFG, depth, tiles_out)
 
 
+# -- WeightRing: every write placed in the ring, none on the running pass -------------------
+
+#: The smallest ring: one lane and one slot per word (4-bit data), two channels (directory
+#: bank bit 1), a three-word memory (not a power of two: the modulo is a compare and subtract).
+RING_CFG = AccelConfig(tile=2, act_bits=2, wgt_bits=2, acc_bits=8, lanes=1, c_max=2, k_max=2,
+                       w_max=3, wmem_depth=3, fifo_depth=2, slots_per_lane=1, stream_values=1,
+                       bias_bits=4, mult_bits=4, shift_bits=3)
+
+
+def weight_ring(m: Module, *, cfg: AccelConfig = RING_CFG) -> None:
+    """Every write taken on ``i`` leaves ``o`` once, in order, placed as WeightRing's docstring
+    says, and none lands on the running pass.
+
+    The environment is the loader's and the accelerator's (WeightRing's Notes): writes under
+    the stream rules, a word's offset below ``wmem_depth``, a directory entry's channel below
+    ``c_max`` and its ``start`` at most ``wmem_depth``; a record's first write is a directory
+    entry (``C >= 1``; after a rejected record that had writes, its late writes may still
+    come); ``committed`` only after a write since the last strobe, never in a cycle a write
+    enters, never with ``rejected``; ``start`` only while no run is on, the ring is not busy
+    and no write is offered (the CSR block refuses START while busy), ``running`` high from
+    the next cycle until the solver ends it. The strobes otherwise come whenever the solver
+    likes. Without "a record has writes" the proof fails, and rightly: two records committed
+    in one run (the second without writes) bring the load bank back to the other bank, and
+    the third record's words below ``room`` land on the running pass. A real record has at
+    least ``C · n²`` writes, more than the ring holds, so the second record of a run, held at
+    its first directory entry, cannot commit before the run ends.
+
+    A reference written from the docstring (``%`` for the modulo) tracks ``base``, the
+    record's span, the load bank and the last committed record; an :class:`ItemTracker`
+    follows one write, whose expected value is its placed form: a word at
+    ``(base + j) mod wmem_depth``, a directory entry in the load bank with ``start`` moved
+    by ``base``. Also: while ``running``, no word leaves onto the running record's words
+    (``(addr - its base) mod wmem_depth`` below its span) and no directory entry into its
+    bank; ``bank`` is 0 until a START and then the bank of the last record committed before
+    it; ``busy`` low only when every write has left; all leave within three cycles once no
+    run is on and no write enters. ``o`` is always ready, so its stream rules hold trivially
+    (asserted all the same).
+    """
+    dut = m.submodules.dut = WeightRing(cfg)
+    depth, bank_bit = cfg.wmem_depth, directory_bank_bit(cfg)
+    start_bits = directory_layout(cfg, 0).addr_bits
+    source(m, dut.i, "i")
+    assert_stream(m, dut.o, "o")
+    wr, out = dut.i.payload, dut.o.payload
+    is_word = wr.mem == WMEM
+    m.d.comb += Assume(~dut.i.valid | Mux(is_word, wr.addr < depth,
+                                          (wr.addr < cfg.c_max)
+                                          & (wr.data[:start_bits] <= depth)))
+
+    # -- the environment: strobes, the run, records that start with a directory entry ------
+    m.d.comb += [dut.committed.eq(AnySeq(1)), dut.rejected.eq(AnySeq(1)),
+                 dut.start.eq(AnySeq(1))]
+    running = Signal(name="running")
+    m.d.comb += dut.running.eq(running)
+    with m.If(dut.start):
+        m.d.sync += running.eq(1)
+    with m.Elif(AnySeq(1)):
+        m.d.sync += running.eq(0)
+    record_open = Signal(name="record_open")        # a write taken since the last strobe
+    need_entry = Signal(init=1, name="need_entry")  # the next write opens a record
+    with m.If(dut.committed):
+        m.d.sync += [record_open.eq(0), need_entry.eq(1)]
+    with m.Elif(dut.rejected):
+        m.d.sync += [record_open.eq(0), need_entry.eq(~(record_open | taken(dut.i)))]
+    with m.Elif(taken(dut.i)):
+        m.d.sync += [record_open.eq(1), need_entry.eq(0)]
+    m.d.comb += [
+        Assume(~(dut.committed & (dut.rejected | taken(dut.i) | ~record_open))),
+        Assume(~dut.start | ~(running | dut.busy | dut.i.valid | dut.committed
+                              | dut.rejected)),
+        Assume(~(dut.i.valid & need_entry) | (wr.mem == DIRECTORY)),
+    ]
+
+    # -- the reference -----------------------------------------------------------------------
+    base = Signal(range(depth), name="ref_base")
+    span = Signal(range(depth + 1), name="ref_span")
+    load_bank = Signal(name="ref_load_bank")
+    last_base = Signal(range(depth), name="ref_last_base")
+    last_span = Signal(range(depth + 1), name="ref_last_span")
+    last_bank = Signal(name="ref_last_bank")
+    committed_any = Signal(name="ref_committed_any")
+    run_base = Signal(range(depth), name="ref_run_base")
+    run_span = Signal(range(depth + 1), name="ref_run_span")
+    run_bank = Signal(name="ref_run_bank")
+    run_known = Signal(name="ref_run_known")        # the run is of a committed record
+    started = Signal(name="ref_started")
+    with m.If(taken(dut.i) & is_word & (wr.addr >= span)):
+        m.d.sync += span.eq(wr.addr + 1)
+    with m.If(dut.committed):
+        m.d.sync += [last_base.eq(base), last_span.eq(span), last_bank.eq(load_bank),
+                     committed_any.eq(1), base.eq((base + span) % depth), span.eq(0),
+                     load_bank.eq(~load_bank)]
+    with m.If(dut.rejected):
+        m.d.sync += span.eq(0)
+    with m.If(dut.start):
+        m.d.sync += [run_base.eq(last_base), run_span.eq(last_span), run_bank.eq(last_bank),
+                     run_known.eq(committed_any), started.eq(1)]
+
+    placed = Signal(wr.shape(), name="ref_placed")
+    m.d.comb += [placed.pe.eq(wr.pe), placed.mem.eq(wr.mem)]
+    with m.If(is_word):
+        m.d.comb += [placed.addr.eq((wr.addr + base) % depth), placed.data.eq(wr.data)]
+    with m.Else():
+        m.d.comb += [placed.addr.eq(wr.addr + (load_bank << bank_bit)),
+                     placed.data.eq(Cat(((wr.data[:start_bits] + base) % depth)[:start_bits],
+                                        wr.data[start_bits:]))]
+    items = ItemTracker(m, wr.shape(), "write", capacity=3)
+    items.enter([(taken(dut.i), placed)])
+    items.leave([(dut.o.valid, out)])
+    items.assert_empty_when(~dut.busy, "busy low")
+    items.assert_drains(~taken(dut.i) & ~running, 3)
+
+    # -- the running pass is not overwritten; bank ---------------------------------------------
+    landing = dut.o.valid & running & run_known
+    from_run_base = Signal(range(depth), name="from_run_base")
+    m.d.comb += from_run_base.eq((out.addr + depth - run_base) % depth)
+    m.d.comb += [
+        Assert(~(landing & (out.mem == WMEM)) | (from_run_base >= run_span),
+               "o: no word of the running pass overwritten"),
+        Assert(~(landing & (out.mem == DIRECTORY)) | (out.addr[bank_bit] != run_bank),
+               "o: no directory entry of the running pass's bank written"),
+        Assert(started | (dut.bank == 0), "bank: 0 until a START"),
+        Assert(~run_known | (dut.bank == run_bank),
+               "bank: that of the last record committed before the last START"),
+        # reached: a write placed beside a running pass (a directory entry too), a write
+        # held by one, a word placed round the ring's end, a held write leaving after the run
+        Cover(dut.o.valid & running & (out.mem == WMEM)),
+        Cover(dut.o.valid & running & (out.mem == DIRECTORY)),
+        Cover(running & ~dut.i.ready),
+        Cover(taken(dut.i) & is_word & (wr.addr + base >= depth)),
+        Cover(dut.o.valid & ~running & past(m, running & dut.busy, "held_in_run")),
+    ]
+
+
 # -- ControlRegisters: the AXI4-Lite handshakes --------------------------------------------
 
 #: ``ControlRegisters``' Notes: B is valid 4 cycles after the later of a write's AW and W
@@ -1085,6 +1220,12 @@ PROOFS: tuple[Proof, ...] = (
         Proof(f"weight_loader_b{beat_bytes}_induction", f"WeightLoader(beat_bytes={beat_bytes})",
               f"as weight_loader_b{beat_bytes} in every reachable state (k-induction)",
               partial(weight_loader, loader=loader), depth=1, mode="prove"))),
+    Proof("weight_ring", "WeightRing(lanes=1, c_max=2, wmem_depth=3)",
+          "every write out once, in order, placed in the ring (a word at (base + j) mod "
+          "wmem_depth, a directory entry in the load bank, start moved by base); none onto "
+          "the running pass's words or directory bank; bank that of the last record "
+          "committed before START; busy low only when empty; drained when no run is on",
+          weight_ring, depth=32),
     Proof("sparse_pe_induction", "SparsePE(lanes=1, k_max=2, c_max=2, wmem_depth=2)",
           "stream rules on out in every reachable state (k-induction), any weights and writes",
           sparse_pe_rules, depth=12, mode="prove"),
