@@ -168,7 +168,8 @@ async def run_network(model: model_import.Model, layers: dict[str, DeviceLayer],
                       progress: Callable[[str, int, int], None] | None = None) -> np.ndarray:
     """Run ``images`` (real-valued, ``[N, C, H, W]``) through ``model``; the final outputs.
 
-    Accelerator layers go to ``backend`` as one batch each. An accelerator layer takes the
+    Accelerator layers go to ``backend`` as one batch each; a backend with a ``plan`` method
+    (:meth:`DeviceBackend.plan`) is first given their order. An accelerator layer takes the
     integer output of the accelerator layer before it unchanged when its ``in_scale`` is that
     layer's ``out_scale`` (as the hardware chains layers); otherwise the host quantises the
     real-valued tensor to its ``in_scale`` (the first layer, and after host layers).
@@ -176,6 +177,9 @@ async def run_network(model: model_import.Model, layers: dict[str, DeviceLayer],
     ``progress(layer_name, done, total)`` is called after each layer.
     """
     cfg = backend.cfg
+    plan = getattr(backend, "plan", None)
+    if plan is not None:        # so a layer's first record can load during the one before
+        plan([layers[layer.name] for layer in model.layers if layer.kind == "accel"])
     real = [np.asarray(img, dtype=np.float64) for img in images]
     xs, scale = None, None
     for li, layer in enumerate(model.layers):
@@ -267,7 +271,8 @@ class DeviceBackend:
     counts it; write the pass's quantisation entries. Per image: write HEIGHT, WIDTH,
     CHANNELS, KOUT, PAD and RELU, then CTRL.START; stream the input in raster order (``y``,
     ``x``, ``c``) and take the outputs; wait for STATUS.DONE; read the counters. The next
-    pass's record is sent while the pass's last image runs (:meth:`Transport.concurrently`):
+    pass's record (or, after a layer's last pass, the first record of the next layer of the
+    :meth:`plan`) is sent while the pass's last image runs (:meth:`Transport.concurrently`):
     the accelerator loads it beside the running pass (:class:`hw.weight_ring.WeightRing`), so
     its load is hidden when the two passes' weight words fit the memory together, and
     otherwise ends after the run. Every refusal and error raises :class:`DriverError` naming
@@ -298,6 +303,21 @@ class DeviceBackend:
                  progress: Callable[[str, int, int, int], None] | None = None):
         self.transport, self.cfg, self.progress = transport, cfg, progress
         self.stats: list[dict] = []
+        self._order: list[DeviceLayer] = []
+        self._preloaded: DeviceLayer | None = None  # its first record went during the last run
+
+    def plan(self, order: list[DeviceLayer]) -> None:
+        """The accelerator layers in the order :meth:`conv` will run them (:func:`run_network`
+        gives it): each layer's first record is then sent during the last run of the layer
+        before it."""
+        self._order = list(order)
+
+    def _after(self, layer: DeviceLayer) -> DeviceLayer | None:
+        """The layer the plan runs after ``layer`` (None: none, or ``layer`` is not in it)."""
+        for i, planned in enumerate(self._order[:-1]):
+            if planned is layer:
+                return self._order[i + 1]
+        return None
 
     # -- registers ------------------------------------------------------------------------------
     async def write(self, offset: int, value: int, what: str) -> None:
@@ -337,9 +357,11 @@ class DeviceBackend:
         q, cfg = layer.qlayer, self.cfg
         outs = [None] * len(xs)
         passes = layer.packed.passes
+        following = self._after(layer)
         for p, image in enumerate(passes):
-            if p == 0:
-                await self.load(layer, p)     # later passes loaded during the previous run
+            if p == 0 and self._preloaded is not layer:
+                await self.load(layer, p)     # else loaded during the previous run
+            self._preloaded = None
             loaded = (await self.transport.read(regmap.WGT_CHANNELS.offset),
                       await self.transport.read(regmap.WGT_KCOUNT.offset))
             ks = range(image.k_base, image.k_base + image.k_count)
@@ -359,8 +381,14 @@ class DeviceBackend:
                                    (regmap.RELU, int(q.winograd_relu)
                                     | int(q.spatial_relu) << 1)):
                     await self.write(reg.offset, value, f"layer {layer.name} {reg.name}")
-                preload = p + 1 < len(passes) and idx == len(xs) - 1
+                preload = None
+                if idx == len(xs) - 1 and p + 1 < len(passes):
+                    preload = (layer, p + 1)
+                elif idx == len(xs) - 1 and following is not None:
+                    preload = (following, 0)
                 y = await self._run(layer, p, idx, x, image.k_count, preload)
+                if preload is not None and preload[1] == 0:
+                    self._preloaded = following
                 if outs[idx] is None:
                     outs[idx] = np.zeros((q.K, *y.shape[1:]), dtype=np.int64)
                 outs[idx][image.k_base:image.k_base + image.k_count] = y
@@ -369,9 +397,9 @@ class DeviceBackend:
         return outs
 
     async def _run(self, layer: DeviceLayer, p: int, idx: int, x: np.ndarray,
-                   k_count: int, preload: bool = False) -> np.ndarray:
-        """One image of pass ``p``; with ``preload``, pass ``p + 1``'s record is sent (and its
-        acceptance checked) while this run streams."""
+                   k_count: int, preload: tuple[DeviceLayer, int] | None = None) -> np.ndarray:
+        """One image of pass ``p``; with ``preload = (layer, pass)``, that record is sent (and
+        its acceptance checked) while this run streams."""
         C, H, W = x.shape
         grid = winograd.tile_grid(H, W, self.cfg.tile, layer.qlayer.pad)
         before = await self._counters()
@@ -380,8 +408,8 @@ class DeviceBackend:
         await self.write(regmap.CTRL.offset, regmap.CTRL_START, f"layer {layer.name} START")
         streamed = self.transport.stream(formats.pack_activations(x.transpose(1, 2, 0),
                                                                   self.cfg))
-        if preload:
-            frame, _ = await self.transport.concurrently(streamed, self.load(layer, p + 1))
+        if preload is not None:
+            frame, _ = await self.transport.concurrently(streamed, self.load(*preload))
         else:
             frame = await streamed
         beat = formats.beat_bytes(self.cfg)

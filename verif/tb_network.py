@@ -47,6 +47,10 @@ class CheckedBackend:
     def __init__(self, rtl: driver.DeviceBackend, gold: driver.GoldenBackend):
         self.rtl, self.gold, self.cfg = rtl, gold, rtl.cfg
 
+    def plan(self, order):
+        """The layer order, for the RTL backend's loads during the previous layer's run."""
+        self.rtl.plan(order)
+
     async def conv(self, layer: driver.DeviceLayer, xs):
         got = await self.rtl.conv(layer, xs)
         want = await self.gold.conv(layer, xs)
