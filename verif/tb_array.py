@@ -77,6 +77,7 @@ async def _run(dut, a_density: float, backpressure: str):
     image = packed.passes[0]
     K = image.k_count
     dut.k_count.value = K
+    dut.bank.value = 0        # the directory bank the PEs read: the writes below fill bank 0
     await bench.start()
 
     writes = weight_writes(image, cfg)

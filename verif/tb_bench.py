@@ -44,6 +44,7 @@ async def bench_cases(dut):
     bench = StreamBench(dut, "bench_cases", inputs={"wgt_wr": wr_layout, "act": act_layout},
                         outputs={"out": out_layout})
     dut.k_count.value = 1
+    dut.bank.value = 0        # the directory bank the PEs read: the writes below fill bank 0
     await bench.start()
 
     mask = (1 << SparsePE.COUNTER_BITS) - 1
