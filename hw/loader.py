@@ -94,7 +94,7 @@ class WeightLoader(ConfiguredComponent):
         Supplies ``coords``, ``c_max``, ``k_max``, ``wmem_depth`` and, per PE, the directory
         entry and weight word byte counts of :mod:`sw.formats`.
     beat_bytes : int
-        Record bytes per beat of ``i``: 1 (the default), or 2, 4 or 8.
+        Record bytes per beat of ``i``: 1 (the default), or 2, 4, 8 or 16.
 
     Members
     -------
@@ -166,8 +166,8 @@ class WeightLoader(ConfiguredComponent):
 
     def __init__(self, cfg: AccelConfig, beat_bytes: int = 1):
         require_config(cfg)
-        if beat_bytes not in (1, 2, 4, 8):
-            raise ValueError(f"beat_bytes must be 1, 2, 4 or 8, not {beat_bytes!r}")
+        if beat_bytes not in (1, 2, 4, 8, 16):
+            raise ValueError(f"beat_bytes must be 1, 2, 4, 8 or 16, not {beat_bytes!r}")
         self._beat_bytes = beat_bytes
         if formats.BYTE_ORDER != "little":
             raise ValueError(f"sw.formats.BYTE_ORDER is {formats.BYTE_ORDER!r}; the loader "

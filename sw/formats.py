@@ -61,12 +61,12 @@ __all__ = [
 #: Bumped whenever any bit or byte below moves.
 FORMAT_VERSION = 3
 
-#: Bytes per beat of the accelerator's weight stream ``s_axis_wgt`` (64-bit ``tdata``, a
+#: Bytes per beat of the accelerator's weight stream ``s_axis_wgt`` (128-bit ``tdata``, a
 #: ``tkeep`` bit per byte; only a record's final beat may be partial). The loader takes one
-#: header field, directory entry or weight word per cycle, so this sets how fast a record loads:
-#: a 64 -> 64 record of 38,775 bytes takes 5,565 cycles at 8 bytes per beat, 9,981 at 4. The
-#: 8-byte loader routes on ECP5-85k since the area steps of 9097c8c..864d1f4 (docs/fpga.md).
-WEIGHT_BEAT_BYTES = 8
+#: header field, directory entry or weight word per cycle, so this sets how fast a record loads
+#: until the loader's one unit per cycle does: a 64 -> 64 record of 38,775 bytes (bench, w 0.2)
+#: takes 3,883 cycles at 16 bytes per beat, 5,594 at 8, 9,981 at 4 (docs/results.md).
+WEIGHT_BEAT_BYTES = 16
 #: Slot 0 of a word occupies its least significant bits.
 SLOT_ORDER = "slot0_lsb"
 #: Fields of a slot from the least significant bit up.

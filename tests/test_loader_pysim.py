@@ -28,7 +28,7 @@ from sw import formats
 RECORD_FIELDS = tuple(name for name, _ in formats.RECORD_HEADER_FIELDS)
 
 #: Bytes per beat of ``i``: the byte stream and every wide width the loader takes.
-BEATS = (1, 2, 4, 8)
+BEATS = (1, 2, 4, 8, 16)
 #: The wide widths.
 WIDE = BEATS[1:]
 
@@ -523,8 +523,8 @@ def test_rejects_a_bad_config():
         WeightLoader({"tile": 2})
 
 
-@pytest.mark.parametrize("beat_bytes", [0, 3, 16, "4"])
+@pytest.mark.parametrize("beat_bytes", [0, 3, 32, "4"])
 def test_rejects_a_bad_beat_width(beat_bytes):
-    with pytest.raises(ValueError, match=f"^beat_bytes must be 1, 2, 4 or 8, not "
+    with pytest.raises(ValueError, match=f"^beat_bytes must be 1, 2, 4, 8 or 16, not "
                                          f"{beat_bytes!r}$"):
         WeightLoader(CONFIGS["t2_lanes"], beat_bytes)

@@ -1208,7 +1208,8 @@ PROOFS: tuple[Proof, ...] = (
           depth=1, mode="prove"),
     *(proof for beat_bytes, loader in (
         (WEIGHT_BEAT_BYTES, partial(accelerator_loader, FRAME_CFG)),
-        (4, partial(WeightLoader, FRAME_CFG, beat_bytes=4)))
+        *((b, partial(WeightLoader, FRAME_CFG, beat_bytes=b))
+          for b in (8, 4) if b != WEIGHT_BEAT_BYTES))
       for proof in (
         Proof(f"weight_loader_b{beat_bytes}",
               f"WeightLoader(beat_bytes={beat_bytes})"
