@@ -11,7 +11,7 @@ One run computes one 3×3 stride-1 layer pass (``K ≤ k_max`` output channels) 
                → OutputTransform (+ bias, requantise, spatial ReLU, clamp; quant[k] from the CSRs)
                → stream buffer → OutputReorder (one m×m tile in per cycle)
                → m_axis_out (stream_values channels of a pixel per beat)
-    s_axis_wgt (8 bytes per beat) → stream buffer → WeightLoader → WeightRing → the PEs'
+    s_axis_wgt (16 bytes per beat) → stream buffer → WeightLoader → WeightRing → the PEs'
                weight and directory memories (the next pass's record loads beside the
                running pass)
     s_axi      → ControlRegisters (shape, ReLU modes, quantisation memory, start/busy/done, flags,

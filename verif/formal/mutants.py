@@ -5,7 +5,7 @@ the ``stream_buffer`` proof is wrapped around a :class:`~hw.stream_buffer.Stream
 one fault on its output side. Likewise the order proofs of the frame buffers
 (``line_buffer_order_stalls``, ``output_reorder_order_stalls``) are run on a
 :class:`~hw.linebuf.LineBuffer` or :class:`~hw.reorder.OutputReorder` wrapped with one fault
-(two values swapped, a beat dropped, a beat sent twice), and the ``weight_loader_b8`` proof
+(two values swapped, a beat dropped, a beat sent twice), and the ``weight_loader_b16`` proof
 on the accelerator's :class:`~hw.loader.WeightLoader` (``WEIGHT_BEAT_BYTES`` per beat) with one
 fault in its handshake with ``wr``. ``python -m verif.formal
 mutant_valid_drop`` runs one; the default run leaves them out, and ``verif/test_formal.py``
