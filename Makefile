@@ -63,12 +63,14 @@ demo: sim
 
 # The default grids fit 20 minutes on 2 cores: the array bench on conv64 (16 tiles, w 0.1/0.35,
 # a 0.3/1.0, both prunings), its sim-speed run (the whole accelerator on 20 digits on
-# Verilator -> build/bench/sim_speed.json: build seconds and cycles/s), and the system bench on
-# conv64 at w 0.2, a 0.5 (both prunings). Widen them with BENCH_ARGS= (the array's full grid,
-# over an hour) and SYSTEM_BENCH_ARGS=--full (a day); --no-sim-speed in BENCH_ARGS skips the
-# sim-speed run. Verilator's options: docs/verification.md, "Simulation speed".
+# Verilator -> build/bench/sim_speed.json: build seconds and cycles/s), and the system bench's
+# full grid (conv64/128/256 at full size, both prunings, w 0.1/0.2/0.35, a 0.3/0.5/1.0: 54
+# cases, about 5.5 minutes). Widen the array bench with BENCH_ARGS= (its full grid, over an
+# hour); SYSTEM_BENCH_ARGS= (empty) runs the system bench's two conv64 cases only;
+# --no-sim-speed in BENCH_ARGS skips the sim-speed run. Verilator's options:
+# docs/verification.md, "Simulation speed".
 BENCH_ARGS ?= --quick --tiles 16 --matched
-SYSTEM_BENCH_ARGS ?=
+SYSTEM_BENCH_ARGS ?= --full
 bench: sim
 	$(VPY) -m verif.bench $(BENCH_ARGS)
 	$(VPY) -m verif.bench_system $(SYSTEM_BENCH_ARGS)
