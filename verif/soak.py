@@ -17,8 +17,12 @@ tiles); each layer picks a stall pattern of :mod:`verif.stalls` for each port: v
 ``s_axis_wgt``, ``s_axis_act`` and the AXI4-Lite AW, W and AR channels, back-pressure on
 ``m_axis_out`` and the B and R channels.
 
+Every weight record but the first is sent while a run goes (the next pass's, or the next
+layer's first), so the weight ring (:class:`hw.weight_ring.WeightRing`) loads beside runs
+throughout.
+
 The report (``build/soak/soak.json`` by default) holds the transfers per port, the layers,
-passes and runs, the beats and values checked, the lost, duplicated, reordered and mismatched
+passes and runs (``loads_during_runs``: records sent during a run), the beats and values checked, the lost, duplicated, reordered and mismatched
 counts, the simulated cycles, the wall times and the simulation speed. ``make soak`` runs
 1,000,000 transfers; ``verif/test_soak.py`` runs a short soak in the normal test suite.
 """
@@ -349,7 +353,9 @@ def _summary(report: dict) -> str:
                      + f"; total {t['total']:,}")
     if "layers" in report:
         lines.append(f"  layers {report['layers']:,}, passes {report['passes']:,}, runs "
-                     f"{report['runs']:,}; values checked {report['values_checked']:,}")
+                     f"{report['runs']:,} ({report.get('loads_during_runs', 0):,} weight "
+                     f"records sent during a run); values checked "
+                     f"{report['values_checked']:,}")
         d = report["discrepancies"]
         lines.append(f"  lost {d['lost']}, duplicated {d['duplicated']}, reordered "
                      f"{d['reordered']}, mismatched {d['mismatched']}")

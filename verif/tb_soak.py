@@ -10,7 +10,11 @@ gets a stall pattern of :data:`verif.soak.STALL_CHOICES`: cocotbext-axi pause ge
 AXI4-Lite channel (AW, W, AR gaps; B, R back-pressure). Per pass: the weight record on
 ``s_axis_wgt`` (WGT_RECORDS must count it, WGT_CHANNELS and WGT_KCOUNT must name it), the
 quantisation entries; per image: HEIGHT .. RELU, START, the input frame while the output
-frame is taken, then STATUS must read exactly DONE.
+frame is taken, then STATUS must read exactly DONE. Every record but the soak's first is sent
+while a run goes, as :class:`sw.driver.DeviceBackend` does (the weight ring,
+:class:`hw.weight_ring.WeightRing`): a later pass's during the previous pass's last image, a
+layer's first during the last run of the layer before. So the ring loads beside runs under
+every stall pattern.
 
 A :class:`WireMonitor` samples the three streams' handshakes once per cycle and feeds a
 :class:`verif.soak.FrameScoreboard` per port, which the bench checks after every weight load
@@ -47,9 +51,12 @@ from verif.stalls import pattern
 from verif.tb_system import start
 
 CLOCK_NS = 10
-#: STATUS polls after a run's final output beat, or after a weight record has gone, before the
-#: bench gives up (each poll is one AXI4-Lite read, a few cycles).
+#: STATUS polls after a run's final output beat before the bench gives up (each poll is one
+#: AXI4-Lite read, a few cycles).
 MAX_POLLS = 200
+#: Cycles from a weight record's last beat to WGT_RECORDS counting it before the bench gives up:
+#: generous, as a record sent during a run may wait in the weight ring for the run's end.
+LOAD_BUDGET = 1_000_000
 
 
 class SoakFailure(AssertionError):
@@ -129,6 +136,8 @@ class Soak:
         cocotb.start_soon(self.monitor.run())
         self.reads = self.writes = 0
         self.layers = self.passes = self.runs = self.multi_pass_layers = 0
+        self.loads_during_runs = 0
+        self._preloaded: DeviceLayer | None = None     # its first record went during a run
         self.stalls_used = {port: dict.fromkeys(STALL_CHOICES, 0)
                             for port in ("s_axis_wgt", "s_axis_act", "m_axis_out", "s_axi")}
         self.shapes = {"C": [], "K": [], "H": [], "W": [], "pad": [0, 0], "relu": [0, 0, 0, 0]}
@@ -195,8 +204,13 @@ class Soak:
             stream_beats(record, b"\1" * len(record), self.wgt_beat_bytes, mask_unkept=True),
             len(record))
         await self.bus.send_weights(record)
-        status = await self.wait_status(f"{what} weight load", done=False)
-        records = await self.read(regmap.WGT_RECORDS.offset)
+        # Counted once its last write has left (a record sent during a run may wait for the
+        # run's end in the weight ring, so BUSY is no sign of it).
+        deadline = get_sim_time("ns") + LOAD_BUDGET * CLOCK_NS
+        while (records := await self.read(regmap.WGT_RECORDS.offset)) == before:
+            if get_sim_time("ns") > deadline:
+                break
+        status = await self.read(regmap.STATUS.offset)
         shape = (await self.read(regmap.WGT_CHANNELS.offset),
                  await self.read(regmap.WGT_KCOUNT.offset))
         if status & regmap.STICKY_FLAGS or records != (before + 1) & 0xFFFF \
@@ -213,8 +227,11 @@ class Soak:
                               f"{found.duplicated}, reordered {found.reordered}, mismatched "
                               f"{found.mismatched}; first difference: {found.first}", found)
 
-    async def run(self, layer: DeviceLayer, p: int, x: np.ndarray, y: np.ndarray) -> None:
-        """One image ``x`` through pass ``p``; its outputs must be ``y`` (the pass's channels)."""
+    async def run(self, layer: DeviceLayer, p: int, x: np.ndarray, y: np.ndarray,
+                  alongside=None) -> None:
+        """One image ``x`` through pass ``p``; its outputs must be ``y`` (the pass's channels).
+        ``alongside`` (a coroutine: the next record's :meth:`load`) runs from START on, while
+        the frames stream."""
         q, cfg = layer.qlayer, self.cfg
         k_count = y.shape[0]
         C, H, W = x.shape
@@ -236,7 +253,11 @@ class Soak:
         # Generous: every pair of the tiles once per cycle, every beat stalled 20 times over.
         budget = 20_000 + 20 * (grid.tiles * C * k_count + in_beats + out_beats)
         try:
-            got = await with_timeout(self.bus.stream(act), budget * CLOCK_NS, "ns")
+            streamed = with_timeout(self.bus.stream(act), budget * CLOCK_NS, "ns")
+            if alongside is None:
+                got = await streamed
+            else:
+                got, _ = await self.bus.concurrently(streamed, alongside)
         except TimeoutError:
             raise SoakFailure(f"{what}: no complete output frame within {budget} cycles; "
                               f"{self.boards['m_axis_out'].received} of {out_beats} output "
@@ -252,22 +273,36 @@ class Soak:
                               "the beats seen on the wire")
         self.runs += 1
 
-    async def layer(self, rng: np.random.Generator, index: int) -> None:
-        """Layer ``index``: random weights and images, every pass, every image."""
-        layer = random_soak_layer(self.cfg, rng, index)
+    async def layer(self, rng: np.random.Generator, layer: DeviceLayer,
+                    following: DeviceLayer | None = None) -> None:
+        """``layer`` (:func:`verif.soak.random_soak_layer`) on random images, every pass, every
+        image; with ``following``, that layer's first record is sent during the last run."""
         q = layer.qlayer
         images = [random_image(self.cfg, rng, q.C, q.pad) for _ in range(int(rng.integers(1, 6)))]
         outputs = [golden.conv_layer(x, q, self.cfg) for x in images]
-        self.choose_stalls(rng, index)
-        for p, image in enumerate(layer.packed.passes):
-            await self.load(layer, p)
+        self.choose_stalls(rng, layer.index)
+        passes = layer.packed.passes
+        for p, image in enumerate(passes):
+            if p == 0 and self._preloaded is not layer:
+                await self.load(layer, p)     # else sent during the run before
+            self._preloaded = None
             for k_local in range(image.k_count):
                 k = image.k_base + k_local
                 for name, values in (("bias", q.bias), ("multiplier", q.multiplier),
                                      ("shift", q.shift)):
                     await self.write(regmap.quant_offset(k_local, name), int(values[k]))
-            for x, y in zip(images, outputs):
-                await self.run(layer, p, x, y[image.k_base:image.k_base + image.k_count])
+            for i, (x, y) in enumerate(zip(images, outputs)):
+                ahead = None
+                if i == len(images) - 1 and p + 1 < len(passes):
+                    ahead = (layer, p + 1)
+                elif i == len(images) - 1 and following is not None:
+                    ahead = (following, 0)
+                await self.run(layer, p, x, y[image.k_base:image.k_base + image.k_count],
+                               None if ahead is None else self.load(*ahead))
+                if ahead is not None:
+                    self.loads_during_runs += 1
+                    if ahead[1] == 0:
+                        self._preloaded = following
         self.layers += 1
         self.multi_pass_layers += layer.packed.num_passes > 1
         for name, value in (("C", q.C), ("K", q.K)):
@@ -288,6 +323,7 @@ class Soak:
             "failure": failure, "seed": self.seed, "target_transfers": target,
             "transfers": transfers, "axi_lite": {"reads": self.reads, "writes": self.writes},
             "layers": self.layers, "multi_pass_layers": self.multi_pass_layers,
+            "loads_during_runs": self.loads_during_runs,
             "passes": self.passes, "runs": self.runs,
             "frames_checked": {port: b.frames for port, b in self.boards.items()},
             "beats_checked": {port: b.beats for port, b in self.boards.items()},
@@ -354,9 +390,11 @@ async def test_soak(dut):
     failure = None
     try:
         index = 0
+        layer = random_soak_layer(cfg, rng, index)
         while soak.transfers["total"] < target:
-            await soak.layer(rng, index)
-            index += 1
+            following = random_soak_layer(cfg, rng, index + 1)
+            await soak.layer(rng, layer, following)
+            layer, index = following, index + 1
             now = time.perf_counter()
             if now - last >= PROGRESS_SECONDS:
                 last = now

@@ -27,3 +27,5 @@ def test_short_soak(tmp_path):
     assert report["discrepancies"] == {"lost": 0, "duplicated": 0, "reordered": 0,
                                        "mismatched": 0}
     assert report["runs"] >= report["passes"] >= report["layers"] > 0
+    # every layer's last run carried the next layer's first record (hw.weight_ring)
+    assert report["loads_during_runs"] >= report["layers"]
