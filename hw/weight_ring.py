@@ -92,10 +92,10 @@ class WeightRing(ConfiguredComponent):
 
     def __init__(self, cfg: AccelConfig):
         require_config(cfg)
-        wr = SparseArray.layouts(cfg)[1]
+        self._layout = SparseArray.layouts(cfg)[1]
         super().__init__(cfg, {
-            "i": In(stream.Signature(wr)),
-            "o": Out(stream.Signature(wr, always_ready=True)),
+            "i": In(stream.Signature(self._layout)),
+            "o": Out(stream.Signature(self._layout, always_ready=True)),
             "committed": In(1),
             "rejected": In(1),
             "start": In(1),
@@ -125,8 +125,8 @@ class WeightRing(ConfiguredComponent):
         room = Signal(range(depth + 1))      # running: word offsets below this are free
 
         # -- in: relocate, and remember how far the record reaches -------------------------
-        layout = SparseArray.layouts(cfg)[1]
-        held = StreamBuffer(data.StructLayout({"wr": layout, "offset": unsigned(len(wr.addr))}))
+        held = StreamBuffer(data.StructLayout({"wr": self._layout,
+                                               "offset": unsigned(len(wr.addr))}))
         m.submodules.held = held
         placed = held.i.payload.wr
         is_word = wr.mem == WMEM
