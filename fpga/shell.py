@@ -22,7 +22,7 @@ how many. ``load`` is registered once, so it acts one cycle after the pin change
 
 from __future__ import annotations
 
-from amaranth.hdl import ClockDomain, ClockSignal, Module, ResetSignal, Signal, Value
+from amaranth.hdl import ClockDomain, ClockSignal, Const, Module, ResetSignal, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -40,11 +40,16 @@ def core_ports(core: wiring.Component) -> tuple[list[Value], list[Value]]:
     Returns
     -------
     tuple of list of Value
-        Flattened members with flow ``In`` and with flow ``Out``, each as a plain value.
+        Flattened members with flow ``In`` and with flow ``Out``, each as a plain value. An
+        input that is a constant (the ``ready`` of an always-ready output stream) is no port
+        and is left out.
     """
     inputs, outputs = [], []
     for _path, member, value in core.signature.flatten(core):
-        (inputs if member.flow == In else outputs).append(Value.cast(value))
+        value = Value.cast(value)
+        if member.flow == In and isinstance(value, Const):
+            continue
+        (inputs if member.flow == In else outputs).append(value)
     return inputs, outputs
 
 

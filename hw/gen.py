@@ -35,6 +35,7 @@ COMPONENTS = {
     "line_buffer": "hw.linebuf:LineBuffer",
     "output_reorder": "hw.reorder:OutputReorder",
     "weight_loader": "hw.loader:accelerator_loader",
+    "weight_ring": "hw.weight_ring:WeightRing",
     "control_registers": "hw.csr:ControlRegisters",
 }
 
