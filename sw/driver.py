@@ -36,7 +36,7 @@ from sw import formats, golden, host_ops, model_import, quant, winograd
 
 __all__ = ["DeviceLayer", "device_layers", "host_op", "quantize_input", "run_network",
            "run_sync", "golden_predict", "GoldenBackend", "Transport", "DeviceBackend",
-           "DriverError", "BusError"]
+           "DriverError", "BusError", "record_ahead"]
 
 #: Names of the AXI response codes, for messages.
 _RESP_NAMES = {0: "OKAY", 1: "EXOKAY", 2: "SLVERR", 3: "DECERR"}
@@ -198,6 +198,16 @@ async def run_network(model: model_import.Model, layers: dict[str, DeviceLayer],
     return np.stack(real)
 
 
+def record_ahead(layer: DeviceLayer, p: int,
+                 following: DeviceLayer | None) -> tuple[DeviceLayer, int] | None:
+    """The record to send while pass ``p`` of ``layer`` runs its last image, as ``(layer,
+    pass)``: the layer's next pass, or after its last pass the first of ``following`` (None:
+    none). The accelerator loads it beside the running pass (:class:`hw.weight_ring.WeightRing`)."""
+    if p + 1 < layer.packed.num_passes:
+        return layer, p + 1
+    return None if following is None else (following, 0)
+
+
 def run_sync(coro):
     """Run a coroutine that never suspends (a network on :class:`GoldenBackend`)."""
     try:
@@ -356,9 +366,8 @@ class DeviceBackend:
         """``[C, H, W]`` integer inputs → ``[K, out_h, out_w]`` integer outputs, on the device."""
         q, cfg = layer.qlayer, self.cfg
         outs = [None] * len(xs)
-        passes = layer.packed.passes
         following = self._after(layer)
-        for p, image in enumerate(passes):
+        for p, image in enumerate(layer.packed.passes):
             if p == 0 and self._preloaded is not layer:
                 await self.load(layer, p)     # else loaded during the previous run
             self._preloaded = None
@@ -381,11 +390,7 @@ class DeviceBackend:
                                    (regmap.RELU, int(q.winograd_relu)
                                     | int(q.spatial_relu) << 1)):
                     await self.write(reg.offset, value, f"layer {layer.name} {reg.name}")
-                preload = None
-                if idx == len(xs) - 1 and p + 1 < len(passes):
-                    preload = (layer, p + 1)
-                elif idx == len(xs) - 1 and following is not None:
-                    preload = (following, 0)
+                preload = record_ahead(layer, p, following) if idx == len(xs) - 1 else None
                 y = await self._run(layer, p, idx, x, image.k_count, preload)
                 if preload is not None and preload[1] == 0:
                     self._preloaded = following

@@ -398,3 +398,13 @@ def test_onnx_import_runs_after_calibration(tmp_path):
     got = driver.golden_predict(model, images, CFG)
     assert got.shape == want.shape == (6, 10)
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
+
+
+def test_record_ahead_is_the_next_pass_then_the_next_layer(model):
+    layers = list(driver.device_layers(model, MULTIPASS).values())
+    first, second = layers
+    last = second.packed.num_passes - 1
+    assert last > 0
+    assert driver.record_ahead(second, 0, None) == (second, 1)
+    assert driver.record_ahead(second, last, None) is None
+    assert driver.record_ahead(first, first.packed.num_passes - 1, second) == (second, 0)

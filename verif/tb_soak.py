@@ -43,7 +43,7 @@ from cocotb.utils import get_sim_time
 
 from sw import formats, golden, regmap, winograd
 from sw.config import AccelConfig
-from sw.driver import DeviceLayer
+from sw.driver import DeviceLayer, record_ahead
 from verif.axi_transport import AxiTransport
 from verif.soak import (PORTS, PROGRESS_SECONDS, STALL_CHOICES, STREAM_PORTS, Discrepancy,
                         FrameScoreboard, random_image, random_soak_layer, stream_beats)
@@ -281,8 +281,7 @@ class Soak:
         images = [random_image(self.cfg, rng, q.C, q.pad) for _ in range(int(rng.integers(1, 6)))]
         outputs = [golden.conv_layer(x, q, self.cfg) for x in images]
         self.choose_stalls(rng, layer.index)
-        passes = layer.packed.passes
-        for p, image in enumerate(passes):
+        for p, image in enumerate(layer.packed.passes):
             if p == 0 and self._preloaded is not layer:
                 await self.load(layer, p)     # else sent during the run before
             self._preloaded = None
@@ -292,11 +291,7 @@ class Soak:
                                      ("shift", q.shift)):
                     await self.write(regmap.quant_offset(k_local, name), int(values[k]))
             for i, (x, y) in enumerate(zip(images, outputs)):
-                ahead = None
-                if i == len(images) - 1 and p + 1 < len(passes):
-                    ahead = (layer, p + 1)
-                elif i == len(images) - 1 and following is not None:
-                    ahead = (following, 0)
+                ahead = record_ahead(layer, p, following) if i == len(images) - 1 else None
                 await self.run(layer, p, x, y[image.k_base:image.k_base + image.k_count],
                                None if ahead is None else self.load(*ahead))
                 if ahead is not None:
