@@ -10,7 +10,7 @@ banks.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -82,7 +82,14 @@ class LineBuffer(ConfiguredComponent):
     ``n`` columns of a patch fall in ``n`` different banks and its ``n`` rows in ``n`` different
     slots, so a whole patch is one read per bank and a selection of element ``c mod V``. Zero
     padding is never stored: padding rows and columns, and rows and columns beyond the image,
-    are masked to zero on the way out. The configuration m 2, w_max 64, c_max 256, 8 bits,
+    are masked to zero on the way out. When ``n`` divides ``V`` (:meth:`spread_columns`, the
+    default F(2,3) with ``V = 8``) a slot's ``n`` banks are *spread* over ``n`` memories of
+    ``V / n`` elements and ``n · G · Cw`` words: element group ``g`` of bank ``j``'s word at
+    address ``a`` lives in memory ``(g + j) mod n`` at address ``a · n + j``, so a beat is one
+    write to each of the slot's memories and a patch still one read from each (bank ``j``'s
+    group of channel ``c`` from memory ``((c mod V) div (V / n) + j) mod n``); the memories are
+    then ``V / n`` elements wide, which a block RAM port holds, where a whole word needed two or
+    more block RAMs of mostly unused depth. The bits are the same. The configuration m 2, w_max 64, c_max 256, 8 bits,
     ``V = 8`` needs 6 · 4 · 17 · 32 · 64 = 835,584 bits (102 KiB).
 
     Latency: the first patch of a band is valid on ``o`` :attr:`LATENCY` cycles after the cycle
@@ -138,6 +145,12 @@ class LineBuffer(ConfiguredComponent):
     def pixel_words(cfg: AccelConfig) -> int:
         """Memory words of one pixel: ``ceil(c_max / stream_values)``."""
         return -(-cfg.c_max // cfg.stream_values)
+
+    @staticmethod
+    def spread_columns(cfg: AccelConfig) -> bool:
+        """Whether a slot's ``n`` column banks are spread over ``n`` memories of ``V / n``
+        elements (when ``n`` divides ``V``), rather than one memory of ``V`` per bank."""
+        return cfg.stream_values % cfg.n == 0
 
     @classmethod
     def memory_bits(cls, cfg: AccelConfig) -> int:
@@ -337,31 +350,85 @@ class LineBuffer(ConfiguredComponent):
                 m.d.sync += s1_cols[s].eq((q0 + s >= pad) & (q0 + s < W + pad))
 
         # -- row memory: bank (k, b) holds padded columns q ≡ b (mod n) of slot k -------------
-        bank_data = []
-        for k in range(S):
-            row = []
-            for b in range(n):
-                # Every bank is read at each issue, but a bank written in that cycle belongs
-                # to a slot none of whose rows the patch uses (the ring above), so its read
-                # word, which may collide with the write, is dropped: the block RAM's
-                # read-during-write behaviour need not be emulated (no_rw_check). The
-                # line_buffer proof (verif/formal/proofs.py) checks exactly that.
-                mem = Memory(shape=self.i.payload.shape(), depth=depth, init=[],
-                             attrs={"no_rw_check": 1})
-                m.submodules[f"slot{k}_col{b}"] = mem
-                wp = mem.write_port()
-                rp = mem.read_port()
-                m.d.comb += [
-                    wp.addr.eq(w_addr), wp.data.eq(self.i.payload),
-                    wp.en.eq(accept & (wslot == k) & (cur_mod == b)),
-                    rp.addr.eq(rd_addr[b]), rp.en.eq(issue),
-                ]
-                # Element c mod V of every bank before the rotations, which then move
-                # act_bits-wide values rather than whole words.
-                value = Signal(signed(cfg.act_bits), name=f"slot{k}_col{b}_value")
-                m.d.comb += value.eq(rp.data[s1_lane])
-                row.append(value)
-            bank_data.append(row)
+        # Every bank is read at each issue, but a bank written in that cycle belongs to a slot
+        # none of whose rows the patch uses (the ring above), so its read word, which may
+        # collide with the write, is dropped: the block RAM's read-during-write behaviour need
+        # not be emulated (no_rw_check). The line_buffer proof (verif/formal/proofs.py) checks
+        # exactly that, for either layout (it is a property of the slots).
+        if self.spread_columns(cfg):
+            # Spread layout (n divides V): slot k is n memories of E = V / n elements a word
+            # and n · depth words. Element group g (elements g·E .. g·E + E-1) of column bank
+            # j's word at address a lives in memory (g + j) mod n at address a · n + j. A beat
+            # (one bank j) is one write to each of the slot's n memories; a patch reads element
+            # group p = (c mod V) div E of all n banks, from n different memories (bank j from
+            # memory (p + j) mod n). Each memory is then E · act_bits wide instead of V ·
+            # act_bits, so it fits one block RAM port (36 bits at most on ECP5) where the
+            # whole word needed two or more.
+            E = V // n
+            log_e = E.bit_length() - 1
+            group_bits = E * cfg.act_bits
+            beat = self.i.payload.as_value()
+            groups_of_beat = Array(beat.word_select(g, group_bits) for g in range(n))
+            group_rd = Signal(range(n))         # p: the element group the patch reads
+            m.d.comb += group_rd.eq((rc >> log_e) & (n - 1))
+            s1_group = Signal(range(n))
+            s1_elem = Signal(range(E))
+            m.d.comb += [s1_group.eq((s1_lane >> log_e) & (n - 1)), s1_elem.eq(s1_lane & (E - 1))]
+            wr_data, rd_addr_of = [], []
+            for i in range(n):
+                g = Signal(range(n), name=f"mem{i}_wr_group")      # (i - j) mod n
+                m.d.comb += g.eq((i - cur_mod) & (n - 1))
+                wr_data.append(groups_of_beat[g])
+                j = Signal(range(n), name=f"mem{i}_rd_bank")       # (i - p) mod n
+                m.d.comb += j.eq((i - group_rd) & (n - 1))
+                addr = Signal(range(depth), name=f"mem{i}_rd_word")
+                m.d.comb += addr.eq(col_base + Mux((j < col_mod) & ~at_end, words, 0)
+                                    + (rc >> log_v))
+                rd_addr_of.append(Cat(j, addr))
+            bank_data = []
+            for k in range(S):
+                mem_data = []
+                for i in range(n):
+                    mem = Memory(shape=data.ArrayLayout(signed(cfg.act_bits), E),
+                                 depth=n * depth, init=[], attrs={"no_rw_check": 1})
+                    m.submodules[f"slot{k}_mem{i}"] = mem
+                    wp = mem.write_port()
+                    rp = mem.read_port()
+                    m.d.comb += [
+                        wp.addr.eq(Cat(cur_mod, w_addr)), wp.data.eq(wr_data[i]),
+                        wp.en.eq(accept & (wslot == k)),
+                        rp.addr.eq(rd_addr_of[i]), rp.en.eq(issue),
+                    ]
+                    mem_data.append(rp.data)
+                row = []
+                for b in range(n):
+                    value = Signal(signed(cfg.act_bits), name=f"slot{k}_col{b}_value")
+                    source = Signal(range(n), name=f"slot{k}_col{b}_mem")
+                    m.d.comb += [source.eq((s1_group + b) & (n - 1)),
+                                 value.eq(Array(mem_data)[source][s1_elem])]
+                    row.append(value)
+                bank_data.append(row)
+        else:
+            bank_data = []
+            for k in range(S):
+                row = []
+                for b in range(n):
+                    mem = Memory(shape=self.i.payload.shape(), depth=depth, init=[],
+                                 attrs={"no_rw_check": 1})
+                    m.submodules[f"slot{k}_col{b}"] = mem
+                    wp = mem.write_port()
+                    rp = mem.read_port()
+                    m.d.comb += [
+                        wp.addr.eq(w_addr), wp.data.eq(self.i.payload),
+                        wp.en.eq(accept & (wslot == k) & (cur_mod == b)),
+                        rp.addr.eq(rd_addr[b]), rp.en.eq(issue),
+                    ]
+                    # Element c mod V of every bank before the rotations, which then move
+                    # act_bits-wide values rather than whole words.
+                    value = Signal(signed(cfg.act_bits), name=f"slot{k}_col{b}_value")
+                    m.d.comb += value.eq(rp.data[s1_lane])
+                    row.append(value)
+                bank_data.append(row)
 
         # -- stage 2: the selected elements, registered ----------------------------------------
         # The block RAMs' clock-to-out (5.8 ns on ECP5) and the element select, then the two

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
+from amaranth.back import rtlil
 from amaranth.sim import Simulator
 
 from sw.config import AccelConfig
@@ -105,10 +108,11 @@ def test_random_frames_match_golden(m, gaps, backpressure, rng):
                      mismatch=mismatch)
 
 
-@pytest.mark.parametrize("values", [1, 16])
+@pytest.mark.parametrize("values", [1, 8, 16])
 def test_narrowest_and_widest_beats(values, rng):
-    """stream_values 1 (one channel per beat) and 16 (17 channels: a full and a one-channel
-    beat per pixel), random and corner shapes, under gaps and back-pressure."""
+    """stream_values 1 (one channel per beat, a memory per bank), 8 (the default: the spread
+    row memory, two elements a memory) and 16 (17 channels: a full and a one-channel beat per
+    pixel), random and corner shapes, under gaps and back-pressure."""
     cfg = AccelConfig(tile=2, w_max=7, c_max=17, stream_values=values)
     shapes = [random_shape(cfg, rng) for _ in range(3)] + [(3, 7, 17, 1), (4, 4, 16, 0)]
     run_frame_groups(LineBuffer(cfg), make_groups(cfg, rng, shapes, 2), set_shape, rng,
@@ -220,6 +224,28 @@ def test_memory_bits():
     assert LineBuffer.memory_bits(AccelConfig(w_max=64, c_max=256)) == 6 * 4 * 17 * 32 * 64
     assert LineBuffer.memory_bits(AccelConfig(c_max=13, stream_values=4)) == \
         6 * 4 * (32 // 4 + 1) * 4 * 32
+
+
+@pytest.mark.parametrize("cfg, spread, count, width, depth", [
+    # default: 6 slots × 4 memories of 2 elements, 4 banks × 9 groups × 8 words deep
+    (AccelConfig(), True, 6 * 4, 2 * 8, 4 * 9 * 8),
+    (AccelConfig(tile=2, w_max=7, c_max=17, stream_values=16), True, 6 * 4, 4 * 8, 4 * 2 * 2),
+    # one memory per bank: n does not divide V (F(4,3): n = 6), or V = 1
+    (AccelConfig(tile=4, w_max=11, c_max=3), False, 10 * 6, 8 * 8, 2 * 1),
+    (AccelConfig(tile=2, w_max=7, c_max=17, stream_values=1), False, 6 * 4, 8, 2 * 17),
+])
+def test_row_memories(cfg, spread, count, width, depth):
+    """The row memories built (read from the RTLIL, one ``memory`` line each): how many, how
+    wide and deep, that their bits are memory_bits, and that every one is marked
+    ``no_rw_check``."""
+    assert LineBuffer.spread_columns(cfg) == spread
+    text = rtlil.convert(LineBuffer(cfg))
+    memories = re.findall(r"attribute \\no_rw_check 1\n\s*memory width (\d+) size (\d+) "
+                          r"\\(slot\d+_(?:mem|col)\d+)", text)
+    assert len(memories) == count == text.count("\n  memory ")
+    assert {(int(w), int(d)) for w, d, _ in memories} == {(width, depth)}
+    assert all(("_mem" in name) == spread for _, _, name in memories)
+    assert count * width * depth == LineBuffer.memory_bits(cfg)
 
 
 def test_bad_config_is_a_type_error():

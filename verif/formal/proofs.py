@@ -614,6 +614,12 @@ FRAME_CFG = AccelConfig(tile=2, act_bits=2, w_max=4, c_max=2, k_max=2, stream_va
 #: buffer, in the last), when the input is offered and the output ready in every cycle; one
 #: step less fails the proofs' assertion that it has.
 LINE_BUFFER_FRAME_DEPTH, REORDER_FRAME_DEPTH = 40, 39
+#: The line buffer's spread row memory (:meth:`hw.linebuf.LineBuffer.spread_columns`: ``n``
+#: divides ``V``): four channels a beat, so a slot's four column banks are spread over four
+#: memories of one element each.
+SPREAD_FRAME_CFG = AccelConfig(tile=2, act_bits=2, w_max=4, c_max=4, k_max=2, stream_values=4)
+#: As LINE_BUFFER_FRAME_DEPTH, for SPREAD_FRAME_CFG (4×4×4 with pad 1 the last to leave).
+SPREAD_FRAME_DEPTH = 32
 
 
 def line_buffer(m: Module) -> None:
@@ -714,7 +720,7 @@ def _first_frame_within(m: Module, out_frame, cycles: int) -> None:
 
 
 def _line_buffer_order(m: Module, *, stalls: bool, frame_cycles: int = 0,
-                       block=LineBuffer) -> None:
+                       block=LineBuffer, cfg: AccelConfig = FRAME_CFG) -> None:
     """Every patch of :func:`sw.winograd.extract_tiles`, in its order, with the values of the
     pixels it covers and zero elsewhere.
 
@@ -730,10 +736,14 @@ def _line_buffer_order(m: Module, *, stalls: bool, frame_cycles: int = 0,
     has left (the input and patch indices are both at a frame's start, in the same frame).
     Timing as :func:`_frame_ports` says for ``stalls``; without stalls the first frame must
     have left within ``frame_cycles`` (:func:`_first_frame_within`). ``block`` makes the block
-    from the configuration (a broken one for the mutants).
+    from the configuration ``cfg`` (a broken one for the mutants). With ``V =
+    stream_values > 1`` the input is indexed by beat (``y``, ``x``, beat ``g`` of the pixel)
+    and the followed channel ``c`` is element ``c mod V`` of beat ``c div V``.
     """
-    cfg = FRAME_CFG
     mm, n = cfg.tile, cfg.n
+    V = cfg.stream_values
+    log_v = V.bit_length() - 1
+    words = -(-cfg.c_max // V)
     dut = m.submodules.dut = block(cfg)
     _frame_ports(m, dut, stalls)
     assume_constant(m, dut.height, 1, 4)
@@ -745,9 +755,10 @@ def _line_buffer_order(m: Module, *, stalls: bool, frame_cycles: int = 0,
     tiles_h, tiles_w = Signal(range(4), name="tiles_h"), Signal(range(4), name="tiles_w")
     m.d.comb += [tiles_h.eq((H + 2 * pad - 2 + (mm - 1)) // mm),
                  tiles_w.eq((W + 2 * pad - 2 + (mm - 1)) // mm)]
-    assert cfg.stream_values == 1, "one channel per input beat"
-    (y, x, c), in_frame, _ = _nested_count(
-        m, taken(dut.i), [("y", H, 4), ("x", W, cfg.w_max), ("c", C, cfg.c_max)], "in")
+    beats = Signal(range(words + 1), name="beats")
+    m.d.comb += beats.eq((C + (V - 1)) >> log_v)
+    (y, x, g), in_frame, _ = _nested_count(
+        m, taken(dut.i), [("y", H, 4), ("x", W, cfg.w_max), ("g", beats, words)], "in")
     (ty, tx, pc), out_frame, _ = _nested_count(
         m, taken(dut.o), [("ty", tiles_h, 2), ("tx", tiles_w, 2), ("c", C, cfg.c_max)], "out")
     frame = Signal(name="followed_frame")
@@ -756,8 +767,9 @@ def _line_buffer_order(m: Module, *, stalls: bool, frame_cycles: int = 0,
         _followed(m, C, "followed_c")
     value = Signal(signed(cfg.act_bits), name="followed_value")
     entered = Signal(name="followed_entered")
-    with m.If(taken(dut.i) & (in_frame == frame) & (y == fy) & (x == fx) & (c == fc)):
-        m.d.sync += [value.eq(dut.i.payload[0]), entered.eq(1)]
+    with m.If(taken(dut.i) & (in_frame == frame) & (y == fy) & (x == fx)
+              & (g == (fc >> log_v))):
+        m.d.sync += [value.eq(dut.i.payload[fc & (V - 1)]), entered.eq(1)]
     patch = dut.o.payload
     out = taken(dut.o)
     m.d.comb += Assert(~out | ((patch.c == pc) & (patch.last == (pc == C - 1))),
@@ -778,7 +790,7 @@ def _line_buffer_order(m: Module, *, stalls: bool, frame_cycles: int = 0,
                                "its value")
             hits.append(hit)
     m.d.comb += Cover(Cat(*hits).any())
-    m.d.comb += Assert(~dut.idle | ((y == 0) & (x == 0) & (c == 0) & (ty == 0) & (tx == 0)
+    m.d.comb += Assert(~dut.idle | ((y == 0) & (x == 0) & (g == 0) & (ty == 0) & (tx == 0)
                                     & (pc == 0) & (in_frame == out_frame)),
                        "idle only when every patch of every frame begun has left")
     if not stalls:
@@ -1189,6 +1201,15 @@ PROOFS: tuple[Proof, ...] = (
     Proof("line_buffer_order_stalls", "LineBuffer(m=2, w_max=4, c_max=2)",
           "as line_buffer_order, any input gaps and stalls on o (bounded: the smallest frames)",
           partial(_line_buffer_order, stalls=True), depth=12, memory_map=True),
+    Proof("line_buffer_order_spread", "LineBuffer(m=2, w_max=4, c_max=4, V=4)",
+          "as line_buffer_order with four channels a beat: the spread row memory (a slot's "
+          "column banks over four memories), whole frames of every shape",
+          partial(_line_buffer_order, stalls=False, frame_cycles=SPREAD_FRAME_DEPTH - 1,
+                  cfg=SPREAD_FRAME_CFG), depth=SPREAD_FRAME_DEPTH, memory_map=True),
+    Proof("line_buffer_order_spread_stalls", "LineBuffer(m=2, w_max=4, c_max=4, V=4)",
+          "as line_buffer_order_spread, any input gaps and stalls on o (bounded)",
+          partial(_line_buffer_order, stalls=True, cfg=SPREAD_FRAME_CFG), depth=12,
+          memory_map=True),
     Proof("output_reorder_order", "OutputReorder(m=2, w_max=4, k_max=2)",
           "the NHWC raster of assemble_tiles: a followed value once, at its raster position; "
           "keep, last on a frame's final beat; idle only when all accepted have left; input "
