@@ -618,8 +618,12 @@ LINE_BUFFER_FRAME_DEPTH, REORDER_FRAME_DEPTH = 40, 39
 #: divides ``V``): four channels a beat, so a slot's four column banks are spread over four
 #: memories of one element each.
 SPREAD_FRAME_CFG = AccelConfig(tile=2, act_bits=2, w_max=4, c_max=4, k_max=2, stream_values=4)
-#: As LINE_BUFFER_FRAME_DEPTH, for SPREAD_FRAME_CFG (4×4×4 with pad 1 the last to leave).
+#: As LINE_BUFFER_FRAME_DEPTH, for SPREAD_FRAME_CFG (31 fails).
 SPREAD_FRAME_DEPTH = 32
+#: Output beats of two channels, three channels at most: a pixel's second beat is partial.
+WIDE_FRAME_CFG = AccelConfig(tile=2, act_bits=2, w_max=4, c_max=2, k_max=3, stream_values=2)
+#: As REORDER_FRAME_DEPTH, for WIDE_FRAME_CFG (40 fails).
+WIDE_REORDER_FRAME_DEPTH = 41
 
 
 def line_buffer(m: Module) -> None:
@@ -798,7 +802,7 @@ def _line_buffer_order(m: Module, *, stalls: bool, frame_cycles: int = 0,
 
 
 def _output_reorder_order(m: Module, *, stalls: bool, frame_cycles: int = 0,
-                          block=OutputReorder) -> None:
+                          block=OutputReorder, cfg: AccelConfig = FRAME_CFG) -> None:
     """The NHWC raster of :func:`sw.winograd.assemble_tiles`, every value once, at its place.
 
     The solver picks one output value, by frame (the first or the second), row ``y < out_h``,
@@ -811,9 +815,8 @@ def _output_reorder_order(m: Module, *, stalls: bool, frame_cycles: int = 0,
     spec's (zero data where it is clear), and ``last`` is high exactly on a frame's final
     beat, so the count of beats per frame is exact. ``idle`` (nothing buffered, which may come
     between two bands) must mean that every value of every tile accepted has left. ``stalls``,
-    ``frame_cycles`` and ``block`` as for :func:`_line_buffer_order`.
+    ``frame_cycles``, ``block`` and ``cfg`` as for :func:`_line_buffer_order`.
     """
-    cfg = FRAME_CFG
     mm, V = cfg.tile, cfg.stream_values
     log_m = mm.bit_length() - 1
     dut = m.submodules.dut = block(cfg)
@@ -1220,6 +1223,16 @@ PROOFS: tuple[Proof, ...] = (
     Proof("output_reorder_order_stalls", "OutputReorder(m=2, w_max=4, k_max=2)",
           "as output_reorder_order, any input gaps and stalls on o (bounded: the smallest "
           "frames)", partial(_output_reorder_order, stalls=True), depth=12, memory_map=True),
+    Proof("output_reorder_order_wide", "OutputReorder(m=2, w_max=4, k_max=3, V=2)",
+          "as output_reorder_order with two channels a beat (a pixel's second beat partial: "
+          "keep), whole frames of every shape",
+          partial(_output_reorder_order, stalls=False,
+                  frame_cycles=WIDE_REORDER_FRAME_DEPTH - 1, cfg=WIDE_FRAME_CFG),
+          depth=WIDE_REORDER_FRAME_DEPTH, memory_map=True),
+    Proof("output_reorder_order_wide_stalls", "OutputReorder(m=2, w_max=4, k_max=3, V=2)",
+          "as output_reorder_order_wide, any input gaps and stalls on o (bounded)",
+          partial(_output_reorder_order, stalls=True, cfg=WIDE_FRAME_CFG), depth=12,
+          memory_map=True),
     Proof("weight_loader", "WeightLoader(beat_bytes=1)",
           "stream rules on wr for any byte stream, no write overwritten; covers: a stalled "
           "write taken, a byte taken while a write waits, writes back to back, a rejected "
