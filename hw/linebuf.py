@@ -89,8 +89,8 @@ class LineBuffer(ConfiguredComponent):
     write to each of the slot's memories and a patch still one read from each (bank ``j``'s
     group of channel ``c`` from memory ``((c mod V) div (V / n) + j) mod n``); the memories are
     then ``V / n`` elements wide, which a block RAM port holds, where a whole word needed two or
-    more block RAMs of mostly unused depth. The bits are the same. The configuration m 2, w_max 64, c_max 256, 8 bits,
-    ``V = 8`` needs 6 · 4 · 17 · 32 · 64 = 835,584 bits (102 KiB).
+    more block RAMs of mostly unused depth. The bits are the same. The configuration m 2,
+    w_max 64, c_max 256, 8 bits, ``V = 8`` needs 6 · 4 · 17 · 32 · 64 = 835,584 bits (102 KiB).
 
     Latency: the first patch of a band is valid on ``o`` :attr:`LATENCY` cycles after the cycle
     in which the band's last needed input beat is transferred (row count, memory read, the
@@ -364,6 +364,8 @@ class LineBuffer(ConfiguredComponent):
             # memory (p + j) mod n). Each memory is then E · act_bits wide instead of V ·
             # act_bits, so it fits one block RAM port (36 bits at most on ECP5) where the
             # whole word needed two or more.
+            # n divides a power of two, so it is one too: a · n + j is Cat(j, a).
+            assert n & (n - 1) == 0
             E = V // n
             log_e = E.bit_length() - 1
             group_bits = E * cfg.act_bits
