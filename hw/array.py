@@ -14,8 +14,10 @@ from amaranth.lib.wiring import In, Out
 
 from hw.component import ConfiguredComponent
 from sw.config import AccelConfig, require_config, require_count
-from hw.pe import SparsePE, act_layout, check_images, perf_layout, wgt_wr_layout
+from hw.pe import (SparsePE, act_layout, check_images, perf_layout, perf_step_layout,
+                   wgt_wr_layout)
 from hw.pe import out_layout as pe_out_layout
+from sw.regmap import PERF_COUNTERS
 
 __all__ = ["SparseArray"]
 
@@ -64,6 +66,11 @@ class SparseArray(ConfiguredComponent):
         The directory bank every PE reads (:class:`hw.weight_ring.WeightRing`).
     perf : Out(ArrayLayout(perf_layout(counter_bits), n²))
         Every PE's counters (see :class:`hw.pe.SparsePE`).
+    perf_sum : Out(perf_layout(counter_bits))
+        Each counter summed over the PEs (wrapping at ``2**counter_bits``), made from the PEs'
+        ``perf_step`` by a registered adder tree: it equals the sum of ``perf`` as that was
+        :meth:`perf_lag` cycles earlier. Nothing else reads ``perf`` in the accelerator, so
+        synthesis removes the per-PE counters there and only these five remain.
     cycles : Out(counter_bits)
         Cycles during which the array is not :attr:`idle`: the run time the utilisation
         ``nonzero pairs / (multipliers · cycles)`` is measured against.
@@ -91,6 +98,8 @@ class SparseArray(ConfiguredComponent):
 
     #: Cycles from a tile's final ``act`` beat to its first ``out`` beat (idle array).
     LATENCY = SparsePE.LATENCY + 1
+    #: Inputs of each adder of the ``perf_sum`` tree (one register level per tree level).
+    PERF_FAN_IN = 4
 
     def __init__(self, cfg: AccelConfig, *, weights=None, directories=None,
                  counter_bits: int = SparsePE.COUNTER_BITS):
@@ -109,6 +118,7 @@ class SparseArray(ConfiguredComponent):
             "k_count": In(range(1, cfg.k_max + 1)),
             "bank": In(1),
             "perf": Out(data.ArrayLayout(perf_layout(counter_bits), coords)),
+            "perf_sum": Out(perf_layout(counter_bits)),
             "cycles": Out(counter_bits),
             "idle": Out(1),
             "overflow": Out(1),
@@ -138,6 +148,17 @@ class SparseArray(ConfiguredComponent):
             "last": unsigned(1),
         })
         return act, wgt_wr, out
+
+    @classmethod
+    def perf_lag(cls, cfg: AccelConfig) -> int:
+        """Cycles ``perf_sum`` trails the sum of ``perf``: the PEs' ``perf_step`` registers,
+        one register per level of the adder tree (``PERF_FAN_IN`` inputs per adder), and the
+        counters themselves."""
+        levels, width = 0, cfg.coords
+        while width > 1:
+            width = -(-width // cls.PERF_FAN_IN)
+            levels += 1
+        return levels + 1
 
 
     def elaborate(self, platform):
@@ -201,6 +222,29 @@ class SparseArray(ConfiguredComponent):
             m.d.comb += pe.out.ready.eq(gather)
 
         m.d.sync += self.overflow.eq(Cat(pe.overflow for pe in pes).any())
+
+        # -- summed counters: a registered adder tree over the PEs' per-cycle increments ----
+        # The PEs lie across the die, so no level adds more than PERF_FAN_IN values of a few
+        # bits before a register; each field's value carries its bound, which sizes it.
+        bound = {name: perf_step_layout(self._cfg)[name].shape.stop - 1
+                 for name in PERF_COUNTERS}
+        level = [[(pe.perf_step[name], bound[name]) for name in PERF_COUNTERS] for pe in pes]
+        depth, fan_in = 0, self.PERF_FAN_IN
+        while len(level) > 1:
+            groups = [level[g:g + fan_in] for g in range(0, len(level), fan_in)]
+            level = []
+            for g, group in enumerate(groups):
+                sums = []
+                for f, name in enumerate(PERF_COUNTERS):
+                    most = sum(values[f][1] for values in group)
+                    total = Signal(range(most + 1), name=f"perf_{name}_l{depth}_{g}")
+                    m.d.sync += total.eq(sum(values[f][0] for values in group))
+                    sums.append((total, most))
+                level.append(sums)
+            depth += 1
+        for f, name in enumerate(PERF_COUNTERS):
+            counter = self.perf_sum[name]
+            m.d.sync += counter.eq(counter + level[0][f][0])
 
         # -- run time -----------------------------------------------------------------------
         m.d.comb += self.idle.eq(Cat(pe.idle for pe in pes).all() & ~self.out.valid)

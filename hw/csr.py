@@ -62,11 +62,11 @@ class ControlRegisters(ConfiguredComponent):
     Parameters
     ----------
     cfg : AccelConfig
-        Supplies ``c_max``, ``k_max``, ``w_max`` (field widths and the START shape check),
-        ``coords`` (PE counter blocks) and ``bias_bits``/``mult_bits``/``shift_bits`` (the
-        quantisation memory; bias and multiplier must fit the 32-bit registers).
+        Supplies ``c_max``, ``k_max``, ``w_max`` (field widths and the START shape check) and
+        ``bias_bits``/``mult_bits``/``shift_bits`` (the quantisation memory; bias and
+        multiplier must fit the 32-bit registers).
     counter_bits : int
-        Width of the run-cycle and per-PE counters read through the registers (1..32).
+        Width of the run-cycle and performance counters read through the registers (1..32).
 
     Members
     -------
@@ -89,8 +89,9 @@ class ControlRegisters(ConfiguredComponent):
         One-cycle pulses (or levels): set STATUS.DONE, ERROR, OVERFLOW.
     cycles, array_cycles : In(counter_bits)
         Shown in CYCLES and ARRAY_CYCLES.
-    perf : In(ArrayLayout(perf_layout(counter_bits), coords))
-        Per-PE counters, shown at ``pe_counter_offset(xi, field)``.
+    perf : In(perf_layout(counter_bits))
+        The performance counters summed over the PEs, shown in PERF_BUSY .. PERF_ZEROS_SKIPPED
+        (:data:`sw.regmap.PERF_REGISTERS`).
     wgt_records : In(16), wgt_channels : In(range(c_max + 1)), wgt_k_count : In(range(k_max+1))
         Weight-loader status, shown in WGT_RECORDS, WGT_CHANNELS, WGT_KCOUNT.
 
@@ -103,9 +104,9 @@ class ControlRegisters(ConfiguredComponent):
     handshake (the old value's read waits a cycle for the quantisation memory's host port); a
     read answers (R valid) 2 cycles after its AR handshake. B and R are held until
     ``bready``/``rready``. Throughput: one write per 5 cycles (6 with a read in the way), one
-    read per 3 cycles. ``rdata`` is the OR of three registers loaded in the cycle before R
-    becomes valid (the fixed registers' part, a PE counter's, the quantisation memory's), so
-    it is held with R like a register.
+    read per 3 cycles. ``rdata`` is the OR of two registers loaded in the cycle before R
+    becomes valid (the fixed registers' part and the quantisation memory's), so it is held
+    with R like a register.
 
     Write rules, in the order they are checked (each refusal answers SLVERR and changes nothing
     else):
@@ -146,9 +147,9 @@ class ControlRegisters(ConfiguredComponent):
                                  f"{DATA_BITS}-bit quantisation registers; use {name} <= "
                                  f"{DATA_BITS}")
         counters = tuple(name for name, _ in perf_layout(1))
-        if counters != regmap.PE_COUNTERS:
-            raise AssertionError(f"sw.regmap.PE_COUNTERS {regmap.PE_COUNTERS} differs from "
-                                 f"the fields of hw.pe.perf_layout {counters}")
+        if counters != regmap.PERF_COUNTERS:
+            raise AssertionError(f"sw.regmap.PERF_COUNTERS {regmap.PERF_COUNTERS} differs "
+                                 f"from the fields of hw.pe.perf_layout {counters}")
         self._counter_bits = counter_bits
         abits = regmap.addr_bits(cfg)
         super().__init__(cfg, {
@@ -187,7 +188,7 @@ class ControlRegisters(ConfiguredComponent):
             "overflow": In(1),
             "cycles": In(counter_bits),
             "array_cycles": In(counter_bits),
-            "perf": In(data.ArrayLayout(perf_layout(counter_bits), cfg.coords)),
+            "perf": In(perf_layout(counter_bits)),
             "wgt_records": In(16),
             "wgt_channels": In(range(cfg.c_max + 1)),
             "wgt_k_count": In(range(cfg.k_max + 1)),
@@ -241,6 +242,7 @@ class ControlRegisters(ConfiguredComponent):
             regmap.WGT_RECORDS: self.wgt_records, regmap.WGT_CHANNELS: self.wgt_channels,
             regmap.WGT_KCOUNT: self.wgt_k_count,
             regmap.CYCLES: self.cycles, regmap.ARRAY_CYCLES: self.array_cycles,
+            **{reg: self.perf[name] for name, reg in regmap.PERF_REGISTERS.items()},
         }
         missing = set(regmap.REGISTERS) - set(config) - set(read_only) - {regmap.CTRL}
         if missing:
@@ -427,77 +429,43 @@ class ControlRegisters(ConfiguredComponent):
         # -- read channel -------------------------------------------------------------------
         r_valid = self.s_axi_rvalid
         m.d.comb += self.s_axi_arready.eq(~ar_full & ~r_valid)
-        # Each PE's counter block is narrowed to the addressed counter at the AR handshake,
-        # next to that PE: the read multiplexer then picks one of coords words, not one of
-        # 5 · coords, and no path runs from every PE's counters through the address decode
-        # in one cycle (docs/fpga.md). A counter is read as it was at the handshake.
-        field_bits = (regmap.PE_STRIDE // 4 - 1).bit_length()
-        ar_field = self.s_axi_araddr[2:2 + field_bits]
-        picked = [Signal(self._counter_bits, name=f"perf_pick{xi}", reset_less=True)
-                  for xi in range(cfg.coords)]
-        # The address is decoded at the AR handshake too, into registered selects: a one-hot
-        # choice of the fixed registers, the PE whose counter is read, and whether the offset
-        # is mapped. The cycle after (ar_full) then only picks among the selected values,
-        # which are sampled there (STATUS, the WGT_* and cycle inputs as they are then).
+        # The address is decoded at the AR handshake, into registered selects: a one-hot
+        # choice of the fixed registers (the performance counters among them) and whether the
+        # offset is mapped. The cycle after (ar_full) then only picks among the selected
+        # values, which are sampled there (STATUS, the WGT_*, cycle and counter inputs as
+        # they are then).
         fixed = {**config, **read_only, regmap.CTRL: Const(0, DATA_BITS)}
         fixed_sel = Signal(len(fixed))
-        pe_sel = Signal()
-        pe_index = Signal(range(cfg.coords))
         r_hit = Signal()
-        # These registers (and the PE counters' narrowing) are loaded in every cycle, from
-        # whatever is on araddr: only the values loaded in the cycle of the handshake are
-        # used, in the ar_full cycle that follows it (no clock enable to fan out).
+        # These registers are loaded in every cycle, from whatever is on araddr: only the
+        # values loaded in the cycle of the handshake are used, in the ar_full cycle that
+        # follows it (no clock enable to fan out).
         m.d.comb += ar_take.eq(self.s_axi_arvalid & self.s_axi_arready)
         with m.If(ar_take):
             m.d.sync += ar_full.eq(1)
-        m.d.sync += [fixed_sel.eq(0), pe_sel.eq(0), r_hit.eq(1)]
+        m.d.sync += [fixed_sel.eq(0), r_hit.eq(1)]
         with m.Switch(self.s_axi_araddr[2:]):
             for index, reg in enumerate(fixed):
                 with m.Case(reg.offset // 4):
                     m.d.sync += fixed_sel.eq(1 << index)
-            for xi in range(cfg.coords):
-                with m.Case(*(regmap.pe_counter_offset(xi, name, cfg) // 4
-                              for name in regmap.PE_COUNTERS)):
-                    m.d.sync += [pe_sel.eq(1), pe_index.eq(xi)]
             with m.Default():
                 m.d.sync += r_hit.eq(Cat(quant_hit(self.s_axi_araddr[2:], i)
                                          for i in range(len(host_sels))).any())
-        # (a tree of 2:1 multiplexers on the raw address bits: an unmapped field number picks
-        # some counter, which nothing reads)
-        def tree(words, bit):
-            if len(words) == 1:
-                return words[0]
-            half = 1 << bit
-            low, high = words[:half], words[half:]
-            if not high:
-                return tree(low, bit - 1)
-            return Mux(ar_field[bit], tree(high, bit - 1), tree(low, bit - 1))
-
-        for xi, counters in enumerate(self.perf):
-            m.d.sync += picked[xi].eq(tree([counters[name] for name in regmap.PE_COUNTERS],
-                                           field_bits - 1))
         with m.If(r_valid & self.s_axi_rready):
             m.d.sync += r_valid.eq(0)
 
-        r_fixed = Signal(DATA_BITS)              # R's data: the registers' part,
-        r_pe = Signal(DATA_BITS)                 # a PE counter's part
+        r_fixed = Signal(DATA_BITS)              # R's data: the registers' part
         r_host = Signal(DATA_BITS)               # and the quantisation memory's part
-        m.d.comb += self.s_axi_rdata.eq(r_fixed | r_pe | r_host)
+        m.d.comb += self.s_axi_rdata.eq(r_fixed | r_host)
         fixed_terms = []
         for index, value in enumerate(fixed.values()):
             wide = Signal(DATA_BITS, name=f"rd_fixed{index}")
             m.d.comb += wide.eq(value)
             fixed_terms.append(wide & fixed_sel[index].replicate(DATA_BITS))
-        pe_word = Signal(DATA_BITS)
-        with m.Switch(pe_index):
-            for xi in range(cfg.coords):
-                with m.Case(xi):
-                    m.d.comb += pe_word.eq(picked[xi])
         with m.If(ar_full):
             m.d.sync += [
                 ar_full.eq(0), r_valid.eq(1),
                 r_fixed.eq(_or_all(fixed_terms)),
-                r_pe.eq(Mux(pe_sel, pe_word, 0)),
                 r_host.eq(host_out),
                 self.s_axi_rresp.eq(Mux(r_hit, regmap.RESP_OKAY, regmap.RESP_SLVERR)),
             ]

@@ -30,11 +30,11 @@ from hw.zero_filter import ZeroFilter, act_entry_layout, act_layout
 from hw.component import ConfiguredComponent
 from sw import formats
 from sw.config import AccelConfig, require_config, require_count
-from sw.regmap import PE_COUNTERS
+from sw.regmap import PERF_COUNTERS
 
 __all__ = ["SparsePE", "check_images", "act_layout", "act_entry_layout", "perf_layout",
-           "wgt_wr_layout", "lane_group_layout", "lane_slot_layout", "out_layout", "WMEM",
-           "DIRECTORY", "directory_bank_bit"]
+           "perf_step_layout", "wgt_wr_layout", "lane_group_layout", "lane_slot_layout",
+           "out_layout", "WMEM", "DIRECTORY", "directory_bank_bit"]
 
 #: ``wgt_wr.payload.mem`` value selecting the weight-word memory.
 WMEM = 0
@@ -49,7 +49,20 @@ def _bits_for(count: int) -> int:
 
 def perf_layout(counter_bits: int) -> data.StructLayout:
     """The PE's performance counters, each a free-running ``counter_bits`` unsigned count."""
-    return data.StructLayout({name: unsigned(counter_bits) for name in PE_COUNTERS})
+    return data.StructLayout({name: unsigned(counter_bits) for name in PERF_COUNTERS})
+
+
+def perf_step_layout(cfg: AccelConfig) -> data.StructLayout:
+    """What one cycle adds to the performance counters of a PE of ``cfg`` (any ``xi``).
+
+    ``busy`` and ``stalls`` count a cycle, ``macs`` and ``empty_slots`` up to the lanes of
+    the PE with the most, ``zeros_skipped`` up to ``act_width`` activations; the fields in the
+    order of :func:`perf_layout`.
+    """
+    most = {"busy": 1, "macs": max(cfg.lanes_per_coord),
+            "empty_slots": max(cfg.lanes_per_coord), "stalls": 1,
+            "zeros_skipped": cfg.act_width}
+    return data.StructLayout({name: range(most[name] + 1) for name in PERF_COUNTERS})
 
 
 def directory_bank_bit(cfg: AccelConfig) -> int:
@@ -181,6 +194,11 @@ class SparsePE(ConfiguredComponent):
         the walker holds a column but may not read (its next bank is still draining, or a
         lane queue has no room for a word), or ``out`` holds a beat that is not taken;
         ``zeros_skipped``: zero activations dropped or turned into end-of-tile markers.
+    perf_step : Out(perf_step_layout(cfg))
+        What the counters of ``perf`` added at the last clock edge (a register loaded with
+        the same increments): summed over every cycle since reset it is ``perf`` (modulo
+        ``2**counter_bits``). :class:`hw.array.SparseArray` adds these up over its PEs, so
+        the accelerator keeps one set of counters rather than one per PE.
     idle : Out(1)
         No activation buffered, no column or pair in flight, every bank drained, ``out`` empty.
     overflow : Out(1)
@@ -237,6 +255,7 @@ class SparsePE(ConfiguredComponent):
             "k_count": In(range(1, cfg.k_max + 1)),
             "bank": In(1),
             "perf": Out(perf_layout(self._counter_bits)),
+            "perf_step": Out(perf_step_layout(cfg)),
             "idle": Out(1),
             "overflow": Out(1),
         })
@@ -613,6 +632,17 @@ class SparsePE(ConfiguredComponent):
             m.d.sync += perf.stalls.eq(perf.stalls + 1)
         with m.If(self.act.valid & self.act.ready):
             m.d.sync += perf.zeros_skipped.eq(perf.zeros_skipped + zf.zeros)
+        # The same increments, registered for the array's sum: its adder tree then starts
+        # from a register in every PE. In the accelerator `perf` drives nothing and is
+        # removed; these few bits per PE are what is left of the counters here.
+        step = self.perf_step
+        m.d.sync += [
+            step.busy.eq(x_any),
+            step.macs.eq(n_hits),
+            step.empty_slots.eq(Mux(x_any, lanes - n_hits, 0)),
+            step.stalls.eq(stalled),
+            step.zeros_skipped.eq(Mux(self.act.valid & self.act.ready, zf.zeros, 0)),
+        ]
 
         m.d.comb += self.idle.eq((zf.level == 0) & ~entries.busy & ~a_valid & ~columns.busy
                                  & ~b_active & ~c_valid & Cat(q.empty for q in queues).all()

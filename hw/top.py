@@ -52,7 +52,7 @@ class Accelerator(ConfiguredComponent):
     cfg : AccelConfig
         Every size and width of the datapath.
     counter_bits : int
-        Width of the run-cycle and per-PE performance counters.
+        Width of the run-cycle and performance counters.
 
     Members
     -------
@@ -90,6 +90,14 @@ class Accelerator(ConfiguredComponent):
     parsed, so configuration writes are refused then too. The next pass's record may be sent
     as soon as START is accepted; its quantisation entries are written after DONE (they are
     configuration), then START runs it.
+
+    Performance counters: one set, each field summed over the PEs
+    (:attr:`hw.array.SparseArray.perf_sum`, the PERF_* registers of :mod:`sw.regmap`). The
+    sums trail the PEs' own counts by :meth:`hw.array.SparseArray.perf_lag` cycles and hold
+    their final value from ``perf_lag`` cycles after the array's final output beat of a run
+    is taken; that beat still has the output transform and the reorder buffer ahead of it,
+    which take longer (checked when the design is built), so the PERF_* registers hold every
+    count of a run by the time STATUS shows it DONE.
 
     Flags: ERROR is set by a rejected weight record and by an activation frame whose ``tlast``
     is misplaced or whose ``tkeep`` marks other bytes than the channels' (the run goes on
@@ -323,6 +331,16 @@ class Accelerator(ConfiguredComponent):
             m.d.sync += cycles.eq(0)
         with m.Elif(running):
             m.d.sync += cycles.eq(cycles + 1)
+        # The summed counters are final perf_lag cycles after the array's last beat of the run
+        # is taken; the run is done no sooner than that beat has crossed the buffers, the
+        # output transform and the reorder buffer, so DONE needs no wait of its own for them.
+        # (Should the tree grow deeper than that path, DONE would have to wait: refuse to build.)
+        ahead = 2 * StreamBuffer.LATENCY + OutputTransform.LATENCY + OutputReorder.LATENCY
+        if SparseArray.perf_lag(cfg) > ahead:
+            raise AssertionError(f"the summed perf counters trail by "
+                                 f"{SparseArray.perf_lag(cfg)} cycles, more than the "
+                                 f"{ahead} from the array's output to m_axis_out: STATUS.DONE "
+                                 f"would show before the counts are complete")
         m.d.comb += [
             csr.busy.eq(running | ~loader.idle | wgt_in.busy | ring.busy),
             csr.done.eq(done),
@@ -330,7 +348,7 @@ class Accelerator(ConfiguredComponent):
             csr.overflow.eq(array.overflow),
             csr.cycles.eq(cycles),
             csr.array_cycles.eq(array.cycles),
-            csr.perf.eq(array.perf),
+            csr.perf.eq(array.perf_sum),
             csr.wgt_records.eq(loader.records),
             csr.wgt_channels.eq(loader.channels),
             csr.wgt_k_count.eq(loader.k_count),

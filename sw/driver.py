@@ -301,8 +301,9 @@ class DeviceBackend:
     ----------
     stats : list of dict
         One record per (layer, pass, image): ``layer``, ``pass``, ``image``, ``cycles`` (run
-        cycles from START to the final output), ``array_cycles``, and the summed PE counters
-        ``macs``, ``busy``, ``empty_slots``, ``stalls``, ``zeros_skipped`` (deltas over the run),
+        cycles from START to the final output), ``array_cycles``, and the performance
+        counters, each summed over the PEs (the PERF_* registers): ``macs``, ``busy``,
+        ``empty_slots``, ``stalls``, ``zeros_skipped`` (deltas over the run),
         and ``overflow``: STATUS.OVERFLOW after the run (some accumulator sum of the pass lay
         outside ``acc_bits``; :func:`sw.golden.accumulator_overflow`).
     """
@@ -343,11 +344,8 @@ class DeviceBackend:
         read = self.transport.read
         values = {"cycles": await read(regmap.CYCLES.offset),
                   "array_cycles": await read(regmap.ARRAY_CYCLES.offset)}
-        for field in regmap.PE_COUNTERS:
-            total = 0
-            for xi in range(self.cfg.coords):
-                total += await read(regmap.pe_counter_offset(xi, field))
-            values[field] = total
+        for field, reg in regmap.PERF_REGISTERS.items():
+            values[field] = await read(reg.offset)
         return values
 
     # -- one layer ---------------------------------------------------------------------------------

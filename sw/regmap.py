@@ -5,11 +5,10 @@ without Amaranth. :class:`hw.csr.ControlRegisters` builds its address decoder fr
 and refuses to elaborate if the two ever disagree.
 
 Every register is 32 bits wide at a byte offset that is a multiple of 4; the low two address
-bits select nothing (byte lanes come from ``wstrb``). Three kinds of location exist:
+bits select nothing (byte lanes come from ``wstrb``). Two kinds of location exist:
 
-* the fixed registers of :data:`REGISTERS`;
-* the per-PE performance counters, ``pe_counter_offset(xi, field)`` for ``xi < cfg.coords`` and
-  ``field`` in :data:`PE_COUNTERS`;
+* the fixed registers of :data:`REGISTERS`, among them the performance counters of
+  :data:`PERF_REGISTERS` (one per field of :data:`PERF_COUNTERS`, each summed over every PE);
 * the quantisation memory, ``quant_offset(k, field)`` for ``k < cfg.k_max`` and ``field`` in
   :data:`QUANT_FIELDS`.
 
@@ -23,13 +22,14 @@ from dataclasses import dataclass
 __all__ = [
     "Register", "Location", "REGISTERS", "RO", "RW", "WO",
     "ID", "VERSION", "CTRL", "STATUS", "HEIGHT", "WIDTH", "CHANNELS", "KOUT", "PAD", "RELU",
-    "WGT_RECORDS", "WGT_CHANNELS", "WGT_KCOUNT", "CYCLES", "ARRAY_CYCLES", "CONFIG_REGISTERS",
+    "WGT_RECORDS", "WGT_CHANNELS", "WGT_KCOUNT", "CYCLES", "ARRAY_CYCLES", "PERF_BUSY",
+    "PERF_MACS", "PERF_EMPTY_SLOTS", "PERF_STALLS", "PERF_ZEROS_SKIPPED", "CONFIG_REGISTERS",
     "ID_MAGIC", "VERSION_VALUE", "CTRL_START", "CTRL_CLEAR", "STATUS_BUSY", "STATUS_DONE",
     "STATUS_ERROR", "STATUS_OVERFLOW", "STATUS_REFUSED", "STATUS_BAD_CONFIG", "STICKY_FLAGS",
-    "RELU_WINOGRAD", "RELU_SPATIAL", "PE_BASE", "PE_STRIDE", "PE_COUNTERS", "QUANT_BASE",
+    "RELU_WINOGRAD", "RELU_SPATIAL", "PERF_COUNTERS", "PERF_REGISTERS", "QUANT_BASE",
     "QUANT_STRIDE", "QUANT_FIELDS", "UNMAPPED_EXAMPLE", "RESP_OKAY", "RESP_SLVERR",
-    "pe_counter_offset", "quant_offset", "addr_bits", "decode", "config_bits", "quant_bits",
-    "shape_problem", "weights_problem", "c_defines", 
+    "perf_counter_offset", "quant_offset", "addr_bits", "decode", "config_bits", "quant_bits",
+    "shape_problem", "weights_problem", "c_defines",
 ]
 
 #: Access kinds. ``RW`` registers are configuration: writes to them are refused while busy.
@@ -53,10 +53,9 @@ class Register:
 class Location:
     """What :func:`decode` finds at an offset.
 
-    ``name`` is printable (``"WIDTH"``, ``"PE3.macs"``, ``"QUANT5.bias"``); ``access`` is RO,
-    RW or W; ``register`` is the fixed :class:`Register`, or ``None`` for a PE counter
-    (``index`` = PE ``xi``) or a quantisation field (``index`` = output channel ``k``), whose
-    ``field`` names the counter or the quantisation field.
+    ``name`` is printable (``"WIDTH"``, ``"PERF_MACS"``, ``"QUANT5.bias"``); ``access`` is RO,
+    RW or W; ``register`` is the fixed :class:`Register`, or ``None`` for a quantisation field
+    (``index`` = output channel ``k``, ``field`` = the quantisation field's name).
     """
 
     name: str
@@ -67,7 +66,7 @@ class Location:
 
 
 ID = Register("ID", 0x000, RO, "Magic number 0x574E4E57 ('WNNW'): the accelerator is there.")
-VERSION = Register("VERSION", 0x004, RO, "Version of this register map (1).")
+VERSION = Register("VERSION", 0x004, RO, "Version of this register map (2).")
 CTRL = Register("CTRL", 0x008, WO,
                 "bit0 START: begin a run (one-cycle pulse); refused while busy (REFUSED) or "
                 "with an invalid shape (BAD_CONFIG). bit1 CLEAR: clear the sticky flags ERROR, "
@@ -91,15 +90,32 @@ WGT_KCOUNT = Register("WGT_KCOUNT", 0x038, RO, "Output channels K of the loaded 
 CYCLES = Register("CYCLES", 0x040, RO, "Cycles of the current or last run.")
 ARRAY_CYCLES = Register("ARRAY_CYCLES", 0x044, RO,
                         "Cycles the sparse array was not idle (free-running, wraps).")
+PERF_BUSY = Register("PERF_BUSY", 0x048, RO,
+                     "Sum over the PEs of the cycles at least one lane took a pair "
+                     "(free-running, wraps).")
+PERF_MACS = Register("PERF_MACS", 0x04C, RO,
+                     "Sum over the PEs of the multiplications (free-running, wraps).")
+PERF_EMPTY_SLOTS = Register("PERF_EMPTY_SLOTS", 0x050, RO,
+                            "Sum over the PEs of the lanes without a multiplication in their "
+                            "busy cycles (free-running, wraps).")
+PERF_STALLS = Register("PERF_STALLS", 0x054, RO,
+                       "Sum over the PEs of the cycles a walker held a column but could not "
+                       "read, or an output beat waited (free-running, wraps).")
+PERF_ZEROS_SKIPPED = Register("PERF_ZEROS_SKIPPED", 0x058, RO,
+                              "Sum over the PEs of the zero activations dropped "
+                              "(free-running, wraps).")
 
 #: Every fixed register, in address order.
 REGISTERS = (ID, VERSION, CTRL, STATUS, HEIGHT, WIDTH, CHANNELS, KOUT, PAD, RELU,
-             WGT_RECORDS, WGT_CHANNELS, WGT_KCOUNT, CYCLES, ARRAY_CYCLES)
+             WGT_RECORDS, WGT_CHANNELS, WGT_KCOUNT, CYCLES, ARRAY_CYCLES,
+             PERF_BUSY, PERF_MACS, PERF_EMPTY_SLOTS, PERF_STALLS, PERF_ZEROS_SKIPPED)
 #: The layer-shape configuration, refused while busy.
 CONFIG_REGISTERS = tuple(reg for reg in REGISTERS if reg.access == RW)
 
 ID_MAGIC = 0x574E4E57
-VERSION_VALUE = 1
+#: 2 since the per-PE counter blocks (at 0x100 + xi * 0x20 in version 1) became the five
+#: summed PERF_* registers.
+VERSION_VALUE = 2
 
 CTRL_START = 1 << 0
 CTRL_CLEAR = 1 << 1
@@ -125,13 +141,14 @@ _BITS = {
     "RELU_WINOGRAD": RELU_WINOGRAD, "RELU_SPATIAL": RELU_SPATIAL,
 }
 
-#: Per-PE counters: PE ``xi``'s block starts at ``PE_BASE + xi * PE_STRIDE``, one word per field.
-PE_BASE = 0x100
-PE_STRIDE = 0x20
-#: Field order of the per-PE counter block; :class:`hw.csr.ControlRegisters` checks at build
-#: time that it equals the field order of :func:`hw.pe.perf_layout` (importing that here would
-#: pull Amaranth into the host side).
-PE_COUNTERS = ("busy", "macs", "empty_slots", "stalls", "zeros_skipped")
+#: The performance counters, in the field order of :func:`hw.pe.perf_layout`, which builds its
+#: layout from this tuple (:class:`hw.csr.ControlRegisters` checks at build time that the two
+#: agree; importing the layout here would pull Amaranth into the host side). Every PE counts
+#: each of them; the registers show each field summed over all PEs.
+PERF_COUNTERS = ("busy", "macs", "empty_slots", "stalls", "zeros_skipped")
+#: The register of each counter, by field name, in :data:`PERF_COUNTERS` order.
+PERF_REGISTERS = dict(zip(PERF_COUNTERS, (PERF_BUSY, PERF_MACS, PERF_EMPTY_SLOTS, PERF_STALLS,
+                                          PERF_ZEROS_SKIPPED)))
 
 #: Quantisation entry ``k`` starts at ``QUANT_BASE + k * QUANT_STRIDE``, one word per field.
 QUANT_BASE = 0x1000
@@ -140,14 +157,12 @@ QUANT_STRIDE = 0x10
 #: output transform's requantisation (signed bias, signed multiplier, unsigned shift).
 QUANT_FIELDS = ("bias", "multiplier", "shift")
 
-#: An offset that is unmapped in every configuration (between the PE block and the quantisation
-#: memory), for tests of the SLVERR answer.
+#: An offset that is unmapped in every configuration (between the fixed registers and the
+#: quantisation memory), for tests of the SLVERR answer.
 UNMAPPED_EXAMPLE = QUANT_BASE - 4
 
-#: Largest number of PEs (Winograd coordinates): F(4x4, 3x3) has 6 x 6.
-_MAX_COORDS = 36
-assert PE_BASE + _MAX_COORDS * PE_STRIDE <= UNMAPPED_EXAMPLE
-assert len(PE_COUNTERS) * 4 <= PE_STRIDE and len(QUANT_FIELDS) * 4 <= QUANT_STRIDE
+assert all(reg.name == f"PERF_{field.upper()}" for field, reg in PERF_REGISTERS.items())
+assert REGISTERS[-1].offset < UNMAPPED_EXAMPLE and len(QUANT_FIELDS) * 4 <= QUANT_STRIDE
 
 
 def _field_index(kind: str, field: str, fields: tuple[str, ...]) -> int:
@@ -164,10 +179,10 @@ def _index(kind: str, value, limit: int | None) -> int:
     return value
 
 
-def pe_counter_offset(xi: int, field: str, cfg=None) -> int:
-    """Byte offset of counter ``field`` of PE ``xi`` (``xi < cfg.coords`` when ``cfg`` given)."""
-    _index("PE", xi, cfg.coords if cfg is not None else _MAX_COORDS)
-    return PE_BASE + xi * PE_STRIDE + 4 * _field_index("PE counter", field, PE_COUNTERS)
+def perf_counter_offset(field: str) -> int:
+    """Byte offset of the performance counter ``field`` (summed over the PEs)."""
+    _field_index("performance counter", field, PERF_COUNTERS)
+    return PERF_REGISTERS[field].offset
 
 
 def quant_offset(k: int, field: str, cfg=None) -> int:
@@ -187,11 +202,6 @@ def decode(cfg, offset: int) -> Location | None:
     for reg in REGISTERS:
         if reg.offset == word:
             return Location(reg.name, reg.access, register=reg)
-    if PE_BASE <= word < PE_BASE + cfg.coords * PE_STRIDE:
-        xi, field = divmod(word - PE_BASE, PE_STRIDE)
-        if field // 4 < len(PE_COUNTERS):
-            name = PE_COUNTERS[field // 4]
-            return Location(f"PE{xi}.{name}", RO, index=xi, field=name)
     if QUANT_BASE <= word < QUANT_BASE + cfg.k_max * QUANT_STRIDE:
         k, field = divmod(word - QUANT_BASE, QUANT_STRIDE)
         if field // 4 < len(QUANT_FIELDS):
@@ -258,9 +268,9 @@ def c_defines(cfg) -> list[str]:
     """``#define`` lines of the register map for ``cfg``, for the C header.
 
     Fixed registers become ``WINNOW_REG_<NAME>``; bits ``WINNOW_CTRL_*``, ``WINNOW_STATUS_*``,
-    ``WINNOW_RELU_*``; the per-PE counters and the quantisation memory become function-like
-    macros ``WINNOW_REG_PE_COUNTER(xi, field)`` and ``WINNOW_REG_QUANT(k, field)`` with field
-    indices ``WINNOW_PE_<FIELD>`` and ``WINNOW_QUANT_<FIELD>``.
+    ``WINNOW_RELU_*`` (the performance counters are fixed registers too, ``WINNOW_REG_PERF_*``);
+    the quantisation memory becomes the function-like macro ``WINNOW_REG_QUANT(k, field)``
+    with field indices ``WINNOW_QUANT_<FIELD>``.
     """
     lines = ["/* register map (AXI4-Lite, 32-bit registers, byte offsets) */",
              f"#define WINNOW_AXI_ADDR_BITS {addr_bits(cfg)}",
@@ -268,11 +278,6 @@ def c_defines(cfg) -> list[str]:
              f"#define WINNOW_ID_MAGIC 0x{ID_MAGIC:08X}u"]
     lines += [f"#define WINNOW_REG_{reg.name} {_hex(reg.offset)}" for reg in REGISTERS]
     lines += [f"#define WINNOW_{name} 0x{mask:02X}u" for name, mask in _BITS.items()]
-    lines += [f"#define WINNOW_PE_BASE {_hex(PE_BASE)}",
-              f"#define WINNOW_PE_STRIDE {_hex(PE_STRIDE)}"]
-    lines += [f"#define WINNOW_PE_{name.upper()} {i}" for i, name in enumerate(PE_COUNTERS)]
-    lines.append("#define WINNOW_REG_PE_COUNTER(xi, field) "
-                 "(WINNOW_PE_BASE + (xi) * WINNOW_PE_STRIDE + (field) * 4u)")
     lines += [f"#define WINNOW_QUANT_BASE 0x{QUANT_BASE:04X}u",
               f"#define WINNOW_QUANT_STRIDE {_hex(QUANT_STRIDE)}"]
     lines += [f"#define WINNOW_QUANT_{name.upper()} {i}" for i, name in enumerate(QUANT_FIELDS)]

@@ -70,13 +70,14 @@ def overflow_beats(U: np.ndarray, V: np.ndarray, cfg, K: int, T: int) -> int:
 
 
 def run_sparse(dut, acts: list[dict], K: int, count: int, *, writes=(), counters=("perf",),
-               **stalls) -> Streams:
+               probes=None, **stalls) -> Streams:
     """Load ``writes`` through ``wgt_wr``, then stream ``acts`` and take ``count`` outputs.
 
     ``k_count`` is ``K`` from the start; ``stalls`` (``gaps``, ``backpressure``, ``rng``) go to
     :func:`streams.run_streams` for both phases. :attr:`~streams.Streams.final` holds the value
     of each output port named in ``counters``, read once the block is idle after the run;
-    ``trace["overflow"]`` the ``overflow`` output in every cycle.
+    ``trace["overflow"]`` the ``overflow`` output in every cycle, and so each of ``probes``
+    (a mapping of names to signals).
     """
     def setup(ctx):
         ctx.set(dut.k_count, K)
@@ -87,4 +88,4 @@ def run_sparse(dut, acts: list[dict], K: int, count: int, *, writes=(), counters
 
     return run_streams(dut, Phase({"wgt_wr": list(writes)}, setup=setup),
                        Phase({"act": acts}, {"out": count}), finish=read_counters,
-                       probes={"overflow": dut.overflow}, **stalls)
+                       probes={"overflow": dut.overflow, **(probes or {})}, **stalls)

@@ -4,7 +4,8 @@
 
 Packed images from :func:`sw.formats.pack_layer`, one stream of V vectors with random gaps,
 random back-pressure on the M vectors, an in-order scoreboard over (tile, k), and the perf
-counters checked against counts made from the packed image and the activations.
+counters checked against counts made from the packed image and the activations; the summed
+counters (``perf_sum``) against the per-PE ones in every cycle.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from sw.config import AccelConfig
 from hw.pe import WMEM, DIRECTORY
 from sparse_bench import (check_outputs, out_beats, overflow_beats, random_U, random_V, run_sparse,
                           shuffled_acts)
+from streams import payload_value
 from sw import formats, golden
+from sw.regmap import PERF_COUNTERS
 
 
 def images(cfg, U):
@@ -39,6 +42,29 @@ def check_perf(cfg, U, V, perf):
         assert got["busy"] >= -(-macs // lanes), f"PE {xi}"
 
 
+def check_perf_sum(cfg, run):
+    """In every cycle of ``run``, ``perf_sum`` is the sum over the PEs of ``perf`` as it was
+    :meth:`SparseArray.perf_lag` cycles before (all 0 before the run); it holds its final
+    value from ``perf_lag`` cycles after the cycle the final ``out`` beat was taken (what
+    :class:`hw.top.Accelerator` relies on for complete counts at DONE), and that value is the
+    sum of the counters read at the end. Returns the final sums."""
+    lag = SparseArray.perf_lag(cfg)
+    per_pe = [payload_value(v) for v in run.trace["perf"]]
+    sums = [payload_value(v) for v in run.trace["perf_sum"]]
+    last_out = run.beat_cycles["out"][-1]
+    assert len(sums) > last_out + lag
+    moved = [c for c in range(last_out + lag, len(sums)) if sums[c] != sums[-1]]
+    assert not moved, f"perf_sum still moved in cycle {moved[-1]}, the final out beat was " \
+                      f"taken in cycle {last_out}"
+    for cycle, got in enumerate(sums):
+        want = {f: sum(pe[f] for pe in per_pe[cycle - lag]) if cycle >= lag else 0
+                for f in PERF_COUNTERS}
+        assert got == want, f"cycle {cycle}: perf_sum {got}, the PEs' sum {lag} cycles " \
+                            f"before {want}"
+    assert sums[-1] == {f: sum(pe[f] for pe in run.final["perf"]) for f in PERF_COUNTERS}
+    return sums[-1]
+
+
 @pytest.mark.parametrize("overflow,acc_bits,drain_width", [("wrap", 10, 4), ("saturate", 10, 2),
                                                            ("wrap", 24, 1)])
 @pytest.mark.parametrize("gaps,backpressure", [("none", "none"), ("stall25", "stall25")])
@@ -52,9 +78,15 @@ def test_array_matches_golden(overflow, acc_bits, drain_width, gaps, backpressur
     words, dirs, _ = images(cfg, U)
     dut = SparseArray(cfg, weights=words, directories=dirs)
     run = run_sparse(dut, shuffled_acts(V, cfg.act_width, rng), K, out_beats(cfg, K, T),
-                     gaps=gaps, backpressure=backpressure, rng=rng)
+                     gaps=gaps, backpressure=backpressure, rng=rng,
+                     probes={"perf": dut.perf, "perf_sum": dut.perf_sum})
     check_outputs(run.received["out"], golden.accumulate(U, V, cfg), K, T, drain_width)
     check_perf(cfg, U, V, run.final["perf"])
+    total = check_perf_sum(cfg, run)
+    nz_act = V != 0
+    assert total["macs"] == int(np.einsum("xkc,xct->", (U != 0).astype(int),
+                                          nz_act.astype(int)))
+    assert total["zeros_skipped"] == int((~nz_act).sum())
     # one pulse per PE drain beat with a channel outside acc_range; pulses of different PEs
     # in one cycle merge, so the count lies between the most of one PE and the sum
     per_pe = [overflow_beats(U[xi], V[xi], cfg, K, T) for xi in range(cfg.coords)]

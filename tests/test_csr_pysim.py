@@ -35,9 +35,12 @@ TIMEOUT = 20
 #: Odd sizes and narrow quantisation fields (sign extension, range refusals), 20-bit counters.
 SMALL = AccelConfig(tile=2, c_max=6, k_max=5, w_max=9, wmem_depth=16, fifo_depth=4,
                     act_width=2, bias_bits=12, mult_bits=10, shift_bits=4)
-#: The default sizes with F(4x4, 3x3): 36 PE counter blocks, 32-bit bias and multiplier.
+#: The default sizes with F(4x4, 3x3): 36 PEs, 32-bit bias and multiplier.
 BIG = AccelConfig(tile=4)
 CASES = {"small": (SMALL, 20), "big": (BIG, 32)}
+#: Where register map version 1 had the per-PE counters (PE ``xi``'s five words at
+#: ``0x100 + xi * 0x20``); unmapped since the counters are summed (version 2).
+OLD_PE_BLOCKS, OLD_PE_STRIDE = 0x100, 0x20
 
 
 class AxiLiteMaster:
@@ -185,28 +188,37 @@ async def _set_shape(axi, h, w, c, k, pad, loaded: bool = True) -> None:
 # -- register map --------------------------------------------------------------------------
 
 def test_regmap_table_and_helpers():
-    """The table is sorted, word-aligned and disjoint from the PE and quantisation blocks."""
+    """The table is sorted, word-aligned and below the quantisation block; the performance
+    counters are five fixed registers after ARRAY_CYCLES."""
     offsets = [reg.offset for reg in regmap.REGISTERS]
     assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
-    assert all(o % 4 == 0 and o < regmap.PE_BASE for o in offsets)
+    assert all(o % 4 == 0 and o < regmap.QUANT_BASE for o in offsets)
     assert regmap.CTRL.offset == 0x008 and regmap.STATUS.offset == 0x00C
     assert regmap.RELU.offset == 0x024 and regmap.ARRAY_CYCLES.offset == 0x044
-    assert regmap.pe_counter_offset(3, "stalls") == 0x100 + 3 * 0x20 + 3 * 4
+    assert [regmap.perf_counter_offset(f) for f in regmap.PERF_COUNTERS] == \
+        [0x048, 0x04C, 0x050, 0x054, 0x058]
+    assert [reg.name for reg in regmap.PERF_REGISTERS.values()] == [
+        "PERF_BUSY", "PERF_MACS", "PERF_EMPTY_SLOTS", "PERF_STALLS", "PERF_ZEROS_SKIPPED"]
+    assert all(reg.access == regmap.RO and reg in regmap.REGISTERS
+               for reg in regmap.PERF_REGISTERS.values())
     assert regmap.quant_offset(7, "shift") == 0x1000 + 7 * 0x10 + 8
     assert regmap.addr_bits(SMALL) == 13 and regmap.addr_bits(BIG) == 13
     assert regmap.addr_bits(AccelConfig(k_max=257)) == 14
-    assert regmap.PE_COUNTERS == tuple(name for name, _ in perf_layout(8))
+    assert regmap.PERF_COUNTERS == tuple(name for name, _ in perf_layout(8))
     assert regmap.QUANT_FIELDS == tuple(name for name, _ in quant_layout(SMALL))
     assert regmap.decode(SMALL, regmap.UNMAPPED_EXAMPLE) is None
-    assert regmap.decode(SMALL, 0x10B) == regmap.Location("PE0.empty_slots", regmap.RO,
-                                                          index=0, field="empty_slots")
+    assert regmap.decode(SMALL, 0x053) == regmap.Location("PERF_EMPTY_SLOTS", regmap.RO,
+                                                          register=regmap.PERF_EMPTY_SLOTS)
+    assert regmap.decode(SMALL, 0x05C) is None                  # after the last counter
     assert regmap.decode(SMALL, regmap.quant_offset(4, "bias")).name == "QUANT4.bias"
     assert regmap.decode(SMALL, regmap.quant_offset(5, "bias")) is None       # k == k_max
-    assert regmap.decode(SMALL, regmap.pe_counter_offset(SMALL.coords - 1, "busy") + 0x20) \
-        is None
-    with pytest.raises(ValueError, match=r"PE counter field 'cycles' is unknown; choose one "
-                                         r"of busy, macs, empty_slots, stalls, zeros_skipped"):
-        regmap.pe_counter_offset(0, "cycles")
+    # the per-PE counter blocks of version 1 are unmapped
+    assert all(regmap.decode(BIG, OLD_PE_BLOCKS + 4 * w) is None
+               for w in range(BIG.coords * OLD_PE_STRIDE // 4))
+    with pytest.raises(ValueError, match=r"performance counter field 'cycles' is unknown; "
+                                         r"choose one of busy, macs, empty_slots, stalls, "
+                                         r"zeros_skipped"):
+        regmap.perf_counter_offset("cycles")
     with pytest.raises(ValueError, match=r"quantisation entry 5 is out of range; expected an "
                                          r"integer in \[0, 5\)"):
         regmap.quant_offset(5, "bias", SMALL)
@@ -243,8 +255,6 @@ def test_c_defines_compile_and_agree(tmp_path):
                ("WINNOW_STATUS_BAD_CONFIG", regmap.STATUS_BAD_CONFIG),
                ("WINNOW_STICKY_FLAGS", regmap.STICKY_FLAGS),
                ("WINNOW_CTRL_CLEAR", regmap.CTRL_CLEAR),
-               ("WINNOW_REG_PE_COUNTER(35, WINNOW_PE_ZEROS_SKIPPED)",
-                regmap.pe_counter_offset(35, "zeros_skipped")),
                ("WINNOW_REG_QUANT(255, WINNOW_QUANT_SHIFT)", regmap.quant_offset(255, "shift"))]
     source = "\n".join(["#include <stdio.h>", *lines, "int main(void) {"]
                        + [f'printf("%lu\\n", (unsigned long)({expr}));' for expr, _ in checks]
@@ -292,12 +302,9 @@ def test_reset_values(case, rng):
                      "spatial_relu", "start"):
             assert axi.ctx.get(getattr(dut, name)) == 0, name
         await axi.expect(regmap.ID.offset, 0x574E4E57, "ID")
-        await axi.expect(regmap.VERSION.offset, 1, "VERSION")
-        for reg in regmap.REGISTERS[2:]:
+        await axi.expect(regmap.VERSION.offset, 2, "VERSION")
+        for reg in regmap.REGISTERS[2:]:            # the performance counters among them
             await axi.expect(reg.offset, 0, reg.name)
-        for xi in range(cfg.coords):
-            for field in regmap.PE_COUNTERS:
-                await axi.expect(regmap.pe_counter_offset(xi, field), 0, f"PE{xi}.{field}")
         for k in ks:
             for field in regmap.QUANT_FIELDS:
                 await axi.expect(regmap.quant_offset(k, field), 0, f"QUANT{k}.{field}")
@@ -348,19 +355,23 @@ def test_slverr_unmapped_and_read_only(case, rng):
     """Unmapped offsets answer SLVERR both ways; read-only registers refuse writes."""
     cfg, bits = CASES[case]
     top = 1 << regmap.addr_bits(cfg)
-    unmapped = [0x028, 0x02C, 0x03C, 0x048, 0x0FC, regmap.PE_BASE + 0x14,
-                regmap.PE_BASE + 0x1C, regmap.PE_BASE + cfg.coords * regmap.PE_STRIDE,
-                regmap.UNMAPPED_EXAMPLE, regmap.QUANT_BASE + 0xC, top - 4]
+    unmapped = [0x028, 0x02C, 0x03C, 0x05C, 0x0FC, regmap.UNMAPPED_EXAMPLE,
+                regmap.QUANT_BASE + 0xC, top - 4]
+    # the per-PE counters of version 1: PE 0's, the last PE's, and a word in between
+    unmapped += [OLD_PE_BLOCKS, OLD_PE_BLOCKS + 0x8, OLD_PE_BLOCKS + 0x14, OLD_PE_BLOCKS + 0x1C,
+                 OLD_PE_BLOCKS + (cfg.coords - 1) * OLD_PE_STRIDE + 0x10]
     if regmap.QUANT_BASE + cfg.k_max * regmap.QUANT_STRIDE < top:
         unmapped.append(regmap.QUANT_BASE + cfg.k_max * regmap.QUANT_STRIDE)
     assert all(regmap.decode(cfg, o) is None for o in unmapped)
     read_only = [regmap.ID, regmap.VERSION, regmap.STATUS, regmap.WGT_RECORDS,
-                 regmap.WGT_CHANNELS, regmap.WGT_KCOUNT, regmap.CYCLES, regmap.ARRAY_CYCLES]
+                 regmap.WGT_CHANNELS, regmap.WGT_KCOUNT, regmap.CYCLES, regmap.ARRAY_CYCLES,
+                 regmap.PERF_BUSY, regmap.PERF_MACS, regmap.PERF_EMPTY_SLOTS,
+                 regmap.PERF_STALLS, regmap.PERF_ZEROS_SKIPPED]
     assert set(read_only) == {r for r in regmap.REGISTERS if r.access == regmap.RO}
 
     async def bench(axi, dut):
         axi.ctx.set(dut.cycles, 77)
-        axi.ctx.set(dut.perf[cfg.coords - 1].zeros_skipped, 99)
+        axi.ctx.set(dut.perf.zeros_skipped, 99)
         for offset in unmapped:
             assert await axi.read(offset) == (SLVERR, 0), f"read {offset:#x}"
             assert await axi.write(offset, 0xFFFF_FFFF) == SLVERR, f"write {offset:#x}"
@@ -369,9 +380,9 @@ def test_slverr_unmapped_and_read_only(case, rng):
         await axi.expect(regmap.ID.offset, regmap.ID_MAGIC)
         await axi.expect(regmap.CYCLES.offset, 77)
         await axi.expect(regmap.STATUS.offset, 0)       # SLVERR alone sets no flag
-        pe = regmap.pe_counter_offset(cfg.coords - 1, "zeros_skipped")
-        assert await axi.write(pe, 0) == SLVERR
-        await axi.expect(pe, 99)
+        zeros = regmap.perf_counter_offset("zeros_skipped")
+        assert await axi.write(zeros, 0) == SLVERR
+        await axi.expect(zeros, 99)
         await axi.expect(regmap.CTRL.offset, 0)
 
     simulate(cfg, bits, rng, bench)
@@ -382,7 +393,7 @@ def test_address_sweep(rng):
     cfg = SMALL
     words = 1 << (regmap.addr_bits(cfg) - 2)
     expected = [regmap.decode(cfg, 4 * w) is not None for w in range(words)]
-    assert sum(expected) == len(regmap.REGISTERS) + 5 * cfg.coords + 3 * cfg.k_max
+    assert sum(expected) == len(regmap.REGISTERS) + 3 * cfg.k_max
 
     async def bench(axi, dut):
         axi.max_wait = 0
@@ -657,26 +668,32 @@ def test_quant_read_and_merging_write_share_the_host_port(rng):
     simulate(cfg, 20, rng, bench)
 
 
-def test_counter_read_is_sampled_at_the_handshake(rng):
-    """A PE counter is read as it was in the cycle of the AR handshake (each PE's block is
-    narrowed to the addressed counter there): a change in the next cycle is not seen."""
+def test_counter_read_is_sampled_the_cycle_after_the_handshake(rng):
+    """A performance counter, like every fixed register, is read as it is in the cycle after
+    the AR handshake (the registered select picks it there) and held with R: a change in the
+    handshake's cycle is seen, one while R waits for ``rready`` is not."""
     cfg = SMALL
 
     async def bench(axi, dut):
         ctx = axi.ctx
-        xi = cfg.coords - 1
-        ctx.set(dut.perf[xi].stalls, 1234)
-        ctx.set(dut.s_axi_araddr, regmap.pe_counter_offset(xi, "stalls"))
+        stalls = regmap.perf_counter_offset("stalls")
+        ctx.set(dut.perf.stalls, 1234)
+        ctx.set(dut.s_axi_araddr, stalls)
         ctx.set(dut.s_axi_arvalid, 1)
-        await ctx.tick()                                   # AR handshake, 1234 sampled
+        await ctx.tick()                                   # AR handshake
         ctx.set(dut.s_axi_arvalid, 0)
-        ctx.set(dut.perf[xi].stalls, 99)
+        ctx.set(dut.perf.stalls, 99)
+        assert not ctx.get(dut.s_axi_rvalid)
+        await ctx.tick()                                   # 99 sampled
+        ctx.set(dut.perf.stalls, 5)
+        for _ in range(3):                                 # held until taken
+            assert ctx.get(dut.s_axi_rvalid) and ctx.get(dut.s_axi_rdata) == 99
+            await ctx.tick()
         ctx.set(dut.s_axi_rready, 1)
-        await ctx.tick().until(dut.s_axi_rvalid)
-        assert ctx.get(dut.s_axi_rdata) == 1234
         await ctx.tick()
         ctx.set(dut.s_axi_rready, 0)
-        await axi.expect(regmap.pe_counter_offset(xi, "stalls"), 99, "the next read")
+        assert not ctx.get(dut.s_axi_rvalid)
+        await axi.expect(stalls, 5, "the next read")
 
     simulate(cfg, 20, rng, bench)
 
@@ -744,9 +761,8 @@ def test_quant_memory(case, rng):
 def test_datapath_inputs_visible(case, rng):
     """Perf counters, CYCLES, ARRAY_CYCLES and the loader status read at their addresses."""
     cfg, bits = CASES[case]
-    perf = [{f: int(rng.integers(0, 1 << bits)) for f in regmap.PE_COUNTERS}
-            for _ in range(cfg.coords)]
-    perf[0] = {f: _all_ones(bits) for f in regmap.PE_COUNTERS}
+    perf = {f: int(rng.integers(0, 1 << bits)) for f in regmap.PERF_COUNTERS}
+    perf["macs"] = _all_ones(bits)
     inputs = {regmap.CYCLES: ("cycles", _all_ones(bits)),
               regmap.ARRAY_CYCLES: ("array_cycles", int(rng.integers(0, 1 << bits))),
               regmap.WGT_RECORDS: ("wgt_records", 0xFFFF),
@@ -755,14 +771,12 @@ def test_datapath_inputs_visible(case, rng):
 
     async def bench(axi, dut):
         ctx = axi.ctx
-        for xi, counters in enumerate(perf):
-            for field, value in counters.items():
-                ctx.set(dut.perf[xi][field], value)
+        for field, value in perf.items():
+            ctx.set(dut.perf[field], value)
         for name, value in inputs.values():
             ctx.set(getattr(dut, name), value)
-        for xi, counters in enumerate(perf):
-            for field, value in counters.items():
-                await axi.expect(regmap.pe_counter_offset(xi, field), value, f"PE{xi}.{field}")
+        for field, value in perf.items():
+            await axi.expect(regmap.perf_counter_offset(field), value, field)
         for reg, (_, value) in inputs.items():
             await axi.expect(reg.offset, value, reg.name)
 
@@ -774,9 +788,10 @@ def _random_access(cfg, rng) -> tuple:
     r = rng.random()
     if r < 0.30:
         offset = int(rng.choice([reg.offset for reg in regmap.REGISTERS]))
-    elif r < 0.45:
-        offset = regmap.pe_counter_offset(int(rng.integers(cfg.coords)),
-                                          str(rng.choice(regmap.PE_COUNTERS)))
+    elif r < 0.40:
+        offset = regmap.perf_counter_offset(str(rng.choice(regmap.PERF_COUNTERS)))
+    elif r < 0.45:      # a word of the version 1 per-PE counter blocks: unmapped
+        offset = OLD_PE_BLOCKS + 4 * int(rng.integers(cfg.coords * OLD_PE_STRIDE // 4))
     elif r < 0.75:
         offset = regmap.quant_offset(int(rng.integers(cfg.k_max)),
                                      str(rng.choice(regmap.QUANT_FIELDS)))
@@ -800,11 +815,10 @@ def test_random_against_model(case, rng):
 
     async def bench(axi, dut):
         ctx = axi.ctx
-        for xi in range(cfg.coords):
-            for field in regmap.PE_COUNTERS:
-                value = int(rng.integers(0, 1 << bits))
-                ctx.set(dut.perf[xi][field], value)
-                model.perf[xi][field] = value
+        for field in regmap.PERF_COUNTERS:
+            value = int(rng.integers(0, 1 << bits))
+            ctx.set(dut.perf[field], value)
+            model.perf[field] = value
         for step in range(ops):
             if rng.random() < 0.05:
                 model.busy = not model.busy

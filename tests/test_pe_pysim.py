@@ -22,7 +22,7 @@ from sw.config import AccelConfig
 from hw.pe import DIRECTORY, WMEM, SparsePE
 from sparse_bench import (check_outputs, out_beats, overflow_beats, random_U, random_V, run_sparse,
                           shuffled_acts)
-from streams import stream_get, stream_put
+from streams import payload_value, stream_get, stream_put
 from sw import formats, golden
 
 
@@ -178,8 +178,16 @@ def test_back_to_back_tiles_keep_the_lanes_busy(per_column, slots_per_lane, busy
     words, directory = image(cfg, U, 0)
     dut = SparsePE(cfg, 0, weights=words, directory=directory)
     acts = golden.act_beats(V[0], 1)
-    run = run_sparse(dut, acts, K, out_beats(cfg, K, T))
+    run = run_sparse(dut, acts, K, out_beats(cfg, K, T),
+                     probes={"perf": dut.perf, "perf_step": dut.perf_step})
     cycles, perf = run.cycles, run.final["perf"]
+    # perf_step is what the counters added at the last edge: its running sum is perf
+    total = dict.fromkeys(perf, 0)
+    for cycle, (now, step) in enumerate(zip(run.trace["perf"], run.trace["perf_step"])):
+        for field, value in payload_value(step).items():
+            total[field] += value
+        assert payload_value(now) == total, f"cycle {cycle}: perf {payload_value(now)}, " \
+                                            f"the steps add up to {total}"
     check_outputs(run.received["out"], golden.accumulate(U, V, cfg)[0], K, T, cfg.drain_width)
     pairs = per_column * C * T
     print(f"cycles {cycles}, perf {perf}")

@@ -247,7 +247,7 @@ def _record(cfg: AccelConfig, spec: Spec, case: dict, rtl: dict, seed: int) -> d
     passes = rtl["passes"]
     macs = sum(p["macs"] for p in passes)
     if macs != rep.macs:
-        raise SystemExit(f"bench_system {spec.name}: the PE counters saw {macs} MACs, the "
+        raise SystemExit(f"bench_system {spec.name}: PERF_MACS counted {macs} MACs, the "
                          f"model counts {rep.macs} non-zero pairs")
     load = sum(p["load_cycles"] for p in passes)
     hidden = sum(p.get("hidden_load_cycles", 0) for p in passes)
@@ -297,7 +297,7 @@ def run_system_bench(cfg: AccelConfig, specs: list[Spec], out: Path, seed: int =
     ------
     SystemExit
         A case cannot run on ``cfg`` (named), the simulation failed or an output was not
-        bit-exact, or the PE counters disagree with the model.
+        bit-exact, or PERF_MACS disagrees with the model.
     """
     rng = np.random.default_rng(seed)
     cases = {}

@@ -95,7 +95,7 @@ def layer_table(results: dict, layers: dict, xs_per_layer: dict, cfg: AccelConfi
                 counts[key] += value
         macs = sum(s["macs"] for s in stats)
         if macs != counts["sparse_winograd"]:
-            raise AssertionError(f"layer {name}: the PE counters saw {macs} MACs, the golden "
+            raise AssertionError(f"layer {name}: PERF_MACS counted {macs} MACs, the golden "
                                  f"model counts {counts['sparse_winograd']} non-zero pairs")
         rtl = sum(s["cycles"] for s in stats)
         arr = sum(s["array_cycles"] for s in stats)
@@ -269,7 +269,7 @@ def _write_report(out: Path, cfg: AccelConfig, rows, results, float_acc, golden_
         "(the driver runs layer by layer) and is not in either; `make bench`'s system "
         "benchmark counts it. `busy / run` and `ideal / run` say how much of the run the "
         "array works and how much of it the non-zero products need. `ideal` is the "
-        "non-zero (weight, activation) pairs counted by the PE counters divided by the "
+        "non-zero (weight, activation) pairs counted by the PEs (PERF_MACS) divided by the "
         "multipliers; dense figures are the multiplications of dense Winograd and dense direct "
         "convolution on the same multipliers.", "",
         "| layer | C→K | passes | RTL run | array busy | ideal | busy / run | ideal / run "

@@ -5,11 +5,11 @@ table in :mod:`sw.regmap`; the CSR bench checks the RTL against it.
 """
 
 from sw.regmap import (ARRAY_CYCLES, CHANNELS, CONFIG_REGISTERS, CTRL, CTRL_CLEAR, CTRL_START,
-                       CYCLES, HEIGHT, ID, ID_MAGIC, KOUT, PAD, PE_COUNTERS, QUANT_FIELDS, RESP_OKAY,
-                       RESP_SLVERR, RO, RW, STATUS, STATUS_BAD_CONFIG, STATUS_BUSY, STATUS_DONE,
-                       STATUS_ERROR, STATUS_OVERFLOW, STATUS_REFUSED, STICKY_FLAGS, VERSION,
-                       VERSION_VALUE, WGT_CHANNELS, WGT_KCOUNT, WGT_RECORDS, WIDTH, config_bits,
-                       decode, quant_bits, shape_problem, weights_problem)
+                       CYCLES, HEIGHT, ID, ID_MAGIC, KOUT, PAD, PERF_COUNTERS, PERF_REGISTERS,
+                       QUANT_FIELDS, RESP_OKAY, RESP_SLVERR, RO, RW, STATUS, STATUS_BAD_CONFIG,
+                       STATUS_BUSY, STATUS_DONE, STATUS_ERROR, STATUS_OVERFLOW, STATUS_REFUSED,
+                       STICKY_FLAGS, VERSION, VERSION_VALUE, WGT_CHANNELS, WGT_KCOUNT, WGT_RECORDS,
+                       WIDTH, config_bits, decode, quant_bits, shape_problem, weights_problem)
 
 __all__ = ["RegisterModel"]
 
@@ -32,7 +32,8 @@ class RegisterModel:
     The executable form of the rules of :class:`hw.csr.ControlRegisters` (see its Notes), at
     transaction level: each :meth:`write` and :meth:`read` is one complete AXI4-Lite transfer.
     The datapath side is plain attributes: ``busy`` (bool), ``inputs`` (WGT_*, CYCLES,
-    ARRAY_CYCLES by register name), ``perf[xi][field]``; :meth:`pulse` stands for a
+    ARRAY_CYCLES by register name), ``perf[field]`` (the summed counters of the PERF_*
+    registers, by :data:`sw.regmap.PERF_COUNTERS` name); :meth:`pulse` stands for a
     ``done``/``error``/``overflow`` pulse. ``starts`` counts accepted STARTs. The model starts
     as the hardware does after configuration; ``rst`` does not clear the quantisation memory,
     so after a reset set ``quant`` from the hardware.
@@ -48,7 +49,8 @@ class RegisterModel:
         self.flags = 0
         self.inputs = {reg: 0 for reg in (WGT_RECORDS, WGT_CHANNELS, WGT_KCOUNT, CYCLES,
                                           ARRAY_CYCLES)}
-        self.perf = [{name: 0 for name in PE_COUNTERS} for _ in range(cfg.coords)]
+        self.perf = {name: 0 for name in PERF_COUNTERS}
+        self._perf_field = {reg: name for name, reg in PERF_REGISTERS.items()}
 
     def pulse(self, which: str) -> None:
         """A ``done``, ``error`` or ``overflow`` pulse from the datapath."""
@@ -68,14 +70,14 @@ class RegisterModel:
         loc = decode(self.cfg, offset)
         if loc is None:
             return RESP_SLVERR, 0
-        if loc.register is None and loc.access == RO:
-            return RESP_OKAY, self.perf[loc.index][loc.field]
         if loc.register is None:
             return RESP_OKAY, _word(self.quant[loc.index][loc.field])
         reg = loc.register
         fixed = {ID: ID_MAGIC, VERSION: VERSION_VALUE, CTRL: 0, STATUS: self.status()}
         if reg in fixed:
             return RESP_OKAY, fixed[reg]
+        if reg in self._perf_field:
+            return RESP_OKAY, self.perf[self._perf_field[reg]]
         return RESP_OKAY, self.config[reg] if reg in self.config else self.inputs[reg]
 
     def write(self, offset: int, value: int, strb: int = 0xF) -> int:

@@ -559,7 +559,7 @@ def _rtl(args, cfg, model_file, stream, images, layers, inputs, golden_rows, gol
                                                 "cycles_per_second")})
     try:
         rows = layer_table(results, layers, inputs, cfg)
-    except AssertionError as err:           # the PE counters disagree with the golden count
+    except AssertionError as err:           # PERF_MACS disagrees with the golden count
         layer = re.match(r"layer (.+?): ", str(err))
         return {**entry, "matches_golden": False,
                 "mismatch": {"message": str(err), "layer": layer[1] if layer else None}}, \

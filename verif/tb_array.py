@@ -12,8 +12,10 @@
    :class:`~verif.streams.StreamBench`);
 4. reads the ``cycles`` and per-PE perf counters: ``macs`` must equal the non-zero pairs and
    ``zeros_skipped`` the zero activations, exactly; ``busy`` lane cycles must account for
-   every multiplication at ``L`` per cycle. With no back-pressure the run time is logged
-   against the ideal (``pairs / multipliers``) and :func:`sw.perf.model_layer`.
+   every multiplication at ``L`` per cycle. ``perf_sum``, :meth:`SparseArray.perf_lag`
+   cycles later, must be the sum of the per-PE counters, field by field. With no
+   back-pressure the run time is logged against the ideal (``pairs / multipliers``) and
+   :func:`sw.perf.model_layer`.
 
 ``$WINNOW_SAMPLES`` sets the tile count ``T`` (default 6).
 """
@@ -58,6 +60,12 @@ def perf_counters(dut, cfg: AccelConfig) -> list[dict]:
     """The per-PE counters on the ``perf`` port, unpacked."""
     layout = data.ArrayLayout(perf_layout(SparsePE.COUNTER_BITS), cfg.coords)
     return PayloadCodec(layout).unpack(dut.perf.value.to_unsigned())
+
+
+def perf_sums(dut) -> dict:
+    """The summed counters on the ``perf_sum`` port, unpacked."""
+    return PayloadCodec(perf_layout(SparsePE.COUNTER_BITS)).unpack(
+        dut.perf_sum.value.to_unsigned())
 
 
 async def _run(dut, a_density: float, backpressure: str):
@@ -108,6 +116,10 @@ async def _run(dut, a_density: float, backpressure: str):
         assert got["busy"] * lanes == got["macs"] + got["empty_slots"], f"PE {xi} {got}"
         assert got["busy"] >= -(-pairs // lanes), f"PE {xi} {got}"
     rtl = dut.cycles.value.to_unsigned()
+    # (one more: a value read just after a clock edge may be the one from before it)
+    await ClockCycles(dut.clk, SparseArray.perf_lag(cfg) + 1)
+    want = {f: sum(c[f] for c in counters) for f in counters[0]}
+    assert perf_sums(dut) == want, f"perf_sum {perf_sums(dut)}, the PEs' sum {want}"
     macs = sum(c["macs"] for c in counters)
     ideal = macs / cfg.multipliers
     model = perf.model_layer(packed, V, cfg,

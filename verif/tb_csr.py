@@ -18,7 +18,6 @@ from __future__ import annotations
 import warnings
 
 import cocotb
-from amaranth.lib import data
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge, Timer
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
@@ -34,6 +33,9 @@ warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbex
 
 DEFAULT_SAMPLES = 250
 COUNTER_BITS = 32
+#: Where register map version 1 had the per-PE counters (PE ``xi``'s five words at
+#: ``0x100 + xi * 0x20``); unmapped since the counters are summed (version 2).
+OLD_PE_BLOCKS = 0x100
 OKAY, SLVERR = regmap.RESP_OKAY, regmap.RESP_SLVERR
 
 
@@ -45,8 +47,7 @@ class Bench(StreamBench):
         self.cfg = case_config()
         self.samples = sample_count(DEFAULT_SAMPLES)
         self.model = RegisterModel(self.cfg, COUNTER_BITS)
-        self.perf_codec = PayloadCodec(data.ArrayLayout(perf_layout(COUNTER_BITS),
-                                                        self.cfg.coords))
+        self.perf_codec = PayloadCodec(perf_layout(COUNTER_BITS))
         self.quant_codec = PayloadCodec(quant_layout(self.cfg))
         self.starts = 0
         self.stalls = stalls
@@ -124,9 +125,8 @@ class Bench(StreamBench):
     async def set_counters(self) -> None:
         """Random perf and status inputs, extremes included, mirrored into the model."""
         rng, model, top = self.rng, self.model, (1 << COUNTER_BITS) - 1
-        for xi, counters in enumerate(model.perf):
-            for field in counters:
-                counters[field] = rng.choice([0, top, rng.randrange(top + 1)])
+        for field in model.perf:
+            model.perf[field] = rng.choice([0, top, rng.randrange(top + 1)])
         values = {regmap.WGT_RECORDS: ("wgt_records", rng.randrange(1 << 16)),
                   regmap.WGT_CHANNELS: ("wgt_channels", rng.randrange(self.cfg.c_max + 1)),
                   regmap.WGT_KCOUNT: ("wgt_k_count", rng.randrange(self.cfg.k_max + 1)),
@@ -158,9 +158,10 @@ class Bench(StreamBench):
         r = rng.random()
         if r < 0.35:
             return rng.choice(regmap.REGISTERS).offset
-        if r < 0.5:
-            return regmap.pe_counter_offset(rng.randrange(cfg.coords),
-                                            rng.choice(regmap.PE_COUNTERS))
+        if r < 0.45:
+            return regmap.perf_counter_offset(rng.choice(regmap.PERF_COUNTERS))
+        if r < 0.5:     # a word of the version 1 per-PE counter blocks: unmapped now
+            return OLD_PE_BLOCKS + 4 * rng.randrange(cfg.coords * 8)
         if r < 0.8:
             return regmap.quant_offset(rng.randrange(cfg.k_max), rng.choice(regmap.QUANT_FIELDS))
         return rng.randrange(1 << regmap.addr_bits(cfg)) & ~3
@@ -234,7 +235,7 @@ async def test_readback_refusal_and_slverr(dut):
     await bench.reset()
     cfg = bench.cfg
     assert await bench.read(regmap.ID.offset) == (OKAY, 0x574E4E57)
-    assert await bench.read(regmap.VERSION.offset) == (OKAY, 1)
+    assert await bench.read(regmap.VERSION.offset) == (OKAY, 2)
     # configuration: all-ones of each field, read back
     for reg, bits in regmap.config_bits(cfg).items():
         assert await bench.write(reg.offset, (1 << bits) - 1) == OKAY, reg.name
@@ -256,7 +257,11 @@ async def test_readback_refusal_and_slverr(dut):
     assert await bench.read(regmap.UNMAPPED_EXAMPLE) == (SLVERR, 0)
     for reg in (regmap.ID, regmap.STATUS, regmap.CYCLES):
         assert await bench.write(reg.offset, 0) == SLVERR, reg.name
-    assert await bench.write(regmap.pe_counter_offset(0, "macs"), 0) == SLVERR
+    for reg in regmap.PERF_REGISTERS.values():
+        assert await bench.write(reg.offset, 0) == SLVERR, reg.name
+    # the per-PE counter blocks of register map version 1 are gone
+    for offset in (OLD_PE_BLOCKS, OLD_PE_BLOCKS + 4 * 4, OLD_PE_BLOCKS + 0x20 * cfg.coords - 4):
+        assert await bench.read(offset) == (SLVERR, 0), f"{offset:#x}"
     # START with a valid shape (the largest), then a busy phase
     for reg, value in zip(regmap.CONFIG_REGISTERS, (3, cfg.w_max, cfg.c_max, cfg.k_max, 0)):
         assert await bench.write(reg.offset, value) == OKAY, reg.name
@@ -296,7 +301,6 @@ async def test_concurrent_reads_and_writes(dut):
     await bench.set_counters()
     rng, cfg = bench.rng, bench.cfg
     fixed = [regmap.ID, regmap.VERSION, regmap.CYCLES, regmap.WGT_RECORDS]
-    counters = [(xi, f) for xi in range(cfg.coords) for f in regmap.PE_COUNTERS]
 
     async def writer():
         for _ in range(bench.samples // 2):
@@ -308,7 +312,7 @@ async def test_concurrent_reads_and_writes(dut):
             if rng.random() < 0.5:
                 await bench.read(rng.choice(fixed).offset)
             else:
-                await bench.read(regmap.pe_counter_offset(*rng.choice(counters)))
+                await bench.read(regmap.perf_counter_offset(rng.choice(regmap.PERF_COUNTERS)))
 
     tasks = [cocotb.start_soon(writer()), cocotb.start_soon(reader())]
     for task in tasks:

@@ -158,11 +158,9 @@ class Misuse:
         await ClockCycles(self.dut.clk, 2)
 
     async def snapshot(self) -> dict[int, int]:
-        """Every readable register word: the fixed registers, the PE counters and the
-        quantisation entries."""
+        """Every readable register word: the fixed registers (the performance counters among
+        them) and the quantisation entries."""
         offsets = [reg.offset for reg in regmap.REGISTERS]
-        offsets += [regmap.pe_counter_offset(xi, name) for xi in range(self.cfg.coords)
-                    for name in regmap.PE_COUNTERS]
         offsets += [regmap.quant_offset(k, name) for k in range(self.cfg.k_max)
                     for name in regmap.QUANT_FIELDS]
         return {offset: await self.bus.read(offset) for offset in offsets}

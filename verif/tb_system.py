@@ -11,7 +11,11 @@ the ``stall25`` pattern of :mod:`verif.stalls` on all three streams (valid gaps 
 back-pressure). Every output value must equal :class:`sw.driver.GoldenBackend`'s.
 
 STATUS.OVERFLOW after every run is the golden model's flag (any exact Winograd-domain sum
-outside ``acc_bits``), on the random layers and on a quiet and a loud layer.
+outside ``acc_bits``), on the random layers and on a quiet and a loud layer. The summed
+performance counters of every run of the random layers, read by the driver once STATUS shows
+the run done, are exact: PERF_MACS the pass's non-zero (weight, activation) pairs,
+PERF_ZEROS_SKIPPED the zero transformed activations, PERF_BUSY and PERF_EMPTY_SLOTS the lane
+cycles of those multiplications (:func:`check_counters`).
 
 At full rate (no stalls), one layer at ``c_max`` and ``k_max`` on a full-width input logs its
 run cycles per pass. An input frame whose partial beats carry a wrong ``tkeep`` runs to the end
@@ -111,6 +115,7 @@ async def test_random_layers_under_backpressure(dut):
                                    f"{len(bad)} values differ, first at {tuple(bad[0])}: "
                                    f"RTL {g[tuple(bad[0])]} golden {w[tuple(bad[0])]}")
         check_overflow_flags(cfg, layer, xs, rtl.stats)
+        check_counters(cfg, layer, xs, rtl.stats)
         dut._log.info("layer %d C=%d K=%d passes=%d: bit-exact", index, layer.qlayer.C,
                       layer.qlayer.K, layer.packed.num_passes)
     macs = sum(s["macs"] for s in rtl.stats)
@@ -131,6 +136,31 @@ def check_overflow_flags(cfg: AccelConfig, layer: DeviceLayer, xs: list[np.ndarr
                              f"golden {want} (acc_bits {cfg.acc_bits}, {cfg.overflow})")
         flags.append(got)
     return flags
+
+
+def check_counters(cfg: AccelConfig, layer: DeviceLayer, xs: list[np.ndarray],
+                   stats: list[dict]) -> None:
+    """Per image and pass, the driver's deltas of the summed performance counters: ``macs``
+    exactly the pass's pairs of a non-zero weight and a non-zero transformed activation,
+    ``zeros_skipped`` exactly the zero transformed activations (every PE sees the whole
+    ``V``), and every busy PE cycle accounts for its PE's lanes, ``macs + empty_slots``
+    between ``busy`` times the fewest and the most lanes of a PE (equal to ``busy · L`` with
+    ``L`` lanes everywhere), with no PE busier than the array."""
+    q = layer.qlayer
+    fewest, most = min(cfg.lanes_per_coord), max(cfg.lanes_per_coord)
+    for i, x in enumerate(xs):
+        active = (golden.conv_layer_trace(x, q, cfg).V != 0).astype(np.int64)   # [n², C, T]
+        for p, image in enumerate(layer.packed.passes):
+            (s,) = [s for s in stats if s["layer"] == q.name and s["image"] == i
+                    and s["pass"] == p]
+            U = q.U[:, image.k_base:image.k_base + image.k_count]
+            pairs = int(np.einsum("xkc,xct->", (U != 0).astype(np.int64), active))
+            what = f"layer {q.name} image {i} pass {p}: {s}"
+            assert (s["macs"], s["zeros_skipped"]) == (pairs, int((active == 0).sum())), \
+                f"{what}; expected {pairs} macs, {int((active == 0).sum())} zeros skipped"
+            lane_cycles = s["macs"] + s["empty_slots"]
+            assert fewest * s["busy"] <= lane_cycles <= most * s["busy"], what
+            assert s["busy"] <= cfg.coords * s["array_cycles"], what
 
 
 @cocotb.test()

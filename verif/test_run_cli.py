@@ -47,7 +47,7 @@ def test_rtl_equals_golden_on_a_fresh_onnx_model(tmp_path):
     golden_rows = json.loads((tmp_path / "golden" / run.REPORT_NAME).read_text())["layers"]
     assert [(r["layer"], r["passes"]) for r in report["layers"]] == [("conv1", 1), ("conv2", 2)]
     for row, golden_row in zip(report["layers"], golden_rows):
-        # The PE counters' MACs are the golden model's non-zero pairs (checked by layer_table).
+        # PERF_MACS, the PEs' summed MACs, is the golden model's non-zero pairs (layer_table).
         assert row["macs"] == golden_row["macs"] > 0
         assert row["model_cycles"] == golden_row["model_cycles"]
         assert row["ideal_cycles"] <= row["array_cycles"] <= row["rtl_cycles"]
