@@ -103,7 +103,7 @@ class WeightLoader(ConfiguredComponent):
         With ``beat_bytes`` 1, one byte per cycle; ``ready`` is high except while a byte that
         completes an entry or word (or the next byte after a good record) would find ``wr``
         full, so it depends combinationally on ``wr.ready``. With more, a beat carries
-        ``beat_bytes`` bytes (its lowest ``popcount(keep)`` bytes: ``keep`` is a prefix), into
+        ``beat_bytes`` bytes (those below the first clear bit of ``keep``, a prefix), into
         a byte buffer from which the parser takes one whole field, entry or word per cycle;
         ``ready`` is high while the buffer has room for a beat and holds no frame's final
         byte.
@@ -537,8 +537,15 @@ class WeightLoader(ConfiguredComponent):
                             & Mux(commit | (writes & complete), wr_free, 1))
 
         payload = self.i.payload
-        count = Signal(range(B + 1))            # bytes of this beat: keep is a prefix
-        m.d.comb += count.eq(sum(payload.keep[j] for j in range(B)))
+        # The bytes of this beat: keep is a prefix, so its length is where its ones end (a
+        # one-hot decode, two LUT levels), not a popcount (an adder tree of carry chains in
+        # front of the level's adder: the routed critical path of 6793fe6, docs/fpga.md).
+        count = Signal(range(B + 1))
+        keep = payload.keep
+        ends = [keep[j] & (~keep[j + 1] if j + 1 < B else 1) for j in range(B)]
+        for bit in range(len(count)):
+            terms = [ends[j] for j in range(B) if (j + 1) >> bit & 1]
+            m.d.comb += count[bit].eq(Cat(*terms).any())
         incoming = payload.data                 # the bytes above ``count`` are never read
         room = Signal(init=1)                   # level + B <= cap
         m.d.comb += self.i.ready.eq(~buf_last & room)
