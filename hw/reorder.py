@@ -172,19 +172,22 @@ class OutputReorder(ConfiguredComponent):
         r_x = Signal(range(cfg.w_max))
         r_k = Signal(range(words))              # beat of the pixel: channels r_k·V ..
         r_tx_base = Signal(range(band_words))   # (r_x // m) * beats
+        # `rows_left` (out_height - y0), `last_band` (rows_left <= m) and `last_row` (the band's
+        # final row index) are registers, loaded every cycle with their value for the next
+        # cycle: at a band's end from the next band's y0, otherwise from the current one
+        # (which follows out_height while no frame is in progress). Their carry chains then
+        # lie between registers, not on the band end (as in hw.linebuf): the path from the
+        # shape registers through them into `full` was the routed critical path (docs/fpga.md).
         rows_left = Signal(16)
         last_band = Signal()
-        m.d.comb += [
-            rows_left.eq(self.out_height - y0),
-            last_band.eq(rows_left <= mm),
-        ]
+        last_row = Signal(range(mm))
         k_last = r_k == beats - 1
         # keep of a pixel's last beat: the K - (beats-1)·V channels it holds
         last_keep = Signal(V)
         last_count = K - ((beats - 1) << log_v)
         m.d.comb += [last_keep[j].eq(j < last_count) for j in range(V)]
         x_last = r_x == self.out_width - 1
-        row_last = r_row == Mux(last_band, rows_left - 1, mm - 1)
+        row_last = r_row == last_row
         r_band_end = k_last & x_last & row_last
 
         # Read pipeline: issue -> the read ports hold (bank, last) -> output register. A read
@@ -222,6 +225,24 @@ class OutputReorder(ConfiguredComponent):
                                      y0.eq(Mux(last_band, 0, y0 + mm))]
         with m.Elif(r_advance):
             m.d.sync += r_valid.eq(0)
+
+        rows_stay = Signal(16)
+        rows_next = Signal(16)
+        m.d.comb += [
+            rows_stay.eq(self.out_height - y0),
+            # after a band that is not the last, y0 grows by m; rows_left (a register) holds
+            # out_height - y0 already, so only the constant is subtracted
+            rows_next.eq(Mux(last_band, self.out_height, rows_left - mm)),
+        ]
+
+        def load_rows(rows):
+            return [rows_left.eq(rows), last_band.eq(rows <= mm),
+                    last_row.eq(Mux(rows <= mm, rows - 1, mm - 1))]
+
+        with m.If(issue & k_last & x_last & row_last):
+            m.d.sync += load_rows(rows_next)
+        with m.Else():
+            m.d.sync += load_rows(rows_stay)
 
         # A band is complete when its final tile is written, and free again once its final
         # value has been read out of the memory (the port holds it from then on).
