@@ -43,9 +43,9 @@ STREAM_FAULTS = {
 FRAME_FAULTS = {
     "output_reorder_swap": ("o: the followed value leaves at its raster position",),
     "output_reorder_drop": ("o: the followed value leaves at its raster position",
-                            "o: last exactly on a frame's final beat"),
+                            "o: last exactly on a frame's final beat", "idle only when"),
     "output_reorder_duplicate": ("o: the followed value leaves at its raster position",
-                                 "o: last exactly on a frame's final beat"),
+                                 "o: last exactly on a frame's final beat", "idle only when"),
     "line_buffer_swap": ("o: patch element (1, 1) over the followed pixel",
                          "o: patch element (1, 2) over the followed pixel",
                          "o: patch element (1, 1) outside the image is zero",
