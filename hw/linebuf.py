@@ -324,8 +324,10 @@ class LineBuffer(ConfiguredComponent):
         # the next column group. Past the last group the column is beyond w_max, so masked:
         # read group q0 div n instead to keep the address inside the memory.
         at_end = col_base == (groups - 1) * words
-        rd_addr = [col_base + Mux((b < col_mod) & ~at_end, words, 0) + (rc >> log_v)
-                   for b in range(n)]
+
+        def rd_word(bank):
+            """Read address of column bank ``bank`` (a constant or a signal)."""
+            return col_base + Mux((bank < col_mod) & ~at_end, words, 0) + (rc >> log_v)
 
         s1_valid = Signal()
         s1_c = Signal.like(self.o.payload.c)
@@ -384,8 +386,7 @@ class LineBuffer(ConfiguredComponent):
                 j = Signal(range(n), name=f"mem{i}_rd_bank")       # (i - p) mod n
                 m.d.comb += j.eq((i - group_rd) & (n - 1))
                 addr = Signal(range(depth), name=f"mem{i}_rd_word")
-                m.d.comb += addr.eq(col_base + Mux((j < col_mod) & ~at_end, words, 0)
-                                    + (rc >> log_v))
+                m.d.comb += addr.eq(rd_word(j))
                 rd_addr_of.append(Cat(j, addr))
             bank_data = []
             for k in range(S):
@@ -423,7 +424,7 @@ class LineBuffer(ConfiguredComponent):
                     m.d.comb += [
                         wp.addr.eq(w_addr), wp.data.eq(self.i.payload),
                         wp.en.eq(accept & (wslot == k) & (cur_mod == b)),
-                        rp.addr.eq(rd_addr[b]), rp.en.eq(issue),
+                        rp.addr.eq(rd_word(b)), rp.en.eq(issue),
                     ]
                     # Element c mod V of every bank before the rotations, which then move
                     # act_bits-wide values rather than whole words.

@@ -239,7 +239,7 @@ class OutputReorder(ConfiguredComponent):
             return [rows_left.eq(rows), last_band.eq(rows <= mm),
                     last_row.eq(Mux(rows <= mm, rows - 1, mm - 1))]
 
-        with m.If(issue & k_last & x_last & row_last):
+        with m.If(issue & r_band_end):
             m.d.sync += load_rows(rows_next)
         with m.Else():
             m.d.sync += load_rows(rows_stay)
