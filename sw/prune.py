@@ -8,7 +8,9 @@ Methods
     ``g``, central ones quarter-sums of nine).
 ``balanced``
     The same, but every coordinate keeps the same count (ESE-style load balance), because the
-    accelerator runs one PE per coordinate and the densest sets the pace.
+    accelerator runs one PE per coordinate and the densest sets the pace; given the PE's lanes,
+    also the same count per lane in every column (bank-balanced), because a PE's fullest lane
+    sets its pace.
 ``spatial-winograd``
     Yu et al. 2019: structured spatial pruning (whole 3×3 kernels by L1 norm) carries exact zeros
     into the Winograd domain; then Winograd-domain pruning of ``|U| * importance`` with an
@@ -90,15 +92,79 @@ def prune_winograd(U: np.ndarray, density: float, name: str = "layer") -> np.nda
     return _keep_top(np.abs(U), int(round(density * U.size)))
 
 
-def prune_balanced(U: np.ndarray, density: float, name: str = "layer") -> np.ndarray:
+def _lane_counts(lanes, coords: int, name: str) -> tuple[int, ...]:
+    """``lanes`` (one integer, or one per coordinate) as a tuple of ``coords`` integers >= 1."""
+    try:
+        values = (lanes,) * coords if isinstance(lanes, (int, np.integer)) else tuple(lanes)
+    except TypeError:
+        values = ()
+    if len(values) != coords or not all(isinstance(v, (int, np.integer))
+                                         and not isinstance(v, bool) and v >= 1
+                                         for v in values):
+        raise PruneError(f"{name}: lanes must be one integer >= 1 or {coords} of them (one per "
+                         f"Winograd coordinate), got {lanes!r}")
+    return tuple(int(v) for v in values)
+
+
+def _keep_lane_balanced(mag: np.ndarray, keep: int, lanes: int) -> np.ndarray:
+    """Mask of ``mag [K, C]`` keeping ``keep`` entries, each column the same count per lane.
+
+    Lane ``l`` of a column is its rows ``k ≡ l (mod lanes)``. The ``r``-th largest magnitudes of
+    a column's lanes form its rank-``r`` group, scored by their sum; groups are kept best first
+    (ties: lower rank, then lower column), which keeps the most magnitude any lane-balanced mask
+    of whole groups can. The group that would overshoot ``keep`` gives only its largest members,
+    so the count is exact and one column may differ by one between lanes.
+    """
+    K, C = mag.shape
+    rows = -(-K // lanes)
+    lane_mag = np.full((lanes, rows, C), -np.inf)
+    for lane in range(lanes):
+        ks = np.arange(lane, K, lanes)
+        lane_mag[lane, :ks.size] = mag[ks]
+    order = np.argsort(-lane_mag, axis=1, kind="stable")          # [lanes, rank, C] -> row
+    ranked = np.take_along_axis(lane_mag, order, axis=1)
+    present = np.isfinite(ranked)
+    score = np.where(present, ranked, 0.0).sum(axis=0)           # [rank, C]
+    size = present.sum(axis=0)
+    best = np.argsort(-score.reshape(-1), kind="stable")
+    taken = np.cumsum(size.reshape(-1)[best])
+    whole = best[taken <= keep]                                   # groups kept whole
+    mask = np.zeros((lanes, rows * C), dtype=bool)                # by lane, (rank, column)
+    mask[:, whole] = present.reshape(lanes, -1)[:, whole]
+    left = keep - (int(taken[whole.size - 1]) if whole.size else 0)
+    if left and whole.size < best.size:                           # the overshooting group
+        r, c = divmod(int(best[whole.size]), C)
+        members = np.flatnonzero(present[:, r, c])
+        members = members[np.argsort(-ranked[members, r, c], kind="stable")[:left]]
+        mask[members, r * C + c] = True
+    mask = mask.reshape(lanes, rows, C)
+    keep_mask = np.zeros((K, C), dtype=bool)
+    for lane in range(lanes):
+        ks = np.arange(lane, K, lanes)
+        lane_keep = np.zeros((rows, C), dtype=bool)
+        np.put_along_axis(lane_keep, order[lane], mask[lane], axis=0)
+        keep_mask[ks] = lane_keep[:ks.size]
+    return keep_mask
+
+
+def prune_balanced(U: np.ndarray, density: float, name: str = "layer",
+                   lanes: int | tuple[int, ...] = 1) -> np.ndarray:
     """Load-balanced Winograd pruning: every coordinate keeps ``round(density * K * C)`` weights.
 
     The same total density as :func:`prune_winograd`, but the per-coordinate PEs get equal work.
+    With ``lanes`` > 1 (one integer, or one per coordinate: the accelerator's
+    ``AccelConfig.lanes_per_coord``) the multiplier lanes of each PE get equal work too: output
+    channel ``k`` is lane ``k mod lanes``'s, and every column ``(coordinate, c)`` keeps the same
+    count in each lane (bank-balanced sparsity; see :func:`_keep_lane_balanced`), so no lane
+    of a PE waits on another within a column. ``lanes = 1`` keeps the coordinate's largest
+    magnitudes with no per-column constraint.
     """
     U = _check_winograd(U, name)
     density = check_density(density, name)
+    lanes = _lane_counts(lanes, U.shape[0], name)
     keep = int(round(density * U.shape[1] * U.shape[2]))
-    return np.stack([_keep_top(np.abs(u), keep) for u in U])
+    return np.stack([_keep_lane_balanced(np.abs(u), keep, lane) if lane > 1
+                     else _keep_top(np.abs(u), keep) for u, lane in zip(U, lanes)])
 
 
 def prune_spatial(g: np.ndarray, density: float, structure: str = "weight",
@@ -229,20 +295,23 @@ def joint_report(g: np.ndarray | None, U: np.ndarray, m: int, name: str = "layer
 
 
 def prune(weight: np.ndarray, method: str, density: float, m: int,
-          name: str = "layer") -> tuple[np.ndarray, np.ndarray]:
+          name: str = "layer", lanes: int | tuple[int, ...] = 1
+          ) -> tuple[np.ndarray, np.ndarray]:
     """One entry point for every method: returns ``(pruned weights, keep-mask)``.
 
     ``weight`` is spatial ``[K, C, 3, 3]`` or Winograd ``[n*n, K, C]``. ``winograd`` and
     ``balanced`` return Winograd weights (transforming spatial input first); ``spatial`` needs and
     returns spatial weights; ``spatial-winograd`` needs spatial weights, prunes whole kernels to
-    ``sqrt(density)`` and then the Winograd domain to ``density``.
+    ``sqrt(density)`` and then the Winograd domain to ``density``. ``lanes`` is
+    :func:`prune_balanced`'s (the other methods ignore it).
     """
     if method not in METHODS:
         raise PruneError(f"{name}: prune method {method!r} is not one of {', '.join(METHODS)}")
     w = np.asarray(weight, dtype=np.float64)
     if method in ("winograd", "balanced"):
         U = to_winograd(_check_spatial(w, name), m) if w.ndim == 4 else _check_winograd(w, name)
-        mask = (prune_winograd if method == "winograd" else prune_balanced)(U, density, name)
+        mask = prune_winograd(U, density, name) if method == "winograd" \
+            else prune_balanced(U, density, name, lanes)
         return U * mask, mask
     if w.ndim != 4:
         raise PruneError(f"{name}: method {method} needs spatial weights [K, C, 3, 3], "

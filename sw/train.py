@@ -74,6 +74,7 @@ class TrainConfig:
     relu: str = "winograd"
     method: str = "winograd"
     density: float = 0.3
+    lanes: int = 1              # balanced pruning: multiplier lanes per PE to balance (1: none)
     epochs: int = 15
     retrain_epochs: int = 5
     steps: int = 3
@@ -271,7 +272,7 @@ def _set_masks(net, cfg: TrainConfig, density: float) -> None:
         if cfg.method == "spatial":
             mask = prune.prune_spatial(w, density, name=name)
         elif cfg.method == "balanced":
-            mask = prune.prune_balanced(w, density, name=name)
+            mask = prune.prune_balanced(w, density, name=name, lanes=cfg.lanes)
         else:
             mask = prune.prune_winograd(w, density, name=name)
         conv.mask.copy_(torch.from_numpy(mask.astype(np.float32)))
@@ -325,6 +326,12 @@ def check_config(cfg: TrainConfig) -> None:
         prune.check_density(cfg.density, "--density")
     except prune.PruneError as err:
         raise TrainError(str(err)) from None
+    if isinstance(cfg.lanes, bool) or not isinstance(cfg.lanes, int) or cfg.lanes < 1:
+        raise TrainError(f"--lanes {cfg.lanes!r}: give the accelerator's multiplier lanes per "
+                         "PE, an integer >= 1")
+    if cfg.lanes > 1 and cfg.method != "balanced":
+        raise TrainError(f"--lanes {cfg.lanes} balances lanes only with --prune balanced, "
+                         f"not --prune {cfg.method}")
     if not cfg.lr > 0:
         raise TrainError(f"--lr {cfg.lr}: the learning rate must be > 0")
     if cfg.epochs < 1 or cfg.retrain_epochs < 0 or cfg.steps < 1:
@@ -433,6 +440,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="winograd (one threshold per layer), balanced (equal per coordinate), "
                         "spatial (baseline, trains g), none")
     p.add_argument("--density", type=float, default=0.3, help="final fraction of weights kept")
+    p.add_argument("--lanes", type=int, default=1,
+                   help="with --prune balanced: also keep the same count in each of this many "
+                        "multiplier lanes of every column (output channel k in lane k mod "
+                        "LANES; the accelerator's AccelConfig.lanes, 4 by default), so no lane "
+                        "waits on another (default 1: per coordinate only)")
     p.add_argument("--epochs", type=int, default=15, help="dense training epochs")
     p.add_argument("--retrain-epochs", type=int, default=5, help="epochs after each prune step")
     p.add_argument("--steps", type=int, default=3, help="prune-and-retrain rounds")
@@ -455,7 +467,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cfg = TrainConfig(dataset=args.dataset, relu=args.relu, method=args.prune,
-                      density=args.density, epochs=args.epochs,
+                      density=args.density, lanes=args.lanes, epochs=args.epochs,
                       retrain_epochs=args.retrain_epochs, steps=args.steps, tile=args.tile,
                       channels=tuple(args.channels),
                       pool_after=None if args.pool_after is None else tuple(args.pool_after),

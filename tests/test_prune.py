@@ -39,6 +39,74 @@ def test_prune_balanced_equal_count_per_coordinate(rng):
         assert np.abs(U[xi][mask[xi]]).min() >= np.abs(U[xi][~mask[xi]]).max()
 
 
+def _lane_counts(mask: np.ndarray, lanes: int) -> np.ndarray:
+    """``[coords, lanes, C]`` kept weights of each lane (``k mod lanes``) in each column."""
+    K = mask.shape[1]
+    return np.stack([mask[:, lane:K:lanes].sum(axis=1) for lane in range(lanes)], axis=1)
+
+
+@pytest.mark.parametrize("K, C, density", [(16, 12, 0.2), (10, 7, 0.3), (8, 5, 0.1)])
+def test_prune_balanced_lanes_equal_count_per_lane_of_every_column(rng, K, C, density):
+    U = prune.to_winograd(rng.standard_normal((K, C, 3, 3)), 2)
+    mask = prune.prune_balanced(U, density, lanes=4)
+    keep = round(density * K * C)
+    assert mask.reshape(16, -1).sum(axis=1).tolist() == [keep] * 16
+    counts = _lane_counts(mask, 4)
+    size = np.array([len(range(lane, K, 4)) for lane in range(4)])
+    for xi in range(16):
+        # Equal per lane (a lane with fewer rows full), but for at most one column per
+        # coordinate, the group cut to the exact count, which may differ by one.
+        full = np.minimum(counts[xi].max(axis=0)[None, :], size[:, None])
+        uneven = np.flatnonzero((counts[xi] != full).any(axis=0))
+        assert uneven.size <= 1, (xi, counts[xi])
+        if uneven.size:
+            col = counts[xi][:, uneven[0]]
+            assert col.max() - col.min() <= 1
+        for lane in range(4):
+            # each lane of a column keeps its largest magnitudes
+            u, m = np.abs(U[xi, lane::4]), mask[xi, lane::4]
+            for c in range(C):
+                if m[:, c].any() and (~m[:, c]).any():
+                    assert u[m[:, c], c].min() >= u[~m[:, c], c].max()
+
+
+def test_prune_balanced_lanes_keeps_the_best_groups(rng):
+    # Rank r of a column is the r-th largest magnitude of each of its lanes; a whole group kept
+    # scores (sums) at least as high as any group dropped whole.
+    U = prune.to_winograd(rng.standard_normal((8, 6, 3, 3)), 2)
+    mask = prune.prune_balanced(U, 0.25, lanes=2)
+    for xi in range(16):
+        ranked = np.stack([-np.sort(-np.abs(U[xi, lane::2]), axis=0) for lane in range(2)])
+        kept = np.stack([mask[xi, lane::2].sum(axis=0) for lane in range(2)])   # [lane, C]
+        score = ranked.sum(axis=0)                                               # [rank, C]
+        whole = np.arange(4)[:, None] < kept.min(axis=0)[None, :]
+        dropped = np.arange(4)[:, None] >= kept.max(axis=0)[None, :]
+        assert score[whole].min() >= score[dropped].max()
+
+
+def test_prune_balanced_lanes_per_coordinate_and_one_lane_as_before(rng):
+    U = prune.to_winograd(rng.standard_normal((12, 9, 3, 3)), 2)
+    assert np.array_equal(prune.prune_balanced(U, 0.3, lanes=1), prune.prune_balanced(U, 0.3))
+    lanes = (1, 2, 3, 4) * 4
+    mask = prune.prune_balanced(U, 0.3, lanes=lanes)
+    for xi, lane_count in enumerate(lanes):
+        per = _lane_counts(mask[xi:xi + 1], lane_count)[0]
+        assert (per.max(axis=0) - per.min(axis=0)).sum() <= 1
+    assert np.array_equal(mask[0], prune.prune_balanced(U, 0.3)[0])
+    w, m = prune.prune(U, "balanced", 0.3, 2, lanes=lanes)
+    assert np.array_equal(m, mask) and np.array_equal(w, U * mask)
+
+
+@pytest.mark.parametrize("lanes, shown", [(0, "0"), ((4,) * 3, "(4, 4, 4)"), ("4", "'4'"),
+                                          (2.0, "2.0"), (True, "True")])
+def test_prune_balanced_refuses_bad_lanes(rng, lanes, shown):
+    U = rng.standard_normal((16, 4, 4))
+    with pytest.raises(prune.PruneError, match=r"^conv3: lanes must be one integer >= 1 or 16 "
+                                               r"of them \(one per Winograd coordinate\), got "
+                                               + shown.replace("(", r"\(").replace(")", r"\)")):
+        prune.prune_balanced(U, 0.5, name="conv3", lanes=lanes)
+
+
 def test_prune_spatial_structures(rng):
     g = rng.standard_normal((4, 5, 3, 3))
     assert prune.prune_spatial(g, 0.5).sum() == 90

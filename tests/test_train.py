@@ -50,6 +50,20 @@ def test_train_prune_export_pack(tmp_path):
     assert "conv1" in json.dumps(manifest) and "conv2" in json.dumps(manifest)
 
 
+def test_balanced_lanes_survive_retraining(tmp_path):
+    # --prune balanced --lanes 2: the exported conv keeps its density, the same count per
+    # coordinate and, in every column but at most one per coordinate, per lane (k mod 2).
+    out = tmp_path / "m.npz"
+    assert train.main(["-o", str(out), "--epochs", "1", "--retrain-epochs", "1", "--steps", "1",
+                       "--density", "0.3", "--channels", "4", "8", "--prune", "balanced",
+                       "--lanes", "2", "-q"]) == 0
+    U = model_import.load_npz(out).layers[1].weight                         # [16, 8, 4]
+    kept = U != 0
+    assert kept.reshape(16, -1).sum(axis=1).tolist() == [round(0.3 * 32)] * 16
+    uneven = (kept[:, 0::2].sum(axis=1) != kept[:, 1::2].sum(axis=1)).sum(axis=1)
+    assert uneven.max() <= 1
+
+
 def test_vgg_chain_with_pooling_between_convs(tmp_path):
     # Three convs, pooling after the first and the last: the export puts host maxpools between
     # the accelerator layers, each conv's in_scale is the scale of the conv before it (pooling
@@ -93,6 +107,12 @@ def test_bad_arguments(tmp_path, capsys):
     assert "--channels 4 0: give one count >= 1 per conv" in capsys.readouterr().err
     assert train.main(["-o", str(tmp_path / "m.npz"), "--lr", "0"]) == 2
     assert "--lr 0.0: the learning rate must be > 0" in capsys.readouterr().err
+    assert train.main(["-o", str(tmp_path / "m.npz"), "--prune", "balanced", "--lanes", "0"]) == 2
+    assert "--lanes 0: give the accelerator's multiplier lanes per PE, an integer >= 1" in \
+        capsys.readouterr().err
+    assert train.main(["-o", str(tmp_path / "m.npz"), "--lanes", "4"]) == 2
+    assert "--lanes 4 balances lanes only with --prune balanced, not --prune winograd" in \
+        capsys.readouterr().err
     assert not list(tmp_path.iterdir())
 
 
