@@ -172,8 +172,6 @@ class LineBuffer(ConfiguredComponent):
         groups = self.column_groups(cfg)
         depth = groups * words
         H, W, C, pad = self.height, self.width, self.channels, self.pad
-        beats = Signal(range(words + 1))    # beats of one pixel: ceil(C / V)
-        m.d.comb += beats.eq((C + (V - 1)) >> log_v)
 
         # The frame's last band, last patch column and last channel, as registers one cycle
         # behind the shape inputs (which hold still while a frame is in progress), so that no
@@ -209,7 +207,7 @@ class LineBuffer(ConfiguredComponent):
         w_mod = Signal(range(n))            # bank of column x = wx, for wx > 0
         w_base = Signal(range(depth + 1))   # group base of column x = wx, for wx > 0
         w_addr = Signal(range(depth + 1))   # address of the current beat: base + wc
-        pixel_end = wc == beats - 1
+        pixel_end = wc == (C - 1) >> log_v  # ceil(C / V) - 1 with one carry chain, not two
         row_start = w_col0 & (wc == 0)
         row_end = (wx == W - 1) & pixel_end
         cur_mod = Signal(range(n))

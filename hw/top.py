@@ -214,11 +214,16 @@ class Accelerator(ConfiguredComponent):
             self.s_axis_act_tdata[j * lane_bits:j * lane_bits + cfg.act_bits].as_signed())
             for j in range(V)]
         # tkeep must mark the lanes that hold a channel: all of them but in a pixel's last
-        # beat, which holds C - (pixel_beats - 1)·V.
+        # beat, which holds C - (pixel_beats - 1)·V. Its index and lane count are registers
+        # (current well before START, like the products above), not arithmetic on the channel
+        # count in front of the beat counter and the framing check.
         in_beat = Signal.like(pixel_beats)      # beat of the current pixel
-        last_lanes = csr.channels - ((pixel_beats - 1) << log_v)
+        last_beat = Signal.like(pixel_beats)    # pixel_beats - 1
+        last_lanes = Signal(range(V + 1))       # channels in a pixel's last beat
+        m.d.sync += [last_beat.eq((csr.channels - 1) >> log_v),
+                     last_lanes.eq(((csr.channels - 1) & (V - 1)) + 1)]
         want_keep = Signal.like(self.s_axis_act_tkeep)
-        m.d.comb += [want_keep[j].eq((in_beat != pixel_beats - 1)
+        m.d.comb += [want_keep[j].eq((in_beat != last_beat)
                                      | (j // lane_bytes < last_lanes))
                      for j in range(len(want_keep))]
         with m.If(csr.start):
@@ -226,7 +231,7 @@ class Accelerator(ConfiguredComponent):
         framing_error = Signal()
         with m.If(take):
             m.d.sync += [in_left.eq(in_left - 1),
-                         in_beat.eq(Mux(in_beat == pixel_beats - 1, 0, in_beat + 1))]
+                         in_beat.eq(Mux(in_beat == last_beat, 0, in_beat + 1))]
             with m.If(in_left == 1):
                 m.d.sync += in_open.eq(0)
             m.d.comb += framing_error.eq((self.s_axis_act_tlast != (in_left == 1))
