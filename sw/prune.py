@@ -148,7 +148,7 @@ def _keep_lane_balanced(mag: np.ndarray, keep: int, lanes: int) -> np.ndarray:
 
 
 def prune_balanced(U: np.ndarray, density: float, name: str = "layer",
-                   lanes: int | tuple[int, ...] = 1) -> np.ndarray:
+                   lanes: int | tuple[int, ...] = 1, k_block: int | None = None) -> np.ndarray:
     """Load-balanced Winograd pruning: every coordinate keeps ``round(density * K * C)`` weights.
 
     The same total density as :func:`prune_winograd`, but the per-coordinate PEs get equal work.
@@ -157,14 +157,27 @@ def prune_balanced(U: np.ndarray, density: float, name: str = "layer",
     channel ``k`` is lane ``k mod lanes``'s, and every column ``(coordinate, c)`` keeps the same
     count in each lane (bank-balanced sparsity; see :func:`_keep_lane_balanced`), so no lane
     of a PE waits on another within a column. ``lanes = 1`` keeps the coordinate's largest
-    magnitudes with no per-column constraint.
+    magnitudes with no per-column constraint. With ``k_block`` (the accelerator's ``k_max``,
+    the output channels of a pass) each block of ``k_block`` consecutive output channels is
+    balanced on its own, keeping ``round(density * k_block * C)`` per coordinate, so every
+    pass, not only the layer, gives its PEs and lanes equal work.
     """
     U = _check_winograd(U, name)
     density = check_density(density, name)
     lanes = _lane_counts(lanes, U.shape[0], name)
-    keep = int(round(density * U.shape[1] * U.shape[2]))
-    return np.stack([_keep_lane_balanced(np.abs(u), keep, lane) if lane > 1
-                     else _keep_top(np.abs(u), keep) for u, lane in zip(U, lanes)])
+    K, C = U.shape[1:]
+    if k_block is None:
+        k_block = K
+    elif isinstance(k_block, bool) or not isinstance(k_block, (int, np.integer)) or k_block < 1:
+        raise PruneError(f"{name}: k_block must be an integer >= 1 (output channels per "
+                         f"pass), got {k_block!r}")
+    mask = np.zeros(U.shape, dtype=bool)
+    for k0 in range(0, K, k_block):
+        block = slice(k0, min(k0 + k_block, K))
+        keep = int(round(density * (block.stop - k0) * C))
+        mask[:, block] = [_keep_lane_balanced(np.abs(u[block]), keep, lane) if lane > 1
+                          else _keep_top(np.abs(u[block]), keep) for u, lane in zip(U, lanes)]
+    return mask
 
 
 def prune_spatial(g: np.ndarray, density: float, structure: str = "weight",
@@ -295,15 +308,15 @@ def joint_report(g: np.ndarray | None, U: np.ndarray, m: int, name: str = "layer
 
 
 def prune(weight: np.ndarray, method: str, density: float, m: int,
-          name: str = "layer", lanes: int | tuple[int, ...] = 1
+          name: str = "layer", lanes: int | tuple[int, ...] = 1, k_block: int | None = None
           ) -> tuple[np.ndarray, np.ndarray]:
     """One entry point for every method: returns ``(pruned weights, keep-mask)``.
 
     ``weight`` is spatial ``[K, C, 3, 3]`` or Winograd ``[n*n, K, C]``. ``winograd`` and
     ``balanced`` return Winograd weights (transforming spatial input first); ``spatial`` needs and
     returns spatial weights; ``spatial-winograd`` needs spatial weights, prunes whole kernels to
-    ``sqrt(density)`` and then the Winograd domain to ``density``. ``lanes`` is
-    :func:`prune_balanced`'s (the other methods ignore it).
+    ``sqrt(density)`` and then the Winograd domain to ``density``. ``lanes`` and ``k_block``
+    are :func:`prune_balanced`'s (the other methods ignore them).
     """
     if method not in METHODS:
         raise PruneError(f"{name}: prune method {method!r} is not one of {', '.join(METHODS)}")
@@ -311,7 +324,7 @@ def prune(weight: np.ndarray, method: str, density: float, m: int,
     if method in ("winograd", "balanced"):
         U = to_winograd(_check_spatial(w, name), m) if w.ndim == 4 else _check_winograd(w, name)
         mask = prune_winograd(U, density, name) if method == "winograd" \
-            else prune_balanced(U, density, name, lanes)
+            else prune_balanced(U, density, name, lanes, k_block)
         return U * mask, mask
     if w.ndim != 4:
         raise PruneError(f"{name}: method {method} needs spatial weights [K, C, 3, 3], "

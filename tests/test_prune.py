@@ -97,6 +97,22 @@ def test_prune_balanced_lanes_per_coordinate_and_one_lane_as_before(rng):
     assert np.array_equal(m, mask) and np.array_equal(w, U * mask)
 
 
+def test_prune_balanced_k_block_balances_every_pass(rng):
+    # K = 20 in blocks of 8, 8 and 4 output channels (passes of k_max = 8): each block keeps
+    # round(d * Kb * C) per coordinate and balances its own lanes.
+    U = prune.to_winograd(rng.standard_normal((20, 6, 3, 3)), 2)
+    mask = prune.prune_balanced(U, 0.25, lanes=2, k_block=8)
+    for block, kb in ((slice(0, 8), 8), (slice(8, 16), 8), (slice(16, 20), 4)):
+        sub = mask[:, block]
+        assert sub.reshape(16, -1).sum(axis=1).tolist() == [round(0.25 * kb * 6)] * 16
+        assert np.array_equal(sub, prune.prune_balanced(U[:, block], 0.25, lanes=2))
+    whole = prune.prune_balanced(U, 0.25, lanes=2, k_block=20)
+    assert np.array_equal(whole, prune.prune_balanced(U, 0.25, lanes=2))
+    with pytest.raises(prune.PruneError, match=r"^conv2: k_block must be an integer >= 1 "
+                                               r"\(output channels per pass\), got 0$"):
+        prune.prune_balanced(U, 0.25, name="conv2", k_block=0)
+
+
 @pytest.mark.parametrize("lanes, shown", [(0, "0"), ((4,) * 3, "(4, 4, 4)"), ("4", "'4'"),
                                           (2.0, "2.0"), (True, "True")])
 def test_prune_balanced_refuses_bad_lanes(rng, lanes, shown):

@@ -103,14 +103,15 @@ def make_weights(cfg: AccelConfig, channels: int, w_density: float, pruning: str
     """Quantised pruned Winograd-domain weights ``U [n*n, K, C]`` (``K = C = channels``).
 
     Seeded N(0, 1) spatial 3x3 kernels -> ``U = G g G^T`` -> the ``pruning`` mask
-    (``"balanced"``: :func:`sw.prune.prune_balanced` with the configuration's lanes, equal
-    counts per coordinate and per lane of every column; else :func:`sw.prune.prune_winograd`) at
+    (``"balanced"``: :func:`sw.prune.prune_balanced` with the configuration's lanes and
+    ``k_max``, equal counts per coordinate and per lane of every column, in every pass's
+    block of output channels; else :func:`sw.prune.prune_winograd`) at
     ``w_density`` -> int8 by the max-abs scale; a kept weight that rounds to 0 becomes +-1, so
     the density is exact. Also the weights of :mod:`verif.bench_system`.
     """
     g = rng.standard_normal((channels, channels, 3, 3))
     U = prune.to_winograd(g, cfg.tile)
-    keep = prune.prune_balanced(U, w_density, lanes=cfg.lanes_per_coord) \
+    keep = prune.prune_balanced(U, w_density, lanes=cfg.lanes_per_coord, k_block=cfg.k_max) \
         if pruning == "balanced" else prune.prune_winograd(U, w_density)
     q = np.rint(U / np.abs(U).max() * cfg.wgt_range[1]).astype(np.int64)
     q[keep & (q == 0)] = np.where(U[keep & (q == 0)] >= 0, 1, -1)
