@@ -624,6 +624,11 @@ SPREAD_FRAME_DEPTH = 32
 WIDE_FRAME_CFG = AccelConfig(tile=2, act_bits=2, w_max=4, c_max=2, k_max=3, stream_values=2)
 #: As REORDER_FRAME_DEPTH, for WIDE_FRAME_CFG (40 fails).
 WIDE_REORDER_FRAME_DEPTH = 41
+#: F(4, 3): 6×6 patches from a ring of ten row slots, a memory per column bank (6 does not
+#: divide the one value per beat), 4×4 output tiles; a frame of at most 4×4 pixels is one tile.
+F4_FRAME_CFG = AccelConfig(tile=4, act_bits=2, w_max=4, c_max=2, k_max=2, stream_values=1)
+#: As LINE_BUFFER_FRAME_DEPTH and REORDER_FRAME_DEPTH, for F4_FRAME_CFG (37 and 36 fail).
+F4_LINE_BUFFER_FRAME_DEPTH, F4_REORDER_FRAME_DEPTH = 38, 37
 
 
 def line_buffer(m: Module) -> None:
@@ -1223,6 +1228,16 @@ PROOFS: tuple[Proof, ...] = (
     Proof("output_reorder_order_stalls", "OutputReorder(m=2, w_max=4, k_max=2)",
           "as output_reorder_order, any input gaps and stalls on o (bounded: the smallest "
           "frames)", partial(_output_reorder_order, stalls=True), depth=12, memory_map=True),
+    Proof("line_buffer_order_m4", "LineBuffer(m=4, w_max=4, c_max=2)",
+          "as line_buffer_order for F(4,3): 6×6 patches from ten row slots, whole frames of "
+          "every shape", partial(_line_buffer_order, stalls=False,
+                                 frame_cycles=F4_LINE_BUFFER_FRAME_DEPTH - 1, cfg=F4_FRAME_CFG),
+          depth=F4_LINE_BUFFER_FRAME_DEPTH, memory_map=True),
+    Proof("output_reorder_order_m4", "OutputReorder(m=4, w_max=4, k_max=2)",
+          "as output_reorder_order for F(4,3): 4×4 tiles into the raster, whole frames of "
+          "every shape", partial(_output_reorder_order, stalls=False,
+                                 frame_cycles=F4_REORDER_FRAME_DEPTH - 1, cfg=F4_FRAME_CFG),
+          depth=F4_REORDER_FRAME_DEPTH, memory_map=True),
     Proof("output_reorder_order_wide", "OutputReorder(m=2, w_max=4, k_max=3, V=2)",
           "as output_reorder_order with two channels a beat (a pixel's second beat partial: "
           "keep), whole frames of every shape",
