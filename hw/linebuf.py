@@ -207,9 +207,17 @@ class LineBuffer(ConfiguredComponent):
         w_mod = Signal(range(n))            # bank of column x = wx, for wx > 0
         w_base = Signal(range(depth + 1))   # group base of column x = wx, for wx > 0
         w_addr = Signal(range(depth + 1))   # address of the current beat: base + wc
-        pixel_end = wc == (C - 1) >> log_v  # ceil(C / V) - 1 with one carry chain, not two
+        # Whether the beat ends its pixel, and the pixel its row. A pixel's first beat (and a
+        # row's first pixel) compares the shape inputs with constants; a later one reads a flag
+        # set on the beat (pixel) before, so no carry chain on the shape inputs lies in front
+        # of the write side's state (the routed critical path of 4de5744 ran from the width
+        # register through `W - 1` into `wslot` and `done_rows`).
+        beat_last = Signal()                # for wc >= 1: this beat is the pixel's last
+        col_last = Signal()                 # for wx >= 1: this column is the row's last
+        single_beat = ((C >> log_v) == 0) | (C == V)        # C <= V: a pixel in one beat
+        pixel_end = Mux(wc == 0, single_beat, beat_last)
         row_start = w_col0 & (wc == 0)
-        row_end = (wx == W - 1) & pixel_end
+        row_end = Mux(w_col0, W == 1, col_last) & pixel_end
         cur_mod = Signal(range(n))
         cur_base = Signal(range(depth + 1))
         accept = Signal()
@@ -220,9 +228,10 @@ class LineBuffer(ConfiguredComponent):
             accept.eq(self.i.valid & self.i.ready),
         ]
         with m.If(accept):
-            m.d.sync += [wc.eq(wc + 1), w_addr.eq(w_addr + 1)]
+            m.d.sync += [wc.eq(wc + 1), w_addr.eq(w_addr + 1),
+                         beat_last.eq(wc + 1 == (C - 1) >> log_v)]
             with m.If(pixel_end):
-                m.d.sync += [wc.eq(0), wx.eq(wx + 1), w_col0.eq(0)]
+                m.d.sync += [wc.eq(0), wx.eq(wx + 1), w_col0.eq(0), col_last.eq(wx + 2 == W)]
                 with m.If(cur_mod == n - 1):
                     m.d.sync += [w_mod.eq(0), w_base.eq(cur_base + words),
                                  w_addr.eq(cur_base + words)]
