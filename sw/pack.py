@@ -3,7 +3,8 @@
 Usage::
 
     python sw/pack.py MODEL.onnx|MODEL.pt|MODEL.npz -o OUTDIR --hw winnow.json \\
-        [--prune none|winograd|spatial-winograd --density D] [--relu model|winograd|spatial] \\
+        [--prune none|winograd|balanced|spatial-winograd --density D] \\
+        [--relu model|winograd|spatial] \\
         [--overflow-check warn|refuse|off]
 
 Reads the model through :func:`sw.model_import.load_model` (the one loading path: ONNX,
@@ -49,7 +50,7 @@ __all__ = ["PackError", "ModelLayer", "PlacedLayer", "place_layers", "prune_magn
            "pack_layers", "accumulator_bound", "check_overflow", "check_precision", "pack_model",
            "check_outdir", "write_atomically", "summary_table", "placement_table", "main"]
 
-PRUNE_MODES = ("none", "winograd", "spatial-winograd")
+PRUNE_MODES = ("none", "winograd", "balanced", "spatial-winograd")
 #: ``model``: each layer's own ReLU (a fused ONNX Relu is a spatial ReLU; a winnow .npz graph
 #: records both kinds); ``winograd`` / ``spatial``: that ReLU on every accelerator layer.
 RELU_MODES = ("model", "winograd", "spatial")
@@ -220,10 +221,15 @@ def prune_magnitude(layer: ModelLayer, mode: str, density: float, cfg: AccelConf
     * ``none``: the weights unchanged (spatial or Winograd-domain).
     * ``winograd``: transform spatial weights to ``U = G g G^T``, then keep the ``density``
       fraction of ``U`` with the largest magnitude (Liu et al. prune in this domain).
+    * ``balanced``: as ``winograd``, but with :func:`sw.prune.prune_balanced` for this
+      configuration: every coordinate (PE) keeps the same count, and every lane of a column
+      (``cfg.lanes_per_coord``), in each pass's block of ``cfg.k_max`` output channels, so
+      the PEs and their lanes get equal work.
     * ``spatial-winograd``: keep the ``density`` fraction of the spatial kernel, transform, then
       keep the ``density`` fraction of ``U`` (spatial sparsity alone does not survive ``G``).
 
-    This is the baseline; sw/prune.py holds the papers' methods.
+    These are the baselines and the accelerator's balance; sw/prune.py holds the papers'
+    methods. No retraining here: ``sw/train.py --prune balanced`` retrains with the mask.
     """
     if mode == "none":
         return layer.weight
@@ -236,6 +242,9 @@ def prune_magnitude(layer: ModelLayer, mode: str, density: float, cfg: AccelConf
                             "spatial [K, C, 3, 3] weights, got Winograd-domain weights")
         weight = weight * pruning.prune_spatial(weight, density, "weight", layer.name)
     U = _winograd_domain(weight, cfg, f"{source}: layer {layer.name!r}")
+    if mode == "balanced":
+        return U * pruning.prune_balanced(U, density, layer.name, lanes=cfg.lanes_per_coord,
+                                          k_block=cfg.k_max)
     return U * pruning.prune_winograd(U, density, layer.name)
 
 
@@ -685,7 +694,10 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--hw", required=True, metavar="winnow.json",
                     help="accelerator config written by python -m hw.gen")
     ap.add_argument("--prune", choices=PRUNE_MODES, default="none",
-                    help="magnitude pruning, one threshold per layer (default: none)")
+                    help="magnitude pruning in the Winograd domain: one threshold per layer "
+                         "(winograd, spatial-winograd), or balanced for the configuration's "
+                         "PEs and lanes (equal counts per coordinate and per lane of every "
+                         "column, docs/pruning.md) (default: none)")
     ap.add_argument("--density", type=float, default=None, metavar="D",
                     help="fraction of Winograd-domain weights kept, in (0, 1]; needed with --prune")
     ap.add_argument("--relu", choices=RELU_MODES, default="model",
@@ -713,7 +725,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.prune != "none" and args.density is None:
             raise PackError(f"{args.model}: --prune {args.prune} needs --density D")
         if args.prune == "none" and args.density is not None:
-            raise PackError(f"{args.model}: --density needs --prune winograd|spatial-winograd")
+            raise PackError(f"{args.model}: --density needs --prune "
+                            "winograd|balanced|spatial-winograd")
         if args.density is not None and not (math.isfinite(args.density)
                                              and 0.0 < args.density <= 1.0):
             raise PackError(f"{args.model}: --density {args.density} is not in (0, 1]")

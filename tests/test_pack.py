@@ -146,6 +146,23 @@ def test_prune_magnitude_keeps_exact_count():
     assert pack.prune_magnitude(layer, "none", 0.3, cfg) is w
 
 
+def test_prune_balanced_for_the_configuration():
+    # --prune balanced: equal counts per coordinate and per lane (k mod lanes) of every
+    # column, in each pass's block of k_max output channels of the given configuration.
+    cfg = AccelConfig(lanes=2, k_max=4)
+    rng = np.random.default_rng(SEED)
+    layer = pack.ModelLayer("l", rng.normal(size=(6, 5, 3, 3)), np.zeros(6), 1.0, 1.0, 1)
+    U = pack.prune_magnitude(layer, "balanced", 0.5, cfg)
+    kept = U != 0
+    for block, kb in ((slice(0, 4), 4), (slice(4, 6), 2)):
+        sub = kept[:, block]
+        assert sub.reshape(16, -1).sum(axis=1).tolist() == [round(0.5 * kb * 5)] * 16
+        uneven = (sub[:, 0::2].sum(axis=1) != sub[:, 1::2].sum(axis=1)).sum(axis=1)
+        assert uneven.max() <= 1
+    full = quant.winograd_weights(layer.weight, 2)
+    np.testing.assert_array_equal(U[kept], full[kept])
+
+
 def _bad(arrays_change):
     def build(tmp_path):
         arrays = model_arrays()
