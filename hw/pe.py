@@ -329,31 +329,32 @@ class SparsePE(ConfiguredComponent):
         with m.If(a_load | a_take):
             m.d.sync += a_valid.eq(a_load)
 
-        # An entry with no word to walk and no tile end to carry is consumed without a cycle
-        # of the walker: a non-zero activation meeting an all-zero column.
-        a_marker = a_zero | (entry.count == 0)
 
         # A skid buffer between the lookup and the walker: the walker's issue decision then
         # moves only this buffer's output side, not the directory's read enable, the lookup
         # stage and the buffer before it (the sparse array's routed critical path ran from
-        # the lane queues' room through the issue into them, docs/fpga.md). The column's word
-        # count and whether it is a single word are computed on this side of it.
+        # the lane queues' room through the issue into them, docs/fpga.md). The entry goes
+        # in as read; whether the column is empty, its word count and whether it is a single
+        # word are decoded on the buffer's output side, so the block RAM's unregistered
+        # output (5.8 ns clock to out) drives nothing but the buffer's registers (the routed
+        # critical path of 9254b97 ran from a PE's directory through `count == 0`).
         columns = m.submodules.columns = StreamBuffer(data.StructLayout({
-            "v": signed(cfg.v_bits), "last": 1, "null": 1, "skip": 1,
-            "start": unsigned(len(entry.start)), "words": unsigned(len(entry.count)),
-            "one": 1}))
+            "v": signed(cfg.v_bits), "zero": 1, "last": 1,
+            "start": unsigned(len(entry.start)), "count": unsigned(len(entry.count))}))
         col = columns.o.payload
         m.d.comb += [
             columns.i.valid.eq(a_valid),
             a_take.eq(a_valid & columns.i.ready),
             columns.i.payload.v.eq(a_v),
+            columns.i.payload.zero.eq(a_zero),
             columns.i.payload.last.eq(a_last),
-            columns.i.payload.null.eq(a_marker),
-            columns.i.payload.skip.eq(a_marker & ~a_last),
             columns.i.payload.start.eq(entry.start),
-            columns.i.payload.words.eq(Mux(a_marker, 1, entry.count)),
-            columns.i.payload.one.eq(a_marker | (entry.count == 1)),
+            columns.i.payload.count.eq(entry.count),
         ]
+        col_null = Signal()         # an end marker, or a column with no word to walk
+        col_skip = Signal()         # consumed without a cycle of the walker
+        m.d.comb += [col_null.eq(col.zero | (col.count == 0)),
+                     col_skip.eq(col_null & ~col.last)]
 
         # -- stage B: column walker, one weight word per cycle -----------------------------
         b_active = Signal()
@@ -374,7 +375,7 @@ class SparsePE(ConfiguredComponent):
         m.d.comb += [
             issue.eq(b_active & bank_ok & q_room),
             b_free.eq(~b_active | (issue & b_one)),
-            columns.o.ready.eq(col.skip | b_free),
+            columns.o.ready.eq(col_skip | b_free),
             # The read port stays enabled: the word is used only in the cycle after its issue
             # (stage C never waits), so it needs no hold, and Yosys needs no flip-flop and
             # multiplexer per data bit to emulate a read enable on the block RAM.
@@ -391,11 +392,15 @@ class SparsePE(ConfiguredComponent):
             m.d.sync += [b_addr.eq(b_next), b_left.eq(b_left - 1), b_one.eq(b_left == 2)]
             with m.If(b_one):
                 m.d.sync += b_active.eq(0)
-        with m.If(columns.o.valid & ~col.skip & b_free):
+        # An entry with no word to walk and no tile end to carry is consumed without a cycle
+        # of the walker (a non-zero activation meeting an all-zero column); a tile end with
+        # no word walks one null word.
+        with m.If(columns.o.valid & ~col_skip & b_free):
             m.d.sync += [
                 b_active.eq(1),
-                b_addr.eq(col.start), b_left.eq(col.words), b_one.eq(col.one),
-                b_v.eq(col.v), b_last.eq(col.last), b_null.eq(col.null),
+                b_addr.eq(col.start), b_left.eq(Mux(col_null, 1, col.count)),
+                b_one.eq(col_null | (col.count == 1)),
+                b_v.eq(col.v), b_last.eq(col.last), b_null.eq(col_null),
             ]
         tile_end_issue = issue & b_one & b_last
 
