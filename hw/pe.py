@@ -329,7 +329,6 @@ class SparsePE(ConfiguredComponent):
         with m.If(a_load | a_take):
             m.d.sync += a_valid.eq(a_load)
 
-
         # A skid buffer between the lookup and the walker: the walker's issue decision then
         # moves only this buffer's output side, not the directory's read enable, the lookup
         # stage and the buffer before it (the sparse array's routed critical path ran from
