@@ -243,8 +243,7 @@ def prune_magnitude(layer: ModelLayer, mode: str, density: float, cfg: AccelConf
         weight = weight * pruning.prune_spatial(weight, density, "weight", layer.name)
     U = _winograd_domain(weight, cfg, f"{source}: layer {layer.name!r}")
     if mode == "balanced":
-        return U * pruning.prune_balanced(U, density, layer.name, lanes=cfg.lanes_per_coord,
-                                          k_block=cfg.k_max)
+        return U * pruning.prune_balanced(U, density, layer.name, **pruning.balance_for(cfg))
     return U * pruning.prune_winograd(U, density, layer.name)
 
 

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sw.config import SUPPORTED_TILES
+from sw.config import SUPPORTED_TILES, AccelConfig
 from sw import winograd
 
 __all__ = ["PruneError", "METHODS", "PruneReport", "check_density", "prune_winograd",
-           "prune_balanced", "prune_spatial", "importance_factors", "prune_spatial_winograd",
+           "prune_balanced", "balance_for", "prune_spatial", "importance_factors", "prune_spatial_winograd",
            "to_winograd", "joint_report", "prune", "density_schedule"]
 
 METHODS = ("winograd", "balanced", "spatial-winograd", "spatial")
@@ -178,6 +178,12 @@ def prune_balanced(U: np.ndarray, density: float, name: str = "layer",
         mask[:, block] = [_keep_lane_balanced(np.abs(u[block]), keep, lane) if lane > 1
                           else _keep_top(np.abs(u[block]), keep) for u, lane in zip(U, lanes)]
     return mask
+
+
+def balance_for(cfg: AccelConfig) -> dict:
+    """The :func:`prune_balanced` keywords that balance the work of ``cfg``'s array: its lanes
+    per coordinate (``lanes``) and the output channels of a pass (``k_block = k_max``)."""
+    return {"lanes": cfg.lanes_per_coord, "k_block": cfg.k_max}
 
 
 def prune_spatial(g: np.ndarray, density: float, structure: str = "weight",

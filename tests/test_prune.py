@@ -113,6 +113,12 @@ def test_prune_balanced_k_block_balances_every_pass(rng):
         prune.prune_balanced(U, 0.25, name="conv2", k_block=0)
 
 
+def test_balance_for_reads_the_configuration():
+    from sw.config import AccelConfig
+    cfg = AccelConfig(lanes=(2, 3) * 8, k_max=16)
+    assert prune.balance_for(cfg) == {"lanes": (2, 3) * 8, "k_block": 16}
+
+
 @pytest.mark.parametrize("lanes, shown", [(0, "0"), ((4,) * 3, "(4, 4, 4)"), ("4", "'4'"),
                                           (2.0, "2.0"), (True, "True")])
 def test_prune_balanced_refuses_bad_lanes(rng, lanes, shown):

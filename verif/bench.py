@@ -111,7 +111,7 @@ def make_weights(cfg: AccelConfig, channels: int, w_density: float, pruning: str
     """
     g = rng.standard_normal((channels, channels, 3, 3))
     U = prune.to_winograd(g, cfg.tile)
-    keep = prune.prune_balanced(U, w_density, lanes=cfg.lanes_per_coord, k_block=cfg.k_max) \
+    keep = prune.prune_balanced(U, w_density, **prune.balance_for(cfg)) \
         if pruning == "balanced" else prune.prune_winograd(U, w_density)
     q = np.rint(U / np.abs(U).max() * cfg.wgt_range[1]).astype(np.int64)
     q[keep & (q == 0)] = np.where(U[keep & (q == 0)] >= 0, 1, -1)
