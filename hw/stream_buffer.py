@@ -62,6 +62,11 @@ class StreamBuffer(wiring.Component):
         m.d.comb += [self.i.ready.eq(~skid_valid),
                      self.busy.eq(self.o.valid | skid_valid),
                      self.o.payload.eq(out)]
+        # The skid register takes the input's payload in every cycle it is empty: it is read
+        # only once `skid_valid` is set, so its 100-odd enables are one register, not the
+        # output side's `ready` (the routed critical path of docs/fpga.md at 60e2755).
+        with m.If(~skid_valid):
+            m.d.sync += skid.eq(self.i.payload)
         with m.If(~self.o.valid | self.o.ready):
             # the output register is free this cycle: refill it, oldest beat first
             with m.If(skid_valid):
@@ -69,5 +74,5 @@ class StreamBuffer(wiring.Component):
             with m.Else():
                 m.d.sync += [out.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
         with m.Elif(self.i.valid & self.i.ready):
-            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
+            m.d.sync += skid_valid.eq(1)
         return m
