@@ -13,6 +13,7 @@ from amaranth.lib import data, stream
 from amaranth.lib.wiring import In, Out
 
 from hw.component import ConfiguredComponent
+from hw.stream_buffer import StreamBuffer
 from sw.config import AccelConfig, require_config, require_count
 from hw.pe import (SparsePE, act_layout, check_images, perf_layout, perf_step_layout,
                    wgt_wr_layout)
@@ -92,12 +93,14 @@ class SparseArray(ConfiguredComponent):
     synchronisation (skew larger than the buffering, drain).
 
     Latency: :attr:`LATENCY` cycles from the final ``act`` beat of a tile to its first ``out``
-    beat when every PE is idle and that beat's columns are one word long, one more than the
-    PE's (the gather register).
+    beat when every PE is idle and that beat's columns are one word long, two more than the
+    PE's (the gather's two levels of joins, :attr:`GATHER_GROUP` PEs each, then the groups).
     """
 
     #: Cycles from a tile's final ``act`` beat to its first ``out`` beat (idle array).
-    LATENCY = SparsePE.LATENCY + 1
+    LATENCY = SparsePE.LATENCY + 2
+    #: PEs per first-level join of the gather (the second level joins the groups).
+    GATHER_GROUP = 4
     #: Inputs of each adder of the ``perf_sum`` tree (one register level per tree level).
     PERF_FAN_IN = 4
 
@@ -161,6 +164,36 @@ class SparseArray(ConfiguredComponent):
         return levels + 1
 
 
+    def _join(self, m: Module, name: str, sources: list) -> StreamBuffer:
+        """A :class:`StreamBuffer` taking one beat of every source at once, side by side.
+
+        ``sources`` are ``(stream, count)`` pairs: a PE's output stream (``count`` None, one
+        value per ``m[j]``) or a join's (``count`` values per ``m[j]``). The buffer's ``m[j]``
+        holds their values in order, its ``k`` and ``last`` are the first source's (every
+        source holds the same channel of the same tile).
+        """
+        width = sum(1 if count is None else count for _, count in sources)
+        layout = data.StructLayout({
+            "m": data.ArrayLayout(data.ArrayLayout(signed(self._cfg.m_bits), width),
+                                  self._cfg.drain_width),
+            "k": pe_out_layout(self._cfg)["k"].shape,
+            "last": unsigned(1),
+        })
+        buf = m.submodules[name] = StreamBuffer(layout)
+        valid = Signal(name=f"{name}_valid")
+        m.d.comb += valid.eq(Cat(src.valid for src, _ in sources).all())
+        head = sources[0][0].payload
+        m.d.comb += [buf.i.valid.eq(valid),
+                     buf.i.payload.k.eq(head.k), buf.i.payload.last.eq(head.last)]
+        for j in range(self._cfg.drain_width):
+            values = [v for src, count in sources
+                      for v in ([src.payload.m[j]] if count is None
+                                else [src.payload.m[j][i] for i in range(count)])]
+            m.d.comb += [buf.i.payload.m[j][i].eq(v) for i, v in enumerate(values)]
+        for src, _ in sources:
+            m.d.comb += src.ready.eq(valid & buf.i.ready)
+        return buf
+
     def elaborate(self, platform):
         m = Module()
         coords = self._cfg.coords
@@ -206,20 +239,20 @@ class SparseArray(ConfiguredComponent):
 
         # -- gather: one M[k] vector once every PE has its M[k] -----------------------------
         # PEs drain the same (tile, k) sequence, so their heads always hold the same (t, k).
-        gather = Signal()
-        m.d.comb += gather.eq((~self.out.valid | self.out.ready)
-                              & Cat(pe.out.valid for pe in pes).all())
-        with m.If(~self.out.valid | self.out.ready):
-            m.d.sync += self.out.valid.eq(gather)
-        head = pes[0].out.payload
-        out = Signal.like(self.out.payload, reset_less=True)      # no reset on the payload
-        m.d.comb += self.out.payload.eq(out)
-        with m.If(gather):
-            m.d.sync += [out.k.eq(head.k), out.last.eq(head.last)]
-            m.d.sync += [out.m[j][xi].eq(pe.out.payload.m[j])
-                         for xi, pe in enumerate(pes) for j in range(self._cfg.drain_width)]
-        for pe in pes:
-            m.d.comb += pe.out.ready.eq(gather)
+        # Two levels of joins, each into a StreamBuffer: GATHER_GROUP neighbouring PEs into a
+        # group, then the groups into `out`. A single join of all PEs was a routed critical
+        # path (a PE's valid across the die into the AND, and its `ready` back to every PE's
+        # output register, docs/fpga.md); each join now spans a group, or the few groups.
+        group = self.GATHER_GROUP
+        starts = range(0, coords, group)
+        joined = [self._join(m, f"gather{g // group}", [(pe.out, None) for pe in pes[g:g + group]])
+                  for g in starts]
+        top = self._join(m, "gather", [(buf.o, min(group, coords - g))
+                                       for buf, g in zip(joined, starts)])
+        m.d.comb += [self.out.valid.eq(top.o.valid),
+                     self.out.payload.eq(top.o.payload),
+                     top.o.ready.eq(self.out.ready)]
+        gather_busy = Cat(buf.busy for buf in [*joined, top]).any()
 
         m.d.sync += self.overflow.eq(Cat(pe.overflow for pe in pes).any())
 
@@ -247,7 +280,7 @@ class SparseArray(ConfiguredComponent):
             m.d.sync += counter.eq(counter + level[0][f][0])
 
         # -- run time -----------------------------------------------------------------------
-        m.d.comb += self.idle.eq(Cat(pe.idle for pe in pes).all() & ~self.out.valid)
+        m.d.comb += self.idle.eq(Cat(pe.idle for pe in pes).all() & ~gather_busy)
         with m.If(~self.idle):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         return m

@@ -1288,7 +1288,7 @@ PROOFS: tuple[Proof, ...] = (
           partial(_sparse_pe, cfg=PE2_CFG, depth=19), depth=19),
     Proof("sparse_array_induction", "SparseArray(16 PEs as sparse_pe)",
           "stream rules on out in every reachable state (k-induction), any weights and writes",
-          sparse_array_rules, depth=13, mode="prove"),
+          sparse_array_rules, depth=14, mode="prove"),
     Proof("sparse_array", "SparseArray(16 PEs as sparse_pe)",
           "stream rules on out; every tile's drain beats once, in order; idle only when none "
           "is owed (weights written to PE 0 only)",
