@@ -8,7 +8,8 @@ One run computes one 3×3 stride-1 layer pass (``K ≤ k_max`` output channels) 
                → ChannelGather (one channel per beat → act_width) → stream buffer
                → SparseArray (n² sparse PEs)
                → ChannelSerialiser (drain_width channels per beat → one) → stream buffer
-               → OutputTransform (+ bias, requantise, spatial ReLU, clamp; quant[k] from the CSRs)
+               → OutputTransform (+ bias, requantise, spatial ReLU, clamp; quant[k] from the CSRs;
+                 free-running: credits in front, a queue behind)
                → stream buffer → OutputReorder (one m×m tile in per cycle)
                → m_axis_out (stream_values channels of a pixel per beat)
     s_axis_wgt (16 bytes per beat) → stream buffer → WeightLoader → WeightRing → the PEs'
@@ -38,6 +39,7 @@ from hw.loader import accelerator_loader
 from hw.reorder import OutputReorder
 from hw.stream_buffer import StreamBuffer
 from hw.channels import ChannelGather, ChannelSerialiser
+from hw.free_running import FreeRunning
 from hw.transforms import InputTransform, OutputTransform
 from hw.weight_ring import WeightRing
 
@@ -107,6 +109,9 @@ class Accelerator(ConfiguredComponent):
     :func:`sw.golden.accumulator_overflow` of the run.
     """
 
+    #: Tiles the queue behind the output transform holds (:class:`hw.free_running.FreeRunning`).
+    OUTPUT_QUEUE_DEPTH = 16
+
     def __init__(self, cfg: AccelConfig, counter_bits: int = 32):
         require_config(cfg)
         self._counter_bits = counter_bits
@@ -147,7 +152,12 @@ class Accelerator(ConfiguredComponent):
         gather = m.submodules.gather = ChannelGather(cfg)
         array = m.submodules.array = SparseArray(cfg, counter_bits=self._counter_bits)
         channels = m.submodules.serialiser = ChannelSerialiser(cfg)
-        otf = m.submodules.output_transform = OutputTransform(cfg)
+        # The output transform never stalls: its seven stages' one enable (hundreds of clock
+        # enables behind the reorder's back-pressure) was the routed critical path with the
+        # channel buffer's enables (docs/fpga.md). Credits admit a tile only while the queue
+        # behind it has room; 16 is one LUT RAM's depth.
+        otf = m.submodules.output_transform = FreeRunning(OutputTransform(cfg),
+                                                          depth=self.OUTPUT_QUEUE_DEPTH)
         reorder = m.submodules.reorder = OutputReorder(cfg)
         loader = m.submodules.loader = accelerator_loader(cfg)
         ring = m.submodules.weight_ring = WeightRing(cfg)
@@ -340,7 +350,7 @@ class Accelerator(ConfiguredComponent):
         # is taken; the run is done no sooner than that beat has crossed the buffers, the
         # output transform and the reorder buffer, so DONE needs no wait of its own for them.
         # (Should the tree grow deeper than that path, DONE would have to wait: refuse to build.)
-        ahead = 2 * StreamBuffer.LATENCY + OutputTransform.LATENCY + OutputReorder.LATENCY
+        ahead = 2 * StreamBuffer.LATENCY + otf.LATENCY + OutputReorder.LATENCY
         if SparseArray.perf_lag(cfg) > ahead:
             raise AssertionError(f"the summed perf counters trail by "
                                  f"{SparseArray.perf_lag(cfg)} cycles, more than the "

@@ -33,6 +33,7 @@ from amaranth.lib.wiring import In
 from hw.array import SparseArray
 from hw.channels import ChannelGather, ChannelSerialiser
 from hw.csr import ControlRegisters
+from hw.free_running import FreeRunning
 from hw.lane_queue import LaneQueue
 from hw.linebuf import LineBuffer
 from hw.loader import WeightLoader, accelerator_loader
@@ -589,6 +590,22 @@ def _output_transform_stages(m: Module, *, cfg: AccelConfig, stages, rows, cols=
                                    | (o[i * tile + j] == reference),
                                    f"stage 7: out[{i}][{j}] = requantize(P[{i}][{j}])")
     m.d.comb += Cover(taken(dut.i))   # the environment offers tiles (one step deep)
+
+
+def free_running(m: Module) -> None:
+    """FreeRunning around the F(2,3) output transform, with the shallowest queue it allows:
+    stream rules on ``o``; tiles out once each (counted, the unit carries no identity),
+    at most ``depth`` inside, none once ``busy`` is low."""
+    unit = OutputTransform(TRANSFORM_CFGS[2])
+    depth = OutputTransform.LATENCY + 2
+    dut = m.submodules.dut = FreeRunning(unit, depth=depth)
+    source(m, dut.i, "i")
+    sink(m, dut.o, "o")
+    items = ItemTracker(m, 0, "tile", capacity=depth)
+    items.enter([(taken(dut.i), Const(0, 0))])
+    items.leave([(taken(dut.o), Const(0, 0))])
+    items.assert_empty_when(~dut.busy, "busy low")
+    m.d.comb += Assert(unit.o.ready, "the unit's output is always ready")
 
 
 def _transform_proofs(name: str, unit: str, build, latency: int, reference: str) -> tuple:
@@ -1170,6 +1187,10 @@ PROOFS: tuple[Proof, ...] = (
     Proof("stream_buffer_induction", "StreamBuffer(8)",
           "stream rules on o in every reachable state (k-induction)",
           stream_buffer_rules, depth=8, mode="prove"),
+    Proof("free_running", "FreeRunning(OutputTransform F(2,3), depth=LATENCY + 2)",
+          "stream rules on o; tiles out once each; at most depth inside; busy low only when "
+          "empty; the unit's output always ready",
+          free_running, depth=22),
     Proof("lane_queue", "LaneQueue(slots=2, depth=4)",
           "stream rules on o; every slot of every group out once, in order, with its group's "
           "fields and last on the group's final slot; empty only when drained",
