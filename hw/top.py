@@ -175,9 +175,14 @@ class Accelerator(ConfiguredComponent):
         running = Signal()
         done = Signal()
         height, width, pad = csr.height, csr.width, csr.pad
+        # The output frame's shape as registers: combinational, Yosys merged its adders with
+        # the line buffer's identical ones, and the height register → the line buffer's and
+        # the reorder buffer's band arithmetic → the reorder's `last_band` was a routed
+        # critical path (docs/fpga.md). A register write commits at least five cycles before
+        # START (each takes four), so both are current by then.
         out_h = Signal(16)
         out_w = Signal(range(cfg.w_max + 3))
-        m.d.comb += [out_h.eq(height + 2 * pad - 2), out_w.eq(width + 2 * pad - 2)]
+        m.d.sync += [out_h.eq(height + 2 * pad - 2), out_w.eq(width + 2 * pad - 2)]
         V = cfg.stream_values
         log_v = V.bit_length() - 1
         lane_bytes = stream_bytes(cfg.act_bits)
