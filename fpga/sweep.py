@@ -141,6 +141,7 @@ def _reusable(point: Point) -> dict | None:
             and rep.get("freq_constraint_mhz") == flow["freq_mhz"]
             and rep.get("shell", {}).get("pins") == flow["pins"]
             and rep.get("seed") == flow["seed"]
+            and rep.get("placer", "heap") == flow["placer"]
             and rep.get("router") == flow["router"]
             and rep.get("device", "").split()[-1:] == [flow["package"]]
             and want <= set(rep.get("steps", {})))
@@ -328,7 +329,7 @@ def _points(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[P
     if len(set(names)) != len(names) or set(names) & set(fixed):
         parser.error("--set: each field may be given once")
     flow = dict(device=args.device, package=args.package, freq_mhz=args.freq, pins=args.pins,
-                steps=steps, jobs=1, seed=args.seed, router=args.router,
+                steps=steps, jobs=1, seed=args.seed, placer=args.placer, router=args.router,
                 timeout_s=args.timeout, reuse=not args.fresh)
     points = []
     for combo in product(*(values for _, values in swept)):

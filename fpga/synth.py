@@ -113,6 +113,9 @@ def add_flow_arguments(parser: argparse.ArgumentParser) -> None:
                       help="serial data pins of the pin shell per direction, 1..64 "
                            "(default: %(default)s)")
     flow.add_argument("--seed", type=int, default=1, help="nextpnr seed (default: %(default)s)")
+    flow.add_argument("--placer", default="static", choices=("static", "heap", "sa"),
+                      help="nextpnr placer (default: %(default)s; the electrostatic placer gave "
+                           "shorter wiring and a higher Fmax than heap, docs/fpga.md)")
     flow.add_argument("--router", default="router2", choices=("router1", "router2"),
                       help="nextpnr router (default: %(default)s; router1 is timing-driven but "
                            "took hours on the congested default accelerator)")
@@ -127,7 +130,7 @@ def flow_options(args: argparse.Namespace, steps: tuple[str, ...], jobs: int) ->
     """:class:`FlowOptions` from :func:`add_flow_arguments`' options."""
     return FlowOptions(device=args.device, package=args.package, freq_mhz=args.freq,
                        pins=args.pins, steps=steps, jobs=jobs, seed=args.seed,
-                       router=args.router, timeout_s=args.timeout, reuse=not args.fresh)
+                       placer=args.placer, router=args.router, timeout_s=args.timeout, reuse=not args.fresh)
 
 
 def build_parser() -> argparse.ArgumentParser:
