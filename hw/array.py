@@ -32,6 +32,16 @@ def _check_images(name: str, images, coords: int) -> list:
     return images
 
 
+def _gathered_layout(cfg: AccelConfig, pes: int) -> data.StructLayout:
+    """``{m[D][pes], k, last}``: one drain beat of ``pes`` PEs side by side (``out`` is all
+    ``coords`` of them; the gather's first-level joins hold a group)."""
+    return data.StructLayout({
+        "m": data.ArrayLayout(data.ArrayLayout(signed(cfg.m_bits), pes), cfg.drain_width),
+        "k": pe_out_layout(cfg)["k"].shape,
+        "last": unsigned(1),
+    })
+
+
 class SparseArray(ConfiguredComponent):
     """``n²`` :class:`hw.pe.SparsePE` s behind one activation stream and one output stream.
 
@@ -144,13 +154,7 @@ class SparseArray(ConfiguredComponent):
             "addr": max(lay["addr"].shape.width for lay in wr_layouts),
             "data": max(lay["data"].shape.width for lay in wr_layouts),
         })
-        out = data.StructLayout({
-            "m": data.ArrayLayout(data.ArrayLayout(signed(cfg.m_bits), coords),
-                                  cfg.drain_width),
-            "k": pe_out_layout(cfg)["k"].shape,
-            "last": unsigned(1),
-        })
-        return act, wgt_wr, out
+        return act, wgt_wr, _gathered_layout(cfg, coords)
 
     @classmethod
     def perf_lag(cls, cfg: AccelConfig) -> int:
@@ -173,13 +177,7 @@ class SparseArray(ConfiguredComponent):
         source holds the same channel of the same tile).
         """
         width = sum(1 if count is None else count for _, count in sources)
-        layout = data.StructLayout({
-            "m": data.ArrayLayout(data.ArrayLayout(signed(self._cfg.m_bits), width),
-                                  self._cfg.drain_width),
-            "k": pe_out_layout(self._cfg)["k"].shape,
-            "last": unsigned(1),
-        })
-        buf = m.submodules[name] = StreamBuffer(layout)
+        buf = m.submodules[name] = StreamBuffer(_gathered_layout(self._cfg, width))
         valid = Signal(name=f"{name}_valid")
         m.d.comb += valid.eq(Cat(src.valid for src, _ in sources).all())
         head = sources[0][0].payload
