@@ -64,8 +64,11 @@ class SparseArray(ConfiguredComponent):
         final beat; :func:`sw.golden.act_beats` makes them from ``V``. A beat is accepted once
         every PE has taken its part; a PE takes it as soon as its activation queue has room,
         so a busy PE holds up the others only when its queue is full.
-    wgt_wr : In(stream.Signature(StructLayout{pe, mem, addr, data}))
-        A write of PE ``pe``'s load port (see :class:`hw.pe.SparsePE`); always ready.
+    wgt_wr : In(stream.Signature(StructLayout{pe, entry, word}))
+        A beat of PE ``pe``'s load port (see :class:`hw.pe.SparsePE`): ``entry`` and ``word``
+        as in :func:`hw.pe.wgt_wr_layout`, their ``data`` as wide as the widest PE's (the
+        high bits beyond a PE's own are ignored); a beat with ``valid`` sets at least one
+        ``en``. Always ready.
     out : Out(stream.Signature(StructLayout{m, k, last}))
         Per tile, ``ceil(k_count / D)`` beats (``D = drain_width``) in ``k`` order: beat ``r``
         has ``k = r · D`` and ``m[j]``, the ``n²`` values ``M[xi, k + j, t]`` row-major, for
@@ -148,12 +151,14 @@ class SparseArray(ConfiguredComponent):
             "v": data.ArrayLayout(data.ArrayLayout(signed(cfg.v_bits), coords), cfg.act_width),
             "last": unsigned(1),
         })
-        wgt_wr = data.StructLayout({
-            "pe": range(coords),
-            "mem": unsigned(1),
-            "addr": max(lay["addr"].shape.width for lay in wr_layouts),
-            "data": max(lay["data"].shape.width for lay in wr_layouts),
-        })
+        def widest(half: str) -> data.StructLayout:
+            """``half`` of the PEs' layouts, each field as wide as the widest PE's."""
+            return data.StructLayout({
+                name: unsigned(max(lay[half].shape[name].width for lay in wr_layouts))
+                for name, _ in wr_layouts[0][half].shape})
+
+        wgt_wr = data.StructLayout({"pe": range(coords), "entry": widest("entry"),
+                                    "word": widest("word")})
         return act, wgt_wr, _gathered_layout(cfg, coords)
 
     @classmethod
@@ -228,12 +233,10 @@ class SparseArray(ConfiguredComponent):
         # -- load port: route by PE index ---------------------------------------------------
         wr = self.wgt_wr.payload
         for xi, pe in enumerate(pes):
-            m.d.comb += [
-                pe.wgt_wr.valid.eq(self.wgt_wr.valid & (wr.pe == xi)),
-                pe.wgt_wr.payload.mem.eq(wr.mem),
-                pe.wgt_wr.payload.addr.eq(wr.addr),
-                pe.wgt_wr.payload.data.eq(wr.data),
-            ]
+            m.d.comb += pe.wgt_wr.valid.eq(self.wgt_wr.valid & (wr.pe == xi))
+            for half in ("entry", "word"):
+                src, dst = wr[half], pe.wgt_wr.payload[half]
+                m.d.comb += [dst.en.eq(src.en), dst.addr.eq(src.addr), dst.data.eq(src.data)]
 
         # -- gather: one M[k] vector once every PE has its M[k] -----------------------------
         # PEs drain the same (tile, k) sequence, so their heads always hold the same (t, k).

@@ -19,7 +19,7 @@ from hw.array import SparseArray
 from hw.layouts import pe_header_layout, record_header_layout
 from hw.component import ConfiguredComponent
 from sw.config import AccelConfig, require_config
-from hw.pe import DIRECTORY, WMEM
+from hw.pe import load_write
 from sw import formats
 
 __all__ = ["WeightLoader", "accelerator_loader", "BYTE_LAYOUT", "beat_layout", "expected_writes"]
@@ -42,13 +42,14 @@ def expected_writes(image: formats.PassImage, cfg: AccelConfig,
                     received: int | None = None) -> list[tuple[int, dict]]:
     """The ``wr`` beats a record of ``image`` makes, as ``(end, write)`` pairs.
 
-    ``write`` is the payload of :attr:`WeightLoader.wr` (``pe``, ``mem``, ``addr``, ``data``),
-    ``end`` the byte offset just past the entry or word that makes it; with ``received``,
-    only the writes whose bytes all lie in the first ``received`` bytes
+    ``write`` is the payload of :attr:`WeightLoader.wr` as :func:`hw.pe.load_write` makes
+    it (``pe``, and ``entry`` or ``word`` enabled with the item's ``addr`` and ``data``, the
+    other half all 0), ``end`` the byte offset just past the entry or word that makes it;
+    with ``received``, only the writes whose bytes all lie in the first ``received`` bytes
     (:func:`sw.formats.record_writes`).
     """
-    memory = {"directory": DIRECTORY, "words": WMEM}
-    return [(it.end, {"pe": it.pe, "mem": memory[it.memory], "addr": it.addr, "data": it.value})
+    half = {"directory": "entry", "words": "word"}
+    return [(it.end, load_write(it.pe, **{half[it.memory]: (it.addr, it.value)}))
             for it in formats.record_writes(image, cfg, received)]
 
 
@@ -108,10 +109,12 @@ class WeightLoader(ConfiguredComponent):
         ``ready`` is high while the buffer has room for a beat and holds no frame's final
         byte.
     wr : Out(stream.Signature(SparseArray.layouts(cfg)[1]))
-        Writes for the array's load port, in stream order: per PE ``xi``, directory entry
-        ``c`` as ``{pe: xi, mem: DIRECTORY, addr: c, data: entry}``, then weight word ``j``
-        as ``{pe: xi, mem: WMEM, addr: j, data: word}``. The payload is a register; a write
-        leaves the cycle after its final byte was accepted.
+        Writes for the array's load port, one entry or word per beat, in stream order: per
+        PE ``xi``, directory entry ``c`` as a beat ``{pe: xi, entry: {en: 1, addr: c, data:
+        entry}}``, then weight word ``j`` as ``{pe: xi, word: {en: 1, addr: j, data:
+        word}}``; the other half of each beat is all 0 (:func:`expected_writes`,
+        :func:`hw.pe.load_write`). The payload is a register; a write leaves the cycle after
+        its final byte was accepted.
     channels : Out(range(c_max + 1))
         ``C`` of the last record loaded without error; 0 after reset and after a rejected
         record (its writes may have overwritten part of the memories, so no good record is
@@ -376,13 +379,16 @@ class WeightLoader(ConfiguredComponent):
             m.d.sync += self.wr.valid.eq(1)
         # With wide beats the payload is loaded whenever ``wr`` is free (an issue needs it
         # free; in the other cycles ``valid`` is low): ``take`` does not reach its enables.
+        # One half per write: the entry while parsing entries, the word while parsing words,
+        # the other half 0.
         with m.If(issue if self._beat_bytes == 1 else wr_free):
-            m.d.sync += [
-                self.wr.payload.pe.eq(xi),
-                self.wr.payload.mem.eq(Mux(phase == _Phase.ENTRY, DIRECTORY, WMEM)),
-                self.wr.payload.addr.eq(item),
-                self.wr.payload.data.eq(value),
-            ]
+            m.d.sync += [self.wr.payload.pe.eq(xi), self.wr.payload.entry.eq(0),
+                         self.wr.payload.word.eq(0)]
+            for half, parsing in (("entry", _Phase.ENTRY), ("word", _Phase.WORD)):
+                with m.If(phase == parsing):
+                    m.d.sync += [self.wr.payload[half].en.eq(1),
+                                 self.wr.payload[half].addr.eq(item),
+                                 self.wr.payload[half].data.eq(value)]
 
         # -- end of a record: accept, reject, or drop to the frame's end ---------------------
         m.d.sync += self.error.eq(0)

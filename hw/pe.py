@@ -34,12 +34,7 @@ from sw.regmap import PERF_COUNTERS
 
 __all__ = ["SparsePE", "check_images", "act_layout", "act_entry_layout", "perf_layout",
            "perf_step_layout", "wgt_wr_layout", "lane_group_layout", "lane_slot_layout",
-           "out_layout", "WMEM", "DIRECTORY", "directory_bank_bit"]
-
-#: ``wgt_wr.payload.mem`` value selecting the weight-word memory.
-WMEM = 0
-#: ``wgt_wr.payload.mem`` value selecting the column directory.
-DIRECTORY = 1
+           "out_layout", "load_write", "directory_bank_bit"]
 
 
 def _bits_for(count: int) -> int:
@@ -73,18 +68,63 @@ def directory_bank_bit(cfg: AccelConfig) -> int:
 
 
 def wgt_wr_layout(cfg: AccelConfig, xi: int) -> data.StructLayout:
-    """One write of PE ``xi``'s load port: target memory, address, data (LSB-aligned).
+    """One beat of PE ``xi``'s load port: a directory entry write and a weight word write.
 
-    ``data`` is as wide as the wider of a weight word and a directory entry of
-    :mod:`sw.formats`; the unused high bits are ignored. A directory address carries the
-    bank in bit :func:`directory_bank_bit`.
+    ``entry`` writes the directory (``addr`` carries the bank in bit
+    :func:`directory_bank_bit`, ``data`` is a directory entry of :mod:`sw.formats`), ``word``
+    the weight memory (``data`` a weight word); each only when its ``en`` is set, both in the
+    same cycle when both are. The ``addr`` and ``data`` of a half whose ``en`` is clear are
+    ignored.
     """
     return data.StructLayout({
-        "mem": unsigned(1),
-        "addr": unsigned(max(_bits_for(cfg.wmem_depth), directory_bank_bit(cfg) + 1)),
-        "data": unsigned(max(formats.slot_layout(cfg, xi).word_bits,
-                             formats.directory_layout(cfg, xi).entry_bits)),
+        "entry": data.StructLayout({
+            "en": unsigned(1),
+            "addr": unsigned(directory_bank_bit(cfg) + 1),
+            "data": unsigned(formats.directory_layout(cfg, xi).entry_bits),
+        }),
+        "word": data.StructLayout({
+            "en": unsigned(1),
+            "addr": unsigned(_bits_for(cfg.wmem_depth)),
+            "data": unsigned(formats.slot_layout(cfg, xi).word_bits),
+        }),
     })
+
+
+def load_write(pe: int | None = None, entry: tuple[int, int] | None = None,
+               word: tuple[int, int] | None = None) -> dict:
+    """One load-port beat as the plain value test benches and drivers send and expect.
+
+    Parameters
+    ----------
+    pe : int, optional
+        The PE written (the ``pe`` field of :meth:`hw.array.SparseArray.layouts`'s ``wgt_wr``);
+        None for a single PE's port (:func:`wgt_wr_layout`), which has no such field.
+    entry, word : (int, int), optional
+        ``(addr, data)`` of the directory entry and of the weight word written in this beat;
+        None for a half that writes nothing (``en``, ``addr`` and ``data`` 0).
+
+    Returns
+    -------
+    dict
+        ``{"pe": pe, "entry": {"en", "addr", "data"}, "word": {"en", "addr", "data"}}``
+        (without ``"pe"`` when ``pe`` is None).
+
+    Raises
+    ------
+    ValueError
+        Neither ``entry`` nor ``word`` given: a beat writes at least one of them.
+    """
+    if entry is None and word is None:
+        raise ValueError("a load-port beat writes a directory entry, a weight word or both")
+
+    def half(write):
+        if write is None:
+            return {"en": 0, "addr": 0, "data": 0}
+        addr, value = write
+        return {"en": 1, "addr": int(addr), "data": int(value)}
+
+    beat = {"entry": half(entry), "word": half(word)}
+    return beat if pe is None else {"pe": int(pe), **beat}
 
 
 def lane_group_layout(cfg: AccelConfig) -> data.StructLayout:
@@ -174,11 +214,13 @@ class SparsePE(ConfiguredComponent):
         the tile's final beat. Zero values are dropped (counted in ``zeros_skipped``), see
         :class:`hw.zero_filter.ZeroFilter`.
     wgt_wr : In(stream.Signature(wgt_wr_layout(cfg, xi), always_ready=True))
-        Memory writes for the weight loader: ``mem`` (:data:`WMEM` or :data:`DIRECTORY`),
-        ``addr``, ``data``; one write per cycle. A directory address carries its bank in
-        bit :func:`directory_bank_bit`. While a pass runs, write only the other directory
-        bank and weight words the pass does not read (:class:`hw.weight_ring.WeightRing`
-        sees to both).
+        Memory writes for the weight loader: per beat a directory entry (``entry``: ``en``,
+        ``addr``, ``data``) and a weight word (``word``: the same), each written when its
+        ``en`` is set, both in the same cycle when both are; a beat with ``valid`` sets at
+        least one ``en`` (:func:`load_write` makes the beats). A directory address carries
+        its bank in bit :func:`directory_bank_bit`. While a pass runs, write only the other
+        directory bank and weight words the pass does not read
+        (:class:`hw.weight_ring.WeightRing` sees to both).
     out : Out(stream.Signature(out_layout(cfg)))
         Per tile, ``ceil(k_count / drain_width)`` beats in order: beat ``r`` has ``k = r · D``
         and ``m[j] = M[k + j]`` for ``j < D`` (``D = drain_width``; channels at or past
@@ -304,10 +346,10 @@ class SparsePE(ConfiguredComponent):
         w_rd, d_rd = wmem.read_port(), dmem.read_port()
         wr = self.wgt_wr.payload
         m.d.comb += [
-            w_wr.addr.eq(wr.addr), w_wr.data.eq(wr.data),
-            w_wr.en.eq(self.wgt_wr.valid & (wr.mem == WMEM)),
-            d_wr.addr.eq(wr.addr), d_wr.data.eq(wr.data),
-            d_wr.en.eq(self.wgt_wr.valid & (wr.mem == DIRECTORY)),
+            w_wr.addr.eq(wr.word.addr), w_wr.data.eq(wr.word.data),
+            w_wr.en.eq(self.wgt_wr.valid & wr.word.en),
+            d_wr.addr.eq(wr.entry.addr), d_wr.data.eq(wr.entry.data),
+            d_wr.en.eq(self.wgt_wr.valid & wr.entry.en),
         ]
 
         # -- stage A: directory lookup of the queue head ----------------------------------

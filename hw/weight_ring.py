@@ -10,11 +10,12 @@ runs (issue 13: the loads were half of a two-pass layer's time):
   ``base``, so the PEs read absolute addresses and need no adder;
 - its directory entries go to the bank the running pass does not read; each good record flips
   the bank, and a START makes the PEs read the bank of the last good record;
-- while a pass runs, a write that would land on it waits (back-pressure to the loader) until
-  the run ends: a weight word whose offset in its record is at or beyond ``wmem_depth`` minus
-  the running pass's words, or a directory entry of the running pass's bank (a second record
-  loaded during one run). Writes leave in order, so a record held at its first entry holds
-  all its words too.
+- while a pass runs, a beat that would land on it waits (back-pressure to the loader) until
+  the run ends: one whose weight word has an offset in its record at or beyond
+  ``wmem_depth`` minus the running pass's words, or whose directory entry is of the running
+  pass's bank (a second record loaded during one run). A beat may carry an entry and a word
+  of one PE; either half holds it. Beats leave in order, so a record held at its first entry
+  holds all its words too.
 
 So the host may send the next pass's record as soon as the current pass has started. It loads
 at full speed when the two passes' words fit the memory together (the larger of the two
@@ -30,7 +31,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.array import SparseArray
 from hw.component import ConfiguredComponent
-from hw.pe import WMEM, directory_bank_bit
+from hw.pe import directory_bank_bit
 from hw.stream_buffer import StreamBuffer
 from sw import formats
 from sw.config import AccelConfig, require_config
@@ -51,15 +52,20 @@ class WeightRing(ConfiguredComponent):
     Members
     -------
     i : In(stream.Signature(SparseArray.layouts(cfg)[1]))
-        The loader's writes (:attr:`hw.loader.WeightLoader.wr`): addresses as in the record
-        (directory entry ``c`` at ``c``, weight word ``j`` at ``j``). ``ready`` is a register.
+        The loader's writes (:attr:`hw.loader.WeightLoader.wr`), each beat a directory entry
+        (``entry``), a weight word (``word``) or both, of PE ``pe``, a beat with ``valid``
+        setting at least one ``en``: addresses as in the record (directory entry ``c`` at
+        ``c``, weight word ``j`` at ``j``). ``ready`` is a register.
     o : Out(stream.Signature(SparseArray.layouts(cfg)[1], always_ready=True))
-        The same writes, placed: a weight word at ``(base + j) mod wmem_depth``, a directory
+        The same beats, both halves placed: the word at ``(base + j) mod wmem_depth``, the
         entry at ``c + bank · 2**directory_bank_bit(cfg)`` with ``start`` moved to
-        ``(start + base) mod wmem_depth``. ``valid`` and the payload are registers.
+        ``(start + base) mod wmem_depth``; ``pe`` and the ``en`` bits unchanged. A half whose
+        ``en`` is clear is moved all the same (it writes nothing). ``valid`` and the payload
+        are registers.
     committed : In(1)
         One-cycle strobe: the loader accepted a record (its final write has entered ``i``).
-        The ring then advances ``base`` past the record's words and flips the load bank.
+        The ring then advances ``base`` past the record's words (its span: the highest
+        ``word.addr + 1`` of its beats with ``word.en``) and flips the load bank.
     rejected : In(1)
         One-cycle strobe: the loader rejected a record. The next record starts at the same
         ``base`` and bank (the rejected one's writes are overwritten; the loader reports no
@@ -67,27 +73,28 @@ class WeightRing(ConfiguredComponent):
     start : In(1)
         One-cycle strobe: a run starts (with the last committed record).
     running : In(1)
-        A run is in progress: writes onto its words or its directory bank wait.
+        A run is in progress: a beat whose word (``word.en``) or entry (``entry.en``) would
+        land on its words or its directory bank waits.
     bank : Out(1)
         The directory bank the PEs read: that of the last record committed before the last
         START (0 after reset).
     busy : Out(1)
-        A write is held.
+        A beat is held.
 
     Notes
     -----
     ``committed`` must come in a cycle after the one in which the record's final write entered
     ``i``, and before the next record's first write does (the loader's status changes one
     cycle after the final write left it, and a new record's first write follows a header of
-    several cycles). A record is at least one directory entry per PE, more writes than the
-    ring holds (two), so a second record sent during one run, held at its first entry, cannot
-    commit (and flip the load bank back) before the run ends. A write of a rejected record
-    still waiting in the loader when ``rejected`` strobes counts in the next record's span:
-    ring words are then left unused, nothing is misplaced. Latency: a write leaves on ``o`` two cycles after it was taken on ``i``
-    unless it waits.
+    several cycles). A record is at least one beat per PE (each carries a directory entry),
+    more beats than the ring holds (two), so a second record sent during one run, held at its
+    first entry, cannot commit (and flip the load bank back) before the run ends. A write of a
+    rejected record still waiting in the loader when ``rejected`` strobes counts in the next
+    record's span: ring words are then left unused, nothing is misplaced. Latency: a beat
+    leaves on ``o`` two cycles after it was taken on ``i`` unless it waits.
     """
 
-    #: Cycles from a write taken on ``i`` to it on ``o`` (when it does not wait).
+    #: Cycles from a beat taken on ``i`` to it on ``o`` (when it does not wait).
     LATENCY = 2
 
     def __init__(self, cfg: AccelConfig):
@@ -124,25 +131,28 @@ class WeightRing(ConfiguredComponent):
         load_bank = Signal()                 # the directory bank the loader writes
         room = Signal(range(depth + 1))      # running: word offsets below this are free
 
-        # -- in: relocate, and remember how far the record reaches -------------------------
+        # -- in: relocate both halves, and remember how far the record reaches ---------------
+        # A half whose `en` is clear is moved too: it writes nothing, and no multiplexer on
+        # `en` lies in front of the buffer.
         held = StreamBuffer(data.StructLayout({"wr": self._layout,
-                                               "offset": unsigned(len(wr.addr))}))
+                                               "offset": unsigned(len(wr.word.addr))}))
         m.submodules.held = held
         placed = held.i.payload.wr
-        is_word = wr.mem == WMEM
         m.d.comb += [
             held.i.valid.eq(self.i.valid),
             self.i.ready.eq(held.i.ready),
-            held.i.payload.offset.eq(wr.addr),
+            held.i.payload.offset.eq(wr.word.addr),
             placed.pe.eq(wr.pe),
-            placed.mem.eq(wr.mem),
-            placed.data.eq(wr.data),
-            placed.addr.eq(Mux(is_word, ring(wr.addr + base), wr.addr | (load_bank << bank_bit))),
+            placed.word.en.eq(wr.word.en),
+            placed.word.addr.eq(ring(wr.word.addr + base)),
+            placed.word.data.eq(wr.word.data),
+            placed.entry.en.eq(wr.entry.en),
+            placed.entry.addr.eq(wr.entry.addr | (load_bank << bank_bit)),
+            placed.entry.data.eq(wr.entry.data),
+            placed.entry.data[:start_bits].eq(ring(wr.entry.data[:start_bits] + base)),
         ]
-        with m.If(~is_word):
-            m.d.comb += placed.data[:start_bits].eq(ring(wr.data[:start_bits] + base))
-        with m.If(self.i.valid & self.i.ready & is_word & (wr.addr >= span)):
-            m.d.sync += span.eq(wr.addr + 1)
+        with m.If(self.i.valid & self.i.ready & wr.word.en & (wr.word.addr >= span)):
+            m.d.sync += span.eq(wr.word.addr + 1)
         with m.If(self.committed):
             m.d.sync += [base.eq(ring(base + span)), last_span.eq(span), span.eq(0),
                          load_bank.eq(~load_bank)]
@@ -151,12 +161,13 @@ class WeightRing(ConfiguredComponent):
         with m.If(self.start):
             m.d.sync += [self.bank.eq(~load_bank), room.eq(depth - last_span)]
 
-        # -- out: wait while the write would land on the running pass ------------------------
+        # -- out: wait while either half would land on the running pass ----------------------
         head = held.o.payload
         on_run = Signal()
         m.d.comb += [
-            on_run.eq(self.running & Mux(head.wr.mem == WMEM, head.offset >= room,
-                                         head.wr.addr[bank_bit] == self.bank)),
+            on_run.eq(self.running
+                      & ((head.wr.word.en & (head.offset >= room))
+                         | (head.wr.entry.en & (head.wr.entry.addr[bank_bit] == self.bank)))),
             held.o.ready.eq(~on_run),
         ]
         m.d.sync += self.o.valid.eq(held.o.valid & ~on_run)

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from hw.pe import load_write
 from streams import Phase, Streams, payload_value, run_streams
 from sw import golden
 
-__all__ = ["random_U", "random_V", "shuffled_acts", "out_beats", "check_outputs", "run_sparse"]
+__all__ = ["random_U", "random_V", "shuffled_acts", "out_beats", "check_outputs", "run_sparse",
+           "image_writes"]
 
 
 def random_U(cfg, rng: np.random.Generator, K: int, C: int, density: float) -> np.ndarray:
@@ -67,6 +69,20 @@ def overflow_beats(U: np.ndarray, V: np.ndarray, cfg, K: int, T: int) -> int:
     padded = np.zeros((rows * cfg.drain_width, T), dtype=bool)
     padded[:K] = outside
     return int(padded.reshape(rows, cfg.drain_width, T).any(axis=1).sum())
+
+
+def image_writes(directory, words, pe: int | None = None, paired: bool = False) -> list[dict]:
+    """The ``wgt_wr`` beats (:func:`hw.pe.load_write`) that load one PE's ``directory``
+    entries and weight ``words``: one entry or word per beat (the words, then the entries),
+    or with ``paired`` entry ``j`` and word ``j`` in beat ``j`` (a half left out once its
+    list has ended). ``pe`` as in :func:`hw.pe.load_write`."""
+    entries, words = list(enumerate(directory)), list(enumerate(words))
+    if not paired:
+        return ([load_write(pe, word=w) for w in words]
+                + [load_write(pe, entry=e) for e in entries])
+    return [load_write(pe, entry=entries[j] if j < len(entries) else None,
+                       word=words[j] if j < len(words) else None)
+            for j in range(max(len(entries), len(words)))]
 
 
 def run_sparse(dut, acts: list[dict], K: int, count: int, *, writes=(), counters=("perf",),

@@ -15,9 +15,8 @@ import pytest
 
 from hw.array import SparseArray
 from sw.config import AccelConfig
-from hw.pe import WMEM, DIRECTORY
-from sparse_bench import (check_outputs, out_beats, overflow_beats, random_U, random_V, run_sparse,
-                          shuffled_acts)
+from sparse_bench import (check_outputs, image_writes, out_beats, overflow_beats, random_U,
+                          random_V, run_sparse, shuffled_acts)
 from streams import payload_value
 from sw import formats, golden
 from sw.regmap import PERF_COUNTERS
@@ -95,16 +94,18 @@ def test_array_matches_golden(overflow, acc_bits, drain_width, gaps, backpressur
     assert (pulses > 0) == golden.accumulator_overflow(U, V, cfg)
 
 
-def test_array_weight_load_port_routes_by_pe(rng):
+@pytest.mark.parametrize("paired", [False, True])
+def test_array_weight_load_port_routes_by_pe(paired, rng):
+    """Every PE's image written through ``wgt_wr`` in random order: one entry or word per
+    beat, or (``paired``) a PE's entry ``c`` and word ``c`` in the same beat."""
     cfg = AccelConfig(tile=2, k_max=8, c_max=8, wmem_depth=64, fifo_depth=4, acc_bits=20,
-                      lanes=2, act_width=2)
+                      lanes=(1, 2, 3, 2) * 4, act_width=2)     # data widths differ per PE
     K, C, T = 5, 6, 3
     U, V = random_U(cfg, rng, K, C, 0.4), random_V(cfg, rng, C, T, 0.6)
     words, dirs, _ = images(cfg, U)
-    writes = [{"pe": xi, "mem": WMEM, "addr": a, "data": w}
-              for xi in range(cfg.coords) for a, w in enumerate(words[xi])]
-    writes += [{"pe": xi, "mem": DIRECTORY, "addr": c, "data": e}
-               for xi in range(cfg.coords) for c, e in enumerate(dirs[xi])]
+    writes = [wr for xi in range(cfg.coords)
+              for wr in image_writes(dirs[xi], words[xi], xi, paired)]
+    assert paired == any(wr["entry"]["en"] and wr["word"]["en"] for wr in writes)
     run = run_sparse(SparseArray(cfg), shuffled_acts(V, cfg.act_width, rng), K,
                      out_beats(cfg, K, T), writes=[writes[j] for j in rng.permutation(len(writes))],
                      gaps="stall25", rng=rng)

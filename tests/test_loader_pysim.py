@@ -20,7 +20,6 @@ import pytest
 
 from sw.config import AccelConfig
 from hw.loader import WeightLoader, expected_writes
-from hw.pe import DIRECTORY
 from streams import Phase, run_streams
 from sw import formats
 
@@ -63,7 +62,7 @@ def unit_bytes(frame: Frame, cfg: AccelConfig) -> list[int]:
         while xi < wr["pe"]:
             xi = next(pes)
             units += pe_fields
-        units.append(formats.directory_layout(cfg, xi).entry_bytes if wr["mem"] == DIRECTORY
+        units.append(formats.directory_layout(cfg, xi).entry_bytes if wr["entry"]["en"]
                      else formats.slot_layout(cfg, xi).word_bytes)
     units += pe_fields * len(list(pes))
     assert sum(units) == len(frame.data)
@@ -75,7 +74,7 @@ def new_states(frame: Frame, cfg: AccelConfig) -> int:
     directory entry, its first weight word): with wide beats each may wait one cycle for the
     loader's registered unit length."""
     fields = len(formats.RECORD_HEADER_FIELDS) + cfg.coords * len(formats.PE_HEADER_FIELDS)
-    return fields + len({(wr["pe"], wr["mem"]) for wr in frame.writes})
+    return fields + len({(wr["pe"], wr["entry"]["en"]) for wr in frame.writes})
 
 
 def pe_header_offset(image: formats.PassImage, cfg: AccelConfig, xi: int) -> int:
@@ -295,7 +294,7 @@ def test_edge_records(name, beat_bytes, rng):
     full = np.full((cfg.coords, cfg.k_max, C), hi)
     passes = [formats.pack_layer(layer, cfg).passes for layer in (U, zeros, full)]
     frames = [good_frame(li, im, cfg) for li, images in enumerate(passes) for im in images]
-    assert all(wr["mem"] == DIRECTORY for wr in frames[len(passes[0])].writes), \
+    assert all(wr["entry"]["en"] for wr in frames[len(passes[0])].writes), \
         "the all-zero layer has words"
     # k_base is a u32 in the stream; the status shows its low 16 bits.
     im = formats.pack_layer(zeros, cfg).passes[0]

@@ -19,9 +19,9 @@ import pytest
 from amaranth.sim import Simulator
 
 from sw.config import AccelConfig
-from hw.pe import DIRECTORY, WMEM, SparsePE
-from sparse_bench import (check_outputs, out_beats, overflow_beats, random_U, random_V, run_sparse,
-                          shuffled_acts)
+from hw.pe import SparsePE
+from sparse_bench import (check_outputs, image_writes, out_beats, overflow_beats, random_U,
+                          random_V, run_sparse, shuffled_acts)
 from streams import payload_value, stream_get, stream_put
 from sw import formats, golden
 
@@ -87,15 +87,17 @@ def test_pe_one_lane_full_k(rng):
                backpressure="stall25")
 
 
-def test_pe_loads_weights_through_the_stream_port(rng):
-    """An empty PE loaded through ``wgt_wr`` computes what a preloaded one does."""
+@pytest.mark.parametrize("paired", [False, True])
+def test_pe_loads_weights_through_the_stream_port(paired, rng):
+    """An empty PE loaded through ``wgt_wr`` computes what a preloaded one does: one entry
+    or word per beat, or (``paired``) entry ``c`` and word ``c`` in the same beat."""
     cfg = small_cfg(lanes=2, acc_bits=20)
     K, C, T, xi = 5, 6, 3, 2
     U = random_U(cfg, rng, K, C, 0.6)
     V = random_V(cfg, rng, C, T, 0.6)
     words, directory = image(cfg, U, xi)
-    writes = [{"mem": WMEM, "addr": a, "data": w} for a, w in enumerate(words)]
-    writes += [{"mem": DIRECTORY, "addr": c, "data": e} for c, e in enumerate(directory)]
+    writes = image_writes(directory, words, paired=paired)
+    assert paired == any(wr["entry"]["en"] and wr["word"]["en"] for wr in writes)
     run = run_sparse(SparsePE(cfg, xi), shuffled_acts(V[xi], cfg.act_width, rng), K,
                      out_beats(cfg, K, T), writes=[writes[j] for j in rng.permutation(len(writes))],
                      gaps="bursts", rng=rng)

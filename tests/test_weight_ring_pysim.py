@@ -1,8 +1,10 @@
 """Amaranth-pysim tests of :class:`hw.weight_ring.WeightRing` against a reference model of the ring.
 
 Records are made the way :class:`hw.loader.WeightLoader` writes them (per PE its ``C``
-directory entries, then its weight words from offset 0), with a random number of words per PE
-and directory entries whose ``start`` is anywhere in ``0 .. wmem_depth``. A cycle-level
+directory entries, then its weight words from offset 0, one per beat), with a random number of
+words per PE and directory entries whose ``start`` is anywhere in ``0 .. wmem_depth``; some
+records carry a PE's entry ``c`` and word ``c`` in one beat (:func:`make_record`'s ``paired``),
+as a loader that writes both at once would. A cycle-level
 driver sends them with random valid gaps, strobes ``committed`` or ``rejected`` one to three
 cycles after a record's final write entered, leaves a few header cycles before the next
 record, and strobes ``start`` (``running`` then high for a given number of cycles, from the
@@ -11,23 +13,25 @@ next one) only when the ring is idle, as the accelerator's CSR block does.
 :class:`RingModel` is the ring as its docstring specifies it. Every run is checked in every
 cycle against it, bit-exact and cycle-exact:
 
-* the writes on ``o``: every write once, in order, at its place (a word at
+* the beats on ``o``: every beat once, in order, each enabled half at its place (a word at
   ``(base + j) mod wmem_depth``; a directory entry in the load bank, ``start`` moved by
-  ``base``), its other fields unchanged, and no write beyond the last;
-* when each leaves: the oldest write held is released in every cycle unless ``running`` is
-  high and it would land on the running pass (a word whose offset is at least
+  ``base``), ``pe`` and the ``en`` bits unchanged, and no beat beyond the last (a half whose
+  ``en`` is clear writes nothing, so its ``addr`` and ``data`` are not compared);
+* when each leaves: the oldest beat held is released in every cycle unless ``running`` is
+  high and either half would land on the running pass (a word whose offset is at least
   ``wmem_depth`` minus the pass's words, or a directory entry of the pass's bank), and it is
   on ``o`` in the next cycle (so two cycles after it was taken when it does not wait);
 * ``i.ready`` exactly while fewer than two writes are held, ``busy`` exactly while a write
   taken has not left, ``bank`` the bank of the last record committed before the last START;
-* independently of the hold rule: no write leaves onto a word the running pass's record
-  wrote, nor into its directory bank.
+* independently of the hold rule: no beat leaves with a word onto one the running pass's
+  record wrote, nor with an entry into its directory bank.
 
 The random runs (a power-of-two and a non-power-of-two ``wmem_depth``, each under three
 gap patterns) wrap the ring several times, load records beside a running pass, hold records
 that do not fit, and hold a second record during one run. Directed tests assert literal
-addresses and banks, the hold of a record that exceeds the room and of a second record, and
-a rejected record's base reused.
+addresses and banks, the hold of a record that exceeds the room and of a second record, a
+rejected record's base reused, and beats carrying an entry and a word, each half placed and
+each able to hold the beat.
 """
 
 from __future__ import annotations
@@ -37,11 +41,10 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import pytest
-from amaranth.hdl import Shape
 from amaranth.sim import Simulator
 
 from hw.array import SparseArray
-from hw.pe import DIRECTORY, WMEM, directory_bank_bit
+from hw.pe import directory_bank_bit, load_write
 from hw.weight_ring import WeightRing
 from streams import payload_value
 from sw import formats
@@ -59,21 +62,27 @@ GAPS = ("none", "stall25", "bursts")
 # -- records ----------------------------------------------------------------------------------
 
 def make_record(cfg: AccelConfig, rng: random.Random, words: list[int],
-                channels: int | None = None) -> list[dict]:
+                channels: int | None = None, paired: bool = False) -> list[dict]:
     """The loader's writes of one record: per PE ``xi`` its ``C`` directory entries (random
-    ``start`` in ``0 .. wmem_depth`` and count), then ``words[xi]`` random weight words."""
+    ``start`` in ``0 .. wmem_depth`` and count), then ``words[xi]`` random weight words, one
+    per beat; with ``paired``, beat ``j`` of PE ``xi`` carries its entry ``j`` and its word
+    ``j`` (either left out once its list has ended)."""
     channels = channels or rng.randint(1, 3)
-    data_bits = Shape.cast(SparseArray.layouts(cfg)[1]["data"].shape).width
+    data_bits = SparseArray.layouts(cfg)[1]["word"].shape["data"].width
     writes = []
     for xi, count in enumerate(words):
         lay = formats.directory_layout(cfg, xi)
-        for c in range(channels):
-            entry = rng.randint(0, cfg.wmem_depth) | (rng.randrange(1 << lay.count_bits)
-                                                      << lay.count_lsb)
-            writes.append({"pe": xi, "mem": DIRECTORY, "addr": c, "data": entry})
-        for j in range(count):
-            writes.append({"pe": xi, "mem": WMEM, "addr": j,
-                           "data": rng.getrandbits(data_bits)})
+        entries = [(c, rng.randint(0, cfg.wmem_depth) | (rng.randrange(1 << lay.count_bits)
+                                                         << lay.count_lsb))
+                   for c in range(channels)]
+        pe_words = [(j, rng.getrandbits(data_bits)) for j in range(count)]
+        if paired:
+            writes += [load_write(xi, entry=entries[j] if j < channels else None,
+                                  word=pe_words[j] if j < count else None)
+                       for j in range(max(channels, count))]
+        else:
+            writes += [load_write(xi, entry=e) for e in entries]
+            writes += [load_write(xi, word=w) for w in pe_words]
     return writes
 
 
@@ -86,7 +95,14 @@ def word_counts(cfg: AccelConfig, rng: random.Random, span: int, fill: float = 0
 
 
 def record_span(writes: list[dict]) -> int:
-    return max((wr["addr"] + 1 for wr in writes if wr["mem"] == WMEM), default=0)
+    return max((wr["word"]["addr"] + 1 for wr in writes if wr["word"]["en"]), default=0)
+
+
+def significant(beat: dict) -> dict:
+    """``beat`` with the ``addr`` and ``data`` of a half whose ``en`` is clear zeroed: what
+    it writes."""
+    return {**beat, **{half: beat[half] if beat[half]["en"] else {"en": 0, "addr": 0, "data": 0}
+                       for half in ("entry", "word")}}
 
 
 # -- the reference model ----------------------------------------------------------------------
@@ -108,15 +124,21 @@ class RingModel:
         self.run_words = frozenset()  # (pe, addr) the running pass's record wrote
 
     def place(self, wr: dict) -> dict:
-        """Where write ``wr`` of the record being loaded goes."""
-        if wr["mem"] == WMEM:
-            addr = (self.base + wr["addr"]) % self.depth
-            self.span = max(self.span, wr["addr"] + 1)
+        """Where beat ``wr`` of the record being loaded goes (its enabled halves; the others
+        as :func:`significant` shows them)."""
+        placed = significant(wr)
+        word, entry = wr["word"], wr["entry"]
+        if word["en"]:
+            addr = (self.base + word["addr"]) % self.depth
+            self.span = max(self.span, word["addr"] + 1)
             self.placed_words.add((wr["pe"], addr))
-            return {**wr, "addr": addr}
-        start = (wr["data"] & self.start_mask) + self.base
-        return {**wr, "addr": wr["addr"] + (self.load_bank << self.bank_bit),
-                "data": (wr["data"] & ~self.start_mask) | (start % self.depth)}
+            placed["word"] = {**word, "addr": addr}
+        if entry["en"]:
+            start = (entry["data"] & self.start_mask) + self.base
+            placed["entry"] = {**entry,
+                               "addr": entry["addr"] + (self.load_bank << self.bank_bit),
+                               "data": (entry["data"] & ~self.start_mask) | (start % self.depth)}
+        return placed
 
     def commit(self) -> None:
         self.committed = (frozenset(self.placed_words), self.span, self.load_bank)
@@ -132,16 +154,20 @@ class RingModel:
         self.room = self.depth - span
 
     def waits(self, wr: dict, placed: dict) -> bool:
-        """The hold rule (while ``running``): ``wr`` would land on the running pass."""
-        if wr["mem"] == WMEM:
-            return wr["addr"] >= self.room
-        return (placed["addr"] >> self.bank_bit) & 1 == self.bank
+        """The hold rule (while ``running``): either half of ``wr`` would land on the running
+        pass."""
+        return bool((wr["word"]["en"] and wr["word"]["addr"] >= self.room)
+                    or (wr["entry"]["en"] and self.entry_bank(placed) == self.bank))
 
     def on_run(self, placed: dict) -> bool:
         """Independently of the hold rule: ``placed`` overwrites what the running pass reads."""
-        if placed["mem"] == WMEM:
-            return (placed["pe"], placed["addr"]) in self.run_words
-        return (placed["addr"] >> self.bank_bit) & 1 == self.bank
+        return bool((placed["word"]["en"]
+                     and (placed["pe"], placed["word"]["addr"]) in self.run_words)
+                    or (placed["entry"]["en"] and self.entry_bank(placed) == self.bank))
+
+    def entry_bank(self, placed: dict) -> int:
+        """The directory bank ``placed``'s entry goes to."""
+        return (placed["entry"]["addr"] >> self.bank_bit) & 1
 
 
 # -- the driver -------------------------------------------------------------------------------
@@ -273,7 +299,7 @@ def simulate(cfg: AccelConfig, steps, rng: random.Random, gaps: str = "none",
             else:
                 assert o_valid, (f"{where}: write {expect_out.index} of record "
                                  f"{expect_out.record} not on o")
-                got = payload_value(o_payload)
+                got = significant(payload_value(o_payload))
                 assert got == expect_out.placed, (
                     f"{where}: write {expect_out.index} of record {expect_out.record} "
                     f"({expect_out.sent}) on o as {got}, expected {expect_out.placed}")
@@ -338,12 +364,13 @@ def random_steps(cfg: AccelConfig, rng: random.Random, rounds: int = 6) -> list:
     """Records and runs: after each START the next pass's record fits beside the run (even
     rounds; a second record then follows in the same run) or does not (odd rounds); rejected
     records (cut anywhere) come in between, and the ring wraps several times. The first run
-    is long enough for its two records to reach it: a rejected record in it fits the room."""
+    is long enough for its two records to reach it: a rejected record in it fits the room.
+    Half of the records carry a PE's entries and words in pairs."""
     depth = cfg.wmem_depth
     steps = []
 
     def load(span: int, outcome: str = "committed") -> int:
-        writes = make_record(cfg, rng, word_counts(cfg, rng, span))
+        writes = make_record(cfg, rng, word_counts(cfg, rng, span), paired=rng.random() < 0.5)
         if outcome == "rejected":
             writes = writes[:rng.randint(0, len(writes))]
         steps.append(Load(writes, outcome))
@@ -382,30 +409,35 @@ def test_writes_match_model(name, gaps, rng):
     assert [w.sent for w in trace.writes] == sent
     assert all(w.left is not None for w in trace.writes)
     # what the run covered
-    words = [w for w in trace.writes if w.sent["mem"] == WMEM]
-    assert any(w.placed["addr"] < w.sent["addr"] for w in words), "the ring never wrapped"
+    words = [w for w in trace.writes if w.sent["word"]["en"]]
+    assert any(w.placed["word"]["addr"] < w.sent["word"]["addr"] for w in words), \
+        "the ring never wrapped"
     assert sum(record_span(step.writes) for step in steps if isinstance(step, Load)
                and step.outcome == "committed") > 2 * cfg.wmem_depth
     assert any(trace.running[w.left] for w in trace.writes), "nothing loaded beside a run"
-    assert any(w.waited for w in words), "no word waited for a run's end"
-    assert any(w.waited for w in trace.writes if w.sent["mem"] == DIRECTORY), \
+    assert any(w.waited for w in words if not w.sent["entry"]["en"]), \
+        "no word waited for a run's end"
+    assert any(w.waited for w in trace.writes if not w.sent["word"]["en"]), \
         "no second record waited for a run's end"
+    assert any(w.sent["entry"]["en"] and w.sent["word"]["en"] and trace.running[w.left]
+               for w in trace.writes), "no beat with an entry and a word beside a run"
 
 
 # -- directed ---------------------------------------------------------------------------------
 
-def pe0_record(cfg: AccelConfig, rng: random.Random, words: int, channels: int = 2) -> list:
+def pe0_record(cfg: AccelConfig, rng: random.Random, words: int, channels: int = 2,
+               paired: bool = False) -> list:
     """A record whose words are all PE 0's (every PE still has its ``channels`` entries)."""
-    return make_record(cfg, rng, [words] + [0] * (cfg.coords - 1), channels)
+    return make_record(cfg, rng, [words] + [0] * (cfg.coords - 1), channels, paired)
 
 
 def pe0_words(trace: Trace, record: int) -> list[int]:
-    return [w.placed["addr"] for w in trace.record(record) if w.sent["mem"] == WMEM]
+    return [w.placed["word"]["addr"] for w in trace.record(record) if w.sent["word"]["en"]]
 
 
 def banks(trace: Trace, record: int, cfg: AccelConfig) -> set[int]:
-    return {w.placed["addr"] >> directory_bank_bit(cfg) for w in trace.record(record)
-            if w.sent["mem"] == DIRECTORY}
+    return {w.placed["entry"]["addr"] >> directory_bank_bit(cfg) for w in trace.record(record)
+            if w.sent["entry"]["en"]}
 
 
 def test_full_rate_latency():
@@ -458,7 +490,7 @@ def test_record_beyond_room_waits_for_run_end(name):
     # PE 0's two entries and words 0 .. room-1 during the run; word `room` and after, later
     assert [w.left <= last for w in b] == [True] * (2 + room) + [False] * (len(b) - 2 - room)
     held = b[2 + room]
-    assert held.sent == {**held.sent, "mem": WMEM, "addr": room} and held.waited
+    assert held.sent["word"]["en"] and held.sent["word"]["addr"] == room and held.waited
     # released in the first cycle without running (last + 1), on o in the next
     assert held.left == last + 2
     assert all(trace.busy[held.taken + 1:last + 2])
@@ -500,12 +532,57 @@ def test_rejected_record_keeps_base():
     b = pe0_record(cfg, rng, 7)[:2 + 7]        # PE 0's entries and all its 7 words
     c = pe0_record(cfg, rng, 3)
     d = pe0_record(cfg, rng, 6)
-    c[0]["data"] = (c[0]["data"] & ~0x1F) | 24     # start = wmem_depth: an empty column at the end
-    c[1]["data"] = (c[1]["data"] & ~0x1F) | 2
+    c[0]["entry"]["data"] = (c[0]["entry"]["data"] & ~0x1F) | 24  # start = wmem_depth: an empty
+    c[1]["entry"]["data"] = (c[1]["entry"]["data"] & ~0x1F) | 2   # column at the end
     trace = simulate(cfg, [Load(a), Load(b, "rejected"), Load(c), Load(d)], rng)
     assert pe0_words(trace, 0) == list(range(20))
     assert pe0_words(trace, 1) == [20, 21, 22, 23, 0, 1, 2]
     assert pe0_words(trace, 2) == [20, 21, 22]
     assert pe0_words(trace, 3) == [23, 0, 1, 2, 3, 4]
     assert [banks(trace, r, cfg) for r in range(4)] == [{0}, {1}, {1}, {0}]
-    assert [w.placed["data"] & 0x1F for w in trace.record(2)[:2]] == [20, 22]
+    assert [w.placed["entry"]["data"] & 0x1F for w in trace.record(2)[:2]] == [20, 22]
+
+
+def test_beat_with_entry_and_word():
+    """Beats carrying a PE's entry and word together: both halves placed (the word in the ring,
+    the entry in the load bank with ``start`` moved by ``base``), and either half holds the
+    beat while a run goes: the word when its offset reaches the room (the entry alone would
+    go), the entry when it is of the running pass's bank (the word alone would go)."""
+    cfg = CFG16
+    rng = random.Random(6)
+    start_mask = (1 << formats.directory_layout(cfg, 0).addr_bits) - 1
+
+    def placed_entry(sent: dict, base: int, bank: int) -> dict:
+        entry = sent["entry"]
+        start = ((entry["data"] & start_mask) + base) % cfg.wmem_depth
+        return {"en": 1, "addr": entry["addr"] + (bank << directory_bank_bit(cfg)),
+                "data": (entry["data"] & ~start_mask) | start}
+
+    # the word half holds: the run's record spans 12 words, so 4 are free beside it
+    b = pe0_record(cfg, rng, 8, channels=6, paired=True)
+    assert all(wr["entry"]["en"] and wr["word"]["en"] for wr in b[:6])
+    run = 80
+    trace = simulate(cfg, [Load(pe0_record(cfg, rng, 12)), Start(run), Load(b)], rng)
+    (first, last), = trace.runs
+    beats = trace.record(1)
+    assert [w.left <= last for w in beats[:8]] == [True] * 4 + [False] * 4
+    held = beats[4]
+    assert held.waited and held.left == last + 2
+    for j, w in enumerate(beats[:8]):
+        assert w.placed["word"] == {**w.sent["word"], "addr": (12 + j) % 16}
+        if j < 6:
+            assert w.placed["entry"] == placed_entry(w.sent, 12, 1)
+
+    # the entry half holds: the second record of one run writes the running pass's bank
+    c = pe0_record(cfg, rng, 3, paired=True)
+    trace = simulate(cfg, [Load(pe0_record(cfg, rng, 10)), Start(200),
+                           Load(pe0_record(cfg, rng, 2)), Load(c)], rng)
+    (first, last), = trace.runs
+    assert all(first <= w.left <= last for w in trace.record(1))
+    beats = trace.record(2)
+    assert beats[0].sent["entry"]["en"] and beats[0].sent["word"]["en"]
+    assert beats[0].waited and beats[0].left == last + 2
+    assert all(w.left > last for w in beats)
+    assert [w.placed["word"]["addr"] for w in beats[:3]] == [12, 13, 14]
+    assert [w.placed["entry"] for w in beats[:2]] == [placed_entry(w.sent, 12, 0)
+                                                      for w in beats[:2]]

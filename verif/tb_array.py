@@ -3,7 +3,9 @@
 ``$WINNOW_CONFIG`` names the ``winnow.json`` of the case. Each test:
 
 1. makes random sparse Winograd-domain weights, packs them with :func:`sw.formats.pack_layer`
-   and writes the image through the ``wgt_wr`` port (random order, random gaps);
+   and writes the image through the ``wgt_wr`` port (random order, random gaps), each beat
+   a PE's directory entry ``j`` and its weight word ``j`` together (one of them once the
+   other list has ended);
 2. streams ``T`` tiles of random sparse ``V`` vectors, ``act_width`` channels per beat (beats
    shuffled per tile, extreme ``V`` mixed in) through ``act``;
 3. checks every output beat (``drain_width`` channels of ``M`` vectors), its ``k`` and
@@ -29,7 +31,7 @@ from cocotb.triggers import ClockCycles
 
 from hw.array import SparseArray
 from sw.config import AccelConfig
-from hw.pe import DIRECTORY, WMEM, SparsePE, perf_layout
+from hw.pe import SparsePE, load_write, perf_layout
 from sw import formats, golden, perf
 from verif.streams import PayloadCodec, StreamBench, case_config, sample_count
 
@@ -49,11 +51,17 @@ def _case(cfg: AccelConfig, rng: np.random.Generator, T: int, a_density: float):
 
 
 def weight_writes(image: formats.PassImage, cfg: AccelConfig) -> list[dict]:
-    """The ``wgt_wr`` beats that load ``image``: every PE's words, then its directory."""
-    return [wr for xi in range(cfg.coords) for wr in (
-        *({"pe": xi, "mem": WMEM, "addr": a, "data": w} for a, w in enumerate(image.words[xi])),
-        *({"pe": xi, "mem": DIRECTORY, "addr": c, "data": e}
-          for c, e in enumerate(formats.directory_words(image, cfg, xi))))]
+    """The ``wgt_wr`` beats that load ``image`` (:func:`hw.pe.load_write`): per PE, beat
+    ``j`` writes its directory entry ``j`` and its weight word ``j``, either left out once
+    its list has ended."""
+    beats = []
+    for xi in range(cfg.coords):
+        entries = list(enumerate(formats.directory_words(image, cfg, xi)))
+        words = list(enumerate(image.words[xi]))
+        beats += [load_write(xi, entry=entries[j] if j < len(entries) else None,
+                             word=words[j] if j < len(words) else None)
+                  for j in range(max(len(entries), len(words)))]
+    return beats
 
 
 def perf_counters(dut, cfg: AccelConfig) -> list[dict]:

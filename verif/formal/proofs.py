@@ -37,7 +37,7 @@ from hw.free_running import FreeRunning
 from hw.lane_queue import LaneQueue
 from hw.linebuf import LineBuffer
 from hw.loader import WeightLoader, accelerator_loader
-from hw.pe import DIRECTORY, WMEM, SparsePE, directory_bank_bit
+from hw.pe import SparsePE, directory_bank_bit
 from hw.reorder import OutputReorder
 from hw.stream_buffer import StreamBuffer
 from hw.top import Accelerator
@@ -1020,14 +1020,15 @@ RING_CFG = AccelConfig(tile=2, act_bits=2, wgt_bits=2, acc_bits=8, lanes=1, c_ma
 
 
 def weight_ring(m: Module, *, cfg: AccelConfig = RING_CFG) -> None:
-    """Every write taken on ``i`` leaves ``o`` once, in order, placed as WeightRing's docstring
+    """Every beat taken on ``i`` leaves ``o`` once, in order, placed as WeightRing's docstring
     says, and none lands on the running pass.
 
-    The environment is the loader's and the accelerator's (WeightRing's Notes): writes under
-    the stream rules, a word's offset below ``wmem_depth``, a directory entry's channel below
-    ``c_max`` and its ``start`` at most ``wmem_depth``; a record's first write is a directory
-    entry (``C >= 1``; after a rejected record that had writes, its late writes may still
-    come); ``committed`` only after a write since the last strobe, never in a cycle a write
+    The environment is the loader's and the accelerator's (WeightRing's Notes): beats under
+    the stream rules, each a directory entry, a weight word or both (at least one ``en``;
+    the ``addr`` and ``data`` of a half with ``en`` clear are anything), a word's offset below
+    ``wmem_depth``, a directory entry's channel below ``c_max`` and its ``start`` at most
+    ``wmem_depth``; a record's first beat carries a directory entry (``C >= 1``; after a
+    rejected record that had writes, its late writes may still come); ``committed`` only after a write since the last strobe, never in a cycle a write
     enters, never with ``rejected``; ``start`` only while no run is on, the ring is not busy
     and no write is offered (the CSR block refuses START while busy), ``running`` high from
     the next cycle until the solver ends it. The strobes otherwise come whenever the solver
@@ -1038,12 +1039,13 @@ def weight_ring(m: Module, *, cfg: AccelConfig = RING_CFG) -> None:
     its first directory entry, cannot commit before the run ends.
 
     A reference written from the docstring (``%`` for the modulo) tracks ``base``, the
-    record's span, the load bank and the last committed record; an :class:`ItemTracker`
-    follows one write, whose expected value is its placed form: a word at
-    ``(base + j) mod wmem_depth``, a directory entry in the load bank with ``start`` moved
-    by ``base``. Also: while ``running``, no word leaves onto the running record's words
-    (``(addr - its base) mod wmem_depth`` below its span) and no directory entry into its
-    bank; ``bank`` is 0 until a START and then the bank of the last record committed before
+    record's span (of the beats with ``word.en``), the load bank and the last committed
+    record; an :class:`ItemTracker` follows one beat, whose expected value is its placed
+    form, each half with ``en`` set placed and each with ``en`` clear compared as 0: the word
+    at ``(base + j) mod wmem_depth``, the directory entry in the load bank with ``start``
+    moved by ``base``. Also: while ``running``, no beat leaves with a word onto the running
+    record's words (``(word.addr - its base) mod wmem_depth`` below its span) nor with a
+    directory entry into its bank; ``bank`` is 0 until a START and then the bank of the last record committed before
     it; ``busy`` low only when every write has left; all leave within three cycles once no
     run is on and no write enters. ``o`` is always ready, so its stream rules hold trivially
     (asserted all the same).
@@ -1054,10 +1056,11 @@ def weight_ring(m: Module, *, cfg: AccelConfig = RING_CFG) -> None:
     source(m, dut.i, "i")
     assert_stream(m, dut.o, "o")
     wr, out = dut.i.payload, dut.o.payload
-    is_word = wr.mem == WMEM
-    m.d.comb += Assume(~dut.i.valid | Mux(is_word, wr.addr < depth,
-                                          (wr.addr < cfg.c_max)
-                                          & (wr.data[:start_bits] <= depth)))
+    m.d.comb += Assume(~dut.i.valid
+                       | ((wr.entry.en | wr.word.en)
+                          & (~wr.word.en | (wr.word.addr < depth))
+                          & (~wr.entry.en | ((wr.entry.addr < cfg.c_max)
+                                             & (wr.entry.data[:start_bits] <= depth)))))
 
     # -- the environment: strobes, the run, records that start with a directory entry ------
     m.d.comb += [dut.committed.eq(AnySeq(1)), dut.rejected.eq(AnySeq(1)),
@@ -1080,7 +1083,7 @@ def weight_ring(m: Module, *, cfg: AccelConfig = RING_CFG) -> None:
         Assume(~(dut.committed & (dut.rejected | taken(dut.i) | ~record_open))),
         Assume(~dut.start | ~(running | dut.busy | dut.i.valid | dut.committed
                               | dut.rejected)),
-        Assume(~(dut.i.valid & need_entry) | (wr.mem == DIRECTORY)),
+        Assume(~(dut.i.valid & need_entry) | wr.entry.en),
     ]
 
     # -- the reference -----------------------------------------------------------------------
@@ -1096,8 +1099,8 @@ def weight_ring(m: Module, *, cfg: AccelConfig = RING_CFG) -> None:
     run_bank = Signal(name="ref_run_bank")
     run_known = Signal(name="ref_run_known")        # the run is of a committed record
     started = Signal(name="ref_started")
-    with m.If(taken(dut.i) & is_word & (wr.addr >= span)):
-        m.d.sync += span.eq(wr.addr + 1)
+    with m.If(taken(dut.i) & wr.word.en & (wr.word.addr >= span)):
+        m.d.sync += span.eq(wr.word.addr + 1)
     with m.If(dut.committed):
         m.d.sync += [last_base.eq(base), last_span.eq(span), last_bank.eq(load_bank),
                      committed_any.eq(1), base.eq((base + span) % depth), span.eq(0),
@@ -1108,38 +1111,52 @@ def weight_ring(m: Module, *, cfg: AccelConfig = RING_CFG) -> None:
         m.d.sync += [run_base.eq(last_base), run_span.eq(last_span), run_bank.eq(last_bank),
                      run_known.eq(committed_any), started.eq(1)]
 
+    def written(beat, name: str):
+        """``beat`` with each half whose ``en`` is clear all 0: what it writes."""
+        value = Signal(wr.shape(), name=name)
+        m.d.comb += value.pe.eq(beat.pe)
+        for half in ("entry", "word"):
+            with m.If(beat[half].en):
+                m.d.comb += value[half].eq(beat[half])
+        return value
+
     placed = Signal(wr.shape(), name="ref_placed")
-    m.d.comb += [placed.pe.eq(wr.pe), placed.mem.eq(wr.mem)]
-    with m.If(is_word):
-        m.d.comb += [placed.addr.eq((wr.addr + base) % depth), placed.data.eq(wr.data)]
-    with m.Else():
-        m.d.comb += [placed.addr.eq(wr.addr + (load_bank << bank_bit)),
-                     placed.data.eq(Cat(((wr.data[:start_bits] + base) % depth)[:start_bits],
-                                        wr.data[start_bits:]))]
+    m.d.comb += [
+        placed.pe.eq(wr.pe),
+        placed.word.en.eq(wr.word.en),
+        placed.word.addr.eq((wr.word.addr + base) % depth),
+        placed.word.data.eq(wr.word.data),
+        placed.entry.en.eq(wr.entry.en),
+        placed.entry.addr.eq(wr.entry.addr + (load_bank << bank_bit)),
+        placed.entry.data.eq(Cat(((wr.entry.data[:start_bits] + base) % depth)[:start_bits],
+                                 wr.entry.data[start_bits:])),
+    ]
     items = ItemTracker(m, wr.shape(), "write", capacity=3)
-    items.enter([(taken(dut.i), placed)])
-    items.leave([(dut.o.valid, out)])
+    items.enter([(taken(dut.i), written(placed, "ref_written"))])
+    items.leave([(dut.o.valid, written(out, "o_written"))])
     items.assert_empty_when(~dut.busy, "busy low")
     items.assert_drains(~taken(dut.i) & ~running, 3)
 
     # -- the running pass is not overwritten; bank ---------------------------------------------
     landing = dut.o.valid & running & run_known
     from_run_base = Signal(range(depth), name="from_run_base")
-    m.d.comb += from_run_base.eq((out.addr + depth - run_base) % depth)
+    m.d.comb += from_run_base.eq((out.word.addr + depth - run_base) % depth)
     m.d.comb += [
-        Assert(~(landing & (out.mem == WMEM)) | (from_run_base >= run_span),
+        Assert(~(landing & out.word.en) | (from_run_base >= run_span),
                "o: no word of the running pass overwritten"),
-        Assert(~(landing & (out.mem == DIRECTORY)) | (out.addr[bank_bit] != run_bank),
+        Assert(~(landing & out.entry.en) | (out.entry.addr[bank_bit] != run_bank),
                "o: no directory entry of the running pass's bank written"),
         Assert(started | (dut.bank == 0), "bank: 0 until a START"),
         Assert(~run_known | (dut.bank == run_bank),
                "bank: that of the last record committed before the last START"),
-        # reached: a write placed beside a running pass (a directory entry too), a write
-        # held by one, a word placed round the ring's end, a held write leaving after the run
-        Cover(dut.o.valid & running & (out.mem == WMEM)),
-        Cover(dut.o.valid & running & (out.mem == DIRECTORY)),
+        # reached: a word placed beside a running pass, a directory entry too, both in one
+        # beat, a beat held by one, a word placed round the ring's end, a held beat leaving
+        # after the run
+        Cover(dut.o.valid & running & out.word.en),
+        Cover(dut.o.valid & running & out.entry.en),
+        Cover(dut.o.valid & running & out.entry.en & out.word.en),
         Cover(running & ~dut.i.ready),
-        Cover(taken(dut.i) & is_word & (wr.addr + base >= depth)),
+        Cover(taken(dut.i) & wr.word.en & (wr.word.addr + base >= depth)),
         Cover(dut.o.valid & ~running & past(m, running & dut.busy, "held_in_run")),
     ]
 
@@ -1292,9 +1309,10 @@ PROOFS: tuple[Proof, ...] = (
               f"as weight_loader_b{beat_bytes} in every reachable state (k-induction)",
               partial(weight_loader, loader=loader), depth=1, mode="prove"))),
     Proof("weight_ring", "WeightRing(lanes=1, c_max=2, wmem_depth=3)",
-          "every write out once, in order, placed in the ring (a word at (base + j) mod "
-          "wmem_depth, a directory entry in the load bank, start moved by base); none onto "
-          "the running pass's words or directory bank; bank that of the last record "
+          "every beat (an entry, a word or both) out once, in order, placed in the ring (a "
+          "word at (base + j) mod wmem_depth, a directory entry in the load bank, start moved "
+          "by base); no word onto the running pass's words, no entry into its directory bank; "
+          "bank that of the last record "
           "committed before START; busy low only when empty; drained when no run is on",
           weight_ring, depth=32),
     Proof("sparse_pe_induction", "SparsePE(lanes=1, k_max=2, c_max=2, wmem_depth=2)",
