@@ -1,11 +1,13 @@
 """``WeightLoader``: one record of the packed weight-load stream into the PEs' memories.
 
 The host sends each (layer, pass) record of :func:`sw.formats.encode_record` as one byte frame.
-The loader parses it as it arrives, one byte per cycle, and turns every directory entry and
-weight word into one write of :class:`hw.array.SparseArray`'s load port. It keeps nothing but
-the record's header fields and the word being assembled, so its cost does not grow with the
-memories it fills. Every byte count and field width comes from :mod:`sw.formats`: the header
-fields from the layouts of :mod:`hw.layouts`, the entry and word sizes from
+The loader parses it as it arrives and turns every unit of a PE's record body (a directory
+entry field and a weight word field, :func:`sw.formats.body_units`) into one write of
+:class:`hw.array.SparseArray`'s load port, with the entry, the word or both. It keeps nothing
+but the record's header fields, the column being walked and the unit being assembled, so its
+cost does not grow with the memories it fills. Every byte count and field width comes from
+:mod:`sw.formats`: the header fields from the layouts of :mod:`hw.layouts`, the unit, entry
+and word sizes and the entry's ``count`` field from :func:`sw.formats.unit_bytes`,
 :func:`sw.formats.directory_layout` and :func:`sw.formats.slot_layout`.
 """
 
@@ -43,14 +45,21 @@ def expected_writes(image: formats.PassImage, cfg: AccelConfig,
     """The ``wr`` beats a record of ``image`` makes, as ``(end, write)`` pairs.
 
     ``write`` is the payload of :attr:`WeightLoader.wr` as :func:`hw.pe.load_write` makes
-    it (``pe``, and ``entry`` or ``word`` enabled with the item's ``addr`` and ``data``, the
-    other half all 0), ``end`` the byte offset just past the entry or word that makes it;
-    with ``received``, only the writes whose bytes all lie in the first ``received`` bytes
-    (:func:`sw.formats.record_writes`).
+    it: ``pe``, and the unit's entry and word (:func:`sw.formats.record_writes`' items that
+    share an ``end``; a half with no item all 0). ``end`` is the byte offset just past the
+    unit; with ``received``, only the writes whose units all lie in the first ``received``
+    bytes.
     """
     half = {"directory": "entry", "words": "word"}
-    return [(it.end, load_write(it.pe, **{half[it.memory]: (it.addr, it.value)}))
-            for it in formats.record_writes(image, cfg, received)]
+    beats: list[tuple[int, dict]] = []
+    unit: dict = {}
+    items = formats.record_writes(image, cfg, received)
+    for k, it in enumerate(items):
+        unit[half[it.memory]] = (it.addr, it.value)
+        if k + 1 == len(items) or items[k + 1].end != it.end:
+            beats.append((it.end, load_write(it.pe, **unit)))
+            unit = {}
+    return beats
 
 
 def _field_bytes(layout: data.StructLayout) -> dict[str, int]:
@@ -81,9 +90,8 @@ def _lookup(index, values: list[int]):
 class _Phase(enum.Enum, shape=3):
     RECORD = 0     # record header fields
     PE = 1         # per-PE header fields
-    ENTRY = 2      # directory entries of PE xi
-    WORD = 3       # weight words of PE xi
-    DROP = 4       # a rejected record: skip to its last byte
+    BODY = 2       # units of PE xi: an entry field and a word field each
+    DROP = 3       # a rejected record: skip to its last byte
 
 
 class WeightLoader(ConfiguredComponent):
@@ -92,8 +100,9 @@ class WeightLoader(ConfiguredComponent):
     Parameters
     ----------
     cfg : AccelConfig
-        Supplies ``coords``, ``c_max``, ``k_max``, ``wmem_depth`` and, per PE, the directory
-        entry and weight word byte counts of :mod:`sw.formats`.
+        Supplies ``coords``, ``c_max``, ``k_max``, ``wmem_depth`` and, per PE, the body unit,
+        directory entry and weight word byte counts and the entry's ``count`` field of
+        :mod:`sw.formats`.
     beat_bytes : int
         Record bytes per beat of ``i``: 1 (the default), or 2, 4, 8 or 16.
 
@@ -102,19 +111,21 @@ class WeightLoader(ConfiguredComponent):
     i : In(stream.Signature(beat_layout(beat_bytes)))
         The bytes of one record (:func:`sw.formats.encode_record`), ``last`` on its final beat.
         With ``beat_bytes`` 1, one byte per cycle; ``ready`` is high except while a byte that
-        completes an entry or word (or the next byte after a good record) would find ``wr``
+        completes a body unit (or the next byte after a good record) would find ``wr``
         full, so it depends combinationally on ``wr.ready``. With more, a beat carries
         ``beat_bytes`` bytes (those below the first clear bit of ``keep``, a prefix), into
-        a byte buffer from which the parser takes one whole field, entry or word per cycle;
+        a byte buffer from which the parser takes one whole header field or body unit per
+        cycle;
         ``ready`` is high while the buffer has room for a beat and holds no frame's final
         byte.
     wr : Out(stream.Signature(SparseArray.layouts(cfg)[1]))
-        Writes for the array's load port, one entry or word per beat, in stream order: per
-        PE ``xi``, directory entry ``c`` as a beat ``{pe: xi, entry: {en: 1, addr: c, data:
-        entry}}``, then weight word ``j`` as ``{pe: xi, word: {en: 1, addr: j, data:
-        word}}``; the other half of each beat is all 0 (:func:`expected_writes`,
-        :func:`hw.pe.load_write`). The payload is a register; a write leaves the cycle after
-        its final byte was accepted.
+        Writes for the array's load port, one beat per body unit (:func:`sw.formats.body_units`)
+        in stream order: per PE ``xi`` and column ``c``, its first unit as ``{pe: xi, entry:
+        {en: 1, addr: c, data: entry}, word: {en: 1, addr: j, data: word}}`` (the word half
+        all 0 for an empty column), each further unit as ``{pe: xi, word: {en: 1, addr: j,
+        data: word}}`` with the entry half all 0; ``j`` counts the PE's words from 0
+        (:func:`expected_writes`, :func:`hw.pe.load_write`). The payload is a register; a
+        write leaves the cycle after its unit's final byte was accepted.
     channels : Out(range(c_max + 1))
         ``C`` of the last record loaded without error; 0 after reset and after a rejected
         record (its writes may have overwritten part of the memories, so no good record is
@@ -137,34 +148,38 @@ class WeightLoader(ConfiguredComponent):
     A record is rejected when ``C`` is 0 or above ``c_max``, ``k_count`` is 0 or above
     ``k_max``, a PE header's entry count differs from ``C``, its word count is above
     ``wmem_depth`` (each checked at the field's final byte, over all the field's bits), when
-    ``last`` comes before the record's final byte (truncated), or when the record's final byte
-    comes without ``last`` (too long). After the rejecting byte the loader drops every byte
-    up to and including the next ``last`` (none if the rejecting byte carried ``last``) and
-    then takes a new record.
+    a unit carries a word beyond the PE header's word count or the PE's last column ends
+    short of it (checked at that unit, which then writes nothing), when ``last`` comes before
+    the record's final byte (truncated), or when the record's final byte comes without
+    ``last`` (too long). After the rejecting byte the loader drops every byte up to and
+    including the next ``last`` (none if the rejecting byte carried ``last``) and then takes
+    a new record.
 
-    Every entry or word whose bytes all arrived has been written, also in a record that is
-    rejected later (a truncation on an item's final byte still writes that item; a record
-    that is too long has written all of it). The memories then hold a mix of the old and the
-    new pass: the host must reload the pass before running it. The header fields ``layer``
-    and ``pass`` are not checked; they are for the host.
+    Every unit whose bytes all arrived has been written, also in a record that is rejected
+    later (a truncation on a unit's final byte still writes that unit; a record that is too
+    long has written all of it), except a unit rejected for the word count. The memories
+    then hold a mix of the old and the new pass: the host must reload the pass before
+    running it. The header fields ``layer`` and ``pass`` are not checked; they are for the
+    host.
 
     Throughput: with ``beat_bytes`` 1, one byte per cycle while ``wr`` is ready, so a record of
     ``N`` bytes takes ``N`` cycles and the next record's first byte may follow its last one
-    directly. With more, one field, entry or word per cycle and ``beat_bytes`` bytes per
+    directly. With more, one header field or body unit per cycle and ``beat_bytes`` bytes per
     cycle in, whichever is slower, and one cycle more for a unit that starts a new parser
-    state (a header field, a PE's first entry or first word) while its bytes are waiting: a
-    record whose weight words are at least ``beat_bytes`` long takes about
-    ``N / beat_bytes`` cycles; a beat after a frame's final beat waits until the buffer has
+    state (a header field, a PE's first body unit) while its bytes are waiting: a record
+    whose body units are at least ``beat_bytes`` long takes about ``N / beat_bytes``
+    cycles (the default configuration's 15-byte units at 16 bytes per beat: one unit per
+    cycle); a beat after a frame's final beat waits until the buffer has
     been parsed (a few cycles per record). A rejected record's remaining bytes
     are dropped one per cycle (after a bad header field, from the cycle after ``error``).
 
     Latency (:attr:`LATENCY`): a write is valid on ``wr`` one cycle after the byte that
-    completes its entry or word is accepted, and ``error`` strobes one cycle after the
+    completes its unit is accepted, and ``error`` strobes one cycle after the
     rejecting byte. The status members change one cycle after the record's final write is
     taken, together with ``idle`` rising (unless the next record has begun by then).
     """
 
-    #: Cycles from the byte completing an entry or word to its write on ``wr``.
+    #: Cycles from the byte completing a body unit to its write on ``wr``.
     LATENCY = 1
 
     def __init__(self, cfg: AccelConfig, beat_bytes: int = 1):
@@ -180,6 +195,7 @@ class WeightLoader(ConfiguredComponent):
         self._entry_bytes = [formats.directory_layout(cfg, xi).entry_bytes
                              for xi in range(cfg.coords)]
         self._word_bytes = [formats.slot_layout(cfg, xi).word_bytes for xi in range(cfg.coords)]
+        self._unit_bytes = [formats.unit_bytes(cfg, xi) for xi in range(cfg.coords)]
         super().__init__(cfg, {
             "i": In(stream.Signature(beat_layout(beat_bytes))),
             "wr": Out(stream.Signature(SparseArray.layouts(cfg)[1])),
@@ -197,23 +213,33 @@ class WeightLoader(ConfiguredComponent):
         cfg = self._cfg
         rec_sizes, rec_names = list(self._record_bytes.values()), list(self._record_bytes)
         pe_sizes, pe_names = list(self._pe_bytes.values()), list(self._pe_bytes)
-        unit_bytes = max(rec_sizes + pe_sizes + self._entry_bytes + self._word_bytes)
+        unit_bytes = max(rec_sizes + pe_sizes + self._unit_bytes)
 
         phase = Signal(_Phase)
         field = Signal(range(max(len(rec_sizes), len(pe_sizes))))
-        pos = Signal(range(unit_bytes))          # byte of the current field, entry or word
-        item = Signal(range(max(cfg.c_max, cfg.wmem_depth)))
+        pos = Signal(range(unit_bytes))          # byte of the current field or body unit
+        item = Signal(range(cfg.c_max))          # the column of the PE's body
         xi = Signal(range(cfg.coords))
         acc = Signal(8 * unit_bytes)             # the bytes of the current unit so far
         channels = Signal.like(self.channels)
         k_count = Signal.like(self.k_count)
         k_base = Signal.like(self.k_base)
-        words = Signal(range(cfg.wmem_depth + 1))
-        # ``item`` is the PE's last entry or word: a register, set from ``item + 2`` against
-        # the count as ``item`` steps (``item`` compared with ``C - 1`` or ``words - 1``, two
-        # carry chains, led to the record's end and its status).
+        # ``item`` is the PE's last column: a register, set from ``item + 2`` against ``C`` as
+        # ``item`` steps (``item`` compared with ``C - 1``, a carry chain, led to the record's
+        # end and its status).
         item_end = Signal()
-        no_words = Signal()                      # words is 0 (loaded with it)
+        # The column's words still to come after this unit (``left``), whether the next unit
+        # continues the column (``cont``: ``left`` is not 0) and is its last (``left_one``).
+        dlays = [formats.directory_layout(cfg, xi) for xi in range(cfg.coords)]
+        left = Signal(range(max(1 << d.count_bits for d in dlays)))
+        cont = Signal()
+        left_one = Signal()
+        waddr = Signal(range(cfg.wmem_depth))    # the PE's next word address
+        # The PE header's word count, counted down as words arrive: a word beyond it, or a PE
+        # ending short of it, rejects the record, so no write reaches past ``wmem_depth``.
+        words_left = Signal(range(cfg.wmem_depth + 1))
+        words_none = Signal()                    # words_left is 0
+        words_one = Signal()                     # words_left is 1
         commit = Signal()                        # a good record's final write is in wr
         # A bad header field's ``error`` strobe and status follow the rejecting byte (or unit)
         # as always, but the parser drops to the frame's end one cycle later. In that cycle
@@ -233,14 +259,12 @@ class WeightLoader(ConfiguredComponent):
         def final_pos(phase, field, xi):
             return Mux(phase == _Phase.RECORD, _lookup(field, [n - 1 for n in rec_sizes]),
                 Mux(phase == _Phase.PE, _lookup(field, [n - 1 for n in pe_sizes]),
-                    Mux(phase == _Phase.ENTRY, _lookup(xi, [n - 1 for n in self._entry_bytes]),
-                        Mux(phase == _Phase.WORD, _lookup(xi, [n - 1 for n in self._word_bytes]),
-                            0))))
+                    Mux(phase == _Phase.BODY, _lookup(xi, [n - 1 for n in self._unit_bytes]), 0)))
 
         last_pos = Signal.like(pos)
         m.d.comb += last_pos.eq(final_pos(phase, field, xi))
         wr_free = ~self.wr.valid | self.wr.ready
-        writes = (phase == _Phase.ENTRY) | (phase == _Phase.WORD)
+        writes = phase == _Phase.BODY
         value = Signal.like(acc)
         if self._beat_bytes == 1:
             # ``acc`` keeps the unit's bytes below ``pos``; those from ``pos`` up are stale
@@ -257,7 +281,7 @@ class WeightLoader(ConfiguredComponent):
             m.d.sync += unit_done.eq(pos_n == final_pos(phase_n, field_n, xi_n))
             last = self.i.payload.last
 
-            # -- handshake: a completing entry or word byte needs room in wr -----------------
+            # -- handshake: a byte completing a body unit needs room in wr -------------------
             m.d.comb += self.i.ready.eq(Mux(commit | (writes & unit_done & ~late), wr_free, 1))
             take = self.i.valid & self.i.ready
             buffered = Const(0, 1)
@@ -268,15 +292,15 @@ class WeightLoader(ConfiguredComponent):
             # Its length is a register, computed from the parser state of the cycle before:
             # that takes the length lookup off the buffer's shift path (the routed critical
             # path, docs/fpga.md). A unit whose state changed in the previous cycle (a new
-            # field, the entries after the header, the next PE) waits that one cycle.
+            # field, the body after the header, the next PE) waits that one cycle.
             # ``settled`` (the state did not change) and ``writes`` are registers, set from
             # the next state, so that ``take`` is two LUTs from registers.
             settled = Signal(init=1)
             writes = Signal()
             m.d.sync += [settled.eq(Cat(phase_n, field_n, xi_n) == Cat(phase, field, xi)),
-                         writes.eq((phase_n == _Phase.ENTRY) | (phase_n == _Phase.WORD))]
+                         writes.eq(phase_n == _Phase.BODY)]
             # Every length a unit can have (a DROP unit is one byte).
-            lengths = sorted({1, *rec_sizes, *pe_sizes, *self._entry_bytes, *self._word_bytes})
+            lengths = sorted({1, *rec_sizes, *pe_sizes, *self._unit_bytes})
             unit_done, last, take, buffered, head = self._unit_buffer(
                 m, unit_bytes, lengths, rec_sizes[0], last_pos + 1, settled, value,
                 commit, writes, wr_free)
@@ -312,9 +336,38 @@ class WeightLoader(ConfiguredComponent):
                 "words": above(field_value, cfg.wmem_depth),
                 "zero": zero,
             }
-        bad = Signal()      # this byte completes a header field holding a value not allowed
+        bad = Signal()      # this byte completes a header field or unit that is not allowed
         final = Signal()    # this byte is the record's final byte
-        issue = Signal()    # this byte completes an entry or a word
+        issue_entry = Signal()   # this byte completes a unit that writes an entry
+        issue_word = Signal()    # ... that writes a word
+        issue = Signal()         # ... that writes (loads ``wr``)
+        m.d.comb += issue.eq(issue_entry | issue_word)
+
+        # -- the unit's fields: its entry in the low ``entry_bytes``, its word above ---------
+        # A PE's entry size is one of a few (per-coordinate lanes change ``count_bits``);
+        # the choice and the ``count`` field's mask are registers, looked up from the next PE.
+        def per_pe(values, name):
+            """``values[xi]`` as a register, loaded from ``xi_n`` (a constant when all equal)."""
+            if len(set(values)) == 1:
+                return Const(values[0])
+            reg = Signal(range(max(values) + 1), name=name, init=values[0])
+            m.d.sync += reg.eq(_lookup(xi_n, values))
+            return reg
+
+        entry_bits = max(d.entry_bits for d in dlays)
+        count_lsb = dlays[0].count_lsb
+        assert all(d.count_lsb == count_lsb for d in dlays)
+        count_field = value[count_lsb:count_lsb + max(d.count_bits for d in dlays)]
+        count = Signal.like(left)
+        m.d.comb += count.eq(count_field & per_pe([(1 << d.count_bits) - 1 for d in dlays],
+                                                  "count_mask"))
+        word_bits = max(formats.slot_layout(cfg, xi).word_bits for xi in range(cfg.coords))
+        entry_sizes = sorted(set(self._entry_bytes))
+        word_value = value[8 * entry_sizes[0]:][:word_bits]
+        if len(entry_sizes) > 1:
+            which = per_pe([entry_sizes.index(n) for n in self._entry_bytes], "entry_size")
+            for k, n in enumerate(entry_sizes[1:], 1):
+                word_value = Mux(which == k, value[8 * n:][:word_bits], word_value)
 
         def next_pe():
             with m.If(xi == cfg.coords - 1):
@@ -352,43 +405,59 @@ class WeightLoader(ConfiguredComponent):
                                 m.d.comb += bad.eq(checks["entries"])
                             with m.Case(pe_names.index("words")):
                                 m.d.comb += bad.eq(checks["words"])
-                                m.d.sync += [words.eq(field_value), no_words.eq(checks["zero"])]
+                                m.d.sync += [words_left.eq(field_value),
+                                             words_none.eq(checks["zero"]),
+                                             words_one.eq(field_value == 1)]
                         with m.If(field == len(pe_sizes) - 1):
-                            m.d.comb += [phase_n.eq(_Phase.ENTRY), field_n.eq(0)]
-                            m.d.sync += [item.eq(0), item_end.eq(channels == 1)]
-                with m.Case(_Phase.ENTRY):
+                            m.d.comb += [phase_n.eq(_Phase.BODY), field_n.eq(0)]
+                            m.d.sync += [item.eq(0), item_end.eq(channels == 1), cont.eq(0),
+                                         left.eq(0), left_one.eq(0), waddr.eq(0)]
+                with m.Case(_Phase.BODY):
+                    # A unit starts a column (its entry, and its first word unless ``count``
+                    # is 0) or continues one (a word). The column ends with the unit that
+                    # leaves no word to come; the PE with its last column's end.
                     with m.If(unit_done):
-                        m.d.comb += issue.eq(1)
-                        m.d.sync += [item.eq(item + 1), item_end.eq(item + 2 == channels)]
-                        with m.If(item_end):
-                            m.d.sync += [item.eq(0), item_end.eq(words == 1)]
-                            with m.If(no_words):
+                        has_word = cont | (count != 0)
+                        col_end = Mux(cont, left_one, count <= 1)
+                        # A word beyond the PE header's count, or the PE's last column ending
+                        # short of it, rejects the record; that unit writes nothing.
+                        over = has_word & words_none
+                        short = col_end & item_end & Mux(has_word, ~words_one, ~words_none)
+                        m.d.comb += [bad.eq(over | short),
+                                     issue_entry.eq(~cont & ~(over | short)),
+                                     issue_word.eq(has_word & ~(over | short))]
+                        with m.If(cont):
+                            m.d.sync += [left.eq(left - 1), cont.eq(~left_one),
+                                         left_one.eq(left == 2)]
+                        with m.Else():
+                            m.d.sync += [left.eq(Mux(count != 0, count - 1, 0)),
+                                         cont.eq(count >= 2), left_one.eq(count == 2)]
+                        with m.If(has_word):
+                            m.d.sync += [waddr.eq(waddr + 1), words_left.eq(words_left - 1),
+                                         words_none.eq(words_one),
+                                         words_one.eq(words_left == 2)]
+                        with m.If(col_end):
+                            m.d.sync += [item.eq(item + 1), item_end.eq(item + 2 == channels)]
+                            with m.If(item_end):
+                                m.d.sync += item.eq(0)
                                 next_pe()
-                            with m.Else():
-                                m.d.comb += phase_n.eq(_Phase.WORD)
-                with m.Case(_Phase.WORD):
-                    with m.If(unit_done):
-                        m.d.comb += issue.eq(1)
-                        m.d.sync += [item.eq(item + 1), item_end.eq(item + 2 == words)]
-                        with m.If(item_end):
-                            m.d.sync += item.eq(0)
-                            next_pe()
 
         # -- writes ------------------------------------------------------------------------
         with m.If(issue):
             m.d.sync += self.wr.valid.eq(1)
         # With wide beats the payload is loaded whenever ``wr`` is free (an issue needs it
         # free; in the other cycles ``valid`` is low): ``take`` does not reach its enables.
-        # One half per write: the entry while parsing entries, the word while parsing words,
-        # the other half 0.
+        # A half the unit does not write is all 0 (a synchronous clear of its registers).
         with m.If(issue if self._beat_bytes == 1 else wr_free):
-            m.d.sync += [self.wr.payload.pe.eq(xi), self.wr.payload.entry.eq(0),
-                         self.wr.payload.word.eq(0)]
-            for half, parsing in (("entry", _Phase.ENTRY), ("word", _Phase.WORD)):
-                with m.If(phase == parsing):
-                    m.d.sync += [self.wr.payload[half].en.eq(1),
-                                 self.wr.payload[half].addr.eq(item),
-                                 self.wr.payload[half].data.eq(value)]
+            m.d.sync += [
+                self.wr.payload.pe.eq(xi),
+                self.wr.payload.entry.en.eq(issue_entry),
+                self.wr.payload.entry.addr.eq(Mux(issue_entry, item, 0)),
+                self.wr.payload.entry.data.eq(Mux(issue_entry, value[:entry_bits], 0)),
+                self.wr.payload.word.en.eq(issue_word),
+                self.wr.payload.word.addr.eq(Mux(issue_word, waddr, 0)),
+                self.wr.payload.word.data.eq(Mux(issue_word, word_value, 0)),
+            ]
 
         # -- end of a record: accept, reject, or drop to the frame's end ---------------------
         m.d.sync += self.error.eq(0)
@@ -409,7 +478,7 @@ class WeightLoader(ConfiguredComponent):
                     m.d.comb += [phase_n.eq(Mux(last, _Phase.RECORD, _Phase.DROP)),
                                  field_n.eq(0), pos_n.eq(0), xi_n.eq(0)]
                     m.d.sync += item.eq(0)
-                with m.If(final & last):
+                with m.If(final & last & ~bad):
                     m.d.sync += commit.eq(1)
 
         # -- status: a good record counts once its final write has left -----------------------

@@ -52,20 +52,22 @@ __all__ = [
     "k_bits", "column_word_count", "choose_kp", "pack_layer", "unpack_layer", "encode_slot", "decode_slot",
     "hex_text", "write_hex", "read_hex", "directory_words", "directory_entries",
     "RecordItem", "record_items", "record_writes", "encode_record", "encode_stream",
+    "unit_bytes", "body_units",
     "decode_stream", "split_stream", "sha256_file",
     "layer_manifest", "build_manifest", "stream_bytes",
     "LANE_ORDER", "ActivationFrame", "activation_lanes", "beat_bytes", "pixel_beats", "activation_beats",
     "pack_activations", "unpack_activations", "WEIGHT_BEAT_BYTES",
 ]
 
-#: Bumped whenever any bit or byte below moves.
-FORMAT_VERSION = 3
+#: Bumped whenever any bit or byte below moves. Version 4 sends a PE's record body as units
+#: of a directory entry field and a word field each, column by column (:func:`body_units`),
+#: so the loader writes a column's entry and its first word in one cycle.
+FORMAT_VERSION = 4
 
 #: Bytes per beat of the accelerator's weight stream ``s_axis_wgt`` (128-bit ``tdata``, a
 #: ``tkeep`` bit per byte; only a record's final beat may be partial). The loader takes one
-#: header field, directory entry or weight word per cycle, so this sets how fast a record loads
-#: until the loader's one unit per cycle does: a 64 -> 64 record of 38,775 bytes (bench, w 0.2)
-#: takes 3,883 cycles at 16 bytes per beat, 5,594 at 8, 9,981 at 4 (docs/results.md).
+#: header field or body unit (:func:`unit_bytes`, 15 bytes in the default configuration) per
+#: cycle, so 16 bytes per beat keep it busy (docs/loader.md).
 WEIGHT_BEAT_BYTES = 16
 #: Slot 0 of a word occupies its least significant bits.
 SLOT_ORDER = "slot0_lsb"
@@ -758,8 +760,10 @@ class StreamRecord:
 class RecordItem:
     """One directory entry or weight word of a record, as a loader must write it.
 
-    ``end`` is the byte offset in :func:`encode_record`'s bytes just past the item; ``memory``
-    is ``"directory"`` (``addr`` = input channel) or ``"words"`` (``addr`` = word index).
+    ``end`` is the byte offset in :func:`encode_record`'s bytes just past the body unit that
+    holds the item (:func:`body_units`: a column's entry and its first word share a unit, so
+    they share ``end``); ``memory`` is ``"directory"`` (``addr`` = input channel) or
+    ``"words"`` (``addr`` = word index).
     """
 
     end: int
@@ -769,18 +773,61 @@ class RecordItem:
     value: int
 
 
+def unit_bytes(cfg: AccelConfig, xi: int) -> int:
+    """Bytes of one unit of PE ``xi``'s record body: its directory entry field
+    (``directory_layout(cfg, xi).entry_bytes``), then its word field (``word_bytes``)."""
+    return directory_layout(cfg, xi).entry_bytes + slot_layout(cfg, xi).word_bytes
+
+
+def body_units(image: PassImage, cfg: AccelConfig,
+               xi: int) -> list[tuple[tuple[int, int] | None, tuple[int, int] | None]]:
+    """PE ``xi``'s record body, one ``(entry, word)`` pair per unit, in stream order.
+
+    Column ``c`` (entry ``(start, count)``) takes ``max(1, count)`` units: the first carries
+    ``entry = (c, entry bits)`` and, unless the column is empty, ``word = (start, word)``;
+    each further one ``entry = None`` and the column's next word ``(j, word)``. An empty
+    column's unit has ``word = None``. In the bytes (:func:`encode_record`) a ``None`` field
+    is all zero bytes, and a unit's entry field comes first.
+
+    Raises
+    ------
+    FormatError
+        The columns are not back to back from word 0 over all of the PE's words (the only
+        layout :func:`pack_layer` makes, and the one the loader's word addresses assume).
+    """
+    words, directory = image.words[xi], image.directory[xi]
+    where = f"pass {image.index} PE {xi}"
+    units: list[tuple[tuple[int, int] | None, tuple[int, int] | None]] = []
+    expect = 0
+    for c, ((start, count), entry) in enumerate(zip(directory,
+                                                     directory_words(image, cfg, xi))):
+        if start != expect or start + count > len(words):
+            raise FormatError(f"{where} column {c}: words [{start}, {start + count}) are not "
+                              f"the next of {len(words)} (columns are back to back)")
+        expect = start + count
+        if count == 0:
+            units.append(((c, entry), None))
+        for j in range(start, start + count):
+            units.append(((c, entry) if j == start else None, (j, words[j])))
+    if expect != len(words):
+        raise FormatError(f"{where}: {len(words) - expect} trailing words no column owns")
+    return units
+
+
 def record_items(image: PassImage, cfg: AccelConfig) -> list[RecordItem]:
-    """Every item of ``image``'s record in stream order, with where it ends in the bytes."""
+    """Every item of ``image``'s record in stream order, with where its unit ends in the bytes
+    (a column's entry before its first word)."""
     pos = _RECORD_HEADER.size
     items = []
     for xi in range(cfg.coords):
         pos += _PE_HEADER.size
-        for c, entry in enumerate(directory_words(image, cfg, xi)):
-            pos += directory_layout(cfg, xi).entry_bytes
-            items.append(RecordItem(pos, xi, "directory", c, entry))
-        for j, word in enumerate(image.words[xi]):
-            pos += slot_layout(cfg, xi).word_bytes
-            items.append(RecordItem(pos, xi, "words", j, word))
+        size = unit_bytes(cfg, xi)
+        for entry, word in body_units(image, cfg, xi):
+            pos += size
+            if entry is not None:
+                items.append(RecordItem(pos, xi, "directory", *entry))
+            if word is not None:
+                items.append(RecordItem(pos, xi, "words", *word))
     return items
 
 
@@ -800,9 +847,11 @@ def record_writes(image: PassImage, cfg: AccelConfig,
     Returns
     -------
     list of RecordItem
-        Per PE ``xi`` in order, directory entry ``c`` (``memory="directory"``, ``addr=c``) for
-        ``c = 0 .. C-1``, then weight word ``j`` (``memory="words"``, ``addr=j``); of these,
-        exactly the items whose bytes all arrived (``end <= received``).
+        Per PE ``xi`` in order, per column ``c``: directory entry ``c``
+        (``memory="directory"``, ``addr=c``), then the column's words (``memory="words"``,
+        ``addr=j``, ``j`` counting from 0 over the PE's columns); of these, exactly the items
+        whose units all arrived (``end <= received``). Items with the same ``end`` share a
+        unit, and a loader writes them in one cycle.
     """
     items = record_items(image, cfg)
     return items if received is None else [it for it in items if it.end <= received]
@@ -813,16 +862,24 @@ def encode_record(layer: int, image: PassImage, cfg: AccelConfig) -> bytes:
 
     This is the "per record" part of the framing in :func:`encode_stream`; the host driver sends
     each record as one ``s_axis_wgt`` frame, and :class:`hw.loader.WeightLoader` parses it.
+
+    Raises
+    ------
+    FormatError
+        A PE's columns are not back to back (:func:`body_units`).
     """
     C = len(image.directory[0])
     out = bytearray(_RECORD_HEADER.pack(layer, image.index, C, image.k_base, image.k_count))
     for xi in range(cfg.coords):
-        slay, dlay = slot_layout(cfg, xi), directory_layout(cfg, xi)
+        eb, wb = directory_layout(cfg, xi).entry_bytes, slot_layout(cfg, xi).word_bytes
+        try:
+            units = body_units(image, cfg, xi)
+        except FormatError as err:
+            raise FormatError(f"record layer {layer} {err}") from None
         out += _PE_HEADER.pack(C, len(image.words[xi]))
-        for entry in directory_words(image, cfg, xi):
-            out += entry.to_bytes(dlay.entry_bytes, BYTE_ORDER)
-        for word in image.words[xi]:
-            out += word.to_bytes(slay.word_bytes, BYTE_ORDER)
+        for entry, word in units:
+            out += (0 if entry is None else entry[1]).to_bytes(eb, BYTE_ORDER)
+            out += (0 if word is None else word[1]).to_bytes(wb, BYTE_ORDER)
     return bytes(out)
 
 
@@ -835,12 +892,14 @@ def encode_stream(packed_layers, cfg: AccelConfig) -> bytes:
         stream header   magic "WNWS" (4 B) | version u16 | coords u16 | records u32
         per record      layer index u32 | pass u32 | C u32 | k_base u32 | k_count u32
           per PE xi     entries u32 (= C) | words u32
-                        entries × directory entry (directory_layout(cfg, xi).entry_bytes B)
-                        words × word (slot_layout(cfg, xi).word_bytes B)
+                        units × (entry field (directory_layout(cfg, xi).entry_bytes B)
+                                 | word field (slot_layout(cfg, xi).word_bytes B))
 
-    Each word and entry is its integer value in ``word_bytes`` / ``entry_bytes`` little-endian
-    bytes; the bits above ``word_bits`` / ``entry_bits`` are zero. A record is
-    :func:`encode_record`.
+    The units are :func:`body_units`: column by column, ``max(1, count)`` units per column,
+    the column's entry in its first unit's entry field and its words in the word fields; the
+    other fields are zero. Each word and entry is its integer value in ``word_bytes`` /
+    ``entry_bytes`` little-endian bytes; the bits above ``word_bits`` / ``entry_bits`` are
+    zero. A record is :func:`encode_record`.
     """
     records = [(li, im) for li, pl in enumerate(packed_layers) for im in pl.passes]
     out = bytearray(_STREAM_HEADER.pack(_MAGIC, FORMAT_VERSION, cfg.coords, len(records)))
@@ -878,8 +937,9 @@ def decode_stream(data: bytes, cfg: AccelConfig, source: str = "stream") -> list
     Raises
     ------
     FormatError
-        Bad magic or version, a coordinate count that does not match ``cfg``, truncation, or
-        trailing bytes.
+        Bad magic or version, a coordinate count that does not match ``cfg``, truncation,
+        trailing bytes, or a record body that breaks :func:`body_units` (columns not back to
+        back, a nonzero field where the format has none, a word count unlike the header's).
     """
     pos = 0
 
@@ -907,10 +967,37 @@ def decode_stream(data: bytes, cfg: AccelConfig, source: str = "stream") -> list
             if n_ent != C:
                 raise FormatError(f"{source}: record layer {li} pass {p} PE {xi} has {n_ent} "
                                   f"directory entries, expected C = {C}")
-            ents = [int.from_bytes(take(dlay.entry_bytes), BYTE_ORDER) for _ in range(n_ent)]
-            dirs.append(directory_entries(ents, cfg, xi))
-            words.append(tuple(int.from_bytes(take(slay.word_bytes), BYTE_ORDER)
-                               for _ in range(n_words)))
+            where = f"{source}: record layer {li} pass {p} PE {xi}"
+            pe_words: list[int] = []
+            entries: list[tuple[int, int]] = []
+
+            def unit() -> tuple[int, int]:
+                return (int.from_bytes(take(dlay.entry_bytes), BYTE_ORDER),
+                        int.from_bytes(take(slay.word_bytes), BYTE_ORDER))
+
+            for c in range(n_ent):
+                entry, word = unit()
+                (start, n_col), = directory_entries([entry], cfg, xi)
+                if start != len(pe_words):
+                    raise FormatError(f"{where} column {c}: starts at {start}, expected "
+                                      f"{len(pe_words)} (columns are back to back)")
+                entries.append((start, n_col))
+                if n_col == 0 and word:
+                    raise FormatError(f"{where} column {c}: the empty column's word field "
+                                      "is not zero")
+                if n_col:
+                    pe_words.append(word)
+                for _ in range(n_col - 1):
+                    entry, word = unit()
+                    if entry:
+                        raise FormatError(f"{where} column {c}: entry field of word "
+                                          f"{len(pe_words)} is not zero")
+                    pe_words.append(word)
+            if len(pe_words) != n_words:
+                raise FormatError(f"{where}: its columns hold {len(pe_words)} words, the "
+                                  f"header says {n_words}")
+            dirs.append(tuple(entries))
+            words.append(tuple(pe_words))
         records.append(StreamRecord(li, PassImage(p, k_base, k_count, tuple(words),
                                                   tuple(dirs))))
     if pos != len(data):

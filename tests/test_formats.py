@@ -179,7 +179,11 @@ def test_one_word_by_hand():
     # Words 1 and 2 have padding in slot 0 (lane 0 is done) before lane 1's valid slot.
     assert formats.hex_text(words, lay.hex_digits) == "0026e1\n002b80\n003400\n108000\n"
     stream = formats.encode_stream([packed], cfg)
-    assert bytes([0xE1, 0x26, 0, 0x80, 0x2B, 0, 0, 0x34, 0, 0, 0x80, 0x10]) in stream
+    # PE 5's body, a unit per word (format version 4): column 0's entry (start 0, count 3:
+    # 3 << 13) with its first word, two units of a zero entry field and a word, then column 1's
+    # entry (start 3, count 1) with its only word.
+    assert bytes([0x00, 0x60, 0xE1, 0x26, 0, 0, 0, 0x80, 0x2B, 0, 0, 0, 0, 0x34, 0,
+                  0x03, 0x20, 0, 0x80, 0x10]) in stream
     assert packed.passes[0].directory[5] == ((0, 3), (3, 1))
     assert packed.passes[0].words[0] == ()
     assert packed.passes[0].directory[0] == ((0, 0), (0, 0))
@@ -219,10 +223,18 @@ def test_word_of_two_slots_per_lane_by_hand():
     entries = formats.directory_words(packed.passes[0], cfg, 5)
     assert entries == [2 << 13, 2, 2 | 1 << 13] == [0x4000, 0x0002, 0x2002]
     assert formats.hex_text(entries, dlay.hex_digits) == "4000\n0002\n2002\n"
-    # PE 5's part of the record: entries 3, words 3, then the entries and words little-endian.
+    # PE 5's part of the record: entries 3, words 3, then its units little-endian (an entry
+    # field and a word field each): column 0's entry with word 0, a zero entry field with
+    # word 1, empty column 1's entry with a zero word field, column 2's entry with word 2.
     stream = formats.encode_stream([packed], cfg)
-    assert bytes([3, 0, 0, 0, 3, 0, 0, 0, 0x00, 0x40, 0x02, 0x00, 0x02, 0x20,
-                  0x85, 0x97, 0x8D, 0x00, 0xA1, 0, 0, 0, 0, 0, 0xB8, 0]) in stream
+    assert bytes([3, 0, 0, 0, 3, 0, 0, 0,
+                  0x00, 0x40, 0x85, 0x97, 0x8D, 0x00,
+                  0x00, 0x00, 0xA1, 0, 0, 0,
+                  0x02, 0x00, 0, 0, 0, 0,
+                  0x02, 0x20, 0, 0, 0xB8, 0]) in stream
+    assert formats.body_units(packed.passes[0], cfg, 5) == [
+        ((0, 0x4000), (0, 0x008D9785)), (None, (1, 0x000000A1)), ((1, 0x0002), None),
+        ((2, 0x2002), (2, 0x00B80000))]
     np.testing.assert_array_equal(formats.unpack_layer(packed, cfg), U)
     # count_bits follows both ceilings: L = 2, slots_per_lane 2 and k_max 4, 9, 12, 13, 16,
     # 17 -> 2, 5, 6, 7, 8, 9 rows -> 1, 3, 3, 4, 4, 5 words at most -> 1, 2, 2, 3, 3, 3 bits.
@@ -407,14 +419,19 @@ def test_stream_round_trip_and_framing():
     recs = formats.decode_stream(data, cfg)
     assert [(r.layer, r.image.index) for r in recs] == [(0, 0), (0, 1), (0, 2), (1, 0)]
     assert [r.image for r in recs] == list(a.passes) + list(b.passes)
-    # Exact length: headers + per PE (8 B + entries * 2 B + words * 6 B) per record. Words are
-    # 4 slots (2 lanes x 2 slots per lane) of 8 + 2 + 1 = 11 bits (ceil(8 / 2) = 4 rows, k_bits
-    # 2) = 44 bits; entries 11 + 2 = 13 bits (count up to ceil(4 / 2) = 2 words).
+    # Exact length: headers + per PE (8 B + units * (2 B + 6 B)) per record, a unit per word
+    # and per empty column. Words are 4 slots (2 lanes x 2 slots per lane) of 8 + 2 + 1 = 11
+    # bits (ceil(8 / 2) = 4 rows, k_bits 2) = 44 bits; entries 11 + 2 = 13 bits (count up to
+    # ceil(4 / 2) = 2 words).
     lay, dlay = formats.slot_layout(cfg, 0), formats.directory_layout(cfg, 0)
     assert (lay.slots, lay.k_bits, lay.word_bits, dlay.entry_bits) == (4, 2, 44, 13)
     assert (lay.word_bytes, dlay.entry_bytes) == (6, 2)
-    body = sum(8 + len(im.directory[xi]) * 2 + len(im.words[xi]) * 6
-               for pl in (a, b) for im in pl.passes for xi in range(16))
+    assert formats.unit_bytes(cfg, 0) == 8
+    units = [sum(max(1, count) for _, count in im.directory[xi])
+             for pl in (a, b) for im in pl.passes for xi in range(16)]
+    assert units == [len(formats.body_units(im, cfg, xi))
+                     for pl in (a, b) for im in pl.passes for xi in range(16)]
+    body = sum(8 + n * 8 for n in units)
     assert len(data) == 12 + 4 * 20 + body
     with pytest.raises(formats.FormatError, match="truncated"):
         formats.decode_stream(data[:-1], cfg)
@@ -442,11 +459,10 @@ def test_encode_record_and_split_stream():
         C = len(im.directory[0])
         assert [int.from_bytes(rec[4 * i:4 * i + 4], "little") for i in range(5)] == \
             [li, p, C, im.k_base, im.k_count]
-        # Per PE: entries, words, then entry and word bytes; PE 1 has 2 lanes.
+        # Per PE: entries, words, then its units (entry field, word field); PE 1 has 2 lanes.
         assert int.from_bytes(rec[20:24], "little") == C
         assert int.from_bytes(rec[24:28], "little") == len(im.words[0])
-        sizes = [8 + C * formats.directory_layout(cfg, xi).entry_bytes
-                 + len(im.words[xi]) * formats.slot_layout(cfg, xi).word_bytes
+        sizes = [8 + len(formats.body_units(im, cfg, xi)) * formats.unit_bytes(cfg, xi)
                  for xi in range(cfg.coords)]
         assert len(rec) == 20 + sum(sizes)
         entry0 = formats.directory_words(im, cfg, 0)[0]
@@ -481,6 +497,44 @@ def test_split_stream_errors_name_the_source():
         formats.split_stream(bytes(bad), cfg, "w.bin")
 
 
+def test_record_bodies_are_checked_both_ways():
+    """A body breaking :func:`sw.formats.body_units` is refused when encoded and when decoded,
+    naming the record, PE and column."""
+    cfg = AccelConfig(wgt_bits=4, k_max=16, lanes=2, slots_per_lane=2, wmem_depth=4096)
+    U = np.zeros((16, 8, 3), dtype=np.int64)
+    U[5, [0, 1, 2, 4], 0] = [5, -3, 7, 1]            # PE 5: column 0 two words, column 1
+    U[5, 7, 2] = -8                                  # empty, column 2 one word
+    packed = formats.pack_layer(U, cfg)
+    im = packed.passes[0]
+    # Encoding: the columns must be back to back over all the words.
+    for directory, match in [(((0, 2), (1, 0), (2, 1)), r" column 1: words \[1, 1\)"),
+                             (((0, 2), (2, 0), (2, 2)), r" column 2: words \[2, 4\)"),
+                             (((0, 1), (1, 0), (1, 1)), ": 1 trailing words")]:
+        bad = formats.PassImage(0, 0, 8, im.words, im.directory[:5] + (directory,)
+                                + im.directory[6:])
+        with pytest.raises(formats.FormatError, match=r"^record layer 7 pass 0 PE 5" + match):
+            formats.encode_record(7, bad, cfg)
+    # Decoding: PE 5's units start after the record header, PEs 0-4 (8 B header and 3 units
+    # of 2 + 4 bytes each) and PE 5's header.
+    data = bytearray(formats.encode_stream([packed], cfg))
+    pe5 = 12 + 20 + 5 * (8 + 3 * 6) + 8
+    unit = [data[pe5 + 6 * u:pe5 + 6 * u + 6] for u in range(4)]
+    assert unit[1][:2] == b"\0\0" and unit[2][2:] == b"\0\0\0\0"
+
+    def rejects(offset, value, match):
+        bad = bytearray(data)
+        bad[offset] = value
+        with pytest.raises(formats.FormatError,
+                           match=r"^w.bin: record layer 0 pass 0 PE 5" + match):
+            formats.decode_stream(bytes(bad), cfg, "w.bin")
+
+    rejects(pe5 + 6, 1, r" column 0: entry field of word 1 is not zero")
+    rejects(pe5 + 12 + 3, 1, r" column 1: the empty column's word field is not zero")
+    rejects(pe5 + 12, 3, r" column 1: starts at 3, expected 2")
+    rejects(pe5 - 4, 4, r": its columns hold 3 words, the header says 4")
+    assert formats.decode_stream(bytes(data), cfg)[0].image == im
+
+
 def test_manifest(tmp_path):
     cfg = AccelConfig(lanes=4, k_max=256, wmem_depth=1024)
     U = np.zeros((16, 4, 2), dtype=np.int64)
@@ -502,7 +556,7 @@ def test_manifest(tmp_path):
     assert layer["source_shape"] == [4, 2, 3, 3]
     # k_row holds ceil(256 / 4) = 64 rows: 6 bits, 15-bit slots; 4 lanes x 2 slots per lane =
     # 8 slots = 120-bit words; entries 11 + 6 bits (count up to 64 / 2 = 32 words).
-    assert man["format_version"] == formats.FORMAT_VERSION == 3
+    assert man["format_version"] == formats.FORMAT_VERSION == 4
     assert man["format"]["field_order"] == ["value", "k_row", "valid"]
     assert man["format"]["k_bits"] == [6] * 16
     assert man["format"]["slot_bits"] == [15] * 16
@@ -522,9 +576,21 @@ def test_record_items_locate_every_entry_and_word():
     items = formats.record_items(image, cfg)
     assert len(items) == 16 * 5 + sum(len(w) for w in image.words)
     for it in items:
-        size = (formats.directory_layout(cfg, it.pe).entry_bytes if it.memory == "directory"
-                else formats.slot_layout(cfg, it.pe).word_bytes)
-        assert int.from_bytes(data[it.end - size:it.end], "little") == it.value
+        # A unit is the entry field, then the word field.
+        entry_bytes = formats.directory_layout(cfg, it.pe).entry_bytes
+        unit = data[it.end - formats.unit_bytes(cfg, it.pe):it.end]
+        field = unit[:entry_bytes] if it.memory == "directory" else unit[entry_bytes:]
+        assert int.from_bytes(field, "little") == it.value
+    # A column's entry and its first word share a unit (and an end); the entry comes first.
+    ends = [it.end for it in items]
+    assert ends == sorted(ends)
+    for xi in range(16):
+        heads = [(it, nxt) for it, nxt in zip(items, items[1:])
+                 if it.pe == xi and it.memory == "directory" and nxt.memory == "words"
+                 and nxt.pe == xi]
+        assert all(it.end == nxt.end and nxt.addr == image.directory[xi][it.addr][0]
+                   for it, nxt in heads)
+        assert len(heads) == sum(count > 0 for _, count in image.directory[xi])
     trailing_headers = 0
     for xi in range(15, -1, -1):           # PEs after the last item add only their headers
         if any(it.pe == xi for it in items):
@@ -565,8 +631,7 @@ def test_header_tables_fix_the_stream_bytes():
         for xi in range(cfg.coords):
             pe, at = read_header(record, formats.PE_HEADER_FIELDS, at)
             assert pe == {"entries": packed.C, "words": len(im.words[xi])}
-            at += packed.C * formats.directory_layout(cfg, xi).entry_bytes \
-                + len(im.words[xi]) * formats.slot_layout(cfg, xi).word_bytes
+            at += len(formats.body_units(im, cfg, xi)) * formats.unit_bytes(cfg, xi)
         assert at == len(record)
         # Round trip: the stream header and this one record decode to the pass.
         one = formats.encode_stream([formats.PackedLayer("p", packed.K, packed.C, packed.Kp,

@@ -181,8 +181,8 @@ def _frame_mutant(name: str, block, harness, fault: str) -> Proof:
 
 class TakeIgnoresWr(WeightLoader):
     """The accelerator's loader (``WEIGHT_BEAT_BYTES`` per beat, ``FRAME_CFG``) whose parser
-    takes a unit from its byte buffer without waiting for ``wr`` to be free: the write an
-    entry or word makes may land on one still stalled on ``wr``. Its own logic otherwise:
+    takes a unit from its byte buffer without waiting for ``wr`` to be free: the write a
+    body unit makes may land on one still stalled on ``wr``. Its own logic otherwise:
     only the ``wr_free`` it hands its byte buffer is a constant 1."""
 
     def __init__(self):

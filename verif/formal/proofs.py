@@ -904,7 +904,7 @@ def weight_loader(m: Module, *, loader: Callable[[], WeightLoader] = partial(
                       WeightLoader, FRAME_CFG, beat_bytes=1), covers: bool = False) -> None:
     """The stream rules on ``wr`` for any input under the stream rules (wide beats: and
     ``keep``'s) and any stalls on ``wr``, and that no write is overwritten: the parser
-    completes an entry or word (``issue``, which loads ``wr``) only while ``wr`` is empty or
+    completes a body unit (``issue``, which loads ``wr``) only while ``wr`` is empty or
     taken. ``covers`` (bounded checks deep enough for a write): a write stalled and then
     taken, a unit that makes no write taken while a write waits (a header field or a dropped
     byte: with one byte per beat, any byte), a write issued as the one before leaves, and a
@@ -1289,7 +1289,7 @@ PROOFS: tuple[Proof, ...] = (
     Proof("weight_loader", "WeightLoader(beat_bytes=1)",
           "stream rules on wr for any byte stream, no write overwritten; covers: a stalled "
           "write taken, a byte taken while a write waits, writes back to back, a rejected "
-          "record", partial(weight_loader, covers=True), depth=34),
+          "record", partial(weight_loader, covers=True), depth=56),
     Proof("weight_loader_induction", "WeightLoader(beat_bytes=1)",
           "as weight_loader in every reachable state (k-induction)", weight_loader,
           depth=1, mode="prove"),
