@@ -194,7 +194,6 @@ class WeightLoader(ConfiguredComponent):
         self._pe_bytes = _field_bytes(pe_header_layout())
         self._entry_bytes = [formats.directory_layout(cfg, xi).entry_bytes
                              for xi in range(cfg.coords)]
-        self._word_bytes = [formats.slot_layout(cfg, xi).word_bytes for xi in range(cfg.coords)]
         self._unit_bytes = [formats.unit_bytes(cfg, xi) for xi in range(cfg.coords)]
         super().__init__(cfg, {
             "i": In(stream.Signature(beat_layout(beat_bytes))),

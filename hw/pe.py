@@ -540,12 +540,16 @@ class SparsePE(ConfiguredComponent):
         # -- drain: beat r reads channels k0 .. k0 + D - 1, channel k from lane k mod L ------
         # k_count arrives from the register file, far away: a local copy, and the k0 of the
         # final beat precomputed from it, keep that wire and an adder off the drain's path.
-        # (k_count is written before START, so one cycle of delay is never seen.)
+        # Both load only while this PE is idle: the enable is the PE's own, so Yosys cannot
+        # merge the sixteen PEs' copies into one register that drives them all across the
+        # die (the routed critical path of 91cb3c7, docs/fpga.md). k_count is written before
+        # START, while every PE is idle, so one cycle of delay is never seen.
         k_count = Signal.like(self.k_count, name="k_count_r")
         shift_d = width_d.bit_length() - 1               # drain_width is a power of two
         k_final = Signal(range(cfg.k_max + 1), name="k_final")
-        m.d.sync += [k_count.eq(self.k_count),
-                     k_final.eq(((self.k_count - 1) >> shift_d) << shift_d)]
+        with m.If(self.idle):
+            m.d.sync += [k_count.eq(self.k_count),
+                         k_final.eq(((self.k_count - 1) >> shift_d) << shift_d)]
         lane0 = Signal(range(lanes))         # lane of channel k0
         row0 = Signal(range(rows + 1))       # its row
         k0 = Signal(range(cfg.k_max + width_d + 1))
