@@ -78,9 +78,9 @@ class ControlRegisters(ConfiguredComponent):
         The HEIGHT, WIDTH, CHANNELS, KOUT, PAD and RELU registers (all 0 after reset).
     start : Out(1)
         One-cycle pulse, one cycle after the write of an accepted CTRL.START.
-    quant_k : In(range(k_max)), quant : Out(quant_layout(cfg))
-        Asynchronous read port of the quantisation memory: ``quant`` is entry ``quant_k`` in
-        the same cycle (a combinational path from ``quant_k``).
+    quant_k : In(ArrayLayout(range(k_max), P)), quant : Out(ArrayLayout(quant_layout(cfg), P))
+        ``P = transform_channels`` asynchronous read ports of the quantisation memory: ``quant[j]``
+        is entry ``quant_k[j]`` in the same cycle (a combinational path from ``quant_k[j]``).
     busy : In(1)
         A run or a weight load is in progress: configuration writes and START are refused.
         Must rise in the cycle after ``start`` (STATUS.BUSY and the refusal also count that
@@ -180,8 +180,8 @@ class ControlRegisters(ConfiguredComponent):
             "winograd_relu": Out(1),
             "spatial_relu": Out(1),
             "start": Out(1),
-            "quant_k": In(range(cfg.k_max)),
-            "quant": Out(quant_layout(cfg)),
+            "quant_k": In(data.ArrayLayout(range(cfg.k_max), cfg.transform_channels)),
+            "quant": Out(data.ArrayLayout(quant_layout(cfg), cfg.transform_channels)),
             "busy": In(1),
             "done": In(1),
             "error": In(1),
@@ -253,10 +253,11 @@ class ControlRegisters(ConfiguredComponent):
             return ((word >= quant_word) & (word < quant_end)
                     & (word[:2] == field_index))
 
-        # -- quantisation memory: one memory per field, two asynchronous read ports --------
-        # The output transform's port, and the host's, shared by an AXI read (in its one
-        # ar_full cycle) and the byte-strobe merge of a write (which waits for that cycle):
-        # a third port would be a third copy of the LUT RAM and of its read-out multiplexers.
+        # -- quantisation memory: one memory per field, P + 1 asynchronous read ports ------
+        # The output transforms' ports (one per channel of their beat), and the host's,
+        # shared by an AXI read (in its one ar_full cycle) and the byte-strobe merge of a
+        # write (which waits for that cycle): one more port would be one more copy of the LUT
+        # RAM and of its read-out multiplexers.
         # The host port's address and its field selects are registers loaded with their next
         # values (the read's address in the cycle of the AR handshake, else the write's), so
         # nothing but a register drives the address lines of the LUT RAM, and the port's
@@ -275,8 +276,9 @@ class ControlRegisters(ConfiguredComponent):
             mem = Memory(shape=field.shape, depth=cfg.k_max, init=[])
             m.submodules[f"quant_{name}"] = mem
             q_write[name] = mem.write_port()
-            port = mem.read_port(domain="comb")
-            m.d.comb += [port.addr.eq(self.quant_k), self.quant[name].eq(port.data)]
+            for j in range(cfg.transform_channels):
+                port = mem.read_port(domain="comb")
+                m.d.comb += [port.addr.eq(self.quant_k[j]), self.quant[j][name].eq(port.data)]
             q_host[name] = mem.read_port(domain="comb")
             # One copy per field, each driving the read address of fewer LUT-RAM cells. Yosys
             # merges identical flip-flops, so the copies are built differently: with a reset,

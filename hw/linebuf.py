@@ -40,10 +40,14 @@ class LineBuffer(ConfiguredComponent):
         ignored. Frames follow each other back to back (the beat after a frame's last one
         starts the next frame); the first rows of the next frame may stream in while the last
         bands of the previous one are still being read.
-    o : Out(stream.Signature(StructLayout({"d": ArrayLayout(signed(act_bits), n*n), "c": ...,
+    o : Out(stream.Signature(StructLayout({"d": ArrayLayout(ArrayLayout(signed(act_bits), n*n),
+                                                          P), "c": ..., "n": ...,
                                           "last": unsigned(1)})))
-        Patches in order: for ``ty`` in ``0 .. tiles_h-1``, for ``tx`` in ``0 .. tiles_w-1``,
-        for ``c`` in ``0 .. C-1``; ``last`` on ``c == C-1``. ``d`` is row-major: element
+        ``P = transform_channels`` patches of consecutive channels per beat, in order: for ``ty``
+        in ``0 .. tiles_h-1``, for ``tx`` in ``0 .. tiles_w-1``, for ``c`` in ``0, P, 2P ..``
+        below ``C``: ``d[j]`` is channel ``c + j``'s patch, ``n`` the beat's channels (``P``,
+        or ``C mod P`` in a tile's final beat when ``P`` does not divide ``C``; ``d[j]`` is
+        zero for ``j >= n``), ``last`` on the tile's final beat. A patch is row-major: element
         ``(r, s)`` at ``r*n + s`` is ``x[c, ty*m - pad + r, tx*m - pad + s]``, zero outside
         the image (padding, and the overhang of partial edge tiles): exactly
         :func:`sw.winograd.extract_tiles` over :func:`sw.winograd.tile_grid`. ``c`` is
@@ -96,13 +100,15 @@ class LineBuffer(ConfiguredComponent):
     in which the band's last needed input beat is transferred (row count, memory read, the
     selected elements' register, output register).
 
-    Throughput: one input beat (``V`` channels) per cycle and one patch (one channel) per
-    cycle. A band's ``tiles_w · C`` patches are read while the ``m · W · ceil(C / V)`` beats of
-    the next band arrive. With ``o`` always ready and no input gaps, the slower side sets the
-    pace: when the reading is the faster (``C`` small against ``V``), the input is never
-    stalled and the final bands of a frame leave ``LATENCY`` cycles after its last input beat,
-    one per cycle; when the writing is the faster, the patches leave one per cycle without a
-    bubble from the frame's first to its last, and the input waits for row slots.
+    Throughput: one input beat (``V`` channels) per cycle and one output beat (``P``
+    channels' patches, all from the same memory words: ``P`` divides the channels of a word)
+    per cycle. A band's ``tiles_w · ceil(C / P)`` beats are read while the
+    ``m · W · ceil(C / V)`` beats of the next band arrive. With ``o`` always ready and no
+    input gaps, the slower side sets the pace: when the reading is the faster (``C`` small
+    against ``V``), the input is never stalled and the final bands of a frame leave
+    ``LATENCY`` cycles after its last input beat, one beat per cycle; when the writing is the
+    faster, the beats leave one per cycle without a bubble from the frame's first to its
+    last, and the input waits for row slots.
     """
 
     #: Cycles from a band's last needed input beat to its first patch on ``o``.
@@ -124,9 +130,11 @@ class LineBuffer(ConfiguredComponent):
     @staticmethod
     def layouts(cfg: AccelConfig) -> tuple:
         """Payload shapes of ``i`` and ``o``, without building the component (for benches)."""
+        patch = data.ArrayLayout(signed(cfg.act_bits), cfg.n * cfg.n)
         o_layout = data.StructLayout({
-            "d": data.ArrayLayout(signed(cfg.act_bits), cfg.n * cfg.n),
+            "d": data.ArrayLayout(patch, cfg.transform_channels),
             "c": unsigned(max(1, (cfg.c_max - 1).bit_length())),
+            "n": range(1, cfg.transform_channels + 1),
             "last": unsigned(1),
         })
         return data.ArrayLayout(signed(cfg.act_bits), cfg.stream_values), o_layout
@@ -168,6 +176,8 @@ class LineBuffer(ConfiguredComponent):
         V = cfg.stream_values
         log_v = V.bit_length() - 1
         c_max = cfg.c_max
+        P = cfg.transform_channels
+        log_p = P.bit_length() - 1
         words = self.pixel_words(cfg)       # memory words (input beats) of one pixel
         groups = self.column_groups(cfg)
         depth = groups * words
@@ -184,11 +194,13 @@ class LineBuffer(ConfiguredComponent):
         ]
         last_ty_index = Signal(16)                      # tiles_h - 1
         last_tx_index = Signal(range(cfg.w_max + 1))    # tiles_w - 1
-        last_c_index = Signal(range(c_max + 1))         # C - 1
+        last_c_index = Signal(range(c_max + 1))         # first channel of a tile's last beat
+        last_n = Signal(range(1, P + 1))                # channels of a tile's last beat
         m.d.sync += [
             last_ty_index.eq(((out_h + (mm - 1)) >> log_m) - 1),
             last_tx_index.eq(((out_w + (mm - 1)) >> log_m) - 1),
-            last_c_index.eq(C - 1),
+            last_c_index.eq(((C - 1) >> log_p) << log_p),
+            last_n.eq(((C - 1) & (P - 1)) + 1),
         ]
 
         # Row FIFO bookkeeping shared by both sides. A slot is used from the first beat of its
@@ -295,7 +307,7 @@ class LineBuffer(ConfiguredComponent):
             band_end.eq(issue & last_c & last_tx),
         ]
         with m.If(issue):
-            m.d.sync += rc.eq(rc + 1)
+            m.d.sync += rc.eq(rc + P)
             with m.If(last_c):
                 m.d.sync += [rc.eq(0), tx.eq(tx + 1), q0.eq(q0 + mm)]
                 with m.If(col_mod >= n - mm):
@@ -339,16 +351,18 @@ class LineBuffer(ConfiguredComponent):
         s1_valid = Signal()
         s1_c = Signal.like(self.o.payload.c)
         s1_last = Signal()
+        s1_n = Signal.like(self.o.payload.n)
         s1_rows = Signal(n)             # patch row r lies inside the image
         s1_cols = Signal(n)             # patch column s lies inside the image
         s1_base = Signal(range(S))      # slot of patch row 0
         s1_mod = Signal(range(n))       # bank of patch column 0
-        s1_lane = Signal(range(V))      # element c mod V of the words read
+        s1_lane = Signal(range(V))      # element c mod V of the words read (a multiple of P)
         with m.If(advance):
             m.d.sync += [
                 s1_valid.eq(issue),
                 s1_c.eq(rc),
                 s1_last.eq(last_c),
+                s1_n.eq(Mux(last_c, last_n, P)),
                 s1_base.eq(Mux(pf & (head == 0), S - 1, head - pf)),
                 s1_mod.eq(col_mod),
                 s1_lane.eq(rc & (V - 1)),
@@ -412,11 +426,14 @@ class LineBuffer(ConfiguredComponent):
                     mem_data.append(rp.data)
                 row = []
                 for b in range(n):
-                    value = Signal(signed(cfg.act_bits), name=f"slot{k}_col{b}_value")
                     source = Signal(range(n), name=f"slot{k}_col{b}_mem")
-                    m.d.comb += [source.eq((s1_group + b) & (n - 1)),
-                                 value.eq(Array(mem_data)[source][s1_elem])]
-                    row.append(value)
+                    m.d.comb += source.eq((s1_group + b) & (n - 1))
+                    values = []
+                    for j in range(P):      # s1_elem is a multiple of P: | is +
+                        value = Signal(signed(cfg.act_bits), name=f"slot{k}_col{b}_value{j}")
+                        m.d.comb += value.eq(Array(mem_data)[source][s1_elem | j])
+                        values.append(value)
+                    row.append(values)
                 bank_data.append(row)
         else:
             bank_data = []
@@ -433,11 +450,14 @@ class LineBuffer(ConfiguredComponent):
                         wp.en.eq(accept & (wslot == k) & (cur_mod == b)),
                         rp.addr.eq(rd_word(b)), rp.en.eq(issue),
                     ]
-                    # Element c mod V of every bank before the rotations, which then move
-                    # act_bits-wide values rather than whole words.
-                    value = Signal(signed(cfg.act_bits), name=f"slot{k}_col{b}_value")
-                    m.d.comb += value.eq(rp.data[s1_lane])
-                    row.append(value)
+                    # Elements c mod V .. + P - 1 of every bank before the rotations, which
+                    # then move act_bits-wide values rather than whole words.
+                    values = []
+                    for j in range(P):
+                        value = Signal(signed(cfg.act_bits), name=f"slot{k}_col{b}_value{j}")
+                        m.d.comb += value.eq(rp.data[s1_lane | j])
+                        values.append(value)
+                    row.append(values)
                 bank_data.append(row)
 
         # -- stage 2: the selected elements, registered ----------------------------------------
@@ -447,18 +467,21 @@ class LineBuffer(ConfiguredComponent):
         s2_valid = Signal()
         s2_c = Signal.like(s1_c)
         s2_last = Signal()
+        s2_n = Signal.like(s1_n)
         s2_rows, s2_cols = Signal(n), Signal(n)
         s2_base = Signal(range(S))
         s2_mod = Signal(range(n))
-        s2_data = [[Signal(signed(cfg.act_bits), name=f"s2_slot{k}_col{b}", reset_less=True)
-                    for b in range(n)] for k in range(S)]
+        s2_data = [[[Signal(signed(cfg.act_bits), name=f"s2_slot{k}_col{b}_ch{j}",
+                             reset_less=True) for j in range(P)]
+                     for b in range(n)] for k in range(S)]
         with m.If(advance):
             m.d.sync += [
-                s2_valid.eq(s1_valid), s2_c.eq(s1_c), s2_last.eq(s1_last),
+                s2_valid.eq(s1_valid), s2_c.eq(s1_c), s2_last.eq(s1_last), s2_n.eq(s1_n),
                 s2_rows.eq(s1_rows), s2_cols.eq(s1_cols), s2_base.eq(s1_base),
                 s2_mod.eq(s1_mod),
             ]
-            m.d.sync += [s2_data[k][b].eq(bank_data[k][b]) for k in range(S) for b in range(n)]
+            m.d.sync += [s2_data[k][b][j].eq(bank_data[k][b][j])
+                         for k in range(S) for b in range(n) for j in range(P)]
 
         # -- output register: rotate slots to patch rows and banks to patch columns ----------
         patch_rows = []
@@ -467,9 +490,12 @@ class LineBuffer(ConfiguredComponent):
             m.d.comb += slot.eq(Mux(s2_base + r >= S, s2_base + r - S, s2_base + r))
             words = []
             for b in range(n):
-                word = Signal(signed(cfg.act_bits), name=f"row{r}_bank{b}")
-                m.d.comb += word.eq(Array(s2_data[k][b] for k in range(S))[slot])
-                words.append(word)
+                channel_words = []
+                for j in range(P):
+                    word = Signal(signed(cfg.act_bits), name=f"row{r}_bank{b}_ch{j}")
+                    m.d.comb += word.eq(Array(s2_data[k][b][j] for k in range(S))[slot])
+                    channel_words.append(word)
+                words.append(channel_words)
             patch_rows.append(words)
         col_banks = []
         for s in range(n):
@@ -481,12 +507,15 @@ class LineBuffer(ConfiguredComponent):
                 self.o.valid.eq(s2_valid),
                 self.o.payload.c.eq(s2_c),
                 self.o.payload.last.eq(s2_last),
+                self.o.payload.n.eq(s2_n),
             ]
-            for s in range(n):
-                for r in range(n):
-                    value = Array(patch_rows[r])[col_banks[s]]
-                    m.d.sync += self.o.payload.d[r * n + s].eq(
-                        Mux(s2_rows[r] & s2_cols[s], value, 0))
+            for j in range(P):
+                inside = 1 if j == 0 else j < s2_n      # channels past C are zero too
+                for s in range(n):
+                    for r in range(n):
+                        value = Array(words[j] for words in patch_rows[r])[col_banks[s]]
+                        m.d.sync += self.o.payload.d[j][r * n + s].eq(
+                            Mux(s2_rows[r] & s2_cols[s] & inside, value, 0))
 
         m.d.comb += self.idle.eq((used == 0) & ~s1_valid & ~s2_valid & ~self.o.valid)
         return m

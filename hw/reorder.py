@@ -26,17 +26,20 @@ class OutputReorder(ConfiguredComponent):
     Parameters
     ----------
     cfg : AccelConfig
-        Supplies the tile size ``m`` (``tile``), ``act_bits``, ``w_max``, ``k_max`` and
-        ``stream_values``.
+        Supplies the tile size ``m`` (``tile``), ``act_bits``, ``w_max``, ``k_max``,
+        ``stream_values`` and ``transform_channels`` (P, which divides ``stream_values``).
 
     Members
     -------
-    i : In(stream.Signature(ArrayLayout(signed(act_bits), m*m)))
-        The requantised ``m×m`` tile of one output channel, row-major (element ``(r, s)`` at
-        ``r*m + s``), as :class:`hw.transforms.OutputTransform` emits it. Beats in order: for
-        ``ty`` in ``0 .. tiles_h-1``, for ``tx`` in ``0 .. tiles_w-1``, for ``k`` in
-        ``0 .. K-1``, with ``tiles_h = ceil(out_h / m)`` and ``tiles_w = ceil(out_w / m)``.
-        Accepted one per cycle while the band being filled has room.
+    i : In(stream.Signature(ArrayLayout(ArrayLayout(signed(act_bits), m*m), P)))
+        The requantised ``m×m`` tiles of ``P`` consecutive output channels ``k .. k + P - 1``,
+        each row-major (element ``(r, s)`` at ``r*m + s``), as the output transforms emit them
+        (:class:`hw.transforms.OutputTransform` in :class:`hw.lockstep.Lockstep`). Beats in
+        order: for ``ty`` in ``0 .. tiles_h-1``, for ``tx`` in ``0 .. tiles_w-1``, for ``k``
+        in ``0, P, 2P ..`` below ``K``, with
+        ``tiles_h = ceil(out_h / m)`` and ``tiles_w = ceil(out_w / m)``; the tiles of channels
+        ``k + j >= K`` in a tile's final beat are ignored. Accepted one per cycle while the
+        band being filled has room.
     o : Out(stream.Signature(StructLayout({"data": ArrayLayout(signed(act_bits), V),
                                           "keep": unsigned(V), "last": unsigned(1)})))
         The ``out_h × out_w × K`` output in NHWC raster order, ``V = stream_values`` channels
@@ -65,20 +68,20 @@ class OutputReorder(ConfiguredComponent):
     ``Kw`` words of ``V`` channels; see :attr:`memory_bits`), in ``m²`` banks, bank ``(r, s)``
     holding row ``r`` and the columns ``x ≡ s (mod m)`` of both bands,
     ``2 · ceil(w_max / m) · Kw`` words deep, each word written ``act_bits`` at a time (one
-    write enable per element). A tile of channel ``k`` is one write: element ``k mod V`` of the
-    word at ``tx · ceil(K / V) + k div V`` in each of the ``m²`` banks; an output beat is one
-    read of one bank. The configuration m 2, w_max 64, k_max 256, 8 bits, ``V = 8`` needs
-    524,288 bits (64 KiB).
+    write enable per element). A beat of channels ``k .. k + P - 1`` is one write: elements
+    ``k mod V .. k mod V + P - 1`` of the word at ``tx · ceil(K / V) + k div V`` in each of
+    the ``m²`` banks; an output beat is one read of one bank. The configuration m 2, w_max 64,
+    k_max 256, 8 bits, ``V = 8`` needs 524,288 bits (64 KiB).
 
     Latency: the first value of a band is valid on ``o`` :attr:`LATENCY` cycles after the
     band's final tile is accepted when the other band is drained (band complete flag, memory
     read, output register).
 
-    Throughput: one tile (``m²`` values of one channel) per cycle on ``i``, and one beat (up
-    to ``V`` channels of one pixel) per cycle on ``o`` while a band is complete and ``o`` is
-    ready. Filling the next band (``tiles_w · K`` beats) overlaps draining the current one
-    (``rows · out_w · ceil(K / V)`` beats), and without gaps and back-pressure the slower of
-    the two sets the pace. When the drain is the slower (few channels), ``o`` moves a beat
+    Throughput: one beat (``P`` channels' tiles) per cycle on ``i``, and one beat (up to
+    ``V`` channels of one pixel) per cycle on ``o`` while a band is complete and ``o`` is
+    ready. With ``P = 1``: filling the next band (``tiles_w · K`` beats) overlaps draining
+    the current one (``rows · out_w · ceil(K / V)`` beats), and without gaps and
+    back-pressure the slower of the two sets the pace. When the drain is the slower (few channels), ``o`` moves a beat
     every cycle with no bubble between bands nor between back-to-back frames: a frame takes
     ``tiles_w · K + LATENCY - 1 + out_h · out_w · ceil(K / V)`` cycles from its first input
     beat to its last output, each back-to-back frame of the same shape
@@ -105,7 +108,8 @@ class OutputReorder(ConfiguredComponent):
     @staticmethod
     def layouts(cfg: AccelConfig) -> tuple[data.ArrayLayout, data.StructLayout]:
         """Payload layouts of ``i`` and ``o``, without building the component (for benches)."""
-        i_layout = data.ArrayLayout(signed(cfg.act_bits), cfg.tile * cfg.tile)
+        i_layout = data.ArrayLayout(data.ArrayLayout(signed(cfg.act_bits), cfg.tile * cfg.tile),
+                                    cfg.transform_channels)
         V = cfg.stream_values
         o_layout = data.StructLayout({"data": data.ArrayLayout(signed(cfg.act_bits), V),
                                       "keep": unsigned(V), "last": unsigned(1)})
@@ -135,6 +139,8 @@ class OutputReorder(ConfiguredComponent):
         log_m = mm.bit_length() - 1
         V = cfg.stream_values
         log_v = V.bit_length() - 1
+        P = cfg.transform_channels
+        log_p = P.bit_length() - 1
         words = self.pixel_words(cfg)
         band_words = self.band_tiles(cfg) * words       # words of one band in one bank
         K = self.channels
@@ -150,19 +156,22 @@ class OutputReorder(ConfiguredComponent):
         w_tx = Signal(range(self.band_tiles(cfg)))
         w_k = Signal(range(cfg.k_max))
         accept = Signal()
-        w_band_end = (w_tx == tiles_w - 1) & (w_k == K - 1)
+        # w_k is the beat's first channel, a multiple of P: a tile column's last beat holds
+        # channel K - 1.
+        w_k_last = (w_k == K - 1) if P == 1 else (w_k == ((K - 1) >> log_p) << log_p)
+        w_band_end = (w_tx == tiles_w - 1) & w_k_last
         m.d.comb += [
             self.i.ready.eq(~full.bit_select(wband, 1)),
             accept.eq(self.i.valid & self.i.ready),
         ]
         with m.If(accept):
-            m.d.sync += w_k.eq(w_k + 1)
-            with m.If(w_k == K - 1):
+            m.d.sync += w_k.eq(w_k + P)
+            with m.If(w_k_last):
                 m.d.sync += [w_k.eq(0), w_tx.eq(w_tx + 1), w_offset.eq(w_offset + beats)]
             with m.If(w_band_end):
                 m.d.sync += [w_offset.eq(0), w_tx.eq(0), wband.eq(~wband)]
         w_addr = Mux(wband, band_words, 0) + w_offset + (w_k >> log_v)
-        w_lane = Signal(range(V))
+        w_lane = Signal(range(V))                       # a multiple of P
         m.d.comb += w_lane.eq(w_k & (V - 1))
 
         # -- read side: walk the complete band in raster order ------------------------------
@@ -256,8 +265,9 @@ class OutputReorder(ConfiguredComponent):
         bank_data = []
         for r in range(mm):
             for s in range(mm):
-                # One write enable per act_bits element (block-RAM byte enables): a tile
-                # writes element k mod V of a word and leaves the other channels as they are.
+                # One write enable per act_bits element (block-RAM byte enables): a beat
+                # writes elements k mod V .. + P - 1 of a word and leaves the other channels
+                # as they are (those of channels >= K too: the read side never keeps them).
                 # The writer fills only a band that is not full and the reader reads only a
                 # full one, so no address is read and written in one cycle: Yosys need not
                 # emulate the block RAM's read-during-write behaviour (no_rw_check; the
@@ -268,10 +278,10 @@ class OutputReorder(ConfiguredComponent):
                 wp = mem.write_port(granularity=cfg.act_bits)
                 rp = mem.read_port()
                 here = (r_row == r) & (r_x[:log_m] == s)
-                value = self.i.payload[r * mm + s]
+                values = [self.i.payload[j][r * mm + s] for j in range(P)]
                 m.d.comb += [
-                    wp.addr.eq(w_addr), wp.data.eq(Cat(value for _ in range(V))),
-                    wp.en.eq(Mux(accept, 1 << w_lane, 0)),
+                    wp.addr.eq(w_addr), wp.data.eq(Cat(values[lane % P] for lane in range(V))),
+                    wp.en.eq(Mux(accept, ((1 << P) - 1) << w_lane, 0)),
                     rp.addr.eq(r_addr), rp.en.eq(issue & here),
                 ]
                 bank_data.append(rp.data)

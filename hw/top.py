@@ -3,14 +3,15 @@
 One run computes one 3×3 stride-1 layer pass (``K ≤ k_max`` output channels) of one image::
 
     s_axis_act (stream_values channels of a pixel per beat)
-               → stream buffer → LineBuffer (one channel's n×n patch per cycle)
-               → stream buffer → InputTransform (+ Winograd ReLU)
-               → ChannelGather (one channel per beat → act_width) → stream buffer
+               → stream buffer → LineBuffer (transform_channels channels' n×n patches per cycle)
+               → stream buffer → InputTransform × P (+ Winograd ReLU; P = transform_channels,
+                 in lockstep)
+               → ChannelGather (P channels per beat → act_width) → stream buffer
                → SparseArray (n² sparse PEs)
-               → ChannelSerialiser (drain_width channels per beat → one) → stream buffer
-               → OutputTransform (+ bias, requantise, spatial ReLU, clamp; quant[k] from the CSRs;
-                 free-running: credits in front, a queue behind)
-               → stream buffer → OutputReorder (one m×m tile in per cycle)
+               → ChannelSerialiser (drain_width channels per beat → P) → stream buffer
+               → OutputTransform × P (+ bias, requantise, spatial ReLU, clamp; quant[k] from the
+                 CSRs; in lockstep, free-running: credits in front, a queue behind)
+               → stream buffer → OutputReorder (P channels' m×m tiles in per cycle)
                → m_axis_out (stream_values channels of a pixel per beat)
     s_axis_wgt (16 bytes per beat) → stream buffer → WeightLoader → WeightRing → the PEs'
                weight and directory memories (the next pass's record loads beside the
@@ -40,6 +41,7 @@ from hw.reorder import OutputReorder
 from hw.stream_buffer import StreamBuffer
 from hw.channels import ChannelGather, ChannelSerialiser
 from hw.free_running import FreeRunning
+from hw.lockstep import Lockstep
 from hw.transforms import InputTransform, OutputTransform
 from hw.weight_ring import WeightRing
 
@@ -147,8 +149,12 @@ class Accelerator(ConfiguredComponent):
         csr = m.submodules.csr = self._csr
         linebuf = m.submodules.linebuf = LineBuffer(cfg)
         patch = linebuf.o.payload
-        tile_meta = data.StructLayout({"c": patch.c.shape(), "last": 1})
-        itf = m.submodules.input_transform = InputTransform(cfg, meta=tile_meta)
+        tile_meta = data.StructLayout({"c": patch.c.shape(), "n": patch.n.shape(), "last": 1})
+        # One input (and output) transform per channel of a beat, in lockstep (hw.lockstep);
+        # the beat's meta rides through the first input transform.
+        P = cfg.transform_channels
+        itf = m.submodules.input_transform = Lockstep(
+            [InputTransform(cfg, meta=tile_meta) for _ in range(P)])
         gather = m.submodules.gather = ChannelGather(cfg)
         array = m.submodules.array = SparseArray(cfg, counter_bits=self._counter_bits)
         channels = m.submodules.serialiser = ChannelSerialiser(cfg)
@@ -156,8 +162,9 @@ class Accelerator(ConfiguredComponent):
         # enables behind the reorder's back-pressure) was the routed critical path with the
         # channel buffer's enables (docs/fpga.md). Credits admit a tile only while the queue
         # behind it has room; 16 is one LUT RAM's depth.
-        otf = m.submodules.output_transform = FreeRunning(OutputTransform(cfg),
-                                                          depth=self.OUTPUT_QUEUE_DEPTH)
+        otf = m.submodules.output_transform = FreeRunning(
+            Lockstep([OutputTransform(cfg) for _ in range(cfg.transform_channels)]),
+            depth=self.OUTPUT_QUEUE_DEPTH)
         reorder = m.submodules.reorder = OutputReorder(cfg)
         loader = m.submodules.loader = accelerator_loader(cfg)
         ring = m.submodules.weight_ring = WeightRing(cfg)
@@ -261,20 +268,23 @@ class Accelerator(ConfiguredComponent):
         wiring.connect(m, linebuf.o, patches.i)
         patch = patches.o.payload
         m.d.comb += [
-            itf.i.payload.d.eq(patch.d),
-            itf.i.payload.relu.eq(csr.winograd_relu),
-            itf.i.payload.meta.c.eq(patch.c),
-            itf.i.payload.meta.last.eq(patch.last),
+            itf.i.payload[0].meta.c.eq(patch.c),
+            itf.i.payload[0].meta.n.eq(patch.n),
+            itf.i.payload[0].meta.last.eq(patch.last),
             itf.i.valid.eq(patches.o.valid),
             patches.o.ready.eq(itf.i.ready),
-        ]
-        m.d.comb += [
-            gather.i.payload.v.eq(itf.o.payload.v),
-            gather.i.payload.c.eq(itf.o.payload.meta.c),
-            gather.i.payload.last.eq(itf.o.payload.meta.last),
+            gather.i.payload.c.eq(itf.o.payload[0].meta.c),
+            gather.i.payload.n.eq(itf.o.payload[0].meta.n),
+            gather.i.payload.last.eq(itf.o.payload[0].meta.last),
             gather.i.valid.eq(itf.o.valid),
             itf.o.ready.eq(gather.i.ready),
         ]
+        for j in range(P):
+            m.d.comb += [
+                itf.i.payload[j].d.eq(patch.d[j]),
+                itf.i.payload[j].relu.eq(csr.winograd_relu),
+                gather.i.payload.v[j].eq(itf.o.payload[j].v),
+            ]
         # The array takes a beat once all n² PEs have: a stream buffer keeps that wide AND
         # out of the gather, the input transform and the line buffer.
         act_buffer = m.submodules.act_buffer = StreamBuffer(gather.o.payload.shape())
@@ -319,13 +329,16 @@ class Accelerator(ConfiguredComponent):
         m.submodules.channel_buffer = channel_buffer
         wiring.connect(m, channels.o, channel_buffer.i)
         head = channel_buffer.o.payload
+        for j in range(P):
+            m.d.comb += [
+                csr.quant_k[j].eq(head.k + j),
+                otf.i.payload[j].m.eq(head.m[j]),
+                otf.i.payload[j].bias.eq(csr.quant[j].bias),
+                otf.i.payload[j].multiplier.eq(csr.quant[j].multiplier),
+                otf.i.payload[j].shift.eq(csr.quant[j].shift),
+                otf.i.payload[j].relu.eq(csr.spatial_relu),
+            ]
         m.d.comb += [
-            csr.quant_k.eq(head.k),
-            otf.i.payload.m.eq(head.m),
-            otf.i.payload.bias.eq(csr.quant.bias),
-            otf.i.payload.multiplier.eq(csr.quant.multiplier),
-            otf.i.payload.shift.eq(csr.quant.shift),
-            otf.i.payload.relu.eq(csr.spatial_relu),
             otf.i.valid.eq(channel_buffer.o.valid),
             channel_buffer.o.ready.eq(otf.i.ready),
         ]

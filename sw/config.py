@@ -26,7 +26,7 @@ SUPPORTED_TILES = (2, 4)
 #: How accumulators and the requantiser treat values out of range.
 OVERFLOW_MODES = ("wrap", "saturate")
 #: Bumped whenever a field is added, removed or changes meaning.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class ConfigError(ValueError):
@@ -92,6 +92,14 @@ class AccelConfig:
         Output channels each PE drains per cycle, a power of two (1..16): a tile drains in
         ``ceil(K / drain_width)`` cycles, so tiles with little work are not bound by their
         ``K`` outputs.
+    transform_channels : int
+        Channels the line buffer, the input transform, the output transform and the reorder
+        buffer move per cycle: a power of two that divides ``act_width``, ``drain_width`` and
+        the channels of one line-buffer row-memory word (``V / n`` when ``n`` divides
+        ``V = stream_values``, else ``V``): 1 or 2 at the default ``V = 8``, F(2,3). With 1,
+        a layer whose columns hold little work waits on one channel per cycle on both sides
+        of the array (``tiles · C`` and ``tiles · K`` cycles a pass); 2 halves both floors, for
+        a second input and output transform and a second quantisation read port.
     stream_values : int
         Activation values per beat of the AXI streams ``s_axis_act`` and ``m_axis_out``, a power
         of two (1..16): a beat carries up to ``stream_values`` channels of one pixel, so
@@ -117,6 +125,7 @@ class AccelConfig:
     act_width: int = 1
     slots_per_lane: int = 2
     drain_width: int = 1
+    transform_channels: int = 1
     stream_values: int = 8
     overflow: str = "wrap"
     bias_bits: int = 32
@@ -157,6 +166,13 @@ class AccelConfig:
         check_int("stream_values", 1, 16)
         if self.stream_values & (self.stream_values - 1):
             bad("stream_values", "a power of two")
+        check_int("transform_channels", 1, 16)
+        word = self.row_word_channels
+        P = self.transform_channels
+        if P & (P - 1) or self.act_width % P or self.drain_width % P or word % P:
+            bad("transform_channels", f"a power of two that divides act_width = "
+                                      f"{self.act_width}, drain_width = {self.drain_width} "
+                                      f"and the {word} channels of a line-buffer memory word")
         if not isinstance(self.overflow, str) or self.overflow not in OVERFLOW_MODES:
             bad("overflow", f"one of {', '.join(OVERFLOW_MODES)}")
         check_int("bias_bits", 2, 48)
@@ -219,6 +235,13 @@ class AccelConfig:
         Output channel ``k`` lives in lane ``k mod L``, row ``k // L``.
         """
         return -(-self.k_max // self.lanes_per_coord[xi])
+
+    @property
+    def row_word_channels(self) -> int:
+        """Channels of one line-buffer row-memory word: ``V / n`` when ``n`` divides
+        ``V = stream_values`` (the spread layout of :class:`hw.linebuf.LineBuffer`), else ``V``."""
+        V = self.stream_values
+        return V // self.n if V % self.n == 0 else V
 
     @property
     def drain_rows(self) -> int:

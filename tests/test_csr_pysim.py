@@ -734,15 +734,15 @@ def test_quant_memory(case, rng):
             for field, value in entry.items():
                 await axi.expect(regmap.quant_offset(k, field), value & 0xFFFF_FFFF,
                                  f"QUANT{k}.{field}")
-            ctx.set(dut.quant_k, k)
-            assert payload_value(ctx.get(dut.quant)) == entry, f"quant port, k={k}"
+            ctx.set(dut.quant_k[0], k)
+            assert payload_value(ctx.get(dut.quant[0])) == entry, f"quant port, k={k}"
         # a byte lane merges into the stored value: the most negative bias, low byte 0x05
         k = ks[0]
         bias = regmap.quant_offset(k, "bias")
         assert await axi.write(bias, 0x3C3C_3C05, strb=0b0001) == OKAY
         await axi.expect(bias, (values[k]["bias"] + 5) & 0xFFFF_FFFF, f"QUANT{k}.bias")
-        ctx.set(dut.quant_k, k)
-        assert payload_value(ctx.get(dut.quant))["bias"] == values[k]["bias"] + 5
+        ctx.set(dut.quant_k[0], k)
+        assert payload_value(ctx.get(dut.quant[0]))["bias"] == values[k]["bias"] + 5
         assert await axi.write(bias, values[k]["bias"]) == OKAY
         # out of range: one past each end of a field (when the field is narrower than 32 bits)
         k = ks[-1]
@@ -849,8 +849,8 @@ def test_random_against_model(case, rng):
                 assert await axi.read(offset) == model.read(offset), what
         await axi.expect(regmap.STATUS.offset, model.status(), "final STATUS")
         for k in range(cfg.k_max):
-            ctx.set(dut.quant_k, k)
-            assert payload_value(ctx.get(dut.quant)) == model.quant[k], f"quant port, k={k}"
+            ctx.set(dut.quant_k[0], k)
+            assert payload_value(ctx.get(dut.quant[0])) == model.quant[k], f"quant port, k={k}"
         for reg, value in model.config.items():
             await axi.expect(reg.offset, value, reg.name)
 

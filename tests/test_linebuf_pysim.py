@@ -35,8 +35,13 @@ def make_frame(cfg: AccelConfig, rng, H: int, W: int, C: int, pad: int, kind: st
         x = np.full((C, H, W), {"zeros": 0, "min": lo, "max": hi}[kind], dtype=np.int64)
     grid = winograd.tile_grid(H, W, cfg.tile, pad)
     tiles = winograd.extract_tiles(x, grid)                 # C, tiles_h, tiles_w, n, n
-    expected = [{"d": tiles[c, ty, tx].ravel().tolist(), "c": c, "last": int(c == C - 1)}
-                for ty in range(grid.tiles_h) for tx in range(grid.tiles_w) for c in range(C)]
+    P = cfg.transform_channels
+    zero = [0] * (cfg.n * cfg.n)
+    expected = [{"d": [tiles[c + j, ty, tx].ravel().tolist() if c + j < C else zero
+                       for j in range(P)],
+                 "c": c, "n": min(P, C - c), "last": int(c + P >= C)}
+                for ty in range(grid.tiles_h) for tx in range(grid.tiles_w)
+                for c in range(0, C, P)]
     return {"shape": (H, W, C, pad), "beats": wide_beats(cfg, rng, x.transpose(1, 2, 0)),
             "expected": expected, "grid": grid}
 
@@ -82,9 +87,11 @@ def set_shape(ctx, dut, shape):
 
 
 def mismatch(frame: dict, j: int, got, want) -> str:
-    grid, C = frame["grid"], frame["shape"][2]
-    return (f"shape (H, W, C, pad) {frame['shape']}: patch {j} (ty {j // (grid.tiles_w * C)}, "
-            f"tx {j // C % grid.tiles_w}, c {j % C}):\n  got      {got}\n  expected {want}")
+    grid, want_c = frame["grid"], want["c"]
+    beats = len(frame["expected"]) // (grid.tiles_h * grid.tiles_w)      # beats of a tile
+    return (f"shape (H, W, C, pad) {frame['shape']}: beat {j} (ty {j // (grid.tiles_w * beats)}, "
+            f"tx {j // beats % grid.tiles_w}, c {want_c}):\n  got      {got}\n"
+            f"  expected {want}")
 
 
 @pytest.mark.parametrize("m", sorted(CONFIGS))
@@ -119,12 +126,30 @@ def test_narrowest_and_widest_beats(values, rng):
                      "stall25", "stall25", slack=30, mismatch=mismatch)
 
 
+@pytest.mark.parametrize("cfg", [
+    # the spread layout at the default V = 8, F(2,3): a memory word holds 2 channels
+    AccelConfig(tile=2, w_max=10, c_max=13, act_width=2, drain_width=2,
+                transform_channels=2),
+    # one memory per bank (n = 6 does not divide V = 8): 4 of a word's 8 channels per beat
+    AccelConfig(tile=4, w_max=11, c_max=11, act_width=4, drain_width=4,
+                transform_channels=4),
+], ids=["m2-p2-spread", "m4-p4-banks"])
+def test_transform_channels(cfg, rng):
+    """``transform_channels`` channels per beat: random and corner shapes (channel counts that
+    ``P`` does and does not divide: a tile's last beat holds fewer, its other patches zero),
+    back-to-back frames, under gaps and back-pressure."""
+    shapes = [random_shape(cfg, rng) for _ in range(4)] + corner_shapes(cfg) + \
+        [(5, 6, cfg.transform_channels + 1, 1), (4, 5, 2 * cfg.transform_channels, 0)]
+    run_frame_groups(LineBuffer(cfg), make_groups(cfg, rng, shapes, 2), set_shape, rng,
+                     "stall25", "stall25", slack=30, mismatch=mismatch)
+
+
 def tail_patches(frame: dict) -> int:
     """Patches of the bands that need the frame's last row: they can only leave after it."""
     H, _, C, pad = frame["shape"]
     grid = frame["grid"]
     bands = sum(ty * grid.m - pad + grid.n >= H for ty in range(grid.tiles_h))
-    return bands * grid.tiles_w * C
+    return bands * len(frame["expected"]) // grid.tiles_h
 
 
 @pytest.mark.parametrize("m, shape", [

@@ -50,8 +50,11 @@ def make_frame(cfg: AccelConfig, rng, out_h: int, out_w: int, K: int, kind: str)
         edges = rng.random(shape)
         Y[edges < 0.1] = lo
         Y[edges > 0.9] = hi
-    beats = [Y[k, ty, tx].ravel().tolist()
-             for ty in range(shape[1]) for tx in range(shape[2]) for k in range(K)]
+    # P channels' tiles a beat; those past K in a tile's last beat are junk, to be ignored
+    P = cfg.transform_channels
+    beats = [[Y[k + j, ty, tx].ravel().tolist() if k + j < K
+              else rng.integers(lo, hi + 1, size=m * m).tolist() for j in range(P)]
+             for ty in range(shape[1]) for tx in range(shape[2]) for k in range(0, K, P)]
     expected = output_beats(cfg, golden_raster(Y, out_h, out_w))
     return {"shape": (out_h, out_w, K), "beats": beats, "expected": expected}
 
@@ -97,6 +100,17 @@ def test_random_frames_match_golden(m, gaps, backpressure, rng):
     groups = random_groups(cfg, rng, 7)
     run_frame_groups(OutputReorder(cfg), groups, set_shape, rng, gaps, backpressure, slack=20,
                      mismatch=mismatch)
+
+
+@pytest.mark.parametrize("cfg", [
+    AccelConfig(tile=2, w_max=10, k_max=13, act_width=2, drain_width=2, transform_channels=2),
+    AccelConfig(tile=4, w_max=10, k_max=9, act_width=4, drain_width=4, transform_channels=4),
+], ids=["m2-p2", "m4-p4"])
+def test_transform_channels(cfg, rng):
+    """``transform_channels`` tiles a beat (channel counts it does and does not divide: the
+    tiles past K in a tile's last beat are junk, never output), under gaps and back-pressure."""
+    run_frame_groups(OutputReorder(cfg), random_groups(cfg, rng, 8), set_shape, rng,
+                     "stall25", "bursts", slack=20, mismatch=mismatch)
 
 
 @pytest.mark.parametrize("values", [1, 16])

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from sw.config import AccelConfig
+from hw.lockstep import Lockstep
 from hw.transforms import InputTransform, OutputTransform, csd_digits
 from streams import Phase, run_streams
 from sw import golden
@@ -110,6 +111,36 @@ def test_one_tile_per_cycle(unit):
     full = run(component(cfg), beats)
     assert len(full.received["o"]) == len(beats) == 40
     assert full.cycles - short == 30
+
+
+@pytest.mark.parametrize("unit", sorted(UNITS))
+@pytest.mark.parametrize("gaps,backpressure", STALLS)
+def test_lockstep_copies_match_golden(unit, gaps, backpressure):
+    """``Lockstep`` of two units (the accelerator's transform_channels 2): each copy's beat is
+    its own golden output, in order, under gaps and back-pressure; one beat per cycle."""
+    component, make_beats, expected = UNITS[unit]
+    cfg = AccelConfig(tile=2)
+    rng = bench_rng(f"{unit}_transform/lockstep")
+    singles = make_beats(cfg, rng, 60)
+    beats = [[a, b] for a, b in zip(singles, reversed(singles))]
+    dut = Lockstep([component(cfg) for _ in range(2)])
+    assert dut.LATENCY == component.LATENCY
+    out = run(dut, beats, gaps=gaps, backpressure=backpressure, rng=rng).received["o"]
+    for beat, got in zip(beats, out, strict=True):
+        assert got == [expected(cfg, beat[0]), expected(cfg, beat[1])], f"beat {beat}"
+    if gaps == backpressure == "none":
+        short = run(Lockstep([component(cfg) for _ in range(2)]), beats[:10]).cycles
+        assert run(Lockstep([component(cfg) for _ in range(2)]), beats).cycles - short \
+            == len(beats) - 10
+
+
+def test_lockstep_refuses_mixed_units():
+    with pytest.raises(ValueError, match="copies of one unit class"):
+        Lockstep([InputTransform(AccelConfig()), OutputTransform(AccelConfig())])
+    with pytest.raises(ValueError, match="one signature"):
+        Lockstep([InputTransform(AccelConfig(tile=2)), InputTransform(AccelConfig(tile=4))])
+    with pytest.raises(ValueError, match="copies of one unit class"):
+        Lockstep([])
 
 
 @pytest.mark.parametrize("coef", range(-40, 41))

@@ -68,10 +68,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: The array under test: F(2x2, 3x3), 4 lanes per coordinate (64 multipliers), words of 8
 #: slots, 4 input channels per beat, 4 output channels drained per cycle, 3 tiles in flight;
-#: k_max 64 so the 128- and 256-channel layers run as 2 and 4 passes.
+#: k_max 64 so the 128- and 256-channel layers run as 2 and 4 passes. In the whole
+#: accelerator (verif.bench_system) two channels a cycle through the line buffer, the
+#: transforms and the reorder buffer (transform_channels): as fast as the 8-value beats of
+#: the AXI streams bring and take them at F(2,3).
 BENCH_CONFIG = AccelConfig(tile=2, lanes=4, k_max=64, c_max=256, wmem_depth=2048,
                            fifo_depth=32, tiles_in_flight=3, act_width=4, slots_per_lane=2,
-                           drain_width=4)
+                           drain_width=4, transform_channels=2)
 #: VGG-nagadomi layer shapes: channels (C = K) and F(2x2, 3x3) tiles of the output map, each
 #: shrunk 4x in area from the real 32x32, 16x16 and 8x8 (to 16x16, 8x8 and 8x4).
 LAYERS = {"conv64": (64, 64), "conv128": (128, 16), "conv256": (256, 8)}

@@ -12,10 +12,10 @@ all zero, all minimum, all maximum.
 The NHWC raster goes in as wide beats (:func:`sw.formats.activation_lanes`: ``stream_values``
 channels of one pixel per beat, a pixel's last beat partial when ``stream_values`` does not
 divide ``C``, its lanes past ``C`` filled with random values the block must ignore) under the
-valid-gap pattern, the patches come out under the
-back-pressure pattern with the stream rules checked, and every patch, ``c`` and ``last`` is
-compared in order with :func:`sw.winograd.extract_tiles` of the raster sent. ``idle`` must be
-high before every group and right after its final patch.
+valid-gap pattern, the patches come out (``transform_channels`` channels a beat) under the
+back-pressure pattern with the stream rules checked, and every patch, ``c``, ``n`` and
+``last`` is compared in order with :func:`sw.winograd.extract_tiles` of the raster sent.
+``idle`` must be high before every group and right after its final patch.
 
 ``$WINNOW_SAMPLES`` sets the number of random shapes per test (default 6).
 """
@@ -45,8 +45,12 @@ def patches(cfg: AccelConfig, shape: tuple[int, int, int, int], beats: list[list
     x = lanes.reshape(H, W, C).transpose(2, 0, 1)
     grid = winograd.tile_grid(H, W, cfg.tile, pad)
     tiles = winograd.extract_tiles(x, grid)
-    return [{"d": [int(v) for v in tiles[c, ty, tx].ravel()], "c": c, "last": int(c == C - 1)}
-            for ty in range(grid.tiles_h) for tx in range(grid.tiles_w) for c in range(C)]
+    P = cfg.transform_channels
+    zero = [0] * (cfg.n * cfg.n)
+    return [{"d": [[int(v) for v in tiles[c + j, ty, tx].ravel()] if c + j < C else zero
+                   for j in range(P)],
+             "c": c, "n": min(P, C - c), "last": int(c + P >= C)}
+            for ty in range(grid.tiles_h) for tx in range(grid.tiles_w) for c in range(0, C, P)]
 
 
 def shapes(cfg: AccelConfig, rng: random.Random, count: int) -> list[tuple[int, int, int, int]]:

@@ -45,9 +45,11 @@ def _grid(m: int, shape: tuple[int, int, int]) -> winograd.TileGrid:
 def raster(cfg: AccelConfig, shape: tuple[int, int, int], beats: list[list[int]]) -> list[dict]:
     """The NHWC raster beats of the tile ``beats`` (``ty``, ``tx``, ``k`` order) of ``shape``,
     edge overhang dropped, ``last`` on the final one."""
-    m = cfg.tile
+    m, K, P = cfg.tile, shape[2], cfg.transform_channels
     grid = _grid(m, shape)
-    Y = np.array(beats, dtype=np.int64).reshape(grid.tiles_h, grid.tiles_w, shape[2], m, m)
+    tiles = [beat[j] for beat, k in zip(beats, _beat_channels(grid, K, P)) for j in range(P)
+             if k + j < K]
+    Y = np.array(tiles, dtype=np.int64).reshape(grid.tiles_h, grid.tiles_w, K, m, m)
     pixels = winograd.assemble_tiles(Y.transpose(2, 0, 1, 3, 4), grid).transpose(1, 2, 0)
     lanes, keep = formats.activation_lanes(pixels, cfg)
     masks = (keep << np.arange(cfg.stream_values)).sum(axis=1)
@@ -63,13 +65,24 @@ def shapes(cfg: AccelConfig, rng: random.Random, count: int) -> list[tuple[int, 
                       rng.randint(1, cfg.k_max)) for _ in range(count)])[:max(count, 1)]
 
 
+def _beat_channels(grid: winograd.TileGrid, K: int, P: int) -> list[int]:
+    """The first channel of each input beat of a frame: ``0, P, ..`` below ``K`` per tile."""
+    return [k for _ in range(grid.tiles_h * grid.tiles_w) for k in range(0, K, P)]
+
+
 def frames(cfg: AccelConfig, rng: random.Random, shape: tuple[int, int, int]) -> list[list]:
-    """One to three frames of ``shape``, back to back, each a list of ``m × m`` tile beats."""
-    m = cfg.tile
+    """One to three frames of ``shape``, back to back, each a list of beats of
+    ``transform_channels`` ``m × m`` tiles (those past ``K`` random: the block ignores them)."""
+    m, K, P = cfg.tile, shape[2], cfg.transform_channels
+    lo, hi = cfg.act_range
     grid = _grid(m, shape)
-    tiles = grid.tiles_h * grid.tiles_w * shape[2]
-    values = [frame_values(rng, tiles * m * m, cfg.act_range) for _ in range(rng.randint(1, 3))]
-    return [[v[t * m * m:(t + 1) * m * m] for t in range(tiles)] for v in values]
+    out = []
+    for _ in range(rng.randint(1, 3)):
+        values = frame_values(rng, grid.tiles_h * grid.tiles_w * K * m * m, cfg.act_range)
+        tiles = iter(values[t * m * m:(t + 1) * m * m] for t in range(len(values) // (m * m)))
+        out.append([[next(tiles) if k + j < K else [rng.randint(lo, hi) for _ in range(m * m)]
+                     for j in range(P)] for k in _beat_channels(grid, K, P)])
+    return out
 
 
 @cocotb.test()

@@ -12,6 +12,9 @@ from verif.runner import bench_test
 CASES = {
     "output_reorder_m2": AccelConfig(tile=2, w_max=10, k_max=13, stream_values=4),
     "output_reorder_m4": AccelConfig(tile=4, w_max=10, k_max=4),
+    # two channels' tiles a beat (transform_channels), odd K included
+    "output_reorder_m2_p2": AccelConfig(tile=2, w_max=10, k_max=13, act_width=2, drain_width=2,
+                                        transform_channels=2),
 }
 
 

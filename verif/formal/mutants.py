@@ -48,11 +48,11 @@ FRAME_FAULTS = {
                                  "o: last exactly on a frame's final beat", "idle only when"),
     "line_buffer_swap": ("o: patch element (1, 1) over the followed pixel",
                          "o: patch element (1, 2) over the followed pixel",
-                         "o: patch element (1, 1) outside the image is zero",
-                         "o: patch element (1, 2) outside the image is zero"),
-    "line_buffer_drop": ("o: c and last are the patch's", "over the followed pixel carries",
+                         "o: patch element (1, 1) outside the image or past C is zero",
+                         "o: patch element (1, 2) outside the image or past C is zero"),
+    "line_buffer_drop": ("o: c, n and last are the beat's", "over the followed pixel carries",
                          "idle only when"),
-    "line_buffer_duplicate": ("o: c and last are the patch's",
+    "line_buffer_duplicate": ("o: c, n and last are the beat's",
                               "over the followed pixel carries", "idle only when"),
 }
 #: loader fault -> the assertion messages (prefixes) of which its proof must report one.
@@ -162,12 +162,12 @@ class BrokenFrameBlock(wiring.Component):
             inner.o.ready.eq((self.o.ready | drop) & ~hold),
         ]
         if fault == "swap" and isinstance(inner, OutputReorder):
-            m.d.comb += [inner.i.payload[0].eq(self.i.payload[1]),
-                         inner.i.payload[1].eq(self.i.payload[0])]
+            m.d.comb += [inner.i.payload[0][0].eq(self.i.payload[0][1]),
+                         inner.i.payload[0][1].eq(self.i.payload[0][0])]
         elif fault == "swap":
             a, b = self._n + 1, self._n + 2      # elements (1, 1) and (1, 2)
-            m.d.comb += [self.o.payload.d[a].eq(inner.o.payload.d[b]),
-                         self.o.payload.d[b].eq(inner.o.payload.d[a])]
+            m.d.comb += [self.o.payload.d[0][a].eq(inner.o.payload.d[0][b]),
+                         self.o.payload.d[0][b].eq(inner.o.payload.d[0][a])]
         return m
 
 

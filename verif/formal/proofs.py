@@ -198,19 +198,29 @@ CHANNELS_CFG = AccelConfig(act_bits=2, c_max=4, k_max=4, lanes=2, act_width=2, d
                            fifo_depth=4, acc_bits=8)
 
 
-def channel_gather(m: Module) -> None:
-    cfg, width = CHANNELS_CFG, CHANNELS_CFG.act_width
+#: Two channels per input beat (transform_channels) into beats of four.
+CHANNELS_P2_CFG = AccelConfig(act_bits=2, c_max=6, k_max=4, lanes=2, act_width=4, drain_width=2,
+                              fifo_depth=8, acc_bits=8, transform_channels=2)
+
+
+def channel_gather(m: Module, cfg: AccelConfig = CHANNELS_CFG) -> None:
+    width, P = cfg.act_width, cfg.transform_channels
     dut = m.submodules.dut = ChannelGather(cfg)
     source(m, dut.i, "i")
     sink(m, dut.o, "o")
     channel, beat = dut.i.payload, dut.o.payload
-    # The environment's order: channels 0, 1, ... of a tile, last on the final one.
+    # The environment's order: beats of P channels c, c + 1, ... of a tile from 0 up, fewer
+    # (the rest zero) only in the final one, last on the final one, below c_max.
     tile_open = Signal(init=0)
     next_c = Signal.like(channel.c)
     with m.If(taken(dut.i)):
-        m.d.sync += [next_c.eq(Mux(channel.last, 0, channel.c + 1)), tile_open.eq(~channel.last)]
-    m.d.comb += Assume(~dut.i.valid | ((channel.c == next_c)
-                                       & ((channel.c != cfg.c_max - 1) | channel.last)))
+        m.d.sync += [next_c.eq(Mux(channel.last, 0, channel.c + P)), tile_open.eq(~channel.last)]
+    end = channel.c + channel.n
+    m.d.comb += Assume(~dut.i.valid | ((channel.c == next_c) & (channel.n >= 1)
+                                       & (channel.n <= P) & ((channel.n == P) | channel.last)
+                                       & (end <= cfg.c_max) & ((end < cfg.c_max) | channel.last)))
+    for j in range(1, P):
+        m.d.comb += Assume(~dut.i.valid | (j < channel.n) | (Value.cast(channel.v[j]) == 0))
     # A beat holds A channels, or fewer at a tile's end, from c up, zero past n.
     m.d.comb += Assert(~dut.o.valid | ((beat.n >= 1) & (beat.n <= width)
                                        & ((beat.n == width) | beat.last)),
@@ -218,9 +228,12 @@ def channel_gather(m: Module) -> None:
     for j in range(1, width):
         m.d.comb += Assert(~dut.o.valid | (j < beat.n) | (Value.cast(beat.v[j]) == 0),
                            f"o: channel slot {j} is zero past n")
-    items = ItemTracker(m, Cat(Value.cast(channel.v), channel.c, channel.last).shape(),
+    items = ItemTracker(m, Cat(Value.cast(channel.v[0]), channel.c, channel.last).shape(),
                         "channel", capacity=2 * width)
-    items.enter([(taken(dut.i), Cat(Value.cast(channel.v), channel.c, channel.last))])
+    items.enter([(taken(dut.i) & (j < channel.n),
+                  Cat(Value.cast(channel.v[j]), (channel.c + j)[:len(channel.c)],
+                      channel.last & (channel.n == j + 1)))
+                 for j in range(P)])
     items.leave([(taken(dut.o) & (j < beat.n),
                   Cat(Value.cast(beat.v[j]), (beat.c + j)[:len(channel.c)],
                       beat.last & (beat.n == j + 1)))
@@ -228,8 +241,13 @@ def channel_gather(m: Module) -> None:
     items.assert_drains(~taken(dut.i) & ~tile_open & dut.o.ready, 2)
 
 
-def channel_serialiser(m: Module) -> None:
-    cfg, width = CHANNELS_CFG, CHANNELS_CFG.drain_width
+#: Drain beats of four channels into beats of two (transform_channels), six channels at most.
+SERIALISER_P2_CFG = AccelConfig(act_bits=2, c_max=4, k_max=6, lanes=4, act_width=2,
+                                drain_width=4, fifo_depth=4, acc_bits=8, transform_channels=2)
+
+
+def channel_serialiser(m: Module, cfg: AccelConfig = CHANNELS_CFG) -> None:
+    width, P = cfg.drain_width, cfg.transform_channels
     dut = m.submodules.dut = ChannelSerialiser(cfg)
     source(m, dut.i, "i")
     sink(m, dut.o, "o")
@@ -238,7 +256,10 @@ def channel_serialiser(m: Module) -> None:
     # Beats start at a multiple of D below k_count (the array's drain order).
     m.d.comb += Assume(~dut.i.valid | ((beat.k % width == 0) & (beat.k < dut.k_count)))
     entry = dut.o.payload
-    items = ItemTracker(m, Value.cast(entry).shape(), "channel", capacity=2 * width)
+    m.d.comb += Assert(~dut.o.valid | ((entry.k % P == 0) & (entry.k < dut.k_count)),
+                       "o: a beat starts at a multiple of P below k_count")
+    channel = Cat(Value.cast(entry.m[0]), entry.k, entry.last)
+    items = ItemTracker(m, channel.shape(), "channel", capacity=2 * width)
     entries = []
     for j in range(width):
         final = (j == width - 1) | (beat.k + j == dut.k_count - 1)
@@ -246,7 +267,10 @@ def channel_serialiser(m: Module) -> None:
                         Cat(Value.cast(beat.m[j]), (beat.k + j)[:len(entry.k)],
                             beat.last & final)))
     items.enter(entries)
-    items.leave([(taken(dut.o), entry)])
+    items.leave([(taken(dut.o) & (entry.k + j < dut.k_count),
+                  Cat(Value.cast(entry.m[j]), (entry.k + j)[:len(entry.k)],
+                      entry.last & ((j == P - 1) | (entry.k + j == dut.k_count - 1))))
+                 for j in range(P)])
     items.assert_drains(~taken(dut.i) & dut.o.ready, width + 1)
 
 
@@ -637,6 +661,21 @@ LINE_BUFFER_FRAME_DEPTH, REORDER_FRAME_DEPTH = 40, 39
 SPREAD_FRAME_CFG = AccelConfig(tile=2, act_bits=2, w_max=4, c_max=4, k_max=2, stream_values=4)
 #: As LINE_BUFFER_FRAME_DEPTH, for SPREAD_FRAME_CFG (31 fails).
 SPREAD_FRAME_DEPTH = 32
+#: Two channels' patches a beat (transform_channels): eight values an input beat, so the spread
+#: row memory holds two channels a word; three channels at most, so a tile's last beat is
+#: partial when C is odd.
+P2_FRAME_CFG = AccelConfig(tile=2, act_bits=2, w_max=4, c_max=3, k_max=2, stream_values=8,
+                           act_width=2, drain_width=2, fifo_depth=4,
+                           transform_channels=2)
+#: As LINE_BUFFER_FRAME_DEPTH, for P2_FRAME_CFG (23 fails).
+P2_FRAME_DEPTH = 24
+#: Two channels' tiles a beat into the reorder buffer (transform_channels), two channels an
+#: output beat, three channels at most: a tile's last input beat is partial when K is odd.
+P2_REORDER_FRAME_CFG = AccelConfig(tile=2, act_bits=2, w_max=4, c_max=2, k_max=3,
+                                   stream_values=2, act_width=2, drain_width=2, lanes=2,
+                                   fifo_depth=4, transform_channels=2)
+#: As REORDER_FRAME_DEPTH, for P2_REORDER_FRAME_CFG (38 fails).
+P2_REORDER_FRAME_DEPTH = 39
 #: Output beats of two channels, three channels at most: a pixel's second beat is partial.
 WIDE_FRAME_CFG = AccelConfig(tile=2, act_bits=2, w_max=4, c_max=2, k_max=3, stream_values=2)
 #: As REORDER_FRAME_DEPTH, for WIDE_FRAME_CFG (40 fails).
@@ -785,8 +824,15 @@ def _line_buffer_order(m: Module, *, stalls: bool, frame_cycles: int = 0,
     m.d.comb += beats.eq((C + (V - 1)) >> log_v)
     (y, x, g), in_frame, _ = _nested_count(
         m, taken(dut.i), [("y", H, 4), ("x", W, cfg.w_max), ("g", beats, words)], "in")
-    (ty, tx, pc), out_frame, _ = _nested_count(
-        m, taken(dut.o), [("ty", tiles_h, 2), ("tx", tiles_w, 2), ("c", C, cfg.c_max)], "out")
+    P = cfg.transform_channels
+    log_p = P.bit_length() - 1
+    patch_beats = Signal(range(cfg.c_max + 1), name="patch_beats")     # ceil(C / P)
+    m.d.comb += patch_beats.eq((C + (P - 1)) >> log_p)
+    (ty, tx, pb), out_frame, _ = _nested_count(
+        m, taken(dut.o), [("ty", tiles_h, 2), ("tx", tiles_w, 2),
+                          ("b", patch_beats, -(-cfg.c_max // P))], "out")
+    pc = Signal(range(cfg.c_max + P), name="out_c")       # the beat's first channel
+    m.d.comb += pc.eq(pb << log_p)
     frame = Signal(name="followed_frame")
     m.d.comb += frame.eq(AnyConst(1))
     fy, fx, fc = _followed(m, H, "followed_y"), _followed(m, W, "followed_x"), \
@@ -798,26 +844,30 @@ def _line_buffer_order(m: Module, *, stalls: bool, frame_cycles: int = 0,
         m.d.sync += [value.eq(dut.i.payload[fc & (V - 1)]), entered.eq(1)]
     patch = dut.o.payload
     out = taken(dut.o)
-    m.d.comb += Assert(~out | ((patch.c == pc) & (patch.last == (pc == C - 1))),
-                       "o: c and last are the patch's")
+    m.d.comb += Assert(~out | ((patch.c == pc) & (patch.last == (pb == patch_beats - 1))
+                               & (patch.n == Mux(pc + P > C, C - pc, P))),
+                       "o: c, n and last are the beat's")
     hits = []
-    for r in range(n):
-        for s in range(n):
-            row, col = ty * mm + r, tx * mm + s         # padded coordinates
-            inside = (row >= pad) & (row < H + pad) & (col >= pad) & (col < W + pad)
-            element = patch.d[r * n + s]
-            m.d.comb += Assert(~out | inside | (element == 0),
-                               f"o: patch element ({r}, {s}) outside the image is zero")
-            hit = Signal(name=f"followed_at_{r}_{s}")
-            m.d.comb += hit.eq(out & (out_frame == frame) & (pc == fc) & (row == fy + pad)
-                               & (col == fx + pad))
-            m.d.comb += Assert(~hit | (entered & (element == value)),
-                               f"o: patch element ({r}, {s}) over the followed pixel carries "
-                               "its value")
-            hits.append(hit)
+    for j in range(P):
+        suffix = f" of channel {j}" if P > 1 else ""
+        for r in range(n):
+            for s in range(n):
+                row, col = ty * mm + r, tx * mm + s         # padded coordinates
+                inside = (row >= pad) & (row < H + pad) & (col >= pad) & (col < W + pad)
+                element = patch.d[j][r * n + s]
+                m.d.comb += Assert(~out | (inside & (pc + j < C)) | (element == 0),
+                                   f"o: patch element ({r}, {s}){suffix} outside the image "
+                                   "or past C is zero")
+                hit = Signal(name=f"followed_at_{j}_{r}_{s}")
+                m.d.comb += hit.eq(out & (out_frame == frame) & (pc + j == fc)
+                                   & (row == fy + pad) & (col == fx + pad))
+                m.d.comb += Assert(~hit | (entered & (element == value)),
+                                   f"o: patch element ({r}, {s}){suffix} over the followed "
+                                   "pixel carries its value")
+                hits.append(hit)
     m.d.comb += Cover(Cat(*hits).any())
     m.d.comb += Assert(~dut.idle | ((y == 0) & (x == 0) & (g == 0) & (ty == 0) & (tx == 0)
-                                    & (pc == 0) & (in_frame == out_frame)),
+                                    & (pb == 0) & (in_frame == out_frame)),
                        "idle only when every patch of every frame begun has left")
     if not stalls:
         _first_frame_within(m, out_frame, frame_cycles)
@@ -831,7 +881,8 @@ def _output_reorder_order(m: Module, *, stalls: bool, frame_cycles: int = 0,
     column ``x < out_w`` and channel ``k`` of a frame of any shape; the input tiles are
     indexed in their order (``ty``, ``tx``, ``k``) by nested counters, and the value is
     recorded from element ``(y mod m, x mod m)`` of tile ``(y div m, x div m, k)`` when that
-    beat is accepted. The output beats are indexed in raster order (``y``, ``x``, beat ``g``
+    beat is accepted (with ``P = transform_channels`` tiles a beat: of tile ``k mod P`` of
+    beat ``k div P``; the tiles past ``K`` in a tile's last beat are any values). The output beats are indexed in raster order (``y``, ``x``, beat ``g``
     of the pixel), and beat ``k div V`` of pixel ``(y, x)`` must carry the recorded value in
     element ``k mod V`` (and the tile must have been accepted). Every beat's ``keep`` is the
     spec's (zero data where it is clear), and ``last`` is high exactly on a frame's final
@@ -839,8 +890,8 @@ def _output_reorder_order(m: Module, *, stalls: bool, frame_cycles: int = 0,
     between two bands) must mean that every value of every tile accepted has left. ``stalls``,
     ``frame_cycles``, ``block`` and ``cfg`` as for :func:`_line_buffer_order`.
     """
-    mm, V = cfg.tile, cfg.stream_values
-    log_m = mm.bit_length() - 1
+    mm, V, P = cfg.tile, cfg.stream_values, cfg.transform_channels
+    log_m, log_p = mm.bit_length() - 1, P.bit_length() - 1
     dut = m.submodules.dut = block(cfg)
     _frame_ports(m, dut, stalls)
     assume_constant(m, dut.out_height, 1, 4)
@@ -852,8 +903,11 @@ def _output_reorder_order(m: Module, *, stalls: bool, frame_cycles: int = 0,
     beats = Signal(range(words + 1), name="beats")
     m.d.comb += [tiles_h.eq((out_h + (mm - 1)) >> log_m),
                  tiles_w.eq((out_w + (mm - 1)) >> log_m), beats.eq((K + (V - 1)) // V)]
+    in_beats = Signal(range(cfg.k_max + 1), name="in_beats")     # ceil(K / P) per tile
+    m.d.comb += in_beats.eq((K + (P - 1)) >> log_p)
     (ty, tx, k), in_frame, _ = _nested_count(
-        m, taken(dut.i), [("ty", tiles_h, 2), ("tx", tiles_w, 2), ("k", K, cfg.k_max)], "in")
+        m, taken(dut.i), [("ty", tiles_h, 2), ("tx", tiles_w, 2),
+                          ("kb", in_beats, -(-cfg.k_max // P))], "in")
     (y, x, g), out_frame, frame_end = _nested_count(
         m, taken(dut.o), [("y", out_h, 4), ("x", out_w, cfg.w_max), ("g", beats, words)], "out")
     frame = Signal(name="followed_frame")
@@ -862,10 +916,13 @@ def _output_reorder_order(m: Module, *, stalls: bool, frame_cycles: int = 0,
         _followed(m, K, "followed_k")
     value = Signal(signed(cfg.act_bits), name="followed_value")
     entered = Signal(name="followed_entered")
-    element = Array(dut.i.payload[j] for j in range(mm * mm))[
+    # the followed channel's tile is element fk mod P of beat fk div P (the tiles of channels
+    # past K in a tile's last beat are any values: the environment's choice)
+    tile = Array(dut.i.payload[j] for j in range(P))[fk & (P - 1)]
+    element = Array(tile[j] for j in range(mm * mm))[
         ((fy & (mm - 1)) << log_m) | (fx & (mm - 1))]
     with m.If(taken(dut.i) & (in_frame == frame) & (ty == fy >> log_m) & (tx == fx >> log_m)
-              & (k == fk)):
+              & (k == fk >> log_p)):
         m.d.sync += [value.eq(element), entered.eq(1)]
     beat = dut.o.payload
     out = taken(dut.o)
@@ -1223,10 +1280,17 @@ PROOFS: tuple[Proof, ...] = (
           "stream rules on o; every channel once, in order, in the slot its number says, A per "
           "beat but at a tile's end, last only on the tile's final channel",
           channel_gather, depth=12),
+    Proof("channel_gather_p2", "ChannelGather(act_width=4, transform_channels=2)",
+          "as channel_gather, two channels per input beat (one in a tile's last beat when C "
+          "is odd)", partial(channel_gather, cfg=CHANNELS_P2_CFG), depth=12),
     Proof("channel_serialiser", "ChannelSerialiser(drain_width=2)",
           "stream rules on o; every channel below k_count once, in order, with its number, "
           "last on the tile's final one; the padding channels dropped",
           channel_serialiser, depth=10),
+    Proof("channel_serialiser_p2", "ChannelSerialiser(drain_width=4, transform_channels=2)",
+          "as channel_serialiser, two channels per output beat (the second past k_count only "
+          "in a tile's last beat when k_count is odd)",
+          partial(channel_serialiser, cfg=SERIALISER_P2_CFG), depth=10),
     *_transform_proofs("input_transform", "InputTransform", _input_transform,
                        InputTransform.LATENCY, "Bᵀ d B (ReLU'd when asked) computed from sw.winograd's matrices, "
                        "with its meta"),
@@ -1256,12 +1320,31 @@ PROOFS: tuple[Proof, ...] = (
           "as line_buffer_order_spread, any input gaps and stalls on o (bounded)",
           partial(_line_buffer_order, stalls=True, cfg=SPREAD_FRAME_CFG), depth=12,
           memory_map=True),
+    Proof("line_buffer_order_p2", "LineBuffer(m=2, w_max=4, c_max=3, V=8, P=2)",
+          "as line_buffer_order with two channels' patches a beat (transform_channels): both "
+          "elements of a spread memory word, the second patch zero past an odd C; whole "
+          "frames of every shape",
+          partial(_line_buffer_order, stalls=False, frame_cycles=P2_FRAME_DEPTH - 1,
+                  cfg=P2_FRAME_CFG), depth=P2_FRAME_DEPTH, memory_map=True),
+    Proof("line_buffer_order_p2_stalls", "LineBuffer(m=2, w_max=4, c_max=3, V=8, P=2)",
+          "as line_buffer_order_p2, any input gaps and stalls on o (bounded)",
+          partial(_line_buffer_order, stalls=True, cfg=P2_FRAME_CFG), depth=12,
+          memory_map=True),
     Proof("output_reorder_order", "OutputReorder(m=2, w_max=4, k_max=2)",
           "the NHWC raster of assemble_tiles: a followed value once, at its raster position; "
           "keep, last on a frame's final beat; idle only when all accepted have left; input "
           "offered and o ready every cycle, whole frames of every shape",
           partial(_output_reorder_order, stalls=False,
                   frame_cycles=REORDER_FRAME_DEPTH - 1), depth=REORDER_FRAME_DEPTH,
+          memory_map=True),
+    Proof("output_reorder_order_p2", "OutputReorder(m=2, w_max=4, k_max=3, V=2, P=2)",
+          "as output_reorder_order with two channels' tiles a beat (transform_channels), the "
+          "second any value past an odd K; whole frames of every shape",
+          partial(_output_reorder_order, stalls=False, frame_cycles=P2_REORDER_FRAME_DEPTH - 1,
+                  cfg=P2_REORDER_FRAME_CFG), depth=P2_REORDER_FRAME_DEPTH, memory_map=True),
+    Proof("output_reorder_order_p2_stalls", "OutputReorder(m=2, w_max=4, k_max=3, V=2, P=2)",
+          "as output_reorder_order_p2, any input gaps and stalls on o (bounded)",
+          partial(_output_reorder_order, stalls=True, cfg=P2_REORDER_FRAME_CFG), depth=12,
           memory_map=True),
     Proof("output_reorder_order_stalls", "OutputReorder(m=2, w_max=4, k_max=2)",
           "as output_reorder_order, any input gaps and stalls on o (bounded: the smallest "
