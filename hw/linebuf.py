@@ -157,8 +157,10 @@ class LineBuffer(ConfiguredComponent):
     @staticmethod
     def spread_columns(cfg: AccelConfig) -> bool:
         """Whether a slot's ``n`` column banks are spread over ``n`` memories of ``V / n``
-        elements (when ``n`` divides ``V``), rather than one memory of ``V`` per bank."""
-        return cfg.stream_values % cfg.n == 0
+        elements (when ``n`` divides ``V``), rather than one memory of ``V`` per bank: when a
+        row-memory word (:attr:`sw.config.AccelConfig.row_word_channels`) is narrower than a
+        beat."""
+        return cfg.row_word_channels < cfg.stream_values
 
     @classmethod
     def memory_bits(cls, cfg: AccelConfig) -> int:

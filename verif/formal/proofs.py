@@ -1254,6 +1254,18 @@ def accelerator(m: Module) -> None:
     axi_lite_slave(m, dut, "s_axi_")
 
 
+def _frame_order_proofs(name: str, block: str, summary: str, harness, cfg: AccelConfig,
+                        depth: int) -> tuple[Proof, Proof]:
+    """An order proof of a frame block on ``cfg`` and its ``_stalls`` twin: whole frames with
+    the input offered and ``o`` ready every cycle (the first frame has left after ``depth``
+    steps, asserted), then any gaps and stalls, bounded at 12 steps."""
+    return (Proof(name, block, summary,
+                  partial(harness, stalls=False, frame_cycles=depth - 1, cfg=cfg),
+                  depth=depth, memory_map=True),
+            Proof(f"{name}_stalls", block,
+                  f"as {name}, any input gaps and stalls on o (bounded)",
+                  partial(harness, stalls=True, cfg=cfg), depth=12, memory_map=True))
+
 PROOFS: tuple[Proof, ...] = (
     Proof("stream_buffer", "StreamBuffer(8)",
           "stream rules on o; every beat out once, in order, unchanged; busy low only when empty",
@@ -1311,25 +1323,17 @@ PROOFS: tuple[Proof, ...] = (
     Proof("line_buffer_order_stalls", "LineBuffer(m=2, w_max=4, c_max=2)",
           "as line_buffer_order, any input gaps and stalls on o (bounded: the smallest frames)",
           partial(_line_buffer_order, stalls=True), depth=12, memory_map=True),
-    Proof("line_buffer_order_spread", "LineBuffer(m=2, w_max=4, c_max=4, V=4)",
-          "as line_buffer_order with four channels a beat: the spread row memory (a slot's "
-          "column banks over four memories), whole frames of every shape",
-          partial(_line_buffer_order, stalls=False, frame_cycles=SPREAD_FRAME_DEPTH - 1,
-                  cfg=SPREAD_FRAME_CFG), depth=SPREAD_FRAME_DEPTH, memory_map=True),
-    Proof("line_buffer_order_spread_stalls", "LineBuffer(m=2, w_max=4, c_max=4, V=4)",
-          "as line_buffer_order_spread, any input gaps and stalls on o (bounded)",
-          partial(_line_buffer_order, stalls=True, cfg=SPREAD_FRAME_CFG), depth=12,
-          memory_map=True),
-    Proof("line_buffer_order_p2", "LineBuffer(m=2, w_max=4, c_max=3, V=8, P=2)",
-          "as line_buffer_order with two channels' patches a beat (transform_channels): both "
-          "elements of a spread memory word, the second patch zero past an odd C; whole "
-          "frames of every shape",
-          partial(_line_buffer_order, stalls=False, frame_cycles=P2_FRAME_DEPTH - 1,
-                  cfg=P2_FRAME_CFG), depth=P2_FRAME_DEPTH, memory_map=True),
-    Proof("line_buffer_order_p2_stalls", "LineBuffer(m=2, w_max=4, c_max=3, V=8, P=2)",
-          "as line_buffer_order_p2, any input gaps and stalls on o (bounded)",
-          partial(_line_buffer_order, stalls=True, cfg=P2_FRAME_CFG), depth=12,
-          memory_map=True),
+    *_frame_order_proofs(
+        "line_buffer_order_spread", "LineBuffer(m=2, w_max=4, c_max=4, V=4)",
+        "as line_buffer_order with four channels a beat: the spread row memory (a slot's "
+        "column banks over four memories), whole frames of every shape",
+        _line_buffer_order, SPREAD_FRAME_CFG, SPREAD_FRAME_DEPTH),
+    *_frame_order_proofs(
+        "line_buffer_order_p2", "LineBuffer(m=2, w_max=4, c_max=3, V=8, P=2)",
+        "as line_buffer_order with two channels' patches a beat (transform_channels): both "
+        "elements of a spread memory word, the second patch zero past an odd C; whole "
+        "frames of every shape",
+        _line_buffer_order, P2_FRAME_CFG, P2_FRAME_DEPTH),
     Proof("output_reorder_order", "OutputReorder(m=2, w_max=4, k_max=2)",
           "the NHWC raster of assemble_tiles: a followed value once, at its raster position; "
           "keep, last on a frame's final beat; idle only when all accepted have left; input "
@@ -1337,15 +1341,11 @@ PROOFS: tuple[Proof, ...] = (
           partial(_output_reorder_order, stalls=False,
                   frame_cycles=REORDER_FRAME_DEPTH - 1), depth=REORDER_FRAME_DEPTH,
           memory_map=True),
-    Proof("output_reorder_order_p2", "OutputReorder(m=2, w_max=4, k_max=3, V=2, P=2)",
-          "as output_reorder_order with two channels' tiles a beat (transform_channels), the "
-          "second any value past an odd K; whole frames of every shape",
-          partial(_output_reorder_order, stalls=False, frame_cycles=P2_REORDER_FRAME_DEPTH - 1,
-                  cfg=P2_REORDER_FRAME_CFG), depth=P2_REORDER_FRAME_DEPTH, memory_map=True),
-    Proof("output_reorder_order_p2_stalls", "OutputReorder(m=2, w_max=4, k_max=3, V=2, P=2)",
-          "as output_reorder_order_p2, any input gaps and stalls on o (bounded)",
-          partial(_output_reorder_order, stalls=True, cfg=P2_REORDER_FRAME_CFG), depth=12,
-          memory_map=True),
+    *_frame_order_proofs(
+        "output_reorder_order_p2", "OutputReorder(m=2, w_max=4, k_max=3, V=2, P=2)",
+        "as output_reorder_order with two channels' tiles a beat (transform_channels), the "
+        "second any value past an odd K; whole frames of every shape",
+        _output_reorder_order, P2_REORDER_FRAME_CFG, P2_REORDER_FRAME_DEPTH),
     Proof("output_reorder_order_stalls", "OutputReorder(m=2, w_max=4, k_max=2)",
           "as output_reorder_order, any input gaps and stalls on o (bounded: the smallest "
           "frames)", partial(_output_reorder_order, stalls=True), depth=12, memory_map=True),
@@ -1359,16 +1359,11 @@ PROOFS: tuple[Proof, ...] = (
           "every shape", partial(_output_reorder_order, stalls=False,
                                  frame_cycles=F4_REORDER_FRAME_DEPTH - 1, cfg=F4_FRAME_CFG),
           depth=F4_REORDER_FRAME_DEPTH, memory_map=True),
-    Proof("output_reorder_order_wide", "OutputReorder(m=2, w_max=4, k_max=3, V=2)",
-          "as output_reorder_order with two channels a beat (a pixel's second beat partial: "
-          "keep), whole frames of every shape",
-          partial(_output_reorder_order, stalls=False,
-                  frame_cycles=WIDE_REORDER_FRAME_DEPTH - 1, cfg=WIDE_FRAME_CFG),
-          depth=WIDE_REORDER_FRAME_DEPTH, memory_map=True),
-    Proof("output_reorder_order_wide_stalls", "OutputReorder(m=2, w_max=4, k_max=3, V=2)",
-          "as output_reorder_order_wide, any input gaps and stalls on o (bounded)",
-          partial(_output_reorder_order, stalls=True, cfg=WIDE_FRAME_CFG), depth=12,
-          memory_map=True),
+    *_frame_order_proofs(
+        "output_reorder_order_wide", "OutputReorder(m=2, w_max=4, k_max=3, V=2)",
+        "as output_reorder_order with two channels a beat (a pixel's second beat partial: "
+        "keep), whole frames of every shape",
+        _output_reorder_order, WIDE_FRAME_CFG, WIDE_REORDER_FRAME_DEPTH),
     Proof("weight_loader", "WeightLoader(beat_bytes=1)",
           "stream rules on wr for any byte stream, no write overwritten; covers: a stalled "
           "write taken, a byte taken while a write waits, writes back to back, a rejected "
