@@ -68,7 +68,8 @@ class SparseArray(ConfiguredComponent):
         A beat of PE ``pe``'s load port (see :class:`hw.pe.SparsePE`): ``entry`` and ``word``
         as in :func:`hw.pe.wgt_wr_layout`, their ``data`` as wide as the widest PE's (the
         high bits beyond a PE's own are ignored); a beat with ``valid`` sets at least one
-        ``en``. Always ready.
+        ``en``. Always ready. The beat is written :attr:`LOAD_LATENCY` cycles later, through
+        a register per :attr:`LOAD_GROUP` PEs; :attr:`loading` is high in between.
     out : Out(stream.Signature(StructLayout{m, k, last}))
         Per tile, ``ceil(k_count / D)`` beats (``D = drain_width``) in ``k`` order: beat ``r``
         has ``k = r · D`` and ``m[j]``, the ``n²`` values ``M[xi, k + j, t]`` row-major, for
@@ -90,6 +91,9 @@ class SparseArray(ConfiguredComponent):
         ``nonzero pairs / (multipliers · cycles)`` is measured against.
     idle : Out(1)
         Every PE idle and ``out`` empty.
+    loading : Out(1)
+        A ``wgt_wr`` beat taken but not yet written: a run must not start before it falls
+        (the accelerator counts it as busy).
     overflow : Out(1)
         A one-cycle pulse two cycles after a PE drained a channel whose exact sum lies outside
         ``acc_range`` (the OR of the PEs' ``overflow``, registered).
@@ -110,6 +114,10 @@ class SparseArray(ConfiguredComponent):
     PE's (the gather's two levels of joins, :attr:`GATHER_GROUP` PEs each, then the groups).
     """
 
+    #: Cycles from a ``wgt_wr`` beat to its write of the PE's memories (:attr:`LOAD_GROUP`).
+    LOAD_LATENCY = 1
+    #: PEs behind each register of the load port.
+    LOAD_GROUP = 4
     #: Cycles from a tile's final ``act`` beat to its first ``out`` beat (idle array).
     LATENCY = SparsePE.LATENCY + 2
     #: PEs per first-level join of the gather (the second level joins the groups).
@@ -137,6 +145,7 @@ class SparseArray(ConfiguredComponent):
             "perf_sum": Out(perf_layout(counter_bits)),
             "cycles": Out(counter_bits),
             "idle": Out(1),
+            "loading": Out(1),
             "overflow": Out(1),
         })
 
@@ -230,13 +239,27 @@ class SparseArray(ConfiguredComponent):
             with m.Elif(pe.act.valid & pe.act.ready):
                 m.d.sync += taken[xi].eq(1)
 
-        # -- load port: route by PE index ---------------------------------------------------
+        # -- load port: a register per group of PEs, then route by PE index -----------------
+        # One register in front of every LOAD_GROUP neighbouring PEs' memories: a single
+        # payload register fanning out to all the PEs' block RAMs across the die was the
+        # routed critical path (10389d3, docs/fpga.md).
         wr = self.wgt_wr.payload
-        for xi, pe in enumerate(pes):
-            m.d.comb += pe.wgt_wr.valid.eq(self.wgt_wr.valid & (wr.pe == xi))
-            for half in ("entry", "word"):
-                src, dst = wr[half], pe.wgt_wr.payload[half]
-                m.d.comb += [dst.en.eq(src.en), dst.addr.eq(src.addr), dst.data.eq(src.data)]
+        stage_valid = []
+        for g in range(0, coords, self.LOAD_GROUP):
+            members = range(g, min(g + self.LOAD_GROUP, coords))
+            valid = Signal(len(members), name=f"load{g // self.LOAD_GROUP}_valid")
+            held = Signal.like(wr, name=f"load{g // self.LOAD_GROUP}", reset_less=True)
+            m.d.sync += [valid.eq(Cat(self.wgt_wr.valid & (wr.pe == xi) for xi in members)),
+                         held.eq(wr)]
+            stage_valid.append(valid)
+            for j, xi in enumerate(members):
+                pe = pes[xi]
+                m.d.comb += pe.wgt_wr.valid.eq(valid[j])
+                for half in ("entry", "word"):
+                    src, dst = held[half], pe.wgt_wr.payload[half]
+                    m.d.comb += [dst.en.eq(src.en), dst.addr.eq(src.addr),
+                                 dst.data.eq(src.data)]
+        m.d.comb += self.loading.eq(Cat(stage_valid).any())
 
         # -- gather: one M[k] vector once every PE has its M[k] -----------------------------
         # PEs drain the same (tile, k) sequence, so their heads always hold the same (t, k).

@@ -385,7 +385,7 @@ class Accelerator(ConfiguredComponent):
         with m.If(array_busy):
             m.d.sync += array_cycles.eq(array_cycles + 1)
         m.d.comb += [
-            csr.busy.eq(running | ~loader.idle | wgt_in.busy | ring.busy),
+            csr.busy.eq(running | ~loader.idle | wgt_in.busy | ring.busy | array.loading),
             csr.done.eq(done),
             csr.error.eq(loader.error | framing_error),
             csr.overflow.eq(array.overflow),
