@@ -37,6 +37,10 @@ def test_system_bench_tiny_case(tmp_path):
                                  + rec["compute_cycles"])
     assert rec["run_cycles"] >= rec["array_busy_cycles"] >= rec["ideal_cycles"], rec
     assert rec["dense_winograd_cycles"] >= rec["ideal_cycles"]
+    # every load lies inside the run, at most one beat of the weight stream per cycle
+    assert rec["load_cycles"] >= rec["weight_stream_cycles"] > 0
+    assert rec["run_cycles"] >= rec["weight_stream_cycles"]
+    assert rec["speedup_ceiling"] >= rec["speedup_vs_dense"]
     assert 0 < rec["w"] <= 1 and 0 < rec["a"] <= 1
     assert "| tiny | balanced |" in markdown([rec])
 
