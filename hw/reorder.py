@@ -190,12 +190,18 @@ class OutputReorder(ConfiguredComponent):
         rows_left = Signal(16)
         last_band = Signal()
         last_row = Signal(range(mm))
-        k_last = r_k == beats - 1
-        # keep of a pixel's last beat: the K - (beats-1)·V channels it holds
+        # `k_last` (r_k is the pixel's last beat), `x_last` (r_x is the row's last pixel) and
+        # `last_keep` (the keep of a pixel's last beat: the K - (beats-1)·V channels it holds)
+        # are registers too, loaded with their value for the next cycle from registers and the
+        # shape (the issue only chooses): `channels` through `beats` and two carry chains into
+        # the band end and `full` was the routed critical path of ed992dc (docs/fpga.md). The
+        # shape holds still from the cycle a frame's first beat is accepted, and nothing is
+        # read before the cycle after, so they have followed it by then.
+        k_last = Signal()
+        x_last = Signal()
         last_keep = Signal(V)
         last_count = K - ((beats - 1) << log_v)
-        m.d.comb += [last_keep[j].eq(j < last_count) for j in range(V)]
-        x_last = r_x == self.out_width - 1
+        m.d.sync += [last_keep[j].eq(j < last_count) for j in range(V)]
         row_last = r_row == last_row
         r_band_end = k_last & x_last & row_last
 
@@ -234,6 +240,12 @@ class OutputReorder(ConfiguredComponent):
                                      y0.eq(Mux(last_band, 0, y0 + mm))]
         with m.Elif(r_advance):
             m.d.sync += r_valid.eq(0)
+        width = self.out_width
+        m.d.sync += [
+            k_last.eq(Mux(issue, Mux(k_last, beats == 1, r_k + 2 == beats), r_k + 1 == beats)),
+            x_last.eq(Mux(issue & k_last, Mux(x_last, width == 1, r_x + 2 == width),
+                          r_x + 1 == width)),
+        ]
 
         rows_stay = Signal(16)
         rows_next = Signal(16)
