@@ -9,7 +9,7 @@ two bands: one fills from the tile stream while the other drains as the raster.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -200,8 +200,10 @@ class OutputReorder(ConfiguredComponent):
         k_last = Signal()
         x_last = Signal()
         last_keep = Signal(V)
-        last_count = K - ((beats - 1) << log_v)
-        m.d.sync += [last_keep[j].eq(j < last_count) for j in range(V)]
+        # The last beat holds K mod V channels (V when that is 0): a decode of K's low bits,
+        # no carry chain (K - (beats - 1)·V, two of them, was aaab6bb's routed critical path).
+        k_low = K[:log_v] if log_v else Const(0, 1)
+        m.d.sync += [last_keep[j].eq((k_low == 0) | (j < k_low)) for j in range(V)]
         row_last = r_row == last_row
         r_band_end = k_last & x_last & row_last
 
