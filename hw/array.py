@@ -244,14 +244,12 @@ class SparseArray(ConfiguredComponent):
         # payload register fanning out to all the PEs' block RAMs across the die was the
         # routed critical path (10389d3, docs/fpga.md).
         wr = self.wgt_wr.payload
-        stage_valid = []
         for g in range(0, coords, self.LOAD_GROUP):
             members = range(g, min(g + self.LOAD_GROUP, coords))
             valid = Signal(len(members), name=f"load{g // self.LOAD_GROUP}_valid")
             held = Signal.like(wr, name=f"load{g // self.LOAD_GROUP}", reset_less=True)
             m.d.sync += [valid.eq(Cat(self.wgt_wr.valid & (wr.pe == xi) for xi in members)),
                          held.eq(wr)]
-            stage_valid.append(valid)
             for j, xi in enumerate(members):
                 pe = pes[xi]
                 m.d.comb += pe.wgt_wr.valid.eq(valid[j])
@@ -259,7 +257,10 @@ class SparseArray(ConfiguredComponent):
                     src, dst = held[half], pe.wgt_wr.payload[half]
                     m.d.comb += [dst.en.eq(src.en), dst.addr.eq(src.addr),
                                  dst.data.eq(src.data)]
-        m.d.comb += self.loading.eq(Cat(stage_valid).any())
+        # `loading` is the load port's valid a cycle late: the same value as the OR of the
+        # groups' valid bits, from one register, since that OR tree on its way into
+        # STATUS.BUSY was the routed critical path (41e7727, docs/fpga.md).
+        m.d.sync += self.loading.eq(self.wgt_wr.valid)
 
         # -- gather: one M[k] vector once every PE has its M[k] -----------------------------
         # PEs drain the same (tile, k) sequence, so their heads always hold the same (t, k).

@@ -191,17 +191,17 @@ class OutputReorder(ConfiguredComponent):
         last_band = Signal()
         last_row = Signal(range(mm))
         # `k_last` (r_k is the pixel's last beat), `x_last` (r_x is the row's last pixel) and
-        # `last_keep` (the keep of a pixel's last beat: the K - (beats-1)·V channels it holds)
-        # are registers too, loaded with their value for the next cycle from registers and the
-        # shape (the issue only chooses): `channels` through `beats` and two carry chains into
-        # the band end and `full` was the routed critical path of ed992dc (docs/fpga.md). The
-        # shape holds still from the cycle a frame's first beat is accepted, and nothing is
-        # read before the cycle after, so they have followed it by then.
+        # `last_keep` (the keep of a pixel's last beat) are registers too, loaded with their
+        # value for the next cycle from registers and the shape (the issue only chooses):
+        # `channels` through `beats` and two carry chains into the band end and `full` was the
+        # routed critical path of ed992dc (docs/fpga.md). The shape holds still from the cycle
+        # a frame's first beat is accepted, and nothing is read before the cycle after, so they
+        # have followed it by then. The last beat holds K mod V channels (V when that is 0):
+        # `last_keep` decodes K's low bits, no carry chain (K - (beats - 1)·V, two of them,
+        # was aaab6bb's routed critical path).
         k_last = Signal()
         x_last = Signal()
         last_keep = Signal(V)
-        # The last beat holds K mod V channels (V when that is 0): a decode of K's low bits,
-        # no carry chain (K - (beats - 1)·V, two of them, was aaab6bb's routed critical path).
         k_low = K[:log_v] if log_v else Const(0, 1)
         m.d.sync += [last_keep[j].eq((k_low == 0) | (j < k_low)) for j in range(V)]
         row_last = r_row == last_row
