@@ -8,6 +8,9 @@ back into one stream of ``M[k]`` vectors for the output transform.
 
 from __future__ import annotations
 
+import operator
+from functools import reduce
+
 from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream
 from amaranth.lib.wiring import In, Out
@@ -15,6 +18,7 @@ from amaranth.lib.wiring import In, Out
 from hw.component import ConfiguredComponent
 from hw.stream_buffer import StreamBuffer
 from sw.config import AccelConfig, require_config, require_count
+from sw.formats import port_pes
 from hw.pe import (SparsePE, act_layout, check_images, perf_layout, perf_step_layout,
                    wgt_wr_layout)
 from hw.pe import out_layout as pe_out_layout
@@ -69,7 +73,10 @@ class SparseArray(ConfiguredComponent):
         as in :func:`hw.pe.wgt_wr_layout`, their ``data`` as wide as the widest PE's (the
         high bits beyond a PE's own are ignored); a beat with ``valid`` sets at least one
         ``en``. Always ready. The beat is written :attr:`LOAD_LATENCY` cycles later, through
-        a register per :attr:`LOAD_GROUP` PEs; :attr:`loading` is high in between.
+        a register per :attr:`LOAD_GROUP` PEs; :attr:`loading` is high in between. With
+        ``weight_ports`` 2 a second port ``wgt_wr1`` takes the writes of the PEs
+        :func:`sw.formats.port_pes` gives port 1, and ``wgt_wr`` those of port 0; both may
+        write in the same cycle (:meth:`load_ports`).
     out : Out(stream.Signature(StructLayout{m, k, last}))
         Per tile, ``ceil(k_count / D)`` beats (``D = drain_width``) in ``k`` order: beat ``r``
         has ``k = r · D`` and ``m[j]``, the ``n²`` values ``M[xi, k + j, t]`` row-major, for
@@ -137,7 +144,8 @@ class SparseArray(ConfiguredComponent):
         act, wgt_wr, out = self.layouts(cfg)
         super().__init__(cfg, {
             "act": In(stream.Signature(act)),
-            "wgt_wr": In(stream.Signature(wgt_wr, always_ready=True)),
+            **{self.load_port_name(p): In(stream.Signature(wgt_wr, always_ready=True))
+               for p in range(cfg.weight_ports)},
             "out": Out(stream.Signature(out)),
             "k_count": In(range(1, cfg.k_max + 1)),
             "bank": In(1),
@@ -148,6 +156,15 @@ class SparseArray(ConfiguredComponent):
             "loading": Out(1),
             "overflow": Out(1),
         })
+
+    @staticmethod
+    def load_port_name(port: int) -> str:
+        """The member of weight-load port ``port``: ``wgt_wr``, then ``wgt_wr1``."""
+        return "wgt_wr" if port == 0 else f"wgt_wr{port}"
+
+    def load_ports(self) -> list:
+        """Every weight-load port's ``wgt_wr`` member, in port order."""
+        return [getattr(self, self.load_port_name(p)) for p in range(self._cfg.weight_ports)]
 
     @staticmethod
     def layouts(cfg: AccelConfig) -> tuple[data.StructLayout, ...]:
@@ -208,7 +225,8 @@ class SparseArray(ConfiguredComponent):
 
     def elaborate(self, platform):
         m = Module()
-        coords = self._cfg.coords
+        cfg = self._cfg
+        coords = cfg.coords
         pes = [SparsePE(self._cfg, xi, weights=w, directory=d, counter_bits=self._counter_bits)
                for xi, (w, d) in enumerate(self._images)]
         for xi, pe in enumerate(pes):
@@ -243,12 +261,17 @@ class SparseArray(ConfiguredComponent):
         # One register in front of every LOAD_GROUP neighbouring PEs' memories: a single
         # payload register fanning out to all the PEs' block RAMs across the die was the
         # routed critical path (10389d3, docs/fpga.md).
-        wr = self.wgt_wr.payload
-        for g in range(0, coords, self.LOAD_GROUP):
-            members = range(g, min(g + self.LOAD_GROUP, coords))
-            valid = Signal(len(members), name=f"load{g // self.LOAD_GROUP}_valid")
-            held = Signal.like(wr, name=f"load{g // self.LOAD_GROUP}", reset_less=True)
-            m.d.sync += [valid.eq(Cat(self.wgt_wr.valid & (wr.pe == xi) for xi in members)),
+        # With two weight-load ports each takes its own PEs (sw.formats.port_pes), grouped
+        # from the port's first PE.
+        groups = [(port, range(g, min(g + self.LOAD_GROUP, share.stop)))
+                  for port, share in zip(self.load_ports(),
+                                         (port_pes(cfg, p) for p in range(cfg.weight_ports)))
+                  for g in range(share.start, share.stop, self.LOAD_GROUP)]
+        for n, (port, members) in enumerate(groups):
+            wr = port.payload
+            valid = Signal(len(members), name=f"load{n}_valid")
+            held = Signal.like(wr, name=f"load{n}", reset_less=True)
+            m.d.sync += [valid.eq(Cat(port.valid & (wr.pe == xi) for xi in members)),
                          held.eq(wr)]
             for j, xi in enumerate(members):
                 pe = pes[xi]
@@ -260,7 +283,7 @@ class SparseArray(ConfiguredComponent):
         # `loading` is the load port's valid a cycle late: the same value as the OR of the
         # groups' valid bits, from one register, since that OR tree on its way into
         # STATUS.BUSY was the routed critical path (41e7727, docs/fpga.md).
-        m.d.sync += self.loading.eq(self.wgt_wr.valid)
+        m.d.sync += self.loading.eq(reduce(operator.or_, (port.valid for port in self.load_ports())))
 
         # -- gather: one M[k] vector once every PE has its M[k] -----------------------------
         # PEs drain the same (tile, k) sequence, so their heads always hold the same (t, k).

@@ -40,20 +40,20 @@ def beat_layout(beat_bytes: int) -> data.StructLayout:
                               "last": unsigned(1)})
 
 
-def expected_writes(image: formats.PassImage, cfg: AccelConfig,
-                    received: int | None = None) -> list[tuple[int, dict]]:
+def expected_writes(image: formats.PassImage, cfg: AccelConfig, received: int | None = None,
+                    pes: range | None = None) -> list[tuple[int, dict]]:
     """The ``wr`` beats a record of ``image`` makes, as ``(end, write)`` pairs.
 
     ``write`` is the payload of :attr:`WeightLoader.wr` as :func:`hw.pe.load_write` makes
     it: ``pe``, and the unit's entry and word (:func:`sw.formats.record_writes`' items that
     share an ``end``; a half with no item all 0). ``end`` is the byte offset just past the
     unit; with ``received``, only the writes whose units all lie in the first ``received``
-    bytes.
+    bytes; with ``pes``, of the record of those PEs (:func:`sw.formats.encode_record`).
     """
     half = {"directory": "entry", "words": "word"}
     beats: list[tuple[int, dict]] = []
     unit: dict = {}
-    items = formats.record_writes(image, cfg, received)
+    items = formats.record_writes(image, cfg, received, pes)
     for k, it in enumerate(items):
         unit[half[it.memory]] = (it.addr, it.value)
         if k + 1 == len(items) or items[k + 1].end != it.end:
@@ -105,6 +105,11 @@ class WeightLoader(ConfiguredComponent):
         :mod:`sw.formats`.
     beat_bytes : int
         Record bytes per beat of ``i``: 1 (the default), or 2, 4, 8 or 16.
+    pes : range, optional
+        The PEs whose blocks a record holds, a run of indices (a weight-load port's share,
+        :func:`sw.formats.port_pes`); all of them by default. The record is then
+        :func:`sw.formats.encode_record` with these ``pes``, and its writes name the PEs by
+        their index in the array.
 
     Members
     -------
@@ -182,8 +187,9 @@ class WeightLoader(ConfiguredComponent):
     #: Cycles from the byte completing a body unit to its write on ``wr``.
     LATENCY = 1
 
-    def __init__(self, cfg: AccelConfig, beat_bytes: int = 1):
+    def __init__(self, cfg: AccelConfig, beat_bytes: int = 1, pes: range | None = None):
         require_config(cfg)
+        self._pes = formats.record_pes(cfg, pes)
         if beat_bytes not in (1, 2, 4, 8, 16):
             raise ValueError(f"beat_bytes must be 1, 2, 4, 8 or 16, not {beat_bytes!r}")
         self._beat_bytes = beat_bytes
@@ -192,9 +198,8 @@ class WeightLoader(ConfiguredComponent):
                              "assembles little-endian fields")
         self._record_bytes = _field_bytes(record_header_layout())
         self._pe_bytes = _field_bytes(pe_header_layout())
-        self._entry_bytes = [formats.directory_layout(cfg, xi).entry_bytes
-                             for xi in range(cfg.coords)]
-        self._unit_bytes = [formats.unit_bytes(cfg, xi) for xi in range(cfg.coords)]
+        self._entry_bytes = [formats.directory_layout(cfg, xi).entry_bytes for xi in self._pes]
+        self._unit_bytes = [formats.unit_bytes(cfg, xi) for xi in self._pes]
         super().__init__(cfg, {
             "i": In(stream.Signature(beat_layout(beat_bytes))),
             "wr": Out(stream.Signature(SparseArray.layouts(cfg)[1])),
@@ -218,7 +223,7 @@ class WeightLoader(ConfiguredComponent):
         field = Signal(range(max(len(rec_sizes), len(pe_sizes))))
         pos = Signal(range(unit_bytes))          # byte of the current field or body unit
         item = Signal(range(cfg.c_max))          # the column of the PE's body
-        xi = Signal(range(cfg.coords))
+        xi = Signal(range(len(self._pes)))       # the PE's place in self._pes
         acc = Signal(8 * unit_bytes)             # the bytes of the current unit so far
         channels = Signal.like(self.channels)
         k_count = Signal.like(self.k_count)
@@ -229,7 +234,7 @@ class WeightLoader(ConfiguredComponent):
         item_end = Signal()
         # The column's words still to come after this unit (``left``), whether the next unit
         # continues the column (``cont``: ``left`` is not 0) and is its last (``left_one``).
-        dlays = [formats.directory_layout(cfg, xi) for xi in range(cfg.coords)]
+        dlays = [formats.directory_layout(cfg, xi) for xi in self._pes]
         left = Signal(range(max(1 << d.count_bits for d in dlays)))
         cont = Signal()
         left_one = Signal()
@@ -360,7 +365,7 @@ class WeightLoader(ConfiguredComponent):
         count = Signal.like(left)
         m.d.comb += count.eq(count_field & per_pe([(1 << d.count_bits) - 1 for d in dlays],
                                                   "count_mask"))
-        word_bits = max(formats.slot_layout(cfg, xi).word_bits for xi in range(cfg.coords))
+        word_bits = max(formats.slot_layout(cfg, xi).word_bits for xi in self._pes)
         entry_sizes = sorted(set(self._entry_bytes))
         word_value = value[8 * entry_sizes[0]:][:word_bits]
         if len(entry_sizes) > 1:
@@ -369,7 +374,7 @@ class WeightLoader(ConfiguredComponent):
                 word_value = Mux(which == k, value[8 * n:][:word_bits], word_value)
 
         def next_pe():
-            with m.If(xi == cfg.coords - 1):
+            with m.If(xi == len(self._pes) - 1):
                 m.d.comb += final.eq(1)
             with m.Else():
                 m.d.comb += [xi_n.eq(xi + 1), phase_n.eq(_Phase.PE), field_n.eq(0)]
@@ -449,7 +454,7 @@ class WeightLoader(ConfiguredComponent):
         # A half the unit does not write is all 0 (a synchronous clear of its registers).
         with m.If(issue if self._beat_bytes == 1 else wr_free):
             m.d.sync += [
-                self.wr.payload.pe.eq(xi),
+                self.wr.payload.pe.eq(xi + self._pes.start if self._pes.start else xi),
                 self.wr.payload.entry.en.eq(issue_entry),
                 self.wr.payload.entry.addr.eq(Mux(issue_entry, item, 0)),
                 self.wr.payload.entry.data.eq(Mux(issue_entry, value[:entry_bits], 0)),
@@ -681,8 +686,10 @@ class WeightLoader(ConfiguredComponent):
         return complete, last, take, (level != 0) | buf_last, buf[:8 * unit_bytes]
 
 
-def accelerator_loader(cfg: AccelConfig) -> WeightLoader:
-    """The loader as the accelerator uses it: :data:`sw.formats.WEIGHT_BEAT_BYTES` bytes per
-    beat. The ``weight_loader`` component of :mod:`hw.gen` (and so of ``fpga.synth``) is this
-    one, so a block-alone measurement is of the loader the accelerator holds."""
-    return WeightLoader(cfg, formats.WEIGHT_BEAT_BYTES)
+def accelerator_loader(cfg: AccelConfig, port: int = 0) -> WeightLoader:
+    """The loader of weight-load port ``port`` as the accelerator uses it:
+    :data:`sw.formats.WEIGHT_BEAT_BYTES` bytes per beat, over the port's PEs
+    (:func:`sw.formats.port_pes`). The ``weight_loader`` component of :mod:`hw.gen` (and so of
+    ``fpga.synth``) is port 0's, so a block-alone measurement is of a loader the accelerator
+    holds."""
+    return WeightLoader(cfg, formats.WEIGHT_BEAT_BYTES, formats.port_pes(cfg, port))

@@ -26,6 +26,9 @@ directly. Clock ``clk``, synchronous active-high reset ``rst``.
 
 from __future__ import annotations
 
+import operator
+from functools import reduce
+
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
@@ -37,6 +40,7 @@ from sw.formats import WEIGHT_BEAT_BYTES, stream_bytes
 from hw.csr import ControlRegisters
 from hw.linebuf import LineBuffer
 from hw.loader import accelerator_loader
+from hw.record_join import RecordJoin
 from hw.reorder import OutputReorder
 from hw.stream_buffer import StreamBuffer
 from hw.channels import ChannelGather, ChannelSerialiser
@@ -126,11 +130,11 @@ class Accelerator(ConfiguredComponent):
             "s_axis_act_tvalid": In(1),
             "s_axis_act_tready": Out(1),
             "s_axis_act_tlast": In(1),
-            "s_axis_wgt_tdata": In(8 * WEIGHT_BEAT_BYTES),
-            "s_axis_wgt_tkeep": In(WEIGHT_BEAT_BYTES),
-            "s_axis_wgt_tvalid": In(1),
-            "s_axis_wgt_tready": Out(1),
-            "s_axis_wgt_tlast": In(1),
+            **{f"{self.weight_port(p)}_{name}": member
+               for p in range(cfg.weight_ports)
+               for name, member in (("tdata", In(8 * WEIGHT_BEAT_BYTES)),
+                                    ("tkeep", In(WEIGHT_BEAT_BYTES)), ("tvalid", In(1)),
+                                    ("tready", Out(1)), ("tlast", In(1)))},
             "m_axis_out_tdata": Out(act_width),
             "m_axis_out_tkeep": Out(lane_bytes * cfg.stream_values),
             "m_axis_out_tvalid": Out(1),
@@ -142,6 +146,11 @@ class Accelerator(ConfiguredComponent):
                 members[name] = member
         super().__init__(cfg, members)
 
+    @staticmethod
+    def weight_port(port: int) -> str:
+        """The AXI4-Stream prefix of weight-load port ``port``: ``s_axis_wgt``, then
+        ``s_axis_wgt1`` (``AccelConfig.weight_ports`` 2)."""
+        return "s_axis_wgt" if port == 0 else f"s_axis_wgt{port}"
 
     def elaborate(self, platform):
         m = Module()
@@ -166,7 +175,9 @@ class Accelerator(ConfiguredComponent):
             Lockstep([OutputTransform(cfg) for _ in range(cfg.transform_channels)]),
             depth=self.OUTPUT_QUEUE_DEPTH)
         reorder = m.submodules.reorder = OutputReorder(cfg)
-        loader = m.submodules.loader = accelerator_loader(cfg)
+        loaders = [accelerator_loader(cfg, p) for p in range(cfg.weight_ports)]
+        for p, loader in enumerate(loaders):
+            m.submodules["loader" if p == 0 else f"loader{p}"] = loader
         ring = m.submodules.weight_ring = WeightRing(cfg)
 
         # -- AXI4-Lite straight through to the registers ------------------------------------
@@ -292,27 +303,56 @@ class Accelerator(ConfiguredComponent):
         wiring.connect(m, act_buffer.o, array.act)
 
         # -- weights in ----------------------------------------------------------------------
-        # Through a skid buffer, so the loader's parser and byte buffer start from a register
-        # next to them rather than from the port's valid and the run check (a routed
-        # critical path, docs/fpga.md). A beat it holds counts as busy, so no START overtakes it.
-        wgt_in = m.submodules.wgt_in = StreamBuffer(loader.i.payload.shape())
-        wiring.connect(m, wgt_in.o, loader.i)
+        # Per weight-load port: through a skid buffer, so the loader's parser and byte buffer
+        # start from a register next to them rather than from the port's valid and the run
+        # check (a routed critical path, docs/fpga.md). A beat it holds counts as busy, so no
+        # START overtakes it. The ring places each record beside the running pass (or holds
+        # its writes until the run ends), so records are taken during runs too.
+        join = RecordJoin(cfg) if cfg.weight_ports > 1 else None
+        if join is not None:
+            m.submodules.record_join = join
+        wgt_ins = []
+        for p, (loader, (ring_i, ring_o), array_port) in enumerate(
+                zip(loaders, ring.ports(), array.load_ports())):
+            prefix = self.weight_port(p)
+            tvalid, tready, tlast = (getattr(self, f"{prefix}_{n}")
+                                     for n in ("tvalid", "tready", "tlast"))
+            wgt_in = StreamBuffer(loader.i.payload.shape())
+            m.submodules["wgt_in" if p == 0 else f"wgt_in{p}"] = wgt_in
+            wgt_ins.append(wgt_in)
+            wiring.connect(m, wgt_in.o, loader.i)
+            # With several ports, a port takes one frame per record (RecordJoin.hold).
+            free = 1 if join is None else ~join.hold[p]
+            m.d.comb += [
+                wgt_in.i.payload.data.eq(getattr(self, f"{prefix}_tdata")),
+                wgt_in.i.payload.keep.eq(getattr(self, f"{prefix}_tkeep")),
+                wgt_in.i.payload.last.eq(tlast),
+                wgt_in.i.valid.eq(tvalid & free),
+                tready.eq(wgt_in.i.ready & free),
+            ]
+            wiring.connect(m, loader.wr, ring_i)
+            wiring.connect(m, ring_o, array_port)
+            if join is not None:
+                records_lsb = Signal(name=f"records{p}_lsb")
+                m.d.sync += records_lsb.eq(loader.records[0])
+                port = join.port[p]
+                m.d.comb += [
+                    port.beat.eq(tvalid & tready), port.last.eq(tlast),
+                    port.good.eq(loader.records[0] != records_lsb), port.bad.eq(loader.error),
+                    port.channels.eq(loader.channels), port.k_count.eq(loader.k_count),
+                    port.k_base.eq(loader.k_base),
+                ]
+        # The record's status: its one loader's, or the join of the ports' loaders.
+        status = loaders[0] if join is None else join
+        if join is None:
+            records_lsb = Signal()          # the loader's count moves by one per good record
+            m.d.sync += records_lsb.eq(loaders[0].records[0])
+            committed, rejected = loaders[0].records[0] != records_lsb, loaders[0].error
+        else:
+            committed, rejected = join.committed, join.rejected
         m.d.comb += [
-            wgt_in.i.payload.data.eq(self.s_axis_wgt_tdata),
-            wgt_in.i.payload.keep.eq(self.s_axis_wgt_tkeep),
-            wgt_in.i.payload.last.eq(self.s_axis_wgt_tlast),
-            wgt_in.i.valid.eq(self.s_axis_wgt_tvalid),
-            self.s_axis_wgt_tready.eq(wgt_in.i.ready),
-        ]
-        # The ring places each record beside the running pass (or holds its writes until the
-        # run ends), so records are taken during runs too.
-        wiring.connect(m, loader.wr, ring.i)
-        wiring.connect(m, ring.o, array.wgt_wr)
-        records_lsb = Signal()          # the loader's count moves by one per good record
-        m.d.sync += records_lsb.eq(loader.records[0])
-        m.d.comb += [
-            ring.committed.eq(loader.records[0] != records_lsb),
-            ring.rejected.eq(loader.error),
+            ring.committed.eq(committed),
+            ring.rejected.eq(rejected),
             ring.start.eq(csr.start),
             ring.running.eq(running),
             array.bank.eq(ring.bank),
@@ -385,15 +425,17 @@ class Accelerator(ConfiguredComponent):
         with m.If(array_busy):
             m.d.sync += array_cycles.eq(array_cycles + 1)
         m.d.comb += [
-            csr.busy.eq(running | ~loader.idle | wgt_in.busy | ring.busy | array.loading),
+            csr.busy.eq(reduce(operator.or_, [running, *(~loader.idle for loader in loaders),
+                                              *(wgt_in.busy for wgt_in in wgt_ins),
+                                              ring.busy, array.loading])),
             csr.done.eq(done),
-            csr.error.eq(loader.error | framing_error),
+            csr.error.eq(rejected | framing_error),
             csr.overflow.eq(array.overflow),
             csr.cycles.eq(cycles),
             csr.array_cycles.eq(array_cycles),
             csr.perf.eq(array.perf_sum),
-            csr.wgt_records.eq(loader.records),
-            csr.wgt_channels.eq(loader.channels),
-            csr.wgt_k_count.eq(loader.k_count),
+            csr.wgt_records.eq(status.records),
+            csr.wgt_channels.eq(status.channels),
+            csr.wgt_k_count.eq(status.k_count),
         ]
         return m

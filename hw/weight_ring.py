@@ -21,9 +21,16 @@ So the host may send the next pass's record as soon as the current pass has star
 at full speed when the two passes' words fit the memory together (the larger of the two
 records' per-PE word counts, summed, at most ``wmem_depth``), and otherwise finishes after the
 run, as it would have without the ring.
+
+With two weight-load ports (``AccelConfig.weight_ports``) the ring has an input and an output
+per port, each placing its own loader's writes (a share of the PEs, ``sw.formats.port_pes``)
+with the same ``base`` and bank; a record's span is the highest word over both.
 """
 
 from __future__ import annotations
+
+import operator
+from functools import reduce
 
 from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
@@ -51,21 +58,24 @@ class WeightRing(ConfiguredComponent):
 
     Members
     -------
-    i : In(stream.Signature(SparseArray.layouts(cfg)[1]))
+    i, i1 : In(stream.Signature(SparseArray.layouts(cfg)[1]))
         The loader's writes (:attr:`hw.loader.WeightLoader.wr`), each beat a directory entry
         (``entry``), a weight word (``word``) or both, of PE ``pe``, a beat with ``valid``
         setting at least one ``en``: addresses as in the record (directory entry ``c`` at
-        ``c``, weight word ``j`` at ``j``). ``ready`` is a register.
-    o : Out(stream.Signature(SparseArray.layouts(cfg)[1], always_ready=True))
+        ``c``, weight word ``j`` at ``j``). ``ready`` is a register. ``i1`` (with
+        ``weight_ports`` 2 only) is the second port's loader: its beats are placed alike, with
+        the same ``base`` and bank, independently of ``i``'s.
+    o, o1 : Out(stream.Signature(SparseArray.layouts(cfg)[1], always_ready=True))
         The same beats, both halves placed: the word at ``(base + j) mod wmem_depth``, the
         entry at ``c + bank · 2**directory_bank_bit(cfg)`` with ``start`` moved to
         ``(start + base) mod wmem_depth``; ``pe`` and the ``en`` bits unchanged. A half whose
         ``en`` is clear is moved all the same (it writes nothing). ``valid`` and the payload
-        are registers.
+        are registers. ``o1`` carries ``i1``'s beats.
     committed : In(1)
         One-cycle strobe: the loader accepted a record (its final write has entered ``i``).
         The ring then advances ``base`` past the record's words (its span: the highest
-        ``word.addr + 1`` of its beats with ``word.en``) and flips the load bank.
+        ``word.addr + 1`` of its beats with ``word.en``, over all ports) and flips the load
+        bank.
     rejected : In(1)
         One-cycle strobe: the loader rejected a record. The next record starts at the same
         ``base`` and bank (the rejected one's writes are overwritten; the loader reports no
@@ -100,9 +110,12 @@ class WeightRing(ConfiguredComponent):
     def __init__(self, cfg: AccelConfig):
         require_config(cfg)
         self._layout = SparseArray.layouts(cfg)[1]
+        ports = {}
+        for p in range(cfg.weight_ports):
+            ports[self.port_name("i", p)] = In(stream.Signature(self._layout))
+            ports[self.port_name("o", p)] = Out(stream.Signature(self._layout, always_ready=True))
         super().__init__(cfg, {
-            "i": In(stream.Signature(self._layout)),
-            "o": Out(stream.Signature(self._layout, always_ready=True)),
+            **ports,
             "committed": In(1),
             "rejected": In(1),
             "start": In(1),
@@ -111,11 +124,20 @@ class WeightRing(ConfiguredComponent):
             "busy": Out(1),
         })
 
+    @staticmethod
+    def port_name(side: str, port: int) -> str:
+        """The member of weight-load port ``port`` on ``side`` (``"i"`` or ``"o"``)."""
+        return side if port == 0 else f"{side}{port}"
+
+    def ports(self) -> list[tuple]:
+        """``(i, o)`` of every weight-load port, in port order."""
+        return [(getattr(self, self.port_name("i", p)), getattr(self, self.port_name("o", p)))
+                for p in range(self._cfg.weight_ports)]
+
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
         depth = cfg.wmem_depth
-        wr = self.i.payload
         start_bits = formats.directory_layout(cfg, 0).addr_bits
         bank_bit = directory_bank_bit(cfg)
 
@@ -134,25 +156,39 @@ class WeightRing(ConfiguredComponent):
         # -- in: relocate both halves, and remember how far the record reaches ---------------
         # A half whose `en` is clear is moved too: it writes nothing, and no multiplexer on
         # `en` lies in front of the buffer.
-        held = StreamBuffer(data.StructLayout({"wr": self._layout,
-                                               "offset": unsigned(len(wr.word.addr))}))
-        m.submodules.held = held
-        placed = held.i.payload.wr
-        m.d.comb += [
-            held.i.valid.eq(self.i.valid),
-            self.i.ready.eq(held.i.ready),
-            held.i.payload.offset.eq(wr.word.addr),
-            placed.pe.eq(wr.pe),
-            placed.word.en.eq(wr.word.en),
-            placed.word.addr.eq(ring(wr.word.addr + base)),
-            placed.word.data.eq(wr.word.data),
-            placed.entry.en.eq(wr.entry.en),
-            placed.entry.addr.eq(wr.entry.addr | (load_bank << bank_bit)),
-            placed.entry.data.eq(wr.entry.data),
-            placed.entry.data[:start_bits].eq(ring(wr.entry.data[:start_bits] + base)),
-        ]
-        with m.If(self.i.valid & self.i.ready & wr.word.en & (wr.word.addr >= span)):
-            m.d.sync += span.eq(wr.word.addr + 1)
+        helds, reaches = [], []
+        for p, (port_i, _) in enumerate(self.ports()):
+            wr = port_i.payload
+            held = StreamBuffer(data.StructLayout({"wr": self._layout,
+                                                   "offset": unsigned(len(wr.word.addr))}))
+            m.submodules[self.port_name("held", p)] = held
+            helds.append(held)
+            placed = held.i.payload.wr
+            m.d.comb += [
+                held.i.valid.eq(port_i.valid),
+                port_i.ready.eq(held.i.ready),
+                held.i.payload.offset.eq(wr.word.addr),
+                placed.pe.eq(wr.pe),
+                placed.word.en.eq(wr.word.en),
+                placed.word.addr.eq(ring(wr.word.addr + base)),
+                placed.word.data.eq(wr.word.data),
+                placed.entry.en.eq(wr.entry.en),
+                placed.entry.addr.eq(wr.entry.addr | (load_bank << bank_bit)),
+                placed.entry.data.eq(wr.entry.data),
+                placed.entry.data[:start_bits].eq(ring(wr.entry.data[:start_bits] + base)),
+            ]
+            reaches.append((port_i.valid & port_i.ready & wr.word.en, wr.word.addr))
+        if len(reaches) == 1:
+            (took, addr), = reaches
+            with m.If(took & (addr >= span)):
+                m.d.sync += span.eq(addr + 1)
+        else:
+            # Both ports' writes in one cycle: the record reaches the farther of the two.
+            reach = span
+            for took, addr in reaches:
+                end = Mux(took, addr + 1, 0)
+                reach = Mux(end > reach, end, reach)
+            m.d.sync += span.eq(reach)
         with m.If(self.committed):
             m.d.sync += [base.eq(ring(base + span)), last_span.eq(span), span.eq(0),
                          load_bank.eq(~load_bank)]
@@ -162,16 +198,19 @@ class WeightRing(ConfiguredComponent):
             m.d.sync += [self.bank.eq(~load_bank), room.eq(depth - last_span)]
 
         # -- out: wait while either half would land on the running pass ----------------------
-        head = held.o.payload
-        on_run = Signal()
-        m.d.comb += [
-            on_run.eq(self.running
-                      & ((head.wr.word.en & (head.offset >= room))
-                         | (head.wr.entry.en & (head.wr.entry.addr[bank_bit] == self.bank)))),
-            held.o.ready.eq(~on_run),
-        ]
-        m.d.sync += self.o.valid.eq(held.o.valid & ~on_run)
-        with m.If(held.o.valid & ~on_run):
-            m.d.sync += self.o.payload.eq(head.wr)
-        m.d.comb += self.busy.eq(held.busy | self.o.valid)
+        busy = []
+        for p, (held, (_, port_o)) in enumerate(zip(helds, self.ports())):
+            head = held.o.payload
+            on_run = Signal(name=self.port_name("on_run", p))
+            m.d.comb += [
+                on_run.eq(self.running
+                          & ((head.wr.word.en & (head.offset >= room))
+                             | (head.wr.entry.en & (head.wr.entry.addr[bank_bit] == self.bank)))),
+                held.o.ready.eq(~on_run),
+            ]
+            m.d.sync += port_o.valid.eq(held.o.valid & ~on_run)
+            with m.If(held.o.valid & ~on_run):
+                m.d.sync += port_o.payload.eq(head.wr)
+            busy += [held.busy, port_o.valid]
+        m.d.comb += self.busy.eq(reduce(operator.or_, busy))
         return m

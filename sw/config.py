@@ -26,7 +26,7 @@ SUPPORTED_TILES = (2, 4)
 #: How accumulators and the requantiser treat values out of range.
 OVERFLOW_MODES = ("wrap", "saturate")
 #: Bumped whenever a field is added, removed or changes meaning.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class ConfigError(ValueError):
@@ -104,6 +104,11 @@ class AccelConfig:
         Activation values per beat of the AXI streams ``s_axis_act`` and ``m_axis_out``, a power
         of two (1..16): a beat carries up to ``stream_values`` channels of one pixel, so
         ``tdata`` is ``stream_values · 8 · ceil(act_bits / 8)`` bits (64 at the default 8).
+    weight_ports : int
+        Weight-load streams (1 or 2): each has its own loader over a contiguous share of the
+        PEs (:func:`sw.formats.port_pes`) and takes that share of every record
+        (:func:`sw.formats.record_frames`), so a record loads up to ``weight_ports`` times as
+        fast. Port ``p`` is ``s_axis_wgt`` for ``p = 0`` and ``s_axis_wgt{p}`` after.
     overflow : str
         ``"wrap"`` (two's complement modulo ``2**acc_bits``) or ``"saturate"`` (clamp the exact
         per-coordinate sum to ``acc_bits``). Both are independent of summation order.
@@ -127,6 +132,7 @@ class AccelConfig:
     drain_width: int = 1
     transform_channels: int = 1
     stream_values: int = 8
+    weight_ports: int = 1
     overflow: str = "wrap"
     bias_bits: int = 32
     mult_bits: int = 32
@@ -173,6 +179,7 @@ class AccelConfig:
             bad("transform_channels", f"a power of two that divides act_width = "
                                       f"{self.act_width}, drain_width = {self.drain_width} "
                                       f"and the {word} channels of a line-buffer memory word")
+        check_int("weight_ports", 1, 2)
         if not isinstance(self.overflow, str) or self.overflow not in OVERFLOW_MODES:
             bad("overflow", f"one of {', '.join(OVERFLOW_MODES)}")
         check_int("bias_bits", 2, 48)

@@ -80,18 +80,30 @@ class DeviceLayer:
     packed : sw.formats.PackedLayer
         The on-chip image: one :class:`sw.formats.PassImage` per pass over output channels.
     records : tuple of bytes
-        Per pass, its weight-load record (:func:`sw.formats.encode_record`), one
-        ``s_axis_wgt`` frame.
+        Per pass, its weight-load record (:func:`sw.formats.encode_record`), as the packer's
+        stream holds it.
+    frames : tuple of tuple of bytes
+        Per pass, the record as the host sends it: one frame per weight-load port
+        (:func:`sw.formats.record_frames`; with one port, the record itself).
     """
 
     index: int
     qlayer: quant.QuantLayer
     packed: formats.PackedLayer
     records: tuple[bytes, ...]
+    frames: tuple[tuple[bytes, ...], ...]
 
     @property
     def name(self) -> str:
         return self.qlayer.name
+
+    @classmethod
+    def of(cls, index: int, qlayer: quant.QuantLayer, packed: formats.PackedLayer,
+           cfg: AccelConfig) -> "DeviceLayer":
+        """The layer with its records and frames encoded from ``packed``."""
+        return cls(index, qlayer, packed,
+                   tuple(formats.encode_record(index, im, cfg) for im in packed.passes),
+                   tuple(formats.record_frames(index, im, cfg) for im in packed.passes))
 
 
 def device_layers(model: model_import.Model, cfg: AccelConfig,
@@ -124,8 +136,7 @@ def device_layers(model: model_import.Model, cfg: AccelConfig,
                                  winograd_relu=layer.winograd_relu,
                                  spatial_relu=layer.spatial_relu)
         packed = formats.pack_layer(q.U, cfg, name=layer.name)
-        records = tuple(formats.encode_record(index, im, cfg) for im in packed.passes)
-        layers[layer.name] = DeviceLayer(index, q, packed, records)
+        layers[layer.name] = DeviceLayer.of(index, q, packed, cfg)
     if stream is not None:
         try:
             given = formats.split_stream(stream, cfg, source)
@@ -245,7 +256,8 @@ class Transport(Protocol):
     access the accelerator answers with an error response raises :class:`BusError`. Weight
     records go to ``s_axis_wgt``, activations to ``s_axis_act``, outputs come from
     ``m_axis_out``; a frame is one AXI4-Stream packet (``tlast`` on its final beat). A weight
-    record is given as its ``tdata`` bytes; an activation frame as a
+    record is given as its frames' ``tdata`` bytes, one frame per weight-load port
+    (:func:`sw.formats.record_frames`: ``s_axis_wgt``, then ``s_axis_wgt1``); an activation frame as a
     :class:`sw.formats.ActivationFrame`, every beat's ``tdata`` bytes with one ``tkeep`` bit per
     byte (the beat format of :func:`sw.formats.pack_activations`: ``stream_values`` channels of
     one pixel per beat, a pixel's last beat partial).
@@ -257,8 +269,9 @@ class Transport(Protocol):
     async def write(self, offset: int, value: int) -> None:
         """Write ``value`` (``0 <= value < 2**32``) to the register at ``offset``."""
 
-    async def send_weights(self, record: bytes) -> None:
-        """Send one weight record as an ``s_axis_wgt`` frame; return when it has all gone."""
+    async def send_weights(self, frames: tuple[bytes, ...]) -> None:
+        """Send one weight record, frame ``p`` on weight-load port ``p``, all ports at once;
+        return when every frame has gone."""
 
     async def stream(self, activations: formats.ActivationFrame) -> formats.ActivationFrame:
         """Send ``activations`` as one ``s_axis_act`` frame (``tdata`` and ``tkeep`` of every
@@ -353,7 +366,7 @@ class DeviceBackend:
         """Send pass ``p``'s weight record and check that the loader took it."""
         read = self.transport.read
         before = await read(regmap.WGT_RECORDS.offset)
-        await self.transport.send_weights(layer.records[p])
+        await self.transport.send_weights(layer.frames[p])
         while await read(regmap.WGT_RECORDS.offset) == before:
             status = await read(regmap.STATUS.offset)
             if status & regmap.STATUS_ERROR:

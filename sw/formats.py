@@ -51,7 +51,8 @@ __all__ = [
     "PassImage", "PackStats", "PackedLayer", "StreamRecord", "slot_layout", "directory_layout",
     "k_bits", "column_word_count", "choose_kp", "pack_layer", "unpack_layer", "encode_slot", "decode_slot",
     "hex_text", "write_hex", "read_hex", "directory_words", "directory_entries",
-    "RecordItem", "record_items", "record_writes", "encode_record", "encode_stream",
+    "RecordItem", "record_items", "record_writes", "encode_record", "record_frames",
+    "port_pes", "record_pes", "encode_stream",
     "unit_bytes", "body_units",
     "decode_stream", "split_stream", "sha256_file",
     "layer_manifest", "build_manifest", "stream_bytes",
@@ -814,12 +815,38 @@ def body_units(image: PassImage, cfg: AccelConfig,
     return units
 
 
-def record_items(image: PassImage, cfg: AccelConfig) -> list[RecordItem]:
-    """Every item of ``image``'s record in stream order, with where its unit ends in the bytes
-    (a column's entry before its first word)."""
+def port_pes(cfg: AccelConfig, port: int) -> range:
+    """The PEs whose share of every record weight-load port ``port`` carries.
+
+    The ``cfg.weight_ports`` ports split the PEs into contiguous runs in index order, the
+    first ``coords mod weight_ports`` of them one PE longer: 0..7 and 8..15 for two ports at
+    F(2,3).
+    """
+    ports = cfg.weight_ports
+    if not 0 <= port < ports:
+        raise ValueError(f"weight-load port {port} of {ports}")
+    size, extra = divmod(cfg.coords, ports)
+    lo = port * size + min(port, extra)
+    return range(lo, lo + size + (port < extra))
+
+
+def record_pes(cfg: AccelConfig, pes: range | None = None) -> range:
+    """The PEs a record holds: ``pes`` (a run of PE indices, checked), or all of them."""
+    if pes is None:
+        return range(cfg.coords)
+    if pes.step != 1 or not 0 <= pes.start < pes.stop <= cfg.coords:
+        raise ValueError(f"PEs {pes} are not a run of the config's {cfg.coords}")
+    return pes
+
+
+def record_items(image: PassImage, cfg: AccelConfig,
+                 pes: range | None = None) -> list[RecordItem]:
+    """Every item of ``image``'s record (of PEs ``pes``, all by default; see
+    :func:`encode_record`) in stream order, with where its unit ends in the bytes (a column's
+    entry before its first word)."""
     pos = _RECORD_HEADER.size
     items = []
-    for xi in range(cfg.coords):
+    for xi in record_pes(cfg, pes):
         pos += _PE_HEADER.size
         size = unit_bytes(cfg, xi)
         for entry, word in body_units(image, cfg, xi):
@@ -831,8 +858,8 @@ def record_items(image: PassImage, cfg: AccelConfig) -> list[RecordItem]:
     return items
 
 
-def record_writes(image: PassImage, cfg: AccelConfig,
-                  received: int | None = None) -> list[RecordItem]:
+def record_writes(image: PassImage, cfg: AccelConfig, received: int | None = None,
+                  pes: range | None = None) -> list[RecordItem]:
     """The memory writes a weight loader makes for ``image``'s record, in stream order.
 
     Parameters
@@ -843,6 +870,9 @@ def record_writes(image: PassImage, cfg: AccelConfig,
     received : int, optional
         Bytes of the record that arrived before the loader stopped taking it (a truncated or
         rejected frame). ``None``: the whole record.
+    pes : range, optional
+        The PEs the record holds (a weight-load port's share, :func:`port_pes`); all of them
+        by default.
 
     Returns
     -------
@@ -853,15 +883,18 @@ def record_writes(image: PassImage, cfg: AccelConfig,
         whose units all arrived (``end <= received``). Items with the same ``end`` share a
         unit, and a loader writes them in one cycle.
     """
-    items = record_items(image, cfg)
+    items = record_items(image, cfg, pes)
     return items if received is None else [it for it in items if it.end <= received]
 
 
-def encode_record(layer: int, image: PassImage, cfg: AccelConfig) -> bytes:
+def encode_record(layer: int, image: PassImage, cfg: AccelConfig,
+                  pes: range | None = None) -> bytes:
     """The bytes of one (layer, pass) record of the weight-load stream.
 
-    This is the "per record" part of the framing in :func:`encode_stream`; the host driver sends
-    each record as one ``s_axis_wgt`` frame, and :class:`hw.loader.WeightLoader` parses it.
+    This is the "per record" part of the framing in :func:`encode_stream`, and
+    :class:`hw.loader.WeightLoader` parses it. With ``pes`` (a run of PE indices), the record
+    header followed by those PEs' blocks only: a weight-load port's share of the record
+    (:func:`record_frames`).
 
     Raises
     ------
@@ -870,7 +903,7 @@ def encode_record(layer: int, image: PassImage, cfg: AccelConfig) -> bytes:
     """
     C = len(image.directory[0])
     out = bytearray(_RECORD_HEADER.pack(layer, image.index, C, image.k_base, image.k_count))
-    for xi in range(cfg.coords):
+    for xi in record_pes(cfg, pes):
         eb, wb = directory_layout(cfg, xi).entry_bytes, slot_layout(cfg, xi).word_bytes
         try:
             units = body_units(image, cfg, xi)
@@ -881,6 +914,18 @@ def encode_record(layer: int, image: PassImage, cfg: AccelConfig) -> bytes:
             out += (0 if entry is None else entry[1]).to_bytes(eb, BYTE_ORDER)
             out += (0 if word is None else word[1]).to_bytes(wb, BYTE_ORDER)
     return bytes(out)
+
+
+def record_frames(layer: int, image: PassImage, cfg: AccelConfig) -> tuple[bytes, ...]:
+    """One (layer, pass) record as the host sends it: one frame per weight-load port.
+
+    Frame ``p`` is :func:`encode_record` of the PEs :func:`port_pes` gives port ``p``: the
+    record header, then those PEs' blocks. With one port it is the whole record. The frames
+    go out at once, one on each port, and the accelerator counts the record when every port
+    has taken its frame (docs/loader.md).
+    """
+    return tuple(encode_record(layer, image, cfg, port_pes(cfg, p))
+                 for p in range(cfg.weight_ports))
 
 
 def encode_stream(packed_layers, cfg: AccelConfig) -> bytes:

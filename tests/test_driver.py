@@ -151,8 +151,8 @@ class ModelTransport:
 
     def __init__(self, cfg: AccelConfig, layers: dict[str, driver.DeviceLayer]):
         self.cfg = cfg
-        self.by_record = {rec: (dev, p) for dev in layers.values()
-                          for p, rec in enumerate(dev.records)}
+        self.by_record = {frames: (dev, p) for dev in layers.values()
+                          for p, frames in enumerate(dev.frames)}
         self.regs: dict[int, int] = {}
         self.loaded: tuple[driver.DeviceLayer, int] | None = None
         self.records = 0
@@ -208,13 +208,14 @@ class ModelTransport:
         dev, p = self.loaded
         return dev.qlayer.C, dev.packed.passes[p].k_count
 
-    async def send_weights(self, record: bytes) -> None:
+    async def send_weights(self, frames: tuple[bytes, ...]) -> None:
+        assert len(frames) == self.cfg.weight_ports
         self.overlapped += self.streaming
         if self.reject:
             self.loaded = None
             self.status |= regmap.STATUS_ERROR
         else:
-            self.loaded = self.by_record[record]
+            self.loaded = self.by_record[frames]
             self.records += 1
 
     async def stream(self, activations: formats.ActivationFrame) -> formats.ActivationFrame:

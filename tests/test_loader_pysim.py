@@ -14,7 +14,7 @@ streams :data:`sw.formats.WEIGHT_BEAT_BYTES` (8) bytes per beat.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
@@ -84,15 +84,17 @@ def field_end(header, index: int) -> int:
     return max(k for k, b in enumerate(header.pack(*values)) if b) + 1
 
 
-def good_frame(layer: int, image: formats.PassImage, cfg: AccelConfig) -> Frame:
-    return Frame(formats.encode_record(layer, image, cfg),
-                 [wr for _, wr in expected_writes(image, cfg)],
+def good_frame(layer: int, image: formats.PassImage, cfg: AccelConfig,
+               pes: range | None = None) -> Frame:
+    return Frame(formats.encode_record(layer, image, cfg, pes),
+                 [wr for _, wr in expected_writes(image, cfg, pes=pes)],
                  status=(len(image.directory[0]), image.k_count, image.k_base & 0xFFFF))
 
 
-def bad_frame(data: bytes, image: formats.PassImage, cfg: AccelConfig, error_at: int) -> Frame:
+def bad_frame(data: bytes, image: formats.PassImage, cfg: AccelConfig, error_at: int,
+              pes: range | None = None) -> Frame:
     """A rejected frame: the writes whose bytes all arrived up to ``error_at`` are issued."""
-    return Frame(data, [wr for _, wr in expected_writes(image, cfg, error_at + 1)],
+    return Frame(data, [wr for _, wr in expected_writes(image, cfg, error_at + 1, pes)],
                  error_at=error_at)
 
 
@@ -151,7 +153,7 @@ class Observed:
 
 
 def load(cfg: AccelConfig, frames: list[Frame], rng=None, gaps: str = "none",
-         backpressure: str = "none", beat_bytes: int = 1) -> Observed:
+         backpressure: str = "none", beat_bytes: int = 1, pes: range | None = None) -> Observed:
     """Feed ``frames`` back to back, ``beat_bytes`` bytes per beat, and collect what the
     loader does, checking every cycle.
 
@@ -161,7 +163,7 @@ def load(cfg: AccelConfig, frames: list[Frame], rng=None, gaps: str = "none",
     with the ``error`` strobe of a rejected record; the
     runner checks the stream rules of ``wr`` and that no write beyond the expected ones comes.
     """
-    dut = WeightLoader(cfg, beat_bytes)
+    dut = WeightLoader(cfg, beat_bytes, pes)
     beats = [beat for f in frames for beat in frame_beats(f.data, beat_bytes, rng)]
     status = ("records", "channels", "k_count", "k_base")
     probes = {"i_valid": dut.i.valid, "i_ready": dut.i.ready, "wr_valid": dut.wr.valid,
@@ -557,3 +559,41 @@ def test_rejects_a_bad_beat_width(beat_bytes):
     with pytest.raises(ValueError, match=f"^beat_bytes must be 1, 2, 4, 8 or 16, not "
                                          f"{beat_bytes!r}$"):
         WeightLoader(CONFIGS["t2_lanes"], beat_bytes)
+
+
+# -- a weight-load port's share of the PEs ---------------------------------------------------
+
+@pytest.mark.parametrize("beat_bytes", (1, 16))
+@pytest.mark.parametrize("name", ["t2_lanes", "t4_lanes"])
+def test_port_records(name, beat_bytes, rng):
+    """A loader over one port's PEs (``weight_ports`` 2, :func:`sw.formats.port_pes`) takes
+    that port's frames (:func:`sw.formats.record_frames`): the writes are those PEs' units,
+    named by their index in the array, under gaps and back-pressure; a frame whose first PE
+    block is wrong is rejected, and the next good one commits."""
+    cfg = replace(CONFIGS[name], weight_ports=2)
+    records = random_records(cfg, rng, 2)
+    for port in range(cfg.weight_ports):
+        pes = formats.port_pes(cfg, port)
+        assert [f[port] for f in (formats.record_frames(li, im, cfg) for li, im in records)] \
+            == [formats.encode_record(li, im, cfg, pes) for li, im in records]
+        frames = [good_frame(li, im, cfg, pes) for li, im in records]
+        li, image = records[0]
+        data = bytearray(frames[0].data)
+        at = formats._RECORD_HEADER.size              # the port's first PE's `entries`
+        data[at:at + 4] = (len(image.directory[0]) + 1).to_bytes(4, "little")
+        frames.insert(1, bad_frame(bytes(data), image, cfg, at + 3, pes))
+        seen = load(cfg, frames, rng, "stall25", "stall75", beat_bytes, pes)
+        check(seen, frames, beat_bytes)
+        assert {wr["pe"] for wr in seen.writes} == set(pes)
+
+
+def test_port_pes_split():
+    """The ports split the PEs into contiguous runs that cover them once, sizes within one."""
+    for tile in (2, 4):
+        cfg = AccelConfig(tile=tile, weight_ports=2)
+        runs = [formats.port_pes(cfg, p) for p in range(2)]
+        assert [xi for r in runs for xi in r] == list(range(cfg.coords))
+        assert abs(len(runs[0]) - len(runs[1])) <= 1
+    assert formats.port_pes(AccelConfig(), 0) == range(16)
+    with pytest.raises(ValueError, match="port 2 of 2"):
+        formats.port_pes(AccelConfig(weight_ports=2), 2)

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 from amaranth.sim import Simulator
@@ -586,3 +586,134 @@ def test_beat_with_entry_and_word():
     assert [w.placed["word"]["addr"] for w in beats[:3]] == [12, 13, 14]
     assert [w.placed["entry"] for w in beats[:2]] == [placed_entry(w.sent, 12, 0)
                                                       for w in beats[:2]]
+
+
+# -- two weight-load ports ------------------------------------------------------------------
+
+#: CFG16 with two weight-load ports: PEs 0..7 on ``i``, 8..15 on ``i1``.
+CFG16_2 = replace(CFG16, weight_ports=2)
+
+
+def two_port_run(cfg: AccelConfig, records: list[tuple[list[dict], str]], runs: dict[int, int],
+                 rng: random.Random) -> dict:
+    """Send each record's writes on the two ports at once (each port its own PEs' writes, in
+    order, with random valid gaps), strobe its outcome once both ports have sent all of it,
+    and before record ``r`` in ``runs`` strobe ``start`` (``running`` for ``runs[r]`` cycles).
+    Check every output beat against :class:`RingModel`: each port's beats in order, at the
+    model's place, never onto the running pass. Returns per port the cycles beats left."""
+    dut = WeightRing(cfg)
+    model = RingModel(cfg)
+    shares = [formats.port_pes(cfg, p) for p in range(cfg.weight_ports)]
+    ports = dut.ports()
+    left: dict[int, list[int]] = {p: [] for p in range(len(ports))}
+
+    async def bench(ctx):
+        inflight = [deque() for _ in ports]
+        run_left = 0
+        cycle = 0
+
+        async def tick(drives, strobes=()):
+            nonlocal run_left, cycle
+            for p, (port_i, _) in enumerate(ports):
+                if drives[p] is not None:
+                    ctx.set(port_i.payload, drives[p])
+                ctx.set(port_i.valid, drives[p] is not None)
+            for name in ("committed", "rejected", "start"):
+                ctx.set(getattr(dut, name), name in strobes)
+            ctx.set(dut.running, run_left > 0)
+            samples = await ctx.tick().sample(*[x for port_i, port_o in ports
+                                                for x in (port_i.ready, port_o.valid,
+                                                          port_o.payload)])
+            taken = []
+            for p in range(len(ports)):
+                ready, o_valid, o_payload = samples[2 + 3 * p:5 + 3 * p]
+                if o_valid:
+                    got = significant(payload_value(o_payload))
+                    want = inflight[p].popleft()
+                    assert got == want, f"cycle {cycle} port {p}: {got}, expected {want}"
+                    if run_left > 0:
+                        assert not model.on_run(got), f"cycle {cycle}: {got} lands on the run"
+                    left[p].append(cycle)
+                taken.append(drives[p] is not None and bool(ready))
+            for p, took in enumerate(taken):
+                if took:
+                    inflight[p].append(model.place(drives[p]))
+            if "committed" in strobes:
+                model.commit()
+            if "rejected" in strobes:
+                model.reject()
+            if "start" in strobes:
+                model.start()
+            elif run_left:
+                run_left -= 1
+            cycle += 1
+            return taken
+
+        for r, (writes, outcome) in enumerate(records):
+            if r in runs:
+                while any(inflight) or run_left:
+                    await tick([None] * len(ports))
+                await tick([None] * len(ports), ("start",))
+                run_left = runs[r]
+            queues = [deque(wr for wr in writes if wr["pe"] in share) for share in shares]
+            while any(queues):
+                drives = [q[0] if q and rng.random() < 0.7 else None for q in queues]
+                for p, took in enumerate(await tick(drives)):
+                    if took:
+                        queues[p].popleft()
+            await tick([None] * len(ports))
+            await tick([None] * len(ports), (outcome,))
+            for _ in range(rng.randint(2, 4)):
+                await tick([None] * len(ports))
+        for _ in range(1000):
+            if not any(inflight) and not run_left:
+                break
+            await tick([None] * len(ports))
+        assert not any(inflight), "beats never left"
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return left
+
+
+def test_two_ports_share_base_and_bank(rng):
+    """Two ports place their PEs' writes with one ``base`` and bank: a record's span is its
+    largest word count over both ports' PEs, so the next record starts past the farther one
+    whichever port wrote it; records load beside a run and wait at its edge on both ports; a
+    rejected record's words are forgotten on both."""
+    seed = int(rng.integers(1 << 31))
+    print(f"seed {seed}")
+    pyrng = random.Random(seed)
+    cfg = CFG16_2
+    records = []
+    for r in range(12):
+        counts = word_counts(cfg, pyrng, pyrng.randint(1, cfg.wmem_depth // 2))
+        outcome = "rejected" if r % 5 == 4 else "committed"
+        records.append((make_record(cfg, pyrng, counts, paired=pyrng.random() < 0.5), outcome))
+    left = two_port_run(cfg, records, {2: 150, 6: 40, 9: 300}, pyrng)
+    assert all(left.values()), "a port sent nothing"
+    # both ports were busy in the same cycles: the two loaders' rates add up
+    assert set(left[0]) & set(left[1])
+
+
+def test_two_ports_span_is_the_farther_port():
+    """Port 1's PE with more words than any of port 0's sets the span: the next record's
+    words on port 0 start past it."""
+    rng = random.Random(7)
+    cfg = CFG16_2
+    first = [0] * cfg.coords
+    first[3], first[12] = 2, 9                 # PE 3 on port 0, PE 12 on port 1
+    second = [0] * cfg.coords
+    second[0] = 3
+    a = make_record(cfg, rng, first, channels=1)
+    b = make_record(cfg, rng, second, channels=1)
+    model = RingModel(cfg)
+    for wr in a:
+        model.place(wr)
+    model.commit()
+    assert model.base == 9
+    placed = [model.place(wr) for wr in b if wr["pe"] == 0 and wr["word"]["en"]]
+    assert [p["word"]["addr"] for p in placed] == [9, 10, 11]
+    two_port_run(cfg, [(a, "committed"), (b, "committed")], {}, rng)

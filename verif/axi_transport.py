@@ -9,6 +9,7 @@ inputs, back-pressure on the output), each with its own generator drawn from the
 
 from __future__ import annotations
 
+import itertools
 import random
 import warnings
 
@@ -16,6 +17,7 @@ import cocotb
 from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFrame,
                            AxiStreamSink, AxiStreamSource)
 
+from hw.top import Accelerator
 from sw import regmap
 from sw.formats import ActivationFrame
 from sw.driver import BusError
@@ -33,8 +35,8 @@ class AxiTransport:
     Parameters
     ----------
     dut : cocotb handle
-        The ``accelerator`` top level (``clk``, ``rst``, ``s_axis_act_*``, ``s_axis_wgt_*``,
-        ``m_axis_out_*``, ``s_axi_*``).
+        The ``accelerator`` top level (``clk``, ``rst``, ``s_axis_act_*``, ``s_axis_wgt_*``
+        and, with two weight-load ports, ``s_axis_wgt1_*``, ``m_axis_out_*``, ``s_axi_*``).
     stalls : str
         Stall pattern of every AXI stream, a name of :data:`verif.stalls.PATTERNS`; ``"none"``
         runs at full rate.
@@ -47,6 +49,8 @@ class AxiTransport:
         The register bus, for benches that check its raw responses.
     act, wgt : cocotbext.axi.AxiStreamSource
         ``s_axis_act`` and ``s_axis_wgt``.
+    wgt_ports : list of cocotbext.axi.AxiStreamSource
+        Every weight-load port's source, ``wgt`` first (the ports the top level has).
     out : cocotbext.axi.AxiStreamSink
         ``m_axis_out``.
 
@@ -59,11 +63,21 @@ class AxiTransport:
     def __init__(self, dut, *, stalls: str = "none", seed: int = 0):
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axi"), dut.clk, dut.rst)
         self.act = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_act"), dut.clk, dut.rst)
-        self.wgt = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_wgt"), dut.clk, dut.rst)
+        self.wgt_ports = []
+        for p in itertools.count():
+            prefix = Accelerator.weight_port(p)
+            if not hasattr(dut, f"{prefix}_tdata"):
+                break
+            self.wgt_ports.append(AxiStreamSource(AxiStreamBus.from_prefix(dut, prefix),
+                                                  dut.clk, dut.rst))
+        self.wgt = self.wgt_ports[0]
         self.out = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis_out"), dut.clk, dut.rst)
         # Without stalls no pause generator at all: its per-cycle coroutine costs simulation speed.
         if stalls != "none":
-            for name, port in (("act", self.act), ("wgt", self.wgt), ("out", self.out)):
+            named = [("act", self.act), ("out", self.out),
+                     *(("wgt" if p == 0 else f"wgt{p}", port)
+                       for p, port in enumerate(self.wgt_ports))]
+            for name, port in named:
                 port.set_pause_generator(pattern(stalls, random.Random(f"{seed}/{name}")))
 
     async def read(self, offset: int) -> int:
@@ -79,10 +93,16 @@ class AxiTransport:
         if int(resp.resp) != regmap.RESP_OKAY:
             raise BusError("write", offset, int(resp.resp))
 
-    async def send_weights(self, record: bytes) -> None:
-        """Send ``record`` as one ``s_axis_wgt`` frame and wait until it has all gone."""
-        await self.wgt.send(record)
-        await self.wgt.wait()
+    async def send_weights(self, frames: tuple[bytes, ...]) -> None:
+        """Send frame ``p`` on weight-load port ``p``, all at once, and wait until every one
+        has gone."""
+        if len(frames) != len(self.wgt_ports):
+            raise ValueError(f"{len(frames)} weight frames for {len(self.wgt_ports)} "
+                             "weight-load ports")
+        for port, frame in zip(self.wgt_ports, frames):
+            await port.send(frame)
+        for port in self.wgt_ports:
+            await port.wait()
 
     async def stream(self, activations: ActivationFrame) -> ActivationFrame:
         """Queue ``activations`` on ``s_axis_act`` (``tdata`` and ``tkeep``); the next

@@ -256,8 +256,7 @@ def random_soak_layer(cfg: AccelConfig, rng: np.random.Generator, index: int) ->
         winograd_relu=bool(rng.integers(0, 2)), spatial_relu=bool(rng.integers(0, 2)),
         in_scale=1.0, w_scale=np.ones(K), out_scale=1.0)
     packed = formats.pack_layer(U, cfg, name=layer.name)
-    records = tuple(formats.encode_record(index, im, cfg) for im in packed.passes)
-    return DeviceLayer(index, layer, packed, records)
+    return DeviceLayer.of(index, layer, packed, cfg)
 
 
 def random_image(cfg: AccelConfig, rng: np.random.Generator, channels: int,

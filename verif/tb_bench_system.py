@@ -74,9 +74,9 @@ class TimedTransport:
         if offset == regmap.CTRL.offset and value & regmap.CTRL_START:
             self.runs.append((_now(), None))
 
-    async def send_weights(self, record: bytes) -> None:
+    async def send_weights(self, frames: tuple[bytes, ...]) -> None:
         t0 = _now()
-        await self.inner.send_weights(record)
+        await self.inner.send_weights(frames)
         self.loads.append((t0, _now()))
 
     async def stream(self, activations: bytes) -> bytes:
@@ -113,8 +113,7 @@ async def system_cases(dut):
         layer_q = case_layer(case, name)
         x = np.asarray(case["x"], dtype=np.int64)
         packed = formats.pack_layer(layer_q.U, cfg, name=name)
-        layer = DeviceLayer(0, layer_q, packed,
-                            tuple(formats.encode_record(0, im, cfg) for im in packed.passes))
+        layer = DeviceLayer.of(0, layer_q, packed, cfg)
         t0, c0 = time.perf_counter(), _now()
         print(f"bench_system: [{i + 1}/{len(names)}] {name}: C={layer_q.C} K={layer_q.K} "
               f"{x.shape[1]}x{x.shape[2]}, {packed.num_passes} passes", flush=True)

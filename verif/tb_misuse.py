@@ -393,7 +393,7 @@ async def test_weight_records_during_a_run(dut):
     await t.release_for(t.bus.act, total // 2)
     assert 0 < t.beats["s_axis_act"] < total
 
-    await t.bus.send_weights(beside.records[0])
+    await t.bus.send_weights(beside.frames[0])
     for _ in range(100):
         if await t.bus.read(regmap.WGT_RECORDS.offset) == records + 1:
             break

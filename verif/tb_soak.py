@@ -203,7 +203,7 @@ class Soak:
         self.boards["s_axis_wgt"].expect(
             stream_beats(record, b"\1" * len(record), self.wgt_beat_bytes, mask_unkept=True),
             len(record))
-        await self.bus.send_weights(record)
+        await self.bus.send_weights((record,))
         # Counted once its last write has left (a record sent during a run may wait for the
         # run's end in the weight ring, so BUSY is no sign of it).
         deadline = get_sim_time("ns") + LOAD_BUDGET * CLOCK_NS

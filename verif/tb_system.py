@@ -77,7 +77,7 @@ def random_layer(cfg: AccelConfig, rng: np.random.Generator, index: int,
         shift=shift, pad=int(rng.integers(0, 2)),
         winograd_relu=bool(rng.integers(0, 2)), spatial_relu=bool(rng.integers(0, 2)),
         in_scale=1.0, w_scale=np.ones(K), out_scale=1.0)
-    return repack(cfg, DeviceLayer(index, q, None, ()), U)
+    return repack(cfg, DeviceLayer(index, q, None, (), ()), U)
 
 
 def random_input(cfg: AccelConfig, rng: np.random.Generator, C: int, pad: int) -> np.ndarray:
@@ -192,8 +192,7 @@ def repack(cfg: AccelConfig, layer: DeviceLayer, U: np.ndarray) -> DeviceLayer:
     """``layer`` with Winograd weights ``U``, packed again."""
     q = dataclasses.replace(layer.qlayer, U=U)
     packed = formats.pack_layer(U, cfg, name=q.name)
-    records = tuple(formats.encode_record(layer.index, im, cfg) for im in packed.passes)
-    return DeviceLayer(layer.index, q, packed, records)
+    return DeviceLayer.of(layer.index, q, packed, cfg)
 
 
 @cocotb.test()

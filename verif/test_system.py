@@ -23,8 +23,10 @@ from verif.stalls import session_seed
 from verif.simulator import fast_simulator
 
 #: Small enough for Icarus in tens of seconds; wmem_depth 24 forces several passes. The F(2,3)
-#: case streams the default 8 values per beat (every pixel one beat, partial below 8 channels)
-#: and moves two channels' patches per cycle through the line buffer and two input transforms;
+#: case streams the default 8 values per beat (every pixel one beat, partial below 8 channels),
+#: moves two channels' patches per cycle through the line buffer and two input transforms, and
+#: loads each record on two weight-load ports (PEs 0..7 and 8..15, each port's stream stalled
+#: on its own);
 #: the F(4,3) case 2 values per beat, so a pixel of 3 channels is a full and a partial beat; the
 #: 12-bit F(4,3) case the wrap mode at the weight width tile 4 needs. The first two keep 16-bit
 #: accumulators, below the exact-sum width, so wrap and saturation (and STATUS.OVERFLOW) happen
@@ -32,7 +34,7 @@ from verif.simulator import fast_simulator
 CASES = {
     "system_f2": AccelConfig(tile=2, c_max=6, k_max=5, w_max=9, wmem_depth=24, fifo_depth=8,
                              lanes=2, acc_bits=16, act_width=2, drain_width=2,
-                             transform_channels=2),
+                             transform_channels=2, weight_ports=2),
     "system_f4_sat": AccelConfig(tile=4, c_max=3, k_max=3, w_max=10, wmem_depth=16,
                                  fifo_depth=4, lanes=(2, 3) * 18, overflow="saturate",
                                  acc_bits=16, act_width=2, drain_width=2, stream_values=2),
