@@ -46,8 +46,9 @@ Record keys (``build/bench/system.json``, one per case)
     :func:`sw.perf.model_layer` on the packed layer and the case's ``V``: non-zero pairs over
     the multipliers, the same array with no skipping, and the modelled array time.
 ``weight_stream_cycles``
-    The fewest cycles ``s_axis_wgt`` can bring the layer's records in: the sum over passes of
-    the record's bytes (:func:`sw.formats.encode_record`) over
+    The fewest cycles the weight-load ports can bring the layer's records in: the sum over
+    passes of the record's longest frame (:func:`sw.formats.record_frames`, one per port, all
+    sent at once; with one port the whole record) in bytes over
     :data:`sw.formats.WEIGHT_BEAT_BYTES`, rounded up. Every load lies inside the run (an
     exposed load adds to it, a hidden one overlaps a run), so ``run_cycles`` is at least
     this, and ``speedup_ceiling`` (``dense_winograd_cycles / max(ideal_cycles,
@@ -258,7 +259,8 @@ def _record(cfg: AccelConfig, spec: Spec, case: dict, rtl: dict, seed: int) -> d
         raise SystemExit(f"bench_system {spec.name}: PERF_MACS counted {macs} MACs, the "
                          f"model counts {rep.macs} non-zero pairs")
     load = sum(p["load_cycles"] for p in passes)
-    stream = sum(-(-len(formats.encode_record(0, image, cfg)) // formats.WEIGHT_BEAT_BYTES)
+    stream = sum(max(-(-len(frame) // formats.WEIGHT_BEAT_BYTES)
+                     for frame in formats.record_frames(0, image, cfg))
                  for image in packed.passes)
     hidden = sum(p.get("hidden_load_cycles", 0) for p in passes)
     compute = sum(p["cycles"] for p in passes)

@@ -38,6 +38,7 @@ from hw.lane_queue import LaneQueue
 from hw.linebuf import LineBuffer
 from hw.loader import WeightLoader, accelerator_loader
 from hw.pe import SparsePE, directory_bank_bit
+from hw.record_join import RecordJoin
 from hw.reorder import OutputReorder
 from hw.stream_buffer import StreamBuffer
 from hw.top import Accelerator
@@ -1225,6 +1226,79 @@ def weight_ring(m: Module, *, cfg: AccelConfig = RING_CFG) -> None:
 CSR_WRITE_LATENCY, CSR_READ_LATENCY = 5, 2
 
 
+# -- RecordJoin: one record of two weight-load ports' frames --------------------------------
+
+JOIN_CFG = AccelConfig(lanes=1, c_max=2, k_max=2, wmem_depth=3, weight_ports=2)
+
+
+def record_join(m: Module) -> None:
+    """The ports' frames and outcomes from free variables under the environment's rules:
+    a frame begins (a beat outside a frame) only while its port's ``hold`` is low; a port's
+    loader gives one outcome per frame (``good`` or ``bad``, not both), in a cycle after the
+    frame began, possibly before the frame's last beat; the status fields are anything.
+
+    A reference written from the docstring tracks per port whether a frame began and whether
+    its outcome came since the last join. Asserted: ``hold`` is exactly "began, and not inside
+    a frame"; ``committed`` or ``rejected`` strobes exactly when every port's outcome has come,
+    never both, ``committed`` only with every outcome good and the headers equal;
+    ``records`` counts the committed strobes; the status is port 0's header after a commit and
+    0 after a rejection.
+    """
+    cfg = JOIN_CFG
+    dut = m.submodules.dut = RecordJoin(cfg)
+    m.d.comb += Value.cast(dut.port).eq(AnySeq(len(Value.cast(dut.port))))
+    ports = range(cfg.weight_ports)
+    in_frame = Signal(len(ports), name="ref_in_frame")
+    began = Signal(len(ports), name="ref_began")
+    owed = Signal(len(ports), name="ref_owed")       # began, outcome not yet given
+    came = Signal(len(ports), name="ref_came")       # outcome given since the last join
+    bad = Signal(name="ref_bad")
+    joined = came.all()
+    for p in ports:
+        port = dut.port[p]
+        begin = port.beat & ~in_frame[p]
+        m.d.comb += [
+            Assume(~begin | ~dut.hold[p]),
+            Assume(~(port.good & port.bad)),
+            Assume(~(port.good | port.bad) | owed[p]),
+            Assert(dut.hold[p] == (began[p] & ~in_frame[p])),
+        ]
+        with m.If(port.beat):
+            m.d.sync += in_frame[p].eq(~port.last)
+        with m.If(begin):
+            m.d.sync += [began[p].eq(1), owed[p].eq(1)]
+        with m.If(port.good | port.bad):
+            m.d.sync += [owed[p].eq(0), came[p].eq(1)]
+    with m.If(Cat(dut.port[p].bad for p in ports).any()):
+        m.d.sync += bad.eq(1)
+    with m.If(joined):
+        m.d.sync += [began.eq(0), came.eq(0), bad.eq(0)]
+    first = dut.port[0]
+    agree = Cat((dut.port[p].channels == first.channels) & (dut.port[p].k_count == first.k_count)
+                & (dut.port[p].k_base == first.k_base) for p in ports).all()
+    records = Signal(16, name="ref_records")
+    with m.If(dut.committed):
+        m.d.sync += records.eq(records + 1)
+    header = past(m, Cat(first.channels, first.k_count, first.k_base), "past_header")
+    m.d.comb += [
+        Assert(~(dut.committed & dut.rejected)),
+        Assert((dut.committed | dut.rejected) == joined),
+        Assert(~dut.committed | (~bad & agree)),
+        Assert(~dut.rejected | bad | ~agree),
+        Assert(dut.records == records),
+    ]
+    was_committed = past(m, dut.committed, "past_committed")
+    was_rejected = past(m, dut.rejected, "past_rejected")
+    status = Cat(dut.channels, dut.k_count, dut.k_base)
+    m.d.comb += [Assert(~was_committed | (status == header)),
+                 Assert(~was_rejected | (status == 0))]
+    rejected_before = Signal(name="rejected_before")
+    with m.If(dut.rejected):
+        m.d.sync += rejected_before.eq(1)
+    m.d.comb += [Cover(dut.committed), Cover(dut.rejected),
+                 Cover(dut.committed & rejected_before)]     # a good record after a bad one
+
+
 def free_inputs(m: Module, dut, skip: str) -> None:
     """Drive every input of ``dut`` but those named ``skip...`` with any value in any cycle."""
     for name, member in dut.signature.members.items():
@@ -1393,6 +1467,12 @@ PROOFS: tuple[Proof, ...] = (
           "bank that of the last record "
           "committed before START; busy low only when empty; drained when no run is on",
           weight_ring, depth=32),
+    Proof("record_join", "RecordJoin(weight_ports=2, c_max=2, k_max=2)",
+          "hold exactly while a port's frame of the record has begun and ended; one committed "
+          "or rejected strobe per record, once every port's loader gave its outcome, committed "
+          "only when all good with equal headers; records counts them; the status the header "
+          "after a commit, 0 after a rejection",
+          record_join, depth=24),
     Proof("sparse_pe_induction", "SparsePE(lanes=1, k_max=2, c_max=2, wmem_depth=2)",
           "stream rules on out in every reachable state (k-induction), any weights and writes",
           sparse_pe_rules, depth=12, mode="prove"),
