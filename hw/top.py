@@ -15,7 +15,9 @@ One run computes one 3×3 stride-1 layer pass (``K ≤ k_max`` output channels) 
                → m_axis_out (stream_values channels of a pixel per beat)
     s_axis_wgt (16 bytes per beat) → stream buffer → WeightLoader → WeightRing → the PEs'
                weight and directory memories (the next pass's record loads beside the
-               running pass)
+               running pass); with weight_ports 2 also s_axis_wgt1 → stream buffer →
+               WeightLoader (each port's loader writes half of the PEs) → WeightRing, and a
+               RecordJoin counts a record once both ports' frames are in
     s_axi      → ControlRegisters (shape, ReLU modes, quantisation memory, start/busy/done, flags,
                  perf counters)
 
@@ -81,6 +83,13 @@ class Accelerator(ConfiguredComponent):
         (:class:`hw.weight_ring.WeightRing`); its writes that would land on the running pass
         wait for the run's end, so it loads at full speed when the two passes' words fit the
         weight memory together.
+    s_axis_wgt1_tdata, s_axis_wgt1_tkeep, s_axis_wgt1_tvalid, s_axis_wgt1_tready, s_axis_wgt1_tlast
+        With ``weight_ports`` 2 only: the second weight-load port, in the same beat format. A
+        record is then sent as two frames at once (:func:`sw.formats.record_frames`), each
+        the record header and the blocks of its port's PEs (:func:`sw.formats.port_pes`),
+        loaded by a loader of its own; the record counts (WGT_RECORDS) once both have been
+        loaded, and a port takes its next record's frame only then
+        (:class:`hw.record_join.RecordJoin`).
     m_axis_out_tdata, m_axis_out_tkeep, m_axis_out_tvalid, m_axis_out_tready, m_axis_out_tlast
         Activations out: the pass's ``out_h × out_w × K`` output in NHWC raster order, in the
         same beat format (``K`` in place of ``C``; bytes with ``tkeep`` 0 are zero), ``tlast``
@@ -201,6 +210,12 @@ class Accelerator(ConfiguredComponent):
         out_h = Signal(16)
         out_w = Signal(range(cfg.w_max + 3))
         m.d.sync += [out_h.eq(height + 2 * pad - 2), out_w.eq(width + 2 * pad - 2)]
+        # The reorder buffer's output channel count, a register of its own for the same reason:
+        # Yosys shared the reorder's `K - 1` with a PE's, and the PE's carry chain across the
+        # die into the reorder's band end and `full` was the routed critical path (317ac53,
+        # docs/fpga.md). Current by START like the two above.
+        out_k = Signal.like(csr.k_count)
+        m.d.sync += out_k.eq(csr.k_count)
         V = cfg.stream_values
         log_v = V.bit_length() - 1
         lane_bytes = stream_bytes(cfg.act_bits)
@@ -229,7 +244,7 @@ class Accelerator(ConfiguredComponent):
             linebuf.channels.eq(csr.channels), linebuf.pad.eq(pad),
             array.k_count.eq(csr.k_count),
             reorder.out_height.eq(out_h), reorder.out_width.eq(out_w),
-            reorder.channels.eq(csr.k_count),
+            reorder.channels.eq(out_k),
         ]
 
         # -- activations in -------------------------------------------------------------------
