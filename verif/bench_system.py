@@ -23,7 +23,10 @@ Cases
 - **Configuration** (:data:`SYSTEM_CONFIG`): the bench's array (:data:`verif.bench.BENCH_CONFIG`:
   64 multipliers, ``k_max`` 64, ``c_max`` 256, ``wmem_depth`` 2048), so the 128- and
   256-channel layers run as 2 and 4 passes over output channels, each pass re-streaming the
-  image. ``c_max`` is 256 and not the default 64 because the driver splits a layer over output
+  image; and two weight-load ports (``weight_ports`` 2: each record as two frames at once,
+  ``s_axis_wgt`` and ``s_axis_wgt1``, each over half of the PEs), so a record loads at two
+  body units a cycle, which the 128- and 256-channel layers' loads need (docs/results.md,
+  "Two weight-load ports"). ``c_max`` is 256 and not the default 64 because the driver splits a layer over output
   channels only: a layer with ``C > c_max`` is refused (:func:`sw.formats.pack_layer`). Any
   other configuration can be given with ``--config`` (cases it cannot run are refused by name).
 
@@ -97,8 +100,9 @@ __all__ = ["SYSTEM_CONFIG", "SYSTEM_LAYERS", "DEFAULT_GRID", "RECORD_KEYS", "Spe
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: The accelerator under test: the array of ``make bench`` (see the module docstring).
-SYSTEM_CONFIG = BENCH_CONFIG
+#: The accelerator under test: the array of ``make bench`` with two weight-load ports (see the
+#: module docstring).
+SYSTEM_CONFIG = dataclasses.replace(BENCH_CONFIG, weight_ports=2)
 #: VGG-nagadomi layers at full size: channels (``C = K``) and the square map's side.
 SYSTEM_LAYERS = {"conv64": (64, 32), "conv128": (128, 16), "conv256": (256, 8)}
 #: The default subset (``make bench``): conv64, both prunings, one point w = 0.2, a = 0.5; about
@@ -460,8 +464,8 @@ def main(argv=None) -> int:
     parser.add_argument("--w", nargs="+", type=float, metavar="W", help="weight densities")
     parser.add_argument("--a", nargs="+", type=float, metavar="A", help="activation densities")
     parser.add_argument("--config", type=Path, metavar="FILE.json",
-                        help="accelerator configuration (default: verif.bench.BENCH_CONFIG, "
-                             "c_max 256)")
+                        help="accelerator configuration (default: SYSTEM_CONFIG, "
+                             "verif.bench.BENCH_CONFIG with two weight-load ports)")
     parser.add_argument("--simulator", choices=("icarus", "verilator"),
                         help="simulator (default: Verilator when available)")
     parser.add_argument("--seed", type=int, default=1, help="stimulus seed (%(default)s)")

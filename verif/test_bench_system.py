@@ -8,6 +8,7 @@ ideal.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -21,10 +22,13 @@ TINY = AccelConfig(tile=2, c_max=8, k_max=4, w_max=8, wmem_depth=32, fifo_depth=
 
 
 @pytest.mark.cocotb
-def test_system_bench_tiny_case(tmp_path):
+@pytest.mark.parametrize("weight_ports", [1, 2])
+def test_system_bench_tiny_case(tmp_path, weight_ports):
+    """One two-pass case with one weight-load port and with two (the system bench's)."""
     spec = Spec("tiny", 8, 6, "balanced", 0.5, 0.5)
-    (rec,) = run_system_bench(TINY, [spec], tmp_path, seed=session_seed(),
-                              sim_case="bench_system_tiny")
+    cfg = dataclasses.replace(TINY, weight_ports=weight_ports)
+    (rec,) = run_system_bench(cfg, [spec], tmp_path, seed=session_seed(),
+                              sim_case=f"bench_system_tiny_p{weight_ports}")
     missing = [k for k in RECORD_KEYS if k not in rec]
     assert not missing, f"record lacks {missing}"
     json.dumps(rec)                                     # system.json can hold it
@@ -37,7 +41,7 @@ def test_system_bench_tiny_case(tmp_path):
                                  + rec["compute_cycles"])
     assert rec["run_cycles"] >= rec["array_busy_cycles"] >= rec["ideal_cycles"], rec
     assert rec["dense_winograd_cycles"] >= rec["ideal_cycles"]
-    # every load lies inside the run, at most one beat of the weight stream per cycle
+    # every load lies inside the run, at most one beat of each port's stream per cycle
     assert rec["load_cycles"] >= rec["weight_stream_cycles"] > 0
     assert rec["run_cycles"] >= rec["weight_stream_cycles"]
     assert rec["speedup_ceiling"] >= rec["speedup_vs_dense"]
