@@ -267,19 +267,12 @@ class SparseArray(ConfiguredComponent):
                   for port, share in zip(self.load_ports(),
                                          (port_pes(cfg, p) for p in range(cfg.weight_ports)))
                   for g in range(share.start, share.stop, self.LOAD_GROUP)]
-        # Each group's register loads only a beat for its own PEs: loaded every cycle, the
-        # groups' registers were identical, Yosys merged them into one, and that one register
-        # driving far PEs' block RAMs was the routed critical path again (317ac53 and 48eb4b2
-        # at nextpnr seed 2, 14-15 ns of routing).
         for n, (port, members) in enumerate(groups):
             wr = port.payload
             valid = Signal(len(members), name=f"load{n}_valid")
             held = Signal.like(wr, name=f"load{n}", reset_less=True)
-            hit = Signal(name=f"load{n}_hit")
-            m.d.comb += hit.eq(port.valid & (wr.pe >= members.start) & (wr.pe < members.stop))
-            m.d.sync += valid.eq(Cat(port.valid & (wr.pe == xi) for xi in members))
-            with m.If(hit):
-                m.d.sync += held.eq(wr)
+            m.d.sync += [valid.eq(Cat(port.valid & (wr.pe == xi) for xi in members)),
+                         held.eq(wr)]
             for j, xi in enumerate(members):
                 pe = pes[xi]
                 m.d.comb += pe.wgt_wr.valid.eq(valid[j])

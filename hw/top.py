@@ -210,12 +210,6 @@ class Accelerator(ConfiguredComponent):
         out_h = Signal(16)
         out_w = Signal(range(cfg.w_max + 3))
         m.d.sync += [out_h.eq(height + 2 * pad - 2), out_w.eq(width + 2 * pad - 2)]
-        # The reorder buffer's output channel count, a register of its own for the same reason:
-        # Yosys shared the reorder's `K - 1` with a PE's, and the PE's carry chain across the
-        # die into the reorder's band end and `full` was the routed critical path (317ac53,
-        # docs/fpga.md). Current by START like the two above.
-        out_k = Signal.like(csr.k_count)
-        m.d.sync += out_k.eq(csr.k_count)
         V = cfg.stream_values
         log_v = V.bit_length() - 1
         lane_bytes = stream_bytes(cfg.act_bits)
@@ -244,7 +238,7 @@ class Accelerator(ConfiguredComponent):
             linebuf.channels.eq(csr.channels), linebuf.pad.eq(pad),
             array.k_count.eq(csr.k_count),
             reorder.out_height.eq(out_h), reorder.out_width.eq(out_w),
-            reorder.channels.eq(out_k),
+            reorder.channels.eq(csr.k_count),
         ]
 
         # -- activations in -------------------------------------------------------------------
