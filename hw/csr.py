@@ -78,6 +78,9 @@ class ControlRegisters(ConfiguredComponent):
         The HEIGHT, WIDTH, CHANNELS, KOUT, PAD and RELU registers (all 0 after reset).
     start : Out(1)
         One-cycle pulse, one cycle after the write of an accepted CTRL.START.
+    await_record : Out(1)
+        With ``start``: that START had CTRL.AWAIT set (the run's array waits for its weight
+        record, which may still be loading). 0 otherwise.
     quant_k : In(ArrayLayout(range(k_max), P)), quant : Out(ArrayLayout(quant_layout(cfg), P))
         ``P = transform_channels`` asynchronous read ports of the quantisation memory: ``quant[j]``
         is entry ``quant_k[j]`` in the same cycle (a combinational path from ``quant_k[j]``).
@@ -85,6 +88,16 @@ class ControlRegisters(ConfiguredComponent):
         A run or a weight load is in progress: configuration writes and START are refused.
         Must rise in the cycle after ``start`` (STATUS.BUSY and the refusal also count that
         ``start`` cycle itself).
+    run_busy : In(1)
+        A run is in progress (a part of ``busy``): a START with AWAIT is refused only while
+        this is set (or in a ``start`` cycle). Must rise in the cycle after ``start``.
+    awaited : In(1)
+        One-cycle pulse: a weight record committed while a run started with AWAIT waits
+        (WGT_CHANNELS and WGT_KCOUNT are its own). It is checked as a START checks a record
+        (``weights_ok``); a mismatch sets BAD_CONFIG (the datapath then waits for another).
+    weights_ok : Out(1)
+        WGT_CHANNELS and WGT_KCOUNT equal CHANNELS and KOUT: the weight check of START
+        (:func:`sw.regmap.weights_problem` once CHANNELS >= 1).
     done, error, overflow : In(1)
         One-cycle pulses (or levels): set STATUS.DONE, ERROR, OVERFLOW.
     cycles, array_cycles : In(counter_bits)
@@ -113,7 +126,7 @@ class ControlRegisters(ConfiguredComponent):
 
     1. an unmapped offset, or a read-only register: SLVERR;
     2. a configuration write (HEIGHT..RELU or a quantisation entry), or CTRL with START, while
-       busy: SLVERR and STATUS.REFUSED;
+       busy, or CTRL with START and AWAIT while ``run_busy``: SLVERR and STATUS.REFUSED;
     3. a value that does not fit its field: SLVERR. The 32-bit word (after merging the byte
        lanes of ``wstrb`` into the current value) must be representable in the field:
        unsigned fields (the shape registers, PAD, RELU, CTRL, shift) need the bits above them
@@ -121,8 +134,9 @@ class ControlRegisters(ConfiguredComponent):
        in range. Nothing is silently truncated;
     4. CTRL with START and a shape that :func:`sw.regmap.shape_problem` rejects, or weights
        that :func:`sw.regmap.weights_problem` rejects (WGT_CHANNELS must equal CHANNELS and
-       WGT_KCOUNT equal KOUT; both are 0 until a good record is loaded): SLVERR and
-       STATUS.BAD_CONFIG, no START (and no CLEAR).
+       WGT_KCOUNT equal KOUT; both are 0 until a good record is loaded; not checked with
+       AWAIT, whose record is checked on ``awaited``): SLVERR and STATUS.BAD_CONFIG, no START
+       (and no CLEAR).
 
     ``wstrb`` is honoured: unselected bytes keep their current value (CTRL merges into 0).
     Reads of a quantisation entry return the stored value sign-extended (bias, multiplier)
@@ -180,9 +194,13 @@ class ControlRegisters(ConfiguredComponent):
             "winograd_relu": Out(1),
             "spatial_relu": Out(1),
             "start": Out(1),
+            "await_record": Out(1),
             "quant_k": In(data.ArrayLayout(range(cfg.k_max), cfg.transform_channels)),
             "quant": Out(data.ArrayLayout(quant_layout(cfg), cfg.transform_channels)),
             "busy": In(1),
+            "run_busy": In(1),
+            "awaited": In(1),
+            "weights_ok": Out(1),
             "done": In(1),
             "error": In(1),
             "overflow": In(1),
@@ -318,7 +336,7 @@ class ControlRegisters(ConfiguredComponent):
                             True, sig))
         ctrl_hit = aw_word == regmap.CTRL.offset // 4
         targets.append((ctrl_hit, Const(0, DATA_BITS),
-                        lambda v: _fits(v, unsigned(2)), False, None))
+                        lambda v: _fits(v, unsigned(regmap.CTRL_BITS)), False, None))
         for index, (name, field) in enumerate(quant_layout(cfg)):
             targets.append((quant_hit(aw_word, index), None,
                             lambda v, s=field.shape: _fits(v, s), True, name))
@@ -371,7 +389,10 @@ class ControlRegisters(ConfiguredComponent):
             m.d.sync += [selected.eq(0), decoded.eq(0)]
 
         ctrl_index = next(i for i, t in enumerate(targets) if t[4] is None)
-        wants_start = hits[ctrl_index] & merged[0]
+        wants_start = hits[ctrl_index] & (merged & regmap.CTRL_START).any()
+        wants_await = (merged & regmap.CTRL_AWAIT).any()
+        # A START with AWAIT is refused only while a run is on: its record may be loading.
+        start_refused = Mux(wants_await, self.run_busy | self.start, busy_now)
         refuse = Signal()
         accept = Signal()                        # the write takes effect (but a bad START)
         start_ok, clear, bad_config = Signal(), Signal(), Signal()
@@ -383,9 +404,11 @@ class ControlRegisters(ConfiguredComponent):
         shape_ok = Signal()
         m.d.sync += shape_ok.eq(self._shape_ok())
         m.d.comb += [
-            refuse.eq(execute & writable & (is_config | wants_start) & busy_now),
+            refuse.eq(execute & writable & ((is_config & busy_now)
+                                            | (wants_start & start_refused))),
             accept.eq(execute & writable & ~refuse & fits),
-            bad_config.eq(accept & wants_start & ~(shape_ok & self._weights_ok())),
+            bad_config.eq(accept & wants_start
+                          & ~(shape_ok & (wants_await | self._weights_ok()))),
         ]
         with m.If(~writable | refuse | ~fits | bad_config):
             m.d.comb += resp.eq(regmap.RESP_SLVERR)
@@ -397,7 +420,8 @@ class ControlRegisters(ConfiguredComponent):
         # stage's registered per-target check: execute, that target hit and its value fits,
         # and not busy (the refusal of a configuration write).
         m.d.comb += [start_ok.eq(accept & wants_start & ~bad_config),
-                     clear.eq(accept & hits[ctrl_index] & merged[1] & ~bad_config)]
+                     clear.eq(accept & hits[ctrl_index] & (merged & regmap.CTRL_CLEAR).any()
+                               & ~bad_config)]
         for index, (_, _, _, _, target) in enumerate(targets):
             enable = execute & fit_hits[index] & ~busy_now
             if isinstance(target, str):
@@ -412,7 +436,7 @@ class ControlRegisters(ConfiguredComponent):
                          self.s_axi_bresp.eq(resp)]
 
         # -- status flags (a set wins over CLEAR, START wins over a stale done) -----------------
-        m.d.sync += self.start.eq(start_ok)
+        m.d.sync += [self.start.eq(start_ok), self.await_record.eq(start_ok & wants_await)]
         with m.If(self.done):
             m.d.sync += done_f.eq(1)
         with m.If(start_ok):
@@ -425,7 +449,8 @@ class ControlRegisters(ConfiguredComponent):
             m.d.sync += overflow_f.eq(1)
         with m.If(refuse):
             m.d.sync += refused_f.eq(1)
-        with m.If(bad_config):
+        m.d.comb += self.weights_ok.eq(self._weights_ok())
+        with m.If(bad_config | (self.awaited & ~self.weights_ok)):
             m.d.sync += bad_config_f.eq(1)
 
         # -- read channel -------------------------------------------------------------------

@@ -309,7 +309,14 @@ class Accelerator(ConfiguredComponent):
         # out of the gather, the input transform and the line buffer.
         act_buffer = m.submodules.act_buffer = StreamBuffer(gather.o.payload.shape())
         wiring.connect(m, gather.o, act_buffer.i)
-        wiring.connect(m, act_buffer.o, array.act)
+        # A run started with AWAIT keeps the array's input shut until its weight record is in
+        # (below); the input meanwhile fills the line buffer.
+        act_open = Signal(init=1)
+        m.d.comb += [
+            array.act.payload.eq(act_buffer.o.payload),
+            array.act.valid.eq(act_buffer.o.valid & act_open),
+            act_buffer.o.ready.eq(array.act.ready & act_open),
+        ]
 
         # -- weights in ----------------------------------------------------------------------
         # Per weight-load port: through a skid buffer, so the loader's parser and byte buffer
@@ -359,12 +366,47 @@ class Accelerator(ConfiguredComponent):
             committed, rejected = loaders[0].records[0] != records_lsb, loaders[0].error
         else:
             committed, rejected = join.committed, join.rejected
+        # -- a run started with CTRL.AWAIT: its record loads after the START ----------------
+        # The run takes the input at once but waits (`waiting`) for the next record to be
+        # committed; the ring is not yet told of the run, so that record is placed as if none
+        # were on. From the cycle after the commit (`pending`: the ring has moved its bank and
+        # base past the record, WGT_* are the record's) the record is checked: one not for
+        # CHANNELS and KOUT sets BAD_CONFIG and the run waits for the next; a good one starts
+        # the run in the ring once the ring has placed the record's last writes (as a plain
+        # START finds it: nothing held or offered, a cycle or two; a next record's first
+        # write is several header cycles away), and the array's input opens the ring's and
+        # the load port's latency later, once those writes have reached the memories.
+        awaits = csr.start & csr.await_record
+        waiting = Signal()
+        pending = Signal()
+        ring_idle = ~ring.busy & ~reduce(operator.or_, [i.valid for i, _ in ring.ports()])
+        resolves = pending & (~csr.weights_ok | ring_idle)     # checked: begins or waits on
+        begins = resolves & csr.weights_ok
+        write_latency = WeightRing.LATENCY + SparseArray.LOAD_LATENCY
+        settle = Signal(range(write_latency + 1))
+        with m.If(waiting & committed):
+            m.d.sync += pending.eq(1)
+        with m.Elif(resolves):
+            m.d.sync += pending.eq(0)
+        with m.If(awaits | (pending & ~csr.weights_ok)):
+            m.d.sync += waiting.eq(1)
+        with m.Elif(committed):
+            m.d.sync += waiting.eq(0)
+        with m.If(awaits):
+            m.d.sync += act_open.eq(0)
+        with m.If(begins):
+            m.d.sync += settle.eq(write_latency)
+        with m.Elif(settle != 0):
+            m.d.sync += settle.eq(settle - 1)
+            with m.If(settle == 1):
+                m.d.sync += act_open.eq(1)
         m.d.comb += [
             ring.committed.eq(committed),
             ring.rejected.eq(rejected),
-            ring.start.eq(csr.start),
-            ring.running.eq(running),
+            ring.start.eq((csr.start & ~csr.await_record) | begins),
+            ring.running.eq(running & ~waiting & ~pending),
             array.bank.eq(ring.bank),
+            csr.awaited.eq(resolves),
         ]
 
         # -- M → output transform with this channel's quantisation ---------------------------
@@ -437,6 +479,7 @@ class Accelerator(ConfiguredComponent):
             csr.busy.eq(reduce(operator.or_, [running, *(~loader.idle for loader in loaders),
                                               *(wgt_in.busy for wgt_in in wgt_ins),
                                               ring.busy, array.loading])),
+            csr.run_busy.eq(running),
             csr.done.eq(done),
             csr.error.eq(rejected | framing_error),
             csr.overflow.eq(array.overflow),

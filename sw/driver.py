@@ -9,9 +9,10 @@ weight record is loaded once per batch. Host layers run in NumPy on the dequanti
 Two backends share one interface, ``await backend.conv(layer, xs) -> ys``:
 
 - :class:`GoldenBackend`, the bit-exact NumPy model (:func:`sw.golden.conv_layer`);
-- :class:`DeviceBackend`, the accelerator itself: the register sequence of a run (load a pass's
-  weight record, write the quantisation entries and the shape, START, stream, wait for DONE,
-  read the counters; the next pass's record loads while the current pass's last image runs),
+- :class:`DeviceBackend`, the accelerator itself: the register sequence of a run (write the
+  quantisation entries and the shape, START, stream, wait for DONE, read the counters; a
+  record not loaded yet loads during its pass's first run, started with CTRL.AWAIT, and the
+  next pass's record while the current pass's last image runs),
   written against a :class:`Transport`, five calls that reach the accelerator's AXI4-Lite
   registers and its AXI4-Stream ports and run two of them at once. The cocotb transport on the
   generated Verilog is :class:`verif.axi_transport.AxiTransport`; a board would implement the
@@ -290,10 +291,12 @@ class Transport(Protocol):
 class DeviceBackend:
     """The accelerator behind a :class:`Transport`: the register sequence of every run.
 
-    Per pass over output channels: send the pass's weight record and wait until WGT_RECORDS
-    counts it; write the pass's quantisation entries. Per image: write HEIGHT, WIDTH,
-    CHANNELS, KOUT, PAD and RELU, then CTRL.START; stream the input in raster order (``y``,
-    ``x``, ``c``) and take the outputs; wait for STATUS.DONE; read the counters. The next
+    Per pass over output channels: write the pass's quantisation entries. Per image: write
+    HEIGHT, WIDTH, CHANNELS, KOUT, PAD and RELU, then CTRL.START; stream the input in raster
+    order (``y``, ``x``, ``c``) and take the outputs; wait for STATUS.DONE; read the counters.
+    A pass's weight record not yet loaded (the network's first, or any with no :meth:`plan`)
+    is sent during its first image's run, started with CTRL.AWAIT: the input fills the line
+    buffer while the record loads, and the array starts once WGT_RECORDS counts it. The next
     pass's record (or, after a layer's last pass, the first record of the next layer of the
     :meth:`plan`) is sent while the pass's last image runs (:meth:`Transport.concurrently`):
     the accelerator loads it beside the running pass (:class:`hw.weight_ring.WeightRing`), so
@@ -362,8 +365,10 @@ class DeviceBackend:
         return values
 
     # -- one layer ---------------------------------------------------------------------------------
-    async def load(self, layer: DeviceLayer, p: int) -> None:
-        """Send pass ``p``'s weight record and check that the loader took it."""
+    async def load(self, layer: DeviceLayer, p: int, awaited: bool = False) -> None:
+        """Send pass ``p``'s weight record and check that the loader took it (and with
+        ``awaited``, for the run started with AWAIT just before, that the run took it: no
+        BAD_CONFIG, the flags having been cleared before that START)."""
         read = self.transport.read
         before = await read(regmap.WGT_RECORDS.offset)
         await self.transport.send_weights(layer.frames[p])
@@ -372,6 +377,12 @@ class DeviceBackend:
             if status & regmap.STATUS_ERROR:
                 raise DriverError(f"layer {layer.name} pass {p}: the weight loader rejected "
                                   f"the record (STATUS {status:#x})")
+        status = 0
+        for _ in range(2 if awaited else 0):     # the check follows the count by a few cycles
+            status |= await read(regmap.STATUS.offset)
+        if status & regmap.STATUS_BAD_CONFIG:
+            raise DriverError(f"layer {layer.name} pass {p}: the awaited weight record is not "
+                              f"for CHANNELS and KOUT (STATUS {status:#x})")
 
     async def conv(self, layer: DeviceLayer, xs: list[np.ndarray]) -> list[np.ndarray]:
         """``[C, H, W]`` integer inputs → ``[K, out_h, out_w]`` integer outputs, on the device."""
@@ -379,11 +390,15 @@ class DeviceBackend:
         outs = [None] * len(xs)
         following = self._after(layer)
         for p, image in enumerate(layer.packed.passes):
-            if p == 0 and self._preloaded is not layer:
-                await self.load(layer, p)     # else loaded during the previous run
+            # The pass's record was loaded during the previous run, or it is sent during this
+            # pass's first run, whose START has AWAIT: the input streams while it loads.
+            awaited = p == 0 and self._preloaded is not layer
             self._preloaded = None
-            loaded = (await self.transport.read(regmap.WGT_CHANNELS.offset),
-                      await self.transport.read(regmap.WGT_KCOUNT.offset))
+            if awaited:
+                loaded = (len(image.directory[0]), image.k_count)   # the record's header
+            else:
+                loaded = (await self.transport.read(regmap.WGT_CHANNELS.offset),
+                          await self.transport.read(regmap.WGT_KCOUNT.offset))
             ks = range(image.k_base, image.k_base + image.k_count)
             for k_local, k in enumerate(ks):
                 for field, values in (("bias", q.bias), ("multiplier", q.multiplier),
@@ -402,7 +417,8 @@ class DeviceBackend:
                                     | int(q.spatial_relu) << 1)):
                     await self.write(reg.offset, value, f"layer {layer.name} {reg.name}")
                 preload = record_ahead(layer, p, following) if idx == len(xs) - 1 else None
-                y = await self._run(layer, p, idx, x, image.k_count, preload)
+                y = await self._run(layer, p, idx, x, image.k_count, preload,
+                                    awaited=awaited and idx == 0)
                 if preload is not None and preload[1] == 0:
                     self._preloaded = following
                 if outs[idx] is None:
@@ -413,19 +429,30 @@ class DeviceBackend:
         return outs
 
     async def _run(self, layer: DeviceLayer, p: int, idx: int, x: np.ndarray,
-                   k_count: int, preload: tuple[DeviceLayer, int] | None = None) -> np.ndarray:
-        """One image of pass ``p``; with ``preload = (layer, pass)``, that record is sent (and
-        its acceptance checked) while this run streams."""
+                   k_count: int, preload: tuple[DeviceLayer, int] | None = None,
+                   awaited: bool = False) -> np.ndarray:
+        """One image of pass ``p``; with ``awaited``, START has AWAIT and pass ``p``'s own
+        record is sent while the run streams; with ``preload = (layer, pass)``, that record is
+        sent (after the awaited one) while this run streams. Each is checked accepted."""
         C, H, W = x.shape
         grid = winograd.tile_grid(H, W, self.cfg.tile, layer.qlayer.pad)
         before = await self._counters()
         # the sticky flags then speak of this run alone
         await self.write(regmap.CTRL.offset, regmap.CTRL_CLEAR, f"layer {layer.name} CLEAR")
-        await self.write(regmap.CTRL.offset, regmap.CTRL_START, f"layer {layer.name} START")
+        await self.write(regmap.CTRL.offset,
+                         regmap.CTRL_START | (regmap.CTRL_AWAIT if awaited else 0),
+                         f"layer {layer.name} START")
         streamed = self.transport.stream(formats.pack_activations(x.transpose(1, 2, 0),
                                                                   self.cfg))
-        if preload is not None:
-            frame, _ = await self.transport.concurrently(streamed, self.load(*preload))
+        loads = ([(layer, p, True)] if awaited else []) + (
+            [(*preload, False)] if preload is not None else [])
+
+        async def send_records():
+            for record in loads:       # one after the other: each waits for its own count
+                await self.load(*record)
+
+        if loads:
+            frame, _ = await self.transport.concurrently(streamed, send_records())
         else:
             frame = await streamed
         beat = formats.beat_bytes(self.cfg)

@@ -24,7 +24,8 @@ __all__ = [
     "ID", "VERSION", "CTRL", "STATUS", "HEIGHT", "WIDTH", "CHANNELS", "KOUT", "PAD", "RELU",
     "WGT_RECORDS", "WGT_CHANNELS", "WGT_KCOUNT", "CYCLES", "ARRAY_CYCLES", "PERF_BUSY",
     "PERF_MACS", "PERF_EMPTY_SLOTS", "PERF_STALLS", "PERF_ZEROS_SKIPPED", "CONFIG_REGISTERS",
-    "ID_MAGIC", "VERSION_VALUE", "CTRL_START", "CTRL_CLEAR", "STATUS_BUSY", "STATUS_DONE",
+    "ID_MAGIC", "VERSION_VALUE", "CTRL_START", "CTRL_CLEAR", "CTRL_AWAIT", "CTRL_BITS",
+    "STATUS_BUSY", "STATUS_DONE",
     "STATUS_ERROR", "STATUS_OVERFLOW", "STATUS_REFUSED", "STATUS_BAD_CONFIG", "STICKY_FLAGS",
     "RELU_WINOGRAD", "RELU_SPATIAL", "PERF_COUNTERS", "PERF_REGISTERS", "QUANT_BASE",
     "QUANT_STRIDE", "QUANT_FIELDS", "UNMAPPED_EXAMPLE", "RESP_OKAY", "RESP_SLVERR",
@@ -66,15 +67,21 @@ class Location:
 
 
 ID = Register("ID", 0x000, RO, "Magic number 0x574E4E57 ('WNNW'): the accelerator is there.")
-VERSION = Register("VERSION", 0x004, RO, "Version of this register map (2).")
+VERSION = Register("VERSION", 0x004, RO, "Version of this register map (3).")
 CTRL = Register("CTRL", 0x008, WO,
                 "bit0 START: begin a run (one-cycle pulse); refused while busy (REFUSED) or "
                 "with an invalid shape (BAD_CONFIG). bit1 CLEAR: clear the sticky flags ERROR, "
-                "OVERFLOW, REFUSED and BAD_CONFIG. Other bits must be 0. Reads 0.")
+                "OVERFLOW, REFUSED and BAD_CONFIG. bit2 AWAIT (with START): the run takes the "
+                "input at once, and its array waits for the next weight record committed "
+                "after this START (send it after the write's response); refused only while a "
+                "run is on; the record is checked when it is in, and one not for CHANNELS and "
+                "KOUT sets BAD_CONFIG and is not used (the run waits for the next). Other bits "
+                "must be 0. Reads 0.")
 STATUS = Register("STATUS", 0x00C, RO,
                   "bit0 BUSY, bit1 DONE (set when a run ends, cleared by START), bit2 ERROR, "
                   "bit3 OVERFLOW, bit4 REFUSED (a configuration write or START while busy), "
-                  "bit5 BAD_CONFIG (START with an invalid shape); bits 2-5 are sticky until "
+                  "bit5 BAD_CONFIG (START with an invalid shape, or an awaited record not for "
+                  "CHANNELS and KOUT); bits 2-5 are sticky until "
                   "CTRL.CLEAR.")
 HEIGHT = Register("HEIGHT", 0x010, RW, "Input height H (16 bits, >= 1).")
 WIDTH = Register("WIDTH", 0x014, RW, "Input width W (1 .. w_max).")
@@ -114,11 +121,14 @@ CONFIG_REGISTERS = tuple(reg for reg in REGISTERS if reg.access == RW)
 
 ID_MAGIC = 0x574E4E57
 #: 2 since the per-PE counter blocks (at 0x100 + xi * 0x20 in version 1) became the five
-#: summed PERF_* registers.
-VERSION_VALUE = 2
+#: summed PERF_* registers; 3 since CTRL.AWAIT (a run whose weight record loads after START).
+VERSION_VALUE = 3
 
 CTRL_START = 1 << 0
 CTRL_CLEAR = 1 << 1
+CTRL_AWAIT = 1 << 2
+#: The width of CTRL's field: a write with a bit above it is refused (SLVERR).
+CTRL_BITS = (CTRL_START | CTRL_CLEAR | CTRL_AWAIT).bit_length()
 
 STATUS_BUSY = 1 << 0
 STATUS_DONE = 1 << 1
@@ -134,7 +144,7 @@ RELU_SPATIAL = 1 << 1
 
 #: Bit masks by their C name (without the ``WINNOW_`` prefix).
 _BITS = {
-    "CTRL_START": CTRL_START, "CTRL_CLEAR": CTRL_CLEAR,
+    "CTRL_START": CTRL_START, "CTRL_CLEAR": CTRL_CLEAR, "CTRL_AWAIT": CTRL_AWAIT,
     "STATUS_BUSY": STATUS_BUSY, "STATUS_DONE": STATUS_DONE, "STATUS_ERROR": STATUS_ERROR,
     "STATUS_OVERFLOW": STATUS_OVERFLOW, "STATUS_REFUSED": STATUS_REFUSED,
     "STATUS_BAD_CONFIG": STATUS_BAD_CONFIG, "STICKY_FLAGS": STICKY_FLAGS,

@@ -302,7 +302,7 @@ def test_reset_values(case, rng):
                      "spatial_relu", "start"):
             assert axi.ctx.get(getattr(dut, name)) == 0, name
         await axi.expect(regmap.ID.offset, 0x574E4E57, "ID")
-        await axi.expect(regmap.VERSION.offset, 2, "VERSION")
+        await axi.expect(regmap.VERSION.offset, 3, "VERSION")
         for reg in regmap.REGISTERS[2:]:            # the performance counters among them
             await axi.expect(reg.offset, 0, reg.name)
         for k in ks:
@@ -345,7 +345,7 @@ def test_config_readback_truncation_and_strobes(rng):
         # the low two address bits select nothing
         assert await axi.write(regmap.WIDTH.offset + 3, 7) == OKAY
         await axi.expect(regmap.WIDTH.offset + 1, 7)
-        assert await axi.write(regmap.CTRL.offset, 0x4) == SLVERR      # reserved CTRL bit
+        assert await axi.write(regmap.CTRL.offset, 1 << regmap.CTRL_BITS) == SLVERR  # reserved
 
     simulate(cfg, 20, rng, bench)
 
@@ -519,6 +519,84 @@ def test_start_weight_check_matches_regmap(rng):
 
     starts = simulate(cfg, 20, rng, bench)
     assert len(starts) == sum(accepted) and 0 < sum(accepted) < len(cases)
+
+
+def test_start_await(rng):
+    """START with AWAIT: refused only while a run is on (a weight load alone does not refuse
+    it), no weight check at START (the shape still is), ``await_record`` with its ``start``;
+    the record is checked on ``awaited`` (a mismatch sets BAD_CONFIG, nothing else)."""
+    cfg = SMALL
+    c, k = 4, 3
+    start_await = regmap.CTRL_START | regmap.CTRL_AWAIT
+    pulses = []
+
+    async def bench(axi, dut):
+        ctx = axi.ctx
+        await _set_shape(axi, 5, 6, c, k, 1, loaded=False)      # no record loaded yet
+        # a weight load in progress: plain START refused, START with AWAIT accepted
+        ctx.set(dut.busy, 1)
+        assert await axi.write(regmap.CTRL.offset, regmap.CTRL_START) == SLVERR
+        await axi.expect(regmap.STATUS.offset, regmap.STATUS_BUSY | regmap.STATUS_REFUSED)
+        assert await axi.write(regmap.CTRL.offset, regmap.CTRL_CLEAR) == OKAY
+        assert await axi.write(regmap.CTRL.offset, start_await) == OKAY
+        pulses.append(ctx.get(dut.await_record))
+        ctx.set(dut.run_busy, 1)
+        await axi.expect(regmap.STATUS.offset, regmap.STATUS_BUSY)
+        # a run on: refused, with or without AWAIT; configuration too
+        for value in (start_await, regmap.CTRL_START):
+            assert await axi.write(regmap.CTRL.offset, value) == SLVERR
+        assert await axi.write(regmap.KOUT.offset, 2) == SLVERR
+        await axi.expect(regmap.STATUS.offset, regmap.STATUS_BUSY | regmap.STATUS_REFUSED)
+        assert await axi.write(regmap.CTRL.offset, regmap.CTRL_CLEAR) == OKAY
+        # the record arrives and matches: no flag
+        ctx.set(dut.wgt_channels, c)
+        ctx.set(dut.wgt_k_count, k)
+        await axi.pulse(dut.awaited)
+        await axi.expect(regmap.STATUS.offset, regmap.STATUS_BUSY)
+        # another whose channel count differs: BAD_CONFIG, sticky until CLEAR
+        ctx.set(dut.wgt_channels, c + 1)
+        await axi.pulse(dut.awaited)
+        await axi.expect(regmap.STATUS.offset, regmap.STATUS_BUSY | regmap.STATUS_BAD_CONFIG)
+        ctx.set(dut.run_busy, 0)
+        ctx.set(dut.busy, 0)
+        await axi.pulse(dut.done)
+        assert await axi.write(regmap.CTRL.offset, regmap.CTRL_CLEAR) == OKAY
+        await axi.expect(regmap.STATUS.offset, regmap.STATUS_DONE)
+        # idle: AWAIT still skips the weight check, the shape check stays
+        assert await axi.write(regmap.CTRL.offset, start_await) == OKAY
+        pulses.append(ctx.get(dut.await_record))
+        assert await axi.write(regmap.CTRL.offset, regmap.CTRL_START) == SLVERR   # WGT_* wrong
+        await axi.expect(regmap.STATUS.offset, regmap.STATUS_BAD_CONFIG)
+        assert await axi.write(regmap.CTRL.offset, regmap.CTRL_CLEAR) == OKAY
+        assert await axi.write(regmap.WIDTH.offset, 0) == OKAY
+        assert await axi.write(regmap.CTRL.offset, start_await) == SLVERR
+        await axi.expect(regmap.STATUS.offset, regmap.STATUS_BAD_CONFIG)
+        # AWAIT alone is no START
+        assert await axi.write(regmap.CTRL.offset, regmap.CTRL_AWAIT) == OKAY
+
+    starts = simulate(cfg, 20, rng, bench)
+    assert len(starts) == 2
+
+
+def test_await_record_pulses_with_its_start(rng):
+    """``await_record`` is high exactly in the ``start`` cycle of a START with AWAIT."""
+    cfg = SMALL
+    seen = []
+
+    async def bench(axi, dut):
+        ctx = axi.ctx
+        await _set_shape(axi, 5, 6, 2, 2, 0)
+        for value in (regmap.CTRL_START | regmap.CTRL_AWAIT, regmap.CTRL_START,
+                      regmap.CTRL_START | regmap.CTRL_AWAIT | regmap.CTRL_CLEAR):
+            await axi.write(regmap.CTRL.offset, value)
+            for _ in range(8):
+                await ctx.tick()
+                seen.append((value, ctx.get(dut.start), ctx.get(dut.await_record)))
+
+    simulate(cfg, 20, rng, bench)
+    for value, start, awaits in seen:
+        assert awaits == (start and bool(value & regmap.CTRL_AWAIT)), (value, start, awaits)
+    assert sum(start for _, start, _ in seen) <= 3
 
 
 def test_sticky_flags_and_clear(rng):
@@ -798,7 +876,7 @@ def _random_access(cfg, rng) -> tuple:
     else:
         offset = int(rng.integers(0, 1 << regmap.addr_bits(cfg))) & ~3
     if offset == regmap.CTRL.offset or rng.random() < 0.5:
-        value = int(rng.choice([0, 1, 2, 3, 4, 5, 6, 9, 0x7FF, 0x800, 0xFFFF, 0x1_0000,
+        value = int(rng.choice([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0x7FF, 0x800, 0xFFFF, 0x1_0000,
                                 0x7FFF_FFFF, 0x8000_0000, 0xFFFF_F800, 0xFFFF_FFFF]))
     else:
         value = int(rng.integers(0, 1 << 32))
@@ -820,9 +898,14 @@ def test_random_against_model(case, rng):
             ctx.set(dut.perf[field], value)
             model.perf[field] = value
         for step in range(ops):
-            if rng.random() < 0.05:
-                model.busy = not model.busy
+            if rng.random() < 0.05:     # idle, a weight load alone, or a run
+                model.busy, model.run_busy = [(False, False), (True, False),
+                                              (True, True)][int(rng.integers(0, 3))]
                 ctx.set(dut.busy, model.busy)
+                ctx.set(dut.run_busy, model.run_busy)
+            if rng.random() < 0.03:
+                await axi.pulse(dut.awaited)
+                model.awaited()
             if rng.random() < 0.05:
                 which = str(rng.choice(["done", "error", "overflow"]))
                 await axi.pulse(getattr(dut, which))

@@ -140,7 +140,9 @@ def _signed32(value: int) -> int:
 class ModelTransport:
     """The accelerator behind :class:`sw.driver.Transport`, on the golden model.
 
-    Registers live in a dict; a weight record selects its (layer, pass); a run returns
+    Registers live in a dict; a weight record selects its (layer, pass); a START with AWAIT
+    waits for the next record (checked then: one for another shape sets BAD_CONFIG and is
+    not taken); a run returns
     :func:`sw.golden.conv_layer` of the input for the shape, padding, ReLU modes and
     quantisation entries the driver wrote, so a missing or wrong write changes the outputs.
     Every counter starts just below ``2**32`` and counts one per run, so the driver's deltas
@@ -162,7 +164,6 @@ class ModelTransport:
         self.keepless = False
         self.clears = 0
         self.running: tuple[driver.DeviceLayer, int] | None = None
-        self.starts: list[int] = []     # WGT_RECORDS at each START
         self.overlapped = 0             # records sent while a run was streaming
         self.streaming = False
 
@@ -190,14 +191,15 @@ class ModelTransport:
             self.status &= ~regmap.STICKY_FLAGS
             self.clears += 1
         elif offset == regmap.CTRL.offset:
-            assert value == regmap.CTRL_START
+            assert value in (regmap.CTRL_START, regmap.CTRL_START | regmap.CTRL_AWAIT)
+            waits = value & regmap.CTRL_AWAIT
             c, k = (self.regs[reg.offset] for reg in (regmap.CHANNELS, regmap.KOUT))
-            if regmap.weights_problem(c, k, *self.loaded_shape()) is not None:
+            if not waits and regmap.weights_problem(c, k, *self.loaded_shape()) is not None:
                 self.status |= regmap.STATUS_BAD_CONFIG
                 raise driver.BusError("write", offset, regmap.RESP_SLVERR)
             self.status = regmap.STATUS_BUSY | (self.status & regmap.STICKY_FLAGS)
-            self.running = self.loaded      # the run reads the record loaded before START
-            self.starts.append(self.records)
+            # the run reads the record loaded before START, or with AWAIT the next one
+            self.running = None if waits else self.loaded
         else:
             self.regs[offset] = value
 
@@ -217,9 +219,17 @@ class ModelTransport:
         else:
             self.loaded = self.by_record[frames]
             self.records += 1
+            if self.status & regmap.STATUS_BUSY and self.running is None:   # awaited
+                c, k = (self.regs[reg.offset] for reg in (regmap.CHANNELS, regmap.KOUT))
+                if (c, k) == self.loaded_shape():
+                    self.running = self.loaded
+                else:
+                    self.status |= regmap.STATUS_BAD_CONFIG
 
     async def stream(self, activations: formats.ActivationFrame) -> formats.ActivationFrame:
         assert self.status & regmap.STATUS_BUSY, "input streamed without START"
+        while self.running is None:     # a START with AWAIT: its record is still to come
+            await asyncio.sleep(0)
         dev, p = self.running
         k_base = dev.packed.passes[p].k_base
         H, W, C, K, pad, relu = (self.regs[reg.offset] for reg in (
@@ -243,11 +253,11 @@ class ModelTransport:
         return formats.ActivationFrame(frame.data[:end], keep)
 
     async def concurrently(self, *calls) -> list:
-        """The stream first (its outputs come from the record loaded before START), then the
-        rest, counted as sent during the run."""
+        """The calls at once (a stream waits for an awaited record); records sent meanwhile
+        count as sent during the run."""
         self.streaming = True
         try:
-            return [await call for call in calls]
+            return list(await asyncio.gather(*calls))
         finally:
             self.streaming = False
 
@@ -262,8 +272,9 @@ def test_device_backend_on_a_model_transport_equals_golden(model, rng):
     got = asyncio.run(driver.run_network(model, layers, images, backend))
     np.testing.assert_array_equal(got, driver.golden_predict(model, images, MULTIPASS, layers))
     assert transport.records == 1 + 4
-    # every record but the network's first is sent while the run before it streams
-    assert transport.overlapped == transport.records - 1
+    # every record is sent while a run streams: the network's first during its own run
+    # (START with AWAIT), the others during the run before theirs
+    assert transport.overlapped == transport.records
     runs = [(name, p, i) for name, dev in layers.items() for p in range(dev.packed.num_passes)
             for i in range(len(images))]
     assert [(s["layer"], s["pass"], s["image"]) for s in backend.stats] == runs
@@ -313,7 +324,7 @@ def _conv1_fault(model, **fault):
 
 @pytest.mark.parametrize("fault, message", [
     ({"reject": True},
-     r"^layer conv1 pass 0: the weight loader rejected the record \(STATUS 0x4\)$"),
+     r"^layer conv1 pass 0: the weight loader rejected the record \(STATUS 0x5\)$"),
     ({"refuse": {regmap.KOUT.offset}},
      r"^layer conv1 KOUT: register write at 0x1c answered SLVERR \(STATUS 0x10\)$"),
     ({"refuse": {regmap.quant_offset(3, "shift")}},
@@ -339,8 +350,35 @@ def test_device_backend_refuses_a_shape_before_start(model):
 
 
 def test_device_backend_refuses_weights_of_another_shape(model):
-    """The loader reports a record that is not the pass's (here: another input-channel count):
-    a DriverError naming the layer and the WGT_* problem, and no START written."""
+    """The loader reports a preloaded record that is not the pass's (here: another
+    input-channel count): a DriverError naming the layer and the WGT_* problem, and no START
+    written for that layer."""
+    layers = driver.device_layers(model, CFG)
+    transport = ModelTransport(CFG, layers)
+    conv1, conv2 = layers["conv1"], layers["conv2"]
+    honest = transport.loaded_shape
+
+    def lying():        # conv2's record (loaded during conv1's run) reads as another C
+        c, k = honest()
+        return (c + 1, k) if transport.loaded and transport.loaded[0] is conv2 else (c, k)
+
+    transport.loaded_shape = lying
+    backend = driver.DeviceBackend(transport, CFG)
+    backend.plan([conv1, conv2])
+    x1 = np.zeros((conv1.qlayer.C, 8, 8), dtype=np.int64)
+    (y1,) = asyncio.run(backend.conv(conv1, [x1]))
+    c = conv2.qlayer.C
+    with pytest.raises(driver.DriverError, match=(
+            rf"^layer conv2: CHANNELS={c} but the loaded weight record is for {c + 1} input "
+            r"channels \(WGT_CHANNELS\)$")):
+        asyncio.run(backend.conv(conv2, [y1]))
+    assert not transport.status & regmap.STATUS_BUSY, "START was written"
+
+
+def test_device_backend_reports_an_awaited_record_of_another_shape(model):
+    """The record sent with a START that has AWAIT is checked when it is in: one for another
+    input-channel count sets BAD_CONFIG (the run waits on), and the driver names the layer and
+    pass."""
     layers = driver.device_layers(model, CFG)
     transport = ModelTransport(CFG, layers)
     layer = layers["conv1"]
@@ -348,10 +386,9 @@ def test_device_backend_refuses_weights_of_another_shape(model):
     transport.loaded_shape = lambda: (c + 1, layer.packed.passes[0].k_count)
     backend = driver.DeviceBackend(transport, CFG)
     with pytest.raises(driver.DriverError, match=(
-            rf"^layer conv1: CHANNELS={c} but the loaded weight record is for {c + 1} input "
-            r"channels \(WGT_CHANNELS\)$")):
+            r"^layer conv1 pass 0: the awaited weight record is not for CHANNELS and KOUT "
+            r"\(STATUS 0x21\)$")):
         asyncio.run(backend.conv(layer, [np.zeros((c, 6, 6), dtype=np.int64)]))
-    assert not transport.status & regmap.STATUS_BUSY, "START was written"
 
 
 def test_bus_error_is_a_driver_error():

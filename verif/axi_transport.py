@@ -14,6 +14,7 @@ import random
 import warnings
 
 import cocotb
+from cocotb.triggers import First
 from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFrame,
                            AxiStreamSink, AxiStreamSource)
 
@@ -112,6 +113,16 @@ class AxiTransport:
         return ActivationFrame(bytes(frame.tdata), bytes(frame.tkeep))
 
     async def concurrently(self, *calls) -> list:
-        """Run the coroutines ``calls`` as cocotb tasks at once; their results in order."""
+        """Run the coroutines ``calls`` as cocotb tasks at once; their results in order. The
+        first to raise cancels the others and its exception is raised (a stream waiting on a
+        device that will not answer does not hold it up)."""
         tasks = [cocotb.start_soon(call) for call in calls]
-        return [await task for task in tasks]
+        while not all(task.done() for task in tasks):
+            await First(*(task.complete for task in tasks if not task.done()))
+            failed = next((task for task in tasks
+                           if task.done() and not task.cancelled() and task.exception()), None)
+            if failed is not None:
+                for task in tasks:
+                    task.cancel()
+                raise failed.exception()
+        return [task.result() for task in tasks]

@@ -35,14 +35,15 @@ Record keys (``build/bench/system.json``, one per case)
 ``run_cycles``
     START to DONE of every pass plus the part of every pass's weight load that no run hides:
     the sum over passes of the ``CYCLES`` register and of ``load_cycles - hidden_load_cycles``
-    (the first pass's load is all exposed; pass ``p + 1``'s is sent while pass ``p`` runs,
+    (the first pass's record is sent after its own START, which has CTRL.AWAIT, so its load
+    lies inside that run's ``CYCLES``; pass ``p + 1``'s is sent while pass ``p`` runs,
     :class:`sw.driver.DeviceBackend`).
 ``load_cycles``
     Clock cycles of the ``s_axis_wgt`` frames (first beat offered to last beat taken), summed
     over passes.
 ``hidden_load_cycles``
-    The part of ``load_cycles`` that overlapped the previous pass's run (START to its last
-    output beat).
+    The part of ``load_cycles`` that overlapped a run (START to its last output beat): the
+    first pass's own (AWAIT), or the previous pass's.
 ``array_busy_cycles``
     The ``ARRAY_CYCLES`` register's count over the runs (cycles the sparse array was not idle).
 ``ideal_cycles``, ``dense_winograd_cycles``, ``model_array_cycles``

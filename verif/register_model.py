@@ -4,7 +4,8 @@ It answers every AXI4-Lite access as :class:`hw.csr.ControlRegisters` must, from
 table in :mod:`sw.regmap`; the CSR bench checks the RTL against it.
 """
 
-from sw.regmap import (ARRAY_CYCLES, CHANNELS, CONFIG_REGISTERS, CTRL, CTRL_CLEAR, CTRL_START,
+from sw.regmap import (ARRAY_CYCLES, CHANNELS, CONFIG_REGISTERS, CTRL, CTRL_AWAIT, CTRL_BITS, CTRL_CLEAR,
+                       CTRL_START,
                        CYCLES, HEIGHT, ID, ID_MAGIC, KOUT, PAD, PERF_COUNTERS, PERF_REGISTERS,
                        QUANT_FIELDS, RESP_OKAY, RESP_SLVERR, RO, RW, STATUS, STATUS_BAD_CONFIG,
                        STATUS_BUSY, STATUS_DONE, STATUS_ERROR, STATUS_OVERFLOW, STATUS_REFUSED,
@@ -31,10 +32,12 @@ class RegisterModel:
 
     The executable form of the rules of :class:`hw.csr.ControlRegisters` (see its Notes), at
     transaction level: each :meth:`write` and :meth:`read` is one complete AXI4-Lite transfer.
-    The datapath side is plain attributes: ``busy`` (bool), ``inputs`` (WGT_*, CYCLES,
+    The datapath side is plain attributes: ``busy`` (bool), ``run_busy`` (bool, a run alone:
+    what refuses a START with AWAIT), ``inputs`` (WGT_*, CYCLES,
     ARRAY_CYCLES by register name), ``perf[field]`` (the summed counters of the PERF_*
     registers, by :data:`sw.regmap.PERF_COUNTERS` name); :meth:`pulse` stands for a
-    ``done``/``error``/``overflow`` pulse. ``starts`` counts accepted STARTs. The model starts
+    ``done``/``error``/``overflow`` pulse and :meth:`awaited` for the arrival of an AWAIT
+    run's record. ``starts`` counts accepted STARTs. The model starts
     as the hardware does after configuration; ``rst`` does not clear the quantisation memory,
     so after a reset set ``quant`` from the hardware.
     """
@@ -43,6 +46,7 @@ class RegisterModel:
         self.cfg = cfg
         self.counter_bits = counter_bits
         self.busy = False
+        self.run_busy = False
         self.starts = 0
         self.config = {reg: 0 for reg in CONFIG_REGISTERS}
         self.quant = [{name: 0 for name in QUANT_FIELDS} for _ in range(cfg.k_max)]
@@ -56,6 +60,14 @@ class RegisterModel:
         """A ``done``, ``error`` or ``overflow`` pulse from the datapath."""
         self.flags |= {"done": STATUS_DONE, "error": STATUS_ERROR,
                        "overflow": STATUS_OVERFLOW}[which]
+
+    def awaited(self) -> None:
+        """The record an AWAIT run waited for is in: WGT_CHANNELS and WGT_KCOUNT must equal
+        CHANNELS and KOUT, else BAD_CONFIG. (In a run, whose START checked CHANNELS >= 1, that
+        is :func:`sw.regmap.weights_problem`'s check.)"""
+        h, w, c, k, pad = self.shape()
+        if (self.inputs[WGT_CHANNELS], self.inputs[WGT_KCOUNT]) != (c, k):
+            self.flags |= STATUS_BAD_CONFIG
 
     def status(self) -> int:
         return self.flags | (STATUS_BUSY if self.busy else 0)
@@ -88,13 +100,15 @@ class RegisterModel:
         mask = sum(0xFF << (8 * i) for i in range(4) if strb >> i & 1)
         old = self.read(offset)[1] if loc.access == RW else 0
         word = (old & ~mask) | (_word(value) & mask)
-        if self.busy and (loc.access == RW or (loc.register == CTRL and word & CTRL_START)):
+        start = loc.register == CTRL and word & CTRL_START
+        held_by = self.run_busy if word & CTRL_AWAIT else self.busy
+        if (self.busy and loc.access == RW) or (start and held_by):
             self.flags |= STATUS_REFUSED
             return RESP_SLVERR
         if loc.register is None:
             bits, is_signed = quant_bits(self.cfg)[loc.field]
         elif loc.register == CTRL:
-            bits, is_signed = 2, False
+            bits, is_signed = CTRL_BITS, False
         else:
             bits, is_signed = config_bits(self.cfg)[loc.register], False
         if not _fits(word, bits, is_signed):
@@ -108,8 +122,9 @@ class RegisterModel:
             h, w, c, k, pad = self.shape()
             if word & CTRL_START and (
                     shape_problem(self.cfg, h, w, c, k, pad) is not None
-                    or weights_problem(c, k, self.inputs[WGT_CHANNELS],
-                                       self.inputs[WGT_KCOUNT]) is not None):
+                    or (not word & CTRL_AWAIT
+                        and weights_problem(c, k, self.inputs[WGT_CHANNELS],
+                                            self.inputs[WGT_KCOUNT]) is not None)):
                 self.flags |= STATUS_BAD_CONFIG
                 return RESP_SLVERR
             if word & CTRL_CLEAR:

@@ -3,15 +3,16 @@
 ``$WINNOW_BENCH_DIR`` holds ``cases.json`` (case names, in run order) and per case
 ``<name>.npz`` (:func:`verif.bench_system.make_system_case`). Each case is packed with
 :func:`sw.formats.pack_layer` and run through :class:`sw.driver.DeviceBackend` on
-:class:`verif.axi_transport.AxiTransport` at full rate (no stalls): per pass, the weight
-record, the quantisation entries, the shape, START, the image streamed in and the outputs out,
-DONE and the counters. Every output value is compared with :func:`sw.golden.conv_layer`, pass
+:class:`verif.axi_transport.AxiTransport` at full rate (no stalls): per pass, the quantisation entries, the shape, START (with CTRL.AWAIT and the
+weight record sent after it, for the first pass), the image streamed in and the outputs out
+(the next pass's record meanwhile), DONE and the counters. Every output value is compared with :func:`sw.golden.conv_layer`, pass
 by pass (:func:`verif.bench_system.golden_conv`).
 
 It writes ``<name>.rtl.json``: per pass the driver's counters (``cycles``: the ``CYCLES``
 register, START to the run's end; ``array_cycles``; the summed PE counters) and
 ``load_cycles`` (the ``s_axis_wgt`` frame's clock cycles, timed by :class:`TimedTransport`)
-and ``hidden_load_cycles`` (the part of them during the previous pass's run),
+and ``hidden_load_cycles`` (the part of them during a run: the pass's own, started with
+CTRL.AWAIT, or the previous pass's),
 ``bit_exact`` and the mismatches, ``host_cycles`` (the case's whole simulated time) and the
 wall time. A case that is not bit-exact fails the test after its file is written.
 """
@@ -88,14 +89,12 @@ class TimedTransport:
         return await self.inner.concurrently(*calls)
 
     def load_cycles(self) -> list[dict]:
-        """Per load, its cycles and the part of them hidden behind the run before it (the
-        load of pass ``p + 1`` overlaps pass ``p``'s run)."""
+        """Per load, its cycles and the part of them hidden behind a run (the load of pass
+        ``p + 1`` overlaps pass ``p``'s run; the first pass's, sent with a START that has
+        AWAIT, its own run)."""
         out = []
-        for i, (a, b) in enumerate(self.loads):
-            hidden = 0
-            if i > 0 and i - 1 < len(self.runs):
-                s, e = self.runs[i - 1]
-                hidden = max(0, min(b, e) - max(a, s))
+        for a, b in self.loads:
+            hidden = sum(max(0, min(b, e) - max(a, s)) for s, e in self.runs if e is not None)
             out.append({"load_cycles": b - a, "hidden_load_cycles": hidden})
         return out
 

@@ -25,6 +25,11 @@ a normal layer" is a random layer through the driver, compared value by value wi
   beside it (WGT_RECORDS counts it during the run); a second record in the same run waits
   (its directory bank is the running pass's) until the run ends; the run is bit-exact, and so
   is the second record's pass run afterwards.
+- ``test_start_await``: a START with AWAIT (another layer's record already loaded) takes the
+  input but keeps the array waiting (no output for a thousand cycles, BUSY); a second START
+  with AWAIT is refused (REFUSED); a record rejected meanwhile sets ERROR and one for
+  another shape BAD_CONFIG, and the run waits on; the pass's record then completes the run
+  bit-exact, and the next layer runs bit-exact.
 - ``test_bad_addresses``: every unmapped word of the address space answers SLVERR to a read
   (data 0) and a write, every read-only register to a write; no register and no flag changes.
 """
@@ -423,6 +428,73 @@ async def test_weight_records_during_a_run(dut):
     dut._log.info("a record loaded beside a run (spans %d + %d of %d), a second one held to "
                   "the run's end; both passes bit-exact", _span(running), _span(beside),
                   cfg.wmem_depth)
+
+
+async def _ctrl(t: Misuse, value: int) -> int:
+    """A CTRL write of ``value``; its AXI response."""
+    resp = await t.bus.axil.write(regmap.CTRL.offset, value.to_bytes(4, "little"))
+    return int(resp.resp)
+
+
+@cocotb.test()
+async def test_start_await(dut):
+    """CTRL.AWAIT: the run takes the input and waits for the next record; neither a rejected
+    record nor one for another shape (BAD_CONFIG) ends the wait; the pass's record does, and
+    the run is bit-exact. A START with AWAIT is refused during a run."""
+    cfg = await start(dut)
+    t = Misuse(dut, cfg, "start_await")
+    start_await = regmap.CTRL_START | regmap.CTRL_AWAIT
+    layer = t.layer(0, passes=1)
+    q, image = layer.qlayer, layer.packed.passes[0]
+    other = t.layer(1, passes=1)
+    while (other.qlayer.C, other.packed.passes[0].k_count) == (q.C, image.k_count):
+        other = t.layer(1, passes=1)
+    x = random_input(cfg, t.rng, q.C, q.pad)
+    await t.rtl.load(other, 0)          # a record in already: AWAIT must not take it
+
+    for k_local in range(image.k_count):
+        for field, values in (("bias", q.bias), ("multiplier", q.multiplier),
+                              ("shift", q.shift)):
+            await t.rtl.write(regmap.quant_offset(k_local, field),
+                              int(values[image.k_base + k_local]), "quant")
+    await t.write_shape(x.shape, image.k_count, q)
+    assert await _ctrl(t, start_await) == regmap.RESP_OKAY, "START with AWAIT refused"
+    total = t.queue_input(x)
+    await ClockCycles(dut.clk, 1000)
+    assert t.beats["s_axis_act"] > 0, "the input was not taken while the record was awaited"
+    assert t.beats["m_axis_out"] == 0, "outputs before the awaited record"
+    assert await t.status() == regmap.STATUS_BUSY
+    assert await _ctrl(t, start_await) == regmap.RESP_SLVERR, "START with AWAIT during a run"
+    assert await t.status() == regmap.STATUS_BUSY | regmap.STATUS_REFUSED
+    assert await _ctrl(t, regmap.CTRL_CLEAR) == regmap.RESP_OKAY
+
+    records = await t.bus.read(regmap.WGT_RECORDS.offset)
+    record = layer.records[0]
+    await t.bus.wgt.send(record[:len(record) // 2])                 # rejected: truncated
+    await t.bus.wgt.wait()
+    await ClockCycles(dut.clk, 200)
+    assert await t.status() == regmap.STATUS_BUSY | regmap.STATUS_ERROR, "after a rejection"
+    assert await _ctrl(t, regmap.CTRL_CLEAR) == regmap.RESP_OKAY
+    await t.bus.send_weights(other.frames[0])                       # another shape's record
+    while await t.bus.read(regmap.WGT_RECORDS.offset) == records:
+        pass
+    await ClockCycles(dut.clk, 200)
+    assert await t.status() == regmap.STATUS_BUSY | regmap.STATUS_BAD_CONFIG, \
+        "after a record for another shape"
+    assert t.beats["m_axis_out"] == 0, "outputs after a record not the pass's"
+    assert await _ctrl(t, regmap.CTRL_CLEAR) == regmap.RESP_OKAY
+
+    await t.bus.send_weights(layer.frames[0])                       # the pass's record
+    np.testing.assert_array_equal(await t.outputs(image.k_count, x.shape, q.pad),
+                                  _golden_pass(layer, x, cfg))
+    assert t.beats["s_axis_act"] == total
+    assert await t.bus.read(regmap.WGT_RECORDS.offset) == records + 2
+    while await t.status() & regmap.STATUS_BUSY:
+        pass
+    assert await t.status() == regmap.STATUS_DONE
+    await t.check_layer(2)
+    dut._log.info("START with AWAIT: took the input, waited past a rejected record and one "
+                  "for another shape, then bit-exact; refused during a run")
 
 
 @cocotb.test()
