@@ -73,9 +73,14 @@ class OutputReorder(ConfiguredComponent):
     the ``m²`` banks; an output beat is one read of one bank. The configuration m 2, w_max 64,
     k_max 256, 8 bits, ``V = 8`` needs 524,288 bits (64 KiB).
 
-    Latency: the first value of a band is valid on ``o`` :attr:`LATENCY` cycles after the
-    band's final tile is accepted when the other band is drained (band complete flag, memory
-    read, output register).
+    Order of reads: a band is read once complete, except its first row, whose pixels are read
+    as their tile columns complete (the writer meanwhile fills later columns of that band), so
+    after a frame's final tile only the final column's first-row pixels and the final band's
+    other rows are left.
+
+    Latency: a value is valid on ``o`` :attr:`LATENCY` cycles after the input beat that
+    completes its tile column (first row) or its band (other rows), when the reader is
+    waiting for it (column count or band complete flag, memory read, output register).
 
     Throughput: one beat (``P`` channels' tiles) per cycle on ``i``, and one beat (up to
     ``V`` channels of one pixel) per cycle on ``o`` while a band is complete and ``o`` is
@@ -83,14 +88,15 @@ class OutputReorder(ConfiguredComponent):
     the current one (``rows · out_w · ceil(K / V)`` beats), and without gaps and
     back-pressure the slower of the two sets the pace. When the drain is the slower (few channels), ``o`` moves a beat
     every cycle with no bubble between bands nor between back-to-back frames: a frame takes
-    ``tiles_w · K + LATENCY - 1 + out_h · out_w · ceil(K / V)`` cycles from its first input
+    ``ceil(K / P) + LATENCY - 1 + out_h · out_w · ceil(K / V)`` cycles from its first input
     beat to its last output, each back-to-back frame of the same shape
     ``out_h · out_w · ceil(K / V)`` more. When the fill is the slower, ``i`` takes a tile
-    every cycle, and the final band leaves ``LATENCY`` cycles after the final tile, one beat
-    per cycle.
+    every cycle, and what the final tile completes leaves ``LATENCY`` cycles after it, one
+    beat per cycle.
     """
 
-    #: Cycles from a band's final input beat to its first output value (other band drained).
+    #: Cycles from the input beat that completes a tile column (or a band) to the first value
+    #: it lets out, the reader waiting for it.
     LATENCY = 3
 
     def __init__(self, cfg: AccelConfig):
@@ -170,11 +176,17 @@ class OutputReorder(ConfiguredComponent):
                 m.d.sync += [w_k.eq(0), w_tx.eq(w_tx + 1), w_offset.eq(w_offset + beats)]
             with m.If(w_band_end):
                 m.d.sync += [w_offset.eq(0), w_tx.eq(0), wband.eq(~wband)]
-        w_addr = Mux(wband, band_words, 0) + w_offset + (w_k >> log_v)
+        w_addr = Signal(range(2 * band_words))
+        m.d.comb += w_addr.eq(Mux(wband, band_words, 0) + w_offset + (w_k >> log_v))
         w_lane = Signal(range(V))                       # a multiple of P
         m.d.comb += w_lane.eq(w_k & (V - 1))
 
-        # -- read side: walk the complete band in raster order ------------------------------
+        # -- read side: walk a band in raster order --------------------------------------------
+        # A band is read once it is complete, except its first row: a pixel of that row is read
+        # as soon as its tile column is complete (its K channels written), while the writer
+        # fills the band's later columns. So the first row of a band leaves while the band's
+        # tiles arrive, and after the frame's final tile only the band's other rows are left
+        # to go.
         rband = Signal()
         y0 = Signal(16)                         # first output row of the band being read
         r_row = Signal(range(mm))
@@ -217,12 +229,16 @@ class OutputReorder(ConfiguredComponent):
         out_load = Signal()
         r_advance = Signal()
         issue = Signal()
+        readable = Signal()
         m.d.comb += [
+            readable.eq(full.bit_select(rband, 1)
+                        | ((rband == wband) & (r_row == 0) & ((r_x >> log_m) < w_tx))),
             out_load.eq(~self.o.valid | self.o.ready),
             r_advance.eq(r_valid & out_load),
-            issue.eq(full.bit_select(rband, 1) & (~r_valid | r_advance)),
+            issue.eq(readable & (~r_valid | r_advance)),
         ]
-        r_addr = Mux(rband, band_words, 0) + r_tx_base + r_k
+        r_addr = Signal(range(2 * band_words))
+        m.d.comb += r_addr.eq(Mux(rband, band_words, 0) + r_tx_base + r_k)
         with m.If(issue):
             m.d.sync += [
                 r_valid.eq(1),
@@ -282,10 +298,10 @@ class OutputReorder(ConfiguredComponent):
                 # One write enable per act_bits element (block-RAM byte enables): a beat
                 # writes elements k mod V .. + P - 1 of a word and leaves the other channels
                 # as they are (those of channels >= K too: the read side never keeps them).
-                # The writer fills only a band that is not full and the reader reads only a
-                # full one, so no address is read and written in one cycle: Yosys need not
-                # emulate the block RAM's read-during-write behaviour (no_rw_check; the
-                # output_reorder proof checks the bands differ).
+                # The reader reads a full band, or in the band being filled only the first
+                # row's completed tile columns, so no address is read and written in one cycle:
+                # Yosys need not emulate the block RAM's read-during-write behaviour
+                # (no_rw_check; the output_reorder proof checks the addresses differ).
                 mem = Memory(shape=unsigned(V * cfg.act_bits), depth=2 * band_words, init=[],
                              attrs={"no_rw_check": 1})
                 m.submodules[f"bank_r{r}_s{s}"] = mem

@@ -126,11 +126,12 @@ def test_narrowest_and_widest_beats(values, rng):
                                       (4, (9, 10, 1)), (4, (4, 2, 4)), (4, (1, 1, 1))])
 def test_throughput_drain_bound(m, shape, rng):
     """Few channels: band ty+1 fills while band ty drains, one beat per cycle from the first
-    to the last, across bands and frames.
+    to the last, across bands and frames; the first row of a band leaves as its tile columns
+    complete.
 
-    Three back-to-back frames of one shape take exactly ``B + LATENCY - 1 + 3·N`` cycles,
-    ``B`` the input beats of the first band and ``N = out_h · out_w · ceil(K / V)`` the
-    output beats of a frame.
+    Three back-to-back frames of one shape take exactly ``T + LATENCY - 1 + 3·N`` cycles,
+    ``T`` the input beats of the first tile column and ``N = out_h · out_w · ceil(K / V)``
+    the output beats of a frame.
     """
     cfg = CONFIGS[m]
     out_h, out_w, K = shape
@@ -146,8 +147,9 @@ def test_throughput_drain_bound(m, shape, rng):
     cycles = [c for c, _ in emitted]
     assert cycles == list(range(cycles[0], cycles[0] + len(cycles))), "output bubble"
     assert accepted[:band_beats] == list(range(band_beats)), "first band not one per cycle"
-    assert cycles[0] == band_beats - 1 + OutputReorder.LATENCY
-    assert cycles[-1] + 1 == band_beats + OutputReorder.LATENCY - 1 + 3 * beats
+    column_beats = -(-K // cfg.transform_channels)
+    assert cycles[0] == column_beats - 1 + OutputReorder.LATENCY
+    assert cycles[-1] + 1 == column_beats + OutputReorder.LATENCY - 1 + 3 * beats
     # Band 1 is accepted completely before band 0 has finished draining.
     if out_h > m:
         assert accepted[2 * band_beats - 1] < cycles[band_out - 1]
@@ -160,10 +162,12 @@ WIDE = AccelConfig(tile=2, w_max=10, k_max=16)
 @pytest.mark.parametrize("shape", [(9, 10, 13), (6, 7, 8), (5, 4, 16), (4, 9, 9)])
 def test_throughput_fill_bound(shape, rng):
     """Many channels at m = 2, V = 8: the input takes one tile every cycle across bands and
-    frames, and the final band leaves LATENCY cycles after the final tile, one beat per cycle.
+    frames, and what the final tile completes leaves LATENCY cycles after it, one beat per
+    cycle: the first row's pixels of the final tile column and the final band's other rows
+    (the first row's other pixels left as their tile columns completed).
 
     Three back-to-back frames take exactly ``T + LATENCY - 1 + L`` cycles, ``T`` their input
-    beats and ``L`` the output beats of the final band.
+    beats and ``L`` those output beats.
     """
     cfg, m = WIDE, WIDE.tile
     out_h, out_w, K = shape
@@ -173,10 +177,13 @@ def test_throughput_fill_bound(shape, rng):
     tiles = sum(len(f["beats"]) for f in frames)
     assert accepted == list(range(tiles)), "the input was stalled"
     last_rows = out_h - (-(-out_h // m) - 1) * m
-    last_band = last_rows * out_w * formats.pixel_beats(K, cfg)
+    last_column = out_w - (-(-out_w // m) - 1) * m
+    pixel_beats = formats.pixel_beats(K, cfg)
+    tail = (last_column + (last_rows - 1) * out_w) * pixel_beats
     cycles = [c for c, _ in emitted]
     end = tiles + OutputReorder.LATENCY - 1
-    assert cycles[-last_band:] == list(range(end, end + last_band))
+    assert cycles[-tail:] == list(range(end, end + tail))
+    assert cycles[-tail - 1] < end - 1, "the final band's first row waited for the band"
 
 
 def test_memory_bits():
