@@ -15,7 +15,7 @@ from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream
 from amaranth.lib.wiring import In, Out
 
-from hw.component import ConfiguredComponent
+from hw.component import ConfiguredComponent, port_member
 from hw.stream_buffer import StreamBuffer
 from sw.config import AccelConfig, require_config, require_count
 from sw.formats import port_pes
@@ -144,7 +144,7 @@ class SparseArray(ConfiguredComponent):
         act, wgt_wr, out = self.layouts(cfg)
         super().__init__(cfg, {
             "act": In(stream.Signature(act)),
-            **{self.load_port_name(p): In(stream.Signature(wgt_wr, always_ready=True))
+            **{port_member("wgt_wr", p): In(stream.Signature(wgt_wr, always_ready=True))
                for p in range(cfg.weight_ports)},
             "out": Out(stream.Signature(out)),
             "k_count": In(range(1, cfg.k_max + 1)),
@@ -157,14 +157,9 @@ class SparseArray(ConfiguredComponent):
             "overflow": Out(1),
         })
 
-    @staticmethod
-    def load_port_name(port: int) -> str:
-        """The member of weight-load port ``port``: ``wgt_wr``, then ``wgt_wr1``."""
-        return "wgt_wr" if port == 0 else f"wgt_wr{port}"
-
     def load_ports(self) -> list:
         """Every weight-load port's ``wgt_wr`` member, in port order."""
-        return [getattr(self, self.load_port_name(p)) for p in range(self._cfg.weight_ports)]
+        return [getattr(self, port_member("wgt_wr", p)) for p in range(self._cfg.weight_ports)]
 
     @staticmethod
     def layouts(cfg: AccelConfig) -> tuple[data.StructLayout, ...]:

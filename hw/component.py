@@ -1,4 +1,5 @@
-"""``ConfiguredComponent``: the base of every component built for one ``AccelConfig``."""
+"""``ConfiguredComponent``: the base of every component built for one ``AccelConfig``, and
+``port_member``: the name of a member repeated per weight-load port."""
 
 from __future__ import annotations
 
@@ -6,7 +7,15 @@ from amaranth.lib import wiring
 
 from sw.config import AccelConfig, require_config
 
-__all__ = ["ConfiguredComponent"]
+__all__ = ["ConfiguredComponent", "port_member"]
+
+
+def port_member(name: str, port: int) -> str:
+    """The name of member (or submodule) ``name`` of weight-load port ``port``
+    (:attr:`sw.config.AccelConfig.weight_ports`): ``name`` for port 0, then ``name1``...;
+    so a one-port design keeps its names (``s_axis_wgt``, ``wgt_wr``) and a second port adds
+    ``s_axis_wgt1``, ``wgt_wr1``."""
+    return name if port == 0 else f"{name}{port}"
 
 
 class ConfiguredComponent(wiring.Component):

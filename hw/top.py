@@ -36,7 +36,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.array import SparseArray
-from hw.component import ConfiguredComponent
+from hw.component import ConfiguredComponent, port_member
 from sw.config import AccelConfig, require_config
 from sw.formats import WEIGHT_BEAT_BYTES, stream_bytes
 from hw.csr import ControlRegisters
@@ -159,7 +159,7 @@ class Accelerator(ConfiguredComponent):
     def weight_port(port: int) -> str:
         """The AXI4-Stream prefix of weight-load port ``port``: ``s_axis_wgt``, then
         ``s_axis_wgt1`` (``AccelConfig.weight_ports`` 2)."""
-        return "s_axis_wgt" if port == 0 else f"s_axis_wgt{port}"
+        return port_member("s_axis_wgt", port)
 
     def elaborate(self, platform):
         m = Module()
@@ -186,7 +186,7 @@ class Accelerator(ConfiguredComponent):
         reorder = m.submodules.reorder = OutputReorder(cfg)
         loaders = [accelerator_loader(cfg, p) for p in range(cfg.weight_ports)]
         for p, loader in enumerate(loaders):
-            m.submodules["loader" if p == 0 else f"loader{p}"] = loader
+            m.submodules[port_member("loader", p)] = loader
         ring = m.submodules.weight_ring = WeightRing(cfg)
 
         # -- AXI4-Lite straight through to the registers ------------------------------------
@@ -334,7 +334,7 @@ class Accelerator(ConfiguredComponent):
             tvalid, tready, tlast = (getattr(self, f"{prefix}_{n}")
                                      for n in ("tvalid", "tready", "tlast"))
             wgt_in = StreamBuffer(loader.i.payload.shape())
-            m.submodules["wgt_in" if p == 0 else f"wgt_in{p}"] = wgt_in
+            m.submodules[port_member("wgt_in", p)] = wgt_in
             wgt_ins.append(wgt_in)
             wiring.connect(m, wgt_in.o, loader.i)
             # With several ports, a port takes one frame per record (RecordJoin.hold).

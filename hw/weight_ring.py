@@ -37,7 +37,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.array import SparseArray
-from hw.component import ConfiguredComponent
+from hw.component import ConfiguredComponent, port_member
 from hw.pe import directory_bank_bit
 from hw.stream_buffer import StreamBuffer
 from sw import formats
@@ -112,8 +112,8 @@ class WeightRing(ConfiguredComponent):
         self._layout = SparseArray.layouts(cfg)[1]
         ports = {}
         for p in range(cfg.weight_ports):
-            ports[self.port_name("i", p)] = In(stream.Signature(self._layout))
-            ports[self.port_name("o", p)] = Out(stream.Signature(self._layout, always_ready=True))
+            ports[port_member("i", p)] = In(stream.Signature(self._layout))
+            ports[port_member("o", p)] = Out(stream.Signature(self._layout, always_ready=True))
         super().__init__(cfg, {
             **ports,
             "committed": In(1),
@@ -124,14 +124,9 @@ class WeightRing(ConfiguredComponent):
             "busy": Out(1),
         })
 
-    @staticmethod
-    def port_name(side: str, port: int) -> str:
-        """The member of weight-load port ``port`` on ``side`` (``"i"`` or ``"o"``)."""
-        return side if port == 0 else f"{side}{port}"
-
     def ports(self) -> list[tuple]:
         """``(i, o)`` of every weight-load port, in port order."""
-        return [(getattr(self, self.port_name("i", p)), getattr(self, self.port_name("o", p)))
+        return [(getattr(self, port_member("i", p)), getattr(self, port_member("o", p)))
                 for p in range(self._cfg.weight_ports)]
 
     def elaborate(self, platform):
@@ -161,7 +156,7 @@ class WeightRing(ConfiguredComponent):
             wr = port_i.payload
             held = StreamBuffer(data.StructLayout({"wr": self._layout,
                                                    "offset": unsigned(len(wr.word.addr))}))
-            m.submodules[self.port_name("held", p)] = held
+            m.submodules[port_member("held", p)] = held
             helds.append(held)
             placed = held.i.payload.wr
             m.d.comb += [
@@ -201,7 +196,7 @@ class WeightRing(ConfiguredComponent):
         busy = []
         for p, (held, (_, port_o)) in enumerate(zip(helds, self.ports())):
             head = held.o.payload
-            on_run = Signal(name=self.port_name("on_run", p))
+            on_run = Signal(name=port_member("on_run", p))
             m.d.comb += [
                 on_run.eq(self.running
                           & ((head.wr.word.en & (head.offset >= room))
