@@ -4,7 +4,7 @@
 default 32-bit counters. The AXI4-Lite side is cocotbext-axi's ``AxiLiteMaster`` bound with
 ``AxiLiteBus.from_prefix(dut, "s_axi")``; its AW, W, B, AR and R channels each get their own
 generator of one :mod:`verif.stalls` pattern (valid gaps on AW/W/AR, back-pressure on B/R).
-The datapath side (``busy``, pulses, counters, ``quant_k``) is driven directly. Every answer
+The datapath side (``busy``, ``run_busy``, pulses, counters, ``quant_k``) is driven directly. Every answer
 is checked against :class:`verif.register_model.RegisterModel`, plus literal expectations for
 the directed cases. Clock, reset and the seed are :class:`verif.streams.StreamBench`'s (a bench
 with no streams): stimulus from :func:`verif.stalls.bench_rng` of the test's name, the run's
@@ -55,8 +55,9 @@ class Bench(StreamBench):
     async def reset(self) -> None:
         """Zero the datapath inputs, bind the AXI master, reset, read the quantisation memory."""
         dut = self.dut
-        for name in ("busy", "done", "error", "overflow", "cycles", "array_cycles", "perf",
-                     "wgt_records", "wgt_channels", "wgt_k_count", "quant_k"):
+        for name in ("busy", "run_busy", "awaited", "done", "error", "overflow", "cycles",
+                     "array_cycles", "perf", "wgt_records", "wgt_channels", "wgt_k_count",
+                     "quant_k"):
             getattr(dut, name).value = 0
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axi"), dut.clk, dut.rst)
         channels = (self.axil.write_if.aw_channel, self.axil.write_if.w_channel,
@@ -110,10 +111,21 @@ class Bench(StreamBench):
         return got
 
     # -- the datapath side ----------------------------------------------------------------------
-    async def set_busy(self, busy: bool) -> None:
+    async def set_busy(self, busy: bool, run: bool = False) -> None:
+        """``busy`` (a run or a weight load), with ``run`` a run (``run_busy``, which alone
+        refuses a START with AWAIT)."""
         await FallingEdge(self.dut.clk)
         self.dut.busy.value = int(busy)
-        self.model.busy = busy
+        self.dut.run_busy.value = int(busy and run)
+        self.model.busy, self.model.run_busy = busy, busy and run
+
+    async def awaited(self) -> None:
+        """An ``awaited`` pulse: the record of an AWAIT run is in, checked by the block."""
+        await FallingEdge(self.dut.clk)
+        self.dut.awaited.value = 1
+        await FallingEdge(self.dut.clk)
+        self.dut.awaited.value = 0
+        self.model.awaited()
 
     async def pulse(self, which: str) -> None:
         await FallingEdge(self.dut.clk)
@@ -206,14 +218,16 @@ async def test_random_accesses(dut, stalls):
     for _ in range(bench.samples):
         r = rng.random()
         if r < 0.05:
-            await bench.set_busy(not bench.model.busy)
+            await bench.set_busy(not bench.model.busy, run=rng.random() < 0.5)
+        elif r < 0.06:
+            await bench.awaited()
         elif r < 0.08:
             await bench.pulse(rng.choice(["done", "error", "overflow"]))
         elif r < 0.13:
             await bench.plausible_shape()
         elif r < 0.15:
-            await bench.write(regmap.CTRL.offset, rng.choice([regmap.CTRL_START,
-                                                              regmap.CTRL_CLEAR]))
+            await bench.write(regmap.CTRL.offset, rng.choice([
+                regmap.CTRL_START, regmap.CTRL_CLEAR, regmap.CTRL_START | regmap.CTRL_AWAIT]))
         elif r < 0.6:
             await bench.write(bench.random_offset(), bench.random_value(), bench.random_strb())
         else:
@@ -235,7 +249,7 @@ async def test_readback_refusal_and_slverr(dut):
     await bench.reset()
     cfg = bench.cfg
     assert await bench.read(regmap.ID.offset) == (OKAY, 0x574E4E57)
-    assert await bench.read(regmap.VERSION.offset) == (OKAY, 2)
+    assert await bench.read(regmap.VERSION.offset) == (OKAY, regmap.VERSION_VALUE)
     # configuration: all-ones of each field, read back
     for reg, bits in regmap.config_bits(cfg).items():
         assert await bench.write(reg.offset, (1 << bits) - 1) == OKAY, reg.name

@@ -35,8 +35,11 @@ def test_system_bench_tiny_case(tmp_path, weight_ports):
     assert rec["bit_exact"] is True
     assert rec["passes"] == 2 and len(rec["per_pass"]) == 2
     assert rec["load_cycles"] > 0 and rec["ideal_cycles"] > 0
-    # the second pass's record loads during the first pass's run (hw.weight_ring)
-    assert 0 < rec["hidden_load_cycles"] < rec["load_cycles"]
+    # the first pass's record loads during its own run (START with AWAIT), the second's during
+    # the first pass's run (hw.weight_ring)
+    first, second = rec["per_pass"]
+    assert first["hidden_load_cycles"] == first["load_cycles"] > 0
+    assert 0 < second["hidden_load_cycles"] <= second["load_cycles"]
     assert rec["run_cycles"] == (rec["load_cycles"] - rec["hidden_load_cycles"]
                                  + rec["compute_cycles"])
     assert rec["run_cycles"] >= rec["array_busy_cycles"] >= rec["ideal_cycles"], rec
