@@ -101,14 +101,19 @@ class Misuse:
         q = layer.qlayer
         if load:
             await self.rtl.load(layer, 0)
+        await self.write_quant(layer)
+        await self.write_shape(x.shape, image.k_count, q)
+        await self.rtl.write(regmap.CTRL.offset, regmap.CTRL_START, "START")
+        return image.k_count
+
+    async def write_quant(self, layer: DeviceLayer) -> None:
+        """The quantisation entries of pass 0 of ``layer``, as the driver writes them."""
+        image, q = layer.packed.passes[0], layer.qlayer
         for k_local in range(image.k_count):
             for field, values in (("bias", q.bias), ("multiplier", q.multiplier),
                                   ("shift", q.shift)):
                 await self.rtl.write(regmap.quant_offset(k_local, field),
                                      int(values[image.k_base + k_local]), "quant")
-        await self.write_shape(x.shape, image.k_count, q)
-        await self.rtl.write(regmap.CTRL.offset, regmap.CTRL_START, "START")
-        return image.k_count
 
     async def write_shape(self, shape: tuple[int, int, int], k_count: int,
                           q: quant.QuantLayer) -> None:
@@ -452,11 +457,7 @@ async def test_start_await(dut):
     x = random_input(cfg, t.rng, q.C, q.pad)
     await t.rtl.load(other, 0)          # a record in already: AWAIT must not take it
 
-    for k_local in range(image.k_count):
-        for field, values in (("bias", q.bias), ("multiplier", q.multiplier),
-                              ("shift", q.shift)):
-            await t.rtl.write(regmap.quant_offset(k_local, field),
-                              int(values[image.k_base + k_local]), "quant")
+    await t.write_quant(layer)
     await t.write_shape(x.shape, image.k_count, q)
     assert await _ctrl(t, start_await) == regmap.RESP_OKAY, "START with AWAIT refused"
     total = t.queue_input(x)
