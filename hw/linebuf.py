@@ -71,7 +71,9 @@ class LineBuffer(ConfiguredComponent):
     Row slots: a ring of :meth:`slots` ``= n + m`` rows. Rows are written in arrival order into
     consecutive slots and released in the same order, so the ring is a FIFO of rows. Band
     ``ty`` needs image rows ``ty·m - pad .. ty·m - pad + n - 1`` (clipped to the image); its
-    patches are read as soon as the last of those rows is complete. When its final patch has
+    patches are read once the last of those rows is complete, or, while that row is still
+    arriving, each patch once the row's pixels up to its last column are in (a patch that
+    reaches the row's last column waits for the row's end). When its final patch has
     been read, the rows that no later band of the frame needs (``m``, ``m - pad`` for the first
     band, every remaining row for the last) are released. A band occupies at most ``n`` slots,
     so the other ``m`` take the next band's rows while it is read: the input is stalled only
@@ -98,7 +100,9 @@ class LineBuffer(ConfiguredComponent):
 
     Latency: the first patch of a band is valid on ``o`` :attr:`LATENCY` cycles after the cycle
     in which the band's last needed input beat is transferred (row count, memory read, the
-    selected elements' register, output register).
+    selected elements' register, output register); a patch read from a row still arriving
+    leaves ``LATENCY + 1`` cycles after the last beat of its last column (the column test is
+    a register). In the cycle after a band's end only a complete band is read.
 
     Throughput: one input beat (``V`` channels) per cycle and one output beat (``P``
     channels' patches, all from the same memory words: ``P`` divides the channels of a word)
@@ -301,11 +305,30 @@ class LineBuffer(ConfiguredComponent):
         advance = Signal()
         issue = Signal()
         band_end = Signal()
+        # The band's last row may still be arriving: a patch whose columns are all in (its last
+        # padded column q0 + n - 1 before the one being written, wx + pad) is read from it
+        # already. The tests are registers of the cycle before, so no carry chain lies on
+        # `issue`: one for the patch column being read, one for the next (when the read moved
+        # on to it), none in the cycle after a band's end. A test made in the cycle before
+        # stays true: wx only grows in a row, and when the row ends the band is complete.
+        rows_ok = done_rows + 1 == band_rows            # the band's last row is being written
+        early = Signal()
+        early_next = Signal()
+        moved = Signal()
+        new_band = Signal()
+        m.d.sync += [
+            early.eq(rows_ok & (wx + pad >= q0 + n)),
+            early_next.eq(rows_ok & (wx + pad >= q0 + (mm + n))),
+            moved.eq(issue & last_c),
+            new_band.eq(band_end),
+        ]
+        early_ok = Mux(moved, early_next & ~new_band, early)
         m.d.comb += [
             advance.eq(~self.o.valid | self.o.ready),
             # band_rows is 0 only while H is 0 (no frame configured): issue nothing then,
             # rather than an endless run of empty patches that moves the read position.
-            issue.eq(advance & (band_rows != 0) & (done_rows >= band_rows)),
+            issue.eq(advance & (band_rows != 0)
+                     & ((done_rows >= band_rows) | early_ok)),
             band_end.eq(issue & last_c & last_tx),
         ]
         with m.If(issue):

@@ -144,12 +144,45 @@ def test_transform_channels(cfg, rng):
                      "stall25", "stall25", slack=30, mismatch=mismatch)
 
 
-def tail_patches(frame: dict) -> int:
-    """Patches of the bands that need the frame's last row: they can only leave after it."""
-    H, _, C, pad = frame["shape"]
-    grid = frame["grid"]
-    bands = sum(ty * grid.m - pad + grid.n >= H for ty in range(grid.tiles_h))
-    return bands * len(frame["expected"]) // grid.tiles_h
+def expected_cycles(cfg: AccelConfig, frames: list[dict], accepted: list[int]) -> list[int]:
+    """The cycle in which each output beat of back-to-back ``frames`` leaves with ``o`` always
+    ready, from the cycles their input beats were taken (``accepted``, in order).
+
+    The rules of :class:`~hw.linebuf.LineBuffer` (Notes, Latency): a beat is issued at most
+    one a cycle, in order, and leaves ``LATENCY - 1`` cycles after its issue. A patch may be
+    issued in the cycle after its band's last row is complete, or, when its last column comes
+    before the row's last one, two cycles after that column's last beat: except in the cycle
+    after the band before ended, when only a complete band is read.
+    """
+    m, n, P = cfg.tile, cfg.n, cfg.transform_channels
+    leaves, prev, prev_band_end, base = [], None, False, 0
+    for frame in frames:
+        H, W, C, pad = frame["shape"]
+        grid, beats = frame["grid"], formats.pixel_beats(C, cfg)
+
+        def taken(y, x):
+            """Cycle of pixel (y, x)'s last beat."""
+            return accepted[base + (y * W + x) * beats + beats - 1]
+
+        for ty in range(grid.tiles_h):
+            last_row = min(ty * m - pad + n - 1, H - 1)
+            complete = taken(last_row, W - 1) + 1
+            for tx in range(grid.tiles_w):
+                last_col = tx * m - pad + n - 1
+                for c in range(0, C, P):
+                    cycle = complete
+                    if last_col <= W - 2:
+                        early = taken(last_row, last_col) + 2
+                        if c == 0 and tx == 0 and prev_band_end:
+                            early = max(early, prev + 2)
+                        cycle = min(cycle, early)
+                    if prev is not None:
+                        cycle = max(cycle, prev + 1)
+                    leaves.append(cycle + LineBuffer.LATENCY - 1)
+                    prev = cycle
+                    prev_band_end = c + P >= C and tx == grid.tiles_w - 1
+        base += len(frame["beats"])
+    return leaves
 
 
 @pytest.mark.parametrize("m, shape", [
@@ -157,14 +190,15 @@ def tail_patches(frame: dict) -> int:
     (4, (9, 11, 3, 1)), (4, (10, 5, 2, 0)), (4, (5, 4, 1, 1)), (4, (3, 3, 3, 0)),
 ])
 def test_throughput_input_bound(m, shape, rng):
-    """With o always ready and few channels, the input is taken every cycle, across frames.
+    """With o always ready and few channels, the input is taken every cycle, across frames,
+    and every beat leaves in the cycle :func:`expected_cycles` gives.
 
     A band's ``tiles_w · C`` patches take fewer cycles than the ``m · W · ceil(C/V)`` beats of
-    the next band, so the input sets the pace: a run of ``N = H·W·ceil(C/V)`` beats (first beat
-    in cycle 0) takes exactly ``N + LATENCY - 1 + tail`` cycles, ``tail`` the patches of the
-    bands that need the last input row: they go out one per cycle from ``LATENCY`` cycles after
-    it. That holds for one frame and for three back-to-back frames of one shape, whose rows
-    stream in while the last bands of the frame before are read.
+    the next band, so the input sets the pace: a patch leaves as soon as the pixels it covers
+    are in (``LATENCY + 1`` cycles after the last of them while its band's last row arrives,
+    ``LATENCY`` after the row's end otherwise). That holds for one frame and for three
+    back-to-back frames of one shape, whose rows stream in while the last bands of the frame
+    before are read.
     """
     cfg = CONFIGS[m]
     for count in (1, 3):
@@ -173,12 +207,7 @@ def test_throughput_input_bound(m, shape, rng):
         assert [p for _, p in emitted] == [p for f in frames for p in f["expected"]]
         beats = sum(len(f["beats"]) for f in frames)
         assert accepted == list(range(beats)), "the input was stalled"
-        tail = tail_patches(frames[-1])
-        cycles = [c for c, _ in emitted]
-        assert cycles[-tail:] == list(range(beats + LineBuffer.LATENCY - 1,
-                                            beats + LineBuffer.LATENCY - 1 + tail)), \
-            "the final bands did not leave one per cycle, LATENCY after the last beat"
-        assert cycles[-1] + 1 == beats + LineBuffer.LATENCY - 1 + tail
+        assert [c for c, _ in emitted] == expected_cycles(cfg, frames, accepted)
 
 
 #: The default stream_values = 8 at m = 2: a beat brings 8 values, a patch takes 4 new ones.
@@ -190,27 +219,38 @@ def test_throughput_patch_bound(shape, rng):
     """With o always ready and many channels, one patch leaves every cycle, no bubble.
 
     A band's ``tiles_w · C`` patches take more cycles than the ``m · W · ceil(C/V)`` beats of
-    the next band, so the reader sets the pace: the first patch leaves ``LATENCY`` cycles after
-    the last beat of band 0's rows (beats in cycles 0, 1, ...), and every other patch in the
-    cycle after the one before, ``R = tiles_h · tiles_w · C`` patches in ``first + R`` cycles.
+    the next band, so the reader sets the pace: the first patch leaves ``LATENCY + 1`` cycles
+    after the last beat of the pixels it covers while band 0's last row is still arriving
+    (``LATENCY`` after the row's end when the patch reaches its last column), and every other
+    patch in the cycle after the one before, ``R = tiles_h · tiles_w · C``
+    patches in ``first + R`` cycles.
     """
     H, W, C, pad = shape
     frame = make_frame(WIDE, rng, *shape, "random")
     accepted, emitted = run_frames_free(LineBuffer(WIDE), [frame], set_shape)
     assert [p for _, p in emitted] == frame["expected"]
-    band0 = min(H, WIDE.n - pad) * W * formats.pixel_beats(C, WIDE)
-    assert accepted[:band0] == list(range(band0))
-    first = band0 - 1 + LineBuffer.LATENCY
-    assert [c for c, _ in emitted] == list(range(first, first + len(frame["expected"])))
+    beats = formats.pixel_beats(C, WIDE)
+    # band 0's rows but the last, and the first patch's columns of the last; or the whole
+    # last row when the patch reaches its last column
+    rows, cols = min(H, WIDE.n - pad) - 1, WIDE.n - pad
+    early = cols < W
+    needed = (rows * W + (cols if early else W)) * beats
+    assert accepted[:needed] == list(range(needed))
+    first = needed - 1 + LineBuffer.LATENCY + early
+    cycles = [c for c, _ in emitted]
+    assert cycles == list(range(first, first + len(frame["expected"])))
+    assert cycles == expected_cycles(WIDE, [frame], accepted)
 
 
 def test_first_patch_latency(rng):
-    """The first patch leaves LATENCY cycles after the last beat of the rows it needs."""
+    """The first patch leaves LATENCY + 1 cycles after the last beat of the pixels it covers,
+    while the rest of band 0's last row is still arriving."""
     cfg = CONFIGS[2]
     frame = make_frame(cfg, rng, 8, 6, 2, 0, "random")
     accepted, emitted = run_frames_free(LineBuffer(cfg), [frame], set_shape)
-    needed = cfg.n * 6 * 1          # band 0 of an unpadded frame needs rows 0 .. n-1 (C <= V)
-    assert emitted[0][0] == accepted[needed - 1] + LineBuffer.LATENCY
+    # band 0 of an unpadded frame needs rows 0 .. n-1, patch 0 columns 0 .. n-1 (C <= V)
+    needed = (cfg.n - 1) * 6 + cfg.n
+    assert emitted[0][0] == accepted[needed - 1] + LineBuffer.LATENCY + 1
 
 
 def test_input_stalls_only_when_full(rng):

@@ -691,13 +691,14 @@ F4_LINE_BUFFER_FRAME_DEPTH, F4_REORDER_FRAME_DEPTH = 38, 37
 def line_buffer(m: Module) -> None:
     """The stream rules on ``o`` for any frame shape and pad, and the row memory's
     ``no_rw_check``: in a cycle where a patch is issued (every bank's read port enabled) and
-    a beat is written, the written row slot is none of the slots whose rows the patch uses
-    (a read of that bank may collide with the write on the block RAM, and its word is
-    dropped)."""
+    a beat is written, a patch row in the written row slot (the band's last row, read while it
+    arrives) reads only columns before the written one, so no address is read and written at
+    once; a read from another slot's banks is dropped if it collides. A cover of a patch read
+    from the row being written."""
     cfg = FRAME_CFG
     dut = LineBuffer(cfg)
     found = elaborate_with_internals(m, dut, ["issue", "accept", "wslot", "head", "pf",
-                                              "rows_left"])
+                                              "rows_left", "wx", "q0"])
     source(m, dut.i, "i")
     sink(m, dut.o, "o")
     # One frame shape for the whole trace (they may change only while idle), out_h, out_w >= 1.
@@ -709,14 +710,20 @@ def line_buffer(m: Module) -> None:
     slots = LineBuffer.slots(cfg)
     issue, accept, wslot = found["issue"], found["accept"], found["wslot"]
     head, pf, rows_left = found["head"], found["pf"], found["rows_left"]
+    # The padded column being written lies past the patch's last one (q0 + n - 1).
+    past = found["wx"] + dut.pad >= found["q0"] + cfg.n
+    in_written = []
     for r in range(cfg.n):
         used = (r >= pf) & (r < rows_left + pf)          # patch row r lies in the image
         ahead = head + (slots + r) - pf                  # its ring slot, plus one lap
         slot = Mux(ahead >= 2 * slots, ahead - 2 * slots,
                    Mux(ahead >= slots, ahead - slots, ahead))
-        m.d.comb += Assert(~(issue & accept & used & (slot == wslot)),
-                           f"no_rw_check: patch row {r}'s slot is written while read")
+        written = issue & accept & used & (slot == wslot)
+        in_written.append(written)
+        m.d.comb += Assert(~written | past,
+                           f"no_rw_check: patch row {r} reads the column being written")
     m.d.comb += Cover(issue & accept)
+    m.d.comb += Cover(Cat(*in_written).any())
 
 
 def output_reorder(m: Module) -> None:
