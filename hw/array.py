@@ -74,9 +74,9 @@ class SparseArray(ConfiguredComponent):
         high bits beyond a PE's own are ignored); a beat with ``valid`` sets at least one
         ``en``. Always ready. The beat is written :attr:`LOAD_LATENCY` cycles later, through
         a register per :attr:`LOAD_GROUP` PEs; :attr:`loading` is high in between. With
-        ``weight_ports`` 2 a second port ``wgt_wr1`` takes the writes of the PEs
-        :func:`sw.formats.port_pes` gives port 1, and ``wgt_wr`` those of port 0; both may
-        write in the same cycle (:meth:`load_ports`).
+        ``weight_ports`` 2 to 4, port ``wgt_wr{p}`` (``wgt_wr`` for ``p = 0``) takes the writes
+        of the PEs :func:`sw.formats.port_pes` gives port ``p``; all may write in the same
+        cycle (:meth:`load_ports`).
     out : Out(stream.Signature(StructLayout{m, k, last}))
         Per tile, ``ceil(k_count / D)`` beats (``D = drain_width``) in ``k`` order: beat ``r``
         has ``k = r · D`` and ``m[j]``, the ``n²`` values ``M[xi, k + j, t]`` row-major, for

@@ -1,7 +1,7 @@
 """``RecordJoin``: one weight record out of its frames on several weight-load ports.
 
-With ``AccelConfig.weight_ports`` 2 the host sends each record as two frames at once, one per
-port, each the record header and its port's PEs' blocks (``sw.formats.record_frames``), and
+With ``AccelConfig.weight_ports`` 2 to 4 the host sends each record as that many frames at
+once, one per port, each the record header and its port's PEs' blocks (``sw.formats.record_frames``), and
 each port has its own loader. This block turns the loaders' outcomes into the record's:
 
 - a port takes one frame per record: once a frame has begun on a port, the port's next frame

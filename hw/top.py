@@ -15,9 +15,9 @@ One run computes one 3×3 stride-1 layer pass (``K ≤ k_max`` output channels) 
                → m_axis_out (stream_values channels of a pixel per beat)
     s_axis_wgt (16 bytes per beat) → stream buffer → WeightLoader → WeightRing → the PEs'
                weight and directory memories (the next pass's record loads beside the
-               running pass); with weight_ports 2 also s_axis_wgt1 → stream buffer →
-               WeightLoader (each port's loader writes half of the PEs) → WeightRing, and a
-               RecordJoin counts a record once both ports' frames are in
+               running pass); with weight_ports 2 to 4 also s_axis_wgt1, ... → stream
+               buffer → WeightLoader (each port's loader writes its share of the PEs) →
+               WeightRing, and a RecordJoin counts a record once every port's frame is in
     s_axi      → ControlRegisters (shape, ReLU modes, quantisation memory, start/busy/done, flags,
                  perf counters)
 
@@ -84,8 +84,9 @@ class Accelerator(ConfiguredComponent):
         wait for the run's end, so it loads at full speed when the two passes' words fit the
         weight memory together.
     s_axis_wgt1_tdata, s_axis_wgt1_tkeep, s_axis_wgt1_tvalid, s_axis_wgt1_tready, s_axis_wgt1_tlast
-        With ``weight_ports`` 2 only: the second weight-load port, in the same beat format. A
-        record is then sent as two frames at once (:func:`sw.formats.record_frames`), each
+        With ``weight_ports`` 2 to 4: the second weight-load port (and ``s_axis_wgt2``,
+        ``s_axis_wgt3`` likewise), in the same beat format. A record is then sent as one frame
+        per port at once (:func:`sw.formats.record_frames`), each
         the record header and the blocks of its port's PEs (:func:`sw.formats.port_pes`),
         loaded by a loader of its own; the record counts (WGT_RECORDS) once both have been
         loaded, and a port takes its next record's frame only then
@@ -158,7 +159,7 @@ class Accelerator(ConfiguredComponent):
     @staticmethod
     def weight_port(port: int) -> str:
         """The AXI4-Stream prefix of weight-load port ``port``: ``s_axis_wgt``, then
-        ``s_axis_wgt1`` (``AccelConfig.weight_ports`` 2)."""
+        ``s_axis_wgt1``, ... (``AccelConfig.weight_ports`` 2 to 4)."""
         return port_member("s_axis_wgt", port)
 
     def elaborate(self, platform):

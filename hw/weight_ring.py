@@ -22,9 +22,10 @@ at full speed when the two passes' words fit the memory together (the larger of 
 records' per-PE word counts, summed, at most ``wmem_depth``), and otherwise finishes after the
 run, as it would have without the ring.
 
-With two weight-load ports (``AccelConfig.weight_ports``) the ring has an input and an output
-per port, each placing its own loader's writes (a share of the PEs, ``sw.formats.port_pes``)
-with the same ``base`` and bank; a record's span is the highest word over both.
+With several weight-load ports (``AccelConfig.weight_ports``) the ring has an input and an
+output per port, each placing its own loader's writes (a share of the PEs,
+``sw.formats.port_pes``) with the same ``base`` and bank; a record's span is the highest word
+over all of them.
 """
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ class WeightRing(ConfiguredComponent):
         The loader's writes (:attr:`hw.loader.WeightLoader.wr`), each beat a directory entry
         (``entry``), a weight word (``word``) or both, of PE ``pe``, a beat with ``valid``
         setting at least one ``en``: addresses as in the record (directory entry ``c`` at
-        ``c``, weight word ``j`` at ``j``). ``ready`` is a register. ``i1`` (with
-        ``weight_ports`` 2 only) is the second port's loader: its beats are placed alike, with
+        ``c``, weight word ``j`` at ``j``). ``ready`` is a register. ``i1``, ... (with
+        ``weight_ports`` 2 to 4) are the other ports' loaders: its beats are placed alike, with
         the same ``base`` and bank, independently of ``i``'s.
     o, o1 : Out(stream.Signature(SparseArray.layouts(cfg)[1], always_ready=True))
         The same beats, both halves placed: the word at ``(base + j) mod wmem_depth``, the

@@ -105,7 +105,7 @@ class AccelConfig:
         of two (1..16): a beat carries up to ``stream_values`` channels of one pixel, so
         ``tdata`` is ``stream_values · 8 · ceil(act_bits / 8)`` bits (64 at the default 8).
     weight_ports : int
-        Weight-load streams (1 or 2): each has its own loader over a contiguous share of the
+        Weight-load streams (1 to 4): each has its own loader over a contiguous share of the
         PEs (:func:`sw.formats.port_pes`) and takes that share of every record
         (:func:`sw.formats.record_frames`), so a record loads up to ``weight_ports`` times as
         fast. Port ``p`` is ``s_axis_wgt`` for ``p = 0`` and ``s_axis_wgt{p}`` after.
@@ -179,7 +179,7 @@ class AccelConfig:
             bad("transform_channels", f"a power of two that divides act_width = "
                                       f"{self.act_width}, drain_width = {self.drain_width} "
                                       f"and the {word} channels of a line-buffer memory word")
-        check_int("weight_ports", 1, 2)
+        check_int("weight_ports", 1, 4)
         if not isinstance(self.overflow, str) or self.overflow not in OVERFLOW_MODES:
             bad("overflow", f"one of {', '.join(OVERFLOW_MODES)}")
         check_int("bias_bits", 2, 48)

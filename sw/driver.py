@@ -258,7 +258,7 @@ class Transport(Protocol):
     records go to ``s_axis_wgt``, activations to ``s_axis_act``, outputs come from
     ``m_axis_out``; a frame is one AXI4-Stream packet (``tlast`` on its final beat). A weight
     record is given as its frames' ``tdata`` bytes, one frame per weight-load port
-    (:func:`sw.formats.record_frames`: ``s_axis_wgt``, then ``s_axis_wgt1``); an activation frame as a
+    (:func:`sw.formats.record_frames`: ``s_axis_wgt``, then ``s_axis_wgt1``, ...); an activation frame as a
     :class:`sw.formats.ActivationFrame`, every beat's ``tdata`` bytes with one ``tkeep`` bit per
     byte (the beat format of :func:`sw.formats.pack_activations`: ``stream_values`` channels of
     one pixel per beat, a pixel's last beat partial).

@@ -24,6 +24,7 @@ SEED = 7
     ("tiles_in_flight", 1, "an integer in [2, 8]"),
     ("overflow", "clip", "one of wrap, saturate"),
     ("shift_bits", 9, "an integer in [1, 8]"),
+    ("weight_ports", 5, "an integer in [1, 4]"),
     ("lanes", 0, "an integer in [1, 64]"),
     ("lanes", (1, 2, 3), "one integer in [1, 64], or 16 of them (one per Winograd coordinate "
                          "of F(2,3))"),

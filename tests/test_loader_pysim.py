@@ -590,10 +590,13 @@ def test_port_records(name, beat_bytes, rng):
 def test_port_pes_split():
     """The ports split the PEs into contiguous runs that cover them once, sizes within one."""
     for tile in (2, 4):
-        cfg = AccelConfig(tile=tile, weight_ports=2)
-        runs = [formats.port_pes(cfg, p) for p in range(2)]
-        assert [xi for r in runs for xi in r] == list(range(cfg.coords))
-        assert abs(len(runs[0]) - len(runs[1])) <= 1
+        for ports in (2, 3, 4):
+            cfg = AccelConfig(tile=tile, weight_ports=ports)
+            runs = [formats.port_pes(cfg, p) for p in range(ports)]
+            assert [xi for r in runs for xi in r] == list(range(cfg.coords))
+            assert max(map(len, runs)) - min(map(len, runs)) <= 1
     assert formats.port_pes(AccelConfig(), 0) == range(16)
+    assert [formats.port_pes(AccelConfig(weight_ports=3), p) for p in range(3)] == \
+        [range(0, 6), range(6, 11), range(11, 16)]
     with pytest.raises(ValueError, match="port 2 of 2"):
         formats.port_pes(AccelConfig(weight_ports=2), 2)

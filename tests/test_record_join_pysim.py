@@ -20,16 +20,17 @@ from sw.config import AccelConfig
 CFG = AccelConfig(weight_ports=2, c_max=8, k_max=4)
 
 
-def simulate(script: list[dict]) -> list[dict]:
+def simulate(script: list[dict], cfg: AccelConfig = CFG) -> list[dict]:
     """Drive one cycle per ``script`` entry, ``{(port, field): value}`` (the strobes 0 unless
     given, the status fields holding their last value), and return what each cycle shows."""
-    dut = RecordJoin(CFG)
+    dut = RecordJoin(cfg)
+    ports = range(cfg.weight_ports)
     seen = []
 
     async def bench(ctx):
-        status = {p: {"channels": 0, "k_count": 0, "k_base": 0} for p in range(2)}
+        status = {p: {"channels": 0, "k_count": 0, "k_base": 0} for p in ports}
         for drive in script:
-            for p in range(2):
+            for p in ports:
                 for name in ("beat", "last", "good", "bad"):
                     ctx.set(dut.port[p][name], drive.get((p, name), 0))
                 for name in status[p]:
@@ -114,6 +115,27 @@ def test_rejected_frame_ends_after_its_record_is_joined():
     assert [n for n, s in enumerate(seen) if s["rejected"]] == [4]
     assert not seen[8]["hold"] & 2, "port 1's next frame held after its rejected one"
     assert [n for n, s in enumerate(seen) if s["committed"]] == [12]
+    assert seen[-1]["records"] == 1
+
+
+def test_four_ports_join_at_the_last():
+    """Four ports (``weight_ports`` 4) end their frames in the order 2, 0, 3, 1: each holds its
+    next frame from the cycle after its last beat, the record counts the cycle after the last
+    port's outcome; a second record on which port 3's header differs is rejected."""
+    cfg = AccelConfig(weight_ports=4, c_max=8, k_max=4)
+    order = [2, 0, 3, 1]
+    script = [step for p in order for step in frame(p, 2) + [good(p)]] + [{}, {}]
+    seen = simulate(script, cfg)
+    ends = {p: 3 * n + 1 for n, p in enumerate(order)}      # the cycle of p's last beat
+    for p in range(4):
+        assert [(s["hold"] >> p) & 1 for s in seen[:12]] == \
+            [int(ends[p] < c) for c in range(12)], f"port {p}'s hold"
+    assert [n for n, s in enumerate(seen) if s["committed"]] == [12]
+    assert seen[-1]["records"] == 1 and seen[-1]["hold"] == 0
+    differ = [step for p in range(4) for step in frame(p, 1)] + \
+        [merge(good(0), good(1), good(2), good(3, k_base=8)), {}, {}]
+    seen = simulate(script + differ, cfg)
+    assert [n for n, s in enumerate(seen) if s["rejected"]] == [len(script) + 5]
     assert seen[-1]["records"] == 1
 
 

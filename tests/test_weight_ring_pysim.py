@@ -678,15 +678,16 @@ def two_port_run(cfg: AccelConfig, records: list[tuple[list[dict], str]], runs: 
     return left
 
 
-def test_two_ports_share_base_and_bank(rng):
-    """Two ports place their PEs' writes with one ``base`` and bank: a record's span is its
-    largest word count over both ports' PEs, so the next record starts past the farther one
-    whichever port wrote it; records load beside a run and wait at its edge on both ports; a
-    rejected record's words are forgotten on both."""
+@pytest.mark.parametrize("ports", [2, 3, 4])
+def test_ports_share_base_and_bank(ports, rng):
+    """Two to four ports place their PEs' writes with one ``base`` and bank: a record's span
+    is its largest word count over all ports' PEs, so the next record starts past the
+    farthest one whichever port wrote it; records load beside a run and wait at its edge on
+    every port; a rejected record's words are forgotten on all."""
     seed = int(rng.integers(1 << 31))
     print(f"seed {seed}")
     pyrng = random.Random(seed)
-    cfg = CFG16_2
+    cfg = replace(CFG16, weight_ports=ports)
     records = []
     for r in range(12):
         counts = word_counts(cfg, pyrng, pyrng.randint(1, cfg.wmem_depth // 2))
@@ -694,8 +695,8 @@ def test_two_ports_share_base_and_bank(rng):
         records.append((make_record(cfg, pyrng, counts, paired=pyrng.random() < 0.5), outcome))
     left = two_port_run(cfg, records, {2: 150, 6: 40, 9: 300}, pyrng)
     assert all(left.values()), "a port sent nothing"
-    # both ports were busy in the same cycles: the two loaders' rates add up
-    assert set(left[0]) & set(left[1])
+    # all ports were busy in the same cycles: the loaders' rates add up
+    assert set.intersection(*(set(cycles) for cycles in left.values()))
 
 
 def test_two_ports_span_is_the_farther_port():

@@ -37,7 +37,7 @@ class AxiTransport:
     ----------
     dut : cocotb handle
         The ``accelerator`` top level (``clk``, ``rst``, ``s_axis_act_*``, ``s_axis_wgt_*``
-        and, with two weight-load ports, ``s_axis_wgt1_*``, ``m_axis_out_*``, ``s_axi_*``).
+        and, with several weight-load ports, ``s_axis_wgt1_*``, ..., ``m_axis_out_*``, ``s_axi_*``).
     stalls : str
         Stall pattern of every AXI stream, a name of :data:`verif.stalls.PATTERNS`; ``"none"``
         runs at full rate.

@@ -23,10 +23,10 @@ Cases
 - **Configuration** (:data:`SYSTEM_CONFIG`): the bench's array (:data:`verif.bench.BENCH_CONFIG`:
   64 multipliers, ``k_max`` 64, ``c_max`` 256, ``wmem_depth`` 2048), so the 128- and
   256-channel layers run as 2 and 4 passes over output channels, each pass re-streaming the
-  image; and two weight-load ports (``weight_ports`` 2: each record as two frames at once,
-  ``s_axis_wgt`` and ``s_axis_wgt1``, each over half of the PEs), so a record loads at two
-  body units a cycle, which the 128- and 256-channel layers' loads need (docs/results.md,
-  "Two weight-load ports"). ``c_max`` is 256 and not the default 64 because the driver splits a layer over output
+  image; and four weight-load ports (``weight_ports`` 4: each record as four frames at once,
+  ``s_axis_wgt`` to ``s_axis_wgt3``, each over a quarter of the PEs), so a record loads at
+  four body units a cycle: the first pass's record is the one load no pass hides, and the 128-
+  and 256-channel layers' records are long (docs/results.md, "Four weight-load ports"). ``c_max`` is 256 and not the default 64 because the driver splits a layer over output
   channels only: a layer with ``C > c_max`` is refused (:func:`sw.formats.pack_layer`). Any
   other configuration can be given with ``--config`` (cases it cannot run are refused by name).
 
@@ -101,9 +101,9 @@ __all__ = ["SYSTEM_CONFIG", "SYSTEM_LAYERS", "DEFAULT_GRID", "RECORD_KEYS", "Spe
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: The accelerator under test: the array of ``make bench`` with two weight-load ports (see the
+#: The accelerator under test: the array of ``make bench`` with four weight-load ports (see the
 #: module docstring).
-SYSTEM_CONFIG = dataclasses.replace(BENCH_CONFIG, weight_ports=2)
+SYSTEM_CONFIG = dataclasses.replace(BENCH_CONFIG, weight_ports=4)
 #: VGG-nagadomi layers at full size: channels (``C = K``) and the square map's side.
 SYSTEM_LAYERS = {"conv64": (64, 32), "conv128": (128, 16), "conv256": (256, 8)}
 #: The default subset (``make bench``): conv64, both prunings, one point w = 0.2, a = 0.5; about
@@ -390,34 +390,37 @@ def summary(records: list[dict]) -> dict:
 
 
 def plot(records: list[dict], img: Path) -> Path:
-    """``img/system_cycles.png``: per case, the cycles (run split into the weight loads no run
-    hides and START to DONE, array busy, ideal, dense Winograd) and the three ratios against their targets."""
+    """``img/system_cycles.png``: per case, the cycles on a log scale (run split into the weight
+    loads no run hides and START to DONE, array busy, ideal; dense Winograd a mark), and below
+    them the three ratios against their targets."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     img.mkdir(parents=True, exist_ok=True)
-    fig, (ax, rx) = plt.subplots(1, 2, figsize=(11, 4.2), width_ratios=(3, 2))
+    fig, (ax, rx) = plt.subplots(2, 1, figsize=(max(8.0, 0.42 * len(records) + 2), 7.5),
+                                 sharex=True)
     xs = np.arange(len(records))
-    labels = [f"{r['layer']}\n{r['pruning']}\nw={r['w_target']} a={r['a_target']}"
+    labels = [f"{r['layer']} {r['pruning']}\nw {r['w_target']} a {r['a_target']}"
               for r in records]
-    width = 0.2
+    width = 0.25
     load = [r["load_cycles"] - r.get("hidden_load_cycles", 0) for r in records]
     compute = [r["compute_cycles"] for r in records]
-    ax.bar(xs - 1.5 * width, load, width, label="run: weight loads (not hidden)",
-           color="tab:gray")
-    ax.bar(xs - 1.5 * width, compute, width, bottom=load, label="run: START to DONE",
+    ax.bar(xs - width, load, width, label="run: weight loads (not hidden)", color="tab:gray")
+    ax.bar(xs - width, compute, width, bottom=load, label="run: START to DONE",
            color="tab:red")
-    ax.bar(xs - 0.5 * width, [r["array_busy_cycles"] for r in records], width,
-           label="array busy", color="tab:orange")
-    ax.bar(xs + 0.5 * width, [r["ideal_cycles"] for r in records], width,
+    ax.bar(xs, [r["array_busy_cycles"] for r in records], width, label="array busy",
+           color="tab:orange")
+    ax.bar(xs + width, [r["ideal_cycles"] for r in records], width,
            label="ideal (pairs / multipliers)", color="tab:green")
-    ax.bar(xs + 1.5 * width, [r["dense_winograd_cycles"] for r in records], width,
-           label="dense Winograd, same multipliers", color="tab:blue")
-    ax.set_xticks(xs, labels, fontsize=7)
+    ax.scatter(xs, [r["dense_winograd_cycles"] for r in records], marker="_", s=120,
+               color="tab:blue", label="dense Winograd, same multipliers")
+    ax.set_yscale("log")
+    low = min(min(r["ideal_cycles"], r["run_cycles"]) for r in records)
+    ax.set_ylim(low / 4, max(r["dense_winograd_cycles"] for r in records) * 12)
     ax.set_ylabel("cycles")
     ax.set_title("whole accelerator (RTL), full-size VGG-nagadomi layers", fontsize=10)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, ncols=5, loc="upper left")
     ratios = (("ideal_over_run", "ideal / run (target 0.80)", "tab:green", 0.8),
               ("busy_over_run", "busy / run (target 0.90)", "tab:orange", 0.9))
     for i, (key, label, color, target) in enumerate(ratios):
@@ -427,10 +430,10 @@ def plot(records: list[dict], img: Path) -> Path:
     rx.bar(xs + width, [r["speedup_vs_dense"] / r["speedup_target"] for r in records], width,
            label="speedup vs dense / 0.8/(w·a) (target 1)", color="tab:blue")
     rx.hlines(1.0, xs[0] - 0.5, xs[-1] + 0.5, colors="tab:blue", linestyles="--", lw=0.8)
-    rx.set_xticks(xs, labels, fontsize=7)
-    rx.set_ylim(0, 1.1)
+    rx.set_xticks(xs, labels, fontsize=7, rotation=90)
+    rx.set_ylim(0, 1.35)
     rx.set_title("against the wide-stream targets (dashed)", fontsize=10)
-    rx.legend(fontsize=7, loc="upper right")
+    rx.legend(fontsize=7, ncols=3, loc="upper left")
     fig.tight_layout()
     path = img / "system_cycles.png"
     fig.savefig(path, dpi=90)
@@ -466,7 +469,7 @@ def main(argv=None) -> int:
     parser.add_argument("--a", nargs="+", type=float, metavar="A", help="activation densities")
     parser.add_argument("--config", type=Path, metavar="FILE.json",
                         help="accelerator configuration (default: SYSTEM_CONFIG, "
-                             "verif.bench.BENCH_CONFIG with two weight-load ports)")
+                             "verif.bench.BENCH_CONFIG with four weight-load ports)")
     parser.add_argument("--simulator", choices=("icarus", "verilator"),
                         help="simulator (default: Verilator when available)")
     parser.add_argument("--seed", type=int, default=1, help="stimulus seed (%(default)s)")

@@ -22,9 +22,9 @@ TINY = AccelConfig(tile=2, c_max=8, k_max=4, w_max=8, wmem_depth=32, fifo_depth=
 
 
 @pytest.mark.cocotb
-@pytest.mark.parametrize("weight_ports", [1, 2])
+@pytest.mark.parametrize("weight_ports", [1, 4])
 def test_system_bench_tiny_case(tmp_path, weight_ports):
-    """One two-pass case with one weight-load port and with two (the system bench's)."""
+    """One two-pass case with one weight-load port and with four (the system bench's)."""
     spec = Spec("tiny", 8, 6, "balanced", 0.5, 0.5)
     cfg = dataclasses.replace(TINY, weight_ports=weight_ports)
     (rec,) = run_system_bench(cfg, [spec], tmp_path, seed=session_seed(),
