@@ -144,7 +144,6 @@ class WeightRing(ConfiguredComponent):
             return Mux(total >= depth, total - depth, total)
 
         base = Signal(range(depth))          # where the record being loaded starts
-        span = Signal(range(depth + 1))      # its words so far (its highest word + 1)
         last_span = Signal(range(depth + 1))  # the words of the last committed record
         load_bank = Signal()                 # the directory bank the loader writes
         room = Signal(range(depth + 1))      # running: word offsets below this are free
@@ -174,22 +173,27 @@ class WeightRing(ConfiguredComponent):
                 placed.entry.data[:start_bits].eq(ring(wr.entry.data[:start_bits] + base)),
             ]
             reaches.append((port_i.valid & port_i.ready & wr.word.en, wr.word.addr))
-        if len(reaches) == 1:
-            (took, addr), = reaches
-            with m.If(took & (addr >= span)):
-                m.d.sync += span.eq(addr + 1)
-        else:
-            # Both ports' writes in one cycle: the record reaches the farther of the two.
-            reach = span
-            for took, addr in reaches:
-                end = Mux(took, addr + 1, 0)
-                reach = Mux(end > reach, end, reach)
-            m.d.sync += span.eq(reach)
+        # Each port's reach (its highest word + 1 so far) in a register of its own, so a
+        # port's path is one compare however many ports there are (four compares in series
+        # were the routed critical path with four ports, docs/fpga.md); the record's span,
+        # the farthest reach, is only read when the record commits.
+        reaches_r = []
+        for p, (took, addr) in enumerate(reaches):
+            reach = Signal(range(depth + 1), name=port_member("reach", p))
+            reaches_r.append(reach)
+            with m.If(took & (addr >= reach)):
+                m.d.sync += reach.eq(addr + 1)
+        farthest = reaches_r
+        while len(farthest) > 1:
+            pairs = [Mux(a > b, a, b) for a, b in zip(farthest[::2], farthest[1::2])]
+            farthest = pairs + farthest[len(pairs) * 2:]
+        span = Signal(range(depth + 1))      # the record's words so far (its highest word + 1)
+        m.d.comb += span.eq(farthest[0])
         with m.If(self.committed):
-            m.d.sync += [base.eq(ring(base + span)), last_span.eq(span), span.eq(0),
+            m.d.sync += [base.eq(ring(base + span)), last_span.eq(span),
                          load_bank.eq(~load_bank)]
-        with m.If(self.rejected):
-            m.d.sync += span.eq(0)
+        with m.If(self.committed | self.rejected):
+            m.d.sync += [reach.eq(0) for reach in reaches_r]
         with m.If(self.start):
             m.d.sync += [self.bank.eq(~load_bank), room.eq(depth - last_span)]
 
