@@ -64,10 +64,10 @@ class WeightRing(ConfiguredComponent):
         (``entry``), a weight word (``word``) or both, of PE ``pe``, a beat with ``valid``
         setting at least one ``en``: addresses as in the record (directory entry ``c`` at
         ``c``, weight word ``j`` at ``j``). ``ready`` is a register. ``i1``, ... (with
-        ``weight_ports`` 2 to 4) are the other ports' loaders: its beats are placed alike, with
+        ``weight_ports`` 2 to 4) are the other ports' loaders: their beats are placed alike, with
         the same ``base`` and bank, independently of ``i``'s.
     o, o1 : Out(stream.Signature(SparseArray.layouts(cfg)[1], always_ready=True))
-        The same beats, both halves placed: the word at ``(base + j) mod wmem_depth``, the
+        The same beats, every port's placed: the word at ``(base + j) mod wmem_depth``, the
         entry at ``c + bank · 2**directory_bank_bit(cfg)`` with ``start`` moved to
         ``(start + base) mod wmem_depth``; ``pe`` and the ``en`` bits unchanged. A half whose
         ``en`` is clear is moved all the same (it writes nothing). ``valid`` and the payload
