@@ -26,9 +26,11 @@ Cases
   image; and four weight-load ports (``weight_ports`` 4: each record as four frames at once,
   ``s_axis_wgt`` to ``s_axis_wgt3``, each over a quarter of the PEs), so a record loads at
   four body units a cycle: the first pass's record is the one load no pass hides, and the 128-
-  and 256-channel layers' records are long (docs/results.md, "Four weight-load ports"). ``c_max`` is 256 and not the default 64 because the driver splits a layer over output
-  channels only: a layer with ``C > c_max`` is refused (:func:`sw.formats.pack_layer`). Any
-  other configuration can be given with ``--config`` (cases it cannot run are refused by name).
+  and 256-channel layers' records are long (docs/results.md, "A band's last row read as it
+  arrives (0abfec7), and four weight-load ports"). ``c_max`` is 256 and not the default 64
+  because the driver splits a layer over output channels only: a layer with ``C > c_max`` is
+  refused (:func:`sw.formats.pack_layer`). Any other configuration can be given with
+  ``--config`` (cases it cannot run are refused by name).
 
 Record keys (``build/bench/system.json``, one per case)
 -------------------------------------------------------
